@@ -1,0 +1,125 @@
+"""The tier ladder: named tiers, cheapest first, with the models that belong to each and their prices."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+
+class TierError(ValueError):
+    """A tier ladder file that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One rung of the ladder: a name, the models that count as it, and list prices per million tokens."""
+
+    name: str
+    models: tuple[str, ...]
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+
+    @property
+    def model(self) -> str:
+        """The model a router answer recommends for this tier (the first one listed)."""
+        return self.models[0]
+
+    def token_cost(self, input_tokens: float, output_tokens: float) -> float:
+        """Price of an attempt in USD from its token counts, so costs can be estimated where none is logged."""
+        return (input_tokens * self.input_usd_per_mtok + output_tokens * self.output_usd_per_mtok) / 1e6
+
+
+@dataclass(frozen=True)
+class TierLadder:
+    """Tiers ordered cheapest first; the last one is the top tier every router can fall back to."""
+
+    tiers: tuple[Tier, ...]
+    source: str = field(default="<default>", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.tiers:
+            raise TierError(f"{self.source}: a tier ladder needs at least one [[tier]]")
+        names = [t.name for t in self.tiers]
+        if len(set(names)) != len(names):
+            raise TierError(f"{self.source}: tier names must be unique, got {names}")
+        owners: dict[str, str] = {}
+        for tier in self.tiers:
+            for model in tier.models:
+                if model in owners:
+                    raise TierError(
+                        f"{self.source}: model {model!r} is listed in tiers {owners[model]!r} and {tier.name!r}"
+                    )
+                owners[model] = tier.name
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> TierLadder:
+        """Read a ladder TOML file, or the shipped Claude ladder when no path is given."""
+        if path is None:
+            text = resources.files("classifier").joinpath("default_tiers.toml").read_text()
+            source = "<default Claude ladder>"
+        else:
+            try:
+                text = Path(path).read_text()
+            except OSError as exc:
+                raise TierError(f"cannot read tier ladder {path}: {exc.strerror}") from exc
+            source = str(path)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise TierError(f"{source}: not valid TOML: {exc}") from exc
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> TierLadder:
+        """Build a ladder from the TOML/manifest shape `{"tier": [{name, models, prices}, ...]}`."""
+        entries = data.get("tier")
+        if not isinstance(entries, list) or not entries:
+            raise TierError(f"{source}: expected one or more [[tier]] tables")
+        tiers = []
+        for i, entry in enumerate(entries):
+            where = f"{source}: tier #{i + 1}"
+            try:
+                name = entry["name"]
+                models = entry["models"]
+                prices = (float(entry["input_usd_per_mtok"]), float(entry["output_usd_per_mtok"]))
+            except KeyError as exc:
+                raise TierError(f"{where}: missing key {exc.args[0]!r}") from exc
+            except (TypeError, ValueError) as exc:
+                raise TierError(f"{where}: prices must be numbers") from exc
+            if not isinstance(name, str) or not name:
+                raise TierError(f"{where}: 'name' must be a non-empty string")
+            if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
+                raise TierError(f"{where} ({name}): 'models' must be a non-empty list of strings")
+            if min(prices) < 0:
+                raise TierError(f"{where} ({name}): prices cannot be negative")
+            tiers.append(Tier(name, tuple(models), *prices))
+        return cls(tuple(tiers), source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The TOML/manifest shape, so a ladder can travel inside a model bundle."""
+        return {"tier": [{**asdict(t), "models": list(t.models)} for t in self.tiers]}
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.tiers]
+
+    @property
+    def top(self) -> Tier:
+        return self.tiers[-1]
+
+    def __len__(self) -> int:
+        return len(self.tiers)
+
+    def index(self, name: str) -> int:
+        """Position of a tier by name; raises KeyError naming the known tiers when it is not one."""
+        for i, tier in enumerate(self.tiers):
+            if tier.name == name:
+                return i
+        raise KeyError(f"unknown tier {name!r}; tiers are {self.names}")
+
+    def model_to_tier(self) -> dict[str, int]:
+        """Map of every model name in the ladder to its tier index."""
+        return {m: i for i, t in enumerate(self.tiers) for m in t.models}

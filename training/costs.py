@@ -1,0 +1,56 @@
+"""The cost rule: what an attempt, or an untried tier on a request, costs in USD.
+
+Per (request, tier), in order of preference (see docs/architecture.md):
+1. the mean logged `cost_usd` of that tier's attempts on the request;
+2. input and output tokens at the tier's list prices;
+3. characters at about 4 a token: the prompt for input, `output_chars` for output;
+4. the tier's mean cost per request over the requests costed by 1-3 in the same logs;
+5. the prompt's characters / 4 at the input price plus DEFAULT_OUTPUT_TOKENS at the output price.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from classifier.tiers import TierLadder
+
+CHARS_PER_TOKEN = 4.0
+DEFAULT_OUTPUT_TOKENS = 256
+
+
+def attempt_cost(frame: pl.DataFrame, ladder: TierLadder) -> pl.Expr:
+    """Cost of each attempt row by rules 1-3 (null where none applies); needs a `tier` index column."""
+    columns = set(frame.columns)
+    in_price = pl.col("tier").replace_strict(
+        list(range(len(ladder))), [t.input_usd_per_mtok for t in ladder.tiers], return_dtype=pl.Float64
+    )
+    out_price = pl.col("tier").replace_strict(
+        list(range(len(ladder))), [t.output_usd_per_mtok for t in ladder.tiers], return_dtype=pl.Float64
+    )
+    cost = pl.lit(None, dtype=pl.Float64)
+    if "output_chars" in columns:
+        chars_in = pl.col("prompt").str.len_chars() / CHARS_PER_TOKEN
+        chars_out = pl.col("output_chars") / CHARS_PER_TOKEN
+        cost = (chars_in * in_price + chars_out * out_price) / 1e6
+    if "input_tokens" in columns and "output_tokens" in columns:
+        tokens = (pl.col("input_tokens") * in_price + pl.col("output_tokens") * out_price) / 1e6
+        cost = pl.coalesce(tokens, cost)
+    if "cost_usd" in columns:
+        cost = pl.coalesce(pl.col("cost_usd"), cost)
+    return cost
+
+
+def fill_missing_costs(per_request: pl.DataFrame, ladder: TierLadder) -> pl.DataFrame:
+    """Fill `cost_<tier>` where rules 1-3 gave nothing, by rule 4 and then rule 5."""
+    prompt_tokens = pl.col("prompt").str.len_chars() / CHARS_PER_TOKEN
+    filled = []
+    for tier in ladder.tiers:
+        column = f"cost_{tier.name}"
+        mean = per_request[column].mean()
+        fallback = (
+            pl.lit(mean, dtype=pl.Float64)
+            if mean is not None
+            else (prompt_tokens * tier.input_usd_per_mtok + DEFAULT_OUTPUT_TOKENS * tier.output_usd_per_mtok) / 1e6
+        )
+        filled.append(pl.col(column).fill_null(fallback))
+    return per_request.with_columns(filled)

@@ -1,0 +1,207 @@
+"""Labelling: each request's cheapest successful tier, with censoring stated instead of guessed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from classifier.tiers import TierLadder
+from training.costs import attempt_cost, fill_missing_costs
+from training.logs import SOURCE_FILE, SOURCE_ROW, AttemptLog, read_attempts
+
+SOLVED, UNSOLVED, CENSORED = "solved", "unsolved", "censored"
+ATTEMPT_COLUMNS = {
+    "request_id",
+    "prompt",
+    "messages",
+    "model",
+    "success",
+    "score",
+    "cost_usd",
+    "input_tokens",
+    "output_tokens",
+    "latency_ms",
+    "timestamp",
+    "output_chars",
+    "tier",
+    "_cost",
+    SOURCE_FILE,
+    SOURCE_ROW,
+}
+
+
+@dataclass
+class Labels:
+    """One row per request (`frame`) and what was left out of it on the way (unknown models)."""
+
+    frame: pl.DataFrame
+    ladder: TierLadder
+    attempts: int
+    unknown_models: Counter[str] = field(default_factory=Counter)
+
+    def success_matrix(self) -> pl.DataFrame:
+        """The `success_<tier>` columns, cheapest first (null where a tier was never tried)."""
+        return self.frame.select(f"success_{name}" for name in self.ladder.names)
+
+    def cost_matrix(self) -> pl.DataFrame:
+        """The `cost_<tier>` columns, cheapest first."""
+        return self.frame.select(f"cost_{name}" for name in self.ladder.names)
+
+
+def label_requests(log: AttemptLog, ladder: TierLadder) -> Labels:
+    """Label every request with the cheapest tier that succeeded and whether that label is certain.
+
+    solved: a tier succeeded and every cheaper tier was tried and failed. unsolved: every tier was tried and
+    none succeeded (labelled with the top tier). censored: a tier below the cheapest success (or, with no
+    success, any tier) was never tried, so the true label is unknown; the label is then the cheapest
+    success seen, or null.
+    """
+    attempts = log.frame
+    model_tier = ladder.model_to_tier()
+    attempts = attempts.with_columns(
+        pl.col("model").replace_strict(model_tier, default=None, return_dtype=pl.Int64).alias("tier")
+    )
+    unknown = attempts.filter(pl.col("tier").is_null())
+    unknown_models: Counter[str] = Counter(dict(unknown.group_by("model").len().iter_rows()))
+    attempts = attempts.filter(pl.col("tier").is_not_null())
+    attempts = attempts.with_columns(attempt_cost(attempts, ladder).alias("_cost"))
+
+    extras = [c for c in attempts.columns if c not in ATTEMPT_COLUMNS]
+    requests = attempts.group_by("request_id", maintain_order=True).agg(
+        pl.col("prompt").first(), *(pl.col(c).drop_nulls().first() for c in extras)
+    )
+    per_tier = attempts.group_by("request_id", "tier").agg(
+        pl.col("success").any().alias("success"), pl.col("_cost").mean().alias("cost")
+    )
+    for index, name in enumerate(ladder.names):
+        tier_rows = per_tier.filter(pl.col("tier") == index).select(
+            "request_id", pl.col("success").alias(f"success_{name}"), pl.col("cost").alias(f"cost_{name}")
+        )
+        requests = requests.join(tier_rows, on="request_id", how="left")
+    requests = fill_missing_costs(requests, ladder)
+    return Labels(
+        frame=_assign_labels(requests, ladder),
+        ladder=ladder,
+        attempts=attempts.height,
+        unknown_models=unknown_models,
+    )
+
+
+def _assign_labels(requests: pl.DataFrame, ladder: TierLadder) -> pl.DataFrame:
+    names = ladder.names
+    success = [pl.col(f"success_{n}") for n in names]
+    cheapest_success = pl.lit(None, dtype=pl.Int64)
+    for index in reversed(range(len(names))):
+        cheapest_success = pl.when(success[index].fill_null(False)).then(index).otherwise(cheapest_success)
+    first_untried = pl.lit(None, dtype=pl.Int64)
+    for index in reversed(range(len(names))):
+        first_untried = pl.when(success[index].is_null()).then(index).otherwise(first_untried)
+    untried_below = first_untried.is_not_null() & (cheapest_success.is_null() | (first_untried < cheapest_success))
+    status = (
+        pl.when(untried_below)
+        .then(pl.lit(CENSORED))
+        .when(cheapest_success.is_null())
+        .then(pl.lit(UNSOLVED))
+        .otherwise(pl.lit(SOLVED))
+    )
+    label_index = pl.when(status == UNSOLVED).then(len(names) - 1).otherwise(cheapest_success)
+    label = label_index.replace_strict(list(range(len(names))), names, default=None, return_dtype=pl.String)
+    front = ["request_id", "prompt", "label", "status"]
+    frame = requests.with_columns(label.alias("label"), status.alias("status"))
+    return frame.select(front + [c for c in frame.columns if c not in front])
+
+
+@dataclass(frozen=True)
+class LabelSummary:
+    """The counts a user checks after labelling: nothing read may go unaccounted for."""
+
+    files: int
+    rows_read: int
+    rows_skipped: dict[str, int]
+    attempts: int
+    unknown_models: dict[str, int]
+    requests: int
+    label_counts: dict[str, int]
+    status_counts: dict[str, int]
+    cost_always_top: float
+    cost_oracle: float
+    costed_requests: int
+
+    def render(self) -> str:
+        """A plain-text report for the terminal."""
+        lines = [
+            f"files:            {self.files}",
+            f"rows read:        {self.rows_read}",
+            f"rows skipped:     {sum(self.rows_skipped.values())}",
+        ]
+        lines += [f"  {count:>8}  {reason}" for reason, count in self.rows_skipped.items()]
+        lines.append(f"unknown-model attempts (not labelled): {sum(self.unknown_models.values())}")
+        by_count = sorted(self.unknown_models.items(), key=lambda item: (-item[1], item[0]))
+        lines += [f"  {count:>8}  {model}" for model, count in by_count[:10]]
+        if len(by_count) > 10:
+            lines.append(f"  ... and {len(by_count) - 10} more models")
+        lines += [f"attempts labelled: {self.attempts}", f"requests:          {self.requests}", "status:"]
+        lines += [f"  {status:<9} {self.status_counts.get(status, 0):>8}" for status in (SOLVED, UNSOLVED, CENSORED)]
+        lines.append("label distribution (cheapest successful tier):")
+        lines += [f"  {name:<14} {count:>8}" for name, count in self.label_counts.items()]
+        saving = 1 - self.cost_oracle / self.cost_always_top if self.cost_always_top else 0.0
+        lines += [
+            f"cost over the {self.costed_requests} solved and unsolved requests:",
+            f"  always top tier: ${self.cost_always_top:,.4f}",
+            f"  oracle (labelled tier): ${self.cost_oracle:,.4f}  ({saving:.1%} less)",
+        ]
+        return "\n".join(lines)
+
+
+def summarize(log: AttemptLog, labels: Labels) -> LabelSummary:
+    """Count requests, statuses, labels and the always-top vs oracle cost of a labelling run."""
+    frame = labels.frame
+    names = labels.ladder.names
+    status_counts = dict(frame.group_by("status").len().iter_rows())
+    label_counts = {name: frame.filter(pl.col("label") == name).height for name in names}
+    known = frame.filter(pl.col("status") != CENSORED)
+    oracle = pl.lit(0.0)
+    for name in names:
+        oracle = pl.when(pl.col("label") == name).then(pl.col(f"cost_{name}")).otherwise(oracle)
+    costs = known.select(pl.col(f"cost_{names[-1]}").sum().alias("top"), oracle.sum().alias("oracle"))
+    return LabelSummary(
+        files=len(log.files),
+        rows_read=log.rows_read,
+        rows_skipped=dict(log.skipped),
+        attempts=labels.attempts,
+        unknown_models=dict(labels.unknown_models),
+        requests=frame.height,
+        label_counts=label_counts,
+        status_counts=status_counts,
+        cost_always_top=float(costs["top"][0] or 0.0),
+        cost_oracle=float(costs["oracle"][0] or 0.0),
+        costed_requests=known.height,
+    )
+
+
+def label_logs(
+    paths: list[str], tiers: str | None = None, success_threshold: float = 1.0, skip_invalid: bool = False
+) -> tuple[AttemptLog, Labels]:
+    """Read attempt logs and label them in one step: what every command that starts from logs does."""
+    ladder = TierLadder.load(tiers)
+    log = read_attempts(paths, success_threshold=success_threshold, skip_invalid=skip_invalid)
+    return log, label_requests(log, ladder)
+
+
+def write_table(frame: pl.DataFrame, path: str | Path) -> Path:
+    """Write a frame as Parquet, CSV or JSONL, chosen by the file's extension."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = out.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        frame.write_parquet(out)
+    elif suffix == ".csv":
+        frame.write_csv(out)
+    elif suffix in (".jsonl", ".ndjson", ".json"):
+        frame.write_ndjson(out)
+    else:
+        raise ValueError(f"{out}: unknown output format {suffix!r}; use .parquet, .csv or .jsonl")
+    return out

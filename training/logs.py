@@ -1,0 +1,242 @@
+"""Reading attempt logs (JSONL, CSV, Parquet) into one validated polars frame, losing nothing silently."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from classifier.text import render_messages
+
+SUFFIX_FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+NUMERIC_COLUMNS = ("cost_usd", "input_tokens", "output_tokens", "latency_ms", "output_chars")
+SOURCE_FILE = "_source_file"
+SOURCE_ROW = "_source_row"
+TRUE_WORDS = ("true", "t", "yes", "y", "1", "1.0")
+FALSE_WORDS = ("false", "f", "no", "n", "0", "0.0")
+
+
+class LogError(ValueError):
+    """Attempt logs that cannot be read as the attempt-log format; the message names file, row and column."""
+
+
+@dataclass
+class AttemptLog:
+    """Validated attempt rows plus an account of everything that was read and dropped."""
+
+    frame: pl.DataFrame
+    files: list[Path]
+    rows_read: int
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rows_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+
+def find_log_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand files and directories into the attempt-log files they hold, in a stable order."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIX_FORMATS)
+            if not found:
+                raise LogError(f"{path}: directory holds no .jsonl, .csv or .parquet files")
+            files.extend(found)
+        elif path.is_file():
+            if path.suffix.lower() not in SUFFIX_FORMATS:
+                raise LogError(f"{path}: unknown log format {path.suffix!r}; use .jsonl, .csv or .parquet")
+            files.append(path)
+        else:
+            raise LogError(f"{path}: no such file or directory")
+    if not files:
+        raise LogError("no log files given")
+    return files
+
+
+def _read_jsonl(path: Path) -> pl.DataFrame:
+    rows = []
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise LogError(f"{path}: row {number}: not valid JSON ({exc})") from exc
+            if not isinstance(row, dict):
+                raise LogError(f"{path}: row {number}: expected a JSON object, got {type(row).__name__}")
+            row[SOURCE_ROW] = number
+            if "messages" in row and not isinstance(row["messages"], str) and row["messages"] is not None:
+                row["messages"] = json.dumps(row["messages"], ensure_ascii=False)
+            rows.append(row)
+    try:
+        return pl.from_dicts(rows, infer_schema_length=None, strict=False)
+    except Exception as exc:
+        raise LogError(f"{path}: cannot tabulate rows ({exc})") from exc
+
+
+def _read_one(path: Path) -> pl.DataFrame:
+    """Read one file into a frame with its source file and 1-based source row (line for JSONL, data row for CSV)."""
+    kind = SUFFIX_FORMATS[path.suffix.lower()]
+    try:
+        if kind == "jsonl":
+            frame = _read_jsonl(path)
+        elif kind == "csv":
+            frame = pl.read_csv(path, infer_schema=False).with_row_index(SOURCE_ROW, offset=2)
+        else:
+            frame = pl.read_parquet(path).with_row_index(SOURCE_ROW, offset=1)
+    except LogError:
+        raise
+    except Exception as exc:
+        raise LogError(f"{path}: cannot read as {kind}: {exc}") from exc
+    if "messages" in frame.columns and frame.schema["messages"] != pl.String:
+        frame = frame.with_columns(
+            pl.col("messages").map_elements(
+                lambda v: json.dumps(v.to_list() if hasattr(v, "to_list") else v, ensure_ascii=False),
+                return_dtype=pl.String,
+            )
+        )
+    return frame.with_columns(pl.lit(str(path)).alias(SOURCE_FILE), pl.col(SOURCE_ROW).cast(pl.Int64))
+
+
+def _as_bool(column: str) -> pl.Expr:
+    text = pl.col(column).cast(pl.String).str.strip_chars().str.to_lowercase()
+    return (
+        pl.when(text.is_in(TRUE_WORDS))
+        .then(True)
+        .when(text.is_in(FALSE_WORDS))
+        .then(False)
+        .otherwise(None)
+        .cast(pl.Boolean)
+    )
+
+
+def _as_float(column: str) -> pl.Expr:
+    return pl.col(column).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+
+
+def _render_message_column(messages: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Render JSON chat lists to text; the second series flags rows whose messages are not a chat list."""
+    texts: list[str | None] = []
+    bad: list[bool] = []
+    for raw in messages.to_list():
+        if raw is None:
+            texts.append(None)
+            bad.append(False)
+            continue
+        try:
+            chat = json.loads(raw)
+            ok = isinstance(chat, list) and all(isinstance(m, dict) and "content" in m for m in chat)
+        except json.JSONDecodeError:
+            ok = False
+        texts.append(render_messages(chat) if ok and chat else None)
+        bad.append(not ok)
+    return pl.Series(texts, dtype=pl.String), pl.Series(bad, dtype=pl.Boolean)
+
+
+def _normalise(frame: pl.DataFrame, success_threshold: float) -> pl.DataFrame:
+    """Coerce the contract columns to their types and attach an `_error` column naming what is wrong with a row.
+
+    Parsed values go to `_parsed_<column>` first, so each check can compare the raw value with its parse.
+    """
+    columns = set(frame.columns)
+    problems: list[tuple[pl.Expr, str]] = []
+    frame = frame.with_columns(pl.col(c).cast(pl.String) for c in ("request_id", "prompt", "model") if c in columns)
+    if "prompt" not in columns:
+        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias("prompt"))
+    parsed: dict[str, pl.Expr] = {}
+
+    if "messages" in columns:
+        rendered, bad_messages = _render_message_column(frame["messages"])
+        frame = frame.with_columns(rendered.alias("_rendered"), bad_messages.alias("_bad_messages"))
+        prompt = pl.col("prompt")
+        parsed["prompt"] = (
+            pl.when(prompt.is_null() | (prompt.str.len_chars() == 0)).then(pl.col("_rendered")).otherwise(prompt)
+        )
+        problems.append((pl.col("_bad_messages"), "column messages: not a list of {role, content} objects"))
+        frame = frame.with_columns(parsed.pop("prompt").alias("prompt"))
+
+    for column in ("request_id", "model", "prompt"):
+        problems.append((pl.col(column).is_null() | (pl.col(column).str.len_chars() == 0), f"column {column}: missing"))
+    if "score" in columns:
+        parsed["score"] = _as_float("score")
+        problems.append(
+            (pl.col("score").is_not_null() & pl.col("_parsed_score").is_null(), "column score: not a number")
+        )
+    if "success" in columns:
+        parsed["success"] = _as_bool("success")
+        problems.append(
+            (
+                pl.col("success").is_not_null() & pl.col("_parsed_success").is_null(),
+                "column success: not a boolean",
+            )
+        )
+    for column in NUMERIC_COLUMNS:
+        if column in columns:
+            parsed[column] = _as_float(column)
+            value = pl.col(f"_parsed_{column}")
+            problems.append(
+                (
+                    pl.col(column).is_not_null() & (value.is_null() | (value < 0)),
+                    f"column {column}: not a non-negative number",
+                )
+            )
+    frame = frame.with_columns(expr.alias(f"_parsed_{name}") for name, expr in parsed.items())
+
+    success = pl.col("_parsed_success") if "success" in columns else pl.lit(None, dtype=pl.Boolean)
+    if "score" in columns:
+        success = pl.when(success.is_null()).then(pl.col("_parsed_score") >= success_threshold).otherwise(success)
+    frame = frame.with_columns(success.alias("_parsed_success"))
+    problems.append((pl.col("_parsed_success").is_null(), "column success: missing (and no score)"))
+
+    error = pl.lit(None, dtype=pl.String)
+    for condition, message in reversed(problems):
+        error = pl.when(condition.fill_null(False)).then(pl.lit(message)).otherwise(error)
+    frame = frame.with_columns(error.alias("_error"))
+    frame = frame.with_columns(pl.col(f"_parsed_{name}").alias(name) for name in {*parsed, "success"})
+    return frame.drop([c for c in frame.columns if c.startswith("_parsed_") or c in ("_rendered", "_bad_messages")])
+
+
+def read_attempts(
+    paths: Sequence[str | Path], success_threshold: float = 1.0, skip_invalid: bool = False
+) -> AttemptLog:
+    """Read attempt logs in any supported format into one frame, validating every row.
+
+    A bad row raises LogError naming its file, row and column, unless skip_invalid drops it and counts why.
+    """
+    files = find_log_files(paths)
+    frames = []
+    for path in files:
+        frame = _read_one(path)
+        missing = [c for c in ("request_id", "model") if c not in frame.columns]
+        if "prompt" not in frame.columns and "messages" not in frame.columns:
+            missing.append("prompt (or messages)")
+        if "success" not in frame.columns and "score" not in frame.columns:
+            missing.append("success (or score)")
+        if missing:
+            raise LogError(f"{path}: missing required column(s): {', '.join(missing)}")
+        frames.append(_normalise(frame, success_threshold))
+    frame = pl.concat(frames, how="diagonal_relaxed")
+    bad = frame.filter(pl.col("_error").is_not_null())
+    skipped: Counter[str] = Counter()
+    if bad.height:
+        if not skip_invalid:
+            first = bad.row(0, named=True)
+            more = f" ({bad.height - 1} more bad rows; --skip-invalid drops them)" if bad.height > 1 else ""
+            raise LogError(f"{first[SOURCE_FILE]}: row {first[SOURCE_ROW]}: {first['_error']}{more}")
+        skipped.update(dict(bad.group_by("_error").len().iter_rows()))
+        frame = frame.filter(pl.col("_error").is_null())
+    return AttemptLog(frame=frame.drop("_error"), files=files, rows_read=frame.height + bad.height, skipped=skipped)

@@ -1,0 +1,208 @@
+"""Realistic synthetic attempt logs, so the demo and the tests never need real traffic.
+
+Difficulty comes from the text: the domain, the length, and reasoning words. Each tier's chance of success
+falls with difficulty, more slowly for stronger tiers. Not every request tries every tier (censored
+requests), and some fail on every tier (unsolved).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from classifier.tiers import TierLadder
+
+FORMATS = ("jsonl", "csv", "parquet")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A family of requests: its templates, fillers, base difficulty and typical answer length in tokens."""
+
+    name: str
+    templates: tuple[str, ...]
+    fillers: tuple[str, ...]
+    difficulty: float
+    output_tokens: int
+
+
+DOMAINS = (
+    Domain(
+        "chitchat",
+        (
+            "Say hello to {x} in a friendly way.",
+            "Give me a one-line greeting for {x}.",
+            "Thank {x} for the gift.",
+        ),
+        ("my neighbour", "the team", "a new colleague", "grandma", "the new intern", "our customers"),
+        -2.0,
+        40,
+    ),
+    Domain(
+        "extraction",
+        (
+            "Extract the date from this sentence: 'The meeting with {x} is on March 3rd.'",
+            "List the names mentioned in: '{x} met Alice and Bob at the station.'",
+            "Translate to French: 'I will call {x} tomorrow.'",
+        ),
+        ("the supplier", "Dr. Smith", "the landlord", "our lawyer", "the bank", "Maria"),
+        -1.0,
+        60,
+    ),
+    Domain(
+        "summary",
+        (
+            "Summarize this paragraph about {x} in two sentences: {x} has grown quickly over the last decade, "
+            "with new regulations, new competitors and changing customer habits shaping the market.",
+            "Write a short product description for {x}.",
+            "Rewrite this email about {x} to sound more polite.",
+        ),
+        (
+            "electric bikes",
+            "cloud storage",
+            "organic coffee",
+            "home insurance",
+            "online tutoring",
+            "solar panels",
+        ),
+        0.0,
+        180,
+    ),
+    Domain(
+        "code",
+        (
+            "Write a Python function that {x}.",
+            "Fix the bug in this JavaScript code that {x}: `for (i = 0; i <= arr.length; i++) sum += arr[i]`",
+            "Implement a thread-safe class in Java that {x}, with unit tests.",
+        ),
+        (
+            "reverses a linked list",
+            "parses ISO dates",
+            "merges overlapping intervals",
+            "computes an LRU cache",
+            "validates a sudoku board",
+            "serializes a binary tree",
+        ),
+        1.0,
+        400,
+    ),
+    Domain(
+        "math",
+        (
+            "Prove that {x}.",
+            "Solve step by step: {x}.",
+            "Derive a closed form and prove by induction that {x}.",
+        ),
+        (
+            "the sum of the first n odd numbers is n squared",
+            "there are infinitely many primes",
+            "x^2 - 5x + 6 = 0 has two integer roots",
+            "every bounded monotone sequence converges",
+            "sqrt(2) is irrational",
+            "the integral of x e^x dx equals (x - 1) e^x + C",
+        ),
+        1.6,
+        500,
+    ),
+    Domain(
+        "analysis",
+        (
+            "Analyze the trade-offs of {x}, considering cost, risk and long-term consequences, and recommend "
+            "a strategy with justification.",
+            "Compare {x} and explain why one is better for a mid-size company, step by step.",
+        ),
+        (
+            "microservices versus a monolith",
+            "leasing versus buying a fleet",
+            "two competing tax regimes",
+            "a merger under antitrust review",
+            "moving the data centre to the cloud",
+            "hedging currency risk with options",
+        ),
+        2.2,
+        700,
+    ),
+)
+REASONING_WORDS = ("step by step", "prove", "derive", "justify", "explain why", "trade-offs", "analyze")
+TIER_SKILL_STEP = 1.6
+SKILL_OFFSET = 0.4
+
+
+def _difficulty(domain: Domain, text: str, noise: float) -> float:
+    reasoning = sum(word in text.lower() for word in REASONING_WORDS)
+    return domain.difficulty + 0.4 * reasoning + 0.6 * math.log1p(len(text) / 200) + noise
+
+
+def _tiers_tried(rng: np.random.Generator, n_tiers: int) -> list[int]:
+    """Which tiers a request was sent to: usually all, sometimes only the top or a subset (censoring)."""
+    draw = rng.random()
+    if draw < 0.7 or n_tiers == 1:
+        return list(range(n_tiers))
+    if draw < 0.85:
+        return [n_tiers - 1]
+    return sorted({int(rng.integers(0, n_tiers - 1)), n_tiers - 1})
+
+
+def generate_attempts(requests: int, seed: int = 0, ladder: TierLadder | None = None) -> pl.DataFrame:
+    """Generate attempt rows (request_id, prompt, model, success, tokens, cost, latency, timestamp, split...)."""
+    ladder = ladder or TierLadder.load()
+    rng = np.random.default_rng(seed)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = []
+    for number in range(requests):
+        domain = DOMAINS[int(rng.integers(len(DOMAINS)))]
+        template = domain.templates[int(rng.integers(len(domain.templates)))]
+        text = template.format(x=domain.fillers[int(rng.integers(len(domain.fillers)))])
+        if rng.random() < 0.3:
+            text += " Please be thorough and explain why each step holds."
+        request_id = f"req-{seed}-{number:06d}"
+        difficulty = _difficulty(domain, text, float(rng.normal(0, 0.5)))
+        split = "test" if int(hashlib.sha256(request_id.encode()).hexdigest(), 16) % 5 == 0 else "train"
+        when = start + timedelta(minutes=float(rng.uniform(0, 60 * 24 * 30)))
+        input_tokens = max(1, len(text) // 4)
+        for index in _tiers_tried(rng, len(ladder)):
+            tier = ladder.tiers[index]
+            skill = SKILL_OFFSET + TIER_SKILL_STEP * index
+            success = bool(rng.random() < 1 / (1 + math.exp(-2.0 * (skill - difficulty + 0.5))))
+            output_tokens = max(5, int(rng.normal(domain.output_tokens, domain.output_tokens * 0.2)))
+            rows.append(
+                {
+                    "request_id": request_id,
+                    "prompt": text,
+                    "model": tier.model,
+                    "success": success,
+                    "input_tokens": input_tokens,
+                    "output_tokens": output_tokens,
+                    "cost_usd": tier.token_cost(input_tokens, output_tokens),
+                    "latency_ms": round(output_tokens * (8 + 6 * index) + float(rng.uniform(100, 300)), 1),
+                    "timestamp": (when + timedelta(seconds=index * 5)).isoformat(),
+                    "category": domain.name,
+                    "split": split,
+                }
+            )
+    return pl.DataFrame(rows)
+
+
+def write_sample_logs(
+    out_dir: str | Path, requests: int, seed: int = 0, fmt: str = "jsonl", ladder: TierLadder | None = None
+) -> Path:
+    """Write generated attempt logs as `attempts.<fmt>` under out_dir and return the file's path."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = generate_attempts(requests, seed=seed, ladder=ladder)
+    path = out / f"attempts.{fmt}"
+    if fmt == "jsonl":
+        frame.write_ndjson(path)
+    elif fmt == "csv":
+        frame.write_csv(path)
+    else:
+        frame.write_parquet(path)
+    return path
