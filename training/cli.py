@@ -177,5 +177,75 @@ def replay(logs: tuple[str, ...], out: str, state: str | None, **options: Any) -
         raise click.ClickException(str(exc)) from exc
 
 
+@main.command("serve")
+@click.option("--model", required=True, help="Model bundle directory; reloaded when its files change or on SIGHUP.")
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on (gRPC and metrics).")
+@click.option("--port", default=50051, show_default=True, type=click.IntRange(0, 65535), help="gRPC port; 0 = any.")
+@click.option("--metrics-port", default=9464, show_default=True, type=click.IntRange(0, 65535), help="0 = any.")
+@click.option("--no-metrics", is_flag=True, help="Do not expose Prometheus metrics over HTTP.")
+@click.option(
+    "--server-mode", type=click.Choice(["sync", "aio"]), help="grpcio server kind. Default: fastest measured."
+)
+@click.option("--threads", type=click.IntRange(min=1), help="Worker threads for --server-mode sync.")
+@click.option("--reload-interval", default=2.0, show_default=True, type=click.FloatRange(min=0), help="0: SIGHUP only.")
+@click.option("--max-prompt-bytes", default=1 << 20, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-batch", default=1024, show_default=True, type=click.IntRange(min=1), help="PredictBatch items.")
+@click.option("--grace", default=10.0, show_default=True, type=click.FloatRange(min=0), help="Drain seconds on stop.")
+@click.option(
+    "--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate chain (with --tls-key)."
+)
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key (with --tls-cert).")
+@click.option("--auth-token-file", type=click.Path(exists=True, dir_okay=False), help="Require this bearer token.")
+@click.option("--decision-log", type=click.Path(dir_okay=False), help="Append every decision to this JSONL file.")
+@reports_input_errors
+def serve(no_metrics: bool, **options: Any) -> None:
+    """Serve a router bundle over gRPC (tierwise.v1.Router, health, reflection) until SIGTERM.
+
+    A new bundle (SIGHUP, or its files change) is verified before it replaces the serving one; a bundle
+    that fails is refused and the old one keeps serving. SIGTERM drains in-flight calls, then exits 0.
+    """
+    from serving.server import ServeConfig, serve
+
+    if no_metrics:
+        options["metrics_port"] = None
+    serve(ServeConfig(**{key: value for key, value in options.items() if value is not None}))
+
+
+@main.group("client")
+def client() -> None:
+    """Talk to a running `tierwise serve`."""
+
+
+@client.command("predict")
+@click.argument("text")
+@click.option("--target", default="localhost:50051", show_default=True, help="host:port of the server.")
+@click.option("--quality-target", type=click.FloatRange(0, 1), help="Override the model's quality threshold.")
+@click.option("--allowed-tier", "allowed_tiers", multiple=True, help="Restrict to this tier (repeatable).")
+@click.option("--mode", type=click.Choice(["threshold", "cost"]), default="threshold", show_default=True)
+@click.option(
+    "--latency-band", type=click.Choice(["INTERACTIVE", "TOLERANT", "ASYNC"]), default="INTERACTIVE", show_default=True
+)
+@click.option("--request-id", default="", help="Echoed back and written to the server's decision log.")
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0), help="Deadline in seconds.")
+@click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), help="Use TLS, trusting this PEM CA.")
+@click.option("--auth-token-file", type=click.Path(exists=True, dir_okay=False), help="Send this bearer token.")
+@reports_input_errors
+def client_predict(text: str, target: str, timeout: float, ca_cert: str | None, auth_token_file: str | None, **request):
+    """Ask the server which tier TEXT needs; prints the response as JSON."""
+    import json
+
+    import grpc
+
+    from serving.client import predict_once, predict_request
+
+    try:
+        response = predict_once(
+            target, predict_request(text, **request), timeout_s=timeout, ca_cert=ca_cert, token_file=auth_token_file
+        )
+    except grpc.RpcError as exc:
+        raise click.ClickException(f"{exc.code().name}: {exc.details()}") from exc
+    click.echo(json.dumps(response, indent=2))
+
+
 if __name__ == "__main__":
     sys.exit(main())
