@@ -1,0 +1,68 @@
+"""Where the served model bundle comes from, and how the server notices that it changed.
+
+A `ModelSource` answers one question cheaply and often: which bundle directory should be serving now, and
+a token that changes whenever that bundle's content does. The server polls it and hot-reloads on a new
+token. A bundle directory on disk is the source here; a registry alias (`models:/NAME@ALIAS`) is another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+class SourceError(ValueError):
+    """The model source cannot be resolved (missing path, unknown scheme, unreachable registry)."""
+
+
+@dataclass(frozen=True)
+class BundleRef:
+    """A bundle directory to load, and the change token of its content at the time it was resolved."""
+
+    path: Path
+    token: str
+
+
+class ModelSource(Protocol):
+    """Resolves to the bundle that should be serving now; called at startup and on every reload poll."""
+
+    def describe(self) -> str:
+        """Human-readable origin of the model, for logs and GetModelInfo."""
+        ...
+
+    def resolve(self) -> BundleRef:
+        """The current bundle; raises SourceError when there is none to be had."""
+        ...
+
+
+class DirectorySource:
+    """A bundle directory on disk; its token covers every file's name, size and modification time.
+
+    The path may be a symlink that a deploy script repoints at a new bundle: it is resolved on each poll.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def resolve(self) -> BundleRef:
+        real = self.path.resolve()
+        if not real.is_dir():
+            raise SourceError(f"model bundle {self.path} is not a directory")
+        digest = hashlib.sha256(str(real).encode())
+        for file in sorted(p for p in real.rglob("*") if p.is_file()):
+            stat = file.stat()
+            digest.update(f"\0{file.relative_to(real)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+        return BundleRef(real, digest.hexdigest()[:16])
+
+
+def open_model_source(spec: str) -> ModelSource:
+    """The source behind a `--model` argument: a bundle directory path."""
+    if spec.startswith("models:/"):
+        raise SourceError(f"{spec}: registry model URIs are not supported by this build; give a bundle directory")
+    return DirectorySource(spec)
