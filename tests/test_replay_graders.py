@@ -10,6 +10,7 @@ import pytest
 from tests.anthropic_fake import FakeAnthropic
 from tests.test_replay import API_KEY, LADDER, answer_by_tier, expected_replays, run_replay, write_logs
 from training.replay.graders import ExactGrader, GradeInput, GradingError
+from training.sample_logs import generate_attempts
 
 
 def grade(answer: str, reference: str | None) -> bool:
@@ -90,6 +91,24 @@ def test_judge_reply_without_a_verdict_leaves_the_answer_ungraded(tmp_path):
     assert result.exit_code == 0, result.output
     assert "did not return a record_grade verdict" in result.output
     assert pl.read_parquet(out).height == 0
+
+
+def test_judge_without_any_reference_grades_the_answer_on_its_own(tmp_path):
+    logs = tmp_path / "plain.jsonl"
+    generate_attempts(20, seed=5).write_ndjson(logs)
+
+    def strict_judge(params: dict) -> dict:
+        return {"passed": "42" in params["messages"][0]["content"], "reason": "judged without a reference"}
+
+    with FakeAnthropic(api_key=API_KEY, answer=answer_by_tier, judge=strict_judge) as fake:
+        result = run_replay(fake, logs, tmp_path / "j.parquet", "--grader", "judge")
+        assert result.exit_code == 0, result.output
+        assert fake.message_calls and all(
+            "<reference_answer>" not in call["messages"][0]["content"] for call in fake.message_calls
+        )
+    rows = pl.read_parquet(tmp_path / "j.parquet")
+    assert rows.height == len(expected_replays(logs))
+    assert rows["success"].to_list() == ["haiku" not in m for m in rows["model"]]
 
 
 def test_python_grader_is_imported_from_the_working_directory(tmp_path, monkeypatch):

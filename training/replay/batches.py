@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +30,7 @@ NOT_RETRYABLE_ERRORS = frozenset({"invalid_request_error", "authentication_error
 PROCESSING_STATUSES = frozenset({"in_progress", "canceling", "ended"})
 RESULT_TYPES = frozenset({"succeeded", "errored", "expired", "canceled"})
 CLOCK_SKEW = timedelta(minutes=10)
+DUPLICATE_MARGIN = timedelta(seconds=5)
 
 
 class ReplayAPIError(RuntimeError):
@@ -89,8 +91,10 @@ class BatchRunner:
         intent = self.state.begin_intent(submissions)
         requests = [{"custom_id": s.custom_id, "params": params(s)} for s in submissions]
         try:
+            sent = time.monotonic()
             raw = self.client.messages.batches.with_raw_response.create(requests=requests)
             batch = raw.parse()
+            elapsed = timedelta(seconds=time.monotonic() - sent)
         except anthropic.APIStatusError as exc:
             if exc.status_code in REJECTED_STATUSES:
                 self.state.end_intent(intent, "rejected", _describe(exc))
@@ -108,16 +112,16 @@ class BatchRunner:
         batch = _checked_batch(batch, "batch creation")
         self.state.confirm_intent(intent, batch.id, batch.created_at.isoformat())
         if raw.retries_taken:
-            self._cancel_duplicates(intent, batch.id)
+            self._cancel_duplicates(intent, batch, elapsed)
         return batch.id
 
     def _recent_batches(self, since: datetime) -> list[Any]:
-        """Batches created since `since` (minus clock skew) that the state does not know, newest first."""
+        """Batches created at or after `since` that the state does not know, newest first."""
         found = []
         try:
             for batch in self.client.messages.batches.list(limit=100):
                 batch = _checked_batch(batch, "listing batches")
-                if batch.created_at < since - CLOCK_SKEW:
+                if batch.created_at < since:
                     break
                 if batch.id not in self.state.batches:
                     found.append(batch)
@@ -125,10 +129,18 @@ class BatchRunner:
             raise ReplayAPIError(f"listing batches failed ({_describe(exc)})") from exc
         return found
 
-    def _cancel_duplicates(self, intent: Intent, kept: str) -> None:
-        """After a retried create: cancel any other new batch of the same size, so nothing is billed twice."""
-        twins = [b for b in self._recent_batches(datetime.fromisoformat(intent.started_at)) if b.id != kept]
-        twins = [b for b in twins if _request_total(b) == len(intent.custom_ids)]
+    def _cancel_duplicates(self, intent: Intent, kept: Any, elapsed: timedelta) -> None:
+        """After a retried create: cancel the batch an earlier, unanswered try created, so nothing is billed twice.
+
+        Only a batch of the same size created on the server's clock within the create call's own duration
+        before the kept one qualifies, so another job's batch in the same workspace is not touched.
+        """
+        earliest = kept.created_at - elapsed - DUPLICATE_MARGIN
+        twins = [
+            b
+            for b in self._recent_batches(earliest)
+            if b.created_at <= kept.created_at and _request_total(b) == len(intent.custom_ids)
+        ]
         for twin in twins:
             try:
                 self.client.messages.batches.cancel(twin.id)
@@ -147,7 +159,7 @@ class BatchRunner:
         pending = self.state.unresolved_intents()
         if not pending:
             return 0
-        recent = self._recent_batches(min(datetime.fromisoformat(i.started_at) for i in pending))
+        recent = self._recent_batches(min(datetime.fromisoformat(i.started_at) for i in pending) - CLOCK_SKEW)
         for intent in pending:
             started = datetime.fromisoformat(intent.started_at) - CLOCK_SKEW
             matches = [b for b in recent if b.created_at >= started and _request_total(b) == len(intent.custom_ids)]

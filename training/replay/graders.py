@@ -3,7 +3,8 @@
 - `exact`: the answer against a reference column, normalised; multiple-choice letters and numbers are
   extracted from free text first ("The answer is (C)", "#### 42", "\\boxed{3/4}").
 - `judge`: a Claude model compares the answer with the request's original successful answer (or the
-  reference) under a short rubric and records pass/fail and a reason through a forced tool call. The rubric
+  reference; with neither, it judges the answer on its own) under a short rubric and records pass/fail
+  and a reason through a forced tool call. The rubric
   and tool form a stable prefix marked for prompt caching, so every grade after the first reads it cheaply.
 - `python:module:function`: a user's callable taking a `GradeInput`.
 """
@@ -186,6 +187,9 @@ reference.
 Fail the candidate when it reaches a different result, contains a factual or logical error that matters, \
 ignores part of the request, is truncated, refuses, or only restates the question. When unsure, fail.
 
+Some tasks have no reference answer (no model answered acceptably before, or none was logged). Then judge \
+the candidate on its own: pass it only if it is correct, complete and does what the request asks.
+
 Record your decision with the record_grade tool: `passed` and a one-sentence `reason` naming the deciding \
 difference or agreement."""
 
@@ -232,15 +236,13 @@ class JudgeGrader(Grader):
         self.version = f"1-{fingerprint[:8]}"
 
     def grade(self, item: GradeInput) -> Grade:
-        reference = item.successful_answer or item.reference
-        if not reference:
-            raise GradingError(f"request {item.request_id}: no successful answer or reference to judge against")
         if self.client is None:
             raise GradingError("the judge has no API client")
-        task = (
-            f"<request>\n{item.prompt}\n</request>\n<reference_answer>\n{reference}\n</reference_answer>\n"
-            f"<candidate_answer>\n{item.answer}\n</candidate_answer>"
-        )
+        reference = item.successful_answer or item.reference
+        task = f"<request>\n{item.prompt}\n</request>\n"
+        if reference:
+            task += f"<reference_answer>\n{reference}\n</reference_answer>\n"
+        task += f"<candidate_answer>\n{item.answer}\n</candidate_answer>"
         message = self.client.messages.create(
             model=self.model,
             max_tokens=JUDGE_MAX_TOKENS,

@@ -129,12 +129,8 @@ class ReplayReport:
 
 
 def _gradable(info: RequestInfo, grader: Grader) -> bool:
-    """Whether the grader will have something to grade this request's answers against."""
-    if isinstance(grader, ExactGrader):
-        return info.reference is not None
-    if isinstance(grader, JudgeGrader):
-        return info.reference is not None or info.successful_answer is not None
-    return True
+    """Whether the grader will have what it needs for this request's answers (exact needs a reference)."""
+    return info.reference is not None or not isinstance(grader, ExactGrader)
 
 
 def _item_status(item: ReplayItem, state: ReplayState, item_retries: int) -> str:
@@ -170,9 +166,8 @@ class Replay:
         gradable = {r for r, info in self.infos.items() if _gradable(info, self.grader)}
         if self.infos and not gradable:
             raise ValueError(
-                f"--grader {config.grader}: no censored request has a reference answer"
-                + (" or a successful answer to judge against" if isinstance(self.grader, JudgeGrader) else "")
-                + "; name the column with --reference-column"
+                "--grader exact: no censored request has a reference answer; name the column with "
+                "--reference-column, or use --grader judge"
             )
         self.items = [item for item in items if item.request_id in gradable]
         self.budget = Budget(config.budget_usd)
