@@ -218,3 +218,11 @@ def test_resuming_with_other_settings_is_refused(fake, logs, tmp_path):
     result = run_replay(fake, logs, out, "--max-tokens", "64")
     assert result.exit_code == 2
     assert "max_tokens=1024" in result.output and "--state" in result.output
+
+
+def test_out_may_not_overwrite_an_input_log(fake, logs):
+    before = logs.read_bytes()
+    result = run_replay(fake, logs, logs)
+    assert result.exit_code == 2
+    assert "never overwrites its sources" in result.output
+    assert logs.read_bytes() == before and fake.log == []

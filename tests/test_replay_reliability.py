@@ -97,6 +97,25 @@ def test_killed_run_resumes_without_sending_anything_twice(fake, logs, tmp_path,
     assert roles == ({"ours"} if moment == "while_polling" else {"adopted"})
 
 
+def test_no_wait_submits_and_exits_then_a_later_run_collects(fake, logs, tmp_path):
+    out = tmp_path / "new.parquet"
+    fake.release.clear()
+
+    first = run_replay(fake, logs, out, "--no-wait")
+
+    assert first.exit_code == 0, first.output
+    assert "rerun the same command to collect" in first.output
+    assert pl.read_parquet(out).height == 0
+    fake.release.set()
+
+    second = run_replay(fake, logs, out)
+
+    assert second.exit_code == 0, second.output
+    assert len(fake.batches) == 1
+    assert_billed_once(fake)
+    assert pl.read_parquet(out).height == len(expected_replays(logs))
+
+
 def test_create_that_failed_before_reaching_the_api_is_resent_under_new_ids(fake, logs, tmp_path):
     out = tmp_path / "new.parquet"
     fake.fail("POST", "/v1/messages/batches", 500)

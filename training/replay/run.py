@@ -28,7 +28,8 @@ from training.replay.censored import ReplayItem, custom_id, find_censored, messa
 from training.replay.graders import ExactGrader, GradeInput, Grader, GradingError, JudgeGrader, load_grader
 from training.replay.state import FAILED_OUTCOMES, GradeRecord, ReplayState, RequestInfo, Submission
 
-GRADE_SAVE_EVERY = 25
+GRADE_CHUNK = 100
+GRADE_SAVE_SECONDS = 20.0
 
 
 @dataclass
@@ -153,6 +154,8 @@ class Replay:
         self.config = config
         self.echo = echo
         self.log, self.labels = label_logs(config.logs, config.tiers, config.success_threshold, config.skip_invalid)
+        if config.out.resolve() in {path.resolve() for path in self.log.files}:
+            raise ValueError(f"--out {config.out} is one of the input logs; replay never overwrites its sources")
         self.ladder = self.labels.ladder
         self.grader = load_grader(config.grader, self.ladder, config.judge_model, config.success_threshold)
         items, self.infos = find_censored(
@@ -257,7 +260,8 @@ class Replay:
             admitted.append(item)
         return admitted
 
-    def _submit_pending(self, runner: BatchRunner, state: ReplayState) -> int:
+    def _submit_pending(self, runner: BatchRunner, state: ReplayState) -> None:
+        """Send every pending item that fits the budget, in batches of --batch-size."""
         pending = [i for i in self.items if _item_status(i, state, self.config.item_retries) == "pending"]
         self.report.budget_skipped = 0
         admitted = self._admit(pending, self._committed(state))
@@ -278,7 +282,6 @@ class Replay:
             batch_id = runner.submit(chunk, self._params)
             self.report.submitted += len(chunk)
             self.echo(f"submitted batch {batch_id} ({len(chunk)} requests)")
-        return len(admitted)
 
     def _params(self, submission: Submission) -> dict[str, Any]:
         info = self.infos[submission.request_id]
@@ -319,20 +322,23 @@ class Replay:
             and self.grader.key not in state.grades.get(s.custom_id, {})
         ]
         workers = self.config.judge_concurrency if isinstance(self.grader, JudgeGrader) else 1
+        saved = time.monotonic()
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for start in range(0, len(todo), GRADE_SAVE_EVERY):
+            for start in range(0, len(todo), GRADE_CHUNK):
                 if not self.budget.allows(self._committed(state), 0.0):
                     self.report.grading_budget_stop = len(todo) - start
                     break
-                chunk = todo[start : start + GRADE_SAVE_EVERY]
-                for submission, outcome in zip(
-                    chunk, pool.map(lambda s: self._grade_one(s, state.requests[s.request_id]), chunk), strict=True
-                ):
+                chunk = todo[start : start + GRADE_CHUNK]
+                graded = pool.map(lambda s: self._grade_one(s, state.requests[s.request_id]), chunk)
+                for submission, outcome in zip(chunk, graded, strict=True):
                     if isinstance(outcome, str):
                         self.report.ungraded.append(outcome)
                     else:
                         state.grades.setdefault(submission.custom_id, {})[self.grader.key] = outcome
-                state.save()
+                if time.monotonic() - saved > GRADE_SAVE_SECONDS:
+                    state.save()
+                    saved = time.monotonic()
+        state.save()
 
     def _grade_one(self, submission: Submission, info: RequestInfo) -> GradeRecord | str:
         item = GradeInput(

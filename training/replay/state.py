@@ -124,6 +124,11 @@ class ReplayState:
     grades: dict[str, dict[str, GradeRecord]] = field(default_factory=dict)
     duplicate_cost_usd: float = 0.0
     _lock: IO[str] | None = field(default=None, repr=False, compare=False)
+    _by_key: dict[str, list[Submission]] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for submission in sorted(self.submissions.values(), key=lambda s: s.attempt):
+            self._by_key.setdefault(submission.key, []).append(submission)
 
     @classmethod
     def open(cls, path: str | Path, settings: dict[str, Any]) -> ReplayState:
@@ -212,7 +217,7 @@ class ReplayState:
 
     def attempts(self, key: str) -> list[Submission]:
         """Every custom_id used for one (request, tier), oldest first."""
-        return sorted((s for s in self.submissions.values() if s.key == key), key=lambda s: s.attempt)
+        return self._by_key.get(key, [])
 
     def begin_intent(self, submissions: list[Submission]) -> Intent:
         """Record custom_ids as about to be submitted; saved before the API call that sends them."""
@@ -222,6 +227,7 @@ class ReplayState:
                 raise StateError(f"custom_id {submission.custom_id} was already submitted; refusing to send it again")
             submission.intent = intent.id
             self.submissions[submission.custom_id] = submission
+            self._by_key.setdefault(submission.key, []).append(submission)
         self.intents[intent.id] = intent
         self.save()
         return intent
