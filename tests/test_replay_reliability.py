@@ -136,19 +136,24 @@ def test_create_that_failed_before_reaching_the_api_is_resent_under_new_ids(fake
     assert pl.read_parquet(out).height == len(expected_replays(logs))
 
 
-def test_a_create_retried_by_the_sdk_after_a_lost_response_cancels_the_duplicate(fake, logs, tmp_path):
+def test_a_create_retried_by_the_sdk_after_a_lost_response_cancels_the_duplicate(logs, tmp_path):
     out = tmp_path / "new.parquet"
-    fake.fail("POST", "/v1/messages/batches", 500, after_handling=True, headers={"retry-after-ms": "1"})
+    expected = expected_replays(logs)
+    # polls_to_end=2: the cancelled twin ends (and is collected) before the kept batch does.
+    with FakeAnthropic(api_key=API_KEY, answer=answer_by_tier, polls_to_end=2) as fake:
+        fake.fail("POST", "/v1/messages/batches", 500, after_handling=True, headers={"retry-after-ms": "1"})
 
-    result = run_replay(fake, logs, out)
+        result = run_replay(fake, logs, out)
 
     assert result.exit_code == 0, result.output
     assert len(fake.batches) == 2, "the SDK's retry created the batch a second time"
     statuses = Counter("canceled" if b.cancel_initiated_at else "processed" for b in fake.batches.values())
     assert statuses == {"canceled": 1, "processed": 1}
+    assert len(fake.submissions) == 2 * len(expected), "the twin's cancelled items are not retried"
     keys = [(custom_id.rsplit("-", 1)[0], model) for custom_id, model in fake.billed]
-    assert len(keys) == len(set(keys)) == len(expected_replays(logs))
-    assert pl.read_parquet(out).height == len(expected_replays(logs))
+    assert len(keys) == len(set(keys)) == len(expected)
+    assert pl.read_parquet(out).height == len(expected)
+    assert {b["role"] for b in state_of(out)["batches"].values()} == {"ours", "duplicate"}
 
 
 def test_rate_limits_and_overload_back_off_through_the_sdk(fake, logs, tmp_path):

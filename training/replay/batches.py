@@ -141,13 +141,13 @@ class BatchRunner:
             for b in self._recent_batches(earliest)
             if b.created_at <= kept.created_at and _request_total(b) == len(intent.custom_ids)
         ]
+        if twins:
+            self.state.adopt(intent, [(b.id, b.created_at.isoformat()) for b in twins], role="duplicate")
         for twin in twins:
             try:
                 self.client.messages.batches.cancel(twin.id)
             except anthropic.APIError as exc:
                 raise ReplayAPIError(f"cancelling duplicate batch {twin.id} failed ({_describe(exc)})") from exc
-        if twins:
-            self.state.adopt(intent, [(b.id, b.created_at.isoformat()) for b in twins], role="duplicate")
 
     def reconcile(self) -> int:
         """Settle submissions a previous run never heard back about; returns how many intents were settled.
@@ -204,7 +204,7 @@ class BatchRunner:
             submission = self.state.submissions.get(custom_id)
             if submission is None:
                 continue
-            if submission.outcome is not None:
+            if submission.outcome is not None or submission.batch_id not in (None, record.id):
                 if result["type"] == "succeeded":
                     self.state.duplicate_cost_usd += self.price(submission, result["usage"])
                 continue

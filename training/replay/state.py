@@ -21,7 +21,6 @@ from typing import IO, Any
 
 STATE_VERSION = 1
 FAILED_OUTCOMES = ("errored", "expired", "canceled")
-NOT_SENT_OUTCOMES = ("lost", "rejected")
 
 
 class StateError(ValueError):
