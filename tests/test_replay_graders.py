@@ -28,6 +28,8 @@ def grade(answer: str, reference: str | None) -> bool:
         ("A", "(a)", True),
         ("I would say (B), no wait, the answer is (C)", "B", False),
         ("The answer is (C).", "D", False),
+        ("Answer: I think it is not obvious", "I", False),
+        ("The answer is (I).", "I", True),
         ("Total: 1,234 apples\n#### 1,234", "1234", True),
         ("so the probability is \\boxed{3/4}", "0.75", True),
         ("x = 5 and y = 7, so the answer is 12.0", "12", True),

@@ -83,7 +83,7 @@ class Grader:
 
 # --- exact ----------------------------------------------------------------------------------------------
 
-CHOICE = r"\(?\**([A-J])\**\)?(?![A-Za-z0-9])"
+CHOICE = r"\(?\**((?!I\s+[a-z])[A-J])\**\)?(?![A-Za-z0-9])"  # the pronoun "I think" is no choice
 CHOICE_PATTERNS = (
     re.compile(r"(?i:answer|option|choice)(?:\s+is)?\s*[:\-]?\s*(?:\*\*)?" + CHOICE),
     re.compile(r"^\s*" + CHOICE + r"[.):]?\s*$"),
