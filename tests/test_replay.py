@@ -226,3 +226,30 @@ def test_out_may_not_overwrite_an_input_log(fake, logs):
     assert result.exit_code == 2
     assert "never overwrites its sources" in result.output
     assert logs.read_bytes() == before and fake.log == []
+
+
+def test_logged_chats_are_replayed_as_chats_with_a_system_prompt(fake, tmp_path):
+    chat = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "What is 6 x 7?"},
+    ]
+    rows = [
+        {"request_id": "q1", "messages": chat, "model": "claude-opus-4-5", "success": True, "reference": "42"},
+        {"request_id": "q1", "messages": chat, "model": "claude-sonnet-4-5", "success": False, "reference": "42"},
+    ]
+    logs = tmp_path / "chat.jsonl"
+    logs.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    result = run_replay(fake, logs, tmp_path / "new.parquet", "--temperature", "0")
+
+    assert result.exit_code == 0, result.output
+    (request,) = next(iter(fake.batches.values())).requests
+    assert request["params"] == {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 1024,
+        "messages": [{"role": "user", "content": "What is 6 x 7?"}],
+        "system": "You are terse.",
+        "temperature": 0.0,
+    }
+    row = pl.read_parquet(tmp_path / "new.parquet").row(0, named=True)
+    assert json.loads(row["messages"]) == chat and row["success"] is False
