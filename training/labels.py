@@ -28,6 +28,16 @@ ATTEMPT_COLUMNS = {
     "output_chars",
     "tier",
     "_cost",
+    # written per attempt by `tierwise replay`
+    "grader",
+    "grader_version",
+    "grade_reason",
+    "grader_cost_usd",
+    "response",
+    "stop_reason",
+    "custom_id",
+    "batch_id",
+    "source",
     SOURCE_FILE,
     SOURCE_ROW,
 }
