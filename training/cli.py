@@ -25,12 +25,13 @@ def reports_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from classifier.bundle import BundleError
         from classifier.tiers import TierError
         from training.logs import LogError
 
         try:
             return command(*args, **kwargs)
-        except (LogError, TierError, FileNotFoundError, ValueError) as exc:
+        except (LogError, TierError, BundleError, FileNotFoundError, ValueError) as exc:
             raise InputError(str(exc)) from exc
 
     return wrapper
@@ -102,6 +103,86 @@ def label(logs: tuple[str, ...], tiers: str | None, success_threshold: float, sk
     path = write_table(labels.frame, out)
     click.echo(summarize(log, labels).render())
     click.echo(f"wrote {labels.frame.height} labelled requests to {path}")
+
+
+@main.command("train")
+@log_options
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory to write.")
+@click.option(
+    "--encoder",
+    type=click.Choice(["static", "minilm"]),
+    default="static",
+    show_default=True,
+    help="static: distilled token embedding (sub-millisecond, served default); minilm: the full transformer.",
+)
+@click.option("--split-column", default="split", show_default=True, help="Rows where it says `test` are held out.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for folds and the validation part.")
+@click.option(
+    "--C", "C", default=0.1, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Inverse L2 strength."
+)
+@click.option(
+    "--threshold-rule",
+    type=click.Choice(["auto", "absolute", "relative"]),
+    default="auto",
+    show_default=True,
+    help="absolute: cheapest tier with P >= threshold; relative: P >= threshold x best P; auto: better on validation.",
+)
+@click.option(
+    "--quality-floor",
+    default=0.95,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Default threshold = the cheapest one keeping this share of always-top quality on validation.",
+)
+@click.option("--no-cache", is_flag=True, help="Recompute embeddings instead of reusing the on-disk cache.")
+@reports_input_errors
+def train(
+    logs: tuple[str, ...],
+    tiers: str | None,
+    success_threshold: float,
+    skip_invalid: bool,
+    out: str,
+    no_cache: bool,
+    **options: Any,
+) -> None:
+    """Train a router on attempt logs and export it as a bundle (one ONNX graph + tokenizer + manifest).
+
+    Labels the logs, embeds the prompts (cached on disk), fits one calibrated logistic regression per
+    tier, chooses the routing rule and default threshold on a validation part of the training rows, and
+    reports calibration and routing on the held-out `test` rows.
+    """
+    from classifier.tiers import TierLadder
+    from training.train import render_report, train_bundle
+
+    result = train_bundle(
+        list(logs),
+        out,
+        ladder=TierLadder.load(tiers),
+        success_threshold=success_threshold,
+        skip_invalid=skip_invalid,
+        cache=not no_cache,
+        **options,
+    )
+    click.echo(render_report(result))
+
+
+@main.command("predict")
+@click.argument("text")
+@click.option("--model", required=True, type=click.Path(), help="Bundle directory.")
+@click.option("--quality-target", type=click.FloatRange(0, 1), help="Override the bundle's quality threshold.")
+@click.option("--allowed-tier", "allowed_tiers", multiple=True, help="Restrict to this tier (repeatable).")
+@click.option("--mode", type=click.Choice(["threshold", "cost"]), default="threshold", show_default=True)
+@reports_input_errors
+def predict(text: str, model: str, quality_target: float | None, allowed_tiers: tuple[str, ...], mode: str) -> None:
+    """Print the routing decision for TEXT as JSON: tier, model, per-tier probabilities, fallback chain."""
+    import dataclasses
+    import json
+
+    from classifier.router import Router
+
+    router = Router.load(model)
+    prediction = router.predict(text, quality_target=quality_target, allowed_tiers=allowed_tiers or None, mode=mode)
+    click.echo(json.dumps({**dataclasses.asdict(prediction), "model_version": router.version}, indent=2))
 
 
 @main.command("demo")
@@ -243,7 +324,7 @@ def client_predict(text: str, target: str, timeout: float, ca_cert: str | None, 
             target, predict_request(text, **request), timeout_s=timeout, ca_cert=ca_cert, token_file=auth_token_file
         )
     except grpc.RpcError as exc:
-        raise click.ClickException(f"{exc.code().name}: {exc.details()}") from exc
+        raise InputError(f"{exc.code().name}: {exc.details()}") from exc
     click.echo(json.dumps(response, indent=2))
 
 

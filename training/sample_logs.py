@@ -132,6 +132,7 @@ DOMAINS = (
 REASONING_WORDS = ("step by step", "prove", "derive", "justify", "explain why", "trade-offs", "analyze")
 TIER_SKILL_STEP = 1.6
 SKILL_OFFSET = 0.4
+SUCCESS_SLOPE = 4.0
 
 
 def _difficulty(domain: Domain, text: str, noise: float) -> float:
@@ -162,14 +163,14 @@ def generate_attempts(requests: int, seed: int = 0, ladder: TierLadder | None = 
         if rng.random() < 0.3:
             text += " Please be thorough and explain why each step holds."
         request_id = f"req-{seed}-{number:06d}"
-        difficulty = _difficulty(domain, text, float(rng.normal(0, 0.5)))
+        difficulty = _difficulty(domain, text, float(rng.normal(0, 0.3)))
         split = "test" if int(hashlib.sha256(request_id.encode()).hexdigest(), 16) % 5 == 0 else "train"
         when = start + timedelta(minutes=float(rng.uniform(0, 60 * 24 * 30)))
         input_tokens = max(1, len(text) // 4)
         for index in _tiers_tried(rng, len(ladder)):
             tier = ladder.tiers[index]
             skill = SKILL_OFFSET + TIER_SKILL_STEP * index
-            success = bool(rng.random() < 1 / (1 + math.exp(-2.0 * (skill - difficulty + 0.5))))
+            success = bool(rng.random() < 1 / (1 + math.exp(-SUCCESS_SLOPE * (skill - difficulty + 0.5))))
             output_tokens = max(5, int(rng.normal(domain.output_tokens, domain.output_tokens * 0.2)))
             rows.append(
                 {

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from classifier.policy import rule_scores
 from training.evaluation.baselines import length_heuristic_probs, random_mix_curve
 from training.evaluation.curves import (
     Curve,
@@ -52,6 +53,7 @@ class OperatingPoint:
     """What the router does at its default threshold."""
 
     threshold: float
+    rule: str
     point: Point
     tier_shares: dict[str, float]
     rates: RoutingRates
@@ -96,6 +98,7 @@ class EvalReport:
             **self.router.metrics,
             "operating_point": {
                 "threshold": op.threshold,
+                "rule": op.rule,
                 **self._point_json(op.point),
                 "quality_ratio": op.point.quality / top_quality if top_quality > 0 else None,
                 "tier_shares": dict(op.tier_shares),
@@ -188,13 +191,15 @@ def build_report(
     threshold: float,
     prompt_chars: np.ndarray | None = None,
     knn_probs: np.ndarray | None = None,
+    rule: str = "absolute",
 ) -> EvalReport:
     """Evaluate router probabilities and every baseline on the same requests.
 
     `success` and `cost` are (n, T) with NaN where a tier was never tried; curves, routing rates and
     baselines use only requests known on every tier (the rest are counted as excluded), calibration
     uses every request where that tier is known. `prompt_chars` enables the length baseline and
-    `knn_probs` (from `baselines.knn_probs`) the k-NN baseline.
+    `knn_probs` (from `baselines.knn_probs`) the k-NN baseline. `rule` is the router's threshold rule
+    (`classifier.policy.rule_scores`): curves sweep the threshold over its scores, calibration uses `probs`.
     """
     success = np.asarray(success, dtype=np.float64)
     cost = np.asarray(cost, dtype=np.float64)
@@ -204,7 +209,7 @@ def build_report(
     keep = known_rows(success, cost)
     if not keep.any():
         raise ValueError(f"none of the {len(success)} requests has an outcome on every tier, so no route can be scored")
-    full_success, full_cost, full_probs = success[keep], cost[keep], probs[keep]
+    full_success, full_cost, full_probs = success[keep], cost[keep], rule_scores(probs[keep], rule)
     anchors = Anchors.from_outcomes(full_success, full_cost)
     router = _sweep(full_success, full_cost, full_probs, anchors)
 
@@ -212,6 +217,7 @@ def build_report(
     shares = np.bincount(chosen, minlength=len(tiers)) / len(chosen)
     operating_point = OperatingPoint(
         threshold=float(threshold),
+        rule=rule,
         point=Point(*outcome_of(full_success, full_cost, chosen)),
         tier_shares={name: float(s) for name, s in zip(tiers, shares, strict=True)},
         rates=routing_rates(full_success, chosen),

@@ -1,0 +1,144 @@
+"""The serving runtime: a verified bundle, its ONNX graph and tokenizer, and the routing policy.
+
+Imports only numpy, onnxruntime, tokenizers and the standard library, so a server never loads torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from classifier.bundle import MODEL_FILE, TOKENIZER_FILE, BundleError, Manifest, read_manifest
+from classifier.encoding import TextTokenizer
+from classifier.policy import Decision, Policy
+from classifier.tiers import TierLadder
+
+INPUT_IDS = "input_ids"
+ATTENTION_MASK = "attention_mask"
+OUTPUT = "probabilities"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A routing answer: the tier to call, why, and what to do if it fails."""
+
+    tier: str
+    model: str
+    probabilities: dict[str, float]
+    fallback_chain: list[str]
+    quality_target: float
+    mode: str
+    expected_cost_usd: float | None
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class Router:
+    """Per-tier success probabilities for a prompt, turned into a tier by the bundle's policy."""
+
+    def __init__(self, path: Path, manifest: Manifest, session: ort.InferenceSession, tokenizer: TextTokenizer):
+        self.path = path
+        self.manifest = manifest
+        self.ladder: TierLadder = manifest.tier_ladder
+        self.version = manifest.version
+        self.policy = Policy(
+            tiers=tuple(self.ladder.names),
+            costs=tuple(manifest.tier_costs_usd),
+            threshold=manifest.policy.threshold,
+            rule=manifest.policy.rule,
+        )
+        self._session = session
+        self._tokenizer = tokenizer
+        self._inputs = {i.name for i in session.get_inputs()}
+
+    @classmethod
+    def load(cls, path: str | Path) -> Router:
+        """Load a bundle directory, refusing it with BundleError if any file fails verification."""
+        root = Path(path)
+        manifest = read_manifest(root)
+        spec = manifest.encoder
+        try:
+            tokenizer = TextTokenizer.from_file(
+                root / TOKENIZER_FILE, spec.max_chars, spec.max_tokens, spec.add_special_tokens
+            )
+            session = _session(root / MODEL_FILE)
+        except Exception as exc:
+            raise BundleError(f"{root}: cannot load the model or tokenizer ({exc})") from exc
+        outputs = session.get_outputs()
+        if len(outputs) != 1 or outputs[0].shape[-1] != len(manifest.tier_costs_usd):
+            raise BundleError(
+                f"{root}: the graph's output does not match the manifest's {len(manifest.tier_costs_usd)} tiers"
+            )
+        return cls(root, manifest, session, tokenizer)
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        feeds = {INPUT_IDS: ids}
+        if ATTENTION_MASK in self._inputs:
+            feeds[ATTENTION_MASK] = mask
+        return self._session.run(None, feeds)[0]
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """Calibrated P(success) per tier, shape (n, tiers), cheapest tier first."""
+        if len(texts) == 0:
+            return np.zeros((0, len(self.ladder)), dtype=np.float32)
+        ids, mask = self._tokenizer.batch(texts)
+        return self._run(ids, mask)
+
+    def _prediction(self, probs: np.ndarray, decision: Decision, target: float, mode: str) -> Prediction:
+        names = self.ladder.names
+        return Prediction(
+            tier=names[decision.tier],
+            model=self.ladder.tiers[decision.tier].model,
+            probabilities={name: float(p) for name, p in zip(names, probs, strict=True)},
+            fallback_chain=[names[i] for i in decision.chain],
+            quality_target=target,
+            mode=mode,
+            expected_cost_usd=decision.expected_cost,
+        )
+
+    def predict(
+        self,
+        text: str,
+        *,
+        quality_target: float | None = None,
+        allowed_tiers: Sequence[str] | None = None,
+        mode: str = "threshold",
+    ) -> Prediction:
+        """Route one prompt: the cheapest tier the policy trusts, with its fallback chain."""
+        ids = self._tokenizer.ids(text)
+        if len(ids) == 0:
+            ids = np.zeros(1, dtype=np.int64)
+            mask = np.zeros((1, 1), dtype=np.int64)
+        else:
+            mask = np.ones((1, len(ids)), dtype=np.int64)
+        probs = self._run(ids[None, :], mask)[0]
+        decision = self.policy.choose(probs, quality_target, allowed_tiers, mode)
+        return self._prediction(probs, decision, self.policy.target(quality_target), mode)
+
+    def predict_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        quality_target: float | None = None,
+        allowed_tiers: Sequence[str] | None = None,
+        mode: str = "threshold",
+    ) -> list[Prediction]:
+        """Route many prompts with one graph run."""
+        probs = self.probabilities(texts)
+        target = self.policy.target(quality_target)
+        return [
+            self._prediction(row, self.policy.choose(row, quality_target, allowed_tiers, mode), target, mode)
+            for row in probs
+        ]

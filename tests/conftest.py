@@ -1,0 +1,27 @@
+"""Fixtures shared across the suite: small generated logs and one trained bundle, made once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.sample_logs import write_sample_logs
+
+SAMPLE_REQUESTS = 600
+
+
+@pytest.fixture(scope="session")
+def sample_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated attempt log (JSONL) with train and test splits, censored and unsolved requests."""
+    return write_sample_logs(tmp_path_factory.mktemp("logs"), SAMPLE_REQUESTS, seed=7)
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory: pytest.TempPathFactory, sample_logs: Path) -> Path:
+    """A static-encoder router bundle trained on `sample_logs`; treat it as read-only (copy it to modify)."""
+    from training.train import train_bundle
+
+    out = tmp_path_factory.mktemp("bundle") / "bundle"
+    train_bundle([sample_logs], out, encoder="static")
+    return out
