@@ -1,0 +1,135 @@
+"""The trained bundle and its runtime: parity with training, no torch at serving, refusal of bad bundles."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from classifier.bundle import BundleError, read_manifest
+from classifier.router import Router
+from training.cli import main
+
+PROMPTS = [
+    "Say hello to the team in a friendly way.",
+    "Prove that there are infinitely many primes. Please be thorough and explain why each step holds.",
+    "Implement a thread-safe class in Java that computes an LRU cache, with unit tests.",
+    "",
+    "x" * 5000,
+    "naïve café — emoji 🚀 and 中文",
+]
+
+
+def test_bundle_manifest_records_how_it_was_made(trained_bundle):
+    manifest = read_manifest(trained_bundle)
+    assert set(manifest.files) >= {"model.onnx", "tokenizer.json"}
+    assert [t["name"] for t in manifest.ladder["tier"]] == ["haiku", "sonnet", "opus"]
+    assert 0.0 <= manifest.policy.threshold <= 1.0 and manifest.policy.chosen_by
+    assert manifest.encoder.kind == "static"
+    assert len(manifest.data["fingerprint"]) == 16
+    for tier in ("haiku", "sonnet", "opus"):
+        assert 0.0 <= manifest.metrics[f"ece_{tier}"] <= 1.0
+    assert manifest.metrics["latency_p50_us"] > 0
+
+
+def test_onnx_matches_python_embedding_and_sklearn_head(sample_logs, tmp_path):
+    """Parity: the fused graph gives the in-Python (embedding + sklearn head) probabilities within 1e-5."""
+    from training.encoders import StaticEncoder
+    from training.evaluation.frames import outcome_arrays
+    from training.export import export_bundle
+    from training.head import TierHead
+    from training.train import train_bundle
+
+    result = train_bundle([sample_logs], tmp_path / "b", encoder="static")
+    encoder = StaticEncoder.load()
+    prompts = pl.read_ndjson(sample_logs)["prompt"].unique().to_list()[:300] + PROMPTS
+    frame = result.labels.frame
+    success, _ = outcome_arrays(frame, result.manifest.tier_ladder.names)
+    head = TierHead().fit(encoder.encode(frame["prompt"].to_list()), success)
+    export_bundle(tmp_path / "parity", encoder, head, result.manifest)
+    onnx_probs = Router.load(tmp_path / "parity").probabilities(prompts)
+    python_probs = head.predict_proba(encoder.encode(prompts))
+    assert onnx_probs.shape == (len(prompts), 3)
+    np.testing.assert_allclose(onnx_probs, python_probs, atol=1e-5)
+
+
+def test_single_and_batch_predictions_agree(trained_bundle):
+    router = Router.load(trained_bundle)
+    batch = router.predict_batch(PROMPTS)
+    for prompt, from_batch in zip(PROMPTS, batch, strict=True):
+        single = router.predict(prompt)
+        assert single.tier == from_batch.tier
+        for tier, p in single.probabilities.items():
+            assert p == pytest.approx(from_batch.probabilities[tier], abs=1e-5)
+        assert single.fallback_chain[0] == single.tier and single.fallback_chain[-1] == "opus"
+        assert single.model == router.ladder.tiers[router.ladder.index(single.tier)].model
+
+
+def test_hard_prompts_need_stronger_tiers_than_easy_ones(trained_bundle):
+    router = Router.load(trained_bundle)
+    easy = router.predict("Say hello to my neighbour in a friendly way.").probabilities
+    hard = router.predict(
+        "Analyze the trade-offs of a merger under antitrust review, considering cost, risk and long-term "
+        "consequences, and recommend a strategy with justification. Please be thorough and explain why."
+    ).probabilities
+    assert easy["haiku"] > hard["haiku"] + 0.3
+
+
+def test_serving_runtime_imports_no_torch(trained_bundle):
+    code = (
+        "import sys; from classifier import Router; "
+        f"r = Router.load({str(trained_bundle)!r}); r.predict('hello'); "
+        "heavy = ('torch', 'sentence_transformers', 'sklearn', 'polars', 'transformers'); "
+        "print([m for m in heavy if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / "model.onnx").write_bytes(b"not a model"), "does not match its checksum"),
+        (lambda d: (d / "tokenizer.json").unlink(), "tokenizer.json is missing"),
+        (lambda d: (d / "manifest.json").write_text("{"), "not valid JSON"),
+        (
+            lambda d: (d / "manifest.json").write_text(
+                json.dumps({**json.loads((d / "manifest.json").read_text()), "format_version": 99})
+            ),
+            "format_version 99",
+        ),
+    ],
+)
+def test_untrustworthy_bundles_are_refused(trained_bundle, tmp_path, damage, message):
+    copy = tmp_path / "bundle"
+    shutil.copytree(trained_bundle, copy)
+    damage(copy)
+    with pytest.raises(BundleError, match=message):
+        Router.load(copy)
+
+
+def test_predict_cli_prints_json_and_rejects_bad_input(trained_bundle, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["predict", "--model", str(trained_bundle), "Say hi", "--mode", "cost"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert answer["tier"] in ("haiku", "sonnet", "opus") and answer["mode"] == "cost"
+    assert set(answer["probabilities"]) == {"haiku", "sonnet", "opus"}
+    result = runner.invoke(main, ["predict", "--model", str(trained_bundle), "hi", "--allowed-tier", "gpt-9"])
+    assert result.exit_code == 2 and "allowed_tiers" in result.output
+    result = runner.invoke(main, ["predict", "--model", str(tmp_path), "hi"])
+    assert result.exit_code == 2 and "manifest" in result.output
+
+
+def test_train_cli_reports_test_split_calibration(sample_logs, tmp_path):
+    result = CliRunner().invoke(main, ["train", str(sample_logs), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert "held-out test split" in result.output
+    assert "haiku accuracy" in result.output and "ECE" in result.output
+    assert Router.load(tmp_path / "b").predict("hello").tier
