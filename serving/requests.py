@@ -107,8 +107,6 @@ def route_args(request: pb.PredictRequest, max_prompt_bytes: int, prefix: str = 
             raise RequestError(prefix + "prompt", "must not be empty (set prompt or messages)")
         _check_size(prefix + "prompt", text, max_prompt_bytes)
     quality_target = request.quality_target if request.HasField("quality_target") else None
-    if quality_target is not None and not (0.0 <= quality_target <= 1.0):
-        raise RequestError(prefix + "quality_target", f"must be within [0, 1], got {quality_target}")
     mode = _MODES.get(request.mode)
     if mode is None:
         raise RequestError(prefix + "mode", f"unknown routing mode {request.mode}")

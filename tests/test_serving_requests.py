@@ -27,9 +27,6 @@ def field_of_error(request: pb.PredictRequest) -> str:
         ({"prompt": "x" * (LIMIT + 1)}, "prompt"),
         ({"prompt": "é" * (LIMIT // 2 + 1)}, "prompt"),  # under the limit in characters, over it in bytes
         ({"messages": [pb.ChatMessage(role="user", content="x" * LIMIT)]}, "messages"),
-        ({"prompt": "hi", "quality_target": 1.5}, "quality_target"),
-        ({"prompt": "hi", "quality_target": -0.01}, "quality_target"),
-        ({"prompt": "hi", "quality_target": float("nan")}, "quality_target"),
         ({"prompt": "hi", "mode": 7}, "mode"),
         ({"prompt": "hi", "latency_band": 9}, "latency_band"),
     ],

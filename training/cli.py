@@ -285,11 +285,12 @@ def serve(no_metrics: bool, **options: Any) -> None:
     A new bundle (SIGHUP, or its files change) is verified before it replaces the serving one; a bundle
     that fails is refused and the old one keeps serving. SIGTERM drains in-flight calls, then exits 0.
     """
+    import dataclasses
+
     from serving.server import ServeConfig, serve
 
-    if no_metrics:
-        options["metrics_port"] = None
-    serve(ServeConfig(**{key: value for key, value in options.items() if value is not None}))
+    config = ServeConfig(**{key: value for key, value in options.items() if value is not None})
+    serve(dataclasses.replace(config, metrics_port=None) if no_metrics else config)
 
 
 @main.group("client")

@@ -1,0 +1,86 @@
+"""A small client for the tierwise gRPC service: channels with TLS and token, and a one-shot Predict."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+from google.protobuf import json_format
+
+from serving.auth import read_token
+from serving.tierwise.v1 import router_pb2 as pb
+from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+
+
+def open_channel(
+    target: str,
+    ca_cert: str | Path | None = None,
+    token: str | None = None,
+    options: Sequence[tuple[str, object]] = (),
+) -> grpc.Channel:
+    """A channel to the service; TLS when a CA certificate is given, a bearer token on every call when set."""
+    if ca_cert is None:
+        if token is not None:
+            # A token over plaintext is the caller's choice (e.g. a local sidecar); gRPC only allows it this way.
+            return grpc.intercept_channel(grpc.insecure_channel(target, options=options), _TokenHeader(token))
+        return grpc.insecure_channel(target, options=options)
+    credentials = grpc.ssl_channel_credentials(root_certificates=Path(ca_cert).read_bytes())
+    if token is not None:
+        credentials = grpc.composite_channel_credentials(credentials, grpc.access_token_call_credentials(token))
+    return grpc.secure_channel(target, credentials, options=options)
+
+
+class _TokenHeader(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds `authorization: Bearer <token>` to plaintext calls."""
+
+    def __init__(self, token: str):
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        return details._replace(metadata=[*(details.metadata or ()), self._header])
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._with_token(client_call_details), request)
+
+    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+        return continuation(self._with_token(client_call_details), request_iterator)
+
+
+def predict_request(
+    text: str,
+    *,
+    request_id: str = "",
+    quality_target: float | None = None,
+    allowed_tiers: Sequence[str] = (),
+    mode: str = "threshold",
+    latency_band: str = "INTERACTIVE",
+) -> pb.PredictRequest:
+    """Build a PredictRequest from plain Python values (mode: threshold|cost; band: INTERACTIVE|TOLERANT|ASYNC)."""
+    request = pb.PredictRequest(
+        prompt=text,
+        request_id=request_id,
+        allowed_tiers=list(allowed_tiers),
+        mode=pb.RoutingMode.Value(mode.upper()),
+        latency_band=pb.LatencyBand.Value(latency_band.upper()),
+    )
+    if quality_target is not None:
+        request.quality_target = quality_target
+    return request
+
+
+def predict_once(
+    target: str,
+    request: pb.PredictRequest,
+    *,
+    timeout_s: float = 5.0,
+    ca_cert: str | Path | None = None,
+    token_file: str | Path | None = None,
+) -> dict[str, object]:
+    """One Predict call; the response as a JSON-ready dict with the proto's field names."""
+    token = read_token(token_file) if token_file else None
+    with open_channel(target, ca_cert, token) as channel:
+        response = pb_grpc.RouterStub(channel).Predict(request, timeout=timeout_s)
+    return json_format.MessageToDict(
+        response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )

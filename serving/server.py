@@ -1,0 +1,244 @@
+"""`tierwise serve`: the gRPC server process, with health, reflection, hot reload, TLS, auth and metrics.
+
+Lifecycle: listen (health NOT_SERVING) -> load and verify the model -> SERVING -> hot-reload on SIGHUP or
+when the bundle changes -> on SIGTERM/SIGINT stop accepting, drain in-flight calls, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from serving.auth import AsyncTokenInterceptor, TokenInterceptor, read_token
+from serving.decision_log import DecisionLog
+from serving.metrics import MetricsEndpoint, ServiceMetrics
+from serving.models import LoadedModel, ModelHolder, Reloader, ReloadResult
+from serving.requests import DEFAULT_MAX_PROMPT_BYTES
+from serving.service import DEFAULT_MAX_BATCH, SERVICE_NAME, Limits, RouterService, aio_handlers, sync_handlers
+from serving.sources import open_model_source
+
+log = logging.getLogger("tierwise.serving")
+
+ServerMode = Literal["sync", "aio"]
+# Chosen by benchmarks/grpc_load.py on this project's reference machine (see the issue note).
+DEFAULT_SERVER_MODE: ServerMode = "sync"
+DEFAULT_THREADS = 4
+
+
+class ServeError(ValueError):
+    """The server cannot start as asked (bad model, unreadable TLS or token file, port taken)."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything `tierwise serve` can be told."""
+
+    model: str
+    host: str = "0.0.0.0"
+    port: int = 50051
+    metrics_port: int | None = 9464
+    server_mode: ServerMode = DEFAULT_SERVER_MODE
+    threads: int = DEFAULT_THREADS
+    reload_interval: float = 2.0
+    max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES
+    max_batch: int = DEFAULT_MAX_BATCH
+    grace: float = 10.0
+    tls_cert: str | Path | None = None
+    tls_key: str | Path | None = None
+    auth_token_file: str | Path | None = None
+    decision_log: str | Path | None = None
+
+    def grpc_options(self) -> list[tuple[str, int]]:
+        # Refuse to share a port silently with another server (grpc enables SO_REUSEPORT by default), and let
+        # an over-size prompt reach the handler, which names the field, instead of failing in the transport.
+        receive_limit = max(8 << 20, 4 * self.max_prompt_bytes + (1 << 20))
+        return [("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", receive_limit)]
+
+
+class ServingApp:
+    """Everything except the transport: model holder and reloader, metrics, decision log, the service."""
+
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        self.metrics = ServiceMetrics()
+        source = open_model_source(config.model)
+        self.holder = ModelHolder(source, on_swap=self._published, on_refuse=self._refused)
+        self.decision_log = DecisionLog(config.decision_log) if config.decision_log else None
+        limits = Limits(max_prompt_bytes=config.max_prompt_bytes, max_batch=config.max_batch)
+        self.service = RouterService(self.holder, self.metrics, limits, self.decision_log)
+        self.reloader = Reloader(self.holder, config.reload_interval)
+        self.endpoint: MetricsEndpoint | None = None
+        self.token = read_token(config.auth_token_file) if config.auth_token_file else None
+        self._last_refusal = ""
+
+    def credentials(self) -> grpc.ServerCredentials | None:
+        cert, key = self.config.tls_cert, self.config.tls_key
+        if cert is None and key is None:
+            return None
+        if cert is None or key is None:
+            raise ServeError("TLS needs both --tls-cert and --tls-key")
+        try:
+            return grpc.ssl_server_credentials([(Path(key).read_bytes(), Path(cert).read_bytes())])
+        except OSError as exc:
+            raise ServeError(f"cannot read TLS files: {exc}") from exc
+
+    def bind(self, server: grpc.Server | grpc.aio.Server) -> int:
+        address = f"{self.config.host}:{self.config.port}"
+        credentials = self.credentials()
+        try:
+            if credentials is None:
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, credentials)
+        except RuntimeError as exc:
+            raise ServeError(f"cannot listen on {address}: {exc}") from exc
+        if port == 0:
+            raise ServeError(f"cannot listen on {address}")
+        return port
+
+    def load_model(self) -> None:
+        """Load the first model; the server refuses to run without one."""
+        if self.holder.refresh() is not ReloadResult.LOADED:
+            raise ServeError(f"cannot serve: {self._last_refusal}")
+        if self.config.metrics_port is not None:
+            self.endpoint = self.metrics.serve_http(self.config.host, self.config.metrics_port)
+        self.reloader.start()
+
+    def announce(self, port: int, transport: str) -> None:
+        loaded = self.holder.current
+        assert loaded is not None
+        metrics = f"metrics on :{self.endpoint.port}" if self.endpoint else "metrics off"
+        print(
+            f"tierwise serve: listening on {self.config.host}:{port} ({transport}, {transport_name(self.config)}),"
+            f" {metrics}, model {loaded.router.version} from {loaded.bundle.path}",
+            flush=True,
+        )
+
+    def close(self) -> None:
+        self.reloader.stop()
+        if self.endpoint is not None:
+            self.endpoint.close()
+        if self.decision_log is not None:
+            self.decision_log.close()
+
+    def denied(self, method: str) -> None:
+        self.metrics.record_call(method.rsplit("/", 1)[-1], "UNAUTHENTICATED", 0.0)
+
+    def _published(self, loaded: LoadedModel) -> None:
+        encoder = loaded.router.manifest.encoder.kind
+        self.metrics.record_model(loaded.router.version, encoder, self.holder.source.describe())
+
+    def _refused(self, reason: str) -> None:
+        self._last_refusal = reason
+        self.metrics.record_refused_reload()
+
+
+def transport_name(config: ServeConfig) -> str:
+    return "asyncio" if config.server_mode == "aio" else f"{config.threads} threads"
+
+
+def serve(config: ServeConfig) -> None:
+    """Run the server until SIGTERM or SIGINT, then drain and return (the process exits 0)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = ServingApp(config)
+    try:
+        if config.server_mode == "aio":
+            asyncio.run(_serve_aio(app))
+        else:
+            _serve_sync(app)
+    finally:
+        app.close()
+
+
+_SERVICES = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+
+
+def _serve_sync(app: ServingApp) -> None:
+    config = app.config
+    interceptors = [TokenInterceptor(app.token, app.denied)] if app.token else []
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="tierwise-rpc"),
+        options=config.grpc_options(),
+        interceptors=interceptors,
+    )
+    handlers = sync_handlers(app.service, app.metrics)
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)])
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+    health_servicer = health.HealthServicer(
+        experimental_non_blocking=True, experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=1)
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(_SERVICES, server)
+    port = app.bind(server)
+    _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
+    server.start()
+    try:
+        app.load_model()
+    except BaseException:
+        server.stop(None)
+        raise
+    _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: app.reloader.request_reload())
+    app.announce(port, "TLS" if config.tls_cert else "plaintext")
+    while not stop.wait(0.5):
+        pass
+    log.info("shutting down: draining in-flight calls (up to %.0fs)", config.grace)
+    health_servicer.enter_graceful_shutdown()
+    server.stop(config.grace).wait()
+    log.info("stopped")
+
+
+async def _serve_aio(app: ServingApp) -> None:
+    config = app.config
+    interceptors = [AsyncTokenInterceptor(app.token, app.denied)] if app.token else []
+    server = grpc.aio.server(options=config.grpc_options(), interceptors=interceptors)
+    handlers = aio_handlers(app.service, app.metrics)
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)])
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(_SERVICES, server)
+    port = app.bind(server)
+    await _set_health_async(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.start()
+    try:
+        await asyncio.to_thread(app.load_model)
+    except BaseException:
+        await server.stop(None)
+        raise
+    await _set_health_async(health_servicer, health_pb2.HealthCheckResponse.SERVING)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, app.reloader.request_reload)
+    app.announce(port, "TLS" if config.tls_cert else "plaintext")
+    await stop.wait()
+    log.info("shutting down: draining in-flight calls (up to %.0fs)", config.grace)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(config.grace)
+    log.info("stopped")
+
+
+def _set_health(servicer: health.HealthServicer, status: int) -> None:
+    for name in ("", SERVICE_NAME):
+        servicer.set(name, status)
+
+
+async def _set_health_async(servicer: health.aio.HealthServicer, status: int) -> None:
+    for name in ("", SERVICE_NAME):
+        await servicer.set(name, status)

@@ -1,0 +1,335 @@
+"""The tierwise.v1.Router RPCs: validation, routing, responses, metrics and the decision log.
+
+`RouterService` holds the logic once, independent of transport; `sync_handlers` and `aio_handlers` adapt
+it to grpcio's thread-pool server and to its asyncio server. Every failure becomes a gRPC status with a
+message naming what was wrong; nothing a caller sends can take the server down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from classifier.policy import PolicyError
+from classifier.router import Prediction, Router
+from serving.decision_log import Decision, DecisionLog
+from serving.metrics import ServiceMetrics
+from serving.models import LoadedModel, ModelHolder
+from serving.requests import (
+    DEFAULT_MAX_PROMPT_BYTES,
+    MODE_ENUM,
+    MalformedRequest,
+    RequestError,
+    RouteArgs,
+    lenient_deserializer,
+    route_args,
+)
+from serving.tierwise.v1 import router_pb2 as pb
+
+log = logging.getLogger("tierwise.serving")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Router"].full_name
+DEFAULT_MAX_BATCH = 1024
+# Deadlines are checked between chunks of a batch, so an expired call stops within one chunk's work.
+BATCH_CHUNK = 64
+
+
+class RpcFailure(Exception):
+    """A call that ends with a non-OK status; `details` tells the caller what to fix."""
+
+    def __init__(self, code: grpc.StatusCode, details: str):
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a single call may ask of the server."""
+
+    max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES
+    max_batch: int = DEFAULT_MAX_BATCH
+
+
+class RouterService:
+    """Answers routing requests with whatever model the holder serves at the moment each call starts."""
+
+    def __init__(
+        self,
+        holder: ModelHolder,
+        metrics: ServiceMetrics,
+        limits: Limits = Limits(),
+        decision_log: DecisionLog | None = None,
+    ):
+        self._holder = holder
+        self._metrics = metrics
+        self._limits = limits
+        self._decision_log = decision_log
+        self._info: tuple[LoadedModel, pb.ModelInfo] | None = None
+
+    def predict(self, request: pb.PredictRequest | MalformedRequest, context: Any) -> pb.PredictResponse:
+        if isinstance(request, MalformedRequest):
+            raise _invalid(request.error)
+        loaded = self._serving_model()
+        try:
+            args = route_args(request, self._limits.max_prompt_bytes)
+        except RequestError as exc:
+            raise _invalid(exc) from None
+        _check_deadline(context)
+        router = loaded.router
+        start = time.perf_counter_ns()
+        try:
+            prediction = router.predict(
+                args.text, quality_target=args.quality_target, allowed_tiers=args.allowed_tiers, mode=args.mode
+            )
+        except PolicyError as exc:
+            raise _invalid(_policy_error(exc)) from None
+        inference_us = (time.perf_counter_ns() - start) // 1000
+        return self._answer(args, prediction, router.version, inference_us, request.latency_band)
+
+    def predict_batch(
+        self, request: pb.PredictBatchRequest | MalformedRequest, context: Any
+    ) -> pb.PredictBatchResponse:
+        if isinstance(request, MalformedRequest):
+            raise _invalid(request.error)
+        loaded = self._serving_model()
+        if len(request.requests) > self._limits.max_batch:
+            raise _invalid(RequestError("requests", f"{len(request.requests)} items; at most {self._limits.max_batch}"))
+        max_bytes = self._limits.max_prompt_bytes
+        try:
+            all_args = [route_args(r, max_bytes, f"requests[{i}].") for i, r in enumerate(request.requests)]
+        except RequestError as exc:
+            raise _invalid(exc) from None
+        router = loaded.router
+        responses: list[pb.PredictResponse | None] = [None] * len(all_args)
+        total_us = 0
+        for indices in _policy_groups(all_args):
+            for chunk_start in range(0, len(indices), BATCH_CHUNK):
+                chunk = indices[chunk_start : chunk_start + BATCH_CHUNK]
+                _check_deadline(context)
+                first = all_args[chunk[0]]
+                start = time.perf_counter_ns()
+                try:
+                    predictions = router.predict_batch(
+                        [all_args[i].text for i in chunk],
+                        quality_target=first.quality_target,
+                        allowed_tiers=first.allowed_tiers,
+                        mode=first.mode,
+                    )
+                except PolicyError as exc:
+                    raise _invalid(_policy_error(exc, f"requests[{chunk[0]}].")) from None
+                chunk_us = (time.perf_counter_ns() - start) // 1000
+                total_us += chunk_us
+                for i, prediction in zip(chunk, predictions, strict=True):
+                    band = request.requests[i].latency_band
+                    responses[i] = self._answer(all_args[i], prediction, router.version, chunk_us // len(chunk), band)
+        return pb.PredictBatchResponse(responses=responses, model_version=router.version, inference_us=total_us)
+
+    def model_info(self, request: object, context: Any) -> pb.ModelInfo:
+        loaded = self._serving_model()
+        cached = self._info
+        if cached is None or cached[0] is not loaded:
+            cached = self._info = (loaded, model_info(loaded))
+        return cached[1]
+
+    def _serving_model(self) -> LoadedModel:
+        loaded = self._holder.current
+        if loaded is None:
+            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "no model is loaded yet")
+        return loaded
+
+    def _answer(
+        self, args: RouteArgs, prediction: Prediction, version: str, inference_us: int, band: int
+    ) -> pb.PredictResponse:
+        response = pb.PredictResponse(
+            request_id=args.request_id,
+            tier=prediction.tier,
+            model=prediction.model,
+            probabilities=prediction.probabilities,
+            fallback_chain=prediction.fallback_chain,
+            model_version=version,
+            inference_us=inference_us,
+            quality_target=prediction.quality_target,
+            mode=MODE_ENUM[prediction.mode],
+            use_batch_api=args.use_batch_api,
+        )
+        if prediction.expected_cost_usd is not None:
+            response.expected_cost_usd = prediction.expected_cost_usd
+        self._metrics.record_tier(prediction.tier)
+        if self._decision_log is not None:
+            self._decision_log.add(
+                Decision(args.request_id, args.text, prediction, version, pb.LatencyBand.Name(band), time.time())
+            )
+        return response
+
+
+def model_info(loaded: LoadedModel) -> pb.ModelInfo:
+    """GetModelInfo's answer for a loaded bundle."""
+    router: Router = loaded.router
+    manifest = router.manifest
+    policy = manifest.policy
+    return pb.ModelInfo(
+        version=router.version,
+        tiers=[
+            pb.TierInfo(
+                name=t.name,
+                model=t.model,
+                models=list(t.models),
+                input_usd_per_mtok=t.input_usd_per_mtok,
+                output_usd_per_mtok=t.output_usd_per_mtok,
+            )
+            for t in router.ladder.tiers
+        ],
+        threshold=policy.threshold,
+        threshold_rule=f"{policy.rule}: {policy.chosen_by}" if policy.chosen_by else policy.rule,
+        encoder=manifest.encoder.kind,
+        metrics=flatten_metrics(manifest.metrics),
+        data_fingerprint=str(manifest.data.get("fingerprint", "")),
+        source=str(loaded.bundle.path),
+        manifest_json=json.dumps(manifest.to_json(), sort_keys=True),
+    )
+
+
+def flatten_metrics(metrics: object, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a nested metrics mapping, keyed by their dotted path."""
+    flat: dict[str, float] = {}
+    if isinstance(metrics, dict):
+        for key, value in metrics.items():
+            flat.update(flatten_metrics(value, f"{prefix}{key}."))
+    elif isinstance(metrics, int | float) and not isinstance(metrics, bool):
+        flat[prefix.rstrip(".")] = float(metrics)
+    return flat
+
+
+def _policy_groups(all_args: list[RouteArgs]) -> Iterable[list[int]]:
+    groups: dict[tuple, list[int]] = {}
+    for i, args in enumerate(all_args):
+        groups.setdefault(args.policy_key, []).append(i)
+    return groups.values()
+
+
+def _policy_error(error: PolicyError, prefix: str = "") -> RequestError:
+    return RequestError(prefix + error.field, str(error).removeprefix(f"{error.field}: "))
+
+
+def _invalid(error: RequestError) -> RpcFailure:
+    return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+
+
+def _check_deadline(context: Any) -> None:
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        raise RpcFailure(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the work was done")
+
+
+# --- transport adapters -------------------------------------------------------------------------------
+
+Outcome = tuple[Any, RpcFailure | None]
+
+
+def _run(metrics: ServiceMetrics, method: str, fn: Callable[[Any, Any], Any], request: Any, context: Any) -> Outcome:
+    """Run one call, count it, and turn any exception into the status the caller will get."""
+    start = time.perf_counter()
+    try:
+        response, failure = fn(request, context), None
+    except RpcFailure as exc:
+        response, failure = None, exc
+    except Exception:
+        log.exception("%s failed unexpectedly", method)
+        response, failure = None, RpcFailure(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+    metrics.record_call(method, "OK" if failure is None else failure.code.name, time.perf_counter() - start)
+    return response, failure
+
+
+def _handlers(unary: Callable[..., Any], stream: Callable[..., Any]) -> dict[str, grpc.RpcMethodHandler]:
+    return {
+        "Predict": grpc.unary_unary_rpc_method_handler(
+            unary("Predict"),
+            request_deserializer=lenient_deserializer(pb.PredictRequest),
+            response_serializer=pb.PredictResponse.SerializeToString,
+        ),
+        "PredictBatch": grpc.unary_unary_rpc_method_handler(
+            unary("PredictBatch"),
+            request_deserializer=lenient_deserializer(pb.PredictBatchRequest),
+            response_serializer=pb.PredictBatchResponse.SerializeToString,
+        ),
+        "PredictStream": grpc.stream_stream_rpc_method_handler(
+            stream,
+            request_deserializer=lenient_deserializer(pb.PredictRequest),
+            response_serializer=pb.PredictResponse.SerializeToString,
+        ),
+        "GetModelInfo": grpc.unary_unary_rpc_method_handler(
+            unary("GetModelInfo"),
+            request_deserializer=lenient_deserializer(pb.GetModelInfoRequest),
+            response_serializer=pb.ModelInfo.SerializeToString,
+        ),
+    }
+
+
+def _methods(service: RouterService) -> dict[str, Callable[[Any, Any], Any]]:
+    return {
+        "Predict": service.predict,
+        "PredictBatch": service.predict_batch,
+        "GetModelInfo": service.model_info,
+    }
+
+
+def sync_handlers(service: RouterService, metrics: ServiceMetrics) -> dict[str, grpc.RpcMethodHandler]:
+    """Method handlers for grpc.server (thread pool)."""
+    methods = _methods(service)
+
+    def unary(name: str) -> Callable[[Any, grpc.ServicerContext], Any]:
+        fn = methods[name]
+
+        def handle(request: Any, context: grpc.ServicerContext) -> Any:
+            response, failure = _run(metrics, name, fn, request, context)
+            if failure is not None:
+                context.abort(failure.code, failure.details)
+            return response
+
+        return handle
+
+    def stream(requests: Iterable[Any], context: grpc.ServicerContext) -> Iterable[pb.PredictResponse]:
+        for request in requests:
+            response, failure = _run(metrics, "PredictStream", service.predict, request, context)
+            if failure is not None:
+                context.abort(failure.code, failure.details)
+            yield response
+
+    return _handlers(unary, stream)
+
+
+def aio_handlers(service: RouterService, metrics: ServiceMetrics) -> dict[str, grpc.RpcMethodHandler]:
+    """Method handlers for grpc.aio.server. Batches run on a worker thread so they never stall the loop."""
+    methods = _methods(service)
+
+    def unary(name: str) -> Callable[[Any, grpc.aio.ServicerContext], Any]:
+        fn = methods[name]
+        offload = name == "PredictBatch"
+
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if offload:
+                response, failure = await asyncio.to_thread(_run, metrics, name, fn, request, context)
+            else:
+                response, failure = _run(metrics, name, fn, request, context)
+            if failure is not None:
+                await context.abort(failure.code, failure.details)
+            return response
+
+        return handle
+
+    async def stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        async for request in requests:
+            response, failure = _run(metrics, "PredictStream", service.predict, request, context)
+            if failure is not None:
+                await context.abort(failure.code, failure.details)
+            yield response
+
+    return _handlers(unary, stream)
