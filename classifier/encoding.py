@@ -12,31 +12,71 @@ from tokenizers import Tokenizer
 from classifier.text import clip_text
 
 NORM_EPS = 1e-12
+# Bump when the text -> ids -> vector arithmetic changes, so cached training embeddings are not reused.
+ENCODING_REVISION = 2
+
+
+WORD_CACHE_SIZE = 200_000
 
 
 @dataclass
 class TextTokenizer:
-    """Clips a prompt to the encoder's window (cheaply, by characters) and turns it into token ids."""
+    """Turns a prompt into at most `max_tokens` token ids, fast enough for the served hot path.
+
+    BERT-style tokenisers split on whitespace before anything else, so each whitespace-separated chunk
+    tokenises the same on its own as in context. Chunks' ids are cached, making a warm call a few dict
+    look-ups instead of a full normaliser + pre-tokeniser pass. Prompts longer than the window keep
+    their head and their tail, both in characters (cheap, before tokenising) and in tokens.
+    """
 
     tokenizer: Tokenizer
     max_chars: int
     max_tokens: int
     add_special_tokens: bool = False
 
+    def __post_init__(self) -> None:
+        self._chunks: dict[str, list[int]] = {}
+        self._specials: tuple[list[int], list[int]] = ([], [])
+        if self.add_special_tokens:
+            empty = self.tokenizer.encode("", add_special_tokens=True).ids
+            self._specials = (empty[:1], empty[1:])
+
     @classmethod
     def from_file(
         cls, path: str | Path, max_chars: int, max_tokens: int, add_special_tokens: bool = False
     ) -> TextTokenizer:
-        """Load a tokenizer.json with its shipped padding removed and our own truncation set."""
+        """Load a tokenizer.json; its shipped padding and truncation are dropped (the window is ours)."""
         tokenizer = Tokenizer.from_file(str(path))
         tokenizer.no_padding()
-        tokenizer.enable_truncation(max_length=max_tokens)
+        tokenizer.no_truncation()
         return cls(tokenizer, max_chars, max_tokens, add_special_tokens)
 
+    def _learn(self, chunks: list[str]) -> None:
+        """Tokenise unseen chunks in one call and cache each one's ids, found from the tokens' offsets."""
+        starts = np.cumsum([0] + [len(c) + 1 for c in chunks[:-1]])
+        encoding = self.tokenizer.encode(" ".join(chunks), add_special_tokens=False)
+        owners = np.searchsorted(starts, [start for start, _ in encoding.offsets], side="right") - 1
+        learned: list[list[int]] = [[] for _ in chunks]
+        for owner, token in zip(owners.tolist(), encoding.ids, strict=True):
+            learned[owner].append(token)
+        self._chunks.update(zip(chunks, learned, strict=True))
+
     def ids(self, text: str) -> np.ndarray:
-        """Token ids of one prompt as int64, at most max_tokens of them."""
-        encoding = self.tokenizer.encode(clip_text(text, self.max_chars), add_special_tokens=self.add_special_tokens)
-        return np.asarray(encoding.ids, dtype=np.int64)
+        """Token ids of one prompt as int64 (special tokens included when the encoder uses them)."""
+        chunks = clip_text(text, self.max_chars).split()
+        known = self._chunks
+        if len(known) + len(chunks) > WORD_CACHE_SIZE:
+            known.clear()
+        unseen = [c for c in dict.fromkeys(chunks) if c not in known]
+        if unseen:
+            self._learn(unseen)
+        ids = [i for chunk in chunks for i in known[chunk]]
+        first, last = self._specials
+        room = self.max_tokens - len(first) - len(last)
+        if len(ids) > room:
+            head = room * 2 // 3
+            ids = ids[:head] + ids[len(ids) - (room - head) :]
+        return np.asarray(first + ids + last, dtype=np.int64)
 
     def batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Right-padded ids (n, longest) and their 0/1 mask, for one batched graph run."""

@@ -83,6 +83,10 @@ class Router:
             )
         return cls(root, manifest, session, tokenizer)
 
+    def token_ids(self, text: str) -> np.ndarray:
+        """The token ids the graph sees for a prompt (after clipping to the encoder's window)."""
+        return self._tokenizer.ids(text)
+
     def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         feeds = {INPUT_IDS: ids}
         if ATTENTION_MASK in self._inputs:
@@ -117,7 +121,7 @@ class Router:
         mode: str = "threshold",
     ) -> Prediction:
         """Route one prompt: the cheapest tier the policy trusts, with its fallback chain."""
-        ids = self._tokenizer.ids(text)
+        ids = self.token_ids(text)
         if len(ids) == 0:
             ids = np.zeros(1, dtype=np.int64)
             mask = np.zeros((1, 1), dtype=np.int64)

@@ -38,17 +38,18 @@ def test_bundle_manifest_records_how_it_was_made(trained_bundle):
     assert manifest.metrics["latency_p50_us"] > 0
 
 
-def test_onnx_matches_python_embedding_and_sklearn_head(sample_logs, tmp_path):
+@pytest.mark.parametrize(("encoder_kind", "count"), [("static", 300), ("minilm", 40)])
+def test_onnx_matches_python_embedding_and_sklearn_head(sample_logs, tmp_path, encoder_kind, count):
     """Parity: the fused graph gives the in-Python (embedding + sklearn head) probabilities within 1e-5."""
-    from training.encoders import StaticEncoder
+    from training.encoders import load_encoder
     from training.evaluation.frames import outcome_arrays
     from training.export import export_bundle
     from training.head import TierHead
     from training.train import train_bundle
 
-    result = train_bundle([sample_logs], tmp_path / "b", encoder="static")
-    encoder = StaticEncoder.load()
-    prompts = pl.read_ndjson(sample_logs)["prompt"].unique().to_list()[:300] + PROMPTS
+    result = train_bundle([sample_logs], tmp_path / "b", encoder=encoder_kind)
+    encoder = load_encoder(encoder_kind)
+    prompts = pl.read_ndjson(sample_logs)["prompt"].unique().sort().to_list()[:count] + PROMPTS
     frame = result.labels.frame
     success, _ = outcome_arrays(frame, result.manifest.tier_ladder.names)
     head = TierHead().fit(encoder.encode(frame["prompt"].to_list()), success)

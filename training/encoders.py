@@ -18,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from classifier.bundle import EncoderSpec
-from classifier.encoding import TextTokenizer, mean_pool
+from classifier.encoding import ENCODING_REVISION, NORM_EPS, TextTokenizer, mean_pool
 
 ENCODERS = ("static", "minilm")
 STATIC_DIMS = 256
@@ -26,6 +26,7 @@ STATIC_MAX_CHARS = 2000
 STATIC_MAX_TOKENS = 512
 MINILM_MAX_CHARS = 1500
 MINILM_MAX_TOKENS = 256
+MINILM_BATCH = 32
 
 
 def cache_dir() -> Path:
@@ -100,9 +101,13 @@ class StaticEncoder:
 
 @dataclass
 class MiniLMEncoder:
-    """The sentence-transformers MiniLM model: slower, kept for comparison and for users who want it."""
+    """The sentence-transformers MiniLM model: slower, kept for comparison and for users who want it.
+
+    Token ids come from the same TextTokenizer the served graph uses, so training and serving agree.
+    """
 
     model: object
+    tokenizer: TextTokenizer
     name: str = "minilm"
 
     @classmethod
@@ -110,8 +115,10 @@ class MiniLMEncoder:
         from sentence_transformers import SentenceTransformer
 
         model = SentenceTransformer(str(minilm_dir()), device="cpu")
-        model.max_seq_length = MINILM_MAX_TOKENS
-        return cls(model=model)
+        tokenizer = TextTokenizer.from_file(
+            minilm_dir() / "tokenizer.json", MINILM_MAX_CHARS, MINILM_MAX_TOKENS, add_special_tokens=True
+        )
+        return cls(model=model, tokenizer=tokenizer)
 
     @property
     def spec(self) -> EncoderSpec:
@@ -129,13 +136,22 @@ class MiniLMEncoder:
         return minilm_dir() / "tokenizer.json"
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        from classifier.text import clip_text
+        """Mean-pooled, L2-normalised MiniLM embeddings, in small length-sorted batches."""
+        import torch
 
-        clipped = [clip_text(t, MINILM_MAX_CHARS) for t in texts]
-        return np.asarray(
-            self.model.encode(clipped, batch_size=64, normalize_embeddings=True, convert_to_numpy=True),
-            dtype=np.float32,
-        )
+        bert = self.model[0].auto_model
+        order = np.argsort([len(t) for t in texts])
+        out = np.empty((len(texts), self.spec.dims), dtype=np.float32)
+        with torch.no_grad():
+            for start in range(0, len(texts), MINILM_BATCH):
+                rows = order[start : start + MINILM_BATCH]
+                ids, mask = self.tokenizer.batch([texts[i] for i in rows])
+                mask_t = torch.from_numpy(mask)
+                hidden = bert(input_ids=torch.from_numpy(ids), attention_mask=mask_t).last_hidden_state
+                weights = mask_t.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+                out[rows] = torch.nn.functional.normalize(pooled, dim=1, eps=NORM_EPS).numpy()
+        return out
 
 
 Encoder = StaticEncoder | MiniLMEncoder
@@ -189,7 +205,8 @@ class EmbeddingCache:
 
 def embed(texts: Sequence[str], encoder: Encoder, cache: bool = True, batch: int = 256) -> np.ndarray:
     """Embed many texts with a progress bar, reusing cached vectors and caching new ones."""
-    store = EmbeddingCache(encoder.spec.name) if cache else None
+    spec = encoder.spec
+    store = EmbeddingCache(f"{spec.name}-r{ENCODING_REVISION}-{spec.max_chars}-{spec.max_tokens}") if cache else None
     keys = [EmbeddingCache.key(t) for t in texts]
     found = store.get_many(keys) if store else [None] * len(texts)
     missing = sorted({k: i for i, (k, v) in enumerate(zip(keys, found, strict=True)) if v is None}.values())

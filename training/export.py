@@ -32,20 +32,23 @@ def _head_nodes(pooled: str, head: TierHead) -> tuple[list[onnx.NodeProto], list
 
 
 def static_graph(table: np.ndarray, head: TierHead) -> onnx.ModelProto:
-    """Gather token rows, masked mean, L2-normalise, then the head: the static encoder fused with its head."""
+    """Gather token rows, masked mean, L2-normalise, then the head: the static encoder fused with its head.
+
+    The masked sum is one batched MatMul (mask row x token vectors) rather than Mul + ReduceSum, a single
+    pass over the gathered vectors.
+    """
     initializers = [
         numpy_helper.from_array(table.astype(np.float32), "token_table"),
         numpy_helper.from_array(np.asarray([1], dtype=np.int64), "axis_tokens"),
-        numpy_helper.from_array(np.asarray([2], dtype=np.int64), "axis_feature"),
         numpy_helper.from_array(np.asarray(1.0, dtype=np.float32), "one"),
         numpy_helper.from_array(np.asarray(NORM_EPS, dtype=np.float32), "norm_eps"),
     ]
     nodes = [
         helper.make_node("Gather", ["token_table", INPUT_IDS], ["token_vectors"]),
         helper.make_node("Cast", [ATTENTION_MASK], ["mask_float"], to=TensorProto.FLOAT),
-        helper.make_node("Unsqueeze", ["mask_float", "axis_feature"], ["mask_3d"]),
-        helper.make_node("Mul", ["token_vectors", "mask_3d"], ["masked_vectors"]),
-        helper.make_node("ReduceSum", ["masked_vectors", "axis_tokens"], ["summed"], keepdims=0),
+        helper.make_node("Unsqueeze", ["mask_float", "axis_tokens"], ["mask_row"]),
+        helper.make_node("MatMul", ["mask_row", "token_vectors"], ["summed_row"]),
+        helper.make_node("Squeeze", ["summed_row", "axis_tokens"], ["summed"]),
         helper.make_node("ReduceSum", ["mask_float", "axis_tokens"], ["token_count_raw"], keepdims=1),
         helper.make_node("Max", ["token_count_raw", "one"], ["token_count"]),
         helper.make_node("Div", ["summed", "token_count"], ["mean"]),

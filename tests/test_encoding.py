@@ -1,0 +1,43 @@
+"""The served tokenizer: same ids as the reference tokenizer, cheap clipping of long prompts."""
+
+from __future__ import annotations
+
+import pytest
+from tokenizers import Tokenizer
+
+from classifier.encoding import TextTokenizer
+from training.encoders import minilm_dir
+
+TEXTS = [
+    "What is the capital of France?",
+    "Prove that sqrt(2) is irrational; use x^2 = 2y^2 and (a, b) = 1.",
+    "naïve café — emoji 🚀 and 中文字, tabs\\tand\\nnewlines",
+    "a\\u00a0b\\tc\\x00d €100 x_y",
+    "",
+    "   ",
+]
+
+
+@pytest.fixture(scope="module")
+def reference() -> Tokenizer:
+    tokenizer = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+@pytest.mark.parametrize("add_special_tokens", [False, True])
+def test_cached_chunk_tokenisation_equals_the_reference(reference, add_special_tokens):
+    fast = TextTokenizer.from_file(minilm_dir() / "tokenizer.json", 10**6, 10**6, add_special_tokens)
+    for _ in range(2):  # cold, then warm cache
+        for text in TEXTS:
+            assert fast.ids(text).tolist() == reference.encode(text, add_special_tokens=add_special_tokens).ids
+
+
+def test_long_prompts_keep_head_and_tail(reference):
+    fast = TextTokenizer.from_file(minilm_dir() / "tokenizer.json", max_chars=400, max_tokens=30)
+    text = "alpha " * 200 + "omega question here"
+    ids = fast.ids(text).tolist()
+    assert len(ids) == 30
+    assert ids[0] == reference.token_to_id("alpha")
+    assert ids[-3:] == reference.encode("omega question here", add_special_tokens=False).ids
