@@ -13,10 +13,10 @@ from classifier.text import clip_text
 
 NORM_EPS = 1e-12
 # Bump when the text -> ids -> vector arithmetic changes, so cached training embeddings are not reused.
-ENCODING_REVISION = 2
-
-
+ENCODING_REVISION = 3
 WORD_CACHE_SIZE = 200_000
+# Control characters Python's str.split() splits on but the BERT normaliser deletes: drop them first, as it does.
+SPLIT_ONLY_CONTROLS = str.maketrans("", "", "\x0b\x0c\x1c\x1d\x1e\x1f\x85")
 
 
 @dataclass
@@ -63,7 +63,7 @@ class TextTokenizer:
 
     def ids(self, text: str) -> np.ndarray:
         """Token ids of one prompt as int64 (special tokens included when the encoder uses them)."""
-        chunks = clip_text(text, self.max_chars).split()
+        chunks = clip_text(text, self.max_chars).translate(SPLIT_ONLY_CONTROLS).split()
         known = self._chunks
         if len(known) + len(chunks) > WORD_CACHE_SIZE:
             known.clear()

@@ -11,8 +11,10 @@ from training.encoders import minilm_dir
 TEXTS = [
     "What is the capital of France?",
     "Prove that sqrt(2) is irrational; use x^2 = 2y^2 and (a, b) = 1.",
-    "naïve café — emoji 🚀 and 中文字, tabs\\tand\\nnewlines",
-    "a\\u00a0b\\tc\\x00d €100 x_y",
+    "naïve café — emoji 🚀 and 中文字, tabs\tand\nnewlines, escaped \\t and \\n",
+    "a\u00a0b\tc\x00d €100 x_y\u3000z\u2028w",
+    # control characters str.split() splits on but the BERT normaliser deletes
+    "ab\x0bcd e\x0cf g\x1ch i\x1dj\x1ek\x1fl m\x85n \x1c",
     "",
     "   ",
 ]
