@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import polars as pl
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 
 from classifier.bundle import BundleError, read_manifest
 from classifier.router import Router
+from tests.helpers import SHARED_DATA
 from training.cli import main
 
 PROMPTS = [
@@ -38,26 +40,57 @@ def test_bundle_manifest_records_how_it_was_made(trained_bundle):
     assert manifest.metrics["latency_p50_us"] > 0
 
 
-@pytest.mark.parametrize(("encoder_kind", "count"), [("static", 300), ("minilm", 40)])
-def test_onnx_matches_python_embedding_and_sklearn_head(sample_logs, tmp_path, encoder_kind, count):
-    """Parity: the fused graph gives the in-Python (embedding + sklearn head) probabilities within 1e-5."""
+PARITY_PROMPTS = {"static": 300, "minilm": 40}
+
+
+@pytest.fixture(scope="module", params=["static", "minilm"])
+def parity_model(request, sample_logs, trained_bundle, tmp_path_factory):
+    """(encoder, sklearn head, router over the same head's exported graph) for one encoder."""
     from training.encoders import load_encoder
     from training.evaluation.frames import outcome_arrays
     from training.export import export_bundle
     from training.head import TierHead
-    from training.train import train_bundle
+    from training.labels import label_logs
 
-    result = train_bundle([sample_logs], tmp_path / "b", encoder=encoder_kind)
-    encoder = load_encoder(encoder_kind)
-    prompts = pl.read_ndjson(sample_logs)["prompt"].unique().sort().to_list()[:count] + PROMPTS
-    frame = result.labels.frame
-    success, _ = outcome_arrays(frame, result.manifest.tier_ladder.names)
+    encoder = load_encoder(request.param)
+    frame = label_logs([str(sample_logs)])[1].frame
+    success, _ = outcome_arrays(frame, ["haiku", "sonnet", "opus"])
     head = TierHead().fit(encoder.encode(frame["prompt"].to_list()), success)
-    export_bundle(tmp_path / "parity", encoder, head, result.manifest)
-    onnx_probs = Router.load(tmp_path / "parity").probabilities(prompts)
-    python_probs = head.predict_proba(encoder.encode(prompts))
+    manifest = replace(read_manifest(trained_bundle), encoder=encoder.spec, version="")
+    out = tmp_path_factory.mktemp("parity") / request.param
+    export_bundle(out, encoder, head, manifest)
+    return encoder, head, Router.load(out)
+
+
+def assert_parity(parity_model, prompts: list[str]) -> None:
+    """The fused graph gives the in-Python (embedding + sklearn head) probabilities within 1e-5."""
+    encoder, head, router = parity_model
+    onnx_probs = router.probabilities(prompts)
     assert onnx_probs.shape == (len(prompts), 3)
-    np.testing.assert_allclose(onnx_probs, python_probs, atol=1e-5)
+    np.testing.assert_allclose(onnx_probs, head.predict_proba(encoder.encode(prompts)), atol=1e-5)
+    single = np.stack([list(router.predict(p).probabilities.values()) for p in prompts])
+    np.testing.assert_allclose(single, onnx_probs, atol=1e-5)
+
+
+def test_onnx_matches_python_on_sample_prompts(parity_model, sample_logs):
+    count = PARITY_PROMPTS[parity_model[0].name]
+    prompts = pl.read_ndjson(sample_logs)["prompt"].unique().sort().to_list()[:count]
+    assert_parity(parity_model, prompts + PROMPTS)
+
+
+@pytest.mark.shared_data
+def test_onnx_matches_python_on_real_prompts(parity_model):
+    """Real prompts from both shared datasets, long few-shot ones included (clipped to the window)."""
+    count = PARITY_PROMPTS[parity_model[0].name] // 2
+    prompts = []
+    for dataset in ("mmlu_pro", "routerbench"):
+        path = SHARED_DATA / dataset / "attempts.parquet"
+        if not path.exists():
+            pytest.skip("../shared/data is not present")
+        unique = pl.scan_parquet(path).select("prompt").unique().sort("prompt").collect()["prompt"]
+        prompts += unique.sample(count, seed=0).to_list()
+    assert max(len(p) for p in prompts) > parity_model[0].spec.max_chars
+    assert_parity(parity_model, prompts)
 
 
 def test_single_and_batch_predictions_agree(trained_bundle):
