@@ -46,6 +46,7 @@ class ModelHolder:
         self.current: LoadedModel | None = None
         self._on_swap = on_swap
         self._on_refuse = on_refuse
+        self.last_refusal: str | None = None
         self._refused_token: str | None = None
         self._lock = threading.Lock()
 
@@ -58,7 +59,10 @@ class ModelHolder:
             try:
                 bundle = self.source.resolve()
             except Exception as exc:
-                return self._refuse(f"cannot resolve {self.source.describe()}: {exc}")
+                reason = f"cannot resolve {self.source.describe()}: {exc}"
+                if reason == self.last_refusal and not force:
+                    return ReloadResult.UNCHANGED  # already reported; the source is still unavailable
+                return self._refuse(reason)
             current = self.current
             if not force and (
                 (current is not None and current.bundle.token == bundle.token) or bundle.token == self._refused_token
@@ -71,7 +75,7 @@ class ModelHolder:
                 return self._refuse(f"refused bundle {bundle.path}: {exc}")
             loaded = LoadedModel(router, bundle)
             self.current = loaded
-            self._refused_token = None
+            self._refused_token = self.last_refusal = None
             old = "none" if current is None else current.router.version
             log.info("serving model %s from %s (was %s)", router.version, bundle.path, old)
             self._on_swap(loaded)
@@ -80,6 +84,7 @@ class ModelHolder:
     def _refuse(self, reason: str) -> ReloadResult:
         serving = "no model" if self.current is None else f"model {self.current.router.version}"
         log.error("%s; still serving %s", reason, serving)
+        self.last_refusal = reason
         self._on_refuse(reason)
         return ReloadResult.REFUSED
 

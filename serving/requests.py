@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
+import itertools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,7 +34,7 @@ class MalformedRequest:
     error: RequestError
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RouteArgs:
     """One validated request: the text to classify and how to choose its tier."""
 
@@ -48,6 +49,18 @@ class RouteArgs:
     def policy_key(self) -> tuple[float | None, tuple[str, ...] | None, str]:
         """Requests sharing this key can be classified in one batch."""
         return self.quality_target, self.allowed_tiers, self.mode
+
+
+_ID_PREFIX = os.urandom(6).hex()
+_id_counter = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A unique id for a request that came without one: a per-process random prefix and a counter.
+
+    Cheaper than uuid4 on the hot path, and as unique in practice (48 random bits per server process).
+    """
+    return f"{_ID_PREFIX}-{next(_id_counter):x}"
 
 
 def lenient_deserializer(message_type: type[message.Message]) -> Callable[[bytes], object]:
@@ -113,7 +126,7 @@ def route_args(request: pb.PredictRequest, max_prompt_bytes: int, prefix: str = 
     if request.latency_band not in _BANDS:
         raise RequestError(prefix + "latency_band", f"unknown latency band {request.latency_band}")
     return RouteArgs(
-        request_id=request.request_id or uuid.uuid4().hex,
+        request_id=request.request_id or new_request_id(),
         text=text,
         quality_target=quality_target,
         allowed_tiers=tuple(request.allowed_tiers) or None,

@@ -72,14 +72,15 @@ class ServingApp:
         self.config = config
         self.metrics = ServiceMetrics()
         source = open_model_source(config.model)
-        self.holder = ModelHolder(source, on_swap=self._published, on_refuse=self._refused)
+        self.holder = ModelHolder(
+            source, on_swap=self._published, on_refuse=lambda reason: self.metrics.record_refused_reload()
+        )
         self.decision_log = DecisionLog(config.decision_log) if config.decision_log else None
         limits = Limits(max_prompt_bytes=config.max_prompt_bytes, max_batch=config.max_batch)
         self.service = RouterService(self.holder, self.metrics, limits, self.decision_log)
         self.reloader = Reloader(self.holder, config.reload_interval)
         self.endpoint: MetricsEndpoint | None = None
         self.token = read_token(config.auth_token_file) if config.auth_token_file else None
-        self._last_refusal = ""
 
     def credentials(self) -> grpc.ServerCredentials | None:
         cert, key = self.config.tls_cert, self.config.tls_key
@@ -109,7 +110,7 @@ class ServingApp:
     def load_model(self) -> None:
         """Load the first model; the server refuses to run without one."""
         if self.holder.refresh() is not ReloadResult.LOADED:
-            raise ServeError(f"cannot serve: {self._last_refusal}")
+            raise ServeError(f"cannot serve: {self.holder.last_refusal}")
         if self.config.metrics_port is not None:
             self.endpoint = self.metrics.serve_http(self.config.host, self.config.metrics_port)
         self.reloader.start()
@@ -137,10 +138,6 @@ class ServingApp:
     def _published(self, loaded: LoadedModel) -> None:
         encoder = loaded.router.manifest.encoder.kind
         self.metrics.record_model(loaded.router.version, encoder, self.holder.source.describe())
-
-    def _refused(self, reason: str) -> None:
-        self._last_refusal = reason
-        self.metrics.record_refused_reload()
 
 
 def transport_name(config: ServeConfig) -> str:
@@ -182,6 +179,10 @@ def _serve_sync(app: ServingApp) -> None:
     reflection.enable_server_reflection(_SERVICES, server)
     port = app.bind(server)
     _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: app.reloader.request_reload())
     server.start()
     try:
         app.load_model()
@@ -189,10 +190,6 @@ def _serve_sync(app: ServingApp) -> None:
         server.stop(None)
         raise
     _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: app.reloader.request_reload())
     app.announce(port, "TLS" if config.tls_cert else "plaintext")
     while not stop.wait(0.5):
         pass
@@ -214,6 +211,11 @@ async def _serve_aio(app: ServingApp) -> None:
     reflection.enable_server_reflection(_SERVICES, server)
     port = app.bind(server)
     await _set_health_async(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, app.reloader.request_reload)
     await server.start()
     try:
         await asyncio.to_thread(app.load_model)
@@ -221,11 +223,6 @@ async def _serve_aio(app: ServingApp) -> None:
         await server.stop(None)
         raise
     await _set_health_async(health_servicer, health_pb2.HealthCheckResponse.SERVING)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, app.reloader.request_reload)
     app.announce(port, "TLS" if config.tls_cert else "plaintext")
     await stop.wait()
     log.info("shutting down: draining in-flight calls (up to %.0fs)", config.grace)
