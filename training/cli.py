@@ -185,6 +185,39 @@ def predict(text: str, model: str, quality_target: float | None, allowed_tiers: 
     click.echo(json.dumps({**dataclasses.asdict(prediction), "model_version": router.version}, indent=2))
 
 
+@main.command("eval")
+@log_options
+@click.option(
+    "--model", required=True, help="Bundle directory, or a registered version models:/NAME@ALIAS (MLflow registry)."
+)
+@click.option(
+    "--split",
+    default="test",
+    show_default=True,
+    help="Evaluate the rows whose `split` column says this (logs without one: the 20% `tierwise train` held out); "
+    "`all` for every row.",
+)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write every number as JSON here.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Draw the cost-quality chart (PNG) here.")
+@reports_input_errors
+def evaluate(model: str, logs: tuple[str, ...], split: str, tiers: str | None, **options: Any) -> None:
+    """Score a router against trivial routing on labelled logs: APGR, CPT, cost at quality, calibration.
+
+    Sweeps the router's quality threshold over [0, 1] on the requests of --split whose outcome is known on
+    every tier, and compares it on the same requests with always-each-tier, a random mix of cheapest and
+    top, a prompt-length heuristic, k-NN over the other rows, and the oracle. --tiers defaults to the
+    model's own ladder (give one with the same tier names to re-price). Definitions: docs/evaluation.md.
+    """
+    from training.evaluation.evaluate import run_eval
+
+    router, report = run_eval(model, logs, tiers=tiers, split=None if split == "all" else split, **options)
+    click.echo(f"model {model} (version {router.version}, encoder {router.manifest.encoder.name}), split {split}")
+    click.echo(report.table())
+    for kind in ("json_out", "plot_out"):
+        if options[kind]:
+            click.echo(f"wrote {options[kind]}")
+
+
 @main.command("demo")
 @click.option(
     "--workdir",

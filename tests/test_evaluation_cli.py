@@ -1,0 +1,111 @@
+"""`tierwise eval` and `evaluate_router` on the shared trained bundle: the served graph scored end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from classifier.bundle import read_manifest, write_manifest
+from classifier.router import Router
+from training.cli import main
+from training.evaluation.evaluate import evaluate_router, router_probabilities
+from training.evaluation.frames import outcome_arrays, select_split
+from training.labels import label_logs
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def frame(sample_logs):
+    return label_logs([str(sample_logs)])[1].frame
+
+
+@pytest.fixture(scope="module")
+def router(trained_bundle):
+    return Router.load(trained_bundle)
+
+
+def test_eval_cli_writes_table_json_and_chart(trained_bundle, sample_logs, tmp_path):
+    out_json, out_png = tmp_path / "eval.json", tmp_path / "chart" / "eval.png"
+    args = ["eval", "--model", str(trained_bundle), str(sample_logs), "--json", str(out_json), "--plot", str(out_png)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"model {trained_bundle} (version ") and lines[0].endswith("split test")
+    assert {line.split()[0] for line in lines[2:6]} == {"router", "random", "length", "knn"}
+    doc = json.loads(out_json.read_text())
+    manifest = read_manifest(trained_bundle)
+    # the served graph reproduces what training measured on the same held-out rows with the in-Python head
+    assert doc["apgr"] == pytest.approx(manifest.metrics["apgr"], abs=1e-9)
+    assert doc["cpt50"] == pytest.approx(manifest.metrics["cpt50"], abs=1e-9)
+    assert doc["cpt80"] == pytest.approx(manifest.metrics["cpt80"], abs=1e-9)
+    assert doc["baselines"]["random"]["apgr"] == pytest.approx(0.5, abs=1e-3)
+    assert doc["baselines"]["knn"]["apgr"] is not None and doc["baselines"]["length"]["apgr"] is not None
+    assert doc["operating_point"]["threshold"] == manifest.policy.threshold
+    assert doc["operating_point"]["rule"] == manifest.policy.rule
+    assert doc["requests"] == manifest.data["requests"]["test"]
+    assert out_png.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_evaluate_router_uses_the_graph_and_the_rows_outside_the_split(router, frame):
+    test = select_split(frame, "test")
+    success, _ = outcome_arrays(test, router.ladder.names)
+    report = evaluate_router(router, frame)
+    probs = router.probabilities(test["prompt"].to_list())
+    np.testing.assert_allclose(router_probabilities(router, test["prompt"].to_list(), batch=7), probs, atol=1e-6)
+    tried = ~np.isnan(success[:, 0])
+    assert report.calibration[0].mean_prob == pytest.approx(float(probs[tried, 0].mean()), abs=1e-6)
+    assert report.requests == test.height and report.knn is not None
+    # k-NN from an explicit training frame instead of the complement: a different baseline, same router
+    only_some = evaluate_router(router, frame, train_frame=select_split(frame, "train").head(25))
+    assert only_some.router.metrics == report.router.metrics
+    assert only_some.knn.metrics != report.knn.metrics
+    # every row evaluated: nothing is left to fit the k-NN baseline on
+    everything = evaluate_router(router, frame, split=None)
+    assert everything.requests == frame.height and everything.knn is None
+
+
+def test_eval_defaults_to_the_bundle_ladder(trained_bundle, sample_logs, tmp_path):
+    renamed = tmp_path / "renamed"
+    shutil.copytree(trained_bundle, renamed)
+    manifest = read_manifest(renamed)
+    names = {"haiku": "fast", "sonnet": "mid", "opus": "best"}
+    ladder = {**manifest.ladder, "tier": [{**t, "name": names[t["name"]]} for t in manifest.ladder["tier"]]}
+    write_manifest(renamed, replace(manifest, ladder=ladder))
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(main, ["eval", "--model", str(renamed), str(sample_logs), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["tiers"] == ["fast", "mid", "best"] and doc["apgr"] == pytest.approx(manifest.metrics["apgr"])
+
+
+def test_eval_refuses_a_ladder_with_other_tiers(trained_bundle, sample_logs, tmp_path):
+    tiers = tmp_path / "two.toml"
+    tiers.write_text(
+        '[[tier]]\nname = "small"\nmodels = ["a"]\ninput_usd_per_mtok = 1\noutput_usd_per_mtok = 1\n'
+        '[[tier]]\nname = "large"\nmodels = ["b"]\ninput_usd_per_mtok = 9\noutput_usd_per_mtok = 9\n'
+    )
+    args = ["eval", "--model", str(trained_bundle), str(sample_logs), "--tiers", str(tiers)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "['small', 'large']" in result.output and "['haiku', 'sonnet', 'opus']" in result.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--split", "validation"], "found: test, train"), (["--model", "no-such-dir"], "no-such-dir")],
+)
+def test_eval_input_errors_exit_2(trained_bundle, sample_logs, extra, message):
+    result = CliRunner().invoke(main, ["eval", "--model", str(trained_bundle), str(sample_logs), *extra])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_eval_registry_uri_is_refused_plainly_when_it_cannot_be_resolved(sample_logs, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    result = CliRunner().invoke(main, ["eval", "--model", "models:/nope@champion", str(sample_logs)])
+    assert result.exit_code == 2 and "nope" in result.output and "Traceback" not in result.output
