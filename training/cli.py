@@ -300,7 +300,11 @@ def replay(logs: tuple[str, ...], out: str, state: str | None, **options: Any) -
 @click.option(
     "--server-mode", type=click.Choice(["sync", "aio"]), help="grpcio server kind. Default: fastest measured."
 )
-@click.option("--threads", type=click.IntRange(min=1), help="Worker threads for --server-mode sync.")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Worker threads for --server-mode sync (default 4); an open PredictStream holds one: many streams, use aio.",
+)
 @click.option("--reload-interval", default=2.0, show_default=True, type=click.FloatRange(min=0), help="0: SIGHUP only.")
 @click.option("--max-prompt-bytes", default=1 << 20, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-batch", default=1024, show_default=True, type=click.IntRange(min=1), help="PredictBatch items.")
