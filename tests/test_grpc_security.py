@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import subprocess
+import sys
 
 import grpc
 import pytest
@@ -114,3 +116,16 @@ def test_token_over_plaintext(token_server):
         with open_channel(token_server.target, token=token) as channel:
             stub = pb_grpc.RouterStub(channel)
             assert status_of(lambda stub=stub: stub.Predict(REQUEST, timeout=10)) == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_tls_needs_both_certificate_and_key(tmp_path, trained_bundle):
+    cert, _ = self_signed(tmp_path)
+    args = ["--model", str(trained_bundle), "--port", "0", "--no-metrics", "--tls-cert", str(cert)]
+    result = subprocess.run(
+        [sys.executable, "-m", "training.cli", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "TLS needs both --tls-cert and --tls-key" in result.stderr
