@@ -9,7 +9,10 @@ answers a canned PredictResponse with no inference (the baseline: what gRPC + pr
 - N concurrent clients (default 8; each its own channel and connection) for short and mixed prompts;
 - once, for the first variant: the same clients sharing one connection.
 
-    python benchmarks/grpc_load.py [--model BUNDLE_DIR] [--variants sync:4,aio] [--duration 5]
+    python benchmarks/grpc_load.py [--model BUNDLE_DIR] [--variants sync:4,aio] [--duration 6] [--pin]
+
+--pin keeps the load generator off the servers' CPUs (client on the first CPU, servers on the rest), as
+a deployment with dedicated cores would; without it the scheduler moves everything across all CPUs.
 
 Without --model it trains a static-encoder bundle on generated sample logs first.
 """
@@ -329,6 +332,10 @@ def target_checks(pairs: list[tuple[LoadResult, LoadResult]], clients: int) -> l
     ]
 
 
+def pin(cpus: set[int]) -> None:
+    os.sched_setaffinity(0, cpus)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="bundle directory (default: train one on sample logs)")
@@ -341,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per concurrent load and server")
     parser.add_argument("--rounds", type=int, default=3, help="alternations between the server and its baseline")
+    parser.add_argument(
+        "--pin", action="store_true", help="run the clients on the first CPU and the servers on the others"
+    )
     parser.add_argument("--serve-trivial", metavar="VARIANT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_trivial:
@@ -351,12 +361,17 @@ def main(argv: list[str] | None = None) -> int:
     print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print("prompts:", ", ".join(f"{k} ~{statistics.mean(map(len, v)):.0f} chars" for k, v in prompts.items()))
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    cpus = sorted(os.sched_getaffinity(0))
+    client_cpus, server_cpus = ({cpus[0]}, set(cpus[1:])) if args.pin and len(cpus) > 1 else (set(cpus), set(cpus))
+    print(f"CPUs: client {sorted(client_cpus)}, servers {sorted(server_cpus)}")
     measured: dict[str, list[tuple[LoadResult, LoadResult]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or build_bundle(Path(tmp))
         for k, variant in enumerate(variants):
             trivial = (sys.executable, str(Path(__file__).resolve()), "--serve-trivial", variant)
+            pin(server_cpus)  # children inherit the CPU mask they are started with
             with ServerProcess(serve_args(variant, model)) as server, ServerProcess([], program=trivial) as baseline:
+                pin(client_cpus)
                 measured[variant] = [
                     tuple(interleaved(load, (server.target, baseline.target), args.rounds))
                     for load in loads(prompts, args, with_shared=k == 0)
