@@ -123,9 +123,10 @@ def label(logs: tuple[str, ...], tiers: str | None, success_threshold: float, sk
 @click.option(
     "--threshold-rule",
     type=click.Choice(["auto", "absolute", "relative"]),
-    default="auto",
+    default="absolute",
     show_default=True,
-    help="absolute: cheapest tier with P >= threshold; relative: P >= threshold x best P; auto: better on validation.",
+    help="absolute: cheapest tier with P >= threshold, else the top; relative: P >= threshold x best P; "
+    "auto: whichever has the better validation APGR.",
 )
 @click.option(
     "--quality-floor",

@@ -71,17 +71,18 @@ class PolicyChoice:
 def choose_policy(
     success: np.ndarray, cost: np.ndarray, probs: np.ndarray, rules: tuple[str, ...], quality_floor: float
 ) -> PolicyChoice:
-    """Pick the rule with the best validation APGR, then its cheapest threshold reaching the quality floor.
+    """Pick among `rules` the one with the best validation APGR, then its cheapest threshold reaching the floor.
 
     The floor is a share of always-top quality on the validation rows; if no threshold reaches it, the
-    threshold with the best validation quality is taken.
+    threshold with the best validation quality is taken. Every rule's validation APGR is recorded, so a
+    bundle trained with one rule still says how the other would have done.
     """
     keep = known_rows(success, cost)
     success, cost, probs = success[keep], cost[keep], probs[keep]
     if len(success) == 0:
         return PolicyChoice(PolicySpec(threshold=0.5, rule=rules[0], chosen_by="default: no validation rows"), {})
     anchors = Anchors.from_outcomes(success, cost)
-    curves = {rule: threshold_curve(success, cost, rule_scores(probs, rule)) for rule in rules}
+    curves = {rule: threshold_curve(success, cost, rule_scores(probs, rule)) for rule in RULES}
     scores = {rule: apgr(curve, anchors) for rule, curve in curves.items()}
     rule = max(rules, key=lambda r: scores[r] if scores[r] is not None else -1.0)
     curve = curves[rule]
@@ -93,8 +94,9 @@ def choose_policy(
     else:
         best = int(np.argmax(curve.quality))
         how = f"best validation quality (none reached {quality_floor:.0%} of always-top)"
-    versus = ", ".join(f"{r} {scores[r]:.3f}" for r in rules if scores[r] is not None)
-    chosen_by = f"{how} on {len(success)} validation requests; rule by validation APGR ({versus})"
+    versus = ", ".join(f"{r} {scores[r]:.3f}" for r in RULES if scores[r] is not None)
+    picked = "rule by validation APGR" if len(rules) > 1 else f"rule {rule} as asked"
+    chosen_by = f"{how} on {len(success)} validation requests; {picked} (validation APGR {versus})"
     spec = PolicySpec(threshold=float(curve.settings[best]), rule=rule, chosen_by=chosen_by)
     return PolicyChoice(spec, scores)
 
@@ -158,7 +160,7 @@ def train_bundle(
     split_column: str = "split",
     seed: int = 0,
     C: float = 0.1,
-    threshold_rule: str = "auto",
+    threshold_rule: str = "absolute",
     quality_floor: float = DEFAULT_QUALITY_FLOOR,
     success_threshold: float = 1.0,
     skip_invalid: bool = False,
