@@ -93,16 +93,26 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def content_version(files: dict[str, str]) -> str:
-    """A version id derived from the files' checksums: same content, same version."""
-    joined = "".join(f"{name}:{digest}" for name, digest in sorted(files.items()))
-    return hashlib.sha256(joined.encode()).hexdigest()[:12]
+def content_version(manifest: Manifest, files: dict[str, str]) -> str:
+    """A version id from everything that decides the bundle's answers: files, tiers and prices, policy, encoder.
+
+    Same answers, same version; a new threshold or price on the same graph is a new version.
+    """
+    decisive = {
+        "files": files,
+        "ladder": manifest.ladder,
+        "tier_costs_usd": manifest.tier_costs_usd,
+        "policy": [manifest.policy.rule, manifest.policy.threshold],
+        "encoder": asdict(manifest.encoder),
+    }
+    return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def write_manifest(bundle_dir: Path, manifest: Manifest) -> Manifest:
     """Checksum the bundle's files, stamp the version and write manifest.json last."""
     files = {p.name: sha256_file(p) for p in sorted(bundle_dir.iterdir()) if p.is_file() and p.name != MANIFEST}
-    stamped = Manifest(**{**asdict(manifest), "files": files, "version": manifest.version or content_version(files)})
+    version = manifest.version or content_version(manifest, files)
+    stamped = Manifest(**{**asdict(manifest), "files": files, "version": version})
     stamped = Manifest.from_json(stamped.to_json())
     (bundle_dir / MANIFEST).write_text(json.dumps(stamped.to_json(), indent=2, sort_keys=True))
     return stamped

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from classifier.bundle import BundleError, read_manifest
+from classifier.bundle import BundleError, read_manifest, write_manifest
 from classifier.router import Router
 from tests.helpers import SHARED_DATA
 from training.cli import main
@@ -41,6 +41,17 @@ def test_bundle_manifest_records_how_it_was_made(trained_bundle):
     for tier in ("haiku", "sonnet", "opus"):
         assert 0.0 <= manifest.metrics[f"ece_{tier}"] <= 1.0
     assert manifest.metrics["latency_p50_us"] > 0
+
+
+def test_version_follows_what_decides_the_answers(trained_bundle, tmp_path):
+    manifest = read_manifest(trained_bundle)
+    copy = tmp_path / "bundle"
+    shutil.copytree(trained_bundle, copy)
+    assert write_manifest(copy, replace(manifest, version="", metrics={})).version == manifest.version
+    stricter = replace(manifest, version="", policy=replace(manifest.policy, threshold=0.99))
+    assert write_manifest(copy, stricter).version != manifest.version
+    router = Router.load(copy)
+    assert router.version != manifest.version and router.policy.threshold == 0.99
 
 
 PARITY_PROMPTS = {"static": 300, "minilm": 40}
