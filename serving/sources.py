@@ -62,7 +62,15 @@ class DirectorySource:
 
 
 def open_model_source(spec: str) -> ModelSource:
-    """The source behind a `--model` argument: a bundle directory path."""
+    """The source behind a `--model` argument: a bundle directory, or a registry alias `models:/NAME@ALIAS`.
+
+    A registry source follows its alias: when the alias moves, the server hot-reloads the new version.
+    """
     if spec.startswith("models:/"):
-        raise SourceError(f"{spec}: registry model URIs are not supported by this build; give a bundle directory")
+        from training.tracking.registry import RegistryError, RegistrySource
+
+        try:
+            return RegistrySource(spec)
+        except RegistryError as exc:
+            raise SourceError(str(exc)) from exc
     return DirectorySource(spec)

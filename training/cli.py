@@ -60,6 +60,18 @@ def log_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.argument("logs", nargs=-1, required=True, type=click.Path())(command)
 
 
+def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every command that talks to MLflow shares."""
+    command = click.option(
+        "--experiment", default="tierwise", show_default=True, help="MLflow experiment for the training runs."
+    )(command)
+    return click.option(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking/registry store. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here.",
+    )(command)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="tierwise")
 def main() -> None:
@@ -136,6 +148,8 @@ def label(logs: tuple[str, ...], tiers: str | None, success_threshold: float, sk
     help="Default threshold = the cheapest one keeping this share of always-top quality on validation.",
 )
 @click.option("--no-cache", is_flag=True, help="Recompute embeddings instead of reusing the on-disk cache.")
+@click.option("--register", metavar="NAME", help="Register the model as a new version of NAME in the MLflow registry.")
+@tracking_options
 @reports_input_errors
 def train(
     logs: tuple[str, ...],
@@ -144,15 +158,21 @@ def train(
     skip_invalid: bool,
     out: str,
     no_cache: bool,
+    register: str | None,
+    tracking_uri: str | None,
+    experiment: str,
     **options: Any,
 ) -> None:
     """Train a router on attempt logs and export it as a bundle (one ONNX graph + tokenizer + manifest).
 
     Labels the logs, embeds the prompts (cached on disk), fits one calibrated logistic regression per
     tier, chooses the routing rule and default threshold on a validation part of the training rows, and
-    reports calibration and routing on the held-out `test` rows.
+    reports calibration and routing on the held-out `test` rows. Every run is recorded in MLflow
+    (params, data lineage, metrics, plots, the model); --register also makes it a registered version,
+    `champion` if the model has none yet, else `challenger`.
     """
     from classifier.tiers import TierLadder
+    from training.tracking.run_logging import log_training_run
     from training.train import render_report, train_bundle
 
     result = train_bundle(
@@ -165,6 +185,10 @@ def train(
         **options,
     )
     click.echo(render_report(result))
+    tracked = log_training_run(result, register=register, experiment=experiment, tracking=tracking_uri)
+    click.echo(f"mlflow run {tracked.run_id}")
+    if tracked.version:
+        click.echo(f"registered {register} version {tracked.version} as {tracked.alias}")
 
 
 @main.command("predict")
@@ -293,7 +317,13 @@ def replay(logs: tuple[str, ...], out: str, state: str | None, **options: Any) -
 
 
 @main.command("serve")
-@click.option("--model", required=True, help="Model bundle directory; reloaded when its files change or on SIGHUP.")
+@click.option(
+    "--model",
+    required=True,
+    help="Bundle directory, or models:/NAME@ALIAS from the MLflow registry; reloaded when it changes "
+    "(files, or the alias moving; polled every --reload-interval) or on SIGHUP.",
+)
+@click.option("--tracking-uri", help="MLflow store for models:/ URIs. Default: $MLFLOW_TRACKING_URI, else ./mlflow.db.")
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on (gRPC and metrics).")
 @click.option("--port", default=50051, show_default=True, type=click.IntRange(0, 65535), help="gRPC port; 0 = any.")
 @click.option("--metrics-port", default=9464, show_default=True, type=click.IntRange(0, 65535), help="0 = any.")
@@ -317,16 +347,19 @@ def replay(logs: tuple[str, ...], out: str, state: str | None, **options: Any) -
 @click.option("--auth-token-file", type=click.Path(exists=True, dir_okay=False), help="Require this bearer token.")
 @click.option("--decision-log", type=click.Path(dir_okay=False), help="Append every decision to this JSONL file.")
 @reports_input_errors
-def serve(no_metrics: bool, **options: Any) -> None:
+def serve(no_metrics: bool, tracking_uri: str | None, **options: Any) -> None:
     """Serve a router bundle over gRPC (tierwise.v1.Router, health, reflection) until SIGTERM.
 
     A new bundle (SIGHUP, or its files change) is verified before it replaces the serving one; a bundle
     that fails is refused and the old one keeps serving. SIGTERM drains in-flight calls, then exits 0.
     """
     import dataclasses
+    import os
 
     from serving.server import ServeConfig, serve
 
+    if tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     config = ServeConfig(**{key: value for key, value in options.items() if value is not None})
     serve(dataclasses.replace(config, metrics_port=None) if no_metrics else config)
 

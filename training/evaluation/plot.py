@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from training.evaluation.report import EvalReport, format_metric
@@ -54,4 +55,30 @@ def plot_report(report: EvalReport, path: str | Path) -> None:
     ax.set_title(f"cost vs quality on {report.evaluated} requests")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
+    fig.savefig(path)
+
+
+def plot_calibration(
+    tiers: list[str], probs: np.ndarray, success: np.ndarray, path: str | Path, bins: int = 10
+) -> None:
+    """Reliability diagram per tier: mean predicted P(success) against the observed success rate, as PNG."""
+    fig = Figure(figsize=(4.0 * len(tiers), 4.0), dpi=110)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    for k, tier in enumerate(tiers):
+        ax = fig.add_subplot(1, len(tiers), k + 1)
+        known = np.isfinite(success[:, k])
+        p, y = probs[known, k], success[known, k]
+        which = np.clip(np.digitize(p, edges) - 1, 0, bins - 1)
+        filled = [b for b in range(bins) if (which == b).any()]
+        ax.plot([0, 1], [0, 1], color="C7", linestyle="--", linewidth=1)
+        ax.plot(
+            [p[which == b].mean() for b in filled],
+            [y[which == b].mean() for b in filled],
+            marker="o",
+            color="C0",
+        )
+        ax.set(title=f"{tier} (n={int(known.sum())})", xlabel="predicted P(success)", xlim=(0, 1), ylim=(0, 1))
+        if k == 0:
+            ax.set_ylabel("observed success rate")
+    fig.tight_layout()
     fig.savefig(path)

@@ -1,0 +1,1 @@
+"""MLflow integration: every training run tracked, every model a registered version, gated promotion."""

@@ -1,0 +1,125 @@
+"""Recording a training run in MLflow: params, data lineage, held-out metrics, plots, and the model itself."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+import classifier
+import training
+from training.tracking.pyfunc import BUNDLE_ARTIFACT, RouterModel
+from training.tracking.registry import CHALLENGER, CHAMPION, alias_version, client, set_alias
+from training.tracking.store import DEFAULT_EXPERIMENT, use_store
+from training.train import TrainResult
+
+MODEL_NAME_IN_RUN = "router"
+SERVING_REQUIREMENTS = ["numpy", "onnxruntime", "tokenizers", "pandas", "mlflow"]
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    """Where a training run went: its MLflow run, and the registered version and alias if it was registered."""
+
+    run_id: str
+    model_uri: str
+    version: str | None = None
+    alias: str | None = None
+
+
+def run_params(result: TrainResult) -> dict[str, Any]:
+    """Everything that decides the model: encoder, head and its hyper-parameters, tiers and prices, rule, seed."""
+    manifest = result.manifest
+    params: dict[str, Any] = {k: v for k, v in result.params.items() if k != "tiers"}
+    params["tiers"] = ",".join(result.params["tiers"])
+    for tier in manifest.tier_ladder.tiers:
+        params[f"price_{tier.name}_in_usd_per_mtok"] = tier.input_usd_per_mtok
+        params[f"price_{tier.name}_out_usd_per_mtok"] = tier.output_usd_per_mtok
+    params["policy_rule"] = manifest.policy.rule
+    params["policy_threshold"] = round(manifest.policy.threshold, 6)
+    params["policy_chosen_by"] = manifest.policy.chosen_by[:500]
+    params["encoder_name"] = manifest.encoder.name
+    return params
+
+
+def _log_datasets(result: TrainResult) -> None:
+    """One MLflow dataset input per log file, with its content hash as the digest (lineage)."""
+    import mlflow
+
+    digests = {entry["path"]: entry["sha256"] for entry in result.manifest.data["files"]}
+    frame = result.log.frame
+    for path, digest in digests.items():
+        rows = frame.filter(pl.col("_source_file") == path).select("request_id", "model", "success")
+        dataset = mlflow.data.from_pandas(rows.to_pandas(), source=path, name=Path(path).name, digest=digest[:16])
+        mlflow.log_input(dataset, context="training")
+
+
+def _log_plots(result: TrainResult, out: Path) -> None:
+    """The cost-quality chart and the per-tier calibration plot of the held-out rows."""
+    import mlflow
+
+    from classifier.router import Router
+    from training.evaluation.evaluate import router_probabilities, split_frames
+    from training.evaluation.frames import outcome_arrays
+    from training.evaluation.plot import plot_calibration, plot_report
+
+    if result.evaluation is None:
+        return
+    plot_report(result.evaluation, out / "cost_quality.png")
+    router = Router.load(result.bundle_dir)
+    held_out, _ = split_frames(result.labels.frame, "test", result.params["split_column"])
+    success, _ = outcome_arrays(held_out, router.ladder.names)
+    probs = router_probabilities(router, held_out["prompt"].to_list())
+    plot_calibration(router.ladder.names, probs, success, out / "calibration.png")
+    (out / "evaluation.json").write_text(json.dumps(result.report, indent=2))
+    mlflow.log_artifacts(str(out), artifact_path="evaluation")
+
+
+def log_training_run(
+    result: TrainResult,
+    register: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    tracking: str | None = None,
+) -> TrackedRun:
+    """Record a finished training run; with `register`, add the model as a new version of that name.
+
+    A newly registered version becomes `champion` when the model has none yet, else `challenger`.
+    """
+    import mlflow
+
+    use_store(tracking)
+    mlflow.set_experiment(experiment)
+    manifest = result.manifest
+    with mlflow.start_run(run_name=f"train-{manifest.version}") as run:
+        mlflow.log_params(run_params(result))
+        mlflow.set_tags(
+            {"tierwise.data_fingerprint": manifest.data["fingerprint"], "tierwise.bundle": manifest.version}
+        )
+        _log_datasets(result)
+        mlflow.log_metrics({k: float(v) for k, v in manifest.metrics.items()})
+        with tempfile.TemporaryDirectory() as tmp:
+            _log_plots(result, Path(tmp))
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_NAME_IN_RUN,
+            python_model=RouterModel(),
+            artifacts={BUNDLE_ARTIFACT: str(result.bundle_dir)},
+            code_paths=[str(Path(classifier.__file__).parent), str(Path(training.__file__).parent)],
+            pip_requirements=SERVING_REQUIREMENTS,
+            registered_model_name=register,
+        )
+    if register is None:
+        return TrackedRun(run.info.run_id, info.model_uri)
+    version = str(info.registered_model_version)
+    registry = client(tracking)
+    registry.set_model_version_tag(register, version, "data_fingerprint", manifest.data["fingerprint"])
+    registry.set_model_version_tag(register, version, "encoder", manifest.encoder.name)
+    registry.set_model_version_tag(register, version, "bundle_version", manifest.version)
+    for key, value in manifest.metrics.items():
+        registry.set_model_version_tag(register, version, f"metric.{key}", f"{value:.6g}")
+    alias = CHAMPION if alias_version(register, CHAMPION, tracking) is None else CHALLENGER
+    set_alias(register, alias, version, tracking)
+    return TrackedRun(run.info.run_id, info.model_uri, version, alias)
