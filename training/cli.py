@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from training.cli_options import ManyValuesOption
+
 
 class InputError(click.ClickException):
     """A problem with what the user gave us (files, flags, data): reported plainly, exit code 2."""
@@ -241,6 +243,98 @@ def evaluate(model: str, logs: tuple[str, ...], split: str, tiers: str | None, *
     for kind in ("json_out", "plot_out"):
         if options[kind]:
             click.echo(f"wrote {options[kind]}")
+
+
+@main.command("compare")
+@click.argument("name")
+@click.option("--versions", cls=ManyValuesOption, type=click.IntRange(min=1), help="Versions to show (default: all).")
+@click.option(
+    "--logs",
+    "logs",
+    cls=ManyValuesOption,
+    type=click.Path(),
+    help="Re-evaluate every version on these attempt logs (one evaluation set, comparable numbers).",
+)
+@click.option("--tiers", type=click.Path(dir_okay=False), help="Price ladder for --logs (same tier names).")
+@click.option("--split", default="test", show_default=True, help="Which split of --logs to evaluate on.")
+@click.option("--tracking-uri", help="MLflow store. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here.")
+@reports_input_errors
+def compare(
+    name: str, versions: tuple[int, ...], logs: tuple[str, ...], tiers: str | None, split: str, tracking_uri: str | None
+) -> None:
+    """Compare registered versions of NAME side by side: metrics, data, encoder, and aliases held.
+
+    Without --logs each version shows the metrics it recorded on its own held-out rows; with --logs all
+    versions are re-evaluated on the same rows.
+    """
+    from training.logs import read_attempts
+    from training.tracking.compare import render_comparison, version_rows
+
+    log = read_attempts(list(logs)) if logs else None
+    rows = version_rows(name, [str(v) for v in versions], log, tiers, split, tracking_uri)
+    where = f"re-evaluated on {split} rows of {', '.join(logs)}" if logs else "as recorded at training time"
+    click.echo(render_comparison(rows, where))
+
+
+@main.command("promote")
+@click.argument("name")
+@click.argument("version", type=click.IntRange(min=1))
+@click.option("--tracking-uri", help="MLflow store. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here.")
+@reports_input_errors
+def promote(name: str, version: int, tracking_uri: str | None) -> None:
+    """Move the `champion` alias of NAME to VERSION (servers following models:/NAME@champion reload it)."""
+    from training.tracking.registry import promote as promote_version
+
+    previous = promote_version(name, str(version), tracking_uri)
+    click.echo(f"{name}: champion is now version {version} (was {previous or 'none'})")
+
+
+@main.command("retrain")
+@click.argument("name")
+@log_options
+@click.option(
+    "--window", "window_days", type=click.FloatRange(min=0, min_open=True), help="Only the last DAYS of logs."
+)
+@click.option("--out", type=click.Path(file_okay=False), help="Also keep the challenger bundle here.")
+@click.option("--encoder", type=click.Choice(["static", "minilm"]), default="static", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int)
+@tracking_options
+@reports_input_errors
+def retrain(
+    name: str,
+    logs: tuple[str, ...],
+    tiers: str | None,
+    success_threshold: float,
+    skip_invalid: bool,
+    window_days: float | None,
+    out: str | None,
+    encoder: str,
+    seed: int,
+    tracking_uri: str | None,
+    experiment: str,
+) -> None:
+    """Train a challenger for NAME on LOGS and promote it only if it beats the champion.
+
+    Challenger and champion are evaluated on the same held-out rows of LOGS at their default thresholds;
+    the margins and both rows of numbers are printed. An empty registry's first version becomes champion.
+    """
+    from classifier.tiers import TierLadder
+    from training.tracking.retrain import retrain as run_retrain
+
+    decision = run_retrain(
+        name,
+        list(logs),
+        ladder=TierLadder.load(tiers),
+        window_days=window_days,
+        out=out,
+        experiment=experiment,
+        tracking=tracking_uri,
+        encoder=encoder,
+        seed=seed,
+        success_threshold=success_threshold,
+        skip_invalid=skip_invalid,
+    )
+    click.echo(decision.render())
 
 
 @main.command("demo")

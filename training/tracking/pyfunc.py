@@ -1,42 +1,58 @@
 """The router as an MLflow pyfunc model, so any MLflow consumer (batch scoring, Spark UDFs) can route.
 
 `mlflow.pyfunc.load_model(uri).predict(DataFrame with a "prompt" column)` returns one row per prompt:
-`tier`, `model`, `fallback_chain` (tiers joined with ">") and `p_<tier>` for every tier.
+`tier`, `model`, `fallback_chain` (tiers joined with ">") and `p_<tier>` for every tier; params
+`quality_target` and `mode` are passed to the router. The model is `router_model.py` logged as code, with the
+bundle as its `bundle` artifact and the `classifier` package as its only code; its pip requirements are what
+that code imports, pinned to the versions it was logged with.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib.metadata
+import shutil
+import tempfile
+from pathlib import Path
 
-import mlflow.pyfunc
-import pandas as pd
+import classifier
+from classifier.tiers import TierLadder
 
-BUNDLE_ARTIFACT = "bundle"
+BUNDLE_ARTIFACT = "bundle"  # the artifact name router_model.py reads
+MODEL_CODE = Path(__file__).with_name("router_model.py")
+# Everything router_model.py and the classifier package import besides the standard library.
+RUNTIME_DISTRIBUTIONS = ("mlflow", "pandas", "numpy", "onnxruntime", "tokenizers")
 
 
-class RouterModel(mlflow.pyfunc.PythonModel):
-    """Wraps `classifier.Router`; the bundle travels as the model's `bundle` artifact."""
+def pip_requirements() -> list[str]:
+    """The pyfunc's requirements, pinned to the installed versions."""
+    return [f"{name}=={importlib.metadata.version(name)}" for name in RUNTIME_DISTRIBUTIONS]
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        from classifier.router import Router
 
-        self.router = Router.load(context.artifacts[BUNDLE_ARTIFACT])
+def signature(ladder: TierLadder):
+    """Input: a prompt column. Output: tier, model, fallback chain, one probability column per tier. Params."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Route every prompt of the frame; `params` may carry quality_target and mode."""
-        if "prompt" not in model_input.columns:
-            raise ValueError(f"input needs a 'prompt' column, got {list(model_input.columns)}")
-        params = params or {}
-        predictions = self.router.predict_batch(
-            [str(p) for p in model_input["prompt"].tolist()],
-            quality_target=params.get("quality_target"),
-            mode=params.get("mode", "threshold"),
-        )
-        return pd.DataFrame(
-            {
-                "tier": [p.tier for p in predictions],
-                "model": [p.model for p in predictions],
-                "fallback_chain": [">".join(p.fallback_chain) for p in predictions],
-                **{f"p_{tier}": [p.probabilities[tier] for p in predictions] for tier in self.router.ladder.names},
-            }
+    outputs = [ColSpec("string", "tier"), ColSpec("string", "model"), ColSpec("string", "fallback_chain")]
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", "prompt")]),
+        outputs=Schema(outputs + [ColSpec("double", f"p_{name}") for name in ladder.names]),
+        params=ParamSchema([ParamSpec("quality_target", "double", None), ParamSpec("mode", "string", "threshold")]),
+    )
+
+
+def log_router_model(name: str, bundle_dir: str | Path, ladder: TierLadder):
+    """Log the bundle as a pyfunc model of the active run; returns MLflow's ModelInfo."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="tierwise-pyfunc-") as scratch:
+        code = Path(scratch) / "classifier"
+        shutil.copytree(Path(classifier.__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__"))
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(MODEL_CODE),
+            artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+            code_paths=[str(code)],
+            signature=signature(ladder),
+            pip_requirements=pip_requirements(),
         )

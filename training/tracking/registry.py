@@ -49,16 +49,22 @@ def client(tracking: str | None = None):
     return MlflowClient()
 
 
-def current_version(ref: ModelRef, tracking: str | None = None) -> str:
-    """The version number a reference points at now (an alias is looked up in the registry)."""
-    if ref.version:
-        return ref.version
+def model_version(ref: ModelRef, tracking: str | None = None):
+    """The registered version a reference points at now (an alias is looked up in the registry)."""
     from mlflow.exceptions import MlflowException
 
+    registry = client(tracking)
     try:
-        return str(client(tracking).get_model_version_by_alias(ref.name, ref.alias).version)
+        if ref.version:
+            return registry.get_model_version(ref.name, ref.version)
+        return registry.get_model_version_by_alias(ref.name, ref.alias)
     except MlflowException as exc:
-        raise RegistryError(f"{ref}: no such registered model or alias ({exc.message})") from exc
+        raise RegistryError(f"{ref}: no such registered model, version or alias ({exc.message})") from exc
+
+
+def current_version(ref: ModelRef, tracking: str | None = None) -> str:
+    """The version number a reference points at now."""
+    return str(model_version(ref, tracking).version)
 
 
 def alias_version(name: str, alias: str, tracking: str | None = None) -> str | None:
@@ -71,10 +77,31 @@ def alias_version(name: str, alias: str, tracking: str | None = None) -> str | N
 
 def aliases_by_version(name: str, tracking: str | None = None) -> dict[str, list[str]]:
     """Which aliases each version holds."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        registered = client(tracking).get_registered_model(name)
+    except MlflowException as exc:
+        raise RegistryError(f"no registered model named {name!r} ({exc.message})") from exc
     held: dict[str, list[str]] = {}
-    for alias, version in client(tracking).get_registered_model(name).aliases.items():
+    for alias, version in registered.aliases.items():
         held.setdefault(str(version), []).append(alias)
     return held
+
+
+def register_version(
+    name: str, model_uri: str, run_id: str, model_id: str | None, tags: dict[str, str], tracking: str | None = None
+) -> str:
+    """A new version of registered model `name` (created on first use) from a logged model; its number."""
+    from mlflow.exceptions import MlflowException
+
+    registry = client(tracking)
+    try:
+        registry.get_registered_model(name)
+    except MlflowException:
+        registry.create_registered_model(name, description="tierwise router: which LLM tier each request needs")
+    created = registry.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
+    return str(created.version)
 
 
 def set_alias(name: str, alias: str, version: str, tracking: str | None = None) -> None:
@@ -83,37 +110,53 @@ def set_alias(name: str, alias: str, version: str, tracking: str | None = None) 
 
 
 def promote(name: str, version: str, tracking: str | None = None) -> str | None:
-    """Make a version the champion; returns the version that was champion before (None if there was none)."""
-    from mlflow.exceptions import MlflowException
+    """Make a version the champion; returns the version that was champion before (None if there was none).
 
-    previous = alias_version(name, CHAMPION, tracking)
-    try:
-        client(tracking).get_model_version(name, str(version))
-    except MlflowException as exc:
-        raise RegistryError(f"{name} has no version {version} ({exc.message})") from exc
+    A challenger alias on the promoted version is dropped: it is no longer a candidate.
+    """
+    model_version(ModelRef(name, version=str(version)), tracking)
+    held = aliases_by_version(name, tracking)
+    previous = next((v for v, names in held.items() if CHAMPION in names), None)
     set_alias(name, CHAMPION, version, tracking)
+    if CHALLENGER in held.get(str(version), []):
+        client(tracking).delete_registered_model_alias(name, CHALLENGER)
     return previous
 
 
 def bundle_for_version(name: str, version: str, tracking: str | None = None) -> Path:
-    """A local copy of a version's bundle directory, downloaded once and reused (versions never change)."""
+    """A local copy of a version's bundle directory, downloaded once and reused."""
+    return bundle_dir(model_version(ModelRef(name, version=str(version)), tracking), tracking)
+
+
+def bundle_dir(found, tracking: str | None = None) -> Path:
+    """The local bundle of a registered ModelVersion, downloaded into the cache on first use.
+
+    The cache key includes the store and the version's model source, which no other version shares, so a
+    registry that was deleted and rebuilt never serves a stale copy under a reused version number.
+    """
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
-    store = hashlib.sha256(use_store(tracking).encode()).hexdigest()[:16]
-    target = cache_dir() / "registry" / store / name / str(version)
+    uri = use_store(tracking)
+    key = hashlib.sha256(f"{uri}\0{found.source}".encode()).hexdigest()[:16]
+    target = cache_dir() / "registry" / key / found.name / str(found.version)
     if (target / "manifest.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".download-"))
+    ref = f"models:/{found.name}/{found.version}"
     try:
-        root = Path(download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(staging)))
+        root = Path(download_artifacts(artifact_uri=ref, dst_path=str(staging)))
         bundle = _bundle_in_model(root)
         if bundle is None:
-            raise RegistryError(f"models:/{name}/{version} holds no tierwise bundle")
-        bundle.rename(target)
+            raise RegistryError(f"{ref} holds no tierwise bundle")
+        try:
+            bundle.rename(target)
+        except OSError:
+            if not (target / "manifest.json").exists():  # else a concurrent download of the same version won
+                raise
     except MlflowException as exc:
-        raise RegistryError(f"cannot fetch models:/{name}/{version}: {exc.message}") from exc
+        raise RegistryError(f"cannot fetch {ref}: {exc.message}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -133,8 +176,7 @@ def _bundle_in_model(root: Path) -> Path | None:
 
 def resolve_bundle(uri: str, tracking: str | None = None) -> Path:
     """The local bundle directory behind `models:/NAME@ALIAS` or `models:/NAME/VERSION`."""
-    ref = ModelRef.parse(uri)
-    return bundle_for_version(ref.name, current_version(ref, tracking), tracking)
+    return bundle_dir(model_version(ModelRef.parse(uri), tracking), tracking)
 
 
 class RegistrySource:
@@ -154,5 +196,5 @@ class RegistrySource:
     def resolve(self):
         from serving.sources import BundleRef
 
-        version = current_version(self.ref, self.tracking)
-        return BundleRef(bundle_for_version(self.ref.name, version, self.tracking), f"{self.ref.name}/{version}")
+        found = model_version(self.ref, self.tracking)
+        return BundleRef(bundle_dir(found, self.tracking), f"{found.name}/{found.version}:{found.source}")

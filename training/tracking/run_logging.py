@@ -10,15 +10,12 @@ from typing import Any
 
 import polars as pl
 
-import classifier
-import training
-from training.tracking.pyfunc import BUNDLE_ARTIFACT, RouterModel
-from training.tracking.registry import CHALLENGER, CHAMPION, alias_version, client, set_alias
-from training.tracking.store import DEFAULT_EXPERIMENT, use_store
+from training.tracking.pyfunc import log_router_model
+from training.tracking.registry import CHALLENGER, CHAMPION, alias_version, register_version, set_alias
+from training.tracking.store import DEFAULT_EXPERIMENT, use_experiment, use_store
 from training.train import TrainResult
 
 MODEL_NAME_IN_RUN = "router"
-SERVING_REQUIREMENTS = ["numpy", "onnxruntime", "tokenizers", "pandas", "mlflow"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +43,21 @@ def run_params(result: TrainResult) -> dict[str, Any]:
     return params
 
 
+def version_tags(result: TrainResult) -> dict[str, str]:
+    """What a registered version carries: data fingerprint and size, encoder, bundle version, every metric."""
+    manifest = result.manifest
+    requests = manifest.data["requests"]
+    tags = {
+        "data_fingerprint": manifest.data["fingerprint"],
+        "data_files": ",".join(Path(entry["path"]).name for entry in manifest.data["files"]),
+        "train_requests": str(requests["train"]),
+        "test_requests": str(requests["test"]),
+        "encoder": manifest.encoder.name,
+        "bundle_version": manifest.version,
+    }
+    return tags | {f"metric.{key}": f"{value:.6g}" for key, value in manifest.metrics.items()}
+
+
 def _log_datasets(result: TrainResult) -> None:
     """One MLflow dataset input per log file, with its content hash as the digest (lineage)."""
     import mlflow
@@ -55,11 +67,11 @@ def _log_datasets(result: TrainResult) -> None:
     for path, digest in digests.items():
         rows = frame.filter(pl.col("_source_file") == path).select("request_id", "model", "success")
         dataset = mlflow.data.from_pandas(rows.to_pandas(), source=path, name=Path(path).name, digest=digest[:16])
-        mlflow.log_input(dataset, context="training")
+        mlflow.log_input(dataset, context="training", tags={"sha256": digest})
 
 
-def _log_plots(result: TrainResult, out: Path) -> None:
-    """The cost-quality chart and the per-tier calibration plot of the held-out rows."""
+def _log_evaluation(result: TrainResult, out: Path) -> None:
+    """The evaluation JSON, the cost-quality chart and the per-tier calibration plot of the held-out rows."""
     import mlflow
 
     from classifier.router import Router
@@ -91,8 +103,8 @@ def log_training_run(
     """
     import mlflow
 
-    use_store(tracking)
-    mlflow.set_experiment(experiment)
+    uri = use_store(tracking)
+    use_experiment(experiment, uri)
     manifest = result.manifest
     with mlflow.start_run(run_name=f"train-{manifest.version}") as run:
         mlflow.log_params(run_params(result))
@@ -102,24 +114,11 @@ def log_training_run(
         _log_datasets(result)
         mlflow.log_metrics({k: float(v) for k, v in manifest.metrics.items()})
         with tempfile.TemporaryDirectory() as tmp:
-            _log_plots(result, Path(tmp))
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_NAME_IN_RUN,
-            python_model=RouterModel(),
-            artifacts={BUNDLE_ARTIFACT: str(result.bundle_dir)},
-            code_paths=[str(Path(classifier.__file__).parent), str(Path(training.__file__).parent)],
-            pip_requirements=SERVING_REQUIREMENTS,
-            registered_model_name=register,
-        )
+            _log_evaluation(result, Path(tmp))
+        info = log_router_model(MODEL_NAME_IN_RUN, result.bundle_dir, manifest.tier_ladder)
     if register is None:
         return TrackedRun(run.info.run_id, info.model_uri)
-    version = str(info.registered_model_version)
-    registry = client(tracking)
-    registry.set_model_version_tag(register, version, "data_fingerprint", manifest.data["fingerprint"])
-    registry.set_model_version_tag(register, version, "encoder", manifest.encoder.name)
-    registry.set_model_version_tag(register, version, "bundle_version", manifest.version)
-    for key, value in manifest.metrics.items():
-        registry.set_model_version_tag(register, version, f"metric.{key}", f"{value:.6g}")
-    alias = CHAMPION if alias_version(register, CHAMPION, tracking) is None else CHALLENGER
-    set_alias(register, alias, version, tracking)
+    version = register_version(register, info.model_uri, run.info.run_id, info.model_id, version_tags(result), uri)
+    alias = CHAMPION if alias_version(register, CHAMPION, uri) is None else CHALLENGER
+    set_alias(register, alias, version, uri)
     return TrackedRun(run.info.run_id, info.model_uri, version, alias)

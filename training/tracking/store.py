@@ -1,16 +1,21 @@
-"""Which MLflow tracking store and registry to use: a flag, MLFLOW_TRACKING_URI, or the embedded SQLite file."""
+"""Which MLflow tracking store and registry to use: a flag, MLFLOW_TRACKING_URI, or the embedded SQLite file.
+
+The embedded default is MLflow's own: `mlflow.db` in the working directory, a real tracking store and model
+registry in one SQLite file, no server needed. Artifacts of a SQLite store are kept in `mlruns/` next to
+the database file (not next to wherever a command happens to run), so the two travel together.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import warnings
+from pathlib import Path
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "tierwise"
-
-
 SQLITE_PREFIX = "sqlite:///"
+ARTIFACTS_DIR = "mlruns"
 
 
 def tracking_uri(explicit: str | None = None) -> str:
@@ -24,15 +29,34 @@ def tracking_uri(explicit: str | None = None) -> str:
     return uri
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a SQLite store URI; None for a server or any other store."""
+    return Path(uri[len(SQLITE_PREFIX) :]) if uri.startswith(SQLITE_PREFIX) else None
+
+
 def use_store(explicit: str | None = None) -> str:
     """Point MLflow's tracking and registry at one store, quietly, and return its URI."""
     import mlflow
 
     uri = tracking_uri(explicit)
-    for name in ("mlflow", "alembic", "mlflow.store.db.utils", "mlflow.tracking"):
+    database = sqlite_file(uri)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+    for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="mlflow")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
+
+
+def use_experiment(name: str, uri: str) -> str:
+    """Make `name` the active experiment (creating it, with its artifacts next to a SQLite store); its id."""
+    import mlflow
+
+    found = mlflow.get_experiment_by_name(name)
+    if found is None:
+        database = sqlite_file(uri)
+        location = (database.parent / ARTIFACTS_DIR).resolve().as_uri() if database else None
+        mlflow.create_experiment(name, artifact_location=location)
+    return mlflow.set_experiment(name).experiment_id
