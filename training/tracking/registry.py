@@ -11,7 +11,7 @@ from pathlib import Path
 
 from training.encoders import cache_dir
 from training.tracking.pyfunc import BUNDLE_ARTIFACT
-from training.tracking.store import use_store
+from training.tracking.store import ARTIFACTS_DIR, sqlite_file, use_store
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -132,14 +132,18 @@ def bundle_dir(found, tracking: str | None = None) -> Path:
     """The local bundle of a registered ModelVersion, downloaded into the cache on first use.
 
     The cache key includes the store and the version's model source, which no other version shares, so a
-    registry that was deleted and rebuilt never serves a stale copy under a reused version number.
+    registry that was deleted and rebuilt never serves a stale copy under a reused version number. A SQLite
+    store keeps its copies beside its artifacts (deleting the store's folder deletes them); any other store's
+    copies go to the tierwise cache directory.
     """
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
     uri = use_store(tracking)
     key = hashlib.sha256(f"{uri}\0{found.source}".encode()).hexdigest()[:16]
-    target = cache_dir() / "registry" / key / found.name / str(found.version)
+    database = sqlite_file(uri)
+    root = database.parent / ARTIFACTS_DIR / "bundle-cache" if database else cache_dir() / "registry"
+    target = root / key / found.name / str(found.version)
     if (target / "manifest.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

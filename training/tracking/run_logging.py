@@ -96,10 +96,12 @@ def log_training_run(
     register: str | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
     tracking: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> TrackedRun:
     """Record a finished training run; with `register`, add the model as a new version of that name.
 
     A newly registered version becomes `champion` when the model has none yet, else `challenger`.
+    `tags` are added to the run's own.
     """
     import mlflow
 
@@ -110,6 +112,7 @@ def log_training_run(
         mlflow.log_params(run_params(result))
         mlflow.set_tags(
             {"tierwise.data_fingerprint": manifest.data["fingerprint"], "tierwise.bundle": manifest.version}
+            | (tags or {})
         )
         _log_datasets(result)
         mlflow.log_metrics({k: float(v) for k, v in manifest.metrics.items()})

@@ -1,0 +1,232 @@
+"""MLflow tracking and registry on a real SQLite store: runs, registered versions, pyfunc, compare, promote."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.metadata
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from mlflow import MlflowClient
+
+from classifier.router import Router
+from training.cli import main
+from training.sample_logs import write_sample_logs
+from training.tracking.pyfunc import MODEL_CODE, RUNTIME_DISTRIBUTIONS, pip_requirements
+from training.tracking.registry import resolve_bundle
+
+NAME = "tracking-test"
+PROMPTS = ["Say hello to the team.", "Prove that the square root of 2 is irrational, step by step.", ""]
+
+
+def train(logs: Path, out: Path, *extra: str) -> str:
+    result = CliRunner().invoke(main, ["train", str(logs), "--out", str(out), *extra])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def client(mlflow_store) -> MlflowClient:
+    return MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store)
+
+
+@pytest.fixture(scope="module")
+def second_logs(tmp_path_factory) -> Path:
+    return write_sample_logs(tmp_path_factory.mktemp("second-logs"), 400, seed=21)
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory, sample_logs, second_logs) -> list[dict]:
+    """`tierwise train --register` twice, on different logs: what each printed and where its bundle is."""
+    work = tmp_path_factory.mktemp("registered")
+    runs = []
+    for k, logs in enumerate((sample_logs, second_logs), start=1):
+        output = train(logs, work / f"b{k}", "--register", NAME)
+        run_id = re.search(r"mlflow run (\w+)", output).group(1)
+        runs.append({"output": output, "run_id": run_id, "bundle": work / f"b{k}", "logs": logs})
+    return runs
+
+
+def test_train_and_register_twice_gives_a_champion_then_a_challenger(registered, client):
+    assert "registered tracking-test version 1 as champion" in registered[0]["output"]
+    assert "registered tracking-test version 2 as challenger" in registered[1]["output"]
+    assert client.get_registered_model(NAME).aliases == {"champion": 1, "challenger": 2}
+    for number, run in enumerate(registered, start=1):
+        version = client.get_model_version(NAME, str(number))
+        manifest = Router.load(run["bundle"]).manifest
+        assert version.run_id == run["run_id"]
+        assert version.tags["data_fingerprint"] == manifest.data["fingerprint"]
+        assert version.tags["bundle_version"] == manifest.version
+        assert version.tags["encoder"] == manifest.encoder.name
+        assert float(version.tags["metric.apgr"]) == pytest.approx(manifest.metrics["apgr"], rel=1e-5)
+    tags = [client.get_model_version(NAME, n).tags["data_fingerprint"] for n in ("1", "2")]
+    assert tags[0] != tags[1]
+
+
+def test_a_training_run_records_params_lineage_metrics_and_artifacts(registered, client, tmp_path):
+    run_info = registered[0]
+    run = client.get_run(run_info["run_id"])
+    manifest = Router.load(run_info["bundle"]).manifest
+    params = run.data.params
+    assert params["encoder"] == "static" and params["seed"] == "0" and params["threshold_rule"] == "absolute"
+    assert params["tiers"] == "haiku,sonnet,opus"
+    assert float(params["price_opus_out_usd_per_mtok"]) == 25.0
+    assert float(params["policy_threshold"]) == pytest.approx(manifest.policy.threshold, abs=1e-6)
+
+    metrics = run.data.metrics
+    expected = {"apgr", "cost_ratio", "quality_ratio", "exact_tier_accuracy", "under_routing_rate"}
+    expected |= {"over_routing_rate", "latency_p50_us", "latency_p99_us"}
+    expected |= {f"{kind}_{tier}" for kind in ("ece", "accuracy") for tier in ("haiku", "sonnet", "opus")}
+    assert expected <= set(metrics)
+    assert metrics["apgr"] == pytest.approx(manifest.metrics["apgr"])
+
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.name == run_info["logs"].name
+    assert dataset.dataset.digest == hashlib.sha256(run_info["logs"].read_bytes()).hexdigest()[:16]
+    assert run.data.tags["tierwise.data_fingerprint"] == manifest.data["fingerprint"]
+
+    local = Path(client.download_artifacts(run.info.run_id, "evaluation", str(tmp_path)))
+    for plot in ("cost_quality.png", "calibration.png"):
+        assert (local / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    evaluation = json.loads((local / "evaluation.json").read_text())
+    assert evaluation["apgr"] == pytest.approx(metrics["apgr"])
+
+
+def test_every_train_is_a_run_even_without_register(sample_logs, client, tmp_path):
+    experiment = client.get_experiment_by_name("tierwise").experiment_id
+    before = len(client.search_runs([experiment]))
+    output = train(sample_logs, tmp_path / "b", "--experiment", "tierwise")
+    assert "registered" not in output
+    run_id = re.search(r"mlflow run (\w+)", output).group(1)
+    assert len(client.search_runs([experiment])) == before + 1
+    assert client.get_run(run_id).data.metrics["apgr"] > 0
+
+
+def test_pyfunc_routes_like_the_bundle(registered, mlflow_store):
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    router = Router.load(registered[0]["bundle"])
+    frame = model.predict(pd.DataFrame({"prompt": PROMPTS}))
+    expected = router.predict_batch(PROMPTS)
+    assert frame["tier"].tolist() == [p.tier for p in expected]
+    assert frame["model"].tolist() == [p.model for p in expected]
+    assert frame["fallback_chain"].tolist() == [">".join(p.fallback_chain) for p in expected]
+    for tier in router.ladder.names:
+        assert frame[f"p_{tier}"].tolist() == pytest.approx([p.probabilities[tier] for p in expected], abs=1e-6)
+    strict = model.predict(pd.DataFrame({"prompt": PROMPTS}), params={"quality_target": 1.0})
+    assert strict["tier"].tolist() == [p.tier for p in router.predict_batch(PROMPTS, quality_target=1.0)]
+
+
+def test_pyfunc_needs_only_its_pinned_requirements(registered, tmp_path):
+    model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/1", dst_path=str(tmp_path)))
+    assert (model_dir / "requirements.txt").read_text().split() == pip_requirements()
+    bundles = [p.parent.name for p in (model_dir / "artifacts").glob("*/manifest.json")]
+    assert bundles == [registered[0]["bundle"].name]
+    # Every third-party import of the model code and of the classifier package it carries is a requirement.
+    sources = [MODEL_CODE, *(model_dir / "code" / "classifier").glob("*.py")]
+    imported = set()
+    for source in sources:
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    owners = importlib.metadata.packages_distributions()
+    third_party = {name for name in imported if name in owners and name != "classifier"}
+    assert third_party == {"mlflow", "pandas", "numpy", "onnxruntime", "tokenizers"}
+    assert all(set(owners[name]) & set(RUNTIME_DISTRIBUTIONS) for name in third_party)
+    # Loaded in a fresh interpreter, it routes without pulling in the training stack (beyond what MLflow loads).
+    script = (
+        "import sys, mlflow.pyfunc, pandas as pd\n"
+        "before = set(sys.modules)\n"
+        f"m = mlflow.pyfunc.load_model({str(model_dir)!r})\n"
+        "print(m.predict(pd.DataFrame({'prompt': ['hello']}))['tier'][0])\n"
+        "print(sorted({n.split('.')[0] for n in set(sys.modules) - before} & "
+        "{'torch', 'sklearn', 'sentence_transformers', 'polars', 'training'}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    tier, heavy = done.stdout.split("\n")[-3:-1]
+    assert tier in ("haiku", "sonnet", "opus") and heavy == "[]"
+
+
+def test_registry_uris_resolve_to_the_registered_bundles(registered):
+    champion = Router.load(resolve_bundle(f"models:/{NAME}@champion"))
+    assert champion.version == Router.load(registered[0]["bundle"]).version
+    assert Router.load(resolve_bundle(f"models:/{NAME}/2")).version == Router.load(registered[1]["bundle"]).version
+    for bad, message in [
+        (f"models:/{NAME}@nope", "nope"),
+        (f"models:/{NAME}/99", "99"),
+        ("models:/no-such-model@champion", "no-such-model"),
+        (f"models:/{NAME}", "expected models:/NAME@ALIAS"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            resolve_bundle(bad)
+
+
+def test_eval_accepts_a_registry_uri(registered, sample_logs):
+    result = CliRunner().invoke(main, ["eval", "--model", f"models:/{NAME}@challenger", str(sample_logs)])
+    assert result.exit_code == 0, result.output
+    assert f"models:/{NAME}@challenger (version {Router.load(registered[1]['bundle']).version}" in result.output
+
+
+def compare(*args: str) -> str:
+    result = CliRunner().invoke(main, ["compare", NAME, *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def row(output: str, title: str) -> list[str]:
+    (line,) = [line for line in output.splitlines() if line.startswith(title + " ")]
+    return line.split()[1:]
+
+
+def test_compare_shows_versions_side_by_side(registered, client):
+    output = compare()
+    assert row(output, "version") == ["v1", "v2"]
+    assert row(output, "aliases") == ["champion", "challenger"]
+    fingerprints = [client.get_model_version(NAME, n).tags["data_fingerprint"] for n in ("1", "2")]
+    assert row(output, "data") == [f[:12] for f in fingerprints]
+    recorded = [float(client.get_model_version(NAME, n).tags["metric.apgr"]) for n in ("1", "2")]
+    assert [float(v) for v in row(output, "apgr")] == pytest.approx(recorded, abs=6e-4)
+
+
+def test_compare_reevaluates_every_version_on_the_same_logs(registered, second_logs):
+    from training.evaluation.evaluate import evaluate_router
+    from training.labels import label_logs
+
+    output = compare("--versions", "1", "2", "--logs", str(second_logs))
+    assert "re-evaluated on test rows of" in output
+    _, labels = label_logs([str(second_logs)])
+    for k, run in enumerate(registered):
+        report = evaluate_router(Router.load(run["bundle"]), labels.frame).to_json()
+        assert float(row(output, "apgr")[k]) == pytest.approx(report["apgr"], abs=6e-4)
+    assert compare("--versions", "1", "--versions", "2", "--logs", str(second_logs)) == output
+
+
+def test_compare_versions_takes_several_values_after_one_flag(registered):
+    assert row(compare("--versions", "2"), "version") == ["v2"]
+    assert row(compare("--versions", "2", "1"), "version") == ["v2", "v1"]
+    result = CliRunner().invoke(main, ["compare", NAME, "--versions", "1", "7"])
+    assert result.exit_code == 2 and "7" in result.output and "Traceback" not in result.output
+
+
+def test_promote_moves_the_champion(registered, client):
+    try:
+        result = CliRunner().invoke(main, ["promote", NAME, "2"])
+        assert result.exit_code == 0, result.output
+        assert "champion is now version 2 (was 1)" in result.output
+        assert client.get_registered_model(NAME).aliases == {"champion": 2}
+        assert row(compare(), "aliases") == ["-", "champion"]
+        missing = CliRunner().invoke(main, ["promote", NAME, "9"])
+        assert missing.exit_code == 2 and "9" in missing.output
+    finally:
+        client.set_registered_model_alias(NAME, "champion", "1")
+        client.set_registered_model_alias(NAME, "challenger", "2")
