@@ -348,7 +348,12 @@ def retrain(
 @click.option("--requests", default=1500, show_default=True, type=click.IntRange(min=50))
 @reports_input_errors
 def demo(workdir: str, requests: int) -> None:
-    """Run the main job end to end on generated logs: sample logs, labels, and their summary."""
+    """Run the main job end to end on generated logs: the whole loop, in WORKDIR.
+
+    Sample logs -> labels -> train and register a version (MLflow store WORKDIR/mlflow.db) -> serve the
+    champion over gRPC and ask it -> retrain on more logs (promoted only if better; the server follows the
+    alias) -> compare the versions on one evaluation set.
+    """
     from training.demo import run_demo
 
     run_demo(workdir, requests)

@@ -1,7 +1,12 @@
-"""The README's main job: the whole tierwise loop on generated logs, one step after another."""
+"""The README's main job: the whole tierwise loop on generated logs, one step after another.
+
+sample logs -> labels -> train + register (MLflow) -> serve the champion -> Predict over gRPC -> retrain on
+more logs (gated promotion; the server follows the alias) -> compare the versions.
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -9,14 +14,55 @@ import click
 from training.labels import label_logs, summarize, write_table
 from training.sample_logs import write_sample_logs
 
+MODEL_NAME = "tierwise-demo"
+DEMO_PROMPTS = (
+    "Say hello to the team in a friendly way.",
+    "Summarize this paragraph about solar panels in two sentences.",
+    "Write a Python function that merges overlapping intervals, with tests.",
+    "Prove that there are infinitely many primes, and explain why each step holds.",
+)
+
 
 def _step(title: str) -> None:
     click.secho(f"\n== {title}", bold=True)
 
 
+def _ask(target: str, prompts: tuple[str, ...]) -> str:
+    """Predict each prompt over gRPC, print the answers, and return the model version that answered."""
+    from serving.client import predict_once, predict_request
+
+    version = ""
+    for prompt in prompts:
+        answer = predict_once(target, predict_request(prompt))
+        version = str(answer["model_version"])
+        click.echo(f"{answer['tier']:>7} ({answer['model']}, {answer['inference_us']} us, v {version})  {prompt}")
+    return version
+
+
+def _wait_for_version(target: str, version: str, timeout_s: float = 30.0) -> None:
+    """Wait until the server answers with `version` (it polls the champion alias)."""
+    from serving.client import predict_once, predict_request
+
+    deadline = time.monotonic() + timeout_s
+    while predict_once(target, predict_request("hello"))["model_version"] != version:
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"the server did not reload model {version} within {timeout_s:.0f}s")
+        time.sleep(0.2)
+
+
 def run_demo(workdir: str | Path, requests: int) -> None:
-    """Generate logs, label them and print the summary, so a newcomer sees every stage work."""
-    work = Path(workdir)
+    """Run every stage on generated logs, with an MLflow store of its own in the work directory."""
+    from classifier.router import Router
+    from serving.process import ServerProcess
+    from training.logs import read_attempts
+    from training.tracking.compare import render_comparison, version_rows
+    from training.tracking.registry import resolve_bundle
+    from training.tracking.retrain import retrain
+    from training.tracking.run_logging import log_training_run
+    from training.train import render_report, train_bundle
+
+    work = Path(workdir).resolve()
+    tracking = f"sqlite:///{work / 'mlflow.db'}"
     _step(f"sample logs: {requests} requests")
     logs = write_sample_logs(work / "logs", requests, seed=1)
     click.echo(f"wrote {logs}")
@@ -26,3 +72,35 @@ def run_demo(workdir: str | Path, requests: int) -> None:
     labels_path = write_table(labels.frame, work / "labels.parquet")
     click.echo(summarize(log, labels).render())
     click.echo(f"wrote {labels_path}")
+
+    _step(f"train + register: a router bundle, tracked in MLflow as a version of {MODEL_NAME}")
+    result = train_bundle([logs], work / "bundle")
+    click.echo(render_report(result))
+    tracked = log_training_run(result, register=MODEL_NAME, tracking=tracking)
+    click.echo(f"mlflow run {tracked.run_id}; registered {MODEL_NAME} version {tracked.version} as {tracked.alias}")
+
+    _step(f"serve models:/{MODEL_NAME}@champion over gRPC, and ask it")
+    args = ["--model", f"models:/{MODEL_NAME}@champion", "--tracking-uri", tracking, "--host", "127.0.0.1"]
+    with ServerProcess([*args, "--port", "0", "--no-metrics", "--reload-interval", "0.5"]) as server:
+        click.echo(f"server on {server.target}")
+        _ask(server.target, DEMO_PROMPTS)
+
+        _step("retrain on more logs: a challenger, promoted only if it beats the champion")
+        more = write_sample_logs(work / "logs-more", 2 * requests, seed=2)
+        decision = retrain(MODEL_NAME, [str(logs), str(more)], tracking=tracking)
+        click.echo(decision.render())
+        champion = Router.load(resolve_bundle(f"models:/{MODEL_NAME}@champion", tracking)).version
+        if decision.promoted:
+            _wait_for_version(server.target, champion)
+            click.echo(f"the server followed the alias and now answers with the new champion, model {champion}:")
+        else:
+            click.echo(
+                f"the champion is unchanged, so the server keeps model {champion} "
+                f"(to serve the challenger anyway: tierwise promote {MODEL_NAME} {decision.challenger.version})"
+            )
+        _ask(server.target, DEMO_PROMPTS[-1:])
+
+    _step("compare the versions on one evaluation set (the test rows of the new logs)")
+    rows = version_rows(MODEL_NAME, log=read_attempts([str(more)]), tracking=tracking)
+    click.echo(render_comparison(rows, f"re-evaluated on the test rows of {more}"))
+    click.echo(f"\nopen the runs and versions: mlflow ui --backend-store-uri {tracking}")

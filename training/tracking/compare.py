@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from classifier.router import Router
 from training.evaluation.evaluate import evaluate_router, evaluation_ladder
@@ -19,11 +20,14 @@ from training.train import summary_metrics
 SHOWN_METRICS = (
     "apgr",
     "cpt50",
+    "cpt80",
+    "cost_ratio_at_95",
     "cost_ratio",
     "quality_ratio",
     "quality",
     "under_routing_rate",
     "over_routing_rate",
+    "exact_tier_accuracy",
     "ece_mean",
     "latency_p50_us",
 )
@@ -35,9 +39,11 @@ class VersionRow:
 
     version: str
     aliases: list[str]
+    created: str
+    bundle: str
     encoder: str
     data_fingerprint: str
-    created: str
+    train_requests: str
     metrics: dict[str, float]
 
 
@@ -45,6 +51,19 @@ def with_mean_ece(metrics: dict[str, float]) -> dict[str, float]:
     """Add `ece_mean`, the mean of the per-tier ECEs, so versions with different tier names still compare."""
     eces = [v for k, v in metrics.items() if k.startswith("ece_") and k != "ece_mean"]
     return {**metrics, "ece_mean": sum(eces) / len(eces)} if eces else dict(metrics)
+
+
+def reevaluated(routers: list[Router], log: AttemptLog, tiers: str | None, split: str | None) -> list[dict]:
+    """Every router's metrics on the same labelled rows (one ladder: --tiers, else the newest version's)."""
+    ladder = evaluation_ladder(routers[-1], tiers)
+    for router in routers:
+        if router.ladder.names != ladder.names:
+            raise RegistryError(
+                f"version {router.version} routes between {router.ladder.names}, not {ladder.names}: "
+                "versions with different tiers cannot be evaluated on the same rows"
+            )
+    labels = label_requests(log, ladder).frame
+    return [summary_metrics(evaluate_router(router, labels, split=split), {}) for router in routers]
 
 
 def version_rows(
@@ -65,46 +84,54 @@ def version_rows(
     if missing:
         raise RegistryError(f"{name} has no version(s) {missing}; it has {sorted(known, key=int)}")
     aliases = aliases_by_version(name, tracking)
+    if log is None:
+        metrics = [tag_metrics(known[version].tags) for version in chosen]
+    else:
+        routers = [Router.load(bundle_for_version(name, version, tracking)) for version in chosen]
+        metrics = reevaluated(routers, log, tiers, split)
+        for found, router in zip(metrics, routers, strict=True):
+            found["latency_p50_us"] = router.manifest.metrics.get("latency_p50_us", float("nan"))
     rows = []
-    for version in chosen:
+    for version, numbers in zip(chosen, metrics, strict=True):
         tags = known[version].tags
-        if log is None:
-            metrics = {k[len("metric.") :]: float(v) for k, v in tags.items() if k.startswith("metric.")}
-        else:
-            router = Router.load(bundle_for_version(name, version, tracking))
-            labels = label_requests(log, evaluation_ladder(router, tiers)).frame
-            metrics = summary_metrics(evaluate_router(router, labels, split=split), {})
-            metrics["latency_p50_us"] = router.manifest.metrics.get("latency_p50_us", float("nan"))
+        created = datetime.fromtimestamp(known[version].creation_timestamp / 1000, UTC)
         rows.append(
             VersionRow(
                 version=version,
                 aliases=aliases.get(version, []),
+                created=created.strftime("%Y-%m-%d %H:%M"),
+                bundle=tags.get("bundle_version", "?"),
                 encoder=tags.get("encoder", "?"),
                 data_fingerprint=tags.get("data_fingerprint", "?"),
-                created=str(known[version].creation_timestamp),
-                metrics=with_mean_ece(metrics),
+                train_requests=tags.get("train_requests", "?"),
+                metrics=with_mean_ece(numbers),
             )
         )
     return rows
 
 
+def tag_metrics(tags: dict[str, str]) -> dict[str, float]:
+    """The metrics a version was registered with (its `metric.` tags)."""
+    return {k[len("metric.") :]: float(v) for k, v in tags.items() if k.startswith("metric.")}
+
+
 def render_comparison(rows: list[VersionRow], evaluated_on: str) -> str:
-    """A table with one column per version and one row per field."""
-    width = max(12, *(len(f"v{r.version}") for r in rows))
-    label = 20
-
-    def line(title: str, cells: list[str]) -> str:
-        return f"{title:<{label}}" + "".join(f"{c:>{width + 2}}" for c in cells)
-
-    lines = [
-        f"metrics: {evaluated_on}",
-        line("version", [f"v{r.version}" for r in rows]),
-        line("aliases", [",".join(r.aliases) or "-" for r in rows]),
-        line("encoder", [r.encoder[:width] for r in rows]),
-        line("data", [r.data_fingerprint[:width] for r in rows]),
+    """A table with one column per version and one row per field (UTC times, metrics to three decimals)."""
+    table: list[tuple[str, list[str]]] = [
+        ("version", [f"v{r.version}" for r in rows]),
+        ("aliases", [",".join(r.aliases) or "-" for r in rows]),
+        ("created", [r.created for r in rows]),
+        ("bundle", [r.bundle for r in rows]),
+        ("encoder", [r.encoder for r in rows]),
+        ("data", [r.data_fingerprint for r in rows]),
+        ("train requests", [r.train_requests for r in rows]),
     ]
     for key in SHOWN_METRICS:
         values = [r.metrics.get(key) for r in rows]
         if any(v is not None for v in values):
-            lines.append(line(key, ["-" if v is None or v != v else f"{v:.3f}" for v in values]))
+            table.append((key, ["-" if v is None or v != v else f"{v:.3f}" for v in values]))
+    label = max(len(title) for title, _ in table) + 2
+    width = max(len(cell) for _, cells in table for cell in cells) + 2
+    lines = [f"metrics: {evaluated_on}"]
+    lines += [f"{title:<{label}}" + "".join(f"{cell:>{width}}" for cell in cells) for title, cells in table]
     return "\n".join(lines)
