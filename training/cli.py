@@ -74,6 +74,50 @@ def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
+def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that decide how a router is trained (`train` and `retrain`)."""
+    options = [
+        click.option(
+            "--encoder",
+            type=click.Choice(["static", "minilm"]),
+            default="static",
+            show_default=True,
+            help="static: distilled token embedding (sub-millisecond, served default); minilm: the full transformer.",
+        ),
+        click.option(
+            "--split-column", default="split", show_default=True, help="Rows where it says `test` are held out."
+        ),
+        click.option("--seed", default=0, show_default=True, type=int, help="Seed for folds and the validation part."),
+        click.option(
+            "--C",
+            "C",
+            default=0.1,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            help="Inverse L2 strength.",
+        ),
+        click.option(
+            "--threshold-rule",
+            type=click.Choice(["auto", "absolute", "relative"]),
+            default="absolute",
+            show_default=True,
+            help="absolute: cheapest tier with P >= threshold, else the top; relative: P >= threshold x best P; "
+            "auto: whichever has the better validation APGR.",
+        ),
+        click.option(
+            "--quality-floor",
+            default=0.95,
+            show_default=True,
+            type=click.FloatRange(0, 1),
+            help="Default threshold = the cheapest one keeping this share of always-top quality on validation.",
+        ),
+        click.option("--no-cache", is_flag=True, help="Recompute embeddings instead of reusing the on-disk cache."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="tierwise")
 def main() -> None:
@@ -122,34 +166,7 @@ def label(logs: tuple[str, ...], tiers: str | None, success_threshold: float, sk
 @main.command("train")
 @log_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory to write.")
-@click.option(
-    "--encoder",
-    type=click.Choice(["static", "minilm"]),
-    default="static",
-    show_default=True,
-    help="static: distilled token embedding (sub-millisecond, served default); minilm: the full transformer.",
-)
-@click.option("--split-column", default="split", show_default=True, help="Rows where it says `test` are held out.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed for folds and the validation part.")
-@click.option(
-    "--C", "C", default=0.1, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Inverse L2 strength."
-)
-@click.option(
-    "--threshold-rule",
-    type=click.Choice(["auto", "absolute", "relative"]),
-    default="absolute",
-    show_default=True,
-    help="absolute: cheapest tier with P >= threshold, else the top; relative: P >= threshold x best P; "
-    "auto: whichever has the better validation APGR.",
-)
-@click.option(
-    "--quality-floor",
-    default=0.95,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Default threshold = the cheapest one keeping this share of always-top quality on validation.",
-)
-@click.option("--no-cache", is_flag=True, help="Recompute embeddings instead of reusing the on-disk cache.")
+@model_options
 @click.option("--register", metavar="NAME", help="Register the model as a new version of NAME in the MLflow registry.")
 @tracking_options
 @reports_input_errors
@@ -256,7 +273,9 @@ def evaluate(model: str, logs: tuple[str, ...], split: str, tiers: str | None, *
     help="Re-evaluate every version on these attempt logs (one evaluation set, comparable numbers).",
 )
 @click.option("--tiers", type=click.Path(dir_okay=False), help="Price ladder for --logs (same tier names).")
-@click.option("--split", default="test", show_default=True, help="Which split of --logs to evaluate on.")
+@click.option(
+    "--split", default="test", show_default=True, help="Which split of --logs to evaluate on; `all` for every row."
+)
 @click.option("--tracking-uri", help="MLflow store. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here.")
 @reports_input_errors
 def compare(
@@ -271,7 +290,7 @@ def compare(
     from training.tracking.compare import render_comparison, version_rows
 
     log = read_attempts(list(logs)) if logs else None
-    rows = version_rows(name, [str(v) for v in versions], log, tiers, split, tracking_uri)
+    rows = version_rows(name, [str(v) for v in versions], log, tiers, None if split == "all" else split, tracking_uri)
     where = f"re-evaluated on {split} rows of {', '.join(logs)}" if logs else "as recorded at training time"
     click.echo(render_comparison(rows, where))
 
@@ -293,30 +312,33 @@ def promote(name: str, version: int, tracking_uri: str | None) -> None:
 @click.argument("name")
 @log_options
 @click.option(
-    "--window", "window_days", type=click.FloatRange(min=0, min_open=True), help="Only the last DAYS of logs."
+    "--window",
+    "window_days",
+    metavar="DAYS",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Train and compare on the requests of the last DAYS only (by the logs' timestamp column).",
 )
 @click.option("--out", type=click.Path(file_okay=False), help="Also keep the challenger bundle here.")
-@click.option("--encoder", type=click.Choice(["static", "minilm"]), default="static", show_default=True)
-@click.option("--seed", default=0, show_default=True, type=int)
+@model_options
 @tracking_options
 @reports_input_errors
 def retrain(
     name: str,
     logs: tuple[str, ...],
     tiers: str | None,
-    success_threshold: float,
-    skip_invalid: bool,
     window_days: float | None,
     out: str | None,
-    encoder: str,
-    seed: int,
+    no_cache: bool,
     tracking_uri: str | None,
     experiment: str,
+    **options: Any,
 ) -> None:
     """Train a challenger for NAME on LOGS and promote it only if it beats the champion.
 
-    Challenger and champion are evaluated on the same held-out rows of LOGS at their default thresholds;
-    the margins and both rows of numbers are printed. An empty registry's first version becomes champion.
+    Challenger and champion are evaluated on the same held-out rows of LOGS (the `test` split) at their
+    default thresholds; the margins and both rows of numbers are printed. A challenger that does not clear
+    them stays `challenger`. An empty registry's first version becomes champion. --window keeps the
+    requests last tried within DAYS of the newest timestamp in the logs.
     """
     from classifier.tiers import TierLadder
     from training.tracking.retrain import retrain as run_retrain
@@ -329,10 +351,8 @@ def retrain(
         out=out,
         experiment=experiment,
         tracking=tracking_uri,
-        encoder=encoder,
-        seed=seed,
-        success_threshold=success_threshold,
-        skip_invalid=skip_invalid,
+        cache=not no_cache,
+        **options,
     )
     click.echo(decision.render())
 

@@ -91,9 +91,9 @@ def gate(challenger: Standing, champion: Standing) -> tuple[bool, str]:
     return False, "not cheaper, and not better on quality, by the margins"
 
 
-def standing(version: str, router: Router, labels: pl.DataFrame, split: str) -> Standing:
+def standing(version: str, router: Router, labels: pl.DataFrame, split: str, split_column: str = "split") -> Standing:
     """Evaluate one version on the held-out rows."""
-    report = evaluate_router(router, labels, split=split).to_json()
+    report = evaluate_router(router, labels, split=split, split_column=split_column).to_json()
     point = report["operating_point"]
     return Standing(version, point["quality"], point["cost_usd"], point["cost_ratio"], report.get("apgr"))
 
@@ -148,7 +148,8 @@ def retrain(
             tags["tierwise.window_days"] = f"{window_days:g}"
         tracked = log_training_run(result, register=name, experiment=experiment, tracking=tracking, tags=tags)
         version = str(tracked.version)
-        challenger = standing(version, Router.load(result.bundle_dir), result.labels.frame, split)
+        held_out = (result.labels.frame, split, str(result.params["split_column"]))
+        challenger = standing(version, Router.load(result.bundle_dir), *held_out)
     if tracked.alias == CHAMPION:
         decision = RetrainDecision(challenger, None, True, "the registry had no champion yet", note)
         record_decision(name, decision, tracking)
@@ -160,7 +161,7 @@ def retrain(
             f"champion v{champion_version} routes between {champion_router.ladder.names}, the challenger between "
             f"{result.manifest.tier_ladder.names}: they cannot be compared on the same rows"
         )
-    champion = standing(champion_version, champion_router, result.labels.frame, split)
+    champion = standing(champion_version, champion_router, *held_out)
     promoted, reason = gate(challenger, champion)
     if promoted:
         promote(name, version, tracking)
