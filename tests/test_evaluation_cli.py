@@ -105,7 +105,9 @@ def test_eval_input_errors_exit_2(trained_bundle, sample_logs, extra, message):
     assert result.exit_code == 2 and message in result.output
 
 
-def test_eval_registry_uri_is_refused_plainly_when_it_cannot_be_resolved(sample_logs, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    result = CliRunner().invoke(main, ["eval", "--model", "models:/nope@champion", str(sample_logs)])
+def test_eval_refuses_an_unknown_registered_model_plainly(sample_logs, tmp_path):
+    store = f"sqlite:///{tmp_path / 'empty.db'}"
+    args = ["eval", "--model", "models:/nope@champion", str(sample_logs), "--tracking-uri", store]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and "nope" in result.output and "Traceback" not in result.output
+    assert (tmp_path / "empty.db").exists()  # the store named on the command line was the one asked

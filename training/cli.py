@@ -243,6 +243,7 @@ def predict(text: str, model: str, quality_target: float | None, allowed_tiers: 
 )
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write every number as JSON here.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Draw the cost-quality chart (PNG) here.")
+@click.option("--tracking-uri", help="MLflow store for models:/ URIs. Default: $MLFLOW_TRACKING_URI, else ./mlflow.db.")
 @reports_input_errors
 def evaluate(model: str, logs: tuple[str, ...], split: str, tiers: str | None, **options: Any) -> None:
     """Score a router against trivial routing on labelled logs: APGR, CPT, cost at quality, calibration.

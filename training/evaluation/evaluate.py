@@ -96,18 +96,13 @@ def evaluate_router(
     )
 
 
-def load_router(model: str) -> Router:
+def load_router(model: str, tracking_uri: str | None = None) -> Router:
     """A bundle directory, or a registered version `models:/NAME@ALIAS` (`models:/NAME/VERSION`) via MLflow."""
     if not model.startswith(REGISTRY_PREFIX):
         return Router.load(model)
-    try:
-        from training.tracking.registry import resolve_bundle
-    except ImportError as exc:
-        raise ValueError(
-            f"{model}: MLflow registry support is not installed yet (training.tracking); "
-            "pass a bundle directory instead"
-        ) from exc
-    return Router.load(resolve_bundle(model))
+    from training.tracking.registry import resolve_bundle
+
+    return Router.load(resolve_bundle(model, tracking_uri))
 
 
 def evaluation_ladder(router: Router, tiers: str | Path | None) -> TierLadder:
@@ -133,6 +128,7 @@ def run_eval(
     plot_out: str | Path | None = None,
     success_threshold: float = 1.0,
     skip_invalid: bool = False,
+    tracking_uri: str | None = None,
 ) -> tuple[Router, EvalReport]:
     """`tierwise eval`: label the logs with the model's ladder, evaluate one split, write the JSON and chart."""
     import json
@@ -140,7 +136,7 @@ def run_eval(
     from training.labels import label_requests
     from training.logs import read_attempts
 
-    router = load_router(model)
+    router = load_router(model, tracking_uri)
     ladder = evaluation_ladder(router, tiers)
     log = read_attempts(list(logs), success_threshold=success_threshold, skip_invalid=skip_invalid)
     report = evaluate_router(router, label_requests(log, ladder).frame, split=split)
