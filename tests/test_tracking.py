@@ -22,6 +22,7 @@ from training.cli import main
 from training.sample_logs import write_sample_logs
 from training.tracking.pyfunc import MODEL_CODE, RUNTIME_DISTRIBUTIONS, pip_requirements
 from training.tracking.registry import resolve_bundle
+from training.tracking.store import tracking_uri, use_store
 
 NAME = "tracking-test"
 PROMPTS = ["Say hello to the team.", "Prove that the square root of 2 is irrational, step by step.", ""]
@@ -230,3 +231,10 @@ def test_promote_moves_the_champion(registered, client):
     finally:
         client.set_registered_model_alias(NAME, "champion", "1")
         client.set_registered_model_alias(NAME, "challenger", "2")
+
+
+def test_an_explicit_store_does_not_become_the_next_default(tmp_path, mlflow_store):
+    other = use_store(f"sqlite:///{tmp_path / 'other.db'}")
+    assert mlflow.get_tracking_uri() == other
+    assert tracking_uri() == mlflow_store  # MLflow exports the URI it is given; tierwise puts the old one back
+    assert use_store() == mlflow_store and mlflow.get_tracking_uri() == mlflow_store

@@ -35,7 +35,11 @@ def sqlite_file(uri: str) -> Path | None:
 
 
 def use_store(explicit: str | None = None) -> str:
-    """Point MLflow's tracking and registry at one store, quietly, and return its URI."""
+    """Point MLflow's tracking and registry at one store, quietly, and return its URI.
+
+    MLflow's setters also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI; those are put back as they
+    were, so one command's --tracking-uri never becomes the default of the next call in the same process.
+    """
     import mlflow
 
     uri = tracking_uri(explicit)
@@ -45,8 +49,14 @@ def use_store(explicit: str | None = None) -> str:
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="mlflow")
+    exported = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    for name, value in exported.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     return uri
 
 
