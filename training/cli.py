@@ -265,13 +265,19 @@ def evaluate(model: str, logs: tuple[str, ...], split: str, tiers: str | None, *
 
 @main.command("compare")
 @click.argument("name")
-@click.option("--versions", cls=ManyValuesOption, type=click.IntRange(min=1), help="Versions to show (default: all).")
+@click.option(
+    "--versions",
+    cls=ManyValuesOption,
+    type=click.IntRange(min=1),
+    help="Versions to show, in this order: `--versions 3 5 7` or `--versions 3 --versions 5`. Default: all.",
+)
 @click.option(
     "--logs",
     "logs",
     cls=ManyValuesOption,
     type=click.Path(),
-    help="Re-evaluate every version on these attempt logs (one evaluation set, comparable numbers).",
+    help="Re-evaluate every version on these attempt logs (one evaluation set, comparable numbers); "
+    "several files after one flag, like --versions.",
 )
 @click.option("--tiers", type=click.Path(dir_okay=False), help="Price ladder for --logs (same tier names).")
 @click.option(
