@@ -63,3 +63,18 @@ def test_bad_arguments_name_their_field(kwargs, field):
     with pytest.raises(PolicyError) as error:
         POLICY.choose(np.array([0.5, 0.5, 0.5]), **kwargs)
     assert error.value.field == field
+
+
+def test_training_picks_the_rule_with_the_better_validation_apgr():
+    from training.train import choose_policy
+
+    # Request 0 is hopeless on every tier: the absolute rule sends it to the expensive top tier for nothing,
+    # the relative rule keeps it cheap. Requests 1-2 are easy, request 3 needs the top tier.
+    success = np.array([[0, 0, 0], [1, 1, 1], [1, 1, 1], [0, 0, 1]], dtype=float)
+    cost = np.tile([1.0, 4.0, 10.0], (4, 1))
+    probs = np.array([[0.10, 0.11, 0.12], [0.9, 0.95, 0.97], [0.9, 0.95, 0.97], [0.2, 0.3, 0.95]])
+    auto = choose_policy(success, cost, probs, ("absolute", "relative"), quality_floor=1.0)
+    assert auto.spec.rule == "relative"
+    assert auto.validation_apgr["relative"] > auto.validation_apgr["absolute"]
+    forced = choose_policy(success, cost, probs, ("absolute",), quality_floor=1.0)
+    assert forced.spec.rule == "absolute" and "as asked" in forced.spec.chosen_by

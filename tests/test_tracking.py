@@ -77,7 +77,7 @@ def test_a_training_run_records_params_lineage_metrics_and_artifacts(registered,
     run = client.get_run(run_info["run_id"])
     manifest = Router.load(run_info["bundle"]).manifest
     params = run.data.params
-    assert params["encoder"] == "static" and params["seed"] == "0" and params["threshold_rule"] == "absolute"
+    assert params["encoder"] == "static" and params["seed"] == "0" and params["threshold_rule"] == "auto"
     assert params["tiers"] == "haiku,sonnet,opus"
     assert float(params["price_opus_out_usd_per_mtok"]) == 25.0
     assert float(params["policy_threshold"]) == pytest.approx(manifest.policy.threshold, abs=1e-6)

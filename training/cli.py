@@ -99,10 +99,10 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--threshold-rule",
             type=click.Choice(["auto", "absolute", "relative"]),
-            default="absolute",
+            default="auto",
             show_default=True,
             help="absolute: cheapest tier with P >= threshold, else the top; relative: P >= threshold x best P; "
-            "auto: whichever has the better validation APGR.",
+            "auto: whichever has the better validation APGR (recorded in the manifest).",
         ),
         click.option(
             "--quality-floor",

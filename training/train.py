@@ -160,7 +160,7 @@ def train_bundle(
     split_column: str = "split",
     seed: int = 0,
     C: float = 0.1,
-    threshold_rule: str = "absolute",
+    threshold_rule: str = "auto",
     quality_floor: float = DEFAULT_QUALITY_FLOOR,
     success_threshold: float = 1.0,
     skip_invalid: bool = False,
