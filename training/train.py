@@ -22,11 +22,11 @@ from classifier.policy import RULES, rule_scores
 from classifier.router import Router
 from classifier.tiers import TierLadder
 from training.encoders import embed, load_encoder
-from training.evaluation.baselines import knn_probs
 from training.evaluation.curves import known_rows, threshold_curve
-from training.evaluation.frames import outcome_arrays, prompt_chars
+from training.evaluation.evaluate import evaluate_router
+from training.evaluation.frames import outcome_arrays
 from training.evaluation.metrics import Anchors, apgr
-from training.evaluation.report import EvalReport, build_report
+from training.evaluation.report import EvalReport
 from training.export import export_bundle
 from training.head import TierHead
 from training.labels import Labels, label_requests
@@ -195,20 +195,6 @@ def train_bundle(
     head = TierHead(C=C, random_state=seed).fit(vectors[train_mask], success[train_mask])
     timings["fit_s"] = time.perf_counter() - step
 
-    evaluation = None
-    test_known = known_rows(success[test_mask], cost[test_mask])
-    if test_mask.any() and test_known.any():
-        evaluation = build_report(
-            ladder.names,
-            success[test_mask],
-            cost[test_mask],
-            head.predict_proba(vectors[test_mask]),
-            choice.spec.threshold,
-            prompt_chars=prompt_chars(frame.filter(pl.Series(test_mask))),
-            knn_probs=knn_probs(vectors[train_mask], success[train_mask], vectors[test_mask]),
-            rule=choice.spec.rule,
-        )
-
     params = {
         "encoder": encoder,
         "head": "per-tier logistic regression + Platt scaling",
@@ -236,13 +222,17 @@ def train_bundle(
             },
             "statuses": dict(frame.group_by("status").len().iter_rows()),
         },
-        metrics=summary_metrics(evaluation, {}),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     step = time.perf_counter()
     stamped = export_bundle(out_dir, encoder_model, head, manifest)
-    latency = measure_latency(Router.load(out_dir), frame["prompt"].head(200).to_list())
-    stamped = write_manifest(Path(out_dir), replace(stamped, metrics={**stamped.metrics, **latency}))
+    router = Router.load(out_dir)
+    evaluation = None
+    if known_rows(success[test_mask], cost[test_mask]).any():
+        train_rows = frame.filter(pl.Series(train_mask))
+        evaluation = evaluate_router(router, frame, train_rows, split="test", split_column=split_column, cache=cache)
+    latency = measure_latency(router, frame["prompt"].head(200).to_list())
+    stamped = write_manifest(Path(out_dir), replace(stamped, metrics=summary_metrics(evaluation, latency)))
     timings["export_s"] = time.perf_counter() - step
     timings["total_s"] = time.perf_counter() - started
     return TrainResult(
