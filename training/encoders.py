@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ def static_model_dir() -> Path:
     from model2vec.distill import distill
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    print(f"distilling a static embedding from MiniLM into {target} (once, ~15 s)")
+    print(f"distilling a static embedding from MiniLM into {target} (once, ~15 s)", file=sys.stderr)
     model = distill(model_name=str(minilm_dir()), pca_dims=STATIC_DIMS)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".static-"))
     model.save_pretrained(str(staging))
