@@ -32,15 +32,15 @@ def _head_nodes(pooled: str, head: TierHead) -> tuple[list[onnx.NodeProto], list
 
 
 def static_graph(table: np.ndarray, head: TierHead) -> onnx.ModelProto:
-    """Gather token rows, masked mean, L2-normalise, then the head: the static encoder fused with its head.
+    """Gather token rows, masked sum, L2-normalise, then the head: the static encoder fused with its head.
 
-    The masked sum is one batched MatMul (mask row x token vectors) rather than Mul + ReduceSum, a single
-    pass over the gathered vectors.
+    Normalising the masked sum gives the normalised mean (the count cancels), so the graph never divides
+    by the token count. The masked sum is one batched MatMul (mask row x token vectors), and the norm is
+    one ReduceL2: every node costs a kernel dispatch on the served hot path.
     """
     initializers = [
         numpy_helper.from_array(table.astype(np.float32), "token_table"),
         numpy_helper.from_array(np.asarray([1], dtype=np.int64), "axis_tokens"),
-        numpy_helper.from_array(np.asarray(1.0, dtype=np.float32), "one"),
         numpy_helper.from_array(np.asarray(NORM_EPS, dtype=np.float32), "norm_eps"),
     ]
     nodes = [
@@ -49,14 +49,9 @@ def static_graph(table: np.ndarray, head: TierHead) -> onnx.ModelProto:
         helper.make_node("Unsqueeze", ["mask_float", "axis_tokens"], ["mask_row"]),
         helper.make_node("MatMul", ["mask_row", "token_vectors"], ["summed_row"]),
         helper.make_node("Squeeze", ["summed_row", "axis_tokens"], ["summed"]),
-        helper.make_node("ReduceSum", ["mask_float", "axis_tokens"], ["token_count_raw"], keepdims=1),
-        helper.make_node("Max", ["token_count_raw", "one"], ["token_count"]),
-        helper.make_node("Div", ["summed", "token_count"], ["mean"]),
-        helper.make_node("Mul", ["mean", "mean"], ["mean_squared"]),
-        helper.make_node("ReduceSum", ["mean_squared", "axis_tokens"], ["squared_norm"], keepdims=1),
-        helper.make_node("Sqrt", ["squared_norm"], ["norm_raw"]),
+        helper.make_node("ReduceL2", ["summed"], ["norm_raw"], axes=[1], keepdims=1),
         helper.make_node("Max", ["norm_raw", "norm_eps"], ["norm"]),
-        helper.make_node("Div", ["mean", "norm"], ["embedding"]),
+        helper.make_node("Div", ["summed", "norm"], ["embedding"]),
     ]
     head_nodes, head_weights = _head_nodes("embedding", head)
     graph = helper.make_graph(
