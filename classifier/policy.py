@@ -20,6 +20,8 @@ import numpy as np
 
 RULES = ("absolute", "relative")
 MODES = ("threshold", "cost")
+# The relative rule divides by the best P(success); this floor keeps an all-zero row finite.
+MIN_BEST = 1e-12
 
 
 class PolicyError(ValueError):
@@ -39,7 +41,7 @@ class Decision:
     expected_cost: float
 
 
-def expected_chain_cost(probs: np.ndarray, costs: np.ndarray, chain: Sequence[int]) -> float:
+def expected_chain_cost(probs: Sequence[float], costs: Sequence[float], chain: Sequence[int]) -> float:
     """Expected cost of trying the chain's tiers in order until one succeeds (nested tiers)."""
     total, best = 0.0, 0.0
     for tier in chain:
@@ -48,18 +50,25 @@ def expected_chain_cost(probs: np.ndarray, costs: np.ndarray, chain: Sequence[in
     return total
 
 
+def rule_scale(best: float | np.ndarray, rule: str) -> float | np.ndarray:
+    """What P(success) is divided by before the threshold comparison: 1, or the best tier's P (`relative`).
+
+    Works on a float (one request, on the served hot path) and on an array of row maxima (evaluation).
+    """
+    if rule == "absolute":
+        return 1.0
+    if rule == "relative":
+        return np.maximum(best, MIN_BEST)
+    raise PolicyError("rule", f"must be one of {RULES}, got {rule!r}")
+
+
 def rule_scores(probs: np.ndarray, rule: str) -> np.ndarray:
     """What the threshold is compared with: P(success) itself, or its share of the best tier's (`relative`).
 
     With these scores both rules read the same: the cheapest tier whose score clears the threshold.
     """
     probs = np.asarray(probs, dtype=np.float64)
-    if rule == "absolute":
-        return probs
-    if rule == "relative":
-        best = probs.max(axis=-1, keepdims=True)
-        return probs / np.maximum(best, 1e-12)
-    raise PolicyError("rule", f"must be one of {RULES}, got {rule!r}")
+    return probs / rule_scale(probs.max(axis=-1, keepdims=True), rule)
 
 
 @dataclass(frozen=True)
@@ -102,14 +111,19 @@ class Policy:
         """Pick a tier for one request from its per-tier success probabilities."""
         allowed = self.allowed(allowed_tiers)
         target = self.target(quality_target)
-        costs = np.asarray(self.costs)
+        row = probs.tolist() if isinstance(probs, np.ndarray) else [float(p) for p in probs]
         if mode == "cost":
             chains = [(*c, allowed[-1]) for r in range(len(allowed)) for c in combinations(allowed[:-1], r)]
-            chain = min(chains, key=lambda c: (expected_chain_cost(probs, costs, c), c))
-            return Decision(chain[0], chain, expected_chain_cost(probs, costs, chain))
+            chain = min(chains, key=lambda c: (expected_chain_cost(row, self.costs, c), c))
+            return Decision(chain[0], chain, expected_chain_cost(row, self.costs, chain))
         if mode != "threshold":
             raise PolicyError("mode", f"must be one of {MODES}, got {mode!r}")
-        scores = rule_scores(np.asarray(probs)[allowed], self.rule)
-        tier = next((i for i, score in zip(allowed, scores, strict=True) if score >= target), allowed[-1])
-        chain = tuple(i for i in allowed if i >= tier)
-        return Decision(tier, chain, expected_chain_cost(probs, costs, chain))
+        reachable = [row[i] for i in allowed]
+        scale = float(rule_scale(max(reachable), self.rule))
+        position = len(allowed) - 1
+        for k, p in enumerate(reachable):
+            if p / scale >= target:
+                position = k
+                break
+        chain = tuple(allowed[position:])
+        return Decision(chain[0], chain, expected_chain_cost(row, self.costs, chain))

@@ -62,6 +62,7 @@ class Router:
         self._session = session
         self._tokenizer = tokenizer
         self._inputs = {i.name for i in session.get_inputs()}
+        self._outputs = [o.name for o in session.get_outputs()]
 
     @classmethod
     def load(cls, path: str | Path) -> Router:
@@ -91,7 +92,7 @@ class Router:
         feeds = {INPUT_IDS: ids}
         if ATTENTION_MASK in self._inputs:
             feeds[ATTENTION_MASK] = mask
-        return self._session.run(None, feeds)[0]
+        return self._session.run(self._outputs, feeds)[0]
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """Calibrated P(success) per tier, shape (n, tiers), cheapest tier first."""
@@ -105,7 +106,7 @@ class Router:
         return Prediction(
             tier=names[decision.tier],
             model=self.ladder.tiers[decision.tier].model,
-            probabilities={name: float(p) for name, p in zip(names, probs, strict=True)},
+            probabilities=dict(zip(names, probs.tolist(), strict=True)),
             fallback_chain=[names[i] for i in decision.chain],
             quality_target=target,
             mode=mode,
