@@ -1,7 +1,8 @@
 """gRPC load benchmark: client-observed latency and throughput of `tierwise serve` on loopback.
 
-For each server variant (grpcio sync server with N threads, or the asyncio server) it starts a real
-`tierwise serve` process and, in the same run, a trivial-handler gRPC server of the same variant that
+For each server variant (grpcio sync server with N threads, or the asyncio server; either as one process
+or as W worker processes sharing the port, `--workers W`) it starts a real `tierwise serve` and, in the
+same run, a trivial-handler gRPC server of the same variant (as many processes, same port sharing) that
 answers a canned PredictResponse with no inference (the baseline: what gRPC + protobuf cost alone):
 
 - sequential calls, one client, for short, medium and long prompts (real prompts from ../shared/data
@@ -9,7 +10,9 @@ answers a canned PredictResponse with no inference (the baseline: what gRPC + pr
 - N concurrent clients (default 8; each its own channel and connection) for short and mixed prompts;
 - once, for the first variant: the same clients sharing one connection.
 
-    python benchmarks/grpc_load.py [--model BUNDLE_DIR] [--variants sync:4,aio] [--duration 6] [--pin]
+    python benchmarks/grpc_load.py [--model BUNDLE_DIR] [--variants sync:4,sync:4x2,aio] [--duration 6] [--pin]
+
+A variant is `sync:THREADS` or `aio`, with `xWORKERS` appended for several processes (`sync:4x2`).
 
 --pin keeps the load generator off the servers' CPUs (client on the first CPU, servers on the rest), as
 a deployment with dedicated cores would; without it the scheduler moves everything across all CPUs.
@@ -21,13 +24,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +41,7 @@ from serving.process import ServerProcess
 from serving.server import DEFAULT_SERVER_MODE, DEFAULT_THREADS, ServeConfig
 from serving.tierwise.v1 import router_pb2 as pb
 from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from serving.workers import reserve_port
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Prompt sizes in characters (about 4 per token): ~20, ~80 and ~330 tokens.
@@ -211,9 +216,12 @@ def interleaved(load: Load, targets: Sequence[str], rounds: int) -> list[LoadRes
 # --- the trivial-handler baseline server --------------------------------------------------------------
 
 
-def serve_trivial(variant: str) -> None:
-    """A gRPC server of the same kind and options as `tierwise serve` whose Predict does no work."""
-    mode, threads = parse_variant(variant)
+def serve_trivial(variant: str, port: int) -> None:
+    """A gRPC server of the same kind and options as `tierwise serve` whose Predict does no work.
+
+    With workers, each of the variant's processes is one of these, all on `port` (SO_REUSEPORT).
+    """
+    mode, threads, workers = parse_variant(variant)
     canned = pb.PredictResponse(
         tier="haiku",
         model="claude-haiku-4-5",
@@ -223,7 +231,7 @@ def serve_trivial(variant: str) -> None:
         quality_target=0.9,
         mode=pb.THRESHOLD,
     )
-    options = ServeConfig(model="-").grpc_options()
+    options = ServeConfig(model="-", reuse_port=workers > 1).grpc_options()
 
     def handlers(predict):
         return {
@@ -237,6 +245,8 @@ def serve_trivial(variant: str) -> None:
     def announce(port: int) -> None:
         print(f"trivial server: listening on 127.0.0.1:{port} ({variant}), metrics off,", flush=True)
 
+    address = f"127.0.0.1:{port}"
+
     if mode == "aio":
 
         async def predict_async(request, context):
@@ -247,7 +257,7 @@ def serve_trivial(variant: str) -> None:
             server.add_generic_rpc_handlers(
                 [grpc.method_handlers_generic_handler("tierwise.v1.Router", handlers(predict_async))]
             )
-            announce(server.add_insecure_port("127.0.0.1:0"))
+            announce(server.add_insecure_port(address))
             await server.start()
             await server.wait_for_termination()
 
@@ -259,20 +269,22 @@ def serve_trivial(variant: str) -> None:
         server.add_generic_rpc_handlers(
             [grpc.method_handlers_generic_handler("tierwise.v1.Router", handlers(lambda request, context: canned))]
         )
-        announce(server.add_insecure_port("127.0.0.1:0"))
+        announce(server.add_insecure_port(address))
         server.start()
         server.wait_for_termination()
 
 
-def parse_variant(variant: str) -> tuple[str, int]:
-    mode, _, threads = variant.partition(":")
-    if mode not in ("sync", "aio"):
-        raise SystemExit(f"unknown server variant {variant!r}; use sync:N or aio")
-    return mode, int(threads or DEFAULT_THREADS)
+def parse_variant(variant: str) -> tuple[str, int, int]:
+    """(server mode, threads, worker processes) of `sync:THREADS[xWORKERS]` or `aio[xWORKERS]`."""
+    kind, _, workers = variant.partition("x")
+    mode, _, threads = kind.partition(":")
+    if mode not in ("sync", "aio") or not (threads or "0").isdigit() or not (workers or "1").isdigit():
+        raise SystemExit(f"unknown server variant {variant!r}; use sync:THREADS or aio, optionally xWORKERS")
+    return mode, int(threads or DEFAULT_THREADS), int(workers or 1)
 
 
 def serve_args(variant: str, model: Path) -> list[str]:
-    mode, threads = parse_variant(variant)
+    mode, threads, workers = parse_variant(variant)
     return [
         "--model",
         str(model),
@@ -286,7 +298,20 @@ def serve_args(variant: str, model: Path) -> list[str]:
         mode,
         "--threads",
         str(threads),
+        "--workers",
+        str(workers),
     ]
+
+
+@contextlib.contextmanager
+def trivial_servers(variant: str) -> Iterator[ServerProcess]:
+    """The variant's trivial-handler baseline: one process per worker, sharing a port; yields the first."""
+    workers = parse_variant(variant)[2]
+    port = reserve_port("127.0.0.1", 0) if workers > 1 else 0
+    program = (sys.executable, str(Path(__file__).resolve()), "--serve-trivial", variant, "--trivial-port", str(port))
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(ServerProcess([], program=program)) for _ in range(workers)]
+        yield servers[0]
 
 
 # --- report -----------------------------------------------------------------------------------------------
@@ -341,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="bundle directory (default: train one on sample logs)")
     parser.add_argument(
         "--variants",
-        default="sync:1,sync:2,sync:4,sync:8,aio",
+        default="sync:4,aio,sync:4x2,aiox2",
         help="comma-separated server variants, sync:THREADS or aio (the first also gets the shared-connection load)",
     )
     parser.add_argument("--calls", type=int, default=2000, help="sequential calls per prompt size")
@@ -352,9 +377,10 @@ def main(argv: list[str] | None = None) -> int:
         "--pin", action="store_true", help="run the clients on the first CPU and the servers on the others"
     )
     parser.add_argument("--serve-trivial", metavar="VARIANT", help=argparse.SUPPRESS)
+    parser.add_argument("--trivial-port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_trivial:
-        serve_trivial(args.serve_trivial)
+        serve_trivial(args.serve_trivial, args.trivial_port)
         return 0
 
     prompts = load_prompts(per_size=200)
@@ -368,9 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or build_bundle(Path(tmp))
         for k, variant in enumerate(variants):
-            trivial = (sys.executable, str(Path(__file__).resolve()), "--serve-trivial", variant)
             pin(server_cpus)  # children inherit the CPU mask they are started with
-            with ServerProcess(serve_args(variant, model)) as server, ServerProcess([], program=trivial) as baseline:
+            with ServerProcess(serve_args(variant, model)) as server, trivial_servers(variant) as baseline:
                 pin(client_cpus)
                 measured[variant] = [
                     tuple(interleaved(load, (server.target, baseline.target), args.rounds))
@@ -385,9 +410,10 @@ def main(argv: list[str] | None = None) -> int:
     print(HEADER)
     for variant, pairs in measured.items():
         print("\n".join(row(variant, result, baseline) for result, baseline in pairs))
-    if default in measured:
-        print(f"\nTargets, default variant {default}:")
-        for name, value, limit, ok in target_checks(measured[default], args.clients):
+    for variant, pairs in measured.items():
+        note = " (the default of `tierwise serve`)" if variant == default else ""
+        print(f"\nTargets, {variant}{note}:")
+        for name, value, limit, ok in target_checks(pairs, args.clients):
             print(f"  {'PASS' if ok else 'FAIL'}  {name}: {value:.2f} (target {limit})")
     return 0
 

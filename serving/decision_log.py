@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -59,7 +60,8 @@ class DecisionLog:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
+        # One O_APPEND write() per batch: rows from several server workers sharing the file never interleave.
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="tierwise-decision-log", daemon=True)
         self._thread.start()
@@ -71,7 +73,7 @@ class DecisionLog:
     def close(self) -> None:
         self._queue.put(self._STOP)
         self._thread.join()
-        self._file.close()
+        os.close(self._fd)
 
     def _run(self) -> None:
         while True:
@@ -79,11 +81,15 @@ class DecisionLog:
             while not self._queue.empty() and len(items) < 1024:
                 items.append(self._queue.get_nowait())
             stop = any(item is self._STOP for item in items)
-            lines = [json.dumps(decision_row(item)) + "\n" for item in items if item is not self._STOP]
+            rows = [json.dumps(decision_row(item)) + "\n" for item in items if item is not self._STOP]
             try:
-                self._file.writelines(lines)
-                self._file.flush()
+                _write_all(self._fd, "".join(rows).encode("utf-8"))
             except OSError as exc:
-                log.error("decision log %s: cannot write %d rows: %s", self.path, len(lines), exc)
+                log.error("decision log %s: cannot write %d rows: %s", self.path, len(rows), exc)
             if stop:
                 return
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import logging
 import threading
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 
 import prometheus_client as prom
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
+
+log = logging.getLogger("tierwise.serving")
 
 # Predict sits on callers' hot path: the buckets resolve the 50 µs - 10 ms range finely.
 LATENCY_BUCKETS = (
@@ -108,8 +113,42 @@ class ServiceMetrics:
 
     def serve_http(self, host: str, port: int) -> MetricsEndpoint:
         """Expose /metrics over HTTP on host:port (port 0 picks a free one)."""
-        httpd, thread = prom.start_http_server(port, addr=host, registry=self.registry)
-        return MetricsEndpoint(httpd, thread)
+        return serve_registry(self.registry, host, port)
+
+
+def serve_registry(registry: CollectorRegistry, host: str, port: int) -> MetricsEndpoint:
+    """Expose a registry's metrics at /metrics over HTTP on host:port (port 0 picks a free one)."""
+    httpd, thread = prom.start_http_server(port, addr=host, registry=registry)
+    return MetricsEndpoint(httpd, thread)
+
+
+class WorkerMetrics(Collector):
+    """The metrics of a pool's worker processes, read from each one's /metrics at scrape time.
+
+    Samples keep their names and labels and gain `worker`, so a query sums over workers or tells them apart.
+    A worker that cannot be read (restarting) is left out of that scrape.
+    """
+
+    def __init__(self, ports: Callable[[], dict[int, int]], timeout_s: float = 2.0):
+        self._ports = ports
+        self._timeout_s = timeout_s
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        for index, port in sorted(self._ports().items()):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=self._timeout_s) as response:
+                    text = response.read().decode("utf-8")
+            except OSError as exc:
+                log.warning("metrics of worker %d unavailable: %s", index, exc)
+                continue
+            for family in text_string_to_metric_families(text):
+                merged = families.get(family.name)
+                if merged is None:
+                    merged = families[family.name] = Metric(family.name, family.documentation, family.type)
+                for sample in family.samples:
+                    merged.add_sample(sample.name, {**sample.labels, "worker": str(index)}, sample.value)
+        yield from families.values()
 
 
 class MetricsEndpoint:

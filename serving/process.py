@@ -23,16 +23,26 @@ _METRICS = re.compile(r"metrics on :(\d+)")
 class ServerProcess:
     """A running `tierwise serve` child (or another `program` printing the same ready line).
 
-    Its stderr (the server log) is collected in `log_lines`.
+    Its stderr (the server log) is collected in `log_lines`, or with `capture_log=False` goes straight to
+    this process's stderr (a long-running parent must not hold a child's log in memory).
     """
 
-    def __init__(self, args: Sequence[str], ready_timeout_s: float = 60.0, program: Sequence[str] = SERVE):
+    def __init__(
+        self,
+        args: Sequence[str],
+        ready_timeout_s: float = 60.0,
+        program: Sequence[str] = SERVE,
+        capture_log: bool = True,
+    ):
         command = [*program, *args]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stderr = subprocess.PIPE if capture_log else None
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
         self.log_lines: list[str] = []
+        self.ready_line = ""
         self._stdout: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._stderr = threading.Thread(target=self._collect_log, daemon=True)
-        self._stderr.start()
+        if capture_log:
+            self._stderr.start()
         threading.Thread(target=self._forward_stdout, daemon=True).start()
         self.port, self.metrics_port = self._wait_ready(ready_timeout_s)
 
@@ -56,7 +66,7 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             code = self.proc.wait()
-        self._stderr.join(5)
+        self._join_log()
         return code
 
     def wait_for_log(self, pattern: str, timeout_s: float = 30.0) -> re.Match[str]:
@@ -86,12 +96,17 @@ class ServerProcess:
                 break
             found = _READY.search(line)
             if found:
+                self.ready_line = line.strip()
                 metrics = _METRICS.search(line)
                 return int(found.group(1)), int(metrics.group(1)) if metrics else None
         self.proc.kill()
         self.proc.wait()
-        self._stderr.join(5)
+        self._join_log()
         raise RuntimeError(f"tierwise serve did not start (exit {self.proc.returncode}):\n{self.log}")
+
+    def _join_log(self) -> None:
+        if self._stderr.is_alive():
+            self._stderr.join(5)
 
     def _collect_log(self) -> None:
         assert self.proc.stderr is not None

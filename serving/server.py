@@ -57,12 +57,18 @@ class ServeConfig:
     tls_key: str | Path | None = None
     auth_token_file: str | Path | None = None
     decision_log: str | Path | None = None
+    workers: int = 1
+    # Set by the worker pool for its children: share the port, expose metrics to the pool only, tag logs.
+    reuse_port: bool = False
+    metrics_host: str | None = None
+    worker: int | None = None
 
     def grpc_options(self) -> list[tuple[str, int]]:
-        # Refuse to share a port silently with another server (grpc enables SO_REUSEPORT by default), and let
-        # an over-size prompt reach the handler, which names the field, instead of failing in the transport.
+        # Refuse to share a port silently with another server (grpc enables SO_REUSEPORT by default) unless
+        # this is one of a pool's workers, and let an over-size prompt reach the handler, which names the
+        # field, instead of failing in the transport.
         receive_limit = max(8 << 20, 4 * self.max_prompt_bytes + (1 << 20))
-        return [("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", receive_limit)]
+        return [("grpc.so_reuseport", int(self.reuse_port)), ("grpc.max_receive_message_length", receive_limit)]
 
 
 class ServingApp:
@@ -112,7 +118,8 @@ class ServingApp:
         if self.holder.refresh() is not ReloadResult.LOADED:
             raise ServeError(f"cannot serve: {self.holder.last_refusal}")
         if self.config.metrics_port is not None:
-            self.endpoint = self.metrics.serve_http(self.config.host, self.config.metrics_port)
+            host = self.config.metrics_host or self.config.host
+            self.endpoint = self.metrics.serve_http(host, self.config.metrics_port)
         self.reloader.start()
 
     def announce(self, port: int, transport: str) -> None:
@@ -145,9 +152,18 @@ def transport_name(config: ServeConfig) -> str:
 
 
 def serve(config: ServeConfig) -> None:
-    """Run the server until SIGTERM or SIGINT, then drain and return (the process exits 0)."""
+    """Run the server until SIGTERM or SIGINT, then drain and return (the process exits 0).
+
+    With `workers` > 1 this process supervises that many server processes sharing the port.
+    """
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        name = "%(name)s" if config.worker is None else f"%(name)s[worker {config.worker}]"
+        logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {name}: %(message)s")
+    if config.workers > 1:
+        from serving.workers import serve_workers
+
+        serve_workers(config)
+        return
     app = ServingApp(config)
     try:
         if config.server_mode == "aio":

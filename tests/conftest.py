@@ -35,3 +35,17 @@ def trained_bundle(tmp_path_factory: pytest.TempPathFactory, sample_logs: Path) 
     out = tmp_path_factory.mktemp("bundle") / "bundle"
     train_bundle([sample_logs], out, encoder="static")
     return out
+
+
+@pytest.fixture(scope="session")
+def other_bundle(tmp_path_factory: pytest.TempPathFactory, trained_bundle: Path) -> Path:
+    """A second bundle trained on different logs, so it carries a different version (for reload tests)."""
+    from classifier.router import Router
+    from training.train import train_bundle
+
+    work = tmp_path_factory.mktemp("other-bundle")
+    logs = write_sample_logs(work / "logs", 300, seed=7)
+    out = work / "bundle"
+    train_bundle([logs], out, encoder="static")
+    assert Router.load(out).version != Router.load(trained_bundle).version
+    return out

@@ -12,7 +12,6 @@ from collections import Counter
 from pathlib import Path
 
 import grpc
-import pytest
 
 from classifier.router import Router
 from serving.models import ModelHolder, ReloadResult
@@ -20,19 +19,6 @@ from serving.process import ServerProcess
 from serving.sources import DirectorySource
 from serving.tierwise.v1 import router_pb2 as pb
 from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
-from training.sample_logs import write_sample_logs
-from training.train import train_bundle
-
-
-@pytest.fixture(scope="module")
-def other_bundle(tmp_path_factory, trained_bundle) -> Path:
-    """A second bundle trained on different logs, so it carries a different version."""
-    work = tmp_path_factory.mktemp("other-bundle")
-    logs = write_sample_logs(work / "logs", 300, seed=7)
-    out = work / "bundle"
-    train_bundle([logs], out, encoder="static")
-    assert Router.load(out).version != Router.load(trained_bundle).version
-    return out
 
 
 def corrupt(bundle: Path) -> None:

@@ -462,6 +462,14 @@ def replay(logs: tuple[str, ...], out: str, state: str | None, **options: Any) -
     type=click.IntRange(min=1),
     help="Worker threads for --server-mode sync (default 4); an open PredictStream holds one: many streams, use aio.",
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Server processes sharing the port (SO_REUSEPORT), each with its own copy of the model: one per CPU "
+    "core for throughput (a process runs its handlers under one GIL). Metrics gain a `worker` label.",
+)
 @click.option("--reload-interval", default=2.0, show_default=True, type=click.FloatRange(min=0), help="0: SIGHUP only.")
 @click.option("--max-prompt-bytes", default=1 << 20, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-batch", default=1024, show_default=True, type=click.IntRange(min=1), help="PredictBatch items.")
