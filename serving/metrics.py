@@ -39,6 +39,7 @@ class HotPathStats(Collector):
         self._tiers: dict[str, int] = {}
 
     def record_call(self, method: str, code: str, seconds: float) -> None:
+        """Count one finished call and its handling time."""
         key = (method, code)
         with self._lock:
             self._calls[key] = self._calls.get(key, 0) + 1
@@ -50,6 +51,7 @@ class HotPathStats(Collector):
             total[0] += seconds
 
     def record_tier(self, tier: str) -> None:
+        """Count one routing decision."""
         with self._lock:
             self._tiers[tier] = self._tiers.get(tier, 0) + 1
 
@@ -68,9 +70,9 @@ class HotPathStats(Collector):
             "Server-side handling time per RPC (per message for PredictStream).",
             labels=["method"],
         )
+        bounds = [floatToGoString(b) for b in LATENCY_BUCKETS] + ["+Inf"]
         for method, (counts, total) in latency.items():
             cumulative = list(itertools.accumulate(counts))
-            bounds = [floatToGoString(b) for b in LATENCY_BUCKETS] + ["+Inf"]
             histogram.add_metric([method], list(zip(bounds, cumulative, strict=True)), total)
         predicted = CounterMetricFamily(
             "tierwise_predicted_tier", "Routing decisions, by chosen tier.", labels=["tier"]

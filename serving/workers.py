@@ -43,10 +43,11 @@ def reserve_port(host: str, port: int) -> int:
 
     The check binds without SO_REUSEPORT, so it fails if anything listens there, sharing or not.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    address = host.strip("[]")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         try:
-            probe.bind((host, port))
+            probe.bind((address, port))
         except OSError as exc:
             raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
         return probe.getsockname()[1]
