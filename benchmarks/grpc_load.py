@@ -38,7 +38,7 @@ from pathlib import Path
 import grpc
 
 from serving.process import ServerProcess
-from serving.server import DEFAULT_SERVER_MODE, DEFAULT_THREADS, ServeConfig
+from serving.server import DEFAULT_THREADS, ServeConfig, default_server_mode
 from serving.tierwise.v1 import router_pb2 as pb
 from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 from serving.workers import reserve_port
@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="bundle directory (default: train one on sample logs)")
     parser.add_argument(
         "--variants",
-        default="sync:4,aio,sync:4x2,aiox2",
+        default="aio,sync:4,sync:4x2,aiox2",
         help="comma-separated server variants, sync:THREADS or aio (the first also gets the shared-connection load)",
     )
     parser.add_argument("--calls", type=int, default=2000, help="sequential calls per prompt size")
@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
                 ]
             print(f"measured {variant}", file=sys.stderr)
     print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-    default = f"sync:{DEFAULT_THREADS}" if DEFAULT_SERVER_MODE == "sync" else "aio"
+    default = "aio" if default_server_mode(1) == "aio" else f"sync:{DEFAULT_THREADS}"
     print("\nClient-observed latency (p50/p99 us) and throughput; server-side inference time (inf50/inf99 us, as")
     print("the responses report it); the trivial-handler server of the same variant (base50 us, base/s); ratio =")
     print(f"req/s / base/s. Default variant: {default}.\n")

@@ -30,9 +30,15 @@ from serving.sources import open_model_source
 log = logging.getLogger("tierwise.serving")
 
 ServerMode = Literal["sync", "aio"]
-# Chosen by benchmarks/grpc_load.py on this project's reference machine (see the issue note).
-DEFAULT_SERVER_MODE: ServerMode = "sync"
 DEFAULT_THREADS = 4
+
+
+def default_server_mode(workers: int) -> ServerMode:
+    """The grpcio server kind that answered the most calls in benchmarks/grpc_load.py (docs/benchmarks.md).
+
+    One process: the asyncio server, which hands no call between threads. Several workers: the thread pool.
+    """
+    return "aio" if workers == 1 else "sync"
 
 
 class ServeError(ValueError):
@@ -47,7 +53,7 @@ class ServeConfig:
     host: str = "0.0.0.0"
     port: int = 50051
     metrics_port: int | None = 9464
-    server_mode: ServerMode = DEFAULT_SERVER_MODE
+    server_mode: ServerMode | None = None  # None: default_server_mode(workers)
     threads: int = DEFAULT_THREADS
     reload_interval: float = 2.0
     max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES
@@ -62,6 +68,10 @@ class ServeConfig:
     reuse_port: bool = False
     metrics_host: str | None = None
     worker: int | None = None
+
+    @property
+    def mode(self) -> ServerMode:
+        return self.server_mode or default_server_mode(self.workers)
 
     def grpc_options(self) -> list[tuple[str, int]]:
         # Refuse to share a port silently with another server (grpc enables SO_REUSEPORT by default) unless
@@ -148,7 +158,7 @@ class ServingApp:
 
 
 def transport_name(config: ServeConfig) -> str:
-    return "asyncio" if config.server_mode == "aio" else f"{config.threads} threads"
+    return "asyncio" if config.mode == "aio" else f"{config.threads} threads"
 
 
 def serve(config: ServeConfig) -> None:
@@ -166,7 +176,7 @@ def serve(config: ServeConfig) -> None:
         return
     app = ServingApp(config)
     try:
-        if config.server_mode == "aio":
+        if config.mode == "aio":
             asyncio.run(_serve_aio(app))
         else:
             _serve_sync(app)

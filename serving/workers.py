@@ -68,6 +68,7 @@ class WorkerPool:
             self.config,
             port=self.port,
             workers=1,
+            server_mode=self.config.mode,
             reuse_port=True,
             worker=index,
             metrics_host="127.0.0.1",

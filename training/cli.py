@@ -455,12 +455,15 @@ def replay(logs: tuple[str, ...], out: str, state: str | None, **options: Any) -
 @click.option("--metrics-port", default=9464, show_default=True, type=click.IntRange(0, 65535), help="0 = any.")
 @click.option("--no-metrics", is_flag=True, help="Do not expose Prometheus metrics over HTTP.")
 @click.option(
-    "--server-mode", type=click.Choice(["sync", "aio"]), help="grpcio server kind. Default: fastest measured."
+    "--server-mode",
+    type=click.Choice(["sync", "aio"]),
+    help="grpcio server kind. Default: the fastest measured (docs/benchmarks.md): aio for one process, sync "
+    "(a thread pool) with --workers.",
 )
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
-    help="Worker threads for --server-mode sync (default 4); an open PredictStream holds one: many streams, use aio.",
+    help="Threads of the sync server (default 4); an open PredictStream holds one: many streams, use aio.",
 )
 @click.option(
     "--workers",
