@@ -119,8 +119,14 @@ class ServiceMetrics:
 
 
 def serve_registry(registry: CollectorRegistry, host: str, port: int) -> MetricsEndpoint:
-    """Expose a registry's metrics at /metrics over HTTP on host:port (port 0 picks a free one)."""
-    httpd, thread = prom.start_http_server(port, addr=host, registry=registry)
+    """Expose a registry's metrics at /metrics over HTTP on host:port (port 0 picks a free one).
+
+    Raises ValueError naming the address when it cannot listen (a taken port), like the gRPC port does.
+    """
+    try:
+        httpd, thread = prom.start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise ValueError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from exc
     return MetricsEndpoint(httpd, thread)
 
 

@@ -61,6 +61,14 @@ class ServerProcess:
         """SIGTERM, wait for the drain, and return the exit code (killing it if it hangs)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout_s)
+
+    def wait(self, timeout_s: float) -> int:
+        """Wait for the process to exit and return its code, killing it if it is still running after timeout_s.
+
+        Sends no signal of its own: a second SIGTERM that lands while Python is finalising would kill the
+        process with the default action (-15) instead of letting it finish.
+        """
         try:
             code = self.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:

@@ -28,11 +28,21 @@ from prometheus_client.registry import CollectorRegistry
 
 from serving.metrics import MetricsEndpoint, WorkerMetrics, serve_registry
 from serving.process import ServerProcess
-from serving.server import ServeConfig, ServeError
+from serving.server import ServeConfig, ServeError, transport_name
 
 log = logging.getLogger("tierwise.serving")
 
-WORKER_PROGRAM = (sys.executable, "-m", "serving.workers")
+# A worker ignores SIGHUP until its server installs the reload handler: a reload asked for while it is still
+# starting must not kill it (it loads the newest bundle anyway).
+WORKER_PROGRAM = (
+    sys.executable,
+    "-c",
+    "import signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+    "from serving.workers import main; main(sys.argv[1:])",
+)
+# A worker stopped by SIGTERM before its handler was installed, or while Python was finalising, had nothing
+# left in flight: that counts as a clean exit.
+CLEAN_EXITS = (0, -signal.SIGTERM)
 START_TIMEOUT_S = 120.0
 RESTART_BACKOFF_S = 5.0
 _MODEL = re.compile(r"model \S+ from .*$")
@@ -127,10 +137,18 @@ class WorkerPool:
             }
 
     def stop(self) -> int:
-        """SIGTERM every worker, wait for their drains, and return 0 only if all of them exited 0."""
+        """SIGTERM every worker, wait for their drains, and return 0 only if all of them exited cleanly."""
         self.signal_all(signal.SIGTERM)
-        codes = [worker.stop(self.config.grace + 10) for worker in self.workers if worker is not None]
-        return max((abs(code) for code in codes), default=0)
+        deadline = time.monotonic() + self.config.grace + 10
+        worst = 0
+        for index, worker in enumerate(self.workers):
+            if worker is None:
+                continue
+            code = worker.wait(max(0.0, deadline - time.monotonic()))
+            if code not in CLEAN_EXITS:
+                log.error("worker %d (pid %d) exited with %s while draining", index, worker.proc.pid, code)
+                worst = max(worst, abs(code))
+        return worst
 
     def model_line(self) -> str:
         first = self.workers[0]
@@ -148,18 +166,18 @@ def serve_workers(config: ServeConfig) -> None:
     signal.signal(signal.SIGHUP, lambda *_: pool.signal_all(signal.SIGHUP))
     pool.start()
     endpoint: MetricsEndpoint | None = None
-    if config.metrics_port is not None:
-        registry = CollectorRegistry()
-        registry.register(WorkerMetrics(pool.metrics_ports))
-        endpoint = serve_registry(registry, config.metrics_host or config.host, config.metrics_port)
-    metrics = f"metrics on :{endpoint.port}" if endpoint else "metrics off"
-    transport = "TLS" if config.tls_cert else "plaintext"
-    print(
-        f"tierwise serve: listening on {config.host}:{port} ({transport}, {config.workers} workers),"
-        f" {metrics}, {pool.model_line()}",
-        flush=True,
-    )
     try:
+        if config.metrics_port is not None:
+            registry = CollectorRegistry()
+            registry.register(WorkerMetrics(pool.metrics_ports))
+            endpoint = serve_registry(registry, config.metrics_host or config.host, config.metrics_port)
+        metrics = f"metrics on :{endpoint.port}" if endpoint else "metrics off"
+        transport = "TLS" if config.tls_cert else "plaintext"
+        print(
+            f"tierwise serve: listening on {config.host}:{port} ({transport}, {transport_name(config)}"
+            f" x {config.workers} workers), {metrics}, {pool.model_line()}",
+            flush=True,
+        )
         while not stop.wait(0.5):
             pool.restart_dead()
     finally:
@@ -179,12 +197,9 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def main(argv: list[str]) -> None:
+    """A worker process: run one server from the pool's JSON config until SIGTERM or the supervisor is gone."""
     from serving.server import serve
 
     config = ServeConfig(**json.loads(argv[0]))
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     serve(config)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

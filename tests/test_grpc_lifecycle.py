@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import queue
+import re
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -74,3 +79,24 @@ def test_each_server_kind_serves_every_rpc(trained_bundle, mode_args):
             raw(b"\n\x01\xff", timeout=10)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert caught.value.details().startswith("prompt: ")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_taken_metrics_port_is_a_clear_error_and_nothing_keeps_running(trained_bundle, workers):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["--model", str(trained_bundle), "--host", "127.0.0.1", "--port", "0", "--metrics-port", str(port)]
+        result = subprocess.run(
+            [sys.executable, "-m", "training.cli", "serve", *args, "--workers", workers],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+    for pid in re.findall(r"worker \d+ started \(pid (\d+)\)", result.stderr):
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)

@@ -87,7 +87,7 @@ def test_workers_share_the_port_health_metrics_and_decision_log(trained_bundle, 
         assert set(per_worker) == {"0", "1"} and all(count > 0 for count in per_worker.values())
         assert sum(per_worker.values()) == CONNECTIONS
         assert set(metric_samples(text, "tierwise_model_info")) == {"0", "1"}
-        assert server.stop() == 0
+        assert server.stop() == 0, server.log
     rows = [json.loads(line) for line in decisions.read_text().splitlines()]
     assert sorted(row["request_id"] for row in rows) == sorted(f"r{i}" for i in range(CONNECTIONS))
 
@@ -117,7 +117,7 @@ def test_a_dead_worker_is_replaced_and_sigterm_drains_all(trained_bundle):
         server.wait_for_log(rf"worker 0 started \(pid {worker_pids(server)[0]}\)")
         assert len(predict_on_fresh_connections(server.target, CONNECTIONS)) == CONNECTIONS
         pids = worker_pids(server)
-        assert server.stop() == 0
+        assert server.stop() == 0, server.log
         assert not any(alive(pid) for pid in pids.values())
 
 
