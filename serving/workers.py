@@ -99,7 +99,7 @@ class WorkerPool:
                 worker = self._start(index)
             except RuntimeError as exc:
                 self.stop()
-                raise ServeError(f"worker {index} did not start: {exc}") from exc
+                raise ServeError(f"worker {index} did not start; its log is above") from exc
             with self._lock:
                 self.workers[index] = worker
 
@@ -202,4 +202,8 @@ def main(argv: list[str]) -> None:
 
     config = ServeConfig(**json.loads(argv[0]))
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    serve(config)
+    try:
+        serve(config)
+    except ValueError as exc:  # ServeError and the like: what was wrong, as `tierwise serve` says it
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -141,3 +141,17 @@ def test_a_taken_port_is_refused_before_any_worker_starts(trained_bundle):
     assert result.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "worker 0 started" not in result.stderr
+
+
+def test_a_model_that_cannot_load_stops_the_pool_with_a_clear_error(tmp_path):
+    args = ["--model", str(tmp_path / "missing"), "--host", "127.0.0.1", "--port", "0", "--workers", "2"]
+    result = subprocess.run(
+        [sys.executable, "-m", "training.cli", "serve", *args, "--no-metrics"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "cannot serve" in result.stderr and str(tmp_path / "missing") in result.stderr
+    assert "worker 0 did not start" in result.stderr
+    assert "Traceback" not in result.stderr
