@@ -97,6 +97,8 @@ def test_a_taken_metrics_port_is_a_clear_error_and_nothing_keeps_running(trained
     assert result.returncode != 0
     assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
-    for pid in re.findall(r"worker \d+ started \(pid (\d+)\)", result.stderr):
+    started = re.findall(r"worker \d+ started \(pid (\d+)\)", result.stderr)
+    assert len(started) == (2 if workers == "2" else 0)
+    for pid in started:
         with pytest.raises(ProcessLookupError):
             os.kill(int(pid), 0)

@@ -124,6 +124,7 @@ def test_a_dead_worker_is_replaced_and_sigterm_drains_all(trained_bundle):
 def test_workers_exit_when_the_supervisor_is_killed(trained_bundle):
     server = ServerProcess(serve_args(trained_bundle, "--no-metrics"))
     pids = worker_pids(server)
+    assert len(pids) == 2 and all(alive(pid) for pid in pids.values())
     server.proc.kill()
     server.proc.wait()
     wait_until(lambda: not any(alive(pid) for pid in pids.values()))
