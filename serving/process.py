@@ -39,6 +39,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
         self.log_lines: list[str] = []
         self.ready_line = ""
+        self._terminating = False
         self._stdout: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._stderr = threading.Thread(target=self._collect_log, daemon=True)
         if capture_log:
@@ -56,11 +57,15 @@ class ServerProcess:
 
     def send(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
+        self._terminating = self._terminating or sig == signal.SIGTERM
 
     def stop(self, timeout_s: float = 30.0) -> int:
-        """SIGTERM, wait for the drain, and return the exit code (killing it if it hangs)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        """SIGTERM, wait for the drain, and return the exit code (killing it if it hangs).
+
+        No second SIGTERM if one was already sent: landing while Python finalises, it would kill with -15.
+        """
+        if not self._terminating and self.proc.poll() is None:
+            self.send(signal.SIGTERM)
         return self.wait(timeout_s)
 
     def wait(self, timeout_s: float) -> int:

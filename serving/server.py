@@ -219,9 +219,10 @@ def _serve_sync(app: ServingApp) -> None:
     app.announce(port, "TLS" if config.tls_cert else "plaintext")
     while not stop.wait(0.5):
         pass
-    log.info("shutting down: draining in-flight calls (up to %.0fs)", config.grace)
     health_servicer.enter_graceful_shutdown()
-    server.stop(config.grace).wait()
+    drained = server.stop(config.grace)  # refuses new calls from here on
+    log.info("shutting down: draining in-flight calls (up to %.0fs)", config.grace)
+    drained.wait()
     log.info("stopped")
 
 
@@ -251,9 +252,11 @@ async def _serve_aio(app: ServingApp) -> None:
     await _set_health_async(health_servicer, health_pb2.HealthCheckResponse.SERVING)
     app.announce(port, "TLS" if config.tls_cert else "plaintext")
     await stop.wait()
-    log.info("shutting down: draining in-flight calls (up to %.0fs)", config.grace)
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(config.grace)
+    drained = asyncio.create_task(server.stop(config.grace))
+    await asyncio.sleep(0)  # the stop task runs up to its first wait: new calls are refused from here on
+    log.info("shutting down: draining in-flight calls (up to %.0fs)", config.grace)
+    await drained
     log.info("stopped")
 
 

@@ -123,6 +123,7 @@ class WorkerPool:
                 self.workers[index] = replacement
 
     def signal_all(self, sig: signal.Signals) -> None:
+        """Send a signal to every running worker (SIGHUP: reload; SIGTERM: drain and exit)."""
         for worker in self.workers:
             if worker is not None and worker.proc.poll() is None:
                 worker.send(sig)
