@@ -69,10 +69,9 @@ class ServerProcess:
         return self.wait(timeout_s)
 
     def wait(self, timeout_s: float) -> int:
-        """Wait for the process to exit and return its code, killing it if it is still running after timeout_s.
+        """Wait for the process to exit and return its code, killing it if it still runs after timeout_s.
 
-        Sends no signal of its own: a second SIGTERM that lands while Python is finalising would kill the
-        process with the default action (-15) instead of letting it finish.
+        Sends no signal of its own (for a caller that already sent SIGTERM, see `stop`).
         """
         try:
             code = self.proc.wait(timeout_s)
