@@ -6,9 +6,6 @@ import os
 import queue
 import re
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -18,6 +15,7 @@ import pytest
 from serving.process import ServerProcess
 from serving.tierwise.v1 import router_pb2 as pb
 from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tests.helpers import run_serve, taken_port
 
 MODES = [["--server-mode", "sync", "--threads", "2"], ["--server-mode", "aio"]]
 
@@ -83,17 +81,9 @@ def test_each_server_kind_serves_every_rpc(trained_bundle, mode_args):
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_taken_metrics_port_is_a_clear_error_and_nothing_keeps_running(trained_bundle, workers):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         args = ["--model", str(trained_bundle), "--host", "127.0.0.1", "--port", "0", "--metrics-port", str(port)]
-        result = subprocess.run(
-            [sys.executable, "-m", "training.cli", "serve", *args, "--workers", workers],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = run_serve([*args, "--workers", workers])
     assert result.returncode != 0
     assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr

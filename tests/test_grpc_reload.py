@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -19,6 +17,7 @@ from serving.process import ServerProcess
 from serving.sources import DirectorySource
 from serving.tierwise.v1 import router_pb2 as pb
 from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tests.helpers import run_serve
 
 
 def corrupt(bundle: Path) -> None:
@@ -147,9 +146,7 @@ def test_serve_refuses_to_start_on_a_corrupt_bundle(tmp_path, trained_bundle):
     bad = tmp_path / "bad"
     shutil.copytree(trained_bundle, bad)
     corrupt(bad)
-    result = subprocess.run(
-        [sys.executable, "-m", "training.cli", "serve", *serve_args(bad)], capture_output=True, text=True, timeout=60
-    )
+    result = run_serve(serve_args(bad))
     assert result.returncode == 2
     assert "cannot serve" in result.stderr and str(bad) in result.stderr
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import subprocess
-import sys
 
 import grpc
 import pytest
@@ -19,6 +17,7 @@ from serving.client import open_channel
 from serving.process import ServerProcess
 from serving.tierwise.v1 import router_pb2 as pb
 from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tests.helpers import run_serve
 
 TOKEN = "s3cret-token"
 REQUEST = pb.PredictRequest(prompt="Say hello to the team.")
@@ -121,11 +120,6 @@ def test_token_over_plaintext(token_server):
 def test_tls_needs_both_certificate_and_key(tmp_path, trained_bundle):
     cert, _ = self_signed(tmp_path)
     args = ["--model", str(trained_bundle), "--port", "0", "--no-metrics", "--tls-cert", str(cert)]
-    result = subprocess.run(
-        [sys.executable, "-m", "training.cli", "serve", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_serve(args)
     assert result.returncode == 2
     assert "TLS needs both --tls-cert and --tls-key" in result.stderr

@@ -7,9 +7,6 @@ import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -21,6 +18,7 @@ from classifier.router import Router
 from serving.process import ServerProcess
 from serving.tierwise.v1 import router_pb2 as pb
 from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tests.helpers import run_serve, taken_port
 
 CONNECTIONS = 24  # the chance that the kernel puts every connection on one of 2 workers is 2**-23
 
@@ -131,13 +129,9 @@ def test_workers_exit_when_the_supervisor_is_killed(trained_bundle):
 
 
 def test_a_taken_port_is_refused_before_any_worker_starts(trained_bundle):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        args = ["--model", str(trained_bundle), "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
-        result = subprocess.run(
-            [sys.executable, "-m", "training.cli", "serve", *args], capture_output=True, text=True, timeout=60
+    with taken_port() as port:
+        result = run_serve(
+            ["--model", str(trained_bundle), "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
         )
     assert result.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
@@ -146,12 +140,7 @@ def test_a_taken_port_is_refused_before_any_worker_starts(trained_bundle):
 
 def test_a_model_that_cannot_load_stops_the_pool_with_a_clear_error(tmp_path):
     args = ["--model", str(tmp_path / "missing"), "--host", "127.0.0.1", "--port", "0", "--workers", "2"]
-    result = subprocess.run(
-        [sys.executable, "-m", "training.cli", "serve", *args, "--no-metrics"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_serve([*args, "--no-metrics"])
     assert result.returncode == 2
     assert "cannot serve" in result.stderr and str(tmp_path / "missing") in result.stderr
     assert "worker 0 did not start" in result.stderr

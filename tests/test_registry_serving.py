@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from mlflow import MlflowClient
 
 from classifier.router import Router
 from serving.process import ServerProcess
+from tests.helpers import run_serve
 from tests.test_grpc_reload import Hammer, serve_args, wait_for
 from training.sample_logs import write_sample_logs
 from training.tracking.run_logging import log_training_run
@@ -46,11 +44,6 @@ def test_serve_follows_the_champion_alias_under_load_without_a_failed_call(versi
 
 
 def test_serve_refuses_to_start_on_an_alias_that_does_not_exist(versions):
-    result = subprocess.run(
-        [sys.executable, "-m", "training.cli", "serve", *serve_args(f"models:/{NAME}@nope")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_serve(serve_args(f"models:/{NAME}@nope"), timeout_s=120)
     assert result.returncode == 2
     assert "cannot serve" in result.stderr and "nope" in result.stderr
