@@ -37,8 +37,8 @@ from pathlib import Path
 
 import grpc
 
+from serving.config import DEFAULT_THREADS, ServeConfig, default_server_mode
 from serving.process import ServerProcess
-from serving.server import DEFAULT_THREADS, ServeConfig, default_server_mode
 from serving.tierwise.v1 import router_pb2 as pb
 from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 from serving.workers import reserve_port
@@ -95,12 +95,14 @@ def load_prompts(per_size: int) -> dict[str, list[str]]:
 
 def build_bundle(workdir: Path) -> Path:
     """Train a static-encoder bundle on generated sample logs (what `tierwise serve` would serve)."""
+    from classifier.tiers import TierLadder
+    from training.logs import read_attempts
     from training.sample_logs import write_sample_logs
     from training.train import train_bundle
 
     logs = write_sample_logs(workdir / "logs", 1500, seed=0)
     out = workdir / "bundle"
-    train_bundle([logs], out, encoder="static")
+    train_bundle(read_attempts([logs]), out, TierLadder.load())
     return out
 
 

@@ -25,11 +25,13 @@ import numpy as np
 import polars as pl
 
 from classifier.router import Router
+from classifier.tiers import TierLadder
 from training.encoders import Encoder, load_encoder
 from training.evaluation.frames import outcome_arrays
 from training.head import TierHead
+from training.logs import read_attempts
 from training.sample_logs import write_sample_logs
-from training.train import train_bundle
+from training.train import TrainOptions, train_bundle
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_WARM_UP = 5000
@@ -126,8 +128,10 @@ def main() -> None:
         logs = write_sample_logs(Path(tmp) / "logs", 400, seed=0)
         table_cases = cases(args.calls)
         for kind in args.encoders:
-            result = train_bundle([logs], Path(tmp) / kind, encoder=kind)
-            router = Router.load(result.bundle_dir)
+            result = train_bundle(
+                read_attempts([logs]), Path(tmp) / kind, TierLadder.load(), TrainOptions(encoder=kind)
+            )
+            router = result.router
             encoder = load_encoder(kind)
             frame = result.labels.frame
             success, _ = outcome_arrays(frame, router.ladder.names)

@@ -35,7 +35,8 @@ from classifier.router import Router
 from classifier.tiers import TierLadder
 from training.evaluation.evaluate import evaluate_router
 from training.evaluation.report import EvalReport, SweptRouter, format_metric
-from training.train import train_bundle
+from training.logs import read_attempts
+from training.train import TrainOptions, train_bundle
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -128,9 +129,8 @@ def run_dataset(name: str, encoders: list[str], Cs: list[float], rules: list[str
             for rule in rules:
                 out = workdir / f"{name}-{encoder}-{C:g}-{rule}"
                 print(f"[{name}] training {encoder}, C={C:g}, {rule}", flush=True)
-                result = train_bundle(
-                    [dataset.logs], out, ladder=dataset.ladder, encoder=encoder, C=C, threshold_rule=rule
-                )
+                options = TrainOptions(encoder=encoder, C=C, threshold_rule=rule)
+                result = train_bundle(read_attempts([dataset.logs]), out, dataset.ladder, options)
                 router = ReusingRouter.load(out)
                 frame = result.labels.frame
                 views = {"reference": dataset.reference_costs(frame, router.ladder.names), "product": frame}

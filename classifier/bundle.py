@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from classifier.errors import InputError
 from classifier.tiers import TierError, TierLadder
 
 FORMAT_VERSION = 1
@@ -19,7 +20,7 @@ MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 
 
-class BundleError(ValueError):
+class BundleError(InputError):
     """A bundle that cannot be trusted or read; the message says which file and why."""
 
 

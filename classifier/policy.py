@@ -18,13 +18,15 @@ from itertools import combinations
 
 import numpy as np
 
+from classifier.errors import InputError
+
 RULES = ("absolute", "relative")
 MODES = ("threshold", "cost")
 # The relative rule divides by the best P(success); this floor keeps an all-zero row finite.
 MIN_BEST = 1e-12
 
 
-class PolicyError(ValueError):
+class PolicyError(InputError):
     """A per-request policy argument that cannot be honoured; `field` names it for the caller."""
 
     def __init__(self, field: str, message: str) -> None:
@@ -33,7 +35,7 @@ class PolicyError(ValueError):
 
 
 @dataclass(frozen=True)
-class Decision:
+class Choice:
     """The chosen tier (an index, cheapest first), its escalation chain, and the chain's expected cost."""
 
     tier: int
@@ -107,7 +109,7 @@ class Policy:
         quality_target: float | None = None,
         allowed_tiers: Sequence[str] | None = None,
         mode: str = "threshold",
-    ) -> Decision:
+    ) -> Choice:
         """Pick a tier for one request from its per-tier success probabilities."""
         allowed = self.allowed(allowed_tiers)
         target = self.target(quality_target)
@@ -115,7 +117,7 @@ class Policy:
         if mode == "cost":
             chains = [(*c, allowed[-1]) for r in range(len(allowed)) for c in combinations(allowed[:-1], r)]
             chain = min(chains, key=lambda c: (expected_chain_cost(row, self.costs, c), c))
-            return Decision(chain[0], chain, expected_chain_cost(row, self.costs, chain))
+            return Choice(chain[0], chain, expected_chain_cost(row, self.costs, chain))
         if mode != "threshold":
             raise PolicyError("mode", f"must be one of {MODES}, got {mode!r}")
         reachable = [row[i] for i in allowed]
@@ -126,4 +128,4 @@ class Policy:
                 position = k
                 break
         chain = tuple(allowed[position:])
-        return Decision(chain[0], chain, expected_chain_cost(row, self.costs, chain))
+        return Choice(chain[0], chain, expected_chain_cost(row, self.costs, chain))

@@ -14,7 +14,7 @@ import onnxruntime as ort
 
 from classifier.bundle import MODEL_FILE, TOKENIZER_FILE, BundleError, Manifest, read_manifest
 from classifier.encoding import TextTokenizer
-from classifier.policy import Decision, Policy
+from classifier.policy import Choice, Policy
 from classifier.tiers import TierLadder
 
 INPUT_IDS = "input_ids"
@@ -101,16 +101,16 @@ class Router:
         ids, mask = self._tokenizer.batch(texts)
         return self._run(ids, mask)
 
-    def _prediction(self, probs: np.ndarray, decision: Decision, target: float, mode: str) -> Prediction:
+    def _prediction(self, probs: np.ndarray, choice: Choice, target: float, mode: str) -> Prediction:
         names = self.ladder.names
         return Prediction(
-            tier=names[decision.tier],
-            model=self.ladder.tiers[decision.tier].model,
+            tier=names[choice.tier],
+            model=self.ladder.tiers[choice.tier].model,
             probabilities=dict(zip(names, probs.tolist(), strict=True)),
-            fallback_chain=[names[i] for i in decision.chain],
+            fallback_chain=[names[i] for i in choice.chain],
             quality_target=target,
             mode=mode,
-            expected_cost_usd=decision.expected_cost,
+            expected_cost_usd=choice.expected_cost,
         )
 
     def predict(
@@ -129,8 +129,8 @@ class Router:
         else:
             mask = np.ones((1, len(ids)), dtype=np.int64)
         probs = self._run(ids[None, :], mask)[0]
-        decision = self.policy.choose(probs, quality_target, allowed_tiers, mode)
-        return self._prediction(probs, decision, self.policy.target(quality_target), mode)
+        choice = self.policy.choose(probs, quality_target, allowed_tiers, mode)
+        return self._prediction(probs, choice, self.policy.target(quality_target), mode)
 
     def predict_batch(
         self,

@@ -8,8 +8,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from classifier.errors import InputError
 
-class TierError(ValueError):
+
+class TierError(InputError):
     """A tier ladder file that cannot be used."""
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import grpc
 
+from classifier.errors import InputError
+
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 _DENIED = "missing or wrong bearer token (send metadata `authorization: Bearer <token>`)"
 
@@ -19,7 +21,7 @@ def read_token(path: str | Path) -> str:
     """The token in a file (surrounding whitespace ignored); an empty file is an error, not an open door."""
     token = Path(path).read_text().strip()
     if not token:
-        raise ValueError(f"auth token file {path} is empty")
+        raise InputError(f"auth token file {path} is empty")
     return token
 
 

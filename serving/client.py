@@ -8,9 +8,18 @@ from pathlib import Path
 import grpc
 from google.protobuf import json_format
 
+from classifier.errors import InputError
 from serving.auth import read_token
 from serving.tierwise.v1 import router_pb2 as pb
 from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+
+
+class CallFailed(InputError):
+    """A call the server refused or could not answer, named by its gRPC status."""
+
+    def __init__(self, error: grpc.RpcError):
+        super().__init__(f"{error.code().name}: {error.details()}")
+        self.code = error.code()
 
 
 def open_channel(

@@ -16,6 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
+from classifier.errors import InputError
+
 log = logging.getLogger("tierwise.serving")
 
 # Predict sits on callers' hot path: the buckets resolve the 50 µs - 10 ms range finely.
@@ -126,7 +128,7 @@ def serve_registry(registry: CollectorRegistry, host: str, port: int) -> Metrics
     try:
         httpd, thread = prom.start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
-        raise ValueError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from exc
+        raise InputError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from exc
     return MetricsEndpoint(httpd, thread)
 
 

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-SERVE = (sys.executable, "-m", "training.cli", "serve")
+SERVE = (sys.executable, "-m", "tierwise", "serve")
 _READY = re.compile(r"listening on \S+:(\d+) ")
 _METRICS = re.compile(r"metrics on :(\d+)")
 

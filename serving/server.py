@@ -11,74 +11,21 @@ import logging
 import signal
 import threading
 from concurrent import futures
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from serving.auth import AsyncTokenInterceptor, TokenInterceptor, read_token
+from serving.config import ServeConfig, ServeError
 from serving.decision_log import DecisionLog
 from serving.metrics import MetricsEndpoint, ServiceMetrics
-from serving.models import LoadedModel, ModelHolder, Reloader, ReloadResult
-from serving.requests import DEFAULT_MAX_PROMPT_BYTES
-from serving.service import DEFAULT_MAX_BATCH, SERVICE_NAME, Limits, RouterService, aio_handlers, sync_handlers
+from serving.reload import LoadedModel, ModelHolder, Reloader, ReloadResult
+from serving.service import SERVICE_NAME, Limits, RouterService, aio_handlers, sync_handlers
 from serving.sources import open_model_source
 
 log = logging.getLogger("tierwise.serving")
-
-ServerMode = Literal["sync", "aio"]
-DEFAULT_THREADS = 4
-
-
-def default_server_mode(workers: int) -> ServerMode:
-    """The grpcio server kind that answered the most calls in benchmarks/grpc_load.py (docs/benchmarks.md).
-
-    One process: the asyncio server, which hands no call between threads. Several workers: the thread pool.
-    """
-    return "aio" if workers == 1 else "sync"
-
-
-class ServeError(ValueError):
-    """The server cannot start as asked (bad model, unreadable TLS or token file, port taken)."""
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    """Everything `tierwise serve` can be told."""
-
-    model: str
-    host: str = "0.0.0.0"
-    port: int = 50051
-    metrics_port: int | None = 9464
-    server_mode: ServerMode | None = None  # None: default_server_mode(workers)
-    threads: int = DEFAULT_THREADS
-    reload_interval: float = 2.0
-    max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES
-    max_batch: int = DEFAULT_MAX_BATCH
-    grace: float = 10.0
-    tls_cert: str | Path | None = None
-    tls_key: str | Path | None = None
-    auth_token_file: str | Path | None = None
-    decision_log: str | Path | None = None
-    workers: int = 1
-    # Set by the worker pool for its children: share the port, expose metrics to the pool only, tag logs.
-    reuse_port: bool = False
-    metrics_host: str | None = None
-    worker: int | None = None
-
-    @property
-    def mode(self) -> ServerMode:
-        return self.server_mode or default_server_mode(self.workers)
-
-    def grpc_options(self) -> list[tuple[str, int]]:
-        # Refuse to share a port silently with another server (grpc enables SO_REUSEPORT by default) unless
-        # this is one of a pool's workers, and let an over-size prompt reach the handler, which names the
-        # field, instead of failing in the transport.
-        receive_limit = max(8 << 20, 4 * self.max_prompt_bytes + (1 << 20))
-        return [("grpc.so_reuseport", int(self.reuse_port)), ("grpc.max_receive_message_length", receive_limit)]
 
 
 class ServingApp:
@@ -87,7 +34,7 @@ class ServingApp:
     def __init__(self, config: ServeConfig):
         self.config = config
         self.metrics = ServiceMetrics()
-        source = open_model_source(config.model)
+        source = open_model_source(config.model, config.tracking_uri)
         self.holder = ModelHolder(
             source, on_swap=self._published, on_refuse=lambda reason: self.metrics.record_refused_reload()
         )
@@ -137,7 +84,7 @@ class ServingApp:
         assert loaded is not None
         metrics = f"metrics on :{self.endpoint.port}" if self.endpoint else "metrics off"
         print(
-            f"tierwise serve: listening on {self.config.host}:{port} ({transport}, {transport_name(self.config)}),"
+            f"tierwise serve: listening on {self.config.host}:{port} ({transport}, {self.config.transport_name}),"
             f" {metrics}, model {loaded.router.version} from {loaded.bundle.path}",
             flush=True,
         )
@@ -157,23 +104,16 @@ class ServingApp:
         self.metrics.record_model(loaded.router.version, encoder, self.holder.source.describe())
 
 
-def transport_name(config: ServeConfig) -> str:
-    return "asyncio" if config.mode == "aio" else f"{config.threads} threads"
-
-
-def serve(config: ServeConfig) -> None:
-    """Run the server until SIGTERM or SIGINT, then drain and return (the process exits 0).
-
-    With `workers` > 1 this process supervises that many server processes sharing the port.
-    """
+def configure_logging(config: ServeConfig) -> None:
+    """Timestamped server log lines on stderr, tagged with the worker number in a pool."""
     if not logging.getLogger().handlers:
         name = "%(name)s" if config.worker is None else f"%(name)s[worker {config.worker}]"
         logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {name}: %(message)s")
-    if config.workers > 1:
-        from serving.workers import serve_workers
 
-        serve_workers(config)
-        return
+
+def serve(config: ServeConfig) -> None:
+    """Run one server process until SIGTERM or SIGINT, then drain and return (the process exits 0)."""
+    configure_logging(config)
     app = ServingApp(config)
     try:
         if config.mode == "aio":

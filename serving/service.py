@@ -21,9 +21,9 @@ from classifier.policy import PolicyError
 from classifier.router import Prediction, Router
 from serving.decision_log import Decision, DecisionLog
 from serving.metrics import ServiceMetrics
-from serving.models import LoadedModel, ModelHolder
-from serving.requests import (
-    DEFAULT_MAX_PROMPT_BYTES,
+from serving.reload import LoadedModel, ModelHolder
+from serving.tierwise.v1 import router_pb2 as pb
+from serving.validation import (
     MODE_ENUM,
     MalformedRequest,
     RequestError,
@@ -31,12 +31,10 @@ from serving.requests import (
     lenient_deserializer,
     route_args,
 )
-from serving.tierwise.v1 import router_pb2 as pb
 
 log = logging.getLogger("tierwise.serving")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Router"].full_name
-DEFAULT_MAX_BATCH = 1024
 # Deadlines are checked between chunks of a batch, so an expired call stops within one chunk's work.
 BATCH_CHUNK = 64
 
@@ -52,10 +50,10 @@ class RpcFailure(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """What a single call may ask of the server."""
+    """What a single call may ask of the server (`ServeConfig` holds the defaults)."""
 
-    max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES
-    max_batch: int = DEFAULT_MAX_BATCH
+    max_prompt_bytes: int
+    max_batch: int
 
 
 class RouterService:
@@ -65,7 +63,7 @@ class RouterService:
         self,
         holder: ModelHolder,
         metrics: ServiceMetrics,
-        limits: Limits = Limits(),
+        limits: Limits,
         decision_log: DecisionLog | None = None,
     ):
         self._holder = holder

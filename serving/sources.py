@@ -11,10 +11,17 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from classifier.errors import InputError
+
+if TYPE_CHECKING:
+    from training.tracking.registry import ModelRef, Registry
+
+MODEL_URI_PREFIX = "models:/"
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """The model source cannot be resolved (missing path, unknown scheme, unreachable registry)."""
 
 
@@ -61,16 +68,35 @@ class DirectorySource:
         return BundleRef(real, digest.hexdigest()[:16])
 
 
-def open_model_source(spec: str) -> ModelSource:
-    """The source behind a `--model` argument: a bundle directory, or a registry alias `models:/NAME@ALIAS`.
+class RegistrySource:
+    """A registered version, followed through its alias: the change token is the version the alias points at.
 
-    A registry source follows its alias: when the alias moves, the server hot-reloads the new version.
+    The server polls it; when the alias moves, the new version's bundle is fetched and goes through the
+    same verify-then-swap reload as a bundle directory.
     """
-    if spec.startswith("models:/"):
-        from training.tracking.registry import RegistryError, RegistrySource
 
-        try:
-            return RegistrySource(spec)
-        except RegistryError as exc:
-            raise SourceError(str(exc)) from exc
-    return DirectorySource(spec)
+    def __init__(self, ref: ModelRef, registry: Registry):
+        self.ref = ref
+        self.registry = registry
+
+    def describe(self) -> str:
+        return str(self.ref)
+
+    def resolve(self) -> BundleRef:
+        found = self.registry.version(self.ref)
+        return BundleRef(self.registry.bundle_dir(found), f"{found.name}/{found.version}:{found.source}")
+
+
+def open_model_source(spec: str, tracking_uri: str | None = None) -> ModelSource:
+    """The source behind a `--model` argument: a bundle directory, or `models:/NAME@ALIAS` / `models:/NAME/V`.
+
+    The one place a model argument is understood, for `serve`, `predict`, `eval` and the rest. A registry
+    source follows its alias: when the alias moves, a server hot-reloads the new version. Registry specs
+    need MLflow, which is imported only for them (`tracking_uri` None: $MLFLOW_TRACKING_URI, else ./mlflow.db).
+    """
+    if not spec.startswith(MODEL_URI_PREFIX):
+        return DirectorySource(spec)
+    from training.tracking.registry import ModelRef, Registry
+    from training.tracking.store import tracking_uri as store_uri
+
+    return RegistrySource(ModelRef.parse(spec), Registry(store_uri(tracking_uri)))

@@ -26,9 +26,11 @@ import time
 
 from prometheus_client.registry import CollectorRegistry
 
+from classifier.errors import InputError
+from serving.config import ServeConfig, ServeError
 from serving.metrics import MetricsEndpoint, WorkerMetrics, serve_registry
 from serving.process import ServerProcess
-from serving.server import ServeConfig, ServeError, transport_name
+from serving.server import configure_logging, serve
 
 log = logging.getLogger("tierwise.serving")
 
@@ -159,6 +161,7 @@ class WorkerPool:
 
 def serve_workers(config: ServeConfig) -> None:
     """Run `config.workers` server processes on one port until SIGTERM or SIGINT, then drain them all."""
+    configure_logging(config)
     port = reserve_port(config.host, config.port)
     pool = WorkerPool(config, port)
     stop = threading.Event()
@@ -175,7 +178,7 @@ def serve_workers(config: ServeConfig) -> None:
         metrics = f"metrics on :{endpoint.port}" if endpoint else "metrics off"
         transport = "TLS" if config.tls_cert else "plaintext"
         print(
-            f"tierwise serve: listening on {config.host}:{port} ({transport}, {transport_name(config)}"
+            f"tierwise serve: listening on {config.host}:{port} ({transport}, {config.transport_name}"
             f" x {config.workers} workers), {metrics}, {pool.model_line()}",
             flush=True,
         )
@@ -199,12 +202,10 @@ def _exit_with_parent(parent: int) -> None:
 
 def main(argv: list[str]) -> None:
     """A worker process: run one server from the pool's JSON config until SIGTERM or the supervisor is gone."""
-    from serving.server import serve
-
     config = ServeConfig(**json.loads(argv[0]))
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     try:
         serve(config)
-    except ValueError as exc:  # ServeError and the like: what was wrong, as `tierwise serve` says it
+    except InputError as exc:  # what was wrong, as `tierwise serve` says it
         print(f"Error: {exc}", file=sys.stderr)
         sys.exit(2)

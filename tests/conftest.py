@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import train_files
 from training.sample_logs import write_sample_logs
 
 SAMPLE_REQUESTS = 600
@@ -30,10 +31,8 @@ def sample_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_bundle(tmp_path_factory: pytest.TempPathFactory, sample_logs: Path) -> Path:
     """A static-encoder router bundle trained on `sample_logs`; treat it as read-only (copy it to modify)."""
-    from training.train import train_bundle
-
     out = tmp_path_factory.mktemp("bundle") / "bundle"
-    train_bundle([sample_logs], out, encoder="static")
+    train_files([sample_logs], out, encoder="static")
     return out
 
 
@@ -41,11 +40,10 @@ def trained_bundle(tmp_path_factory: pytest.TempPathFactory, sample_logs: Path) 
 def other_bundle(tmp_path_factory: pytest.TempPathFactory, trained_bundle: Path) -> Path:
     """A second bundle trained on different logs, so it carries a different version (for reload tests)."""
     from classifier.router import Router
-    from training.train import train_bundle
 
     work = tmp_path_factory.mktemp("other-bundle")
     logs = write_sample_logs(work / "logs", 300, seed=7)
     out = work / "bundle"
-    train_bundle([logs], out, encoder="static")
+    train_files([logs], out, encoder="static")
     assert Router.load(out).version != Router.load(trained_bundle).version
     return out

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import polars as pl
 
+from classifier.tiers import TierLadder
 from serving.process import SERVE
+from training.labels import Labels, label_requests
+from training.logs import AttemptLog, read_attempts
+from training.train import TrainOptions, TrainResult, train_bundle
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -39,3 +43,16 @@ def taken_port() -> Iterator[int]:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         yield taken.getsockname()[1]
+
+
+def label_files(
+    paths: Sequence[str | Path], tiers: str | Path | None = None, **read: object
+) -> tuple[AttemptLog, Labels]:
+    """Read attempt log files and label them with a ladder file (default: the shipped Claude ladder)."""
+    log = read_attempts(paths, **read)
+    return log, label_requests(log, TierLadder.load(tiers))
+
+
+def train_files(paths: Sequence[str | Path], out: Path, **options: object) -> TrainResult:
+    """Train a bundle on attempt log files with the shipped ladder and these TrainOptions."""
+    return train_bundle(read_attempts(paths), out, TierLadder.load(), TrainOptions(**options))

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from classifier.bundle import BundleError, read_manifest, write_manifest
 from classifier.router import Router
 from tests.helpers import SHARED_DATA
-from training.cli import main
+from tierwise.cli import main
 
 PROMPTS = [
     "Say hello to the team in a friendly way.",
@@ -61,14 +61,14 @@ PARITY_PROMPTS = {"static": 300, "minilm": 40}
 @pytest.fixture(scope="module", params=["static", "minilm"])
 def parity_model(request, sample_logs, trained_bundle, tmp_path_factory):
     """(encoder, sklearn head, router over the same head's exported graph) for one encoder."""
+    from tests.helpers import label_files
     from training.encoders import load_encoder
     from training.evaluation.frames import outcome_arrays
     from training.export import export_bundle
     from training.head import TierHead
-    from training.labels import label_logs
 
     encoder = load_encoder(request.param)
-    frame = label_logs([str(sample_logs)])[1].frame
+    frame = label_files([sample_logs])[1].frame
     success, _ = outcome_arrays(frame, ["haiku", "sonnet", "opus"])
     head = TierHead().fit(encoder.encode(frame["prompt"].to_list()), success)
     manifest = replace(read_manifest(trained_bundle), encoder=encoder.spec, version="")

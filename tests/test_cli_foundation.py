@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from training.cli import main
+from tierwise.cli import main
 
 
 def test_sample_logs_then_label_round_trip(tmp_path):

@@ -12,17 +12,18 @@ from click.testing import CliRunner
 
 from classifier.bundle import read_manifest, write_manifest
 from classifier.router import Router
-from training.cli import main
+from tests.helpers import label_files
+from tierwise.cli import main
 from training.evaluation.evaluate import evaluate_router, router_probabilities
-from training.evaluation.frames import outcome_arrays, select_split
-from training.labels import label_logs
+from training.evaluation.frames import outcome_arrays
+from training.splits import SplitRule
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def frame(sample_logs):
-    return label_logs([str(sample_logs)])[1].frame
+    return label_files([sample_logs])[1].frame
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_eval_cli_writes_table_json_and_chart(trained_bundle, sample_logs, tmp_p
 
 
 def test_evaluate_router_uses_the_graph_and_the_rows_outside_the_split(router, frame):
-    test = select_split(frame, "test")
+    test, train = SplitRule().select(frame, "test")
     success, _ = outcome_arrays(test, router.ladder.names)
     report = evaluate_router(router, frame)
     probs = router.probabilities(test["prompt"].to_list())
@@ -62,7 +63,7 @@ def test_evaluate_router_uses_the_graph_and_the_rows_outside_the_split(router, f
     assert report.calibration[0].mean_prob == pytest.approx(float(probs[tried, 0].mean()), abs=1e-6)
     assert report.requests == test.height and report.knn is not None
     # k-NN from an explicit training frame instead of the complement: a different baseline, same router
-    only_some = evaluate_router(router, frame, train_frame=select_split(frame, "train").head(25))
+    only_some = evaluate_router(router, frame, train_frame=train.head(25))
     assert only_some.router.metrics == report.router.metrics
     assert only_some.knn.metrics != report.knn.metrics
     # every row evaluated: nothing is left to fit the k-NN baseline on

@@ -4,12 +4,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from classifier.tiers import TierLadder
-from training.evaluation.frames import outcome_arrays, prompt_chars, select_split
+from classifier.tiers import TierError, TierLadder
+from training.evaluation.frames import outcome_arrays, prompt_chars
 from training.evaluation.report import build_report
 from training.labels import label_requests
 from training.logs import read_attempts
 from training.sample_logs import write_sample_logs
+from training.splits import SplitRule
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def test_outcome_arrays_keep_untried_tiers_as_nan(labelled):
 
 
 def test_sample_logs_evaluate_end_to_end_with_their_test_split(labelled):
-    test = select_split(labelled.frame, "test")
+    test, _ = SplitRule().select(labelled.frame, "test")
     assert 0 < test.height < labelled.frame.height
     success, cost = outcome_arrays(test, labelled.ladder.names)
     probs = np.full(success.shape, 0.5)
@@ -42,10 +43,6 @@ def test_sample_logs_evaluate_end_to_end_with_their_test_split(labelled):
     assert doc["apgr"] == pytest.approx(1 / 50)  # all-cheapest until the threshold passes 0.5, then all-top
 
 
-def test_split_and_ladder_mismatches_are_explained(labelled):
-    with pytest.raises(ValueError, match="found: test, train"):
-        select_split(labelled.frame, "validation")
-    with pytest.raises(ValueError, match="no 'fold' column"):
-        select_split(labelled.frame, "test", column="fold")
-    with pytest.raises(ValueError, match="same tier ladder"):
+def test_a_ladder_mismatch_is_explained(labelled):
+    with pytest.raises(TierError, match="same tier ladder"):
         outcome_arrays(labelled.frame, ["haiku", "gpt"])

@@ -12,8 +12,8 @@ from pathlib import Path
 import grpc
 
 from classifier.router import Router
-from serving.models import ModelHolder, ReloadResult
 from serving.process import ServerProcess
+from serving.reload import ModelHolder, ReloadResult
 from serving.sources import DirectorySource
 from serving.tierwise.v1 import router_pb2 as pb
 from serving.tierwise.v1 import router_pb2_grpc as pb_grpc

@@ -19,7 +19,7 @@ from classifier.text import render_messages
 from serving.process import ServerProcess
 from serving.tierwise.v1 import router_pb2 as pb
 from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
-from training.cli import main as cli
+from tierwise.cli import main as cli
 
 PROMPTS = [
     "Say hello to the team in a friendly way.",

@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 
 from classifier.tiers import TierLadder
-from tests.helpers import SHARED_DATA, write_rows
-from training.labels import label_logs, summarize
+from tests.helpers import SHARED_DATA, label_files, write_rows
+from training.labels import summarize
 
 HAIKU, SONNET, OPUS = "claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5"
 
@@ -48,7 +48,7 @@ EXPECTED = {
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
 def test_every_status_in_every_format(tmp_path, suffix):
     path = write_rows(HAND_MADE, tmp_path / f"attempts{suffix}")
-    _, labels = label_logs([str(path)])
+    _, labels = label_files([path])
     got = {row["request_id"]: (row["label"], row["status"]) for row in labels.frame.iter_rows(named=True)}
     assert got == EXPECTED
     r1 = labels.frame.filter(pl.col("request_id") == "r1").row(0, named=True)
@@ -64,9 +64,9 @@ def test_score_column_with_threshold_and_messages(tmp_path):
         {"request_id": "a", "messages": [{"role": "user", "content": "hi"}], "model": SONNET, "score": 0.9},
     ]
     path = write_rows(rows, tmp_path / "attempts.jsonl")
-    _, strict = label_logs([str(path)])
+    _, strict = label_files([path])
     assert strict.frame.row(0, named=True)["status"] == "censored"
-    _, lenient = label_logs([str(path)], success_threshold=0.8)
+    _, lenient = label_files([path], success_threshold=0.8)
     row = lenient.frame.row(0, named=True)
     assert (row["label"], row["prompt"]) == ("sonnet", "user: hi")
 
@@ -74,14 +74,14 @@ def test_score_column_with_threshold_and_messages(tmp_path):
 def test_directory_of_mixed_formats_and_extra_columns_kept(tmp_path):
     write_rows([attempt("x", HAIKU, True, split="test", category="math")], tmp_path / "a.jsonl")
     write_rows([attempt("y", OPUS, False, split="train", category="law")], tmp_path / "b.parquet")
-    log, labels = label_logs([str(tmp_path)])
+    log, labels = label_files([tmp_path])
     assert len(log.files) == 2
     assert dict(labels.frame.select("request_id", "split").iter_rows()) == {"x": "test", "y": "train"}
 
 
 def test_unknown_models_are_reported_not_guessed(tmp_path):
     rows = [attempt("r", HAIKU, False), attempt("r", "gpt-9", True), attempt("r", SONNET, True)]
-    log, labels = label_logs([str(write_rows(rows, tmp_path / "a.jsonl"))])
+    log, labels = label_files([write_rows(rows, tmp_path / "a.jsonl")])
     summary = summarize(log, labels)
     assert summary.unknown_models == {"gpt-9": 1}
     assert summary.attempts == 2
@@ -90,7 +90,7 @@ def test_unknown_models_are_reported_not_guessed(tmp_path):
 
 def test_summary_costs_oracle_against_always_top(tmp_path):
     path = write_rows(HAND_MADE, tmp_path / "a.parquet")
-    log, labels = label_logs([str(path)])
+    log, labels = label_files([path])
     summary = summarize(log, labels)
     assert summary.status_counts == {"solved": 3, "unsolved": 1, "censored": 2}
     assert summary.requests == 6 and summary.rows_read == len(HAND_MADE)
@@ -111,7 +111,7 @@ def test_summary_costs_oracle_against_always_top(tmp_path):
 def test_bad_rows_name_file_row_and_column(tmp_path, rows, message):
     path = write_rows(rows, tmp_path / "bad.csv")
     with pytest.raises(ValueError, match=message) as error:
-        label_logs([str(path)])
+        label_files([path])
     assert "bad.csv" in str(error.value)
 
 
@@ -120,9 +120,9 @@ def test_skip_invalid_drops_and_counts(tmp_path):
     path = tmp_path / "a.jsonl"
     path.write_text('{"request_id": "ok", "prompt": "p", "model": "claude-haiku-4-5", "success": true}\n{"oops"\n')
     with pytest.raises(ValueError, match="row 2: not valid JSON"):
-        label_logs([str(path)])
+        label_files([path])
     write_rows(rows, path)
-    log, labels = label_logs([str(path)], skip_invalid=True)
+    log, labels = label_files([path], skip_invalid=True)
     assert labels.frame.height == 1
     assert log.skipped == {"column success: missing (and no score)": 1}
 
@@ -139,7 +139,7 @@ def test_real_datasets(dataset, requests, statuses):
     root = SHARED_DATA / dataset
     if not root.exists():
         pytest.skip("../shared/data is not present")
-    log, labels = label_logs([str(root / "attempts.parquet")], tiers=str(root / "tiers.toml"))
+    log, labels = label_files([root / "attempts.parquet"], tiers=str(root / "tiers.toml"))
     summary = summarize(log, labels)
     assert summary.requests == requests
     assert summary.status_counts == statuses

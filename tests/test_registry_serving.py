@@ -5,27 +5,26 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from classifier.router import Router
 from serving.process import ServerProcess
-from tests.helpers import run_serve
+from tests.helpers import run_serve, train_files
 from tests.test_grpc_reload import Hammer, serve_args, wait_for
 from training.sample_logs import write_sample_logs
+from training.tracking.registry import Registry
 from training.tracking.run_logging import log_training_run
-from training.train import train_bundle
 
 NAME = "serving-test"
 
 
 @pytest.fixture(scope="module")
-def versions(tmp_path_factory) -> list[str]:
+def versions(tmp_path_factory, mlflow_store) -> list[str]:
     """Two registered versions (v1 champion, v2 challenger) trained on different logs: their bundle versions."""
     work = tmp_path_factory.mktemp("serving-registry")
     bundle_versions = []
     for seed in (3, 4):
         logs = write_sample_logs(work / f"logs{seed}", 300, seed=seed)
-        result = train_bundle([logs], work / f"bundle{seed}")
-        log_training_run(result, register=NAME)
-        bundle_versions.append(Router.load(result.bundle_dir).version)
+        result = train_files([logs], work / f"bundle{seed}")
+        log_training_run(result, Registry(mlflow_store), register=NAME)
+        bundle_versions.append(result.router.version)
     assert bundle_versions[0] != bundle_versions[1]
     return bundle_versions
 

@@ -18,8 +18,8 @@ from click.testing import CliRunner, Result
 
 from classifier.tiers import TierLadder
 from tests.anthropic_fake import FakeAnthropic
-from training.cli import main
-from training.labels import label_logs
+from tests.helpers import label_files
+from tierwise.cli import main
 from training.sample_logs import generate_attempts
 
 API_KEY = "sk-ant-test-0123456789"
@@ -50,7 +50,7 @@ def run_replay(fake: FakeAnthropic, logs: Path, out: Path, *args: str) -> Result
 
 def expected_replays(logs: Path) -> set[tuple[str, str]]:
     """(request_id, tier) pairs below each censored request's cheapest success that were never tried."""
-    _, labels = label_logs([str(logs)])
+    _, labels = label_files([logs])
     pairs = set()
     for row in labels.frame.filter(pl.col("status") == "censored").iter_rows(named=True):
         tried = [row[f"success_{name}"] for name in LADDER.names]
@@ -96,8 +96,8 @@ def test_full_replay_turns_censored_requests_into_labels(fake, logs, tmp_path):
     assert API_KEY not in (tmp_path / "new.replay-state.json").read_text()
 
     # Labelling the original logs together with the new rows settles every censored request.
-    _, before_labels = label_logs([str(logs)])
-    _, after_labels = label_logs([str(logs), str(out)])
+    _, before_labels = label_files([logs])
+    _, after_labels = label_files([logs, out])
     after = {r["request_id"]: r for r in after_labels.frame.iter_rows(named=True)}
     for row in before_labels.frame.filter(pl.col("status") == "censored").iter_rows(named=True):
         filled = [row[f"success_{n}"] if row[f"success_{n}"] is not None else n != "haiku" for n in LADDER.names]

@@ -53,7 +53,7 @@ def wait_for(condition, timeout: float = 30.0) -> None:
 
 def start_replay_process(fake: FakeAnthropic, logs: Path, out: Path) -> subprocess.Popen:
     """`tierwise replay` in its own process, so the test can kill it like a crash would."""
-    argv = [sys.executable, "-m", "training.cli", "replay", str(logs), "--out", str(out)]
+    argv = [sys.executable, "-m", "tierwise", "replay", str(logs), "--out", str(out)]
     argv += ["--base-url", fake.url, "--poll-interval", "0.02"]
     env = {**os.environ, "ANTHROPIC_API_KEY": API_KEY}
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from training.cli import main
+from tierwise.cli import main
 from training.sample_logs import write_sample_logs
 from training.tracking.retrain import (
     COST_MARGIN,
@@ -125,3 +125,30 @@ def test_window_needs_timestamps(tmp_path, sample_logs):
     pl.read_ndjson(sample_logs).drop("timestamp").write_ndjson(no_time)
     result = CliRunner().invoke(main, ["retrain", "window-test", str(no_time), "--window", "3"])
     assert result.exit_code == 2 and "timestamp" in result.output
+
+
+def test_retrain_scores_each_router_once_on_the_held_out_rows(tmp_path, monkeypatch, mlflow_store):
+    """The challenger's held-out evaluation from training is reused; only the champion is scored here."""
+    from classifier.tiers import TierLadder
+    from training.evaluation import evaluate
+    from training.logs import read_attempts
+    from training.tracking.registry import Registry
+    from training.tracking.retrain import retrain as run_retrain
+    from training.train import TrainOptions
+
+    scored: list[tuple[str, int]] = []
+    real = evaluate.router_probabilities
+
+    def counted(router, prompts, *args, **kwargs):
+        scored.append((router.version, len(prompts)))
+        return real(router, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "router_probabilities", counted)
+    registry, ladder = Registry(mlflow_store), TierLadder.load()
+    for seed in (31, 32):
+        logs = write_sample_logs(tmp_path / f"logs{seed}", 300, seed=seed)
+        decision = run_retrain("scored-once", read_attempts([logs]), registry, ladder, TrainOptions())
+    assert decision.champion is not None
+    # v1 once by its training; then v2 by its training and v1 (the champion) on the same rows, once each
+    (first, _), (second, rows_second), (champion, rows_champion) = scored
+    assert first == champion != second and rows_second == rows_champion

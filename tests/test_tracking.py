@@ -17,12 +17,14 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
+from classifier.errors import InputError
 from classifier.router import Router
-from training.cli import main
+from serving.sources import open_model_source
+from tierwise.cli import main
 from training.sample_logs import write_sample_logs
 from training.tracking.pyfunc import MODEL_CODE, RUNTIME_DISTRIBUTIONS, pip_requirements
-from training.tracking.registry import resolve_bundle
-from training.tracking.store import tracking_uri, use_store
+from training.tracking.registry import Registry
+from training.tracking.store import activate, tracking_uri
 
 NAME = "tracking-test"
 PROMPTS = ["Say hello to the team.", "Prove that the square root of 2 is irrational, step by step.", ""]
@@ -158,18 +160,26 @@ def test_pyfunc_needs_only_its_pinned_requirements(registered, tmp_path):
     assert tier in ("haiku", "sonnet", "opus") and heavy == "[]"
 
 
-def test_registry_uris_resolve_to_the_registered_bundles(registered):
-    champion = Router.load(resolve_bundle(f"models:/{NAME}@champion"))
-    assert champion.version == Router.load(registered[0]["bundle"]).version
-    assert Router.load(resolve_bundle(f"models:/{NAME}/2")).version == Router.load(registered[1]["bundle"]).version
+def test_registry_uris_resolve_to_the_registered_bundles(registered, mlflow_store):
+    def resolved(spec: str) -> Router:
+        return Router.load(open_model_source(spec, mlflow_store).resolve().path)
+
+    assert resolved(f"models:/{NAME}@champion").version == Router.load(registered[0]["bundle"]).version
+    assert resolved(f"models:/{NAME}/2").version == Router.load(registered[1]["bundle"]).version
     for bad, message in [
         (f"models:/{NAME}@nope", "nope"),
         (f"models:/{NAME}/99", "99"),
         ("models:/no-such-model@champion", "no-such-model"),
         (f"models:/{NAME}", "expected models:/NAME@ALIAS"),
     ]:
-        with pytest.raises(ValueError, match=message):
-            resolve_bundle(bad)
+        with pytest.raises(InputError, match=message):
+            resolved(bad)
+
+
+def test_predict_accepts_a_registry_uri(registered):
+    result = CliRunner().invoke(main, ["predict", "--model", f"models:/{NAME}/2", "Say hi."])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["model_version"] == Router.load(registered[1]["bundle"]).version
 
 
 def test_eval_accepts_a_registry_uri(registered, sample_logs):
@@ -200,12 +210,12 @@ def test_compare_shows_versions_side_by_side(registered, client):
 
 
 def test_compare_reevaluates_every_version_on_the_same_logs(registered, second_logs):
+    from tests.helpers import label_files
     from training.evaluation.evaluate import evaluate_router
-    from training.labels import label_logs
 
     output = compare("--versions", "1", "2", "--logs", str(second_logs))
     assert "re-evaluated on test rows of" in output
-    _, labels = label_logs([str(second_logs)])
+    _, labels = label_files([second_logs])
     for k, run in enumerate(registered):
         report = evaluate_router(Router.load(run["bundle"]), labels.frame).to_json()
         assert float(row(output, "apgr")[k]) == pytest.approx(report["apgr"], abs=6e-4)
@@ -234,7 +244,17 @@ def test_promote_moves_the_champion(registered, client):
 
 
 def test_an_explicit_store_does_not_become_the_next_default(tmp_path, mlflow_store):
-    other = use_store(f"sqlite:///{tmp_path / 'other.db'}")
-    assert mlflow.get_tracking_uri() == other
-    assert tracking_uri() == mlflow_store  # MLflow exports the URI it is given; tierwise puts the old one back
-    assert use_store() == mlflow_store and mlflow.get_tracking_uri() == mlflow_store
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    activate(other)
+    try:
+        assert mlflow.get_tracking_uri() == other
+        assert tracking_uri() == mlflow_store  # MLflow exports the URI it is given; tierwise puts the old one back
+    finally:
+        activate(mlflow_store)
+
+
+def test_reading_the_registry_leaves_mlflow_global_uri_alone(registered, tmp_path, mlflow_store):
+    activate(mlflow_store)
+    elsewhere = Registry(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    assert elsewhere.alias_version(NAME, "champion") is None
+    assert mlflow.get_tracking_uri() == mlflow_store

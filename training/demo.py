@@ -11,7 +11,6 @@ from pathlib import Path
 
 import click
 
-from training.labels import label_logs, summarize, write_table
 from training.sample_logs import write_sample_logs
 
 MODEL_NAME = "tierwise-demo"
@@ -50,33 +49,39 @@ def _wait_for_version(target: str, version: str, timeout_s: float = 30.0) -> Non
         time.sleep(0.2)
 
 
-def run_demo(workdir: str | Path, requests: int) -> None:
+def run_demo(workdir: Path, requests: int) -> None:
     """Run every stage on generated logs, with an MLflow store of its own in the work directory."""
     from classifier.router import Router
+    from classifier.tiers import TierLadder
     from serving.process import ServerProcess
+    from training.labels import label_requests, summarize, write_table
     from training.logs import read_attempts
     from training.tracking.compare import render_comparison, version_rows
-    from training.tracking.registry import resolve_bundle
+    from training.tracking.registry import CHAMPION, ModelRef, Registry
     from training.tracking.retrain import retrain
     from training.tracking.run_logging import log_training_run
-    from training.train import render_report, train_bundle
+    from training.train import TrainOptions, train_bundle
+    from training.train_report import render_report
 
-    work = Path(workdir).resolve()
+    work = workdir.resolve()
     tracking = f"sqlite:///{work / 'mlflow.db'}"
+    registry = Registry(tracking)
+    ladder = TierLadder.load()
     _step(f"sample logs: {requests} requests")
     logs = write_sample_logs(work / "logs", requests, seed=1)
     click.echo(f"wrote {logs}")
 
     _step("labels: cheapest successful tier per request")
-    log, labels = label_logs([str(logs)])
+    log = read_attempts([logs])
+    labels = label_requests(log, ladder)
     labels_path = write_table(labels.frame, work / "labels.parquet")
     click.echo(summarize(log, labels).render())
     click.echo(f"wrote {labels_path}")
 
     _step(f"train + register: a router bundle, tracked in MLflow as a version of {MODEL_NAME}")
-    result = train_bundle([logs], work / "bundle")
+    result = train_bundle(log, work / "bundle", ladder)
     click.echo(render_report(result))
-    tracked = log_training_run(result, register=MODEL_NAME, tracking=tracking)
+    tracked = log_training_run(result, registry, register=MODEL_NAME)
     click.echo(f"mlflow run {tracked.run_id}; registered {MODEL_NAME} version {tracked.version} as {tracked.alias}")
 
     _step(f"serve models:/{MODEL_NAME}@champion over gRPC, and ask it")
@@ -87,9 +92,9 @@ def run_demo(workdir: str | Path, requests: int) -> None:
 
         _step("retrain on more logs: a challenger, promoted only if it beats the champion")
         more = write_sample_logs(work / "logs-more", 2 * requests, seed=2)
-        decision = retrain(MODEL_NAME, [str(logs), str(more)], tracking=tracking)
+        decision = retrain(MODEL_NAME, read_attempts([logs, more]), registry, ladder, TrainOptions())
         click.echo(decision.render())
-        champion = Router.load(resolve_bundle(f"models:/{MODEL_NAME}@champion", tracking)).version
+        champion = Router.load(registry.bundle(ModelRef(MODEL_NAME, alias=CHAMPION))).version
         if decision.promoted:
             _wait_for_version(server.target, champion)
             click.echo(f"the server followed the alias and now answers with the new champion, model {champion}:")
@@ -101,6 +106,6 @@ def run_demo(workdir: str | Path, requests: int) -> None:
         _ask(server.target, DEMO_PROMPTS[-1:])
 
     _step("compare the versions on one evaluation set (the test rows of the new logs)")
-    rows = version_rows(MODEL_NAME, log=read_attempts([str(more)]), tracking=tracking)
+    rows = version_rows(registry, MODEL_NAME, log=read_attempts([more]))
     click.echo(render_comparison(rows, f"re-evaluated on the test rows of {more}"))
     click.echo(f"\nopen the runs and versions: mlflow ui --backend-store-uri {tracking}")

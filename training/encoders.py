@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from classifier.bundle import EncoderSpec
 from classifier.encoding import ENCODING_REVISION, NORM_EPS, TextTokenizer, mean_pool
+from classifier.errors import InputError
+from training.cache import cache_dir
+from training.progress import library_stage, progress
 
 ENCODERS = ("static", "minilm")
 STATIC_DIMS = 256
@@ -28,12 +30,6 @@ STATIC_MAX_TOKENS = 512
 MINILM_MAX_CHARS = 1500
 MINILM_MAX_TOKENS = 256
 MINILM_BATCH = 32
-
-
-def cache_dir() -> Path:
-    """Where tierwise keeps distilled models and embeddings: $TIERWISE_CACHE_DIR or ~/.cache/tierwise."""
-    root = os.environ.get("TIERWISE_CACHE_DIR") or Path.home() / ".cache" / "tierwise"
-    return Path(root)
 
 
 def minilm_dir() -> Path:
@@ -49,11 +45,12 @@ def static_model_dir() -> Path:
     target = cache_dir() / f"static-minilm-{STATIC_DIMS}"
     if (target / "model.safetensors").exists():
         return target
-    from model2vec.distill import distill
-
     target.parent.mkdir(parents=True, exist_ok=True)
     print(f"distilling a static embedding from MiniLM into {target} (once, ~15 s)", file=sys.stderr)
-    model = distill(model_name=str(minilm_dir()), pca_dims=STATIC_DIMS)
+    with library_stage("distilling"):
+        from model2vec.distill import distill
+
+        model = distill(model_name=str(minilm_dir()), pca_dims=STATIC_DIMS)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".static-"))
     model.save_pretrained(str(staging))
     try:
@@ -115,7 +112,8 @@ class MiniLMEncoder:
     def load(cls) -> MiniLMEncoder:
         from sentence_transformers import SentenceTransformer
 
-        model = SentenceTransformer(str(minilm_dir()), device="cpu")
+        with library_stage("loading MiniLM"):
+            model = SentenceTransformer(str(minilm_dir()), device="cpu")
         tokenizer = TextTokenizer.from_file(
             minilm_dir() / "tokenizer.json", MINILM_MAX_CHARS, MINILM_MAX_TOKENS, add_special_tokens=True
         )
@@ -164,7 +162,7 @@ def load_encoder(kind: str) -> Encoder:
         return StaticEncoder.load()
     if kind == "minilm":
         return MiniLMEncoder.load()
-    raise ValueError(f"unknown encoder {kind!r}; choose one of {ENCODERS}")
+    raise InputError(f"unknown encoder {kind!r}; choose one of {ENCODERS}")
 
 
 class EmbeddingCache:
@@ -212,7 +210,7 @@ def embed(texts: Sequence[str], encoder: Encoder, cache: bool = True, batch: int
     found = store.get_many(keys) if store else [None] * len(texts)
     missing = sorted({k: i for i, (k, v) in enumerate(zip(keys, found, strict=True)) if v is None}.values())
     computed: dict[str, np.ndarray] = {}
-    with tqdm(total=len(missing), desc=f"embedding ({encoder.name})", unit="text", disable=not missing) as bar:
+    with progress(len(missing), f"embedding ({encoder.name})", "text") as update:
         for start in range(0, len(missing), batch):
             chunk = missing[start : start + batch]
             vectors = encoder.encode([texts[i] for i in chunk])
@@ -220,5 +218,5 @@ def embed(texts: Sequence[str], encoder: Encoder, cache: bool = True, batch: int
             computed.update(zip(new_keys, vectors, strict=True))
             if store:
                 store.put_many(new_keys, vectors)
-            bar.update(len(chunk))
+            update(len(chunk))
     return np.stack([v if v is not None else computed[k] for k, v in zip(keys, found, strict=True)]).astype(np.float32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +91,9 @@ def minilm_graph(encoder: MiniLMEncoder, head: TierHead, workdir: Path) -> onnx.
     module = FusedRouter().eval()
     sample = torch.ones((1, 8), dtype=torch.int64)
     path = workdir / "minilm.onnx"
-    with torch.no_grad():
+    # The tracer warns about Python-side shape logic in the BERT code; the parity tests check the graph instead.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
             (sample, torch.ones_like(sample)),

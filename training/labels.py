@@ -9,38 +9,11 @@ from pathlib import Path
 import polars as pl
 
 from classifier.tiers import TierLadder
+from training.attempts import is_attempt_column
 from training.costs import attempt_cost, fill_missing_costs
-from training.logs import SOURCE_FILE, SOURCE_ROW, AttemptLog, read_attempts
+from training.logs import AttemptLog, LogError
 
 SOLVED, UNSOLVED, CENSORED = "solved", "unsolved", "censored"
-ATTEMPT_COLUMNS = {
-    "request_id",
-    "prompt",
-    "messages",
-    "model",
-    "success",
-    "score",
-    "cost_usd",
-    "input_tokens",
-    "output_tokens",
-    "latency_ms",
-    "timestamp",
-    "output_chars",
-    "tier",
-    "_cost",
-    # written per attempt by `tierwise replay`
-    "grader",
-    "grader_version",
-    "grade_reason",
-    "grader_cost_usd",
-    "response",
-    "stop_reason",
-    "custom_id",
-    "batch_id",
-    "source",
-    SOURCE_FILE,
-    SOURCE_ROW,
-}
 
 
 @dataclass
@@ -79,7 +52,7 @@ def label_requests(log: AttemptLog, ladder: TierLadder) -> Labels:
     attempts = attempts.filter(pl.col("tier").is_not_null())
     attempts = attempts.with_columns(attempt_cost(attempts, ladder).alias("_cost"))
 
-    extras = [c for c in attempts.columns if c not in ATTEMPT_COLUMNS]
+    extras = [c for c in attempts.columns if not is_attempt_column(c)]
     requests = attempts.group_by("request_id", maintain_order=True).agg(
         pl.col("prompt").first(), *(pl.col(c).drop_nulls().first() for c in extras)
     )
@@ -192,15 +165,6 @@ def summarize(log: AttemptLog, labels: Labels) -> LabelSummary:
     )
 
 
-def label_logs(
-    paths: list[str], tiers: str | None = None, success_threshold: float = 1.0, skip_invalid: bool = False
-) -> tuple[AttemptLog, Labels]:
-    """Read attempt logs and label them in one step: what every command that starts from logs does."""
-    ladder = TierLadder.load(tiers)
-    log = read_attempts(paths, success_threshold=success_threshold, skip_invalid=skip_invalid)
-    return log, label_requests(log, ladder)
-
-
 def write_table(frame: pl.DataFrame, path: str | Path) -> Path:
     """Write a frame as Parquet, CSV or JSONL, chosen by the file's extension."""
     out = Path(path)
@@ -213,5 +177,5 @@ def write_table(frame: pl.DataFrame, path: str | Path) -> Path:
     elif suffix in (".jsonl", ".ndjson", ".json"):
         frame.write_ndjson(out)
     else:
-        raise ValueError(f"{out}: unknown output format {suffix!r}; use .parquet, .csv or .jsonl")
+        raise LogError(f"{out}: unknown output format {suffix!r}; use .parquet, .csv or .jsonl")
     return out

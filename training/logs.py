@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
+from classifier.bundle import sha256_file
+from classifier.errors import InputError
 from classifier.text import render_messages
+from training.attempts import MEASURES, REQUIRED, SOURCE_FILE, SOURCE_ROW
 
 SUFFIX_FORMATS = {
     ".jsonl": "jsonl",
@@ -20,29 +27,62 @@ SUFFIX_FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-NUMERIC_COLUMNS = ("cost_usd", "input_tokens", "output_tokens", "latency_ms", "output_chars")
-SOURCE_FILE = "_source_file"
-SOURCE_ROW = "_source_row"
 TRUE_WORDS = ("true", "t", "yes", "y", "1", "1.0")
 FALSE_WORDS = ("false", "f", "no", "n", "0", "0.0")
 
 
-class LogError(ValueError):
+class LogError(InputError):
     """Attempt logs that cannot be read as the attempt-log format; the message names file, row and column."""
 
 
 @dataclass
 class AttemptLog:
-    """Validated attempt rows plus an account of everything that was read and dropped."""
+    """Validated attempt rows plus an account of everything that was read and dropped.
+
+    `selection` says which part of the files the rows are when they are not all of them (a time window),
+    so the data fingerprint tells two selections of the same files apart.
+    """
 
     frame: pl.DataFrame
     files: list[Path]
     rows_read: int
     skipped: Counter[str] = field(default_factory=Counter)
+    success_threshold: float = 1.0
+    selection: str = ""
 
     @property
     def rows_skipped(self) -> int:
         return sum(self.skipped.values())
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Content fingerprint of the rows' files (and selection), so a model can be traced to its exact data."""
+        entries = [{"path": str(p), "sha256": sha256_file(p)} for p in self.files]
+        combined = hashlib.sha256(("".join(e["sha256"] for e in entries) + self.selection).encode()).hexdigest()
+        found: dict[str, Any] = {"fingerprint": combined[:16], "files": entries}
+        return found | ({"selection": self.selection} if self.selection else {})
+
+    def last_days(self, days: float) -> AttemptLog:
+        """The requests last attempted within `days` of the newest timestamp in the logs.
+
+        Whole requests are kept or dropped (by their latest attempt), so a request's label never loses the
+        attempts that made it. The window ends at the newest timestamp in the logs, not at today, so the same
+        logs always give the same window.
+        """
+        if "timestamp" not in self.frame.columns:
+            raise LogError("--window needs a timestamp column in the logs")
+        stamps = self.frame["timestamp"]
+        if stamps.dtype == pl.String:
+            stamps = stamps.str.to_datetime(time_zone="UTC", strict=False)
+        newest = stamps.max()
+        if newest is None:
+            raise LogError("--window: no attempt has a readable timestamp")
+        latest = pl.DataFrame({"stamp": stamps, "request_id": self.frame["request_id"]}).select(
+            pl.col("stamp").max().over("request_id")
+        )
+        recent = self.frame.filter((latest["stamp"] >= newest - timedelta(days=days)).fill_null(False))
+        kept, total = recent["request_id"].n_unique(), self.frame["request_id"].n_unique()
+        selection = f"{kept} of {total} requests last tried within {days:g} days of {newest}"
+        return dataclasses.replace(self, frame=recent, selection=selection)
 
 
 def find_log_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -184,7 +224,7 @@ def _normalise(frame: pl.DataFrame, success_threshold: float) -> pl.DataFrame:
                 "column success: not a boolean",
             )
         )
-    for column in NUMERIC_COLUMNS:
+    for column in MEASURES:
         if column in columns:
             parsed[column] = _as_float(column)
             value = pl.col(f"_parsed_{column}")
@@ -221,7 +261,7 @@ def read_attempts(
     frames = []
     for path in files:
         frame = _read_one(path)
-        missing = [c for c in ("request_id", "model") if c not in frame.columns]
+        missing = [c for c in REQUIRED if c not in frame.columns]
         if "prompt" not in frame.columns and "messages" not in frame.columns:
             missing.append("prompt (or messages)")
         if "success" not in frame.columns and "score" not in frame.columns:
@@ -239,4 +279,10 @@ def read_attempts(
             raise LogError(f"{first[SOURCE_FILE]}: row {first[SOURCE_ROW]}: {first['_error']}{more}")
         skipped.update(dict(bad.group_by("_error").len().iter_rows()))
         frame = frame.filter(pl.col("_error").is_null())
-    return AttemptLog(frame=frame.drop("_error"), files=files, rows_read=frame.height + bad.height, skipped=skipped)
+    return AttemptLog(
+        frame=frame.drop("_error"),
+        files=files,
+        rows_read=frame.height + bad.height,
+        skipped=skipped,
+        success_threshold=success_threshold,
+    )

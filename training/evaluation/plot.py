@@ -58,10 +58,9 @@ def plot_report(report: EvalReport, path: str | Path) -> None:
     fig.savefig(path)
 
 
-def plot_calibration(
-    tiers: list[str], probs: np.ndarray, success: np.ndarray, path: str | Path, bins: int = 10
-) -> None:
+def plot_calibration(report: EvalReport, path: str | Path, bins: int = 10) -> None:
     """Reliability diagram per tier: mean predicted P(success) against the observed success rate, as PNG."""
+    tiers, probs, success = report.tiers, report.probabilities, report.outcomes
     fig = Figure(figsize=(4.0 * len(tiers), 4.0), dpi=110)
     edges = np.linspace(0.0, 1.0, bins + 1)
     for k, tier in enumerate(tiers):

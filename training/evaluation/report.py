@@ -27,6 +27,7 @@ from training.evaluation.metrics import (
     routing_rates,
     tier_calibration,
 )
+from training.logs import LogError
 
 REPORT_FORMAT = "tierwise-eval/1"
 JSON_CURVE_THRESHOLDS = np.linspace(0.0, 1.0, 101)
@@ -77,6 +78,9 @@ class EvalReport:
     length: SweptRouter | None
     knn: SweptRouter | None
     json_curves: dict[str, dict[str, list[float]]] = field(repr=False)
+    # Every evaluated request's P(success) and outcome (NaN: tier never tried), for plots and later reuse.
+    probabilities: np.ndarray = field(repr=False)
+    outcomes: np.ndarray = field(repr=False)
 
     def cost_ratio(self, cost: float) -> float | None:
         """A mean cost as a fraction of always-top cost."""
@@ -208,7 +212,7 @@ def build_report(
     probs = check_probs(probs, success.shape)
     keep = known_rows(success, cost)
     if not keep.any():
-        raise ValueError(f"none of the {len(success)} requests has an outcome on every tier, so no route can be scored")
+        raise LogError(f"none of the {len(success)} requests has an outcome on every tier, so no route can be scored")
     full_success, full_cost, full_probs = success[keep], cost[keep], rule_scores(probs[keep], rule)
     anchors = Anchors.from_outcomes(full_success, full_cost)
     router = _sweep(full_success, full_cost, full_probs, anchors)
@@ -254,4 +258,6 @@ def build_report(
         length=length,
         knn=knn,
         json_curves=json_curves,
+        probabilities=probs,
+        outcomes=success,
     )

@@ -22,6 +22,7 @@ from typing import Any
 import anthropic
 import pydantic
 
+from classifier.errors import InputError
 from training.replay.state import BatchRecord, Intent, ReplayState, Submission, now_iso
 
 API_KEY_ENV = "ANTHROPIC_API_KEY"
@@ -45,7 +46,7 @@ def make_client(max_retries: int, timeout: float, base_url: str | None = None) -
     """An SDK client keyed from ANTHROPIC_API_KEY (base URL from the argument or ANTHROPIC_BASE_URL)."""
     api_key = os.environ.get(API_KEY_ENV)
     if not api_key:
-        raise ValueError(f"{API_KEY_ENV} is not set; export your Anthropic API key (or use --dry-run)")
+        raise InputError(f"{API_KEY_ENV} is not set; export your Anthropic API key (or use --dry-run)")
     return anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout)
 
 

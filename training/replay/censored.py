@@ -15,9 +15,10 @@ from typing import Any
 import polars as pl
 
 from classifier.tiers import TierLadder
+from training.attempts import is_attempt_column
 from training.costs import CHARS_PER_TOKEN, DEFAULT_OUTPUT_TOKENS
-from training.labels import ATTEMPT_COLUMNS, CENSORED, Labels
-from training.logs import AttemptLog
+from training.labels import CENSORED, Labels
+from training.logs import AttemptLog, LogError
 from training.replay.state import RequestInfo
 
 REFERENCE_COLUMNS = ("reference", "answer")
@@ -55,7 +56,7 @@ def pick_column(columns: list[str], wanted: str | None, defaults: tuple[str, ...
     """The column named by a flag (it must exist), else the first default present, else None."""
     if wanted is not None:
         if wanted not in columns:
-            raise ValueError(f"{flag} {wanted!r}: no such column in the logs (columns: {', '.join(columns)})")
+            raise LogError(f"{flag} {wanted!r}: no such column in the logs (columns: {', '.join(columns)})")
         return wanted
     return next((c for c in defaults if c in columns), None)
 
@@ -83,7 +84,7 @@ def find_censored(
     estimates = _token_estimates(attempts, max_tokens)
     successful = _cheapest_successful_answers(attempts, ladder, response) if response else {}
     first_rows = attempts.group_by("request_id", maintain_order=True).first()
-    extras = [c for c in columns if c not in ATTEMPT_COLUMNS and not c.startswith("_") and c != response]
+    extras = [c for c in columns if not is_attempt_column(c) and not c.startswith("_") and c != response]
 
     infos: dict[str, RequestInfo] = {}
     for row in first_rows.iter_rows(named=True):

@@ -25,6 +25,7 @@ from typing import Any
 
 import anthropic
 
+from classifier.errors import InputError
 from classifier.tiers import TierLadder
 from training.costs import CHARS_PER_TOKEN
 
@@ -214,7 +215,7 @@ def model_prices(model: str, ladder: TierLadder) -> tuple[float, float]:
         if index is not None:
             tier = candidate.tiers[index]
             return tier.input_usd_per_mtok, tier.output_usd_per_mtok
-    raise ValueError(f"judge model {model!r} has no price: list it under a tier's `models` in the --tiers ladder")
+    raise InputError(f"judge model {model!r} has no price: list it under a tier's `models` in the --tiers ladder")
 
 
 class JudgeGrader(Grader):
@@ -293,16 +294,16 @@ class PythonGrader(Grader):
     def __init__(self, spec: str, success_threshold: float = 1.0) -> None:
         module_name, _, function_name = spec.partition(":")
         if not module_name or not function_name:
-            raise ValueError(f"--grader python:{spec}: expected python:module:function")
+            raise InputError(f"--grader python:{spec}: expected python:module:function")
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise ValueError(f"--grader python:{spec}: cannot import {module_name!r} ({exc})") from exc
+            raise InputError(f"--grader python:{spec}: cannot import {module_name!r} ({exc})") from exc
         function = getattr(module, function_name, None)
         if not callable(function):
-            raise ValueError(f"--grader python:{spec}: {module_name} has no callable {function_name!r}")
+            raise InputError(f"--grader python:{spec}: {module_name} has no callable {function_name!r}")
         self.function: Callable[[GradeInput], Any] = function
         self.success_threshold = success_threshold
         self.name = f"python:{spec}"
@@ -348,4 +349,4 @@ def load_grader(
         return JudgeGrader(model, model_prices(model, ladder), client)
     if spec.startswith("python:"):
         return PythonGrader(spec.removeprefix("python:"), success_threshold)
-    raise ValueError(f"--grader {spec!r}: use exact, judge or python:module:function")
+    raise InputError(f"--grader {spec!r}: use exact, judge or python:module:function")

@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from tqdm import tqdm
 
+from classifier.errors import InputError
 from classifier.tiers import TierLadder
+from training.attempts import SCHEMA, empty_frame
 from training.costs import CHARS_PER_TOKEN
-from training.labels import label_logs
+from training.labels import label_requests
+from training.logs import AttemptLog, LogError
+from training.progress import progress
 from training.replay.batches import BatchRunner, make_client, retryable
 from training.replay.budget import Budget, estimate_usd, plan_by_tier, render_plan, usage_cost
 from training.replay.censored import ReplayItem, custom_id, find_censored, message_params
@@ -34,11 +37,9 @@ GRADE_SAVE_SECONDS = 20.0
 
 @dataclass
 class ReplayConfig:
-    """Everything `tierwise replay` takes; see the command's --help for each option."""
+    """Everything `tierwise replay` takes besides the logs and the ladder; see the command's --help."""
 
-    logs: list[str]
     out: Path
-    tiers: str | None = None
     grader: str = "exact"
     budget_usd: float | None = None
     max_requests: int | None = None
@@ -56,8 +57,6 @@ class ReplayConfig:
     judge_concurrency: int = 4
     wait: bool = True
     timeout: float = 600.0
-    success_threshold: float = 1.0
-    skip_invalid: bool = False
     base_url: str | None = None
 
     @property
@@ -150,14 +149,16 @@ def _item_status(item: ReplayItem, state: ReplayState, item_retries: int) -> str
 class Replay:
     """One `tierwise replay` run over a configuration."""
 
-    def __init__(self, config: ReplayConfig, echo: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, config: ReplayConfig, log: AttemptLog, ladder: TierLadder, echo: Callable[[str], None] = print
+    ) -> None:
         self.config = config
         self.echo = echo
-        self.log, self.labels = label_logs(config.logs, config.tiers, config.success_threshold, config.skip_invalid)
+        self.log, self.labels = log, label_requests(log, ladder)
         if config.out.resolve() in {path.resolve() for path in self.log.files}:
-            raise ValueError(f"--out {config.out} is one of the input logs; replay never overwrites its sources")
+            raise LogError(f"--out {config.out} is one of the input logs; replay never overwrites its sources")
         self.ladder = self.labels.ladder
-        self.grader = load_grader(config.grader, self.ladder, config.judge_model, config.success_threshold)
+        self.grader = load_grader(config.grader, self.ladder, config.judge_model, log.success_threshold)
         items, self.infos = find_censored(
             self.log,
             self.labels,
@@ -168,7 +169,7 @@ class Replay:
         )
         gradable = {r for r, info in self.infos.items() if _gradable(info, self.grader)}
         if self.infos and not gradable:
-            raise ValueError(
+            raise InputError(
                 "--grader exact: no censored request has a reference answer; name the column with "
                 "--reference-column, or use --grader judge"
             )
@@ -291,10 +292,10 @@ class Replay:
         """Reconcile, collect and submit until nothing is in flight (or once, with --no-wait)."""
         keys = {item.key for item in self.items}
         settled = sum(1 for item in self.items if _item_status(item, state, self.config.item_retries) != "pending")
-        with tqdm(total=len(self.items), initial=settled, desc="replays", unit="req", disable=None) as bar:
+        with progress(len(self.items), "replays", "req", initial=settled) as update:
             runner.reconcile()
             while True:
-                runner.poll(bar.update)
+                runner.poll(update)
                 self._submit_pending(runner, state)
                 if not state.open_batches() or not self.config.wait:
                     break
@@ -392,8 +393,8 @@ class Replay:
                 "source": "tierwise-replay",
             }
             rows.append({**row, **{k: v for k, v in info.extras.items() if k not in row}})
-        frame = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame(schema=ROW_SCHEMA)
-        frame = frame.with_columns(pl.col(c).cast(t) for c, t in ROW_SCHEMA.items())
+        frame = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame()
+        frame = frame.with_columns(pl.col(c).cast(SCHEMA[c]) for c in frame.columns if c in SCHEMA)
         if frame["messages"].null_count() == frame.height:
             frame = frame.drop("messages")
         out = self.config.out
@@ -409,32 +410,11 @@ class Replay:
         report.rows_written, report.out, report.state = frame.height, out, state.path
 
 
-ROW_SCHEMA: dict[str, pl.DataType] = {
-    "request_id": pl.String(),
-    "prompt": pl.String(),
-    "messages": pl.String(),
-    "model": pl.String(),
-    "success": pl.Boolean(),
-    "score": pl.Float64(),
-    "cost_usd": pl.Float64(),
-    "input_tokens": pl.Int64(),
-    "output_tokens": pl.Int64(),
-    "timestamp": pl.String(),
-    "grader": pl.String(),
-    "grader_version": pl.String(),
-    "grade_reason": pl.String(),
-    "grader_cost_usd": pl.Float64(),
-    "response": pl.String(),
-    "stop_reason": pl.String(),
-    "custom_id": pl.String(),
-    "batch_id": pl.String(),
-    "source": pl.String(),
-}
-
-
-def run_replay(config: ReplayConfig, echo: Callable[[str], None] = print) -> ReplayReport:
-    """Run (or with config.dry_run, only plan) a replay and print its report."""
-    replay = Replay(config, echo)
+def run_replay(
+    config: ReplayConfig, log: AttemptLog, ladder: TierLadder, echo: Callable[[str], None] = print
+) -> ReplayReport:
+    """Run (or with config.dry_run, only plan) a replay of a log's censored requests and print its report."""
+    replay = Replay(config, log, ladder, echo)
     report = replay.dry_run() if config.dry_run else replay.run()
     if not config.dry_run:
         echo(report.render())

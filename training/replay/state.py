@@ -19,11 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from classifier.errors import InputError
+
 STATE_VERSION = 1
 FAILED_OUTCOMES = ("errored", "expired", "canceled")
 
 
-class StateError(ValueError):
+class StateError(InputError):
     """A state file that cannot be used (unreadable, another version, other settings, locked)."""
 
 

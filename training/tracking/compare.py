@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from classifier.router import Router
+from classifier.tiers import TierError, TierLadder
 from training.evaluation.evaluate import evaluate_router, evaluation_ladder
+from training.evaluation.summary import summary_metrics
 from training.labels import label_requests
 from training.logs import AttemptLog
-from training.tracking.registry import RegistryError, aliases_by_version, bundle_for_version, client
-from training.train import summary_metrics
+from training.tracking.registry import ModelRef, Registry, RegistryError
 
 SHOWN_METRICS = (
     "apgr",
@@ -53,12 +54,14 @@ def with_mean_ece(metrics: dict[str, float]) -> dict[str, float]:
     return {**metrics, "ece_mean": sum(eces) / len(eces)} if eces else dict(metrics)
 
 
-def reevaluated(routers: list[Router], log: AttemptLog, tiers: str | None, split: str | None) -> list[dict]:
-    """Every router's metrics on the same labelled rows (one ladder: --tiers, else the newest version's)."""
-    ladder = evaluation_ladder(routers[-1], tiers)
+def reevaluated(
+    routers: list[Router], log: AttemptLog, ladder: TierLadder | None, split: str | None
+) -> list[dict[str, float]]:
+    """Every router's metrics on the same labelled rows (one ladder: `ladder`, else the newest version's)."""
+    ladder = evaluation_ladder(routers[-1], ladder)
     for router in routers:
         if router.ladder.names != ladder.names:
-            raise RegistryError(
+            raise TierError(
                 f"version {router.version} routes between {router.ladder.names}, not {ladder.names}: "
                 "versions with different tiers cannot be evaluated on the same rows"
             )
@@ -67,28 +70,25 @@ def reevaluated(routers: list[Router], log: AttemptLog, tiers: str | None, split
 
 
 def version_rows(
+    registry: Registry,
     name: str,
-    versions: Sequence[str] | None = None,
+    versions: Sequence[str] = (),
     log: AttemptLog | None = None,
-    tiers: str | None = None,
+    ladder: TierLadder | None = None,
     split: str | None = "test",
-    tracking: str | None = None,
 ) -> list[VersionRow]:
     """The versions to compare (all of them by default), each with recorded or re-evaluated metrics."""
-    registry = client(tracking)
-    known = {str(v.version): v for v in registry.search_model_versions(f"name='{name}'")}
-    if not known:
-        raise RegistryError(f"no registered model named {name!r}")
+    known = registry.versions(name)
     chosen = [str(v) for v in versions] if versions else sorted(known, key=int)
     missing = [v for v in chosen if v not in known]
     if missing:
         raise RegistryError(f"{name} has no version(s) {missing}; it has {sorted(known, key=int)}")
-    aliases = aliases_by_version(name, tracking)
+    aliases = registry.aliases_by_version(name)
     if log is None:
         metrics = [tag_metrics(known[version].tags) for version in chosen]
     else:
-        routers = [Router.load(bundle_for_version(name, version, tracking)) for version in chosen]
-        metrics = reevaluated(routers, log, tiers, split)
+        routers = [Router.load(registry.bundle(ModelRef(name, version=version))) for version in chosen]
+        metrics = reevaluated(routers, log, ladder, split)
         for found, router in zip(metrics, routers, strict=True):
             found["latency_p50_us"] = router.manifest.metrics.get("latency_p50_us", float("nan"))
     rows = []

@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
-import polars as pl
-
 from classifier.router import Router
-from classifier.tiers import TierLadder
+from classifier.tiers import TierError, TierLadder
 from training.evaluation.evaluate import evaluate_router
-from training.logs import read_attempts
-from training.tracking.registry import CHAMPION, alias_version, bundle_for_version, client, promote
+from training.evaluation.report import EvalReport
+from training.logs import AttemptLog, LogError
+from training.tracking.registry import CHAMPION, ModelRef, Registry
 from training.tracking.run_logging import log_training_run
-from training.train import train_bundle
+from training.train import TrainOptions, train_bundle
 
 QUALITY_TOLERANCE = 0.01
 COST_MARGIN = 0.02
@@ -53,11 +51,11 @@ class RetrainDecision:
     champion: Standing | None
     promoted: bool
     reason: str
-    note: str | None = None
+    note: str = ""
 
     def render(self) -> str:
         """The decision and both rows, as printed by `tierwise retrain`."""
-        lines = [self.note] if self.note else []
+        lines = [f"window: {self.note}"] if self.note else []
         lines += [
             f"margins: promote if quality >= champion - {QUALITY_TOLERANCE} at cost <= champion x "
             f"{1 - COST_MARGIN:g}, or quality >= champion + {QUALITY_MARGIN} at cost <= champion x "
@@ -91,89 +89,64 @@ def gate(challenger: Standing, champion: Standing) -> tuple[bool, str]:
     return False, "not cheaper, and not better on quality, by the margins"
 
 
-def standing(version: str, router: Router, labels: pl.DataFrame, split: str, split_column: str = "split") -> Standing:
-    """Evaluate one version on the held-out rows."""
-    report = evaluate_router(router, labels, split=split, split_column=split_column).to_json()
+def standing(version: str, evaluation: EvalReport) -> Standing:
+    """What a version's evaluation on the held-out rows says it does at its default threshold."""
+    report = evaluation.to_json()
     point = report["operating_point"]
     return Standing(version, point["quality"], point["cost_usd"], point["cost_ratio"], report.get("apgr"))
 
 
-def recent_logs(
-    logs: list[str], window_days: float, out_dir: Path, success_threshold: float = 1.0, skip_invalid: bool = False
-) -> tuple[list[str], str]:
-    """The requests last attempted within `window_days` of the newest timestamp, as one Parquet file.
-
-    Whole requests are kept or dropped (by their latest attempt), so a request's label never loses the
-    attempts that made it. The window ends at the newest timestamp in the logs, not at today, so the same
-    logs always give the same window. Returns the file and a line saying what was kept.
-    """
-    frame = read_attempts(logs, success_threshold=success_threshold, skip_invalid=skip_invalid).frame
-    if "timestamp" not in frame.columns:
-        raise ValueError("--window needs a timestamp column in the logs")
-    stamps = frame["timestamp"]
-    if stamps.dtype == pl.String:
-        stamps = stamps.str.to_datetime(time_zone="UTC", strict=False)
-    newest = stamps.max()
-    if newest is None:
-        raise ValueError("--window: no attempt has a readable timestamp")
-    latest = frame.select(stamps.alias("_stamp"), "request_id").select(pl.col("_stamp").max().over("request_id"))
-    recent = frame.filter((latest["_stamp"] >= newest - timedelta(days=window_days)).fill_null(False))
-    path = out_dir / "window.parquet"
-    recent.drop([c for c in recent.columns if c.startswith("_")]).write_parquet(path)
-    requests = (recent["request_id"].n_unique(), frame["request_id"].n_unique())
-    note = f"window: {requests[0]} of {requests[1]} requests last tried within {window_days:g} days of {newest}"
-    return [str(path)], note
-
-
 def retrain(
     name: str,
-    logs: list[str],
+    log: AttemptLog,
+    registry: Registry,
+    ladder: TierLadder,
+    options: TrainOptions,
     *,
-    ladder: TierLadder | None = None,
     window_days: float | None = None,
-    out: str | Path | None = None,
-    split: str = "test",
+    out: Path | None = None,
     experiment: str = "tierwise",
-    tracking: str | None = None,
-    **train_options: object,
 ) -> RetrainDecision:
-    """Train a challenger on the logs, register it, and promote it only if it beats the champion."""
-    read_options = {k: train_options[k] for k in ("success_threshold", "skip_invalid") if k in train_options}
+    """Train a challenger on the log, register it, and promote it only if it beats the champion.
+
+    Each router is evaluated once on the held-out rows: the challenger by training, the champion here.
+    """
+    if window_days:
+        log = log.last_days(window_days)
     with tempfile.TemporaryDirectory() as tmp:
-        paths, note = recent_logs(logs, window_days, Path(tmp), **read_options) if window_days else (logs, None)
-        bundle = Path(out) if out else Path(tmp) / "challenger"
-        result = train_bundle(paths, bundle, ladder=ladder, **train_options)
-        tags = {"tierwise.retrain_of": name, "tierwise.source_logs": ",".join(logs)}
+        result = train_bundle(log, out or Path(tmp) / "challenger", ladder, options)
+        if result.evaluation is None:
+            raise LogError("no held-out request has an outcome on every tier, so no challenger can be judged")
+        tags = {"tierwise.retrain_of": name, "tierwise.source_logs": ",".join(str(p) for p in log.files)}
         if window_days:
             tags["tierwise.window_days"] = f"{window_days:g}"
-        tracked = log_training_run(result, register=name, experiment=experiment, tracking=tracking, tags=tags)
-        version = str(tracked.version)
-        held_out = (result.labels.frame, split, str(result.params["split_column"]))
-        challenger = standing(version, Router.load(result.bundle_dir), *held_out)
+        tracked = log_training_run(result, registry, register=name, experiment=experiment, tags=tags)
+    challenger = standing(str(tracked.version), result.evaluation)
     if tracked.alias == CHAMPION:
-        decision = RetrainDecision(challenger, None, True, "the registry had no champion yet", note)
-        record_decision(name, decision, tracking)
+        decision = RetrainDecision(challenger, None, True, "the registry had no champion yet", log.selection)
+        record_decision(registry, name, decision)
         return decision
-    champion_version = str(alias_version(name, CHAMPION, tracking))
-    champion_router = Router.load(bundle_for_version(name, champion_version, tracking))
-    if champion_router.ladder.names != result.manifest.tier_ladder.names:
-        raise ValueError(
-            f"champion v{champion_version} routes between {champion_router.ladder.names}, the challenger between "
-            f"{result.manifest.tier_ladder.names}: they cannot be compared on the same rows"
+    found = registry.version(ModelRef(name, alias=CHAMPION))
+    champion_router = Router.load(registry.bundle_dir(found))
+    if champion_router.ladder.names != ladder.names:
+        raise TierError(
+            f"champion v{found.version} routes between {champion_router.ladder.names}, the challenger between "
+            f"{ladder.names}: they cannot be compared on the same rows"
         )
-    champion = standing(champion_version, champion_router, *held_out)
+    held_out = evaluate_router(champion_router, result.labels.frame, split="test", split_rule=options.split_rule)
+    champion = standing(str(found.version), held_out)
     promoted, reason = gate(challenger, champion)
     if promoted:
-        promote(name, version, tracking)
-    decision = RetrainDecision(challenger, champion, promoted, reason, note)
-    record_decision(name, decision, tracking)
+        registry.promote(name, challenger.version)
+    decision = RetrainDecision(challenger, champion, promoted, reason, log.selection)
+    record_decision(registry, name, decision)
     return decision
 
 
-def record_decision(name: str, decision: RetrainDecision, tracking: str | None) -> None:
+def record_decision(registry: Registry, name: str, decision: RetrainDecision) -> None:
     """Tag the challenger's version with the gate's verdict and the champion it was measured against."""
     verdict = "promoted" if decision.promoted else "kept as challenger"
     against = f" against v{decision.champion.version}" if decision.champion else ""
-    client(tracking).set_model_version_tag(
+    registry.client.set_model_version_tag(
         name, decision.challenger.version, "retrain_decision", f"{verdict}{against}: {decision.reason}"
     )

@@ -10,9 +10,10 @@ from typing import Any
 
 import polars as pl
 
+from training.attempts import SOURCE_FILE
 from training.tracking.pyfunc import log_router_model
-from training.tracking.registry import CHALLENGER, CHAMPION, alias_version, register_version, set_alias
-from training.tracking.store import DEFAULT_EXPERIMENT, use_experiment, use_store
+from training.tracking.registry import CHALLENGER, CHAMPION, Registry
+from training.tracking.store import DEFAULT_EXPERIMENT, activate, use_experiment
 from training.train import TrainResult
 
 MODEL_NAME_IN_RUN = "router"
@@ -65,7 +66,7 @@ def _log_datasets(result: TrainResult) -> None:
     digests = {entry["path"]: entry["sha256"] for entry in result.manifest.data["files"]}
     frame = result.log.frame
     for path, digest in digests.items():
-        rows = frame.filter(pl.col("_source_file") == path).select("request_id", "model", "success")
+        rows = frame.filter(pl.col(SOURCE_FILE) == path).select("request_id", "model", "success")
         dataset = mlflow.data.from_pandas(rows.to_pandas(), source=path, name=Path(path).name, digest=digest[:16])
         mlflow.log_input(dataset, context="training", tags={"sha256": digest})
 
@@ -74,28 +75,21 @@ def _log_evaluation(result: TrainResult, out: Path) -> None:
     """The evaluation JSON, the cost-quality chart and the per-tier calibration plot of the held-out rows."""
     import mlflow
 
-    from classifier.router import Router
-    from training.evaluation.evaluate import router_probabilities, split_frames
-    from training.evaluation.frames import outcome_arrays
     from training.evaluation.plot import plot_calibration, plot_report
 
     if result.evaluation is None:
         return
     plot_report(result.evaluation, out / "cost_quality.png")
-    router = Router.load(result.bundle_dir)
-    held_out, _ = split_frames(result.labels.frame, "test", result.params["split_column"])
-    success, _ = outcome_arrays(held_out, router.ladder.names)
-    probs = router_probabilities(router, held_out["prompt"].to_list())
-    plot_calibration(router.ladder.names, probs, success, out / "calibration.png")
-    (out / "evaluation.json").write_text(json.dumps(result.report, indent=2))
+    plot_calibration(result.evaluation, out / "calibration.png")
+    (out / "evaluation.json").write_text(json.dumps(result.evaluation.to_json(), indent=2))
     mlflow.log_artifacts(str(out), artifact_path="evaluation")
 
 
 def log_training_run(
     result: TrainResult,
+    registry: Registry,
     register: str | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
-    tracking: str | None = None,
     tags: dict[str, str] | None = None,
 ) -> TrackedRun:
     """Record a finished training run; with `register`, add the model as a new version of that name.
@@ -105,8 +99,8 @@ def log_training_run(
     """
     import mlflow
 
-    uri = use_store(tracking)
-    use_experiment(experiment, uri)
+    activate(registry.uri)
+    use_experiment(experiment, registry.uri)
     manifest = result.manifest
     with mlflow.start_run(run_name=f"train-{manifest.version}") as run:
         mlflow.log_params(run_params(result))
@@ -121,7 +115,7 @@ def log_training_run(
         info = log_router_model(MODEL_NAME_IN_RUN, result.bundle_dir, manifest.tier_ladder)
     if register is None:
         return TrackedRun(run.info.run_id, info.model_uri)
-    version = register_version(register, info.model_uri, run.info.run_id, info.model_id, version_tags(result), uri)
-    alias = CHAMPION if alias_version(register, CHAMPION, uri) is None else CHALLENGER
-    set_alias(register, alias, version, uri)
+    version = registry.register(register, info.model_uri, run.info.run_id, info.model_id, version_tags(result))
+    alias = CHAMPION if registry.alias_version(register, CHAMPION) is None else CHALLENGER
+    registry.set_alias(register, alias, version)
     return TrackedRun(run.info.run_id, info.model_uri, version, alias)

@@ -3,6 +3,10 @@
 The embedded default is MLflow's own: `mlflow.db` in the working directory, a real tracking store and model
 registry in one SQLite file, no server needed. Artifacts of a SQLite store are kept in `mlruns/` next to
 the database file (not next to wherever a command happens to run), so the two travel together.
+
+Only the command line turns a `--tracking-uri` into a URI (`tracking_uri`); library code receives it inside a
+`training.tracking.registry.Registry`. MLflow's process-wide URI is set only where its fluent API must
+be used (logging a training run), never by reads such as a server's alias poll.
 """
 
 from __future__ import annotations
@@ -34,21 +38,21 @@ def sqlite_file(uri: str) -> Path | None:
     return Path(uri[len(SQLITE_PREFIX) :]) if uri.startswith(SQLITE_PREFIX) else None
 
 
-def use_store(explicit: str | None = None) -> str:
-    """Point MLflow's tracking and registry at one store, quietly, and return its URI.
+def quiet_mlflow() -> None:
+    """Keep MLflow's and alembic's INFO lines and warnings out of tierwise's output."""
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="mlflow")
+
+
+def activate(uri: str) -> None:
+    """Point MLflow's fluent API (start_run, log_model) at one store, for the length of this process.
 
     MLflow's setters also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI; those are put back as they
     were, so one command's --tracking-uri never becomes the default of the next call in the same process.
     """
     import mlflow
 
-    uri = tracking_uri(explicit)
-    database = sqlite_file(uri)
-    if database is not None:
-        database.parent.mkdir(parents=True, exist_ok=True)
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module="mlflow")
     exported = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -57,7 +61,6 @@ def use_store(explicit: str | None = None) -> str:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
-    return uri
 
 
 def use_experiment(name: str, uri: str) -> str:

@@ -9,17 +9,16 @@ from dataclasses import dataclass
 
 from google.protobuf import descriptor, empty_pb2, message, unknown_fields
 
+from classifier.errors import InputError
 from classifier.text import render_messages
 from serving.tierwise.v1 import router_pb2 as pb
-
-DEFAULT_MAX_PROMPT_BYTES = 1 << 20
 
 _MODES = {pb.ROUTING_MODE_UNSPECIFIED: "threshold", pb.THRESHOLD: "threshold", pb.COST: "cost"}
 MODE_ENUM = {"threshold": pb.THRESHOLD, "cost": pb.COST}
 _BANDS = frozenset(pb.LatencyBand.values())
 
 
-class RequestError(ValueError):
+class RequestError(InputError):
     """A request the caller got wrong; `field` is the path of the offending field, e.g. `requests[2].prompt`."""
 
     def __init__(self, field: str, problem: str):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from classifier.text import render_messages
-from serving.requests import MalformedRequest, RequestError, lenient_deserializer, route_args
 from serving.tierwise.v1 import router_pb2 as pb
+from serving.validation import MalformedRequest, RequestError, lenient_deserializer, route_args
 
 LIMIT = 1000
 

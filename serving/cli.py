@@ -1,0 +1,133 @@
+"""The serving side of the `tierwise` command line: `serve` and `client`.
+
+Option defaults are `ServeConfig`'s own, so the command line and the library never disagree. The body of
+each command imports its implementation, so `tierwise --help` never loads grpc.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from serving.config import ServeConfig
+
+DEFAULTS = ServeConfig(model="")
+TRACKING_HELP = "MLflow store for models:/ URIs. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here."
+
+
+@click.group()
+def commands() -> None:
+    """The serving commands (assembled into `tierwise` by `tierwise.cli`)."""
+
+
+@commands.command("serve")
+@click.option(
+    "--model",
+    required=True,
+    help="Bundle directory, or models:/NAME@ALIAS from the MLflow registry; reloaded when it changes "
+    "(files, or the alias moving; polled every --reload-interval) or on SIGHUP.",
+)
+@click.option("--tracking-uri", help=TRACKING_HELP)
+@click.option("--host", default=DEFAULTS.host, show_default=True, help="Address to listen on (gRPC and metrics).")
+@click.option(
+    "--port", default=DEFAULTS.port, show_default=True, type=click.IntRange(0, 65535), help="gRPC port; 0 = any."
+)
+@click.option(
+    "--metrics-port", default=DEFAULTS.metrics_port, show_default=True, type=click.IntRange(0, 65535), help="0 = any."
+)
+@click.option("--no-metrics", is_flag=True, help="Do not expose Prometheus metrics over HTTP.")
+@click.option(
+    "--server-mode",
+    type=click.Choice(["sync", "aio"]),
+    help="grpcio server kind. Default: the fastest measured (docs/benchmarks.md): aio for one process, sync "
+    "(a thread pool) with --workers.",
+)
+@click.option(
+    "--threads",
+    default=DEFAULTS.threads,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Threads of the sync server; an open PredictStream holds one: many streams, use aio.",
+)
+@click.option(
+    "--workers",
+    default=DEFAULTS.workers,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Server processes sharing the port (SO_REUSEPORT), each with its own copy of the model: one per CPU "
+    "core for throughput (a process runs its handlers under one GIL). Metrics gain a `worker` label.",
+)
+@click.option(
+    "--reload-interval",
+    default=DEFAULTS.reload_interval,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds between checks of the model source; 0: SIGHUP only.",
+)
+@click.option("--max-prompt-bytes", default=DEFAULTS.max_prompt_bytes, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--max-batch", default=DEFAULTS.max_batch, show_default=True, type=click.IntRange(min=1), help="PredictBatch items."
+)
+@click.option(
+    "--grace", default=DEFAULTS.grace, show_default=True, type=click.FloatRange(min=0), help="Drain seconds on stop."
+)
+@click.option(
+    "--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate chain (with --tls-key)."
+)
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key (with --tls-cert).")
+@click.option("--auth-token-file", type=click.Path(exists=True, dir_okay=False), help="Require this bearer token.")
+@click.option("--decision-log", type=click.Path(dir_okay=False), help="Append every decision to this JSONL file.")
+def serve(no_metrics: bool, metrics_port: int, **options: Any) -> None:
+    """Serve a router bundle over gRPC (tierwise.v1.Router, health, reflection) until SIGTERM.
+
+    A new bundle (SIGHUP, or its files change) is verified before it replaces the serving one; a bundle
+    that fails is refused and the old one keeps serving. SIGTERM drains in-flight calls, then exits 0.
+    With --workers N this process supervises N server processes sharing the port.
+    """
+    config = ServeConfig(metrics_port=None if no_metrics else metrics_port, **options)
+    if config.workers > 1:
+        from serving.workers import serve_workers
+
+        serve_workers(config)
+    else:
+        from serving.server import serve as serve_one
+
+        serve_one(config)
+
+
+@commands.group("client")
+def client() -> None:
+    """Talk to a running `tierwise serve`."""
+
+
+@client.command("predict")
+@click.argument("text")
+@click.option("--target", default="localhost:50051", show_default=True, help="host:port of the server.")
+@click.option("--quality-target", type=click.FloatRange(0, 1), help="Override the model's quality threshold.")
+@click.option("--allowed-tier", "allowed_tiers", multiple=True, help="Restrict to this tier (repeatable).")
+@click.option("--mode", type=click.Choice(["threshold", "cost"]), default="threshold", show_default=True)
+@click.option(
+    "--latency-band", type=click.Choice(["INTERACTIVE", "TOLERANT", "ASYNC"]), default="INTERACTIVE", show_default=True
+)
+@click.option("--request-id", default="", help="Echoed back and written to the server's decision log.")
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0), help="Deadline in seconds.")
+@click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), help="Use TLS, trusting this PEM CA.")
+@click.option("--auth-token-file", type=click.Path(exists=True, dir_okay=False), help="Send this bearer token.")
+def client_predict(
+    text: str, target: str, timeout: float, ca_cert: str | None, auth_token_file: str | None, **request: Any
+) -> None:
+    """Ask the server which tier TEXT needs; prints the response as JSON."""
+    import json
+
+    import grpc
+
+    from serving.client import CallFailed, predict_once, predict_request
+
+    try:
+        response = predict_once(
+            target, predict_request(text, **request), timeout_s=timeout, ca_cert=ca_cert, token_file=auth_token_file
+        )
+    except grpc.RpcError as exc:
+        raise CallFailed(exc) from exc
+    click.echo(json.dumps(response, indent=2))

@@ -1,0 +1,115 @@
+"""The import rules of docs/architecture.md, checked on the source: no cycles among the project's modules (lazy,
+function-level imports included) and the layering between the packages."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("classifier", "training", "serving", "tierwise")
+GENERATED = ROOT / "serving" / "tierwise"
+
+
+def project_modules() -> dict[str, Path]:
+    """Every module of the project's packages by dotted name (generated gRPC stubs left out)."""
+    modules = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if GENERATED in path.parents:
+                continue
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def imports_of(name: str, path: Path, modules: dict[str, Path]) -> Iterator[tuple[str, ast.stmt, bool]]:
+    """(imported project module, the statement, whether it runs at import time) for every import in a module."""
+    tree = ast.parse(path.read_text())
+    top_level = {id(node) for node in tree.body}
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            if target in modules and target != name:
+                yield target, node, id(node) in top_level
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = project_modules()
+    return {name: {target for target, _, _ in imports_of(name, path, modules)} for name, path in modules.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each one an import cycle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle_through_lazy_imports():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles_among_the_project_modules():
+    assert cycles(import_graph()) == []
+
+
+def test_the_serving_runtime_imports_nothing_from_training_or_serving():
+    graph = import_graph()
+    leaks = {(m, t) for m, targets in graph.items() if m.startswith("classifier") for t in targets}
+    assert {(m, t) for m, t in leaks if not t.startswith("classifier")} == set()
+
+
+def test_serving_imports_training_only_lazily_to_resolve_registry_models():
+    modules = project_modules()
+    uses = [
+        (name, target, at_import)
+        for name, path in modules.items()
+        if name.startswith("serving")
+        for target, _, at_import in imports_of(name, path, modules)
+        if target.startswith("training")
+    ]
+    assert uses, "serving resolves models:/ URIs through training's registry code"
+    assert {name for name, _, _ in uses} == {"serving.sources"}
+    assert not any(at_import for _, _, at_import in uses)
+    assert {target for _, target, _ in uses} <= {"training.tracking.registry", "training.tracking.store"}

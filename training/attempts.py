@@ -1,0 +1,59 @@
+"""The attempt-log row: one model's attempt at one request. Its columns and their types, in one place.
+
+Readers validate against it (`training.logs`), labelling tells per-attempt columns from per-request ones
+by it (`training.labels`), and writers of new attempt rows (`tierwise replay`) use its types, so every
+producer and consumer of attempt logs agrees on one format. Columns not listed here describe the request
+(`split`, `category`, ...) and are carried through untouched.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+SOURCE_FILE = "_source_file"
+SOURCE_ROW = "_source_row"
+
+# What identifies the attempt and says whether it was acceptable.
+CORE: dict[str, pl.DataType] = {
+    "request_id": pl.String(),
+    "prompt": pl.String(),
+    "messages": pl.String(),  # a JSON chat list, rendered to `prompt` when no prompt is given
+    "model": pl.String(),
+    "success": pl.Boolean(),
+    "score": pl.Float64(),  # success = score >= --success-threshold when `success` is absent
+}
+# Measurements of the attempt: non-negative numbers where present.
+MEASURES: dict[str, pl.DataType] = {
+    "cost_usd": pl.Float64(),
+    "input_tokens": pl.Float64(),
+    "output_tokens": pl.Float64(),
+    "latency_ms": pl.Float64(),
+    "output_chars": pl.Float64(),
+}
+# When and how the attempt was made and graded (written by `tierwise replay`).
+PROVENANCE: dict[str, pl.DataType] = {
+    "timestamp": pl.String(),
+    "grader": pl.String(),
+    "grader_version": pl.String(),
+    "grade_reason": pl.String(),
+    "grader_cost_usd": pl.Float64(),
+    "response": pl.String(),
+    "stop_reason": pl.String(),
+    "custom_id": pl.String(),
+    "batch_id": pl.String(),
+    "source": pl.String(),
+}
+SCHEMA: dict[str, pl.DataType] = {**CORE, **MEASURES, **PROVENANCE}
+REQUIRED = ("request_id", "model")
+# Columns labelling adds to each attempt row on its way to per-request labels.
+DERIVED = ("tier", "_cost", SOURCE_FILE, SOURCE_ROW)
+
+
+def is_attempt_column(name: str) -> bool:
+    """Whether a column describes one attempt (else it describes the request and is kept per request)."""
+    return name in SCHEMA or name in DERIVED
+
+
+def empty_frame() -> pl.DataFrame:
+    """An attempt log with every schema column and no rows, for writers that have nothing to write."""
+    return pl.DataFrame(schema=SCHEMA)
