@@ -341,6 +341,8 @@ def sync_handlers(
                 context.abort(failure.code, failure.details)
             yield response
 
+    # grpc.server runs a behavior on the executor in its `experimental_thread_pool` attribute when it has one
+    # (grpc_health's Watch uses the same hook), else on the server's pool.
     stream.experimental_thread_pool = futures.ThreadPoolExecutor(  # type: ignore[attr-defined]
         max_workers=max_streams + 1, thread_name_prefix="tierwise-stream"
     )

@@ -150,6 +150,27 @@ def test_idle_streams_leave_predict_and_health_answering(trained_bundle, token_f
             streams.close()
 
 
+def test_a_sync_stream_slot_is_free_again_once_its_stream_ends(trained_bundle):
+    args = serve_args(trained_bundle, "sync", "--no-metrics", "--max-streams", "2")
+    with ServerProcess(args) as server, grpc.insecure_channel(server.target) as channel:
+        held = IdleStreams(channel, 2, None)
+        assert [held.answer_one(i).tier != "" for i in range(2)] == [True, True]
+        extra = IdleStreams(channel, 1, None)
+        wait_until(lambda: extra.ended() == [grpc.StatusCode.RESOURCE_EXHAUSTED], 5, "the third stream's refusal")
+        held.close()
+
+        def admitted() -> bool:
+            stream = IdleStreams(channel, 1, None)
+            try:
+                return stream.answer_one(0).tier != ""
+            except grpc.RpcError:  # refused: no slot yet
+                return False
+            finally:
+                stream.close()
+
+        wait_until(admitted, 5, "a stream to be admitted again")
+
+
 # --- metric series under a flood of unknown methods ----------------------------------------------------
 
 
