@@ -13,6 +13,7 @@ from typing import Any
 
 from classifier.errors import InputError
 from classifier.tiers import TierError, TierLadder
+from classifier.timing import TierTime, TimeModel, TimingError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -53,6 +54,8 @@ class Manifest:
     tier_costs_usd: list[float]
     policy: PolicySpec
     encoder: EncoderSpec
+    # Per tier, cheapest first: how long an attempt takes (`TierTime.to_json`); None when no timings were known.
+    tier_times: list[dict[str, Any]] | None = None
     data: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
@@ -63,6 +66,23 @@ class Manifest:
     @property
     def tier_ladder(self) -> TierLadder:
         return TierLadder.from_dict(self.ladder, source=MANIFEST)
+
+    def tier_time_models(self) -> list[TierTime] | None:
+        """Each tier's time model, cheapest first (None: the bundle has none); BundleError if malformed."""
+        if self.tier_times is None:
+            return None
+        try:
+            times = [TierTime.from_json(t, f"{MANIFEST}: tier_times[{i}]") for i, t in enumerate(self.tier_times)]
+        except TimingError as exc:
+            raise BundleError(str(exc)) from exc
+        if len(times) != len(self.tier_costs_usd):
+            raise BundleError(f"{MANIFEST}: tier_times has {len(times)} entries for {len(self.tier_costs_usd)} tiers")
+        return times
+
+    def time_model(self) -> TimeModel | None:
+        """The tiers' time model with its per-bundle tables, or None when the bundle has no timings."""
+        times = self.tier_time_models()
+        return None if times is None else TimeModel(times)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,7 +115,8 @@ def sha256_file(path: Path) -> str:
 
 
 def content_version(manifest: Manifest, files: dict[str, str]) -> str:
-    """A version id from everything that decides the bundle's answers: files, tiers and prices, policy, encoder.
+    """A version id from everything that decides the bundle's answers: files, tiers and prices, policy, encoder,
+    and the tiers' time model (a latency budget decides by it).
 
     Same answers, same version; a new threshold or price on the same graph is a new version.
     """
@@ -106,6 +127,8 @@ def content_version(manifest: Manifest, files: dict[str, str]) -> str:
         "policy": [manifest.policy.rule, manifest.policy.threshold],
         "encoder": asdict(manifest.encoder),
     }
+    if manifest.tier_times is not None:  # absent from bundles made before time models, whose versions stand
+        decisive["tier_times"] = manifest.tier_times
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -146,4 +169,5 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
         raise BundleError(str(exc)) from exc
     if len(manifest.tier_costs_usd) != len(ladder):
         raise BundleError(f"{root}: tier_costs_usd has {len(manifest.tier_costs_usd)} entries for {len(ladder)} tiers")
+    manifest.tier_time_models()
     return manifest

@@ -47,3 +47,21 @@ def other_bundle(tmp_path_factory: pytest.TempPathFactory, trained_bundle: Path)
     train_files([logs], out, encoder="static")
     assert Router.load(out).version != Router.load(trained_bundle).version
     return out
+
+
+@pytest.fixture(scope="session")
+def untimed_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle with no time model: logs without latency_ms and a ladder without speed figures."""
+    from classifier.tiers import Tier, TierLadder
+    from training.logs import read_attempts
+    from training.sample_logs import generate_attempts
+    from training.train import TrainOptions, train_bundle
+
+    work = tmp_path_factory.mktemp("untimed")
+    logs = work / "attempts.jsonl"
+    generate_attempts(300, seed=5).drop("latency_ms", "ttft_ms").write_ndjson(logs)
+    ladder = TierLadder(
+        tuple(Tier(t.name, t.models, t.input_usd_per_mtok, t.output_usd_per_mtok) for t in TierLadder.load().tiers)
+    )
+    train_bundle(read_attempts([logs]), work / "bundle", ladder, TrainOptions(encoder="static"))
+    return work / "bundle"

@@ -213,6 +213,24 @@ def train(
 @click.option("--quality-target", type=click.FloatRange(0, 1), help="Override the bundle's quality threshold.")
 @click.option("--allowed-tier", "allowed_tiers", multiple=True, help="Restrict to this tier (repeatable).")
 @click.option("--mode", type=click.Choice(["threshold", "cost"]), default="threshold", show_default=True)
+@click.option(
+    "--latency-band",
+    type=click.Choice(["interactive", "tolerant", "async"], case_sensitive=False),
+    default="interactive",
+    show_default=True,
+    help="interactive: a person waits (--max-latency-ms); tolerant: waiting has a price (--value-of-time-usd-per-s); "
+    "async: Batch API prices, time ignored.",
+)
+@click.option(
+    "--max-latency-ms",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Interactive: the answer must be acceptable within this many ms (needs a bundle with a time model).",
+)
+@click.option(
+    "--value-of-time-usd-per-s",
+    type=click.FloatRange(min=0),
+    help="Tolerant: what a second of waiting is worth in USD; minimises expected cost + this x expected time.",
+)
 @click.option("--tracking-uri", help=f"For models:/ URIs. {TRACKING_HELP}")
 def predict(
     text: str,
@@ -220,14 +238,26 @@ def predict(
     quality_target: float | None,
     allowed_tiers: tuple[str, ...],
     mode: str,
+    latency_band: str,
+    max_latency_ms: float | None,
+    value_of_time_usd_per_s: float | None,
     tracking_uri: str | None,
 ) -> None:
-    """Print the routing decision for TEXT as JSON: tier, model, per-tier probabilities, fallback chain."""
+    """Print the routing decision for TEXT as JSON: tier, model, per-tier probabilities, fallback chain, expected
+    cost and time to an acceptable answer."""
     import dataclasses
     import json
 
     router = load_router(model, tracking_uri)
-    prediction = router.predict(text, quality_target=quality_target, allowed_tiers=allowed_tiers or None, mode=mode)
+    prediction = router.predict(
+        text,
+        quality_target=quality_target,
+        allowed_tiers=allowed_tiers or None,
+        mode=mode,
+        band=latency_band.lower(),
+        max_latency_ms=max_latency_ms,
+        value_of_time_usd_per_s=value_of_time_usd_per_s,
+    )
     click.echo(json.dumps({**dataclasses.asdict(prediction), "model_version": router.version}, indent=2))
 
 

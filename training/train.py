@@ -34,6 +34,7 @@ from training.logs import AttemptLog, LogError
 from training.policy_choice import DEFAULT_QUALITY_FLOOR, PolicyChoice, choose_policy
 from training.speed import measure_latency
 from training.splits import DEFAULT_COLUMN, SplitRule
+from training.timing import TimeFit, fit_tier_times
 
 LATENCY_PROMPTS = 200
 
@@ -72,6 +73,7 @@ class TrainResult:
     log: AttemptLog
     labels: Labels
     calibration_folds: int
+    untimed_tiers: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -127,7 +129,13 @@ def _fit(
 
 
 def _manifest(
-    log: AttemptLog, labels: Labels, cost: np.ndarray, masks: _Masks, choice: PolicyChoice, encoder: Encoder
+    log: AttemptLog,
+    labels: Labels,
+    cost: np.ndarray,
+    masks: _Masks,
+    choice: PolicyChoice,
+    encoder: Encoder,
+    times: TimeFit,
 ) -> Manifest:
     frame = labels.frame
     return Manifest(
@@ -135,6 +143,7 @@ def _manifest(
         tier_costs_usd=[float(np.nanmean(cost[masks.train, k])) for k in range(len(labels.ladder))],
         policy=choice.spec,
         encoder=encoder.spec,
+        tier_times=times.to_manifest(),
         data={
             **log.fingerprint(),
             "requests": masks.counts(),
@@ -142,6 +151,12 @@ def _manifest(
         },
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+
+
+def _train_attempts(log: AttemptLog, frame: pl.DataFrame, masks: _Masks) -> pl.DataFrame:
+    """The attempt rows of the training requests: what the time model is fitted on (held-out rows stay unseen)."""
+    train_ids = frame.filter(pl.Series(masks.train))["request_id"]
+    return log.frame.filter(pl.col("request_id").is_in(train_ids.implode()))
 
 
 def train_bundle(
@@ -166,7 +181,9 @@ def train_bundle(
     timings["fit_s"] = time.perf_counter() - step
 
     step = time.perf_counter()
-    stamped = export_bundle(out_dir, encoder, head, _manifest(log, labels, cost, masks, choice, encoder))
+    times = fit_tier_times(_train_attempts(log, frame, masks), ladder)
+    manifest = _manifest(log, labels, cost, masks, choice, encoder, times)
+    stamped = export_bundle(out_dir, encoder, head, manifest)
     router = Router.load(out_dir)
     evaluation = None
     if known_rows(success[masks.test], cost[masks.test]).any():
@@ -186,5 +203,6 @@ def train_bundle(
         log=log,
         labels=labels,
         calibration_folds=head.calibration_folds,
+        untimed_tiers=times.untimed_tiers,
         timings={**timings, **latency},
     )
