@@ -94,7 +94,7 @@ class Manifest:
             )
         except (KeyError, TypeError) as exc:
             raise BundleError(f"{source}: malformed manifest ({exc})") from exc
-        check_values(manifest, source)
+        _check_values(manifest, source)
         return manifest
 
 
@@ -118,7 +118,7 @@ def _plain_file_name(name: Any) -> bool:
     )
 
 
-def check_values(manifest: Manifest, source: str = MANIFEST) -> None:
+def _check_values(manifest: Manifest, source: str = MANIFEST) -> None:
     """Refuse values no router can honestly serve with (NaN, a threshold of 5, negative prices, a path out).
 
     The message names the field, so the bundle that holds it can be found and rebuilt.

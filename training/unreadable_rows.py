@@ -19,22 +19,26 @@ import polars as pl
 KINDS = ((bool, "true/false"), (int | float, "a number"), (str, "a string"), (dict, "an object"), (list, "a list"))
 
 
-def _records(text: str) -> Iterator[tuple[int, list[str]]]:
-    """Each CSV record with the character offset where it ends (a quoted field may span lines)."""
-    ends = [0]
+def _record_ends(text: str) -> tuple[list[str], list[int]]:
+    """The CSV header, and the character offset where each record ends (a quoted field may span lines)."""
+    consumed = [0]
 
     def tracked() -> Iterator[str]:
         for line in io.StringIO(text, newline=""):
-            ends[0] += len(line)
+            consumed[0] += len(line)
             yield line
 
+    header: list[str] = []
+    ends: list[int] = []
     limit = csv.field_size_limit()
     csv.field_size_limit(sys.maxsize)
     try:
         for fields in csv.reader(tracked()):
-            yield ends[0], fields
+            header = header or fields
+            ends.append(consumed[0])
     finally:
         csv.field_size_limit(limit)
+    return header, ends
 
 
 def _csv_reads(text: str) -> bool:
@@ -64,18 +68,18 @@ def _csv_reason(raw: str, header: Sequence[str]) -> str:
 def csv_problem(path: Path) -> str | None:
     """`row N: why` for the first record of a CSV file that polars cannot read; None if none is found."""
     text = path.read_bytes().decode("utf-8", "surrogateescape")
-    records = list(_records(text))
-    if not records or _csv_reads(text[: records[-1][0]]):
+    header, ends = _record_ends(text)
+    if not ends or _csv_reads(text[: ends[-1]]):
         return None
-    low, high = 1, len(records)  # the first unreadable record, 1-based
+    low, high = 1, len(ends)  # the first unreadable record, 1-based
     while low < high:
         middle = (low + high) // 2
-        if _csv_reads(text[: records[middle - 1][0]]):
+        if _csv_reads(text[: ends[middle - 1]]):
             low = middle + 1
         else:
             high = middle
-    start = records[low - 2][0] if low > 1 else 0
-    return f"row {low}: {_csv_reason(text[start : records[low - 1][0]], records[0][1])}"
+    start = ends[low - 2] if low > 1 else 0
+    return f"row {low}: {_csv_reason(text[start : ends[low - 1]], header)}"
 
 
 def _tabulates(rows: Sequence[dict[str, Any]]) -> bool:
