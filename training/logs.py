@@ -161,7 +161,10 @@ READERS = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet}
 
 def _read_one(path: Path) -> pl.DataFrame:
     """Read one file into a frame with its source file and 1-based source row (line for JSONL, data row for CSV)."""
-    frame = READERS[SUFFIX_FORMATS[path.suffix.lower()]](path)
+    try:
+        frame = READERS[SUFFIX_FORMATS[path.suffix.lower()]](path)
+    except OSError as exc:
+        raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     if "messages" in frame.columns and frame.schema["messages"] != pl.String:
         frame = frame.with_columns(
             pl.col("messages").map_elements(
