@@ -110,6 +110,8 @@ class TierTime:
             )
         except (KeyError, TypeError) as exc:
             raise TimingError(f"{where}: malformed time model ({exc})") from exc
+        except TimingError as exc:
+            raise TimingError(f"{where}: {exc}") from exc
 
 
 def _is_number(value: object) -> bool:
