@@ -31,11 +31,12 @@ TIME_QUANTILES = {"p50": 0.5, "p95": 0.95}
 
 @dataclass(frozen=True)
 class BandOptions:
-    """The band a router is evaluated in and its time options (as `Router.predict` takes them)."""
+    """The band a router is evaluated in, its time options and quality target (as `Router.predict` takes them)."""
 
     band: str = "interactive"
     max_latency_ms: float | None = None
     value_of_time_usd_per_s: float | None = None
+    quality_target: float | None = None  # None: the bundle's default threshold
 
     def __post_init__(self) -> None:
         if self.band not in BANDS:
@@ -48,6 +49,7 @@ class BandOptions:
 
     def router_kwargs(self) -> dict[str, Any]:
         return {
+            "quality_target": self.quality_target,
             "band": self.band,
             "max_latency_ms": self.max_latency_ms,
             "value_of_time_usd_per_s": self.value_of_time_usd_per_s,
