@@ -20,13 +20,11 @@ from classifier.tiers import TierLadder
 from tests.anthropic_fake import FakeAnthropic
 from tests.helpers import label_files
 from tierwise.cli import main
-from training.replay.run import ReplayConfig
 from training.sample_logs import generate_attempts
 
 API_KEY = "sk-ant-test-0123456789"
 LADDER = TierLadder.load()
 MODEL_TIER = {t.model: t.name for t in LADDER.tiers}
-MAX_TOKENS = ReplayConfig.max_tokens  # the --max-tokens default, which caps each output estimate
 
 
 def answer_by_tier(params: dict[str, Any]) -> str:
@@ -130,7 +128,7 @@ def test_dry_run_prints_requests_per_tier_and_cost_without_sending(fake, logs, t
     expected = expected_replays(logs)
     attempts = pl.read_ndjson(logs)
     per_request = attempts.group_by("request_id").agg(pl.col("input_tokens").mean(), pl.col("output_tokens").mean())
-    tokens = {r: (i, min(o, MAX_TOKENS)) for r, i, o in per_request.iter_rows()}
+    tokens = {r: (i, o) for r, i, o in per_request.iter_rows()}
     estimate = sum(
         LADDER.tiers[LADDER.index(tier)].token_cost(*tokens[request_id]) / 2 for request_id, tier in expected
     )

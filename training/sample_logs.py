@@ -142,8 +142,6 @@ RATE_STEP = 0.68
 # Spread of one attempt's first-token time and output rate around the tier's typical figures (log-normal).
 FIRST_TOKEN_JITTER = 0.3
 RATE_JITTER = 0.15
-# Harder prompts get longer answers: output tokens grow by this share per unit of difficulty above zero.
-LENGTH_PER_DIFFICULTY = 0.15
 
 
 @dataclass(frozen=True)
@@ -185,7 +183,8 @@ def generate_attempts(requests: int, seed: int = 0, ladder: TierLadder | None = 
     """Generate attempt rows (request_id, prompt, model, success, tokens, cost, latency, timestamp, split...).
 
     Latency: the tier's first-token time (the ladder's figure, else a fallback), then the output tokens at the
-    tier's rate, both jittered per attempt; harder prompts have longer answers, so they take longer.
+    tier's rate, both jittered per attempt; harder domains have longer answers (a greeting ~40 tokens, an
+    analysis ~700), so they take longer.
     """
     ladder = ladder or TierLadder.load()
     speeds = [_Speed.of(tier, index) for index, tier in enumerate(ladder.tiers)]
@@ -208,8 +207,7 @@ def generate_attempts(requests: int, seed: int = 0, ladder: TierLadder | None = 
             tier = ladder.tiers[index]
             skill = SKILL_OFFSET + TIER_SKILL_STEP * index
             success = bool(rng.random() < 1 / (1 + math.exp(-SUCCESS_SLOPE * (skill - difficulty + 0.5))))
-            length = domain.output_tokens * (1 + LENGTH_PER_DIFFICULTY * max(difficulty, 0.0))
-            output_tokens = max(5, int(rng.normal(length, length * 0.2)))
+            output_tokens = max(5, int(rng.normal(domain.output_tokens, domain.output_tokens * 0.2)))
             ttft_ms, latency_ms = speeds[index].attempt(timing_rng, output_tokens, float(rng.uniform(100, 300)))
             rows.append(
                 {
