@@ -129,11 +129,16 @@ def test_model_info_shows_each_tier_time_model(stub, router):
     assert info.tiers[0].time.latency_ms_p50 < info.tiers[-1].time.latency_ms_p50
 
 
-def test_the_server_default_budget_applies_when_a_request_sets_none(trained_bundle, tight_budget_ms):
-    with served_stub(trained_bundle, "--max-latency-ms", str(tight_budget_ms)) as stub:
+def test_the_server_defaults_apply_when_a_request_sets_none(trained_bundle, router, tight_budget_ms):
+    defaults = ["--max-latency-ms", str(tight_budget_ms), "--value-of-time-usd-per-s", "10"]
+    with served_stub(trained_bundle, *defaults) as stub:
         assert predict(stub, HARD).tier != "opus"
         assert predict(stub, HARD, max_latency_ms=3_600_000).tier == "opus"
-        assert predict(stub, HARD, latency_band=pb.TOLERANT).tier == "opus"  # a budget is INTERACTIVE's
+        tolerant = predict(stub, HARD, latency_band=pb.TOLERANT)
+        assert tolerant.mode == pb.COST and tolerant.latency_budget_met  # a budget is INTERACTIVE's
+        local = router.predict(HARD, band="tolerant", value_of_time_usd_per_s=10.0)
+        assert list(tolerant.fallback_chain) == local.fallback_chain
+        assert predict(stub, HARD, latency_band=pb.TOLERANT, value_of_time_usd_per_s=0.0).mode == pb.COST
 
 
 def test_a_model_without_a_time_model_ignores_the_default_and_refuses_an_explicit_budget(untimed_bundle):

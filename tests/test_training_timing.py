@@ -10,6 +10,7 @@ from classifier.bundle import content_version, read_manifest
 from classifier.policy import PolicyError
 from classifier.router import Router
 from classifier.tiers import TierLadder
+from tests.helpers import label_files, write_rows
 from training.sample_logs import generate_attempts
 from training.timing import MIN_TIMED_ATTEMPTS, fit_tier_times
 
@@ -87,6 +88,17 @@ def test_a_tier_with_neither_timings_nor_figures_leaves_the_bundle_without_a_tim
     )
     fit = fit_tier_times(attempts.drop("latency_ms"), TierLadder.load(ladder))
     assert fit.times is None and fit.untimed_tiers == ["sonnet", "opus"]
+
+
+def test_labels_carry_each_tier_mean_logged_latency(tmp_path):
+    rows = [
+        {"request_id": "r", "prompt": "q", "model": LADDER.tiers[0].model, "success": False, "latency_ms": 1000.0},
+        {"request_id": "r", "prompt": "q", "model": LADDER.tiers[0].model, "success": True, "latency_ms": 3000.0},
+        {"request_id": "r", "prompt": "q", "model": LADDER.tiers[2].model, "success": True},
+    ]
+    _, labels = label_files([write_rows(rows, tmp_path / "a.jsonl")])
+    row = labels.frame.row(0, named=True)
+    assert (row["latency_haiku"], row["latency_sonnet"], row["latency_opus"]) == (2000.0, None, None)
 
 
 def test_the_time_model_travels_in_the_manifest_and_is_part_of_the_version(trained_bundle):
