@@ -7,6 +7,7 @@ are reported by the `tierwise` entry point with exit code 2.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from training.cli_options import ManyValuesOption
+from training.extras import TRAIN, Extra
 
 if TYPE_CHECKING:
     from classifier.router import Router
@@ -24,6 +26,21 @@ if TYPE_CHECKING:
 @click.group()
 def commands() -> None:
     """The training commands (assembled into `tierwise` by `tierwise.cli`)."""
+
+
+def needs(extra: Extra) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a command as needing an optional extra: without it, the command stops before doing anything, with
+    one line naming the install command (exit 2) instead of an ImportError from deep inside."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            extra.require(click.get_current_context().command_path)
+            return command(*args, **kwargs)
+
+        return checked
+
+    return decorate
 
 
 def read_logs(logs: tuple[str, ...], success_threshold: float, skip_invalid: bool) -> AttemptLog:
@@ -131,6 +148,7 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @commands.command("sample-logs")
+@needs(TRAIN)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory to write into.")
 @click.option("--requests", default=1000, show_default=True, type=click.IntRange(min=1), help="Requests to make.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (same seed, same logs).")
@@ -146,6 +164,7 @@ def sample_logs(out_dir: str, requests: int, seed: int, fmt: str, tiers: str | N
 
 
 @commands.command("label")
+@needs(TRAIN)
 @log_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="labels.parquet (or .csv / .jsonl).")
 def label(logs: tuple[str, ...], tiers: str | None, success_threshold: float, skip_invalid: bool, out: str) -> None:
@@ -166,6 +185,7 @@ def label(logs: tuple[str, ...], tiers: str | None, success_threshold: float, sk
 
 
 @commands.command("train")
+@needs(TRAIN)
 @log_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory to write.")
 @model_options
@@ -232,6 +252,7 @@ def predict(
 
 
 @commands.command("eval")
+@needs(TRAIN)
 @log_options
 @click.option(
     "--model", required=True, help="Bundle directory, or a registered version models:/NAME@ALIAS (MLflow registry)."
@@ -284,6 +305,7 @@ def evaluate(
 
 
 @commands.command("compare")
+@needs(TRAIN)
 @click.argument("name")
 @click.option(
     "--versions",
@@ -343,6 +365,7 @@ def promote(name: str, version: int, tracking_uri: str | None) -> None:
 
 
 @commands.command("retrain")
+@needs(TRAIN)
 @click.argument("name")
 @log_options
 @click.option(
@@ -394,6 +417,7 @@ def retrain(
 
 
 @commands.command("demo")
+@needs(TRAIN)
 @click.option(
     "--workdir",
     default="tierwise-demo",
@@ -415,6 +439,7 @@ def demo(workdir: str, requests: int) -> None:
 
 
 @commands.command("replay")
+@needs(TRAIN)
 @log_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="NEW_ATTEMPTS.parquet to write.")
 @click.option(
