@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from training.cli_options import ManyValuesOption
-from training.extras import TRAIN, Extra
+from training.extras import SPARK, TRAIN, Extra
 
 if TYPE_CHECKING:
     from classifier.router import Router
@@ -56,6 +56,19 @@ def load_router(model: str, tracking_uri: str | None) -> Router:
     from serving.sources import open_model_source
 
     return Router.load(open_model_source(model, tracking_uri).resolve().path)
+
+
+def pinned_model(model: str, tracking_uri: str | None) -> tuple[Path, str | None, str | None]:
+    """The bundle a --model argument names now; for a registered model also the URI of that exact version and
+    its store. An alias is resolved once, so a batch is scored by one version even if the alias moves meanwhile.
+    """
+    from serving.sources import RegistrySource, open_model_source
+
+    source = open_model_source(model, tracking_uri)
+    if not isinstance(source, RegistrySource):
+        return source.resolve().path, None, None
+    found = source.registry.version(source.ref)
+    return source.registry.bundle_dir(found), f"models:/{found.name}/{found.version}", source.registry.uri
 
 
 def train_options(no_cache: bool, options: dict[str, Any]) -> TrainOptions:
@@ -302,6 +315,74 @@ def evaluate(
     for written in (json_out, plot_out):
         if written:
             click.echo(f"wrote {written}")
+
+
+@commands.command("score")
+@needs(TRAIN)
+@click.argument("logs", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--model",
+    required=True,
+    help="Bundle directory, or a registered version models:/NAME@ALIAS (or /V); --engine spark needs the latter.",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="decisions.parquet (or .csv / .jsonl).")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "spark"]),
+    default="local",
+    show_default=True,
+    help="local: the router in this process; spark: the registered MLflow pyfunc as a Spark UDF.",
+)
+@click.option(
+    "--spark-master", metavar="URL", help="Spark master for --engine spark. Default: local[*] (this machine)."
+)
+@click.option("--skip-invalid", is_flag=True, help="Drop rows that break the attempt-log format instead of stopping.")
+@click.option("--tracking-uri", help=f"For models:/ URIs. {TRACKING_HELP}")
+def score(
+    logs: tuple[str, ...],
+    model: str,
+    out: str,
+    engine: str,
+    spark_master: str | None,
+    skip_invalid: bool,
+    tracking_uri: str | None,
+) -> None:
+    """Route every request of LOGS and write one decision per request to --out.
+
+    Columns: request_id, tier, model, fallback_chain (tiers joined with ">") and p_<tier>, the P(success) of
+    every tier; one row per request, in the order requests first appear in LOGS (attempt logs, as for
+    `label`). An alias is resolved once, so every request is scored by the same version.
+    """
+    import time
+
+    from classifier.router import Router
+    from training.labels import table_format, write_table
+    from training.scoring import LOCAL_MASTER, requests_of, score_local, score_spark, spark_session
+    from training.tracking.store import activate
+
+    table_format(out)
+    if engine == "spark":
+        SPARK.require(f"{click.get_current_context().command_path} --engine spark")
+    elif spark_master:
+        raise click.BadParameter("applies to --engine spark only", param_hint="--spark-master")
+    bundle, version_uri, registry_uri = pinned_model(model, tracking_uri)
+    if engine == "spark" and version_uri is None:
+        raise click.BadParameter("--engine spark scores a registered version: models:/NAME@ALIAS", param_hint="--model")
+    router = Router.load(bundle)
+    requests = requests_of(read_logs(logs, 1.0, skip_invalid))
+    started = time.perf_counter()
+    if engine == "spark":
+        activate(registry_uri)
+        with spark_session(spark_master or LOCAL_MASTER) as spark:
+            decisions = score_spark(spark, version_uri, router.ladder.names, requests)
+    else:
+        decisions = score_local(router, requests)
+    elapsed = time.perf_counter() - started
+    path = write_table(decisions, Path(out))
+    click.echo(
+        f"scored {decisions.height:,} requests with {version_uri or model} (version {router.version}) on {engine} "
+        f"in {elapsed:.1f}s ({decisions.height / max(elapsed, 1e-9):,.0f}/s); wrote {path}"
+    )
 
 
 @commands.command("compare")
