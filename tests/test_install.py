@@ -80,13 +80,14 @@ def test_the_serving_install_serves_a_bundle_and_a_registered_model(serving_imag
 
 
 @pytest.mark.slow_install
-def test_the_serving_install_predicts_from_a_registered_model(serving_image_env, registered, tmp_path):
+def test_the_serving_install_predicts_and_promotes_in_the_registry(serving_image_env, registered):
     store, version = registered
-    done = serving_image_env.run(
-        serving_image_env.console_script(), "predict", "--model", "models:/slim/1", "--tracking-uri", store, PROMPT
-    )
+    tierwise = serving_image_env.console_script()
+    done = serving_image_env.run(tierwise, "predict", "--model", "models:/slim/1", "--tracking-uri", store, PROMPT)
     assert done.returncode == 0, done.stderr
     assert f'"model_version": "{version}"' in done.stdout
+    done = serving_image_env.run(tierwise, "promote", "slim", "1", "--tracking-uri", store)
+    assert (done.returncode, done.stdout) == (0, "slim: champion is now version 1 (was 1)\n"), done.stderr
 
 
 @pytest.mark.slow_install
