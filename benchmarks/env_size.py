@@ -2,8 +2,9 @@
 environment, and which distributions weigh most.
 
 The serving-only environment is the serving image's (deploy/Dockerfile's build stage, run here as the tests
-run it: `pip install .` into a new venv). The training one follows the README's main job: torch==2.13.0 (the
-CPU wheel) first, then `.[train]`. Sizes are disk usage as `du` counts it, in MiB.
+run it: a venv without pip, and the project installed into it with no extra). The training one follows the
+README's main job: torch==2.13.0 (the CPU wheel) first, then `.[train]`, in a venv with pip. Sizes are disk
+usage as `du` counts it, in MiB.
 
 Run from the repository root (it reuses the tests' image build): python -m benchmarks.env_size [--no-train]
 """
@@ -80,7 +81,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tierwise-env-size-") as scratch:
         started = time.perf_counter()
         serving = run_build_stage(read_stages()[0], Path(scratch) / "serving")
-        rows.append(describe("serving-only (pip install tierwise)", serving, time.perf_counter() - started))
+        rows.append(describe("serving image (tierwise, no extra)", serving, time.perf_counter() - started))
         if not args.no_train:
             started = time.perf_counter()
             train = training_env(Path(scratch) / "train")

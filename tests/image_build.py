@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -90,7 +91,7 @@ def image_command(stage: Stage) -> list[str]:
 
 def install_lines(stage: Stage) -> list[str]:
     """The stage's RUN lines that install Python packages."""
-    return [i.args for i in stage.all("RUN") if "pip install" in i.args]
+    return [i.args for i in stage.all("RUN") if re.search(r"\bpip\b.*\binstall\b", i.args)]
 
 
 @dataclass(frozen=True)

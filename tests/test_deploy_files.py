@@ -72,7 +72,7 @@ def test_hadolint_fails_a_dockerfile_with_findings(tmp_path):
 
 def test_the_image_installs_the_project_without_extras():
     (line,) = install_lines(read_stages()[0])
-    assert line == f"{IMAGE_VENV}/bin/pip install ."
+    assert line == f"pip --python {IMAGE_VENV}/bin/python install ."
     copied = [i.args for i in runtime_stage().all("COPY") if i.args.startswith("--from=")]
     assert f"--from=build {IMAGE_VENV} {IMAGE_VENV}" in copied
 

@@ -2,7 +2,7 @@
 training commands say in one line which extra they need.
 
 The serving-only environment is the one the serving image ships (deploy/Dockerfile's build stage, run here
-by `serving_image_env`): `pip install` of the project without extras into a fresh virtual environment.
+by `serving_image_env`): a fresh `python -m venv`, and `pip install` of the project without extras into it.
 """
 
 from __future__ import annotations
