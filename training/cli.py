@@ -58,19 +58,6 @@ def load_router(model: str, tracking_uri: str | None) -> Router:
     return Router.load(open_model_source(model, tracking_uri).resolve().path)
 
 
-def pinned_model(model: str, tracking_uri: str | None) -> tuple[Path, str | None, str | None]:
-    """The bundle a --model argument names now; for a registered model also the URI of that exact version and
-    its store. An alias is resolved once, so a batch is scored by one version even if the alias moves meanwhile.
-    """
-    from serving.sources import RegistrySource, open_model_source
-
-    source = open_model_source(model, tracking_uri)
-    if not isinstance(source, RegistrySource):
-        return source.resolve().path, None, None
-    found = source.registry.version(source.ref)
-    return source.registry.bundle_dir(found), f"models:/{found.name}/{found.version}", source.registry.uri
-
-
 def train_options(no_cache: bool, options: dict[str, Any]) -> TrainOptions:
     """The training options of `train` and `retrain`, from their click values."""
     from training.train import TrainOptions
@@ -356,8 +343,9 @@ def score(
     import time
 
     from classifier.router import Router
+    from serving.sources import open_model_source
     from training.labels import table_format, write_table
-    from training.scoring import LOCAL_MASTER, requests_of, score_local, score_spark, spark_session
+    from training.scoring import LOCAL_MASTER, pin, requests_of, score_local, score_spark, spark_session
     from training.tracking.store import activate
 
     table_format(out)
@@ -365,22 +353,22 @@ def score(
         SPARK.require(f"{click.get_current_context().command_path} --engine spark")
     elif spark_master:
         raise click.BadParameter("applies to --engine spark only", param_hint="--spark-master")
-    bundle, version_uri, registry_uri = pinned_model(model, tracking_uri)
-    if engine == "spark" and version_uri is None:
+    scored = pin(open_model_source(model, tracking_uri))
+    if engine == "spark" and scored.registered is None:
         raise click.BadParameter("--engine spark scores a registered version: models:/NAME@ALIAS", param_hint="--model")
-    router = Router.load(bundle)
+    router = Router.load(scored.bundle)
     requests = requests_of(read_logs(logs, 1.0, skip_invalid))
     started = time.perf_counter()
     if engine == "spark":
-        activate(registry_uri)
+        activate(scored.registered.store)
         with spark_session(spark_master or LOCAL_MASTER) as spark:
-            decisions = score_spark(spark, version_uri, router.ladder.names, requests)
+            decisions = score_spark(spark, scored.registered.uri, router.ladder.names, requests)
     else:
         decisions = score_local(router, requests)
     elapsed = time.perf_counter() - started
     path = write_table(decisions, Path(out))
     click.echo(
-        f"scored {decisions.height:,} requests with {version_uri or model} (version {router.version}) on {engine} "
+        f"scored {decisions.height:,} requests with {scored.describe()} (version {router.version}) on {engine} "
         f"in {elapsed:.1f}s ({decisions.height / max(elapsed, 1e-9):,.0f}/s); wrote {path}"
     )
 

@@ -16,6 +16,8 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -23,6 +25,7 @@ import polars as pl
 from classifier.decisions import decision_columns, decision_schema
 from classifier.errors import InputError
 from classifier.router import Router
+from serving.sources import ModelSource, RegistrySource
 from training.logs import AttemptLog
 from training.tracking.store import quiet_mlflow
 
@@ -39,6 +42,36 @@ ROW = "_row"  # carries each request's position through Spark, which need not ke
 
 class SparkUnavailable(InputError):
     """Spark cannot start here (no Java)."""
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """One registered model version: its URI (`models:/NAME/VERSION`) and the store that holds it."""
+
+    uri: str
+    store: str
+
+
+@dataclass(frozen=True)
+class ScoredModel:
+    """The model a batch is scored with: a bundle here, and the registered version it is when it is one."""
+
+    bundle: Path
+    origin: str
+    registered: RegisteredVersion | None = None
+
+    def describe(self) -> str:
+        return self.registered.uri if self.registered else self.origin
+
+
+def pin(source: ModelSource) -> ScoredModel:
+    """The model a source names now. An alias is resolved once, so a whole batch is scored by one version even
+    if the alias moves meanwhile (the Spark engine loads the version, not the alias)."""
+    if not isinstance(source, RegistrySource):
+        return ScoredModel(source.resolve().path, source.describe())
+    found = source.registry.version(source.ref)
+    registered = RegisteredVersion(f"models:/{found.name}/{found.version}", source.registry.uri)
+    return ScoredModel(source.registry.bundle_dir(found), source.describe(), registered)
 
 
 def requests_of(log: AttemptLog) -> pl.DataFrame:
