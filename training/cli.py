@@ -7,6 +7,7 @@ are reported by the `tierwise` entry point with exit code 2.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from training.cli_options import ManyValuesOption
+from training.extras import SPARK, TRAIN, Extra
 
 if TYPE_CHECKING:
     from classifier.router import Router
@@ -25,6 +27,21 @@ if TYPE_CHECKING:
 @click.group()
 def commands() -> None:
     """The training commands (assembled into `tierwise` by `tierwise.cli`)."""
+
+
+def needs(extra: Extra) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a command as needing an optional extra: without it, the command stops before doing anything, with
+    one line naming the install command (exit 2) instead of an ImportError from deep inside."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            extra.require(click.get_current_context().command_path)
+            return command(*args, **kwargs)
+
+        return checked
+
+    return decorate
 
 
 def read_logs(logs: tuple[str, ...], success_threshold: float, skip_invalid: bool) -> AttemptLog:
@@ -145,6 +162,7 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @commands.command("sample-logs")
+@needs(TRAIN)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory to write into.")
 @click.option("--requests", default=1000, show_default=True, type=click.IntRange(min=1), help="Requests to make.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (same seed, same logs).")
@@ -160,6 +178,7 @@ def sample_logs(out_dir: str, requests: int, seed: int, fmt: str, tiers: str | N
 
 
 @commands.command("label")
+@needs(TRAIN)
 @log_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="labels.parquet (or .csv / .jsonl).")
 def label(logs: tuple[str, ...], tiers: str | None, success_threshold: float, skip_invalid: bool, out: str) -> None:
@@ -180,6 +199,7 @@ def label(logs: tuple[str, ...], tiers: str | None, success_threshold: float, sk
 
 
 @commands.command("train")
+@needs(TRAIN)
 @log_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory to write.")
 @model_options
@@ -245,6 +265,7 @@ def predict(
 
 
 @commands.command("eval")
+@needs(TRAIN)
 @log_options
 @click.option(
     "--model", required=True, help="Bundle directory, or a registered version models:/NAME@ALIAS (MLflow registry)."
@@ -296,7 +317,77 @@ def evaluate(
             click.echo(f"wrote {written}")
 
 
+@commands.command("score")
+@needs(TRAIN)
+@click.argument("logs", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--model",
+    required=True,
+    help="Bundle directory, or a registered version models:/NAME@ALIAS (or /V); --engine spark needs the latter.",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="decisions.parquet (or .csv / .jsonl).")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "spark"]),
+    default="local",
+    show_default=True,
+    help="local: the router in this process; spark: the registered MLflow pyfunc as a Spark UDF.",
+)
+@click.option(
+    "--spark-master", metavar="URL", help="Spark master for --engine spark. Default: local[*] (this machine)."
+)
+@click.option("--skip-invalid", is_flag=True, help="Drop rows that break the attempt-log format instead of stopping.")
+@click.option("--tracking-uri", help=f"For models:/ URIs. {TRACKING_HELP}")
+def score(
+    logs: tuple[str, ...],
+    model: str,
+    out: str,
+    engine: str,
+    spark_master: str | None,
+    skip_invalid: bool,
+    tracking_uri: str | None,
+) -> None:
+    """Route every request of LOGS and write one decision per request to --out.
+
+    Columns: request_id, tier, model, fallback_chain (tiers joined with ">") and p_<tier>, the P(success) of
+    every tier; one row per request, in the order requests first appear in LOGS (attempt logs, as for
+    `label`). An alias is resolved once, so every request is scored by the same version.
+    """
+    import time
+
+    from classifier.router import Router
+    from serving.sources import open_model_source
+    from training.labels import table_format, write_table
+    from training.scoring import LOCAL_MASTER, pin, requests_of, score_local, score_spark, spark_session
+    from training.tracking.store import activate
+
+    table_format(out)
+    if engine == "spark":
+        SPARK.require(f"{click.get_current_context().command_path} --engine spark")
+    elif spark_master:
+        raise click.BadParameter("applies to --engine spark only", param_hint="--spark-master")
+    scored = pin(open_model_source(model, tracking_uri))
+    if engine == "spark" and scored.registered is None:
+        raise click.BadParameter("--engine spark scores a registered version: models:/NAME@ALIAS", param_hint="--model")
+    router = Router.load(scored.bundle)
+    requests = requests_of(read_logs(logs, 1.0, skip_invalid))
+    started = time.perf_counter()
+    if engine == "spark":
+        activate(scored.registered.store)
+        with spark_session(spark_master or LOCAL_MASTER) as spark:
+            decisions = score_spark(spark, scored.registered.uri, router.ladder.names, requests)
+    else:
+        decisions = score_local(router, requests)
+    elapsed = time.perf_counter() - started
+    path = write_table(decisions, Path(out))
+    click.echo(
+        f"scored {decisions.height:,} requests with {scored.describe()} (version {router.version}) on {engine} "
+        f"in {elapsed:.1f}s ({decisions.height / max(elapsed, 1e-9):,.0f}/s); wrote {path}"
+    )
+
+
 @commands.command("compare")
+@needs(TRAIN)
 @click.argument("name")
 @click.option(
     "--versions",
@@ -351,6 +442,7 @@ def promote(name: str, version: int, tracking_uri: str | None) -> None:
 
 
 @commands.command("retrain")
+@needs(TRAIN)
 @click.argument("name")
 @log_options
 @click.option(
@@ -401,6 +493,7 @@ def retrain(
 
 
 @commands.command("demo")
+@needs(TRAIN)
 @click.option(
     "--workdir",
     default="tierwise-demo",
@@ -422,6 +515,7 @@ def demo(workdir: str, requests: int) -> None:
 
 
 @commands.command("replay")
+@needs(TRAIN)
 @log_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="NEW_ATTEMPTS.parquet to write.")
 @click.option(
