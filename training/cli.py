@@ -266,6 +266,7 @@ def evaluate(
     """
     from classifier.tiers import TierLadder
     from training.evaluation.evaluate import run_eval
+    from training.evaluation.table import render_table
 
     router = load_router(model, tracking_uri)
     report = run_eval(
@@ -277,7 +278,7 @@ def evaluate(
         plot_out=Path(plot_out) if plot_out else None,
     )
     click.echo(f"model {model} (version {router.version}, encoder {router.manifest.encoder.name}), split {split}")
-    click.echo(report.table())
+    click.echo(render_table(report))
     for written in (json_out, plot_out):
         if written:
             click.echo(f"wrote {written}")

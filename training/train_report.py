@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from training.evaluation.table import render_table
 from training.train import TrainResult
 
 
@@ -16,7 +17,7 @@ def render_report(result: TrainResult) -> str:
         f"policy: rule {manifest.policy.rule}, threshold {manifest.policy.threshold:.3f} ({manifest.policy.chosen_by})",
     ]
     if result.evaluation is not None:
-        lines += ["held-out test split:", result.evaluation.table()]
+        lines += ["held-out test split:", render_table(result.evaluation)]
         lines.append(
             "per tier: "
             + ", ".join(
