@@ -42,9 +42,17 @@ def load_router(model: str, tracking_uri: str | None) -> Router:
 
 
 def train_options(no_cache: bool, options: dict[str, Any]) -> TrainOptions:
-    """The training options of `train` and `retrain`, from their click values."""
+    """The training options of `train` and `retrain`, from their click values.
+
+    `--quality-floor` (unguarded) and `--quality-target` (guarded) are two ways to choose the default
+    threshold; giving both is a usage error. Without either, the floor's default applies.
+    """
     from training.train import TrainOptions
 
+    if options["quality_floor"] is not None and options["quality_target"] is not None:
+        raise click.UsageError("give --quality-floor (unguarded) or --quality-target (guarded), not both")
+    if options["quality_floor"] is None:
+        del options["quality_floor"]
     return TrainOptions(cache=not no_cache, **options)
 
 
@@ -117,11 +125,36 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "auto: whichever has the better validation APGR (recorded in the manifest).",
         ),
         click.option(
-            "--quality-floor",
+            "--quality-target",
+            type=click.FloatRange(0, 1),
+            help="Guarded default threshold: keep at least this share of always-top quality on new requests, "
+            "with probability --confidence (certified on the validation rows; docs/evaluation.md).",
+        ),
+        click.option(
+            "--confidence",
             default=0.95,
             show_default=True,
+            type=click.FloatRange(0, 1, min_open=True, max_open=True),
+            help="Probability that --quality-target holds on new requests like the validation rows.",
+        ),
+        click.option(
+            "--quality-floor",
             type=click.FloatRange(0, 1),
-            help="Default threshold = the cheapest one keeping this share of always-top quality on validation.",
+            help="Unguarded default threshold: the cheapest one keeping this share of always-top quality on the "
+            "validation rows themselves (new requests miss it about half the time). Default 0.95 when "
+            "--quality-target is not given.",
+        ),
+        click.option(
+            "--min-outcomes-per-tier",
+            default=50,
+            show_default=True,
+            type=click.IntRange(min=0),
+            help="Refuse to train (exit 2) when a tier has fewer observed outcomes in the training requests.",
+        ),
+        click.option(
+            "--drop-untrained-tiers",
+            is_flag=True,
+            help="Train without the tiers that have fewer than --min-outcomes-per-tier outcomes instead of refusing.",
         ),
         click.option("--no-cache", is_flag=True, help="Recompute embeddings instead of reusing the on-disk cache."),
     ]

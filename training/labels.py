@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from classifier.tiers import TierLadder
+from classifier.tiers import TierError, TierLadder
 from training.attempts import is_attempt_column
 from training.costs import attempt_cost, fill_missing_costs
 from training.logs import AttemptLog, LogError
@@ -50,6 +50,12 @@ def label_requests(log: AttemptLog, ladder: TierLadder) -> Labels:
     unknown = attempts.filter(pl.col("tier").is_null())
     unknown_models: Counter[str] = Counter(dict(unknown.group_by("model").len().iter_rows()))
     attempts = attempts.filter(pl.col("tier").is_not_null())
+    if attempts.is_empty() and unknown_models:
+        seen = ", ".join(model for model, _ in unknown_models.most_common(5))
+        raise TierError(
+            f"no model of the tier ladder {ladder.source} appears in the logs (they name {len(unknown_models)} "
+            f"model(s): {seen}); the ladder lists {sorted(model_tier)}: pass --tiers with a ladder of these models"
+        )
     attempts = attempts.with_columns(attempt_cost(attempts, ladder).alias("_cost"))
 
     extras = [c for c in attempts.columns if not is_attempt_column(c)]
