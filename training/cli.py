@@ -85,7 +85,7 @@ def log_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options every command that talks to MLflow shares."""
     command = click.option(
-        "--experiment", default="tierwise", show_default=True, help="MLflow experiment for the training runs."
+        "--experiment", default="tierwise", show_default=True, help="MLflow experiment for the runs recorded."
     )(command)
     return click.option(
         "--tracking-uri",
@@ -238,6 +238,8 @@ def train(
     click.echo(f"mlflow run {tracked.run_id}")
     if tracked.version:
         click.echo(f"registered {register} version {tracked.version} as {tracked.alias}")
+    for problem in tracked.refused:
+        click.echo(f"not made champion: {problem}")
 
 
 @commands.command("predict")
@@ -337,30 +339,41 @@ def evaluate(
 @click.option(
     "--split", default="test", show_default=True, help="Which split of --logs to evaluate on; `all` for every row."
 )
-@click.option("--tracking-uri", help=TRACKING_HELP)
+@tracking_options
 def compare(
-    name: str, versions: tuple[int, ...], logs: tuple[str, ...], tiers: str | None, split: str, tracking_uri: str | None
+    name: str,
+    versions: tuple[int, ...],
+    logs: tuple[str, ...],
+    tiers: str | None,
+    split: str,
+    tracking_uri: str | None,
+    experiment: str,
 ) -> None:
     """Compare registered versions of NAME side by side: metrics, data, encoder, and aliases held.
 
-    Without --logs each version shows the metrics it recorded on its own held-out rows; with --logs all
-    versions are re-evaluated on the same rows.
+    Without --logs each version shows the metrics its training run recorded on its own held-out rows; with
+    --logs all versions are re-evaluated on the same rows (95% intervals in brackets), and those numbers are
+    logged as an MLflow comparison run in --experiment.
     """
     from classifier.tiers import TierLadder
-    from training.tracking.compare import render_comparison, version_rows
+    from training.tracking.compare import log_comparison, render_comparison, version_rows
     from training.tracking.registry import Registry
     from training.tracking.store import tracking_uri as store_uri
 
+    registry = Registry(store_uri(tracking_uri))
+    log = read_logs(logs, 1.0, False) if logs else None
     rows = version_rows(
-        Registry(store_uri(tracking_uri)),
+        registry,
         name,
         [str(v) for v in versions],
-        read_logs(logs, 1.0, False) if logs else None,
+        log,
         TierLadder.load(tiers) if tiers else None,
         None if split == "all" else split,
     )
     where = f"re-evaluated on {split} rows of {', '.join(logs)}" if logs else "as recorded at training time"
     click.echo(render_comparison(rows, where))
+    if log is not None:
+        click.echo(f"mlflow comparison run {log_comparison(registry, experiment, name, rows, log)}")
 
 
 @commands.command("promote")
