@@ -15,6 +15,7 @@ from training.evaluation.bootstrap import (
     resample_weights,
 )
 from training.evaluation.curves import ThresholdSteps, threshold_curve
+from training.evaluation.gaps import gap_profile
 from training.evaluation.metrics import Anchors, apgr, cost_ratio_at_quality
 from training.evaluation.report import build_report
 from training.evaluation.routellm import routellm_metrics
@@ -189,3 +190,25 @@ def test_report_carries_the_headline_metrics_and_intervals():
     assert doc["baselines"]["random"]["gain_over_static"] < 0  # the two-end mix skips the middle tier
     two = build_report(["weak", "strong"], TWO_SUCCESS, TWO_COST, TWO_SUCCESS, threshold=0.5).to_json()
     assert two["routellm_apgr"] is not None and two["routellm_cpt50"] is not None
+
+
+def test_gap_profile_pairs_the_router_with_each_baseline_at_every_cost():
+    tiers, perfect_knn = ["small", "medium", "large"], THREE_SUCCESS
+    report = build_report(tiers, THREE_SUCCESS, THREE_COST, THREE_PROBS, 0.85, knn_probs=perfect_knn)
+    static = gap_profile(report, "static_mix")
+    assert static.gap.mean() == pytest.approx(report.router.metrics["gain_over_static"])
+    assert static.cost_ratio[0] == pytest.approx(0.1) and static.cost_ratio[-1] == pytest.approx(1.0)
+    assert (static.lo <= static.gap).all() and (static.gap <= static.hi).all()
+    # Outcomes as probabilities send the hopeless request 3 to the top tier (cost 6 for quality 0.75); the router
+    # keeps it cheap and reaches 0.75 at cost 3.75: between the two it is 0.5 above, and nowhere below.
+    knn = gap_profile(report, "knn")
+    between = (knn.cost_ratio >= 0.375) & (knn.cost_ratio < 0.6)
+    assert knn.gap[between] == pytest.approx(0.5) and knn.gap.min() == 0.0 and knn.provably_below == 0
+    with pytest.raises(ValueError, match="no 'knn' baseline"):
+        gap_profile(build_report(tiers, THREE_SUCCESS, THREE_COST, THREE_PROBS, 0.85), "knn")
+
+
+def test_float_noise_is_not_evidence():
+    # a router equal to the static mix at the cheapest cost differs from it by ~1e-16 there, both ways
+    assert not Interval(-3e-16, -1e-16).lies_below(0.0) and not Interval(1e-16, 2e-16).lies_above(0.0)
+    assert Interval(-0.02, -0.001).lies_below(0.0) and Interval(0.001, 0.02).lies_above(0.0)

@@ -19,6 +19,8 @@ from training.evaluation.savings import SavingsScale
 RESAMPLES = 500
 SEED = 0
 LEVEL = 0.95
+# Differences within this of a bound are float noise (curves summed in different orders), not evidence.
+NOISE = 1e-9
 INTERVAL_KEYS = ("apgr", "gain_over_static", "cost_at_top_quality", "cost_ratio_at_95")
 
 
@@ -34,11 +36,11 @@ class Interval:
 
     def lies_below(self, value: float) -> bool:
         """True when the whole interval is below `value` (an unreached end counts as above everything)."""
-        return self.hi is not None and self.hi < value
+        return self.hi is not None and self.hi < value - NOISE
 
     def lies_above(self, value: float) -> bool:
         """True when the whole interval is above `value`."""
-        return self.lo is not None and self.lo > value
+        return self.lo is not None and self.lo > value + NOISE
 
 
 def resample_weights(n: int, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:

@@ -54,10 +54,14 @@ class Point:
 
 @dataclass(frozen=True)
 class SweptRouter:
-    """A router family swept over its setting: the exact curve and its summary metrics."""
+    """A router family swept over its setting: the exact curve and its summary metrics.
+
+    `steps` (threshold families only) re-weight the same sweep for bootstrap resamples of the scored rows.
+    """
 
     curve: Curve
     metrics: dict[str, float | None]
+    steps: ThresholdSteps | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -97,9 +101,12 @@ class EvalReport:
     length: SweptRouter | None
     knn: SweptRouter | None
     json_curves: dict[str, dict[str, list[float]]] = field(repr=False)
-    # Every evaluated request's P(success) and outcome (NaN: tier never tried), for plots and later reuse.
+    # Every evaluated request's P(success), outcome (NaN: tier never tried) and cost per tier, and which of them
+    # were scored (known on every tier): for plots, resampling and later reuse.
     probabilities: np.ndarray = field(repr=False)
     outcomes: np.ndarray = field(repr=False)
+    costs: np.ndarray = field(repr=False)
+    scored: np.ndarray = field(repr=False)
     # The ids of the scored requests, in the order of the operating point's per-request arrays (if given).
     scored_ids: list[str] | None = field(default=None, repr=False)
 
@@ -184,11 +191,13 @@ class _Scored:
         return self.scale.anchors
 
     def sweep(self, scores: np.ndarray) -> SweptRouter:
-        """A router family's exact curve and every curve and savings metric of it."""
-        return self.swept(threshold_curve(self.success, self.cost, scores))
+        """A router family's exact curve, its steps, and every curve and savings metric of it."""
+        steps = ThresholdSteps.of(self.success, self.cost, scores)
+        return self.swept(steps.curve(), steps)
 
-    def swept(self, curve: Curve) -> SweptRouter:
-        return SweptRouter(curve=curve, metrics={**curve_summary(curve, self.anchors), **self.scale.summary(curve)})
+    def swept(self, curve: Curve, steps: ThresholdSteps | None = None) -> SweptRouter:
+        metrics = {**curve_summary(curve, self.anchors), **self.scale.summary(curve)}
+        return SweptRouter(curve=curve, metrics=metrics, steps=steps)
 
 
 def _scored_rows(tiers: list[str], success: np.ndarray, cost: np.ndarray, probs: np.ndarray, rule: str) -> _Scored:
@@ -236,10 +245,9 @@ def _static_mix(rows: _Scored) -> tuple[SweptRouter, list[int]]:
     return rows.swept(curve), [int(k) for k in np.flatnonzero(on_hull)]
 
 
-def _router_intervals(rows: _Scored) -> dict[str, Interval]:
+def _router_intervals(rows: _Scored, router: SweptRouter) -> dict[str, Interval]:
     """Bootstrap intervals of the router's headline metrics (seeded, so every report on these rows agrees)."""
-    steps = ThresholdSteps.of(rows.success, rows.cost, rows.scores)
-    return curve_intervals(steps, rows.success, rows.cost, resample_weights(len(rows.success)))
+    return curve_intervals(router.steps, rows.success, rows.cost, resample_weights(len(rows.success)))
 
 
 def _two_tier_metrics(rows: _Scored) -> dict[str, float | None] | None:
@@ -313,7 +321,7 @@ def build_report(
         evaluated=int(rows.keep.sum()),
         anchors=rows.anchors,
         router=sweeps["router"],
-        intervals=_router_intervals(rows),
+        intervals=_router_intervals(rows, sweeps["router"]),
         routellm=_two_tier_metrics(rows),
         operating_point=_operating_point(rows, tiers, threshold, rule),
         calibration=tier_calibration(list(tiers), probs, success),
@@ -329,5 +337,7 @@ def build_report(
         json_curves=_json_curves(rows, swept_scores, on_hull),
         probabilities=probs,
         outcomes=success,
+        costs=cost,
+        scored=rows.keep,
         scored_ids=[request_ids[i] for i in np.flatnonzero(rows.keep)] if request_ids is not None else None,
     )
