@@ -1,6 +1,12 @@
 """Optional bearer-token authentication: `authorization: Bearer <token>` metadata on every call.
 
-The health service stays open so load balancers and orchestrators can probe without the token.
+The scheme is matched without regard to case (`bearer`, `BEARER`), as HTTP does. A call carrying several
+`authorization` entries passes only if every one of them holds the token: a proxy that adds its own header
+cannot smuggle a caller through. The health service stays open so load balancers and orchestrators can
+probe without the token.
+
+A refused call is answered before the server reads any request message: the refusal is a streaming
+handler that aborts at once, so an unauthenticated stream that never sends cannot hold a server thread.
 """
 
 from __future__ import annotations
@@ -27,16 +33,23 @@ def read_token(path: str | Path) -> str:
 
 class _TokenCheck:
     def __init__(self, token: str):
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
 
     def allows(self, details: grpc.HandlerCallDetails) -> bool:
         if details.method.startswith(HEALTH_PREFIX):
             return True
+        found = False
         for key, value in details.invocation_metadata or ():
             if key == "authorization":
-                given = value.encode() if isinstance(value, str) else value
-                return hmac.compare_digest(given, self._expected)
-        return False
+                if not self._holds_token(value):
+                    return False
+                found = True
+        return found
+
+    def _holds_token(self, value: str | bytes) -> bool:
+        given = value.encode() if isinstance(value, str) else value
+        scheme, _, token = given.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token.lstrip(b" "), self._expected)
 
 
 class TokenInterceptor(grpc.ServerInterceptor):
@@ -51,11 +64,11 @@ class TokenInterceptor(grpc.ServerInterceptor):
             return continuation(handler_call_details)
         method = handler_call_details.method
 
-        def deny(request, context):
+        def deny(requests, context):
             self._on_denied(method)
             context.abort(grpc.StatusCode.UNAUTHENTICATED, _DENIED)
 
-        return grpc.unary_unary_rpc_method_handler(deny)
+        return grpc.stream_stream_rpc_method_handler(deny)
 
 
 class AsyncTokenInterceptor(grpc.aio.ServerInterceptor):
@@ -70,8 +83,8 @@ class AsyncTokenInterceptor(grpc.aio.ServerInterceptor):
             return await continuation(handler_call_details)
         method = handler_call_details.method
 
-        async def deny(request, context):
+        async def deny(requests, context):
             self._on_denied(method)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, _DENIED)
 
-        return grpc.unary_unary_rpc_method_handler(deny)
+        return grpc.stream_stream_rpc_method_handler(deny)

@@ -29,12 +29,22 @@ def commands() -> None:
     "(files, or the alias moving; polled every --reload-interval) or on SIGHUP.",
 )
 @click.option("--tracking-uri", help=TRACKING_HELP)
-@click.option("--host", default=DEFAULTS.host, show_default=True, help="Address to listen on (gRPC and metrics).")
+@click.option(
+    "--host",
+    default=DEFAULTS.host,
+    show_default=True,
+    help="Address to listen on, for gRPC and metrics alike: loopback only by default; 0.0.0.0 for every "
+    "interface (then use TLS and a token: without them the server warns once).",
+)
 @click.option(
     "--port", default=DEFAULTS.port, show_default=True, type=click.IntRange(0, 65535), help="gRPC port; 0 = any."
 )
 @click.option(
-    "--metrics-port", default=DEFAULTS.metrics_port, show_default=True, type=click.IntRange(0, 65535), help="0 = any."
+    "--metrics-port",
+    default=DEFAULTS.metrics_port,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Prometheus /metrics port, on --host (open without a token); 0 = any.",
 )
 @click.option("--no-metrics", is_flag=True, help="Do not expose Prometheus metrics over HTTP.")
 @click.option(
@@ -48,7 +58,15 @@ def commands() -> None:
     default=DEFAULTS.threads,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Threads of the sync server; an open PredictStream holds one: many streams, use aio.",
+    help="Threads of the sync server for unary calls and health (streams have their own, --max-streams).",
+)
+@click.option(
+    "--max-streams",
+    default=DEFAULTS.max_streams,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Sync server: open PredictStreams at once, each holding a thread of its own (so idle streams never "
+    "starve unary calls or health); one more is refused with RESOURCE_EXHAUSTED. The aio server has no limit.",
 )
 @click.option(
     "--workers",
@@ -65,25 +83,45 @@ def commands() -> None:
     type=click.FloatRange(min=0),
     help="Seconds between checks of the model source; 0: SIGHUP only.",
 )
-@click.option("--max-prompt-bytes", default=DEFAULTS.max_prompt_bytes, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--max-prompt-bytes",
+    default=DEFAULTS.max_prompt_bytes,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Longer prompts get INVALID_ARGUMENT naming the field (the transport takes messages up to "
+    "max(64 MiB, 4x this + 1 MiB)).",
+)
 @click.option(
     "--max-batch", default=DEFAULTS.max_batch, show_default=True, type=click.IntRange(min=1), help="PredictBatch items."
 )
 @click.option(
-    "--grace", default=DEFAULTS.grace, show_default=True, type=click.FloatRange(min=0), help="Drain seconds on stop."
+    "--grace",
+    default=DEFAULTS.grace,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds to drain in-flight calls on SIGTERM; then running batches stop at their next chunk.",
 )
 @click.option(
     "--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate chain (with --tls-key)."
 )
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key (with --tls-cert).")
-@click.option("--auth-token-file", type=click.Path(exists=True, dir_okay=False), help="Require this bearer token.")
-@click.option("--decision-log", type=click.Path(dir_okay=False), help="Append every decision to this JSONL file.")
+@click.option(
+    "--auth-token-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Require `authorization: Bearer <token>` with this token on every call but health.",
+)
+@click.option(
+    "--decision-log",
+    type=click.Path(dir_okay=False),
+    help="Append every decision to this JSONL file; SIGHUP reopens it (log rotation).",
+)
 def serve(no_metrics: bool, metrics_port: int, **options: Any) -> None:
     """Serve a router bundle over gRPC (tierwise.v1.Router, health, reflection) until SIGTERM.
 
     A new bundle (SIGHUP, or its files change) is verified before it replaces the serving one; a bundle
-    that fails is refused and the old one keeps serving. SIGTERM drains in-flight calls, then exits 0.
-    With --workers N this process supervises N server processes sharing the port.
+    that fails is refused and the old one keeps serving. SIGHUP also reopens the decision log. SIGTERM
+    drains in-flight calls, then exits 0. With --workers N this process supervises N server processes
+    sharing the port.
     """
     config = ServeConfig(metrics_port=None if no_metrics else metrics_port, **options)
     if config.workers > 1:

@@ -105,6 +105,16 @@ class ServiceMetrics:
             ["result"],
             registry=self.registry,
         )
+        self._dropped_rows = prom.Counter(
+            "tierwise_log_rows_dropped",
+            "Rows a JSONL log (decisions) could not write, e.g. on a full disk.",
+            ["log"],
+            registry=self.registry,
+        )
+
+    def dropped_rows_counter(self, log_name: str) -> Callable[[int], None]:
+        """The counter of one log's dropped rows, exported at 0 from now on so an alert can watch it."""
+        return self._dropped_rows.labels(log_name).inc
 
     def record_model(self, version: str, encoder: str, source: str) -> None:
         """Publish which model is now serving."""

@@ -1,7 +1,9 @@
 """`tierwise serve`: the gRPC server process, with health, reflection, hot reload, TLS, auth and metrics.
 
 Lifecycle: listen (health NOT_SERVING) -> load and verify the model -> SERVING -> hot-reload on SIGHUP or
-when the bundle changes -> on SIGTERM/SIGINT stop accepting, drain in-flight calls, exit 0.
+when the bundle changes (SIGHUP also reopens the decision log, for log rotation) -> on SIGTERM/SIGINT stop
+accepting, drain in-flight calls for up to --grace seconds, then stop running batches at their next chunk
+and exit 0.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from serving.config import ServeConfig, ServeError
 from serving.decision_log import DecisionLog
 from serving.metrics import MetricsEndpoint, ServiceMetrics
 from serving.reload import LoadedModel, ModelHolder, Reloader, ReloadResult
-from serving.service import SERVICE_NAME, Limits, RouterService, aio_handlers, sync_handlers
+from serving.service import SERVICE_NAME, Limits, RouterService, aio_handlers, method_label, sync_handlers
 from serving.sources import open_model_source
 
 log = logging.getLogger("tierwise.serving")
@@ -38,7 +40,11 @@ class ServingApp:
         self.holder = ModelHolder(
             source, on_swap=self._published, on_refuse=lambda reason: self.metrics.record_refused_reload()
         )
-        self.decision_log = DecisionLog(config.decision_log) if config.decision_log else None
+        self.decision_log = (
+            DecisionLog(config.decision_log, self.metrics.dropped_rows_counter("decisions"))
+            if config.decision_log
+            else None
+        )
         limits = Limits(max_prompt_bytes=config.max_prompt_bytes, max_batch=config.max_batch)
         self.service = RouterService(self.holder, self.metrics, limits, self.decision_log)
         self.reloader = Reloader(self.holder, config.reload_interval)
@@ -89,6 +95,12 @@ class ServingApp:
             flush=True,
         )
 
+    def on_sighup(self) -> None:
+        """Reload the model and reopen the logs (after logrotate renamed them); safe from a signal handler."""
+        self.reloader.request_reload()
+        if self.decision_log is not None:
+            self.decision_log.reopen()
+
     def close(self) -> None:
         self.reloader.stop()
         if self.endpoint is not None:
@@ -97,7 +109,7 @@ class ServingApp:
             self.decision_log.close()
 
     def denied(self, method: str) -> None:
-        self.metrics.record_call(method.rsplit("/", 1)[-1], "UNAUTHENTICATED", 0.0)
+        self.metrics.record_call(method_label(method), "UNAUTHENTICATED", 0.0)
 
     def _published(self, loaded: LoadedModel) -> None:
         encoder = loaded.router.manifest.encoder.kind
@@ -111,9 +123,18 @@ def configure_logging(config: ServeConfig) -> None:
         logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {name}: %(message)s")
 
 
+def warn_if_exposed(config: ServeConfig) -> None:
+    """Say once, on the log, when the server is reachable beyond this machine without TLS or a token."""
+    warning = config.exposure_warning()
+    if warning is not None:
+        log.warning(warning)
+
+
 def serve(config: ServeConfig) -> None:
     """Run one server process until SIGTERM or SIGINT, then drain and return (the process exits 0)."""
     configure_logging(config)
+    if config.worker is None:  # a pool's supervisor warns for its workers
+        warn_if_exposed(config)
     app = ServingApp(config)
     try:
         if config.mode == "aio":
@@ -135,7 +156,7 @@ def _serve_sync(app: ServingApp) -> None:
         options=config.grpc_options(),
         interceptors=interceptors,
     )
-    handlers = sync_handlers(app.service, app.metrics)
+    handlers = sync_handlers(app.service, app.metrics, config.max_streams)
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)])
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
     health_servicer = health.HealthServicer(
@@ -148,7 +169,7 @@ def _serve_sync(app: ServingApp) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: app.reloader.request_reload())
+    signal.signal(signal.SIGHUP, lambda *_: app.on_sighup())
     server.start()
     try:
         app.load_model()
@@ -161,7 +182,9 @@ def _serve_sync(app: ServingApp) -> None:
         pass
     health_servicer.enter_graceful_shutdown()
     drained = server.stop(config.grace)  # refuses new calls from here on
-    log.info("shutting down: draining in-flight calls (up to %.0fs)", config.grace)
+    log.info("shutting down: draining in-flight calls (up to %gs)", config.grace)
+    drained.wait(config.grace)
+    app.service.abandon_calls()  # a handler still running now outlives its call: stop it at its next chunk
     drained.wait()
     log.info("stopped")
 
@@ -182,7 +205,7 @@ async def _serve_aio(app: ServingApp) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, app.reloader.request_reload)
+    loop.add_signal_handler(signal.SIGHUP, app.on_sighup)
     await server.start()
     try:
         await asyncio.to_thread(app.load_model)
@@ -195,7 +218,9 @@ async def _serve_aio(app: ServingApp) -> None:
     await health_servicer.enter_graceful_shutdown()
     drained = asyncio.create_task(server.stop(config.grace))
     await asyncio.sleep(0)  # the stop task runs up to its first wait: new calls are refused from here on
-    log.info("shutting down: draining in-flight calls (up to %.0fs)", config.grace)
+    log.info("shutting down: draining in-flight calls (up to %gs)", config.grace)
+    await asyncio.wait({drained}, timeout=config.grace)
+    app.service.abandon_calls()  # a batch still running on a worker thread now outlives its call
     await drained
     log.info("stopped")
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,8 @@ from serving.validation import (
 log = logging.getLogger("tierwise.serving")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Router"].full_name
+_METHOD_LABELS = {f"/{SERVICE_NAME}/{m.name}": m.name for m in pb.DESCRIPTOR.services_by_name["Router"].methods}
+UNKNOWN_METHOD = "unknown"
 # Deadlines are checked between chunks of a batch, so an expired call stops within one chunk's work.
 BATCH_CHUNK = 64
 
@@ -71,6 +75,11 @@ class RouterService:
         self._limits = limits
         self._decision_log = decision_log
         self._info: tuple[LoadedModel, pb.ModelInfo] | None = None
+        self._abandoned = threading.Event()
+
+    def abandon_calls(self) -> None:
+        """Stop running batches at their next chunk: the drain's grace is over and the process is leaving."""
+        self._abandoned.set()
 
     def predict(self, request: pb.PredictRequest | MalformedRequest, context: Any) -> pb.PredictResponse:
         if isinstance(request, MalformedRequest):
@@ -112,6 +121,8 @@ class RouterService:
             for chunk_start in range(0, len(indices), BATCH_CHUNK):
                 chunk = indices[chunk_start : chunk_start + BATCH_CHUNK]
                 _check_deadline(context)
+                if self._abandoned.is_set():
+                    raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "the server stopped before the batch was done")
                 first = all_args[chunk[0]]
                 start = time.perf_counter_ns()
                 try:
@@ -166,6 +177,15 @@ class RouterService:
                 Decision(args.request_id, args.text, prediction, version, pb.LatencyBand.Name(band), time.time())
             )
         return response
+
+
+def method_label(method: str) -> str:
+    """The metrics label for a called method path: the Router's own method names, every other path `unknown`.
+
+    Callers choose the path (any `/x/<uuid>` reaches the auth check); labelling by it would let them add
+    metric series without bound.
+    """
+    return _METHOD_LABELS.get(method, UNKNOWN_METHOD)
 
 
 def model_info(loaded: LoadedModel) -> pb.ModelInfo:
@@ -279,9 +299,17 @@ def _methods(service: RouterService) -> dict[str, Callable[[Any, Any], Any]]:
     }
 
 
-def sync_handlers(service: RouterService, metrics: ServiceMetrics) -> dict[str, grpc.RpcMethodHandler]:
-    """Method handlers for grpc.server (thread pool)."""
+def sync_handlers(
+    service: RouterService, metrics: ServiceMetrics, max_streams: int
+) -> dict[str, grpc.RpcMethodHandler]:
+    """Method handlers for grpc.server (thread pool).
+
+    An open PredictStream holds a thread while it waits for messages, so streams run on threads of their
+    own: at most `max_streams` open at once, one more thread to refuse the next ones with
+    RESOURCE_EXHAUSTED at once. Unary calls and health keep the server's pool whatever streams do.
+    """
     methods = _methods(service)
+    slots = threading.BoundedSemaphore(max_streams)
 
     def unary(name: str) -> Callable[[Any, grpc.ServicerContext], Any]:
         fn = methods[name]
@@ -295,12 +323,29 @@ def sync_handlers(service: RouterService, metrics: ServiceMetrics) -> dict[str, 
         return handle
 
     def stream(requests: Iterable[Any], context: grpc.ServicerContext) -> Iterable[pb.PredictResponse]:
+        if not slots.acquire(blocking=False):
+            metrics.record_call("PredictStream", grpc.StatusCode.RESOURCE_EXHAUSTED.name, 0.0)
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{max_streams} PredictStreams are open, the most this server takes (--max-streams); "
+                "retry later, or call Predict",
+            )
+        if not context.add_callback(slots.release):  # the call already ended
+            slots.release()
+        return answer_stream(requests, context)
+
+    def answer_stream(requests: Iterable[Any], context: grpc.ServicerContext) -> Iterable[pb.PredictResponse]:
         for request in requests:
             response, failure = _run(metrics, "PredictStream", service.predict, request, context)
             if failure is not None:
                 context.abort(failure.code, failure.details)
             yield response
 
+    # grpc.server runs a behavior on the executor in its `experimental_thread_pool` attribute when it has one
+    # (grpc_health's Watch uses the same hook), else on the server's pool.
+    stream.experimental_thread_pool = futures.ThreadPoolExecutor(  # type: ignore[attr-defined]
+        max_workers=max_streams + 1, thread_name_prefix="tierwise-stream"
+    )
     return _handlers(unary, stream)
 
 

@@ -30,7 +30,7 @@ from classifier.errors import InputError
 from serving.config import ServeConfig, ServeError
 from serving.metrics import MetricsEndpoint, WorkerMetrics, serve_registry
 from serving.process import ServerProcess
-from serving.server import configure_logging, serve
+from serving.server import configure_logging, serve, warn_if_exposed
 
 log = logging.getLogger("tierwise.serving")
 
@@ -162,6 +162,7 @@ class WorkerPool:
 def serve_workers(config: ServeConfig) -> None:
     """Run `config.workers` server processes on one port until SIGTERM or SIGINT, then drain them all."""
     configure_logging(config)
+    warn_if_exposed(config)
     port = reserve_port(config.host, config.port)
     pool = WorkerPool(config, port)
     stop = threading.Event()

@@ -117,6 +117,38 @@ def test_token_over_plaintext(token_server):
             assert status_of(lambda stub=stub: stub.Predict(REQUEST, timeout=10)) == grpc.StatusCode.UNAUTHENTICATED
 
 
+def call_with(server, *authorization: str) -> grpc.StatusCode:
+    """The status of a Predict sending these `authorization` metadata values (in order, duplicates kept)."""
+    with grpc.insecure_channel(server.target) as channel:
+        stub = pb_grpc.RouterStub(channel)
+        try:
+            stub.Predict(REQUEST, timeout=10, metadata=[("authorization", value) for value in authorization])
+        except grpc.RpcError as exc:
+            return exc.code()
+    return grpc.StatusCode.OK
+
+
+def test_the_bearer_scheme_is_matched_in_any_case(token_server):
+    for scheme in ("Bearer", "bearer", "BEARER", "bEaReR"):
+        assert call_with(token_server, f"{scheme} {TOKEN}") == grpc.StatusCode.OK, scheme
+    for value in (TOKEN, f"Basic {TOKEN}", f"Bearer{TOKEN}", f"Bearer {TOKEN}x", "Bearer "):
+        assert call_with(token_server, value) == grpc.StatusCode.UNAUTHENTICATED, value
+
+
+def test_several_authorization_headers_pass_only_if_every_one_holds_the_token(token_server):
+    good, bad = f"Bearer {TOKEN}", "Bearer wrong-token"
+    assert call_with(token_server, good, f"bearer {TOKEN}") == grpc.StatusCode.OK
+    assert call_with(token_server, good, bad) == grpc.StatusCode.UNAUTHENTICATED
+    assert call_with(token_server, bad, good) == grpc.StatusCode.UNAUTHENTICATED
+    assert call_with(token_server, good, "") == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_health_answers_without_a_token_on_a_plaintext_server(token_server):
+    with grpc.insecure_channel(token_server.target) as channel:
+        response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
 def test_tls_needs_both_certificate_and_key(tmp_path, trained_bundle):
     cert, _ = self_signed(tmp_path)
     args = ["--model", str(trained_bundle), "--port", "0", "--no-metrics", "--tls-cert", str(cert)]

@@ -167,6 +167,19 @@ def test_bad_input_is_invalid_argument_naming_the_field(stub, request_, field):
     assert caught.value.details().startswith(f"{field}: ")
 
 
+def test_a_10_mb_prompt_is_invalid_argument_naming_the_field(stub):
+    """Over --max-prompt-bytes but within the transport's limit: the handler, not the transport, says no."""
+    huge = "x" * (10 << 20)
+    for request, field in [
+        (pb.PredictRequest(prompt=huge), "prompt"),
+        (pb.PredictRequest(messages=[pb.ChatMessage(role="user", content=huge)]), "messages"),
+    ]:
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Predict(request, timeout=30)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details().startswith(f"{field}: is over the size limit")
+
+
 def test_invalid_utf8_is_invalid_argument_naming_the_field(channel):
     raw_predict = channel.unary_unary(
         "/tierwise.v1.Router/Predict", response_deserializer=pb.PredictResponse.FromString
@@ -209,7 +222,14 @@ def test_reflection_describes_the_router_service(channel):
     database = ProtoReflectionDescriptorDatabase(channel)
     assert {"tierwise.v1.Router", "grpc.health.v1.Health"} <= set(database.get_services())
     service = DescriptorPool(database).FindServiceByName("tierwise.v1.Router")
-    assert {m.name for m in service.methods} == {"Predict", "PredictBatch", "PredictStream", "GetModelInfo"}
+    assert {m.name for m in service.methods} == {
+        "Predict",
+        "PredictBatch",
+        "PredictStream",
+        "GetModelInfo",
+        "ReportOutcome",
+        "ReportOutcomes",
+    }
     assert service.methods_by_name["Predict"].input_type.fields_by_name["prompt"].type == 9  # string
 
 

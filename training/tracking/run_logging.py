@@ -20,7 +20,8 @@ import polars as pl
 from training.attempts import SOURCE_FILE
 from training.tracking.promotion import fitness_problems
 from training.tracking.pyfunc import log_router_model
-from training.tracking.registry import CHALLENGER, CHAMPION, Registry
+from training.tracking.registry import CHALLENGER, Registry
+from training.tracking.run_owner import owner_tags
 from training.tracking.store import DEFAULT_EXPERIMENT, activate, use_experiment
 from training.train import TrainResult
 
@@ -131,15 +132,16 @@ def log_training_run(
     """Record a finished training run; with `register`, add the model as a new version of that name.
 
     A newly registered version becomes `champion` when the model has none yet and nothing speaks against it
-    (`promotion.fitness_problems`), else `challenger`; a refusal is tagged and described on the version.
-    `tags` are added to the run's own.
+    (`promotion.fitness_problems`), else `challenger` (one compare-and-set, so two registrations at once never
+    both claim champion); a refusal is tagged and described on the version. `tags` are added to the run's own,
+    and so are its owner's pid and host, so a later command can end the run if this one is killed.
     """
     import mlflow
 
     activate(registry.uri)
     use_experiment(experiment, registry.uri)
     manifest = result.manifest
-    with mlflow.start_run(run_name=run_name(result)) as run:
+    with mlflow.start_run(run_name=run_name(result), tags=owner_tags()) as run:
         mlflow.log_params(run_params(result))
         mlflow.set_tags(
             {"tierwise.data_fingerprint": manifest.data["fingerprint"], "tierwise.bundle": manifest.version}
@@ -155,11 +157,11 @@ def log_training_run(
     version = registry.register(register, info.model_uri, run.info.run_id, info.model_id, version_tags(result))
     registry.client.update_run(run.info.run_id, name=run_name(result, register, version))
     refused = fitness_problems(result.evaluation, manifest.policy)
-    alias = CHAMPION if registry.alias_version(register, CHAMPION) is None and not refused else CHALLENGER
-    registry.set_alias(register, alias, version)
     if refused:
+        registry.set_alias(register, CHALLENGER, version)
         registry.client.set_model_version_tag(register, version, REFUSED_TAG, "; ".join(refused))
         describe_version(registry, register, version, "Not made champion: " + "; ".join(refused) + ".")
+    alias = CHALLENGER if refused else registry.claim(register, version)
     return TrackedRun(run.info.run_id, info.model_uri, version, alias, refused)
 
 
@@ -171,7 +173,7 @@ def log_comparison_run(
 
     activate(registry.uri)
     use_experiment(experiment, registry.uri)
-    with mlflow.start_run(run_name=name) as run:
+    with mlflow.start_run(run_name=name, tags=owner_tags()) as run:
         mlflow.set_tags({"tierwise.comparison": "true"} | tags)
         mlflow.log_metrics(metrics)
     return run.info.run_id

@@ -54,6 +54,16 @@ class RouterStub:
                 request_serializer=tierwise_dot_v1_dot_router__pb2.GetModelInfoRequest.SerializeToString,
                 response_deserializer=tierwise_dot_v1_dot_router__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.ReportOutcome = channel.unary_unary(
+                '/tierwise.v1.Router/ReportOutcome',
+                request_serializer=tierwise_dot_v1_dot_router__pb2.Outcome.SerializeToString,
+                response_deserializer=tierwise_dot_v1_dot_router__pb2.OutcomeAck.FromString,
+                _registered_method=True)
+        self.ReportOutcomes = channel.stream_unary(
+                '/tierwise.v1.Router/ReportOutcomes',
+                request_serializer=tierwise_dot_v1_dot_router__pb2.Outcome.SerializeToString,
+                response_deserializer=tierwise_dot_v1_dot_router__pb2.OutcomesSummary.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -87,6 +97,20 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportOutcome(self, request, context):
+        """What happened after a routing decision: one attempt's outcome (its grade, cost and latency).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportOutcomes(self, request_iterator, context):
+        """Many outcomes on one stream; one summary reply once the client closes it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +133,16 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.GetModelInfo,
                     request_deserializer=tierwise_dot_v1_dot_router__pb2.GetModelInfoRequest.FromString,
                     response_serializer=tierwise_dot_v1_dot_router__pb2.ModelInfo.SerializeToString,
+            ),
+            'ReportOutcome': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportOutcome,
+                    request_deserializer=tierwise_dot_v1_dot_router__pb2.Outcome.FromString,
+                    response_serializer=tierwise_dot_v1_dot_router__pb2.OutcomeAck.SerializeToString,
+            ),
+            'ReportOutcomes': grpc.stream_unary_rpc_method_handler(
+                    servicer.ReportOutcomes,
+                    request_deserializer=tierwise_dot_v1_dot_router__pb2.Outcome.FromString,
+                    response_serializer=tierwise_dot_v1_dot_router__pb2.OutcomesSummary.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +253,60 @@ class Router:
             '/tierwise.v1.Router/GetModelInfo',
             tierwise_dot_v1_dot_router__pb2.GetModelInfoRequest.SerializeToString,
             tierwise_dot_v1_dot_router__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportOutcome(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierwise.v1.Router/ReportOutcome',
+            tierwise_dot_v1_dot_router__pb2.Outcome.SerializeToString,
+            tierwise_dot_v1_dot_router__pb2.OutcomeAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportOutcomes(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/tierwise.v1.Router/ReportOutcomes',
+            tierwise_dot_v1_dot_router__pb2.Outcome.SerializeToString,
+            tierwise_dot_v1_dot_router__pb2.OutcomesSummary.FromString,
             options,
             channel_credentials,
             insecure,
