@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import train_files
+from tests.image_build import BuiltEnv, read_stages, run_build_stage
 from training.sample_logs import write_sample_logs
 
 SAMPLE_REQUESTS = 600
@@ -65,3 +66,9 @@ def untimed_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     train_bundle(read_attempts([logs]), work / "bundle", ladder, TrainOptions(encoder="static"))
     return work / "bundle"
+
+
+@pytest.fixture(scope="session")
+def serving_image_env(tmp_path_factory: pytest.TempPathFactory) -> BuiltEnv:
+    """The serving image's environment: deploy/Dockerfile's build stage run here (a real pip install: minutes)."""
+    return run_build_stage(read_stages()[0], tmp_path_factory.mktemp("serving-image"))

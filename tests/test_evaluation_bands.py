@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from classifier.router import Router
 from tierwise.cli import main
-from training.evaluation.bands import BandOptions, best_fixed_mix, evaluate_band, oracle_chains, simulate
+from training.evaluation.bands import BandOptions, evaluate_band, oracle_chains, simulate
+from training.evaluation.savings import static_mix_quality, static_mix_shares
 
 # three requests on three tiers: the first solved by haiku, the second only by opus, the third by nothing
 SUCCESS = np.array([[1, 1, 1], [0, 0, 1], [0, 0, 0]], dtype=float)
@@ -39,12 +40,19 @@ def test_the_oracle_takes_the_cheapest_tier_that_answers_in_time():
     assert oracle_chains(np.zeros((1, 3)), latency[:1], None) == [(2,)]
 
 
-def test_the_static_mix_is_the_best_fixed_share_of_tiers_at_the_cost():
-    points = [simulate([(k,)] * 3, SUCCESS, COST, LATENCY) for k in range(3)]
-    # quality 1/3, 1/3, 2/3 at cost 1, 4, 10: at cost 5.5 the best mix is half haiku, half opus
-    assert best_fixed_mix(points, 5.5, None) == pytest.approx([0.5, 0.0, 0.5])
-    assert best_fixed_mix(points, 10.0, None) == pytest.approx([0.0, 0.0, 1.0])
-    assert best_fixed_mix(points, 0.5, None) == pytest.approx([1.0, 0.0, 0.0])
+def test_the_static_mix_shares_are_those_behind_its_quality():
+    cost, quality = np.array([1.0, 4.0, 10.0]), np.array([1 / 3, 1 / 3, 2 / 3])
+    # at cost 5.5 the best mix is half haiku, half opus; sonnet adds cost and no quality
+    assert static_mix_shares(cost, quality, 5.5) == pytest.approx([0.5, 0.0, 0.5])
+    assert static_mix_shares(cost, quality, 10.0) == pytest.approx([0.0, 0.0, 1.0])
+    assert static_mix_shares(cost, quality, 0.5) == pytest.approx([1.0, 0.0, 0.0])
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        cost, quality = np.sort(rng.uniform(0, 10, 4)), rng.uniform(0, 1, 4)
+        budget = rng.uniform(cost[0], cost[-1])
+        shares = static_mix_shares(cost, quality, budget)
+        assert shares.sum() == pytest.approx(1.0) and shares @ cost <= budget + 1e-9
+        assert shares @ quality == pytest.approx(static_mix_quality(cost, quality, np.array([budget]))[0])
 
 
 def test_async_pays_batch_prices_for_the_same_chains(trained_bundle):

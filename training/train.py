@@ -1,7 +1,8 @@
 """The training pipeline: attempt log -> labels -> embeddings -> calibrated head -> policy -> ONNX bundle.
 
 The split rule (`training.splits`) decides which requests are fitted on, which choose the policy and
-which are only evaluated. The exported bundle is then scored on the held-out rows by the same code
+which are only evaluated. Training refuses a tier with too few observed outcomes (`training.sufficiency`), or
+drops it when asked. The exported bundle is then scored on the held-out rows by the same code
 `tierwise eval` runs, and that evaluation travels with the result, so nothing downstream (run logging,
 retrain's gate) scores it again.
 """
@@ -28,12 +29,14 @@ from training.evaluation.frames import outcome_arrays
 from training.evaluation.report import EvalReport
 from training.evaluation.summary import summary_metrics
 from training.export import export_bundle
+from training.guarantee import QualityTarget
 from training.head import TierHead
 from training.labels import Labels, label_requests
 from training.logs import AttemptLog, LogError
 from training.policy_choice import DEFAULT_QUALITY_FLOOR, PolicyChoice, choose_policy
 from training.speed import measure_latency
 from training.splits import DEFAULT_COLUMN, SplitRule
+from training.sufficiency import DEFAULT_MIN_OUTCOMES, refuse_short_tiers, tier_outcomes, without_tiers
 from training.timing import TimeFit, fit_tier_times
 
 LATENCY_PROMPTS = 200
@@ -49,6 +52,10 @@ class TrainOptions:
     C: float = 0.1
     threshold_rule: str = "auto"
     quality_floor: float = DEFAULT_QUALITY_FLOOR
+    quality_target: float | None = None
+    confidence: float = 0.95
+    min_outcomes_per_tier: int = DEFAULT_MIN_OUTCOMES
+    drop_untrained_tiers: bool = False
     cache: bool = True
 
     @property
@@ -59,6 +66,11 @@ class TrainOptions:
     def rules(self) -> tuple[str, ...]:
         """The threshold rules to choose among on validation rows."""
         return RULES if self.threshold_rule == "auto" else (self.threshold_rule,)
+
+    @property
+    def target(self) -> QualityTarget | None:
+        """The guarded quality target, when one was asked for (else the unguarded `quality_floor` applies)."""
+        return None if self.quality_target is None else QualityTarget(self.quality_target, self.confidence)
 
 
 @dataclass
@@ -74,6 +86,7 @@ class TrainResult:
     labels: Labels
     calibration_folds: int
     untimed_tiers: list[str] = field(default_factory=list)
+    dropped_tiers: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -86,12 +99,19 @@ class TrainResult:
             "C": options.C,
             "calibration_folds": self.calibration_folds,
             "threshold_rule": options.threshold_rule,
-            "quality_floor": options.quality_floor,
+            **self._quality_params(),
+            "min_outcomes_per_tier": options.min_outcomes_per_tier,
             "seed": options.seed,
             "split_column": options.split_column,
             "success_threshold": self.log.success_threshold,
             "tiers": self.labels.ladder.names,
         }
+
+    def _quality_params(self) -> dict[str, Any]:
+        options = self.options
+        if options.quality_target is None:
+            return {"quality_floor": options.quality_floor}
+        return {"quality_target": options.quality_target, "confidence": options.confidence}
 
 
 @dataclass(frozen=True)
@@ -118,14 +138,39 @@ class _Masks:
 def _fit(
     vectors: np.ndarray, success: np.ndarray, cost: np.ndarray, masks: _Masks, options: TrainOptions
 ) -> tuple[TierHead, PolicyChoice]:
-    """Choose the policy with a head fitted on the fit rows, then refit the head on every training row."""
+    """Choose the policy with a head fitted on the fit rows, then refit the head on every training row.
+
+    With a guarded quality target the head is not refit: the validation rows it was certified on must stay
+    unseen by the head that serves, or the guarantee would not hold.
+    """
     head = TierHead(C=options.C, random_state=options.seed).fit(vectors[masks.fit], success[masks.fit])
     valid = masks.validation
     choice = choose_policy(
-        success[valid], cost[valid], head.predict_proba(vectors[valid]), options.rules, options.quality_floor
+        success[valid],
+        cost[valid],
+        head.predict_proba(vectors[valid]),
+        options.rules,
+        options.quality_floor,
+        options.target,
     )
-    head = TierHead(C=options.C, random_state=options.seed).fit(vectors[masks.train], success[masks.train])
+    if options.target is None:
+        head = TierHead(C=options.C, random_state=options.seed).fit(vectors[masks.train], success[masks.train])
     return head, choice
+
+
+def _trainable_labels(log: AttemptLog, ladder: TierLadder, options: TrainOptions) -> tuple[Labels, dict[str, int]]:
+    """Labels on a ladder whose every tier has enough observed training outcomes, and the tiers dropped for it.
+
+    A short tier stops training (`TooFewOutcomesError`) unless `drop_untrained_tiers`, which relabels without it.
+    """
+    labels = label_requests(log, ladder)
+    outcomes = tier_outcomes(labels, _Masks.of(labels.frame, options).train, options.min_outcomes_per_tier)
+    if not outcomes.short:
+        return labels, {}
+    if not options.drop_untrained_tiers:
+        refuse_short_tiers(outcomes, log, ladder)
+    dropped = {tier: outcomes.observed[tier] for tier in outcomes.short}
+    return label_requests(log, without_tiers(ladder, list(dropped))), dropped
 
 
 def _manifest(
@@ -165,10 +210,10 @@ def train_bundle(
     """Train a router on an attempt log and export it as a verified bundle directory, evaluated once."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    labels = label_requests(log, ladder)
+    labels, dropped = _trainable_labels(log, ladder, options)
     frame = labels.frame
     masks = _Masks.of(frame, options)
-    success, cost = outcome_arrays(frame, ladder.names)
+    success, cost = outcome_arrays(frame, labels.ladder.names)
     timings["label_s"] = time.perf_counter() - started
 
     step = time.perf_counter()
@@ -181,7 +226,7 @@ def train_bundle(
     timings["fit_s"] = time.perf_counter() - step
 
     step = time.perf_counter()
-    times = fit_tier_times(_train_attempts(log, frame, masks), ladder)
+    times = fit_tier_times(_train_attempts(log, frame, masks), labels.ladder)
     manifest = _manifest(log, labels, cost, masks, choice, encoder, times)
     stamped = export_bundle(out_dir, encoder, head, manifest)
     router = Router.load(out_dir)
@@ -204,5 +249,6 @@ def train_bundle(
         labels=labels,
         calibration_folds=head.calibration_folds,
         untimed_tiers=times.untimed_tiers,
+        dropped_tiers=dropped,
         timings={**timings, **latency},
     )

@@ -6,9 +6,8 @@ are paid, whether or not it succeeds; the first success is the acceptable answer
 has none. Strategies, on the requests known on every tier:
 - `router`: the bundle's policy in the band (`Router.predict`'s options), from its own probabilities;
 - `always.<tier>`: that tier alone;
-- `static_mix`: the best fixed mix of tiers (a share of traffic to each, blind to the prompt) costing at most
-  the router's mean cost: the highest quality (within the budget, when there is one) of the always-one-tier
-  points mixed two at a time;
+- `static_mix`: the best fixed mix of tiers (`savings.static_mix_shares`: a share of traffic to each, blind to
+  the prompt) costing at most the router's mean cost, judged by quality within the budget when there is one;
 - `oracle`: each request on its cheapest tier that answers acceptably (within the budget, when there is one),
   else its cheapest success, else the top tier.
 A latency the logs lack is the bundle's mean time for that tier (`latency_from_logs` says how much was logged).
@@ -25,6 +24,7 @@ import polars as pl
 
 from classifier.policy import BANDS, PolicyError
 from classifier.router import Router
+from training.evaluation.savings import static_mix_shares
 
 TIME_QUANTILES = {"p50": 0.5, "p95": 0.95}
 
@@ -136,24 +136,6 @@ def oracle_chains(success: np.ndarray, latency: np.ndarray, budget_ms: float | N
     return chains
 
 
-def best_fixed_mix(points: Sequence[Simulated], max_cost: float, budget_ms: float | None) -> np.ndarray:
-    """Shares of traffic per tier (at most two tiers) with the best quality costing at most max_cost."""
-    costs = [p.mean_cost() for p in points]
-    quality = [p.quality(budget_ms) for p in points]
-    best, best_shares = -1.0, np.eye(len(points))[int(np.argmin(costs))]
-    for i in range(len(points)):
-        for j in range(len(points)):
-            if costs[i] > max_cost:
-                continue
-            share_j = 0.0 if costs[j] <= costs[i] else min(1.0, (max_cost - costs[i]) / (costs[j] - costs[i]))
-            mixed = (1 - share_j) * quality[i] + share_j * quality[j]
-            if mixed > best + 1e-12:
-                best, best_shares = mixed, np.zeros(len(points))
-                best_shares[i] += 1 - share_j
-                best_shares[j] += share_j
-    return best_shares
-
-
 @dataclass(frozen=True)
 class BandReport:
     """Every strategy's simulation in one band on the same requests."""
@@ -249,7 +231,11 @@ def evaluate_band(
     budget = options.budget_ms
     router_sim = simulate(_router_chains(router, probs, options), success, cost, latency)
     always = {t: simulate([(k,)] * len(success), success, cost, latency) for k, t in enumerate(tiers)}
-    shares = best_fixed_mix(list(always.values()), router_sim.mean_cost(), budget)
+    shares = static_mix_shares(
+        np.array([sim.mean_cost() for sim in always.values()]),
+        np.array([sim.quality(budget) for sim in always.values()]),
+        router_sim.mean_cost(),
+    )
     sweep = [
         (b, simulate(_router_chains(router, probs, replace(options, max_latency_ms=b)), success, cost, latency))
         for b in sweep_budgets
