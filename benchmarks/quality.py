@@ -277,14 +277,17 @@ def two_tier_views(dataset_name: str, data: Path, work: Path) -> list[tuple[str,
     for name, ladder in ladders.items():
         result, router = train(DATASETS[dataset_name].logs(data), ladder, work / f"pair-{name.replace(' -> ', '-')}")
         report = evaluate_router(router, result.labels.frame)
-        views.append((name, report, routellm_intervals(report)))
+        views.append((name, report, routellm_intervals(report, router.manifest.tier_costs_usd)))
     return views
 
 
-def routellm_intervals(report: EvalReport) -> dict[str, Interval]:
-    """Bootstrap intervals of RouteLLM's metrics (the deciles are recomputed on every resample, as RouteLLM would)."""
+def routellm_intervals(report: EvalReport, costs: list[float]) -> dict[str, Interval]:
+    """Bootstrap intervals of RouteLLM's metrics (the deciles are recomputed on every resample, as RouteLLM would).
+
+    `costs` are the bundle's tier costs, which the utility rule's scores need.
+    """
     success = report.outcomes[report.scored]
-    strong_score = 1.0 - rule_scores(report.probabilities[report.scored], report.operating_point.rule)[:, 0]
+    strong_score = 1.0 - rule_scores(report.probabilities[report.scored], report.operating_point.rule, costs)[:, 0]
     rng = np.random.default_rng(0)
     samples: dict[str, list[float]] = {}
     for _ in range(200):
@@ -366,10 +369,11 @@ def coverage_check(
         for _ in range(splits):
             order = rng.permutation(len(success))
             cal, test = order[:size], order[size:]
-            guarded = choose_policy(success[cal], cost[cal], probs[cal], RULES, target=target).spec
-            unguarded = choose_policy(success[cal], cost[cal], probs[cal], RULES, quality_floor=share).spec
+            tier_costs = result.manifest.tier_costs_usd
+            guarded = choose_policy(success[cal], cost[cal], probs[cal], RULES, tier_costs, target=target).spec
+            unguarded = choose_policy(success[cal], cost[cal], probs[cal], RULES, tier_costs, quality_floor=share).spec
             for kind, spec in (("guarded", guarded), ("unguarded", unguarded)):
-                chosen = choose_tiers(rule_scores(probs[test], spec.rule), spec.threshold)
+                chosen = choose_tiers(rule_scores(probs[test], spec.rule, tier_costs), spec.threshold)
                 picked = test, chosen
                 kept = success[picked].mean() >= share * success[test, -1].mean()
                 runs[kind].append((kept, cost[picked].mean() / cost[test, -1].mean()))

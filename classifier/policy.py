@@ -3,7 +3,11 @@
 Rules for `threshold` mode (the quality threshold q is the bundle's default or the request's quality_target):
 - `absolute`: the cheapest allowed tier with P(success) >= q, else the top allowed tier;
 - `relative`: the cheapest allowed tier with P(success) >= q x the best allowed tier's P(success), i.e. the
-  cheapest tier that keeps a share q of the best reachable quality.
+  cheapest tier that keeps a share q of the best reachable quality;
+- `utility`: the allowed tier maximising P(success) - lambda x cost / the top tier's cost, lambda = (1 - q) / q:
+  q = 1 buys the best expected quality, q -> 0 the cheapest tier. It traces the best cost-quality frontier
+  calibrated probabilities allow. It is written as per-tier scores that the same threshold comparison reads
+  (`utility_row`), so curves, policy choice and serving share one sweep.
 `cost` mode picks the escalation chain with the lowest expected cost to an acceptable answer: each tier in
 the chain is paid for when every earlier tier has failed. Tiers are assumed nested (a request a cheaper
 tier solves, a stronger one solves too), so the chance of reaching a tier is one minus the best
@@ -12,10 +16,12 @@ success probability among the tiers before it.
 Latency bands (`BANDS`) change the decision when the bundle has a time model (`classifier.timing`):
 - `interactive` with a budget (`max_latency_ms`): a chain's quality is its chance of an acceptable answer
   within the budget, the sum over its tiers of P(first acceptable there) x P(the attempts so far finish in
-  time). Steps with less than MIN_FINISH chance of finishing in time are dropped. `threshold` mode takes the
-  cheapest tier whose own in-budget chance clears the threshold (with its chain above it); `cost` mode the
-  cheapest escalation chain whose in-budget chance clears it. When none does: the candidate with the best
-  in-budget chance, and `budget_met` is false. Without a budget: as above, with no time in the decision.
+  time). Steps with less than MIN_FINISH chance of finishing in time are dropped. `threshold` mode applies
+  the bundle's rule to each tier's own in-budget chance (P(success) x P(it finishes in time)) and takes the
+  first tier that clears the threshold, with its chain above it; `cost` mode takes the cheapest escalation
+  chain whose in-budget chance meets the quality bar (q; q x the best P(success) for `relative`). When none
+  does: the candidate with the best in-budget chance. `budget_met` says whether the chosen chain's in-budget
+  chance meets the bar. Without a budget: as above, with no time in the decision.
 - `tolerant` with a value of time: the escalation chain with the lowest expected cost plus
   value_of_time_usd_per_s x expected time (applied mode: `cost`). Without one: as above.
 - `async`: tiers at their Batch API prices; time is ignored and no expected time is reported.
@@ -34,7 +40,7 @@ import numpy as np
 from classifier.errors import InputError
 from classifier.timing import TimeModel
 
-RULES = ("absolute", "relative")
+RULES = ("absolute", "relative", "utility")
 MODES = ("threshold", "cost")
 BANDS = ("interactive", "tolerant", "async")
 # The relative rule divides by the best P(success); this floor keeps an all-zero row finite.
@@ -83,8 +89,8 @@ def escalation_chains(allowed: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
     return tuple((*c, allowed[-1]) for r in range(len(allowed)) for c in combinations(allowed[:-1], r))
 
 
-def rule_scale(best: float | np.ndarray, rule: str) -> float | np.ndarray:
-    """What P(success) is divided by before the threshold comparison: 1, or the best tier's P (`relative`).
+def _scale(best: float | np.ndarray, rule: str) -> float | np.ndarray:
+    """What P(success) is divided by under the ratio rules: 1 (`absolute`) or the best tier's P (`relative`).
 
     Works on a float (one request, on the served hot path) and on an array of row maxima (evaluation).
     """
@@ -95,13 +101,60 @@ def rule_scale(best: float | np.ndarray, rule: str) -> float | np.ndarray:
     raise PolicyError("rule", f"must be one of {RULES}, got {rule!r}")
 
 
-def rule_scores(probs: np.ndarray, rule: str) -> np.ndarray:
-    """What the threshold is compared with: P(success) itself, or its share of the best tier's (`relative`).
+def unit_costs(costs: Sequence[float]) -> list[float]:
+    """Tier costs in units of the top tier's (the utility rule's lambda is relative to it)."""
+    top = float(costs[-1]) or 1.0
+    return [float(c) / top for c in costs]
 
-    With these scores both rules read the same: the cheapest tier whose score clears the threshold.
+
+def utility_row(probs: Sequence[float], costs: Sequence[float]) -> list[float]:
+    """One request's `utility` scores: the cheapest tier with score >= q is argmax_k P_k - lambda c_k, q = 1/(1+lambda).
+
+    As lambda falls from +inf to 0 a request climbs the upper concave hull of its (cost, P) points: it
+    leaves hull tier a for the next hull tier b once q exceeds 1 / (1 + (P_b - P_a) / (c_b - c_a)), which
+    is a's score. The last hull tier (the best P, cheapest on ties) scores 1, so it always passes; tiers
+    off the hull score 0 and are never chosen. `costs` are in units of the top tier (`unit_costs`),
+    cheapest first and rising. Plain floats: this runs on the served hot path.
+    """
+    scores = [0.0] * len(probs)
+    current = 0
+    while True:
+        best, steepest = -1, 0.0
+        for k in range(current + 1, len(probs)):
+            gain, extra = probs[k] - probs[current], costs[k] - costs[current]
+            if gain > 0 and extra > 0 and gain / extra > steepest:
+                best, steepest = k, gain / extra
+        if best < 0:
+            scores[current] = 1.0
+            return scores
+        scores[current] = 1.0 / (1.0 + steepest)
+        current = best
+
+
+def row_scores(probs: Sequence[float], unit: Sequence[float], rule: str) -> list[float]:
+    """What one request's per-tier threshold comparison reads under `rule` (plain floats, for the hot path).
+
+    `unit` are the tiers' costs in units of the ladder's top tier (`unit_costs`), used by `utility` only.
+    """
+    if rule == "utility":
+        return utility_row(probs, unit)
+    scale = float(_scale(max(probs), rule))
+    return [p / scale for p in probs]
+
+
+def rule_scores(probs: np.ndarray, rule: str, costs: Sequence[float] | None = None) -> np.ndarray:
+    """`row_scores` for every row of an (n, T) array: what evaluation and policy choice sweep the threshold over.
+
+    With these scores every rule reads the same: the cheapest tier whose score clears the threshold.
+    `costs` (the bundle's per-tier costs) are needed by the `utility` rule only.
     """
     probs = np.asarray(probs, dtype=np.float64)
-    return probs / rule_scale(probs.max(axis=-1, keepdims=True), rule)
+    if rule != "utility":
+        return probs / _scale(probs.max(axis=-1, keepdims=True), rule)
+    if costs is None:
+        raise PolicyError("rule", "the utility rule needs the tiers' costs")
+    unit = unit_costs(costs)
+    return np.asarray([utility_row(row, unit) for row in probs.tolist()], dtype=np.float64).reshape(probs.shape)
 
 
 @dataclass(frozen=True)
@@ -119,6 +172,7 @@ class Policy:
     def __post_init__(self) -> None:
         if self.rule not in RULES:
             raise PolicyError("rule", f"must be one of {RULES}, got {self.rule!r}")
+        object.__setattr__(self, "_unit", unit_costs(self.costs))
 
     def allowed(self, allowed_tiers: Sequence[str] | None) -> list[int]:
         """Indices of the allowed tiers, cheapest first; all tiers when none are named."""
@@ -179,10 +233,10 @@ class Policy:
         if mode == "cost":
             chain = min(escalation_chains(tuple(allowed)), key=lambda c: (expected_chain_cost(row, costs, c), c))
         else:
-            scale = rule_scale(max(row[i] for i in allowed), self.rule)
+            scores = row_scores([row[i] for i in allowed], [self._unit[i] for i in allowed], self.rule)
             position = len(allowed) - 1
-            for k, tier in enumerate(allowed):
-                if row[tier] / scale >= target:
+            for k, score in enumerate(scores):
+                if score >= target:
                     position = k
                     break
             chain = tuple(allowed[position:])
@@ -201,14 +255,17 @@ class Policy:
     def _in_budget(self, row: list[float], allowed: list[int], target: float, mode: str, budget: float) -> Choice:
         """The interactive decision under a latency budget (module docstring)."""
         times = self._time_model("max_latency_ms")
-        bar = target * rule_scale(max(row[i] for i in allowed), self.rule)
+        best = max(row[i] for i in allowed)
+        bar = target * (best if self.rule == "relative" else 1.0)
         candidates: list[tuple[float, float, tuple[int, ...]]] = []
         if mode == "threshold":
+            in_time = [row[i] * times.within(1 << i, budget) for i in allowed]
+            scores = self._budget_scores(in_time, allowed, best)
             for k, tier in enumerate(allowed):
                 chain, chance = _fit_budget(row, allowed[k:], times, budget)
                 if not chain:
                     continue
-                if chain[0] == tier and row[tier] * times.within(1 << tier, budget) >= bar:
+                if chain[0] == tier and scores[k] >= target:
                     return self._budget_choice(row, chain, chance >= bar, mode, times)
                 candidates.append((chance, k, chain))
         else:
@@ -226,6 +283,15 @@ class Policy:
             fastest = max(allowed, key=lambda t: (times.within(1 << t, budget), -times.mean_ms[t]))
             return self._budget_choice(row, (fastest,), False, mode, times)
         return self._budget_choice(row, max(candidates)[2], False, mode, times)
+
+    def _budget_scores(self, in_time: list[float], allowed: list[int], best: float) -> list[float]:
+        """The rule's threshold scores of each allowed tier's chance of an acceptable answer in time: as a share of
+        the best P(success) for `relative` (a share of the best reachable quality), the utility trade-off on them
+        for `utility`, themselves for `absolute`."""
+        if self.rule == "utility":
+            return utility_row(in_time, [self._unit[i] for i in allowed])
+        scale = float(_scale(best, self.rule))
+        return [p / scale for p in in_time]
 
     def _budget_choice(
         self, row: list[float], chain: tuple[int, ...], met: bool, mode: str, times: TimeModel

@@ -56,7 +56,7 @@ def test_the_certified_threshold_keeps_the_target_on_new_requests_and_the_unguar
         found = certify(success[rows], cost[rows], scores[rows], target)
         guarded.append(share_at(found.threshold, success, scores) >= target.share)
         certified += found.threshold is not None
-        floor = choose_policy(success[rows], cost[rows], probs[rows], ("absolute",), quality_floor=target.share)
+        floor = choose_policy(success[rows], cost[rows], probs[rows], ("absolute",), COSTS, quality_floor=target.share)
         unguarded.append(share_at(floor.spec.threshold, success, scores) >= target.share)
     assert np.mean(guarded) >= target.confidence
     assert certified >= 90  # the bound is not vacuous: most draws certify a threshold below always-top
@@ -79,7 +79,7 @@ def test_too_few_calibration_rows_certify_nothing_and_send_everything_to_the_top
     success, cost, probs = population(30, seed=2)
     found = certify(success, cost, probs, QualityTarget(0.95))
     assert found.threshold is None and found.quality_bound == 1.0
-    spec = choose_policy(success, cost, probs, ("absolute", "relative"), target=QualityTarget(0.95)).spec
+    spec = choose_policy(success, cost, probs, ("absolute", "relative"), COSTS, target=QualityTarget(0.95)).spec
     assert (spec.rule, spec.threshold) == ("absolute", 1.0)
     assert spec.guarantee["certified"] is False and "every request to the top tier" in spec.chosen_by
 
@@ -94,7 +94,9 @@ def test_the_rule_choice_is_paid_for_in_the_level_of_each_test():
 
 def test_train_with_a_quality_target_records_the_guarantee(sample_logs, tmp_path):
     out = tmp_path / "b"
-    result = CliRunner().invoke(main, ["train", str(sample_logs), "--out", str(out), "--quality-target", "0.9"])
+    # one rule, so the whole confidence goes to its test (auto spreads it over every rule, see above)
+    args = ["train", str(sample_logs), "--out", str(out), "--quality-target", "0.9", "--threshold-rule", "relative"]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     guarantee = manifest["policy"]["guarantee"]

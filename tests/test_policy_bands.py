@@ -133,3 +133,13 @@ def test_a_model_without_a_time_model_refuses_time_options_by_name(kwargs, field
     with pytest.raises(PolicyError, match="no time model") as error:
         UNTIMED.choose(HARD, **kwargs)
     assert error.value.field == field
+
+
+@pytest.mark.parametrize("rule", ["absolute", "relative", "utility"])
+def test_every_rule_keeps_its_decision_under_a_generous_budget_and_moves_under_a_tight_one(rule):
+    policy = Policy(tiers=TIERS, costs=COSTS, threshold=0.7, rule=rule, times=TIMED.times)
+    for probs in (np.array([0.5, 0.75, 0.95]), HARD, np.array([0.9, 0.95, 0.99])):
+        plain = policy.choose(probs)
+        assert policy.choose(probs, max_latency_ms=60_000).chain == plain.chain
+        # opus cannot finish in 5 s: whatever the rule, the chain leaves it out
+        assert 2 not in policy.choose(probs, max_latency_ms=5000).chain

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from classifier.policy import RULES
 from training.cli_options import ManyValuesOption
 from training.extras import SPARK, TRAIN, Extra
 
@@ -149,11 +150,12 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--threshold-rule",
-            type=click.Choice(["auto", "absolute", "relative"]),
+            type=click.Choice(["auto", *RULES]),
             default="auto",
             show_default=True,
             help="absolute: cheapest tier with P >= threshold, else the top; relative: P >= threshold x best P; "
-            "auto: whichever has the better validation APGR (recorded in the manifest).",
+            "utility: the tier maximising P - lambda x cost / top cost, lambda = (1 - threshold) / threshold; "
+            "auto: whichever has the best validation APGR (recorded in the manifest).",
         ),
         click.option(
             "--quality-target",

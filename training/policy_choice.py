@@ -9,6 +9,7 @@ The rule is the one with the best validation APGR. The threshold is either
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,27 +36,30 @@ def choose_policy(
     cost: np.ndarray,
     probs: np.ndarray,
     rules: tuple[str, ...],
+    tier_costs: Sequence[float],
     quality_floor: float = DEFAULT_QUALITY_FLOOR,
     target: QualityTarget | None = None,
 ) -> PolicyChoice:
     """Pick among `rules` the one with the best validation APGR, then its threshold (see the module doc).
 
-    Every rule's validation APGR is recorded, so a bundle trained with one rule still says how the other
-    would have done.
+    `tier_costs` are the bundle's per-tier costs (what the `utility` rule weighs when it serves). Every
+    rule's validation APGR is recorded, so a bundle trained with one rule still says how the others would
+    have done.
     """
     keep = known_rows(success, cost)
     success, cost, probs = success[keep], cost[keep], probs[keep]
     if len(success) == 0:
         return PolicyChoice(_no_validation_rows(rules[0], target), {})
     anchors = Anchors.from_outcomes(success, cost)
-    curves = {rule: threshold_curve(success, cost, rule_scores(probs, rule)) for rule in RULES}
+    scored = {rule: rule_scores(probs, rule, tier_costs) for rule in RULES}
+    curves = {rule: threshold_curve(success, cost, scored[rule]) for rule in RULES}
     scores = {rule: apgr(curve, anchors) for rule, curve in curves.items()}
     rule = max(rules, key=lambda r: scores[r] if scores[r] is not None else -1.0)
     versus = ", ".join(f"{r} {scores[r]:.3f}" for r in RULES if scores[r] is not None)
     picked = "rule by validation APGR" if len(rules) > 1 else f"rule {rule} as asked"
     why_rule = f"{picked} (validation APGR {versus})"
     if target is not None:
-        guarded = _guarded(success, cost, rule_scores(probs, rule), rule, target, len(rules), why_rule)
+        guarded = _guarded(success, cost, scored[rule], rule, target, len(rules), why_rule)
         return PolicyChoice(guarded, scores)
     curve = curves[rule]
     reaching = np.flatnonzero(curve.quality >= quality_floor * anchors.top_quality - 1e-12)

@@ -136,7 +136,12 @@ class _Masks:
 
 
 def _fit(
-    vectors: np.ndarray, success: np.ndarray, cost: np.ndarray, masks: _Masks, options: TrainOptions
+    vectors: np.ndarray,
+    success: np.ndarray,
+    cost: np.ndarray,
+    tier_costs: list[float],
+    masks: _Masks,
+    options: TrainOptions,
 ) -> tuple[TierHead, PolicyChoice]:
     """Choose the policy with a head fitted on the fit rows, then refit the head on every training row.
 
@@ -150,6 +155,7 @@ def _fit(
         cost[valid],
         head.predict_proba(vectors[valid]),
         options.rules,
+        tier_costs,
         options.quality_floor,
         options.target,
     )
@@ -176,7 +182,7 @@ def _trainable_labels(log: AttemptLog, ladder: TierLadder, options: TrainOptions
 def _manifest(
     log: AttemptLog,
     labels: Labels,
-    cost: np.ndarray,
+    tier_costs: list[float],
     masks: _Masks,
     choice: PolicyChoice,
     encoder: Encoder,
@@ -185,7 +191,7 @@ def _manifest(
     frame = labels.frame
     return Manifest(
         ladder=labels.ladder.to_dict(),
-        tier_costs_usd=[float(np.nanmean(cost[masks.train, k])) for k in range(len(labels.ladder))],
+        tier_costs_usd=tier_costs,
         policy=choice.spec,
         encoder=encoder.spec,
         tier_times=times.to_manifest(),
@@ -214,6 +220,8 @@ def train_bundle(
     frame = labels.frame
     masks = _Masks.of(frame, options)
     success, cost = outcome_arrays(frame, labels.ladder.names)
+    # What the policy weighs per tier, when it is chosen and when it serves: the mean cost on training rows.
+    tier_costs = [float(np.nanmean(cost[masks.train, k])) for k in range(len(labels.ladder))]
     timings["label_s"] = time.perf_counter() - started
 
     step = time.perf_counter()
@@ -222,12 +230,12 @@ def train_bundle(
     timings["embed_s"] = time.perf_counter() - step
 
     step = time.perf_counter()
-    head, choice = _fit(vectors, success, cost, masks, options)
+    head, choice = _fit(vectors, success, cost, tier_costs, masks, options)
     timings["fit_s"] = time.perf_counter() - step
 
     step = time.perf_counter()
     times = fit_tier_times(_train_attempts(log, frame, masks), labels.ladder)
-    manifest = _manifest(log, labels, cost, masks, choice, encoder, times)
+    manifest = _manifest(log, labels, tier_costs, masks, choice, encoder, times)
     stamped = export_bundle(out_dir, encoder, head, manifest)
     router = Router.load(out_dir)
     evaluation = None

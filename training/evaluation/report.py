@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,7 +201,14 @@ class _Scored:
         return SweptRouter(curve=curve, metrics=metrics, steps=steps)
 
 
-def _scored_rows(tiers: list[str], success: np.ndarray, cost: np.ndarray, probs: np.ndarray, rule: str) -> _Scored:
+def _scored_rows(
+    tiers: list[str],
+    success: np.ndarray,
+    cost: np.ndarray,
+    probs: np.ndarray,
+    rule: str,
+    tier_costs: Sequence[float] | None,
+) -> _Scored:
     if success.ndim != 2 or success.shape[1] != len(tiers):
         raise ValueError(f"success {success.shape} must have one column per tier ({len(tiers)})")
     keep = known_rows(success, cost)
@@ -210,7 +218,7 @@ def _scored_rows(tiers: list[str], success: np.ndarray, cost: np.ndarray, probs:
     return _Scored(
         success=full_success,
         cost=full_cost,
-        scores=rule_scores(probs[keep], rule),
+        scores=rule_scores(probs[keep], rule, tier_costs),
         keep=keep,
         scale=SavingsScale.of(full_success, full_cost),
     )
@@ -294,6 +302,7 @@ def build_report(
     knn_probs: np.ndarray | None = None,
     rule: str = "absolute",
     request_ids: list[str] | None = None,
+    tier_costs: Sequence[float] | None = None,
 ) -> EvalReport:
     """Evaluate router probabilities and every baseline on the same requests.
 
@@ -301,13 +310,14 @@ def build_report(
     baselines use only requests known on every tier (the rest are counted as excluded), calibration
     uses every request where that tier is known. `prompt_chars` enables the length baseline and
     `knn_probs` (from `baselines.knn_probs`) the k-NN baseline. `rule` is the router's threshold rule
-    (`classifier.policy.rule_scores`): curves sweep the threshold over its scores, calibration uses `probs`.
+    (`classifier.policy.rule_scores`): curves sweep the threshold over its scores, calibration uses `probs`;
+    `tier_costs` are the per-tier costs the `utility` rule weighs (the bundle's `tier_costs_usd`).
     `request_ids` (one per row) name the scored requests, so two reports can be compared request by request.
     """
     success = np.asarray(success, dtype=np.float64)
     cost = np.asarray(cost, dtype=np.float64)
     probs = check_probs(probs, success.shape)
-    rows = _scored_rows(tiers, success, cost, probs, rule)
+    rows = _scored_rows(tiers, success, cost, probs, rule, tier_costs)
     swept_scores = {"router": rows.scores}
     if prompt_chars is not None:
         swept_scores["length"] = length_heuristic_probs(np.asarray(prompt_chars)[rows.keep], len(tiers))
