@@ -115,7 +115,7 @@ def equal_quality(router: Router, test: pl.DataFrame, probs: np.ndarray, options
     return None if best is None else Row("", "", *best)
 
 
-def dataset_rows(name: str, data: Path, value_of_time: float) -> tuple[list[Row], dict[str, str], float]:
+def dataset_rows(name: str, data: Path, value_of_time: float) -> tuple[list[Row], dict[str, str], str]:
     ladder = TierLadder.load(data / name / "tiers.toml")
     log = with_modelled_latency(read_attempts([data / name / "attempts.parquet"]), ladder)
     started = time.perf_counter()
@@ -145,7 +145,8 @@ def dataset_rows(name: str, data: Path, value_of_time: float) -> tuple[list[Row]
         t.name: f"{t.models[0]}: {SPEEDS[t.models[0]].first_token_ms:g} ms + {SPEEDS[t.models[0]].tokens_per_s:g} t/s"
         for t in ladder.tiers
     }
-    return rows, speeds, train_s
+    rule = router.manifest.policy.rule
+    return rows, speeds, f"trained in {train_s:.0f} s, rule {rule}"
 
 
 def seconds(ms: float | None) -> str:
@@ -185,8 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rows = []
     for name in args.datasets:
-        found, speeds, train_s = dataset_rows(name, args.data, args.value_of_time_usd_per_s)
-        print(f"{name}: trained in {train_s:.0f} s; latency model {speeds}", flush=True)
+        found, speeds, trained = dataset_rows(name, args.data, args.value_of_time_usd_per_s)
+        print(f"{name}: {trained}; latency model {speeds}", flush=True)
         rows += found
     table = render(rows)
     print(table)
