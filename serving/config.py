@@ -51,6 +51,11 @@ class ServeConfig:
     tls_key: str | Path | None = None
     auth_token_file: str | Path | None = None
     decision_log: str | Path | None = None
+    redact_prompts: bool = False  # the decision log keeps only each prompt's hash
+    outcome_log: str | Path | None = None
+    explore_rate: float = 0.0
+    recent_decisions: int = 100_000  # routed request_ids remembered, to flag outcomes of unknown ones
+    calibration_window: int = 1000  # graded outcomes per tier behind the live calibration figures
     workers: int = 1
     # Set by the worker pool for its children: share the port, expose metrics to the pool only, tag logs.
     reuse_port: bool = False

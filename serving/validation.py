@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from google.protobuf import descriptor, empty_pb2, message, unknown_fields
@@ -43,6 +43,8 @@ class RouteArgs:
     allowed_tiers: tuple[str, ...] | None
     mode: str
     use_batch_api: bool
+    messages: Sequence[pb.ChatMessage] = ()  # the request's chat messages, for the decision log
+    allow_explore: bool = True  # PredictRequest.allow_explore: unset means allowed
 
     @property
     def policy_key(self) -> tuple[float | None, tuple[str, ...] | None, str]:
@@ -131,6 +133,8 @@ def route_args(request: pb.PredictRequest, max_prompt_bytes: int, prefix: str = 
         allowed_tiers=tuple(request.allowed_tiers) or None,
         mode=mode,
         use_batch_api=request.latency_band == pb.ASYNC,
+        messages=request.messages,
+        allow_explore=request.allow_explore if request.HasField("allow_explore") else True,
     )
 
 
