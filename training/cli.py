@@ -165,6 +165,42 @@ def label(logs: tuple[str, ...], tiers: str | None, success_threshold: float, sk
     click.echo(f"wrote {labels.frame.height} labelled requests to {path}")
 
 
+@commands.command("collect")
+@click.argument("logs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="attempts.parquet (or .csv / .jsonl).")
+@click.option(
+    "--prompts",
+    "prompt_files",
+    multiple=True,
+    type=click.Path(),
+    help="Prompts kept by the application, for a server run with --redact-prompts: rows with `prompt` (or "
+    "`messages`) and `request_id` (else matched by the decision's prompt_sha256). Repeatable.",
+)
+@click.option(
+    "--tiers",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Tier ladder the censored share is counted on. Default: the shipped Claude ladder.",
+)
+def collect(logs: tuple[str, ...], out: str, prompt_files: tuple[str, ...], tiers: str | None) -> None:
+    """Join decision logs and outcome logs (`tierwise serve --decision-log/--outcome-log`) into attempt logs.
+
+    LOGS are files or directories of both kinds, JSONL, CSV or Parquet: a file whose rows carry
+    `fallback_chain` is a decision log, any other an outcome log. One attempt row per reported attempt,
+    with the decision's propensity, explored, model_version and latency_band; several reports of one
+    attempt (a later grade) merge into one row. Prints what was matched, what was not and why, and the
+    censored share. The output feeds `label`, `train`, `retrain` and `replay` as it is.
+    """
+    from classifier.tiers import TierLadder
+    from training.collect import Prompts
+    from training.collect import collect as run_collect
+
+    prompts = Prompts.read(prompt_files) if prompt_files else None
+    summary = run_collect(logs, Path(out), TierLadder.load(tiers), prompts)
+    click.echo(summary.render())
+    click.echo(f"wrote {summary.matched} attempt rows to {out}")
+
+
 @commands.command("train")
 @log_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory to write.")
