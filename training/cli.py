@@ -18,6 +18,7 @@ from training.cli_options import ManyValuesOption
 if TYPE_CHECKING:
     from classifier.router import Router
     from training.logs import AttemptLog
+    from training.tracking.registry import Registry
     from training.train import TrainOptions
 
 
@@ -39,6 +40,19 @@ def load_router(model: str, tracking_uri: str | None) -> Router:
     from serving.sources import open_model_source
 
     return Router.load(open_model_source(model, tracking_uri).resolve().path)
+
+
+def open_registry(tracking_uri: str | None) -> Registry:
+    """The store a tracking command names, once the runs its killed predecessors left RUNNING are ended."""
+    from training.tracking.registry import Registry
+    from training.tracking.run_owner import end_orphaned_runs
+    from training.tracking.store import tracking_uri as store_uri
+
+    registry = Registry(store_uri(tracking_uri))
+    ended = end_orphaned_runs(registry)
+    if ended:
+        click.echo(f"marked {len(ended)} run(s) of killed commands KILLED: {', '.join(ended)}", err=True)
+    return registry
 
 
 def train_options(no_cache: bool, options: dict[str, Any]) -> TrainOptions:
@@ -228,16 +242,15 @@ def train(
     `champion` if the model has none yet, else `challenger`.
     """
     from classifier.tiers import TierLadder
-    from training.tracking.registry import Registry
     from training.tracking.run_logging import log_training_run
-    from training.tracking.store import tracking_uri as store_uri
     from training.train import train_bundle
     from training.train_report import render_report
 
+    registry = open_registry(tracking_uri)
     log = read_logs(logs, success_threshold, skip_invalid)
     result = train_bundle(log, Path(out), TierLadder.load(tiers), train_options(no_cache, options))
     click.echo(render_report(result))
-    tracked = log_training_run(result, Registry(store_uri(tracking_uri)), register=register, experiment=experiment)
+    tracked = log_training_run(result, registry, register=register, experiment=experiment)
     click.echo(f"mlflow run {tracked.run_id}")
     if tracked.version:
         click.echo(f"registered {register} version {tracked.version} as {tracked.alias}")
@@ -350,11 +363,9 @@ def compare(
     """
     from classifier.tiers import TierLadder
     from training.tracking.compare import render_comparison, version_rows
-    from training.tracking.registry import Registry
-    from training.tracking.store import tracking_uri as store_uri
 
     rows = version_rows(
-        Registry(store_uri(tracking_uri)),
+        open_registry(tracking_uri),
         name,
         [str(v) for v in versions],
         read_logs(logs, 1.0, False) if logs else None,
@@ -371,10 +382,7 @@ def compare(
 @click.option("--tracking-uri", help=TRACKING_HELP)
 def promote(name: str, version: int, tracking_uri: str | None) -> None:
     """Move the `champion` alias of NAME to VERSION (servers following models:/NAME@champion reload it)."""
-    from training.tracking.registry import Registry
-    from training.tracking.store import tracking_uri as store_uri
-
-    previous = Registry(store_uri(tracking_uri)).promote(name, str(version))
+    previous = open_registry(tracking_uri).promote(name, str(version))
     click.echo(f"{name}: champion is now version {version} (was {previous or 'none'})")
 
 
@@ -412,14 +420,13 @@ def retrain(
     requests last tried within DAYS of the newest timestamp in the logs.
     """
     from classifier.tiers import TierLadder
-    from training.tracking.registry import Registry
     from training.tracking.retrain import retrain as run_retrain
-    from training.tracking.store import tracking_uri as store_uri
 
+    registry = open_registry(tracking_uri)
     decision = run_retrain(
         name,
         read_logs(logs, success_threshold, skip_invalid),
-        Registry(store_uri(tracking_uri)),
+        registry,
         TierLadder.load(tiers),
         train_options(no_cache, options),
         window_days=window_days,
