@@ -161,7 +161,7 @@ def _columns(path: Path) -> set[str]:
 
 
 @dataclass(frozen=True)
-class Decision:
+class LoggedDecision:
     """One decision-log row, checked."""
 
     request_id: str
@@ -179,7 +179,7 @@ class Decision:
     decided_at: str | None
 
     @classmethod
-    def read(cls, row: _Row) -> Decision:
+    def read(cls, row: _Row) -> LoggedDecision:
         served = row.required_text("tier")
         chain = row.structure("fallback_chain", list)
         if not chain or not all(isinstance(t, str) for t in chain):
@@ -325,8 +325,8 @@ def collect_attempts(paths: Sequence[str | Path], prompts: Prompts | None = None
     """Join the decision and outcome logs among `paths` into attempt-log rows, one per reported attempt."""
     decision_files, outcome_files = _split_inputs(paths)
     summary = CollectSummary(decision_files=len(decision_files), outcome_files=len(outcome_files))
-    read = [Decision.read(row) for path in decision_files for row in _rows(path)]
-    decisions: dict[str, Decision] = {}
+    read = [LoggedDecision.read(row) for path in decision_files for row in _rows(path)]
+    decisions: dict[str, LoggedDecision] = {}
     for decision in sorted(read, key=lambda d: d.decided_at or ""):  # stable: file order among equal times
         summary.repeated_decisions += decision.request_id in decisions
         decisions[decision.request_id] = decision
@@ -354,7 +354,7 @@ def collect_attempts(paths: Sequence[str | Path], prompts: Prompts | None = None
 
 
 def _why_unmatched(
-    decision: Decision | None, values: dict[str, Any], prompts: Prompts, request_id: str
+    decision: LoggedDecision | None, values: dict[str, Any], prompts: Prompts, request_id: str
 ) -> tuple[str | None, str | None]:
     """(why the attempt cannot become a row, or None; the prompt text when it comes from --prompts)."""
     if decision is None:
@@ -373,7 +373,7 @@ def _why_unmatched(
     return None, text
 
 
-def _attempt_row(decision: Decision, text: str | None, model: str, attempt: int, values: dict[str, Any]) -> dict:
+def _attempt_row(decision: LoggedDecision, text: str | None, model: str, attempt: int, values: dict[str, Any]) -> dict:
     return {
         "request_id": decision.request_id,
         "prompt": text if text is not None else decision.prompt,
