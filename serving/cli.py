@@ -135,6 +135,12 @@ def commands() -> None:
     "tier next in the chain; responses say `explored` and the choice's `propensity`.",
 )
 @click.option(
+    "--explore-seed",
+    type=int,
+    help="Seed the exploration draws (each worker adds its number), for reproducible experiments; leave unset "
+    "in production.",
+)
+@click.option(
     "--recent-decisions",
     default=DEFAULTS.recent_decisions,
     show_default=True,

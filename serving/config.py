@@ -54,6 +54,7 @@ class ServeConfig:
     redact_prompts: bool = False  # the decision log keeps only each prompt's hash
     outcome_log: str | Path | None = None
     explore_rate: float = 0.0
+    explore_seed: int | None = None  # fixed exploration draws, for reproducible experiments (None: fresh entropy)
     recent_decisions: int = 100_000  # routed request_ids remembered, to flag outcomes of unknown ones
     calibration_window: int = 1000  # graded outcomes per tier behind the live calibration figures
     workers: int = 1

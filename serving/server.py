@@ -59,7 +59,10 @@ class ServingApp:
         if config.outcome_log:
             self.outcome_log = OutcomeLog(config.outcome_log, self.metrics.dropped_rows_counter("outcomes"))
         limits = Limits(max_prompt_bytes=config.max_prompt_bytes, max_batch=config.max_batch)
-        feedback = Feedback(config.explore_rate, config.recent_decisions, self.outcome_log)
+        seed = config.explore_seed
+        if seed is not None and config.worker is not None:
+            seed += config.worker  # workers draw apart
+        feedback = Feedback(config.explore_rate, seed, config.recent_decisions, self.outcome_log)
         self.service = RouterService(self.holder, self.metrics, limits, self.decision_log, feedback)
         self.reloader = Reloader(self.holder, config.reload_interval)
         self.endpoint: MetricsEndpoint | None = None

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -69,6 +70,7 @@ class Feedback:
     """How the server learns from its traffic (`ServeConfig` holds the defaults): exploration, memory, outcomes."""
 
     explore_rate: float
+    explore_seed: int | None
     recent_decisions: int
     outcome_log: OutcomeLog | None
 
@@ -89,6 +91,7 @@ class RouterService:
         self._limits = limits
         self._decision_log = decision_log
         self._explore_rate = feedback.explore_rate
+        self._explore_seed = feedback.explore_seed
         self._explorer: tuple[Router | None, Explorer | None] = (None, None)
         self._recent: RecentDecisions[Decision] = RecentDecisions(feedback.recent_decisions)
         self.outcomes = OutcomeDesk(holder, self._recent, metrics.outcomes, feedback.outcome_log)
@@ -193,7 +196,7 @@ class RouterService:
     def _explorer_for(self, router: Router) -> Explorer:
         cached_for, explorer = self._explorer
         if cached_for is not router or explorer is None:
-            explorer = Explorer(router, self._explore_rate)
+            explorer = Explorer(router, self._explore_rate, random.Random(self._explore_seed))
             self._explorer = (router, explorer)
         return explorer
 

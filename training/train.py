@@ -4,6 +4,11 @@ The split rule (`training.splits`) decides which requests are fitted on, which c
 which are only evaluated. The exported bundle is then scored on the held-out rows by the same code
 `tierwise eval` runs, and that evaluation travels with the result, so nothing downstream (run logging,
 retrain's gate) scores it again.
+
+Collected traffic (`tierwise collect`) is learned from as the traffic revealed it: each tier from the first
+attempt up (tried, or implied by a cheaper success), so which tiers a request teaches depends on the serving
+router's draw and not on how the request went; the policy and the held-out scores weight those outcomes by
+inverse propensity (`training.evaluation.off_policy`).
 """
 
 from __future__ import annotations
@@ -25,13 +30,15 @@ from training.encoders import Encoder, embed, load_encoder
 from training.evaluation.curves import known_rows
 from training.evaluation.evaluate import evaluate_router
 from training.evaluation.frames import outcome_arrays
+from training.evaluation.off_policy import TrafficLog
 from training.evaluation.report import EvalReport
 from training.evaluation.summary import summary_metrics
+from training.evaluation.traffic import TrafficEvaluation, evaluate_on_traffic, traffic_rows
 from training.export import export_bundle
 from training.head import TierHead
 from training.labels import Labels, label_requests
 from training.logs import AttemptLog, LogError
-from training.policy_choice import DEFAULT_QUALITY_FLOOR, PolicyChoice, choose_policy
+from training.policy_choice import DEFAULT_QUALITY_FLOOR, PolicyChoice, choose_policy, choose_policy_on_traffic
 from training.speed import measure_latency
 from training.splits import DEFAULT_COLUMN, SplitRule
 
@@ -73,6 +80,8 @@ class TrainResult:
     labels: Labels
     calibration_folds: int
     timings: dict[str, float] = field(default_factory=dict)
+    # The held-out scores by inverse propensity, when the held-out requests are collected traffic.
+    traffic_evaluation: TrafficEvaluation | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -114,14 +123,27 @@ class _Masks:
 
 
 def _fit(
-    vectors: np.ndarray, success: np.ndarray, cost: np.ndarray, masks: _Masks, options: TrainOptions
+    vectors: np.ndarray,
+    success: np.ndarray,
+    cost: np.ndarray,
+    masks: _Masks,
+    options: TrainOptions,
+    revealed: np.ndarray | None,
 ) -> tuple[TierHead, PolicyChoice]:
-    """Choose the policy with a head fitted on the fit rows, then refit the head on every training row."""
+    """Choose the policy with a head fitted on the fit rows, then refit the head on every training row.
+
+    `revealed`, for collected traffic, is the probability the traffic had of revealing each outcome in
+    `success` (then the outcomes it revealed): the policy is chosen on inverse-propensity estimates.
+    """
     head = TierHead(C=options.C, random_state=options.seed).fit(vectors[masks.fit], success[masks.fit])
     valid = masks.validation
-    choice = choose_policy(
-        success[valid], cost[valid], head.predict_proba(vectors[valid]), options.rules, options.quality_floor
-    )
+    probs = head.predict_proba(vectors[valid])
+    if revealed is None:
+        choice = choose_policy(success[valid], cost[valid], probs, options.rules, options.quality_floor)
+    else:
+        choice = choose_policy_on_traffic(
+            success[valid], revealed[valid], cost[valid], probs, options.rules, options.quality_floor
+        )
     head = TierHead(C=options.C, random_state=options.seed).fit(vectors[masks.train], success[masks.train])
     return head, choice
 
@@ -154,6 +176,10 @@ def train_bundle(
     frame = labels.frame
     masks = _Masks.of(frame, options)
     success, cost = outcome_arrays(frame, ladder.names)
+    traffic = TrafficLog.from_labels(frame, ladder.names)
+    revealed = None
+    if traffic is not None:
+        success, revealed = traffic.revealed(success)
     timings["label_s"] = time.perf_counter() - started
 
     step = time.perf_counter()
@@ -162,14 +188,17 @@ def train_bundle(
     timings["embed_s"] = time.perf_counter() - step
 
     step = time.perf_counter()
-    head, choice = _fit(vectors, success, cost, masks, options)
+    head, choice = _fit(vectors, success, cost, masks, options, revealed)
     timings["fit_s"] = time.perf_counter() - step
 
     step = time.perf_counter()
     stamped = export_bundle(out_dir, encoder, head, _manifest(log, labels, cost, masks, choice, encoder))
     router = Router.load(out_dir)
-    evaluation = None
-    if known_rows(success[masks.test], cost[masks.test]).any():
+    evaluation = traffic_evaluation = None
+    held_out_traffic = traffic_rows(frame, "test", options.split_rule) if traffic is not None else None
+    if held_out_traffic is not None:
+        traffic_evaluation = evaluate_on_traffic(router, held_out_traffic)
+    elif known_rows(success[masks.test], cost[masks.test]).any():
         train_rows = frame.filter(pl.Series(masks.train))
         evaluation = evaluate_router(router, frame, train_rows, "test", options.split_rule, options.cache)
     latency = measure_latency(router, frame["prompt"].head(LATENCY_PROMPTS).to_list())
@@ -187,4 +216,5 @@ def train_bundle(
         labels=labels,
         calibration_folds=head.calibration_folds,
         timings={**timings, **latency},
+        traffic_evaluation=traffic_evaluation,
     )

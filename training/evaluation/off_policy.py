@@ -31,6 +31,12 @@ import numpy as np
 import polars as pl
 
 from training.evaluation.curves import Curve, choose_tiers
+from training.evaluation.metrics import Anchors
+
+
+def is_traffic(frame: pl.DataFrame) -> bool:
+    """Whether labelled requests come (at least partly) from collected traffic: they carry its decision columns."""
+    return {"served_tier", "propensities"} <= set(frame.columns) and frame["served_tier"].is_not_null().any()
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ class TrafficLog:
     @classmethod
     def from_labels(cls, frame: pl.DataFrame, tiers: list[str]) -> TrafficLog | None:
         """The traffic columns of a labelled frame (`training.attempts.DECISION`), or None if it has none."""
-        if "served_tier" not in frame.columns or "propensities" not in frame.columns:
+        if not is_traffic(frame):
             return None
         position = {name: index for index, name in enumerate(tiers)}
         served = np.full(frame.height, -1, dtype=np.int64)
@@ -59,8 +65,6 @@ class TrafficLog:
             for name, probability in json.loads(propensities).items():
                 if name in position:
                     first[i, position[name]] = probability
-        if (served < 0).all():
-            return None
         return cls(served, first)
 
     @property
@@ -128,3 +132,11 @@ def ips_curve(
         cost=np.array([p.cost for p in points]),
         quality=np.array([p.quality for p in points]),
     )
+
+
+def ips_anchors(outcomes: np.ndarray, probability: np.ndarray, cost: np.ndarray) -> Anchors:
+    """Always-cheapest and always-top, estimated like any other routing rule."""
+    rows = len(outcomes)
+    cheapest = ips_estimate(outcomes, probability, cost, np.zeros(rows, dtype=np.int64))
+    top = ips_estimate(outcomes, probability, cost, np.full(rows, outcomes.shape[1] - 1))
+    return Anchors(cheapest.cost, cheapest.quality, top.cost, top.quality)

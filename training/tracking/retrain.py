@@ -9,6 +9,10 @@ challenger is promoted when it is
   the slack of measuring cost on a few hundred requests).
 A test split of a few hundred requests moves the success rate by a third of a point per request, hence
 margins of a point or two rather than zero.
+
+When the held-out rows are collected traffic (`tierwise collect`), both are judged by inverse-propensity
+weighting of what the traffic revealed (`training.evaluation.traffic`), so the champion that served the
+traffic gains nothing from having chosen which outcomes were seen.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from classifier.router import Router
 from classifier.tiers import TierError, TierLadder
 from training.evaluation.evaluate import evaluate_router
 from training.evaluation.report import EvalReport
+from training.evaluation.traffic import TrafficEvaluation, evaluate_on_traffic, traffic_rows
 from training.logs import AttemptLog, LogError
 from training.tracking.registry import CHAMPION, ModelRef, Registry
 from training.tracking.run_logging import log_training_run
@@ -89,8 +94,12 @@ def gate(challenger: Standing, champion: Standing) -> tuple[bool, str]:
     return False, "not cheaper, and not better on quality, by the margins"
 
 
-def standing(version: str, evaluation: EvalReport) -> Standing:
+def standing(version: str, evaluation: EvalReport | TrafficEvaluation) -> Standing:
     """What a version's evaluation on the held-out rows says it does at its default threshold."""
+    if isinstance(evaluation, TrafficEvaluation):
+        point = evaluation.operating_point
+        ratio = evaluation.cost_ratio(point.cost)
+        return Standing(version, point.quality, point.cost, ratio if ratio is not None else 0.0, evaluation.apgr)
     report = evaluation.to_json()
     point = report["operating_point"]
     return Standing(version, point["quality"], point["cost_usd"], point["cost_ratio"], report.get("apgr"))
@@ -115,13 +124,15 @@ def retrain(
         log = log.last_days(window_days)
     with tempfile.TemporaryDirectory() as tmp:
         result = train_bundle(log, out or Path(tmp) / "challenger", ladder, options)
-        if result.evaluation is None:
+        if result.evaluation is None and result.traffic_evaluation is None:
             raise LogError("no held-out request has an outcome on every tier, so no challenger can be judged")
         tags = {"tierwise.retrain_of": name, "tierwise.source_logs": ",".join(str(p) for p in log.files)}
         if window_days:
             tags["tierwise.window_days"] = f"{window_days:g}"
         tracked = log_training_run(result, registry, register=name, experiment=experiment, tags=tags)
-    challenger = standing(str(tracked.version), result.evaluation)
+    challenger_evaluation = result.traffic_evaluation or result.evaluation
+    assert challenger_evaluation is not None
+    challenger = standing(str(tracked.version), challenger_evaluation)
     if tracked.alias == CHAMPION:
         decision = RetrainDecision(challenger, None, True, "the registry had no champion yet", log.selection)
         record_decision(registry, name, decision)
@@ -133,7 +144,13 @@ def retrain(
             f"champion v{found.version} routes between {champion_router.ladder.names}, the challenger between "
             f"{ladder.names}: they cannot be compared on the same rows"
         )
-    held_out = evaluate_router(champion_router, result.labels.frame, split="test", split_rule=options.split_rule)
+    held_out: EvalReport | TrafficEvaluation
+    if result.traffic_evaluation is None:
+        held_out = evaluate_router(champion_router, result.labels.frame, split="test", split_rule=options.split_rule)
+    else:  # the same held-out traffic rows the challenger was scored on
+        traffic = traffic_rows(result.labels.frame, "test", options.split_rule)
+        assert traffic is not None
+        held_out = evaluate_on_traffic(champion_router, traffic)
     champion = standing(str(found.version), held_out)
     promoted, reason = gate(challenger, champion)
     if promoted:

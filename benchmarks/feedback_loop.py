@@ -1,0 +1,245 @@
+"""The learning loop on real data: does a router retrained on its own served traffic catch up with one trained
+on everything?
+
+For each dataset in the shared data directory:
+1. a champion is trained on 5% of the train split (every tier's outcome known) and registered;
+2. the rest of the train split goes through a real `tierwise serve --model models:/NAME@champion` as traffic:
+   Predict, then the known outcome of each attempt reported, escalating along the chain on failure
+   (`serving.simulate`), with exploration at each --explore-rates value (0 = none);
+3. every --every requests the decision and outcome logs are collected (`tierwise collect`'s library), a
+   challenger is trained on seed + collected rows and put through the retrain gate (IPS on the held-out
+   traffic); the server follows the alias;
+4. after each round the challenger and the serving champion are scored on the fixed test split (every tier
+   known), next to a router trained on the whole train split.
+
+    python benchmarks/feedback_loop.py [--data DIR] [--datasets mmlu_pro routerbench] [--every 2000]
+        [--explore-rates 0.2 0] [--json OUT.json]
+
+--data defaults to $TIERWISE_DATA, else ../shared/data next to the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+import polars as pl
+
+from classifier.router import Router
+from classifier.tiers import TierLadder
+from serving.process import ServerProcess
+from serving.simulate import send_traffic
+from serving.tierwise.v1 import router_pb2 as pb
+from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from training.collect import collect
+from training.evaluation.evaluate import evaluate_router
+from training.labels import Labels, label_requests
+from training.logs import read_attempts
+from training.splits import hashed_share
+from training.tracking.registry import CHAMPION, ModelRef, Registry
+from training.tracking.retrain import retrain
+from training.tracking.run_logging import log_training_run
+from training.traffic import known_requests
+from training.train import TrainOptions, train_bundle
+
+DATASETS = {"mmlu_pro": "tiers.toml", "routerbench": "tiers.toml"}
+NAME = "feedback-loop"
+SEED_SHARE = 0.05
+METRICS = ("gain_over_static", "apgr")
+
+
+def data_dir(flag: str | None) -> Path:
+    """The shared data directory: --data, else $TIERWISE_DATA, else ../shared/data beside the repository."""
+    if flag:
+        return Path(flag)
+    if os.environ.get("TIERWISE_DATA"):
+        return Path(os.environ["TIERWISE_DATA"])
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@dataclass
+class Round:
+    """One retrain: how much traffic had passed, and how the routers score on the fixed test split."""
+
+    requests: int
+    explored: float
+    promoted: bool
+    reason: str
+    challenger_rule: str
+    challenger: dict[str, float | None]
+    champion: dict[str, float | None]
+
+
+def headline(router: Router, test: pl.DataFrame) -> dict[str, float | None]:
+    """The router's metrics on the fully known test rows (gain_over_static where the build has it)."""
+    metrics = evaluate_router(router, test, split=None).router.metrics
+    return {name: metrics.get(name) for name in METRICS if name in metrics}
+
+
+class Dataset:
+    """One dataset's labelled requests, split into the champion's seed, the traffic, and the fixed test rows."""
+
+    def __init__(self, root: Path, name: str):
+        self.name = name
+        self.ladder = TierLadder.load(root / name / DATASETS[name])
+        logs = root / name / "attempts.parquet"
+        models = [m for tier in self.ladder.tiers for m in tier.models]
+        self.attempts = pl.read_parquet(logs).filter(pl.col("model").is_in(models))
+        self.labels: Labels = label_requests(read_attempts([logs]), self.ladder)
+        frame = self.labels.frame
+        self.test = frame.filter(pl.col("split") == "test")
+        train = frame.filter(pl.col("split") != "test")
+        seed = hashed_share(train["request_id"], SEED_SHARE, "feedback-seed")
+        self.seed_ids = set(train.filter(pl.Series(seed))["request_id"].to_list())
+        rest = train.filter(~pl.Series(seed))
+        self.traffic = known_requests(self.labels, rest.sample(fraction=1.0, shuffle=True, seed=0))
+
+    def write_seed(self, path: Path) -> Path:
+        """The seed requests' attempts, without the split column (so retrain holds out a hashed share)."""
+        seed = self.attempts.filter(pl.col("request_id").is_in(list(self.seed_ids))).drop("split")
+        seed.write_parquet(path)
+        return path
+
+    def write_train(self, path: Path) -> Path:
+        """The whole train split's attempts (the reference router's data)."""
+        self.attempts.filter(pl.col("split") != "test").write_parquet(path)
+        return path
+
+
+def wait_for_lines(path: Path, lines: int, timeout_s: float = 60.0) -> None:
+    """Block until a log written off the request path holds `lines` rows."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_bytes().count(b"\n") >= lines:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{path} never reached {lines} rows")
+
+
+def wait_for_version(stub: pb_grpc.RouterStub, version: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10).version != version:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the server never served {version}")
+        time.sleep(0.2)
+
+
+def run_loop(dataset: Dataset, explore_rate: float, every: int, work: Path) -> list[Round]:
+    """Seed a champion, then serve the traffic in rounds of `every` requests, retraining after each."""
+    work.mkdir(parents=True)
+    store = f"sqlite:///{work / 'mlflow.db'}"
+    registry = Registry(store)
+    options = TrainOptions(encoder="static", split_column="holdout")  # no such column: a hashed 20% held out
+    seed = dataset.write_seed(work / "seed.parquet")
+    seeded = train_bundle(read_attempts([seed]), work / "seed-bundle", dataset.ladder, options)
+    log_training_run(seeded, registry, register=NAME, experiment="feedback")
+    decisions, outcomes = work / "decisions.jsonl", work / "outcomes.jsonl"
+    args = ["--model", f"models:/{NAME}@champion", "--tracking-uri", store, "--port", "0", "--no-metrics"]
+    args += ["--reload-interval", "0.5", "--decision-log", str(decisions), "--outcome-log", str(outcomes)]
+    args += ["--explore-rate", str(explore_rate)]
+    rounds = []
+    sent = explored = reported = 0
+    with ServerProcess(args) as server, grpc.insecure_channel(server.target) as channel:
+        stub = pb_grpc.RouterStub(channel)
+        for start in range(0, len(dataset.traffic), every):
+            report = send_traffic(stub, dataset.traffic[start : start + every])
+            sent, explored = sent + report.routed, explored + report.explored
+            reported += len(report.acknowledged)
+            wait_for_lines(decisions, sent)
+            wait_for_lines(outcomes, reported)
+            collected = collect([decisions, outcomes], work / "collected.parquet", dataset.ladder)
+            decision = retrain(
+                NAME, read_attempts([seed, work / "collected.parquet"]), registry, dataset.ladder, options,
+                experiment="feedback",
+            )  # fmt: skip
+            champion = Router.load(registry.bundle_dir(registry.version(ModelRef(NAME, alias=CHAMPION))))
+            wait_for_version(stub, champion.version)
+            challenger = Router.load(
+                registry.bundle_dir(registry.version(ModelRef(NAME, version=decision.challenger.version)))
+            )
+            policy = challenger.manifest.policy
+            rounds.append(
+                Round(
+                    sent,
+                    explored / sent,
+                    decision.promoted,
+                    decision.reason,
+                    f"{policy.rule} {policy.threshold:.3f}",
+                    headline(challenger, dataset.test),
+                    headline(champion, dataset.test),
+                )
+            )
+            print(decision.render(), flush=True)
+            print(
+                f"[{dataset.name} explore {explore_rate:g}] {sent} requests ({collected.matched} attempts collected, "
+                f"{collected.censored / max(collected.requests, 1):.0%} censored): challenger {rounds[-1].challenger} "
+                f"({rounds[-1].challenger_rule}), "
+                f"{'promoted' if decision.promoted else 'kept'}; champion {rounds[-1].champion}",
+                flush=True,
+            )
+    return rounds
+
+
+def reference(dataset: Dataset, work: Path) -> dict[str, float | None]:
+    """A router trained on the whole train split, scored on the test split."""
+    work.mkdir(parents=True, exist_ok=True)
+    logs = dataset.write_train(work / "train.parquet")
+    result = train_bundle(read_attempts([logs]), work / "full-bundle", dataset.ladder, TrainOptions(encoder="static"))
+    return headline(result.router, dataset.test)
+
+
+def render(name: str, full: dict[str, float | None], runs: dict[float, list[Round]]) -> str:
+    """A markdown table per dataset: one row per round and exploration rate."""
+    metric = next(m for m in METRICS if m in full)
+    lines = [
+        f"### {name}: {metric} on the fixed test split (full-data router: {full[metric]:.3f})",
+        "",
+        f"| explore rate | requests served | explored | challenger {metric} | promoted | champion {metric} | "
+        f"champion - full data |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for rate, rounds in runs.items():
+        for r in rounds:
+            gap = (r.champion[metric] or np.nan) - (full[metric] or np.nan)
+            lines.append(
+                f"| {rate:g} | {r.requests} | {r.explored:.1%} | {r.challenger[metric]:.3f} | "
+                f"{'yes' if r.promoted else 'no'} | {r.champion[metric]:.3f} | {gap:+.3f} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="the shared data directory (default: $TIERWISE_DATA, else ../shared/data)")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--every", type=int, default=2000, help="retrain after this many requests")
+    parser.add_argument("--explore-rates", nargs="+", type=float, default=[0.2, 0.0])
+    parser.add_argument("--json", type=Path, help="also write every round's numbers here")
+    args = parser.parse_args(argv)
+    root = data_dir(args.data)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.datasets:
+            dataset = Dataset(root, name)
+            print(f"[{name}] {len(dataset.seed_ids)} seed requests, {len(dataset.traffic)} traffic, "
+                  f"{dataset.test.height} test", flush=True)  # fmt: skip
+            full = reference(dataset, Path(tmp) / name)
+            runs = {
+                rate: run_loop(dataset, rate, args.every, Path(tmp) / name / f"explore-{rate:g}")
+                for rate in args.explore_rates
+            }
+            results[name] = {"full": full, "runs": {str(k): [asdict(r) for r in v] for k, v in runs.items()}}
+            print(render(name, full, runs), "\n", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
