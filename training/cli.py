@@ -7,13 +7,16 @@ are reported by the `tierwise` entry point with exit code 2.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from classifier.policy import RULES
 from training.cli_options import ManyValuesOption
+from training.extras import SPARK, TRAIN, Extra
 
 if TYPE_CHECKING:
     from classifier.router import Router
@@ -25,6 +28,21 @@ if TYPE_CHECKING:
 @click.group()
 def commands() -> None:
     """The training commands (assembled into `tierwise` by `tierwise.cli`)."""
+
+
+def needs(extra: Extra) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a command as needing an optional extra: without it, the command stops before doing anything, with
+    one line naming the install command (exit 2) instead of an ImportError from deep inside."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            extra.require(click.get_current_context().command_path)
+            return command(*args, **kwargs)
+
+        return checked
+
+    return decorate
 
 
 def read_logs(logs: tuple[str, ...], success_threshold: float, skip_invalid: bool) -> AttemptLog:
@@ -56,9 +74,17 @@ def open_registry(tracking_uri: str | None) -> Registry:
 
 
 def train_options(no_cache: bool, options: dict[str, Any]) -> TrainOptions:
-    """The training options of `train` and `retrain`, from their click values."""
+    """The training options of `train` and `retrain`, from their click values.
+
+    `--quality-floor` (unguarded) and `--quality-target` (guarded) are two ways to choose the default
+    threshold; giving both is a usage error. Without either, the floor's default applies.
+    """
     from training.train import TrainOptions
 
+    if options["quality_floor"] is not None and options["quality_target"] is not None:
+        raise click.UsageError("give --quality-floor (unguarded) or --quality-target (guarded), not both")
+    if options["quality_floor"] is None:
+        del options["quality_floor"]
     return TrainOptions(cache=not no_cache, **options)
 
 
@@ -91,7 +117,7 @@ def log_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options every command that talks to MLflow shares."""
     command = click.option(
-        "--experiment", default="tierwise", show_default=True, help="MLflow experiment for the training runs."
+        "--experiment", default="tierwise", show_default=True, help="MLflow experiment for the runs recorded."
     )(command)
     return click.option(
         "--tracking-uri",
@@ -124,18 +150,44 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--threshold-rule",
-            type=click.Choice(["auto", "absolute", "relative"]),
+            type=click.Choice(["auto", *RULES]),
             default="auto",
             show_default=True,
             help="absolute: cheapest tier with P >= threshold, else the top; relative: P >= threshold x best P; "
-            "auto: whichever has the better validation APGR (recorded in the manifest).",
+            "utility: the tier maximising P - lambda x cost / top cost, lambda = (1 - threshold) / threshold; "
+            "auto: whichever has the best validation APGR (recorded in the manifest).",
+        ),
+        click.option(
+            "--quality-target",
+            type=click.FloatRange(0, 1),
+            help="Guarded default threshold: keep at least this share of always-top quality on new requests, "
+            "with probability --confidence (certified on the validation rows; docs/evaluation.md).",
+        ),
+        click.option(
+            "--confidence",
+            default=0.95,
+            show_default=True,
+            type=click.FloatRange(0, 1, min_open=True, max_open=True),
+            help="Probability that --quality-target holds on new requests like the validation rows.",
         ),
         click.option(
             "--quality-floor",
-            default=0.95,
-            show_default=True,
             type=click.FloatRange(0, 1),
-            help="Default threshold = the cheapest one keeping this share of always-top quality on validation.",
+            help="Unguarded default threshold: the cheapest one keeping this share of always-top quality on the "
+            "validation rows themselves (new requests miss it about half the time). Default 0.95 when "
+            "--quality-target is not given.",
+        ),
+        click.option(
+            "--min-outcomes-per-tier",
+            default=50,
+            show_default=True,
+            type=click.IntRange(min=0),
+            help="Refuse to train (exit 2) when a tier has fewer observed outcomes in the training requests.",
+        ),
+        click.option(
+            "--drop-untrained-tiers",
+            is_flag=True,
+            help="Train without the tiers that have fewer than --min-outcomes-per-tier outcomes instead of refusing.",
         ),
         click.option("--no-cache", is_flag=True, help="Recompute embeddings instead of reusing the on-disk cache."),
     ]
@@ -145,6 +197,7 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @commands.command("sample-logs")
+@needs(TRAIN)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory to write into.")
 @click.option("--requests", default=1000, show_default=True, type=click.IntRange(min=1), help="Requests to make.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (same seed, same logs).")
@@ -160,6 +213,7 @@ def sample_logs(out_dir: str, requests: int, seed: int, fmt: str, tiers: str | N
 
 
 @commands.command("label")
+@needs(TRAIN)
 @log_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="labels.parquet (or .csv / .jsonl).")
 def label(logs: tuple[str, ...], tiers: str | None, success_threshold: float, skip_invalid: bool, out: str) -> None:
@@ -216,6 +270,7 @@ def collect(logs: tuple[str, ...], out: str, prompt_files: tuple[str, ...], tier
 
 
 @commands.command("train")
+@needs(TRAIN)
 @log_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory to write.")
 @model_options
@@ -254,6 +309,8 @@ def train(
     click.echo(f"mlflow run {tracked.run_id}")
     if tracked.version:
         click.echo(f"registered {register} version {tracked.version} as {tracked.alias}")
+    for problem in tracked.refused:
+        click.echo(f"not made champion: {problem}")
 
 
 @commands.command("predict")
@@ -281,6 +338,7 @@ def predict(
 
 
 @commands.command("eval")
+@needs(TRAIN)
 @log_options
 @click.option(
     "--model", required=True, help="Bundle directory, or a registered version models:/NAME@ALIAS (MLflow registry)."
@@ -315,6 +373,7 @@ def evaluate(
     """
     from classifier.tiers import TierLadder
     from training.evaluation.evaluate import run_eval
+    from training.evaluation.table import render_table
 
     router = load_router(model, tracking_uri)
     report = run_eval(
@@ -326,13 +385,83 @@ def evaluate(
         plot_out=Path(plot_out) if plot_out else None,
     )
     click.echo(f"model {model} (version {router.version}, encoder {router.manifest.encoder.name}), split {split}")
-    click.echo(report.table())
+    click.echo(render_table(report))
     for written in (json_out, plot_out):
         if written:
             click.echo(f"wrote {written}")
 
 
+@commands.command("score")
+@needs(TRAIN)
+@click.argument("logs", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--model",
+    required=True,
+    help="Bundle directory, or a registered version models:/NAME@ALIAS (or /V); --engine spark needs the latter.",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="decisions.parquet (or .csv / .jsonl).")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "spark"]),
+    default="local",
+    show_default=True,
+    help="local: the router in this process; spark: the registered MLflow pyfunc as a Spark UDF.",
+)
+@click.option(
+    "--spark-master", metavar="URL", help="Spark master for --engine spark. Default: local[*] (this machine)."
+)
+@click.option("--skip-invalid", is_flag=True, help="Drop rows that break the attempt-log format instead of stopping.")
+@click.option("--tracking-uri", help=f"For models:/ URIs. {TRACKING_HELP}")
+def score(
+    logs: tuple[str, ...],
+    model: str,
+    out: str,
+    engine: str,
+    spark_master: str | None,
+    skip_invalid: bool,
+    tracking_uri: str | None,
+) -> None:
+    """Route every request of LOGS and write one decision per request to --out.
+
+    Columns: request_id, tier, model, fallback_chain (tiers joined with ">") and p_<tier>, the P(success) of
+    every tier; one row per request, in the order requests first appear in LOGS (attempt logs, as for
+    `label`). An alias is resolved once, so every request is scored by the same version.
+    """
+    import time
+
+    from classifier.router import Router
+    from serving.sources import open_model_source
+    from training.labels import table_format, write_table
+    from training.scoring import LOCAL_MASTER, pin, requests_of, score_local, score_spark, spark_session
+    from training.tracking.store import activate
+
+    table_format(out)
+    if engine == "spark":
+        SPARK.require(f"{click.get_current_context().command_path} --engine spark")
+    elif spark_master:
+        raise click.BadParameter("applies to --engine spark only", param_hint="--spark-master")
+    scored = pin(open_model_source(model, tracking_uri))
+    if engine == "spark" and scored.registered is None:
+        raise click.BadParameter("--engine spark scores a registered version: models:/NAME@ALIAS", param_hint="--model")
+    router = Router.load(scored.bundle)
+    requests = requests_of(read_logs(logs, 1.0, skip_invalid))
+    started = time.perf_counter()
+    if engine == "spark":
+        activate(scored.registered.store)
+        with spark_session(spark_master or LOCAL_MASTER) as spark:
+            decisions = score_spark(spark, scored.registered.uri, router.ladder.names, requests)
+    else:
+        decisions = score_local(router, requests)
+    elapsed = time.perf_counter() - started
+    path = write_table(decisions, Path(out))
+    click.echo(
+        f"scored {decisions.height:,} requests with {scored.describe()} (version {router.version}) on {engine} "
+        f"in {elapsed:.1f}s ({decisions.height / max(elapsed, 1e-9):,.0f}/s); wrote {path}"
+    )
+
+
 @commands.command("compare")
+@needs(TRAIN)
 @click.argument("name")
 @click.option(
     "--versions",
@@ -352,28 +481,39 @@ def evaluate(
 @click.option(
     "--split", default="test", show_default=True, help="Which split of --logs to evaluate on; `all` for every row."
 )
-@click.option("--tracking-uri", help=TRACKING_HELP)
+@tracking_options
 def compare(
-    name: str, versions: tuple[int, ...], logs: tuple[str, ...], tiers: str | None, split: str, tracking_uri: str | None
+    name: str,
+    versions: tuple[int, ...],
+    logs: tuple[str, ...],
+    tiers: str | None,
+    split: str,
+    tracking_uri: str | None,
+    experiment: str,
 ) -> None:
     """Compare registered versions of NAME side by side: metrics, data, encoder, and aliases held.
 
-    Without --logs each version shows the metrics it recorded on its own held-out rows; with --logs all
-    versions are re-evaluated on the same rows.
+    Without --logs each version shows the metrics its training run recorded on its own held-out rows; with
+    --logs all versions are re-evaluated on the same rows (95% intervals in brackets), and those numbers are
+    logged as an MLflow comparison run in --experiment.
     """
     from classifier.tiers import TierLadder
-    from training.tracking.compare import render_comparison, version_rows
+    from training.tracking.compare import log_comparison, render_comparison, version_rows
 
+    registry = open_registry(tracking_uri)
+    log = read_logs(logs, 1.0, False) if logs else None
     rows = version_rows(
-        open_registry(tracking_uri),
+        registry,
         name,
         [str(v) for v in versions],
-        read_logs(logs, 1.0, False) if logs else None,
+        log,
         TierLadder.load(tiers) if tiers else None,
         None if split == "all" else split,
     )
     where = f"re-evaluated on {split} rows of {', '.join(logs)}" if logs else "as recorded at training time"
     click.echo(render_comparison(rows, where))
+    if log is not None:
+        click.echo(f"mlflow comparison run {log_comparison(registry, experiment, name, rows, log)}")
 
 
 @commands.command("promote")
@@ -387,6 +527,7 @@ def promote(name: str, version: int, tracking_uri: str | None) -> None:
 
 
 @commands.command("retrain")
+@needs(TRAIN)
 @click.argument("name")
 @log_options
 @click.option(
@@ -437,6 +578,7 @@ def retrain(
 
 
 @commands.command("demo")
+@needs(TRAIN)
 @click.option(
     "--workdir",
     default="tierwise-demo",
@@ -458,6 +600,7 @@ def demo(workdir: str, requests: int) -> None:
 
 
 @commands.command("replay")
+@needs(TRAIN)
 @log_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="NEW_ATTEMPTS.parquet to write.")
 @click.option(

@@ -195,17 +195,36 @@ def summarize(log: AttemptLog, labels: Labels) -> LabelSummary:
     )
 
 
+TABLE_FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+
+
+def table_format(path: str | Path) -> str:
+    """The format `write_table` will use for a path (by its extension); LogError for one it cannot write.
+
+    Commands that work long before writing check their output path with it first.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in TABLE_FORMATS:
+        raise LogError(f"{path}: unknown output format {suffix!r}; use .parquet, .csv or .jsonl")
+    return TABLE_FORMATS[suffix]
+
+
 def write_table(frame: pl.DataFrame, path: str | Path) -> Path:
     """Write a frame as Parquet, CSV or JSONL, chosen by the file's extension."""
     out = Path(path)
+    kind = table_format(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    suffix = out.suffix.lower()
-    if suffix in (".parquet", ".pq"):
+    if kind == "parquet":
         frame.write_parquet(out)
-    elif suffix == ".csv":
+    elif kind == "csv":
         frame.write_csv(out)
-    elif suffix in (".jsonl", ".ndjson", ".json"):
-        frame.write_ndjson(out)
     else:
-        raise LogError(f"{out}: unknown output format {suffix!r}; use .parquet, .csv or .jsonl")
+        frame.write_ndjson(out)
     return out

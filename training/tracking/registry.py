@@ -200,12 +200,16 @@ class Registry:
 
 
 def _bundle_in_model(root: Path) -> Path | None:
-    """Where a downloaded pyfunc model keeps its `bundle` artifact (named in its MLmodel file)."""
-    from mlflow.models import Model
+    """Where a downloaded pyfunc model keeps its `bundle` artifact (named in its MLmodel file).
+
+    The MLmodel file is read as the YAML it is: MLflow's `Model.load` imports pandas, which a serving-only
+    install does not have.
+    """
+    import yaml
 
     try:
-        artifacts = Model.load(str(root / "MLmodel")).flavors["python_function"].get("artifacts", {})
-        bundle = root / artifacts[BUNDLE_ARTIFACT]["path"]
-    except (OSError, KeyError):
+        described = yaml.safe_load((root / "MLmodel").read_text())
+        bundle = root / described["flavors"]["python_function"]["artifacts"][BUNDLE_ARTIFACT]["path"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
         return None
     return bundle if bundle.is_dir() else None
