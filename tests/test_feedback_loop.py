@@ -2,8 +2,9 @@
 along the chain, collect, retrain, promote through the gate, and watch the server follow the alias.
 
 The champion is biased the way a deployed router is: it was trained where only the top tier ever worked, so it
-sends everything to the top tier (the registry would not make it champion; the test promotes it by hand). Exploration shows the cheaper tiers answering; the challenger trained on the
-collected traffic learns it and is promoted. Nothing acknowledged is lost across a SIGTERM and a restart.
+sends everything to the top tier (the registry would not make it champion; the test promotes it by hand).
+Exploration shows the cheaper tiers answering; the challenger trained on the collected traffic learns it and is
+promoted. Nothing acknowledged is lost across a SIGTERM and a restart.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def served_traffic(explore_rate: float, seed: int = 0) -> dict[str, np.ndarray]:
             observed[i, tier] = truth[i, tier]
             if truth[i, tier]:
                 break
-    return {"truth": truth, "observed": observed, "served": served, "first": first, "looks": looks}
+    return {"truth": truth, "observed": observed, "served": served, "first": first, "looks": looks, "policy": policy}
 
 
 def labelled(traffic: dict[str, np.ndarray]) -> pl.DataFrame:
@@ -106,3 +106,19 @@ def test_the_traffic_reveals_every_tier_from_the_first_attempt_up():
 
 def test_logs_without_decision_columns_are_not_traffic():
     assert TrafficLog.from_labels(pl.DataFrame({"success_small": [1.0]}), TIERS) is None
+
+
+def test_heads_learn_from_first_attempts_only():
+    """An escalation attempt happens because the one before failed, so among the same requests its success rate
+    falls short of the tier's; a first attempt was drawn whatever the request, so its rate is the tier's."""
+    traffic = served_traffic(explore_rate=0.2)
+    taught = TrafficLog(traffic["served"], traffic["first"]).first_attempts(traffic["observed"])
+    np.testing.assert_array_equal(np.isfinite(taught).sum(axis=1), np.ones(REQUESTS))
+    large = 2
+    sent_to_medium = traffic["policy"] == 1  # the large tier is only reached by escalation here
+    escalated = sent_to_medium & np.isfinite(traffic["observed"][:, large])
+    assert traffic["observed"][escalated, large].mean() < traffic["truth"][sent_to_medium, large].mean() - 0.03
+    assert not np.isfinite(taught[sent_to_medium, large]).any()
+    sent_to_large = traffic["policy"] == large
+    first = sent_to_large & (traffic["served"] == large)
+    assert taught[first, large].mean() == pytest.approx(traffic["truth"][sent_to_large, large].mean(), abs=0.02)

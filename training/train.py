@@ -6,10 +6,10 @@ drops it when asked. The exported bundle is then scored on the held-out rows by 
 `tierwise eval` runs, and that evaluation travels with the result, so nothing downstream (run logging,
 retrain's gate) scores it again.
 
-Collected traffic (`tierwise collect`) is learned from as the traffic revealed it: each tier from the first
-attempt up (tried, or implied by a cheaper success), so which tiers a request teaches depends on the serving
-router's draw and not on how the request went; the policy and the held-out scores weight those outcomes by
-inverse propensity (`training.evaluation.off_policy`).
+Collected traffic (`tierwise collect`): the heads learn from each request's first attempt, whose tier was
+drawn with a known probability whatever the request's difficulty (an escalation attempt happens because an
+earlier one failed, so it over-represents hard requests); the policy and the held-out scores weight what
+the traffic revealed by inverse propensity (`training.evaluation.off_policy`).
 """
 
 from __future__ import annotations
@@ -149,16 +149,17 @@ def _fit(
     tier_costs: list[float],
     masks: _Masks,
     options: TrainOptions,
-    revealed: np.ndarray | None,
+    traffic: TrafficLog | None,
 ) -> tuple[TierHead, PolicyChoice]:
     """Choose the policy with a head fitted on the fit rows, then refit the head on every training row.
 
     With a guarded quality target the head is not refit: the validation rows it was certified on must stay
-    unseen by the head that serves, or the guarantee would not hold. `revealed`, for collected traffic, is
-    the probability the traffic had of revealing each outcome in `success` (the outcomes it revealed): the
-    policy is then chosen on inverse-propensity estimates.
+    unseen by the head that serves, or the guarantee would not hold. On collected traffic the heads learn
+    from first attempts and the policy is chosen on inverse-propensity estimates of what the traffic revealed.
     """
-    head = TierHead(C=options.C, random_state=options.seed).fit(vectors[masks.fit], success[masks.fit])
+    taught = success if traffic is None else traffic.first_attempts(success)
+    revealed = None if traffic is None else traffic.revealed(success)
+    head = TierHead(C=options.C, random_state=options.seed).fit(vectors[masks.fit], taught[masks.fit])
     valid = masks.validation
     probs = head.predict_proba(vectors[valid])
     if revealed is None:
@@ -171,11 +172,12 @@ def _fit(
             "use --quality-floor, or logs with every tier's outcome"
         )
     else:
+        outcomes, probability = revealed
         choice = choose_policy_on_traffic(
-            success[valid], revealed[valid], cost[valid], probs, options.rules, tier_costs, options.quality_floor
+            outcomes[valid], probability[valid], cost[valid], probs, options.rules, tier_costs, options.quality_floor
         )
     if options.target is None:
-        head = TierHead(C=options.C, random_state=options.seed).fit(vectors[masks.train], success[masks.train])
+        head = TierHead(C=options.C, random_state=options.seed).fit(vectors[masks.train], taught[masks.train])
     return head, choice
 
 
@@ -225,9 +227,6 @@ def train_bundle(
     # What the policy weighs per tier, when it is chosen and when it serves: the mean cost on training rows.
     tier_costs = [float(np.nanmean(cost[masks.train, k])) for k in range(len(labels.ladder))]
     traffic = TrafficLog.from_labels(frame, labels.ladder.names)
-    revealed = None
-    if traffic is not None:
-        success, revealed = traffic.revealed(success)
     timings["label_s"] = time.perf_counter() - started
 
     step = time.perf_counter()
@@ -236,7 +235,7 @@ def train_bundle(
     timings["embed_s"] = time.perf_counter() - step
 
     step = time.perf_counter()
-    head, choice = _fit(vectors, success, cost, tier_costs, masks, options, revealed)
+    head, choice = _fit(vectors, success, cost, tier_costs, masks, options, traffic)
     timings["fit_s"] = time.perf_counter() - step
 
     step = time.perf_counter()

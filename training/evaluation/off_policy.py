@@ -72,6 +72,17 @@ class TrafficLog:
         """Mask of the requests that come from collected traffic."""
         return self.served >= 0
 
+    def first_attempts(self, success: np.ndarray) -> np.ndarray:
+        """Outcomes with each traffic request's first attempt only (other requests keep all they hold).
+
+        The first attempt's tier was drawn with a known probability, independently of how the request would
+        go; an escalation attempt was made because an earlier one failed, so it over-represents requests
+        that are hard for that tier. What a head learns from are the first attempts.
+        """
+        success = np.asarray(success, dtype=np.float64)
+        others = self.traffic[:, None] & (np.arange(success.shape[1])[None, :] != self.served[:, None])
+        return np.where(others, np.nan, success)
+
     def revealed(self, success: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(outcomes the traffic reveals, NaN elsewhere; the probability each was revealed), both (n, T).
 
