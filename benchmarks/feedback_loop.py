@@ -8,12 +8,13 @@ For each dataset in the shared data directory:
    (`serving.simulate`), with exploration at each --explore-rates value (0 = none);
 3. every --every requests the decision and outcome logs are collected (`tierwise collect`'s library), a
    challenger is trained on seed + collected rows and put through the retrain gate (IPS on the held-out
-   traffic); the server follows the alias;
+   traffic); it becomes champion whatever the gate says unless --gate (the gate's verdict is reported
+   either way), and the server follows the alias;
 4. after each round the challenger and the serving champion are scored on the fixed test split (every tier
    known), next to a router trained on the whole train split.
 
     python benchmarks/feedback_loop.py [--data DIR] [--datasets mmlu_pro routerbench] [--every 2000]
-        [--explore-rates 0.2 0] [--json OUT.json]
+        [--explore-rates 0.2 0] [--explore-seed 0] [--gate] [--json OUT.json]
 
 --data defaults to $TIERWISE_DATA, else ../shared/data next to the repository root.
 """
@@ -21,6 +22,7 @@ For each dataset in the shared data directory:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import tempfile
@@ -113,6 +115,14 @@ class Dataset:
         return path
 
 
+def rounds_of(requests: int, every: int) -> list[tuple[int, int]]:
+    """[start, stop) of each round of about `every` requests; a last round under half of it joins the one before."""
+    bounds = [*range(0, requests, every), requests]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < every / 2:
+        del bounds[-2]
+    return list(itertools.pairwise(bounds))
+
+
 def wait_for_lines(path: Path, lines: int, timeout_s: float = 60.0) -> None:
     """Block until a log written off the request path holds `lines` rows."""
     deadline = time.monotonic() + timeout_s
@@ -131,25 +141,27 @@ def wait_for_version(stub: pb_grpc.RouterStub, version: str, timeout_s: float = 
         time.sleep(0.2)
 
 
-def run_loop(dataset: Dataset, explore_rate: float, every: int, work: Path) -> list[Round]:
-    """Seed a champion, then serve the traffic in rounds of `every` requests, retraining after each."""
+def run_loop(dataset: Dataset, explore_rate: float, loop: argparse.Namespace, work: Path) -> list[Round]:
+    """Seed a champion, then serve the traffic in rounds of `loop.every` requests, retraining after each."""
+    every = loop.every
     work.mkdir(parents=True)
     store = f"sqlite:///{work / 'mlflow.db'}"
     registry = Registry(store)
     options = TrainOptions(encoder="static", split_column="holdout")  # no such column: a hashed 20% held out
     seed = dataset.write_seed(work / "seed.parquet")
     seeded = train_bundle(read_attempts([seed]), work / "seed-bundle", dataset.ladder, options)
-    log_training_run(seeded, registry, register=NAME, experiment="feedback")
+    registered = log_training_run(seeded, registry, register=NAME, experiment="feedback")
+    registry.promote(NAME, str(registered.version))  # in service whatever the fitness check says of it
     decisions, outcomes = work / "decisions.jsonl", work / "outcomes.jsonl"
     args = ["--model", f"models:/{NAME}@champion", "--tracking-uri", store, "--port", "0", "--no-metrics"]
     args += ["--reload-interval", "0.5", "--decision-log", str(decisions), "--outcome-log", str(outcomes)]
-    args += ["--explore-rate", str(explore_rate)]
+    args += ["--explore-rate", str(explore_rate), "--explore-seed", str(loop.explore_seed)]
     rounds = []
     sent = explored = reported = 0
     with ServerProcess(args) as server, grpc.insecure_channel(server.target) as channel:
         stub = pb_grpc.RouterStub(channel)
-        for start in range(0, len(dataset.traffic), every):
-            report = send_traffic(stub, dataset.traffic[start : start + every])
+        for start, stop in rounds_of(len(dataset.traffic), every):
+            report = send_traffic(stub, dataset.traffic[start:stop])
             sent, explored = sent + report.routed, explored + report.explored
             reported += len(report.acknowledged)
             wait_for_lines(decisions, sent)
@@ -159,6 +171,8 @@ def run_loop(dataset: Dataset, explore_rate: float, every: int, work: Path) -> l
                 NAME, read_attempts([seed, work / "collected.parquet"]), registry, dataset.ladder, options,
                 experiment="feedback",
             )  # fmt: skip
+            if not decision.promoted and not loop.gate:
+                registry.promote(NAME, decision.challenger.version)
             champion = Router.load(registry.bundle_dir(registry.version(ModelRef(NAME, alias=CHAMPION))))
             wait_for_version(stub, champion.version)
             challenger = Router.load(
@@ -176,7 +190,7 @@ def run_loop(dataset: Dataset, explore_rate: float, every: int, work: Path) -> l
                     headline(champion, dataset.test),
                 )
             )
-            print(decision.render(), flush=True)
+            print(decision.render(), f"challenger policy: {policy.chosen_by}", sep="\n", flush=True)
             print(
                 f"[{dataset.name} explore {explore_rate:g}] {sent} requests ({collected.matched} attempts collected, "
                 f"{collected.censored / max(collected.requests, 1):.0%} censored): challenger {rounds[-1].challenger} "
@@ -196,23 +210,31 @@ def reference(dataset: Dataset, work: Path) -> dict[str, float | None]:
 
 
 def render(name: str, full: dict[str, float | None], runs: dict[float, list[Round]]) -> str:
-    """A markdown table per dataset: one row per round and exploration rate."""
-    metric = next(m for m in METRICS if m in full)
+    """A markdown table per dataset: one row per round and exploration rate, both headline metrics."""
+    gain, apgr = METRICS
     lines = [
-        f"### {name}: {metric} on the fixed test split (full-data router: {full[metric]:.3f})",
+        f"### {name}: on the fixed test split; the full-data router scores gain {full[gain]:+.3f}, "
+        f"APGR {full[apgr]:.3f}",
         "",
-        f"| explore rate | requests served | explored | challenger {metric} | promoted | champion {metric} | "
-        f"champion - full data |",
+        "| explore rate | requests served | explored | challenger gain / APGR (rule, threshold) | retrain gate "
+        "| champion gain / APGR | champion - full data: gain / APGR |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for rate, rounds in runs.items():
         for r in rounds:
-            gap = (r.champion[metric] or np.nan) - (full[metric] or np.nan)
             lines.append(
-                f"| {rate:g} | {r.requests} | {r.explored:.1%} | {r.challenger[metric]:.3f} | "
-                f"{'yes' if r.promoted else 'no'} | {r.champion[metric]:.3f} | {gap:+.3f} |"
+                f"| {rate:g} | {r.requests} | {r.explored:.1%} | {_pair(r.challenger)} ({r.challenger_rule}) | "
+                f"{'promoted' if r.promoted else 'kept: ' + r.reason} | {_pair(r.champion)} | "
+                f"{_pair(r.champion, full)} |"
             )
     return "\n".join(lines)
+
+
+def _pair(metrics: dict[str, float | None], minus: dict[str, float | None] | None = None) -> str:
+    gain, apgr = (
+        (metrics[m] or np.nan) - ((minus or {}).get(m) or 0.0) for m in METRICS
+    )  # fmt: skip
+    return f"{gain:+.3f} / {apgr:+.3f}" if minus else f"{gain:+.3f} / {apgr:.3f}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -221,18 +243,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--every", type=int, default=2000, help="retrain after this many requests")
     parser.add_argument("--explore-rates", nargs="+", type=float, default=[0.2, 0.0])
+    parser.add_argument("--explore-seed", type=int, default=0, help="the servers' --explore-seed")
+    parser.add_argument("--gate", action="store_true", help="promote only what the retrain gate promotes")
     parser.add_argument("--json", type=Path, help="also write every round's numbers here")
+    parser.add_argument("--workdir", type=Path, help="keep logs, stores and bundles here (default: a temporary one)")
     args = parser.parse_args(argv)
     root = data_dir(args.data)
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.workdir or scratch
         for name in args.datasets:
             dataset = Dataset(root, name)
             print(f"[{name}] {len(dataset.seed_ids)} seed requests, {len(dataset.traffic)} traffic, "
                   f"{dataset.test.height} test", flush=True)  # fmt: skip
             full = reference(dataset, Path(tmp) / name)
             runs = {
-                rate: run_loop(dataset, rate, args.every, Path(tmp) / name / f"explore-{rate:g}")
+                rate: run_loop(dataset, rate, args, Path(tmp) / name / f"explore-{rate:g}")
                 for rate in args.explore_rates
             }
             results[name] = {"full": full, "runs": {str(k): [asdict(r) for r in v] for k, v in runs.items()}}
