@@ -9,6 +9,7 @@ promoted. Nothing acknowledged is lost across a SIGTERM and a restart.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -127,6 +128,9 @@ def test_served_traffic_retrains_a_better_champion_and_loses_nothing(tmp_path, m
         "replay", attempts, "--out", tmp_path / "replayed.parquet", "--grader", "judge", "--dry-run"
     )
     assert "mlflow run" in cli_ok("train", attempts, "--out", tmp_path / "trained")
+    scored = cli_ok("eval", "--model", tmp_path / "trained", attempts, "--json", tmp_path / "eval.json")
+    assert "weighted by inverse propensity" in scored
+    assert json.loads((tmp_path / "eval.json").read_text())["format"] == "tierwise-eval-traffic/1"
     with ServerProcess(args) as server, grpc.insecure_channel(server.target) as channel:
         stub = pb_grpc.RouterStub(channel)
         assert stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10).version == champion.router.version

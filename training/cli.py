@@ -234,6 +234,7 @@ def label(logs: tuple[str, ...], tiers: str | None, success_threshold: float, sk
 
 
 @commands.command("collect")
+@needs(TRAIN)
 @click.argument("logs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="attempts.parquet (or .csv / .jsonl).")
 @click.option(
@@ -369,23 +370,34 @@ def evaluate(
     Sweeps the router's quality threshold over [0, 1] on the requests of --split whose outcome is known on
     every tier, and compares it on the same requests with always-each-tier, a random mix of cheapest and
     top, a prompt-length heuristic, k-NN over the other rows, and the oracle. --tiers defaults to the
-    model's own ladder (give one with the same tier names to re-price). Definitions: docs/evaluation.md.
+    model's own ladder (give one with the same tier names to re-price). On collected traffic (`tierwise
+    collect`) the router is scored by inverse propensity instead. Definitions: docs/evaluation.md.
     """
     from classifier.tiers import TierLadder
     from training.evaluation.evaluate import run_eval
     from training.evaluation.table import render_table
+    from training.evaluation.traffic import run_traffic_eval
 
     router = load_router(model, tracking_uri)
-    report = run_eval(
-        router,
-        read_logs(logs, success_threshold, skip_invalid),
-        ladder=TierLadder.load(tiers) if tiers else None,
-        split=None if split == "all" else split,
-        json_out=Path(json_out) if json_out else None,
-        plot_out=Path(plot_out) if plot_out else None,
-    )
+    log = read_logs(logs, success_threshold, skip_invalid)
+    ladder = TierLadder.load(tiers) if tiers else None
+    chosen = None if split == "all" else split
     click.echo(f"model {model} (version {router.version}, encoder {router.manifest.encoder.name}), split {split}")
-    click.echo(render_table(report))
+    traffic = run_traffic_eval(router, log, ladder=ladder, split=chosen, json_out=Path(json_out) if json_out else None)
+    if traffic is not None:  # collected traffic: weighted by inverse propensity, no full-information chart
+        if plot_out:
+            raise click.UsageError("--plot draws full-information curves; these logs are collected traffic")
+        click.echo(traffic.table())
+    else:
+        report = run_eval(
+            router,
+            log,
+            ladder=ladder,
+            split=chosen,
+            json_out=Path(json_out) if json_out else None,
+            plot_out=Path(plot_out) if plot_out else None,
+        )
+        click.echo(render_table(report))
     for written in (json_out, plot_out):
         if written:
             click.echo(f"wrote {written}")

@@ -10,7 +10,9 @@ every tier's outcome (the oracle, k-NN) are left out.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,16 +20,20 @@ import polars as pl
 
 from classifier.policy import rule_scores
 from classifier.router import Router
+from classifier.tiers import TierLadder
 from training.evaluation.curves import choose_tiers
-from training.evaluation.evaluate import router_probabilities
+from training.evaluation.evaluate import evaluation_ladder, router_probabilities
 from training.evaluation.frames import outcome_arrays
 from training.evaluation.metrics import budget_grid, curve_summary
 from training.evaluation.off_policy import Estimate, TrafficLog, ips_anchors, ips_curve, ips_estimate, is_traffic
 from training.evaluation.report import Point, SweptRouter
 from training.evaluation.savings import GAIN_BUDGETS, SavingsScale, static_mix_quality
+from training.labels import label_requests
+from training.logs import AttemptLog
 from training.splits import SplitRule
 
 CURVE_THRESHOLDS = np.linspace(0.0, 1.0, 201)
+TRAFFIC_REPORT_FORMAT = "tierwise-eval-traffic/1"
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,37 @@ class TrafficEvaluation:
         metrics["traffic_effective_n"] = point.estimate.effective_n
         return metrics | ({"cost_ratio": ratio} if ratio is not None else {})
 
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON document (docs/evaluation.md, "Evaluating on collected traffic")."""
+        point = self.operating_point
+        curve = self.router.curve
+        top = self.always[self.tiers[-1]].cost
+        return {
+            "format": TRAFFIC_REPORT_FORMAT,
+            "tiers": list(self.tiers),
+            "requests": self.requests,
+            **self.headline(),
+            "operating_point": {
+                "threshold": point.threshold,
+                "rule": point.rule,
+                "quality": point.point.quality,
+                "cost_usd": point.point.cost,
+                "cost_ratio": self.cost_ratio(point.point.cost),
+                "tier_shares": dict(point.tier_shares),
+                "support": point.estimate.support,
+                "effective_n": point.estimate.effective_n,
+            },
+            "always": {
+                name: {"quality": e.quality, "cost_usd": e.cost, "support": e.support}
+                for name, e in self.always.items()
+            },
+            "curve": {
+                "setting": curve.settings.tolist(),
+                "cost_ratio": _finite(curve.cost / top) if top > 0 else None,
+                "quality": _finite(curve.quality),  # null where no request could be judged
+            },
+        }
+
     def table(self) -> str:
         """Plain-text lines for the terminal."""
         point = self.operating_point
@@ -95,6 +132,10 @@ class TrafficEvaluation:
         ]
         lines += [f"always {name:<12} quality {e.quality:.3f}" for name, e in self.always.items()]
         return "\n".join(lines)
+
+
+def _finite(values: np.ndarray) -> list[float | None]:
+    return [float(v) if np.isfinite(v) else None for v in values]
 
 
 def _number(value: float | None) -> str:
@@ -147,3 +188,25 @@ def evaluate_on_traffic(router: Router, rows: pl.DataFrame) -> TrafficEvaluation
         always=always,
         request_ids=[str(i) for i in rows["request_id"].to_list()],
     )
+
+
+def run_traffic_eval(
+    router: Router,
+    log: AttemptLog,
+    *,
+    ladder: TierLadder | None = None,
+    split: str | None = "test",
+    json_out: Path | None = None,
+) -> TrafficEvaluation | None:
+    """`tierwise eval` on collected traffic: the split's requests scored by inverse propensity, the JSON written;
+    None when the logs are not collected traffic (then `evaluate.run_eval` applies)."""
+    if "propensities" not in log.frame.columns:
+        return None
+    rows = traffic_rows(label_requests(log, evaluation_ladder(router, ladder)).frame, split)
+    if rows is None:
+        return None
+    evaluation = evaluate_on_traffic(router, rows)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(evaluation.to_json(), indent=2, allow_nan=False) + "\n")
+    return evaluation
