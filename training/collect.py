@@ -25,21 +25,12 @@ import polars as pl
 
 from classifier.text import render_messages
 from classifier.tiers import TierLadder
+from serving.outcomes import MEASURES as OUTCOME_MEASURES
 from training.attempts import DECISION, SCHEMA
 from training.labels import CENSORED, label_requests, write_table
 from training.logs import SUFFIX_FORMATS, LogError, find_log_files, read_attempts
 
 DECISION_MARKER = "fallback_chain"
-# Outcome fields that are non-negative numbers when reported (the proto's optional measurements).
-OUTCOME_MEASURES = (
-    "cost_usd",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-    "latency_ms",
-    "ttft_ms",
-)
 TRUE_WORDS = ("true", "1", "yes")
 FALSE_WORDS = ("false", "0", "no")
 
