@@ -40,7 +40,7 @@ class Explorer:
             raise PolicyError("explore_rate", f"must be within [0, 1], got {rate}")
         self.rate = rate
         self._ladder = router.ladder
-        self._costs = router.policy.costs
+        self._policy = router.policy
         self._names = router.ladder.names
         self._position = {name: index for index, name in enumerate(self._names)}
         self._random = (rng or random.Random()).random
@@ -70,11 +70,14 @@ class Explorer:
             plan = self._plans[key] = (cheaper, propensities)
         return plan
 
-    def serve(self, prediction: Prediction, allowed_tiers: Sequence[str] | None, allow: bool = True) -> Served:
+    def serve(
+        self, prediction: Prediction, allowed_tiers: Sequence[str] | None, allow: bool = True, band: str = "interactive"
+    ) -> Served:
         """The policy's choice with probability 1 - rate, else a cheaper allowed tier drawn uniformly.
 
         A request that opts out (`allow=False`), or has no cheaper allowed tier, gets the policy's choice
-        with propensity 1.
+        with propensity 1. An explored chain has one attempt more: its expected cost (at the band's prices)
+        and expected time are those of the longer chain.
         """
         if self.rate == 0.0 or not allow:
             return Served(prediction, False, 1.0, {prediction.tier: 1.0})
@@ -87,12 +90,19 @@ class Explorer:
         each = self.rate / len(cheaper)
         tier = cheaper[min(int(draw / each), len(cheaper) - 1)]
         chain = [tier, *prediction.fallback_chain]
+        return Served(self._explored(prediction, chain, band), True, each, propensities)
+
+    def _explored(self, prediction: Prediction, chain: list[str], band: str) -> Prediction:
         probs = [prediction.probabilities[name] for name in self._names]
-        explored = replace(
+        steps = [self._position[name] for name in chain]
+        policy = self._policy
+        costs = (policy.batch_costs or policy.costs) if band == "async" else policy.costs
+        timed = prediction.expected_latency_ms is not None and policy.times is not None
+        return replace(
             prediction,
-            tier=tier,
-            model=self._ladder.tiers[self._position[tier]].model,
+            tier=chain[0],
+            model=self._ladder.tiers[steps[0]].model,
             fallback_chain=chain,
-            expected_cost_usd=expected_chain_cost(probs, self._costs, [self._position[name] for name in chain]),
+            expected_cost_usd=expected_chain_cost(probs, costs, steps),
+            expected_latency_ms=policy.times.expected_chain_time(probs, steps) if timed else None,
         )
-        return Served(explored, True, each, propensities)

@@ -57,6 +57,9 @@ class ServeConfig:
     explore_seed: int | None = None  # fixed exploration draws, for reproducible experiments (None: fresh entropy)
     recent_decisions: int = 100_000  # routed request_ids remembered, to flag outcomes of unknown ones
     calibration_window: int = 1000  # graded outcomes per tier behind the live calibration figures
+    # For requests that set none, on models with a time model: INTERACTIVE's budget, TOLERANT's value of time.
+    max_latency_ms: float | None = None
+    value_of_time_usd_per_s: float | None = None
     workers: int = 1
     # Set by the worker pool for its children: share the port, expose metrics to the pool only, tag logs.
     reuse_port: bool = False

@@ -28,6 +28,7 @@ from serving.outcomes import OutcomeLog
 from serving.reload import LoadedModel, ModelHolder, Reloader, ReloadResult
 from serving.service import (
     SERVICE_NAME,
+    BandDefaults,
     Feedback,
     Limits,
     RouterService,
@@ -59,11 +60,12 @@ class ServingApp:
         if config.outcome_log:
             self.outcome_log = OutcomeLog(config.outcome_log, self.metrics.dropped_rows_counter("outcomes"))
         limits = Limits(max_prompt_bytes=config.max_prompt_bytes, max_batch=config.max_batch)
+        band_defaults = BandDefaults(config.max_latency_ms, config.value_of_time_usd_per_s)
         seed = config.explore_seed
         if seed is not None and config.worker is not None:
             seed += config.worker  # workers draw apart
         feedback = Feedback(config.explore_rate, seed, config.recent_decisions, self.outcome_log)
-        self.service = RouterService(self.holder, self.metrics, limits, self.decision_log, feedback)
+        self.service = RouterService(self.holder, self.metrics, limits, self.decision_log, feedback, band_defaults)
         self.reloader = Reloader(self.holder, config.reload_interval)
         self.endpoint: MetricsEndpoint | None = None
         self.token = read_token(config.auth_token_file) if config.auth_token_file else None
