@@ -63,6 +63,14 @@ def test_an_explored_tier_escalates_to_the_chosen_tier_and_its_chain(router):
     assert served.prediction.probabilities == policy.probabilities
 
 
+def test_an_async_request_prices_its_explored_chain_at_batch_prices(router):
+    policy = chosen(router, "opus")
+    served = Explorer(router, 1.0, random.Random(0)).serve(policy, ["sonnet", "opus"], band="async")
+    probs = [policy.probabilities[n] for n in router.ladder.names]
+    batch = router.policy.batch_costs or router.policy.costs
+    assert served.prediction.expected_cost_usd == pytest.approx(expected_chain_cost(probs, batch, [1, 2]))
+
+
 def test_only_allowed_cheaper_tiers_are_explored(router):
     explorer = Explorer(router, 1.0, random.Random(0))
     served = {explorer.serve(chosen(router, "opus"), ["sonnet", "opus"]).prediction.tier for _ in range(200)}

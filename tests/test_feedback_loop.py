@@ -139,3 +139,29 @@ def test_served_traffic_retrains_a_better_champion_and_loses_nothing(tmp_path, m
         wait_for_version(stub, champion_version(mlflow_store))
         served = stub.Predict(pb.PredictRequest(prompt=first[0].prompt, allow_explore=False), timeout=10)
         assert served.model_version != champion.router.version
+
+
+def test_without_exploration_a_top_tier_champion_never_learns_about_cheaper_tiers(tmp_path, mlflow_store):
+    """The same biased champion, no exploration: every request goes to the top tier and succeeds there, so the
+    traffic holds no outcome of a cheaper tier, and a retrain on it refuses to guess them."""
+    name = "feedback-loop-blind"
+    old_logs = write_sample_logs(tmp_path / "old", 300, seed=21)
+    champion = train_files([only_the_top_tier_works(old_logs, tmp_path / "biased" / "a.jsonl")], tmp_path / "champion")
+    registered = log_training_run(champion, Registry(mlflow_store), register=name)
+    Registry(mlflow_store).promote(name, str(registered.version))
+    truth = label_requests(read_attempts([write_sample_logs(tmp_path / "truth", 600, seed=23)]), TierLadder.load())
+    requests = [r for r in known_requests(truth) if len(r.success) == 3]
+    decisions, outcomes = tmp_path / "decisions.jsonl", tmp_path / "outcomes.jsonl"
+    args = ["--model", f"models:/{name}@champion", "--port", "0", "--no-metrics"]
+    args += ["--decision-log", str(decisions), "--outcome-log", str(outcomes)]
+    with ServerProcess(args) as server, grpc.insecure_channel(server.target) as channel:
+        sent = send_traffic(pb_grpc.RouterStub(channel), requests)
+    assert sent.explored == 0
+    attempts = tmp_path / "attempts.parquet"
+    cli_ok("collect", decisions, outcomes, "--out", attempts)
+    top = TierLadder.load().top.model
+    first = pl.read_parquet(attempts).filter(pl.col("attempt") == 0)
+    assert set(first["model"]) == {top} and first["propensity"].to_list() == [1.0] * first.height
+    result = CliRunner().invoke(cli, ["retrain", name, str(attempts)])
+    assert result.exit_code == 2
+    assert "too few observed outcomes to train tier(s) haiku, sonnet" in result.output
