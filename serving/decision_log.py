@@ -39,7 +39,7 @@ class Decision:
     messages: Sequence[ChatMessage]
     prediction: Prediction
     model_version: str
-    latency_band: str
+    latency_band: str  # the band applied: interactive (also when the request named none), tolerant or async
     unix_time: float
     explored: bool = False
     propensity: float = 1.0

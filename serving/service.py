@@ -46,7 +46,6 @@ _METHOD_LABELS = {f"/{SERVICE_NAME}/{m.name}": m.name for m in pb.DESCRIPTOR.ser
 UNKNOWN_METHOD = "unknown"
 # Deadlines are checked between chunks of a batch, so an expired call stops within one chunk's work.
 BATCH_CHUNK = 64
-_BAND_NAMES = {number: name for name, number in pb.LatencyBand.items()}
 
 
 class RpcFailure(Exception):
@@ -149,7 +148,7 @@ class RouterService:
         except PolicyError as exc:
             raise _invalid(_field_error(exc)) from None
         inference_us = (time.perf_counter_ns() - start) // 1000
-        return self._answer(args, prediction, router, inference_us, request.latency_band)
+        return self._answer(args, prediction, router, inference_us)
 
     def predict_batch(
         self, request: pb.PredictBatchRequest | MalformedRequest, context: Any
@@ -188,8 +187,7 @@ class RouterService:
                 chunk_us = (time.perf_counter_ns() - start) // 1000
                 total_us += chunk_us
                 for i, prediction in zip(chunk, predictions, strict=True):
-                    band = request.requests[i].latency_band
-                    responses[i] = self._answer(all_args[i], prediction, router, chunk_us // len(chunk), band)
+                    responses[i] = self._answer(all_args[i], prediction, router, chunk_us // len(chunk))
         return pb.PredictBatchResponse(responses=responses, model_version=router.version, inference_us=total_us)
 
     def model_info(self, request: object, context: Any) -> pb.ModelInfo:
@@ -230,13 +228,9 @@ class RouterService:
             self._explorer = (router, explorer)
         return explorer
 
-    def _answer(
-        self, args: RouteArgs, prediction: Prediction, router: Router, inference_us: int, band: int
-    ) -> pb.PredictResponse:
+    def _answer(self, args: RouteArgs, prediction: Prediction, router: Router, inference_us: int) -> pb.PredictResponse:
         version = router.version
-        decision = Decision(
-            args.request_id, args.text, args.messages, prediction, version, _BAND_NAMES[band], time.time()
-        )
+        decision = Decision(args.request_id, args.text, args.messages, prediction, version, args.band, time.time())
         if self._explore_rate and args.allow_explore:
             served = self._explorer_for(router).serve(prediction, args.allowed_tiers, band=args.band)
             prediction = decision.prediction = served.prediction

@@ -35,7 +35,7 @@ def decision(request_id: str, text: str, tier: str = "haiku", **served: object) 
         mode="threshold",
         expected_cost_usd=0.01,
     )
-    return Decision(request_id, text, (), prediction, "v1", "INTERACTIVE", T0, **served)  # type: ignore[arg-type]
+    return Decision(request_id, text, (), prediction, "v1", "interactive", T0, **served)  # type: ignore[arg-type]
 
 
 def outcome(seconds: float, **fields: object) -> dict:
@@ -98,7 +98,7 @@ def test_each_reported_attempt_becomes_one_row_and_repeats_merge(traffic, tmp_pa
     assert json.loads(explored["fallback_chain"]) == ["haiku", "sonnet", "opus"]
     assert (rows[("b", HAIKU)]["error"], rows[("b", SONNET)]["ttft_ms"]) == ("OverloadedError", 90.0)
     assert rows[("c", SONNET)]["score"] == 1.0 and rows[("c", SONNET)]["success"] is None
-    assert (merged["model_version"], merged["latency_band"], merged["propensity"]) == ("v1", "INTERACTIVE", 1.0)
+    assert (merged["model_version"], merged["latency_band"], merged["propensity"]) == ("v1", "interactive", 1.0)
     assert "decisions:  4 rows from 1 files" in output
     assert "outcomes:   8 reports from 1 files, of 7 attempts (1 merged" in output
     assert "matched:    5 attempts of 3 requests" in output

@@ -149,7 +149,7 @@ def test_a_decision_row_holds_what_a_retrain_needs(logged, router):
     for row, response in ((prompt_row, by_prompt), (chat_row, by_chat)):
         assert (row["tier"], row["fallback_chain"]) == (response.tier, list(response.fallback_chain))
         assert row["probabilities"] == pytest.approx(dict(response.probabilities))
-        assert (row["model_version"], row["latency_band"]) == (router.version, "LATENCY_BAND_UNSPECIFIED")
+        assert (row["model_version"], row["latency_band"]) == (router.version, "interactive")
         assert (row["explored"], row["propensity"], row["propensities"]) == (False, 1.0, {response.tier: 1.0})
         assert (response.explored, response.propensity) == (False, 1.0)
 
