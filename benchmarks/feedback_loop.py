@@ -14,7 +14,7 @@ For each dataset in the shared data directory:
    known), next to a router trained on the whole train split.
 
     python benchmarks/feedback_loop.py [--data DIR] [--datasets mmlu_pro routerbench] [--every 2000]
-        [--explore-rates 0.2 0] [--explore-seed 0] [--gate] [--json OUT.json]
+        [--explore-rates 0.2 0] [--explore-seed 0] [--threshold-rule auto] [--gate] [--json OUT.json]
 
 --data defaults to $TIERWISE_DATA, else ../shared/data next to the repository root.
 """
@@ -34,6 +34,7 @@ import grpc
 import numpy as np
 import polars as pl
 
+from classifier.policy import RULES
 from classifier.router import Router
 from classifier.tiers import TierLadder
 from serving.process import ServerProcess
@@ -147,7 +148,8 @@ def run_loop(dataset: Dataset, explore_rate: float, loop: argparse.Namespace, wo
     work.mkdir(parents=True)
     store = f"sqlite:///{work / 'mlflow.db'}"
     registry = Registry(store)
-    options = TrainOptions(encoder="static", split_column="holdout")  # no such column: a hashed 20% held out
+    # No `holdout` column in the logs: a hashed 20% is held out.
+    options = TrainOptions(encoder="static", split_column="holdout", threshold_rule=loop.threshold_rule)
     seed = dataset.write_seed(work / "seed.parquet")
     seeded = train_bundle(read_attempts([seed]), work / "seed-bundle", dataset.ladder, options)
     registered = log_training_run(seeded, registry, register=NAME, experiment="feedback")
@@ -201,11 +203,12 @@ def run_loop(dataset: Dataset, explore_rate: float, loop: argparse.Namespace, wo
     return rounds
 
 
-def reference(dataset: Dataset, work: Path) -> dict[str, float | None]:
+def reference(dataset: Dataset, threshold_rule: str, work: Path) -> dict[str, float | None]:
     """A router trained on the whole train split, scored on the test split."""
     work.mkdir(parents=True, exist_ok=True)
     logs = dataset.write_train(work / "train.parquet")
-    result = train_bundle(read_attempts([logs]), work / "full-bundle", dataset.ladder, TrainOptions(encoder="static"))
+    options = TrainOptions(encoder="static", threshold_rule=threshold_rule)
+    result = train_bundle(read_attempts([logs]), work / "full-bundle", dataset.ladder, options)
     return headline(result.router, dataset.test)
 
 
@@ -245,6 +248,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--explore-rates", nargs="+", type=float, default=[0.2, 0.0])
     parser.add_argument("--explore-seed", type=int, default=0, help="the servers' --explore-seed")
     parser.add_argument("--gate", action="store_true", help="promote only what the retrain gate promotes")
+    parser.add_argument(
+        "--threshold-rule", default="auto", choices=["auto", *RULES], help="every router's rule (train's option)"
+    )
     parser.add_argument("--json", type=Path, help="also write every round's numbers here")
     parser.add_argument("--workdir", type=Path, help="keep logs, stores and bundles here (default: a temporary one)")
     args = parser.parse_args(argv)
@@ -256,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
             dataset = Dataset(root, name)
             print(f"[{name}] {len(dataset.seed_ids)} seed requests, {len(dataset.traffic)} traffic, "
                   f"{dataset.test.height} test", flush=True)  # fmt: skip
-            full = reference(dataset, Path(tmp) / name)
+            full = reference(dataset, args.threshold_rule, Path(tmp) / name)
             runs = {
                 rate: run_loop(dataset, rate, args, Path(tmp) / name / f"explore-{rate:g}")
                 for rate in args.explore_rates
