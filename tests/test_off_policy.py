@@ -112,8 +112,10 @@ def test_heads_learn_from_first_attempts_only():
     """An escalation attempt happens because the one before failed, so among the same requests its success rate
     falls short of the tier's; a first attempt was drawn whatever the request, so its rate is the tier's."""
     traffic = served_traffic(explore_rate=0.2)
-    taught = TrafficLog(traffic["served"], traffic["first"]).first_attempts(traffic["observed"])
+    taught, weights = TrafficLog(traffic["served"], traffic["first"]).first_attempts(traffic["observed"])
     np.testing.assert_array_equal(np.isfinite(taught).sum(axis=1), np.ones(REQUESTS))
+    rows = np.arange(REQUESTS)
+    np.testing.assert_allclose(weights[rows, traffic["served"]], 1 / traffic["first"][rows, traffic["served"]])
     large = 2
     sent_to_medium = traffic["policy"] == 1  # the large tier is only reached by escalation here
     escalated = sent_to_medium & np.isfinite(traffic["observed"][:, large])
@@ -122,3 +124,21 @@ def test_heads_learn_from_first_attempts_only():
     sent_to_large = traffic["policy"] == large
     first = sent_to_large & (traffic["served"] == large)
     assert taught[first, large].mean() == pytest.approx(traffic["truth"][sent_to_large, large].mean(), abs=0.02)
+
+
+def test_a_head_weighted_by_inverse_propensity_learns_the_population_rate():
+    """One tier tried on 90% of easy requests and 10% of hard ones: unweighted, its head believes the easy
+    requests' rate; weighted by 1/propensity, the rate over all requests."""
+    from training.head import TierHead
+
+    rng = np.random.default_rng(0)
+    hard = rng.random(20_000) < 0.5
+    succeeded = (rng.random(20_000) < np.where(hard, 0.2, 0.9)).astype(float)
+    tried = rng.random(20_000) < np.where(hard, 0.1, 0.9)
+    outcomes = np.where(tried, succeeded, np.nan)[:, None]
+    weights = np.where(hard, 1 / 0.1, 1 / 0.9)[:, None]
+    blind = np.zeros((20_000, 1))  # no feature tells easy from hard: the head can only learn a rate
+    unweighted = TierHead().fit(blind, outcomes).predict_proba(blind[:1])[0, 0]
+    weighted = TierHead().fit(blind, outcomes, weights).predict_proba(blind[:1])[0, 0]
+    assert unweighted == pytest.approx(0.83, abs=0.02)
+    assert weighted == pytest.approx(0.55, abs=0.02)

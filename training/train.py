@@ -8,8 +8,8 @@ retrain's gate) scores it again.
 
 Collected traffic (`tierwise collect`): the heads learn from each request's first attempt, whose tier was
 drawn with a known probability whatever the request's difficulty (an escalation attempt happens because an
-earlier one failed, so it over-represents hard requests); the policy and the held-out scores weight what
-the traffic revealed by inverse propensity (`training.evaluation.off_policy`).
+earlier one failed, so it over-represents hard requests), weighted by inverse propensity; the policy and
+the held-out scores weight what the traffic revealed the same way (`training.evaluation.off_policy`).
 """
 
 from __future__ import annotations
@@ -159,9 +159,10 @@ def _fit(
     unseen by the head that serves, or the guarantee would not hold. On collected traffic the heads learn
     from first attempts and the policy is chosen on inverse-propensity estimates of what the traffic revealed.
     """
-    taught = success if traffic is None else traffic.first_attempts(success)
+    taught, weights = (success, np.ones_like(success)) if traffic is None else traffic.first_attempts(success)
     revealed = None if traffic is None else traffic.revealed(success)
-    head = TierHead(C=options.C, random_state=options.seed).fit(vectors[masks.fit], taught[masks.fit])
+    fit = masks.fit
+    head = TierHead(C=options.C, random_state=options.seed).fit(vectors[fit], taught[fit], weights[fit])
     valid = masks.validation
     probs = head.predict_proba(vectors[valid])
     if revealed is None:
@@ -179,7 +180,8 @@ def _fit(
             outcomes[valid], probability[valid], cost[valid], probs, options.rules, tier_costs, options.quality_floor
         )
     if options.target is None:
-        head = TierHead(C=options.C, random_state=options.seed).fit(vectors[masks.train], taught[masks.train])
+        train = masks.train
+        head = TierHead(C=options.C, random_state=options.seed).fit(vectors[train], taught[train], weights[train])
     return head, choice
 
 

@@ -72,16 +72,20 @@ class TrafficLog:
         """Mask of the requests that come from collected traffic."""
         return self.served >= 0
 
-    def first_attempts(self, success: np.ndarray) -> np.ndarray:
-        """Outcomes with each traffic request's first attempt only (other requests keep all they hold).
+    def first_attempts(self, success: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(outcomes with each traffic request's first attempt only, the inverse propensity of each).
 
         The first attempt's tier was drawn with a known probability, independently of how the request would
         go; an escalation attempt was made because an earlier one failed, so it over-represents requests
-        that are hard for that tier. What a head learns from are the first attempts.
+        that are hard for that tier. What a head learns from are the first attempts, each weighted by the
+        inverse of its probability, so a tier's few explored requests count for the many it was not tried
+        on. Other requests keep all they hold, with weight 1.
         """
         success = np.asarray(success, dtype=np.float64)
         others = self.traffic[:, None] & (np.arange(success.shape[1])[None, :] != self.served[:, None])
-        return np.where(others, np.nan, success)
+        taught = np.where(others, np.nan, success)
+        probability = np.where(self.traffic[:, None], self.first_attempt, 1.0)
+        return taught, np.where(np.isfinite(taught) & (probability > 0), 1.0 / np.maximum(probability, 1e-12), 0.0)
 
     def revealed(self, success: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(outcomes the traffic reveals, NaN elsewhere; the probability each was revealed), both (n, T).
