@@ -27,7 +27,10 @@ class Sink:
         self.outcomes.append(outcome)
 
 
-def walk(judge=Judge(), steps=CHAIN, batch=False):
+DEFAULT_JUDGE = Judge()
+
+
+def walk(judge=DEFAULT_JUDGE, steps=CHAIN, batch=False):
     sink = Sink()
     return Escalation(RouteDecision("req-1", steps, PRICES), judge, sink, batch=batch), sink
 
