@@ -192,6 +192,13 @@ PROXY_DEFAULTS = ProxyConfig()
     help="Requests in flight at once (a stream counts until it ends); one more gets 529 overloaded_error.",
 )
 @click.option(
+    "--max-body-bytes",
+    default=PROXY_DEFAULTS.max_body_bytes,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest request body taken; a bigger one gets 413 request_too_large.",
+)
+@click.option(
     "--router-timeout",
     "router_timeout_s",
     default=PROXY_DEFAULTS.router_timeout_s,

@@ -8,7 +8,16 @@ import math
 import pytest
 
 from classifier.tiers import TierLadder
-from serving.escalation import CallResult, Escalation, Judge, RouteDecision, Step, StreamWatch, api_error_type
+from serving.escalation import (
+    CallResult,
+    Escalation,
+    Judge,
+    RouteDecision,
+    Step,
+    StreamWatch,
+    api_error_type,
+    retryable_status,
+)
 from serving.price_book import PriceBook, Usage, attempt_cost
 from serving.router_link import RouteOptionError, RouteOptions, RouterDown, RouterUnavailable, predict_request
 
@@ -206,3 +215,22 @@ def test_the_router_down_policy_falls_back_to_the_top_tier_or_fails():
     assert named.steps == (Step("sonnet", "claude-sonnet-4-6"),)
     with pytest.raises(RouterUnavailable, match="connection refused"):
         RouterDown(action="fail").decision("UNAVAILABLE: connection refused", PRICES)
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [
+        (408, True),
+        (409, True),
+        (429, True),
+        (500, True),
+        (529, True),
+        (400, False),
+        (401, False),
+        (403, False),
+        (404, False),
+        (413, False),
+    ],
+)
+def test_statuses_worth_the_next_tier_are_those_the_sdk_retries(status, retryable):
+    assert retryable_status(status) is retryable
