@@ -183,7 +183,13 @@ PROXY_DEFAULTS = ProxyConfig()
     show_default=True,
     help="HOST:PORT to serve the Messages API on (port 0: any); loopback only unless asked.",
 )
-@click.option("--upstream", default=PROXY_DEFAULTS.upstream, show_default=True, help="The Anthropic API to forward to.")
+@click.option(
+    "--upstream",
+    default=PROXY_DEFAULTS.upstream,
+    show_default=True,
+    envvar="TIERWISE_UPSTREAM",
+    help="The Anthropic API to forward to ($TIERWISE_UPSTREAM if set).",
+)
 @click.option(
     "--max-concurrency",
     default=PROXY_DEFAULTS.max_concurrency,
