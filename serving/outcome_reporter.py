@@ -1,8 +1,9 @@
 """Reporting outcomes to the router off the call path: a user's call never waits for it, nor fails because of it.
 
-Outcomes go into a bounded queue; one background thread sends them with `ReportOutcome`. A failed send is
-counted and logged (a warning when reporting starts failing, a line when it works again), never raised; an
-outcome that finds the queue full is dropped and counted the same way.
+Outcomes go into a bounded queue; one background thread sends them: one waiting outcome with `ReportOutcome`,
+several (under load) together on one `ReportOutcomes` stream. A failed send is counted and logged (a warning when
+reporting starts failing, a line when it works again), never raised; an outcome that finds the queue full is
+dropped and counted the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from serving.tierwise.v1 import router_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[pb.Outcome], object]
+Send = Callable[[list[pb.Outcome]], object]
+MAX_BATCH = 256  # outcomes sent together at most, when that many are waiting
 
 
 @dataclass(frozen=True)
@@ -88,32 +90,40 @@ class OutcomeReporter:
 
     def _run(self) -> None:
         while True:
-            outcome = self._queue.get()
+            batch = [self._queue.get()]
+            while len(batch) < MAX_BATCH and batch[-1] is not None:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            outcomes = [outcome for outcome in batch if outcome is not None]
             try:
-                if outcome is None:
-                    return
-                self._deliver(outcome)
+                if outcomes:
+                    self._deliver(outcomes)
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
+            if batch[-1] is None:
+                return
 
-    def _deliver(self, outcome: pb.Outcome) -> None:
+    def _deliver(self, outcomes: list[pb.Outcome]) -> None:
         try:
-            self._send(outcome)
+            self._send(outcomes)
         except grpc.RpcError as exc:
-            self._count_failure(f"{exc.code().name}: {exc.details()}")
+            self._count_failure(len(outcomes), f"{exc.code().name}: {exc.details()}")
         except Exception as exc:  # the sender thread must outlive any one bad send, or reporting stops unseen
-            log.exception("reporting an outcome failed unexpectedly")
-            self._count_failure(type(exc).__name__)
+            log.exception("reporting outcomes failed unexpectedly")
+            self._count_failure(len(outcomes), type(exc).__name__)
         else:
             with self._lock:
-                self._sent += 1
+                self._sent += len(outcomes)
                 recovered, self._failing = self._failing, False
             if recovered:
                 log.warning("outcome reporting works again (%d failed so far)", self.counts.failed)
 
-    def _count_failure(self, reason: str) -> None:
+    def _count_failure(self, count: int, reason: str) -> None:
         with self._lock:
-            self._failed += 1
+            self._failed += count
             first, self._failing = not self._failing, True
         if first:
             log.warning("cannot report outcomes to the tierwise router (%s); failures are counted, not raised", reason)

@@ -43,6 +43,7 @@ from serving.outcome_reporter import OutcomeReporter
 from serving.proxy_config import ProxyConfig, ProxyError
 from serving.proxy_upstream import (
     SseScanner,
+    Upstream,
     answer_call,
     parse_json,
     reply_headers,
@@ -187,24 +188,12 @@ class Proxy:
         self.router = AsyncRouterLink(config.router, down, **link)
         # Outcomes travel on a blocking channel of their own, from the reporter's thread.
         self._report_link = RouterLink(config.router, down, **link)
-        self.reporter = OutcomeReporter(self._report_link.report)
+        self.reporter = OutcomeReporter(self._report_link.report_all)
         self.judge = Judge()
         self.served: OrderedDict[str, tuple[str, int]] = OrderedDict()
-        self._upstream: httpx.AsyncClient | None = None
-
-    @property
-    def upstream(self) -> httpx.AsyncClient:
-        assert self._upstream is not None, "the upstream client opens with the app's lifespan"
-        return self._upstream
+        self.upstream = Upstream(config.upstream, config.upstream_timeout_s, config.max_concurrency)
 
     async def start(self) -> None:
-        self._upstream = httpx.AsyncClient(
-            base_url=self.config.upstream,
-            timeout=httpx.Timeout(self.config.upstream_timeout_s, connect=10.0),
-            limits=httpx.Limits(
-                max_connections=self.config.max_concurrency, max_keepalive_connections=self.config.max_concurrency
-            ),
-        )
         await self.router.prices()
 
     async def stop(self) -> None:
@@ -219,7 +208,7 @@ class Proxy:
         body = await self._body(request)
         params = message_params(body)
         if params["model"] != ROUTED_MODEL:
-            return await self._pass_through(request, body)
+            return await self._pass_through(request, body, stream=bool(params.get("stream")))
         _check_routable(params)
         escalation = Escalation(await self._decide(params, route_options(request.headers)), self.judge, self.reporter)
         headers = request_headers(_header_pairs(request), decode=True)
@@ -233,10 +222,10 @@ class Proxy:
         if params["model"] == ROUTED_MODEL:
             top = (await self.router.prices()).ladder.top.model
             body = json.dumps({**params, "model": top}).encode()
-        return await self._pass_through(request, body)
+        return await self._pass_through(request, body, stream=False)
 
     async def other(self, request: Request) -> Response:
-        return await self._pass_through(request, await self._body(request))
+        return await self._pass_through(request, await self._body(request), stream=True)
 
     async def feedback(self, request: Request) -> Response:
         grade = parse_json(await self._body(request))
@@ -283,7 +272,7 @@ class Proxy:
             content = json.dumps({**params, "model": step.model}).encode()
             started = time.perf_counter()
             try:
-                response = await self.upstream.post("/v1/messages", content=content, headers=headers)
+                response = await self.upstream.call("POST", "/v1/messages", content, headers)
             except httpx.TransportError as exc:
                 escalation.settle(transport_failure(exc, started))
                 continue
@@ -308,9 +297,8 @@ class Proxy:
         while (step := escalation.next_step()) is not None:
             content = json.dumps({**params, "model": step.model}).encode()
             started = time.perf_counter()
-            upstream_request = self.upstream.build_request("POST", "/v1/messages", content=content, headers=headers)
             try:
-                response = await self.upstream.send(upstream_request, stream=True)
+                response = await self.upstream.open("POST", "/v1/messages", content, headers)
             except httpx.TransportError as exc:
                 escalation.settle(transport_failure(exc, started))
                 continue
@@ -351,12 +339,15 @@ class Proxy:
 
     # --- plumbing ----------------------------------------------------------------------------------------
 
-    async def _pass_through(self, request: Request, body: bytes) -> Response:
+    async def _pass_through(self, request: Request, body: bytes, stream: bool) -> Response:
+        """The request as it came, to the same path upstream; the answer as it came, read whole unless `stream`."""
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         headers = request_headers(_header_pairs(request), decode=False)
-        upstream_request = self.upstream.build_request(request.method, path, content=body, headers=headers)
         try:
-            response = await self.upstream.send(upstream_request, stream=True)
+            if not stream:
+                response = await self.upstream.call(request.method, path, body, headers)
+                return Response(response.content, response.status_code, reply_headers(response.headers, decoded=True))
+            response = await self.upstream.open(request.method, path, body, headers)
         except httpx.TransportError as exc:
             raise ApiError(502, "api_error", f"upstream unreachable: {type(exc).__name__}") from exc
         return StreamingResponse(
@@ -446,7 +437,6 @@ def serve_proxy(config: ProxyConfig) -> None:
     """Run the proxy until SIGTERM or SIGINT; prints one `listening on HOST:PORT` line once it answers."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per upstream request is the access log's job
     token = read_token(config.auth_token_file) if config.auth_token_file else None
     host, port = config.listen_address()
     # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY on accepted connections only for sockets that say so,
@@ -468,5 +458,7 @@ def serve_proxy(config: ProxyConfig) -> None:
         )
 
     app = create_app(config, token, on_ready=ready)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    # The default asyncio loop: the one grpc.aio (the router link) supports; uvloop support there is experimental.
+    config_uv = uvicorn.Config(app, loop="asyncio", log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config_uv)
     server.run(sockets=[sock])

@@ -61,6 +61,38 @@ def reply_headers(headers: httpx.Headers, decoded: bool) -> dict[str, str]:
     }
 
 
+class Upstream:
+    """The upstream API through httpx's connection pool, without the client layer (redirects, cookies, auth).
+
+    The proxy needs none of that layer, and skipping it saves about 0.3 ms a call (benchmarks/proxy_overhead.py).
+    """
+
+    def __init__(self, base_url: str, timeout_s: float, max_connections: int):
+        self._base = base_url.rstrip("/")
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._transport = httpx.AsyncHTTPTransport(limits=limits)
+        self._timeout = httpx.Timeout(timeout_s, connect=10.0).as_dict()
+
+    async def open(self, method: str, path: str, content: bytes, headers: list[tuple[str, str]]) -> httpx.Response:
+        """Send a request; the answer's body is still to be read (and the answer closed) by the caller."""
+        request = httpx.Request(
+            method, self._base + path, content=content, headers=headers, extensions={"timeout": self._timeout}
+        )
+        return await self._transport.handle_async_request(request)
+
+    async def call(self, method: str, path: str, content: bytes, headers: list[tuple[str, str]]) -> httpx.Response:
+        """Send a request and read the whole answer."""
+        response = await self.open(method, path, content, headers)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
 def elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 

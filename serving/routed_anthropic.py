@@ -75,7 +75,7 @@ class RoutedAnthropic:
         self.router = RouterLink(
             router, RouterDown(router_down, fallback_model), timeout_s=router_timeout_s, ca_cert=ca_cert, token=token
         )
-        self.reporter = OutcomeReporter(self.router.report)
+        self.reporter = OutcomeReporter(self.router.report_all)
         self._routed = CallDefaults(
             _options(quality_target, latency_band, allowed_tiers, mode), Judge(accept, accept_threshold), self.reporter
         )
@@ -211,7 +211,7 @@ class AsyncRoutedAnthropic:
         self.router = AsyncRouterLink(router, down, timeout_s=router_timeout_s, ca_cert=ca_cert, token=token)
         # Outcomes travel on a blocking channel of their own, from the reporter's thread.
         self._report_link = RouterLink(router, down, timeout_s=router_timeout_s, ca_cert=ca_cert, token=token)
-        self.reporter = OutcomeReporter(self._report_link.report)
+        self.reporter = OutcomeReporter(self._report_link.report_all)
         self._routed = CallDefaults(
             _options(quality_target, latency_band, allowed_tiers, mode), Judge(accept, accept_threshold), self.reporter
         )

@@ -280,6 +280,12 @@ class RouterLink:
         """One outcome, reported now (raises grpc.RpcError when the router does not take it)."""
         return self._stub.ReportOutcome(outcome, timeout=self._timeout_s, metadata=self._metadata)
 
+    def report_all(self, outcomes: Sequence[pb.Outcome]) -> object:
+        """Outcomes reported now: one as ReportOutcome, more on one ReportOutcomes stream (raises grpc.RpcError)."""
+        if len(outcomes) == 1:
+            return self.report(outcomes[0])
+        return self._stub.ReportOutcomes(iter(outcomes), timeout=self._timeout_s * 4, metadata=self._metadata)
+
     def _fetch_prices(self) -> PriceBook:
         info = self._stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=self._timeout_s, metadata=self._metadata)
         return PriceBook.from_manifest_json(info.manifest_json, info.version)

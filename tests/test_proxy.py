@@ -16,7 +16,7 @@ from classifier.tiers import TierLadder
 from serving.client import predict_once, predict_request
 from serving.process import ServerProcess
 from tests.anthropic_fake import FakeAnthropic, default_answer
-from tests.test_routed_client import closed_port
+from tests.helpers import closed_port
 
 PROXY = (sys.executable, "-m", "tierwise", "proxy")
 API_KEY = "sk-ant-proxy-test-0123456789"

@@ -20,7 +20,7 @@ import pytest
 
 from serving.process import ServerProcess
 from tests.anthropic_fake import FakeAnthropic
-from tests.test_routed_client import closed_port
+from tests.helpers import closed_port
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 API_KEY = "sk-ant-readme-test"

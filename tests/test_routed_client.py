@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 
 import anthropic
 import pytest
@@ -18,6 +17,7 @@ from serving.process import ServerProcess
 from serving.routed_anthropic import AsyncRoutedAnthropic, RoutedAnthropic
 from serving.router_link import RouteOptions, RouterUnavailable
 from tests.anthropic_fake import FakeAnthropic
+from tests.helpers import closed_port
 
 API_KEY = "sk-ant-client-test"
 LADDER = TierLadder.load()
@@ -40,13 +40,6 @@ def fake():
 
 def sdk(fake: FakeAnthropic) -> anthropic.Anthropic:
     return anthropic.Anthropic(api_key=API_KEY, base_url=fake.url, max_retries=0)
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def models_called(fake: FakeAnthropic) -> list[str]:
