@@ -1,23 +1,32 @@
 """The model bundle: a directory holding the ONNX graph, the tokenizer and a manifest that vouches for both.
 
-A bundle is refused unless every file the manifest lists is present with the checksum it records.
+A bundle is refused unless every file the manifest lists is a plain file inside the bundle with the checksum
+it records, every value that decides an answer is one a router can honour, and the manifest's version is
+the one its content gives (`content_version`): a manifest edited after it was written (a new threshold,
+prices, ladder, encoder or file list) is refused, so no answer is ever credited to a version that did not
+give it. This guards against careless and accidental edits; it is not a signature (anyone who can write the
+bundle can recompute the version), so a bundle directory deserves the permissions of code.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import math
+import re
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from classifier.errors import InputError
+from classifier.policy import RULES
 from classifier.tiers import TierError, TierLadder
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 class BundleError(InputError):
@@ -68,13 +77,15 @@ class Manifest:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Manifest:
-        """Rebuild a manifest from its JSON form, refusing one written by a newer format."""
+    def from_json(cls, data: dict[str, Any], source: str = MANIFEST) -> Manifest:
+        """Rebuild a manifest from its JSON form, refusing a newer format and any value a router cannot honour."""
+        if not isinstance(data, dict):
+            raise BundleError(f"{source}: expected a JSON object, got {type(data).__name__}")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
-            raise BundleError(f"{MANIFEST}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+            raise BundleError(f"{source}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
         try:
-            return cls(
+            manifest = cls(
                 **{
                     **data,
                     "policy": PolicySpec(**data["policy"]),
@@ -82,7 +93,70 @@ class Manifest:
                 }
             )
         except (KeyError, TypeError) as exc:
-            raise BundleError(f"{MANIFEST}: malformed manifest ({exc})") from exc
+            raise BundleError(f"{source}: malformed manifest ({exc})") from exc
+        _check_values(manifest, source)
+        return manifest
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _plain_file_name(name: Any) -> bool:
+    """A name that can only mean a file directly inside the bundle: no separator, no `..`, not absolute."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+        and not Path(name).is_absolute()
+    )
+
+
+def _check_values(manifest: Manifest, source: str = MANIFEST) -> None:
+    """Refuse values no router can honestly serve with (NaN, a threshold of 5, negative prices, a path out).
+
+    The message names the field, so the bundle that holds it can be found and rebuilt.
+    """
+    policy = manifest.policy
+    if not _is_number(policy.threshold) or not 0.0 <= policy.threshold <= 1.0:
+        raise BundleError(f"{source}: policy.threshold must be a finite number in [0, 1], got {policy.threshold!r}")
+    if policy.rule not in RULES:
+        raise BundleError(f"{source}: policy.rule must be one of {RULES}, got {policy.rule!r}")
+    try:
+        ladder = TierLadder.from_dict(manifest.ladder, source=f"{source}: ladder")
+    except TierError as exc:
+        raise BundleError(str(exc)) from exc
+    costs = manifest.tier_costs_usd
+    if not isinstance(costs, list) or len(costs) != len(ladder):
+        count = len(costs) if isinstance(costs, list) else type(costs).__name__
+        raise BundleError(f"{source}: tier_costs_usd has {count} entries for {len(ladder)} tiers")
+    for name, cost in zip(ladder.names, costs, strict=True):
+        if not _is_number(cost) or cost < 0:
+            raise BundleError(f"{source}: tier_costs_usd ({name}) must be a finite number >= 0, got {cost!r}")
+    encoder = manifest.encoder
+    for key in ("kind", "name"):
+        if not isinstance(getattr(encoder, key), str) or not getattr(encoder, key):
+            raise BundleError(f"{source}: encoder.{key} must be a non-empty string")
+    for key in ("dims", "max_chars", "max_tokens"):
+        if not _is_count(getattr(encoder, key)):
+            raise BundleError(f"{source}: encoder.{key} must be a positive integer, got {getattr(encoder, key)!r}")
+    if not isinstance(encoder.add_special_tokens, bool):
+        raise BundleError(f"{source}: encoder.add_special_tokens must be true or false")
+    if not isinstance(manifest.files, dict):
+        raise BundleError(f"{source}: files must map file names to SHA-256 checksums")
+    for name, digest in manifest.files.items():
+        if not _plain_file_name(name) or name == MANIFEST:
+            raise BundleError(f"{source}: files: {name!r} is not a plain file name inside the bundle")
+        if not isinstance(digest, str) or not SHA256_HEX.match(digest):
+            raise BundleError(f"{source}: files: {name}: {digest!r} is not a SHA-256 checksum")
+    if not isinstance(manifest.version, str):
+        raise BundleError(f"{source}: version must be a string")
 
 
 def sha256_file(path: Path) -> str:
@@ -110,40 +184,51 @@ def content_version(manifest: Manifest, files: dict[str, str]) -> str:
 
 
 def write_manifest(bundle_dir: Path, manifest: Manifest) -> Manifest:
-    """Checksum the bundle's files, stamp the version and write manifest.json last."""
+    """Checksum the bundle's files, stamp the version its content gives and write manifest.json last.
+
+    Any `version` the given manifest carries is replaced: a version is always what its content makes it.
+    """
     files = {p.name: sha256_file(p) for p in sorted(bundle_dir.iterdir()) if p.is_file() and p.name != MANIFEST}
-    version = manifest.version or content_version(manifest, files)
-    stamped = Manifest(**{**asdict(manifest), "files": files, "version": version})
-    stamped = Manifest.from_json(stamped.to_json())
+    content = replace(manifest, files=files, version="")
+    stamped = Manifest.from_json({**content.to_json(), "version": content_version(content, files)})
     (bundle_dir / MANIFEST).write_text(json.dumps(stamped.to_json(), indent=2, sort_keys=True))
     return stamped
 
 
+def _inside(root: Path, name: str) -> Path:
+    """The bundle file `name`, refused if it is not a regular file or a link leads it out of the bundle."""
+    path = root / name
+    if not path.is_file():
+        raise BundleError(f"{root}: {name} is missing")
+    if path.resolve().parent != root.resolve():
+        raise BundleError(f"{root}: {name} is a link to a file outside the bundle; refusing to follow it")
+    return path
+
+
 def read_manifest(bundle_dir: str | Path) -> Manifest:
-    """Load and verify a bundle's manifest: every listed file present and unmodified, the ladder valid."""
+    """Load and verify a bundle's manifest: its values sane, its version its content's, every file unmodified."""
     root = Path(bundle_dir)
     if not root.is_dir():
         raise BundleError(f"{root}: not a bundle directory")
+    if not (root / MANIFEST).exists():
+        raise BundleError(f"{root}: no {MANIFEST}")
+    source = root / MANIFEST
     try:
-        data = json.loads((root / MANIFEST).read_text())
-    except FileNotFoundError as exc:
-        raise BundleError(f"{root}: no {MANIFEST}") from exc
+        data = json.loads(_inside(root, MANIFEST).read_text())
     except json.JSONDecodeError as exc:
-        raise BundleError(f"{root / MANIFEST}: not valid JSON ({exc})") from exc
-    manifest = Manifest.from_json(data)
+        raise BundleError(f"{source}: not valid JSON ({exc})") from exc
+    manifest = Manifest.from_json(data, source=str(source))
     for name in (MODEL_FILE, TOKENIZER_FILE):
         if name not in manifest.files:
             raise BundleError(f"{root}: manifest does not list {name}")
-    for name, expected in manifest.files.items():
-        path = root / name
-        if not path.is_file():
-            raise BundleError(f"{root}: {name} is missing")
-        if sha256_file(path) != expected:
+    expected = content_version(manifest, manifest.files)
+    if manifest.version != expected:
+        raise BundleError(
+            f"{source}: version {manifest.version!r} is not the version of the manifest's content ({expected!r}): "
+            "the manifest (threshold, prices, ladder, encoder or files) was changed after it was written; "
+            "refusing a modified bundle"
+        )
+    for name, digest in manifest.files.items():
+        if sha256_file(_inside(root, name)) != digest:
             raise BundleError(f"{root}: {name} does not match its checksum; refusing a modified bundle")
-    try:
-        ladder = manifest.tier_ladder
-    except TierError as exc:
-        raise BundleError(str(exc)) from exc
-    if len(manifest.tier_costs_usd) != len(ladder):
-        raise BundleError(f"{root}: tier_costs_usd has {len(manifest.tier_costs_usd)} entries for {len(ladder)} tiers")
     return manifest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -95,8 +96,8 @@ class TierLadder:
                 raise TierError(f"{where}: 'name' must be a non-empty string")
             if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
                 raise TierError(f"{where} ({name}): 'models' must be a non-empty list of strings")
-            if min(prices) < 0:
-                raise TierError(f"{where} ({name}): prices cannot be negative")
+            if not all(math.isfinite(price) and price >= 0 for price in prices):
+                raise TierError(f"{where} ({name}): prices must be finite and cannot be negative, got {prices}")
             tiers.append(Tier(name, tuple(models), *prices))
         return cls(tuple(tiers), source=source)
 

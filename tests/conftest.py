@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import train_files
+from tests.image_build import BuiltEnv, read_stages, run_build_stage
 from training.sample_logs import write_sample_logs
 
 SAMPLE_REQUESTS = 600
@@ -47,3 +48,9 @@ def other_bundle(tmp_path_factory: pytest.TempPathFactory, trained_bundle: Path)
     train_files([logs], out, encoder="static")
     assert Router.load(out).version != Router.load(trained_bundle).version
     return out
+
+
+@pytest.fixture(scope="session")
+def serving_image_env(tmp_path_factory: pytest.TempPathFactory) -> BuiltEnv:
+    """The serving image's environment: deploy/Dockerfile's build stage run here (a real pip install: minutes)."""
+    return run_build_stage(read_stages()[0], tmp_path_factory.mktemp("serving-image"))

@@ -222,7 +222,14 @@ def test_reflection_describes_the_router_service(channel):
     database = ProtoReflectionDescriptorDatabase(channel)
     assert {"tierwise.v1.Router", "grpc.health.v1.Health"} <= set(database.get_services())
     service = DescriptorPool(database).FindServiceByName("tierwise.v1.Router")
-    assert {m.name for m in service.methods} == {"Predict", "PredictBatch", "PredictStream", "GetModelInfo"}
+    assert {m.name for m in service.methods} == {
+        "Predict",
+        "PredictBatch",
+        "PredictStream",
+        "GetModelInfo",
+        "ReportOutcome",
+        "ReportOutcomes",
+    }
     assert service.methods_by_name["Predict"].input_type.fields_by_name["prompt"].type == 9  # string
 
 

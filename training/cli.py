@@ -7,6 +7,7 @@ are reported by the `tierwise` entry point with exit code 2.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,16 +15,33 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from training.cli_options import ManyValuesOption
+from training.extras import SPARK, TRAIN, Extra
 
 if TYPE_CHECKING:
     from classifier.router import Router
     from training.logs import AttemptLog
+    from training.tracking.registry import Registry
     from training.train import TrainOptions
 
 
 @click.group()
 def commands() -> None:
     """The training commands (assembled into `tierwise` by `tierwise.cli`)."""
+
+
+def needs(extra: Extra) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a command as needing an optional extra: without it, the command stops before doing anything, with
+    one line naming the install command (exit 2) instead of an ImportError from deep inside."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            extra.require(click.get_current_context().command_path)
+            return command(*args, **kwargs)
+
+        return checked
+
+    return decorate
 
 
 def read_logs(logs: tuple[str, ...], success_threshold: float, skip_invalid: bool) -> AttemptLog:
@@ -39,6 +57,19 @@ def load_router(model: str, tracking_uri: str | None) -> Router:
     from serving.sources import open_model_source
 
     return Router.load(open_model_source(model, tracking_uri).resolve().path)
+
+
+def open_registry(tracking_uri: str | None) -> Registry:
+    """The store a tracking command names, once the runs its killed predecessors left RUNNING are ended."""
+    from training.tracking.registry import Registry
+    from training.tracking.run_owner import end_orphaned_runs
+    from training.tracking.store import tracking_uri as store_uri
+
+    registry = Registry(store_uri(tracking_uri))
+    ended = end_orphaned_runs(registry)
+    if ended:
+        click.echo(f"marked {len(ended)} run(s) of killed commands KILLED: {', '.join(ended)}", err=True)
+    return registry
 
 
 def train_options(no_cache: bool, options: dict[str, Any]) -> TrainOptions:
@@ -131,6 +162,7 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @commands.command("sample-logs")
+@needs(TRAIN)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory to write into.")
 @click.option("--requests", default=1000, show_default=True, type=click.IntRange(min=1), help="Requests to make.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (same seed, same logs).")
@@ -146,6 +178,7 @@ def sample_logs(out_dir: str, requests: int, seed: int, fmt: str, tiers: str | N
 
 
 @commands.command("label")
+@needs(TRAIN)
 @log_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="labels.parquet (or .csv / .jsonl).")
 def label(logs: tuple[str, ...], tiers: str | None, success_threshold: float, skip_invalid: bool, out: str) -> None:
@@ -166,6 +199,7 @@ def label(logs: tuple[str, ...], tiers: str | None, success_threshold: float, sk
 
 
 @commands.command("train")
+@needs(TRAIN)
 @log_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory to write.")
 @model_options
@@ -192,16 +226,15 @@ def train(
     `champion` if the model has none yet, else `challenger`.
     """
     from classifier.tiers import TierLadder
-    from training.tracking.registry import Registry
     from training.tracking.run_logging import log_training_run
-    from training.tracking.store import tracking_uri as store_uri
     from training.train import train_bundle
     from training.train_report import render_report
 
+    registry = open_registry(tracking_uri)
     log = read_logs(logs, success_threshold, skip_invalid)
     result = train_bundle(log, Path(out), TierLadder.load(tiers), train_options(no_cache, options))
     click.echo(render_report(result))
-    tracked = log_training_run(result, Registry(store_uri(tracking_uri)), register=register, experiment=experiment)
+    tracked = log_training_run(result, registry, register=register, experiment=experiment)
     click.echo(f"mlflow run {tracked.run_id}")
     if tracked.version:
         click.echo(f"registered {register} version {tracked.version} as {tracked.alias}")
@@ -232,6 +265,7 @@ def predict(
 
 
 @commands.command("eval")
+@needs(TRAIN)
 @log_options
 @click.option(
     "--model", required=True, help="Bundle directory, or a registered version models:/NAME@ALIAS (MLflow registry)."
@@ -283,7 +317,77 @@ def evaluate(
             click.echo(f"wrote {written}")
 
 
+@commands.command("score")
+@needs(TRAIN)
+@click.argument("logs", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--model",
+    required=True,
+    help="Bundle directory, or a registered version models:/NAME@ALIAS (or /V); --engine spark needs the latter.",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="decisions.parquet (or .csv / .jsonl).")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "spark"]),
+    default="local",
+    show_default=True,
+    help="local: the router in this process; spark: the registered MLflow pyfunc as a Spark UDF.",
+)
+@click.option(
+    "--spark-master", metavar="URL", help="Spark master for --engine spark. Default: local[*] (this machine)."
+)
+@click.option("--skip-invalid", is_flag=True, help="Drop rows that break the attempt-log format instead of stopping.")
+@click.option("--tracking-uri", help=f"For models:/ URIs. {TRACKING_HELP}")
+def score(
+    logs: tuple[str, ...],
+    model: str,
+    out: str,
+    engine: str,
+    spark_master: str | None,
+    skip_invalid: bool,
+    tracking_uri: str | None,
+) -> None:
+    """Route every request of LOGS and write one decision per request to --out.
+
+    Columns: request_id, tier, model, fallback_chain (tiers joined with ">") and p_<tier>, the P(success) of
+    every tier; one row per request, in the order requests first appear in LOGS (attempt logs, as for
+    `label`). An alias is resolved once, so every request is scored by the same version.
+    """
+    import time
+
+    from classifier.router import Router
+    from serving.sources import open_model_source
+    from training.labels import table_format, write_table
+    from training.scoring import LOCAL_MASTER, pin, requests_of, score_local, score_spark, spark_session
+    from training.tracking.store import activate
+
+    table_format(out)
+    if engine == "spark":
+        SPARK.require(f"{click.get_current_context().command_path} --engine spark")
+    elif spark_master:
+        raise click.BadParameter("applies to --engine spark only", param_hint="--spark-master")
+    scored = pin(open_model_source(model, tracking_uri))
+    if engine == "spark" and scored.registered is None:
+        raise click.BadParameter("--engine spark scores a registered version: models:/NAME@ALIAS", param_hint="--model")
+    router = Router.load(scored.bundle)
+    requests = requests_of(read_logs(logs, 1.0, skip_invalid))
+    started = time.perf_counter()
+    if engine == "spark":
+        activate(scored.registered.store)
+        with spark_session(spark_master or LOCAL_MASTER) as spark:
+            decisions = score_spark(spark, scored.registered.uri, router.ladder.names, requests)
+    else:
+        decisions = score_local(router, requests)
+    elapsed = time.perf_counter() - started
+    path = write_table(decisions, Path(out))
+    click.echo(
+        f"scored {decisions.height:,} requests with {scored.describe()} (version {router.version}) on {engine} "
+        f"in {elapsed:.1f}s ({decisions.height / max(elapsed, 1e-9):,.0f}/s); wrote {path}"
+    )
+
+
 @commands.command("compare")
+@needs(TRAIN)
 @click.argument("name")
 @click.option(
     "--versions",
@@ -314,11 +418,9 @@ def compare(
     """
     from classifier.tiers import TierLadder
     from training.tracking.compare import render_comparison, version_rows
-    from training.tracking.registry import Registry
-    from training.tracking.store import tracking_uri as store_uri
 
     rows = version_rows(
-        Registry(store_uri(tracking_uri)),
+        open_registry(tracking_uri),
         name,
         [str(v) for v in versions],
         read_logs(logs, 1.0, False) if logs else None,
@@ -335,14 +437,12 @@ def compare(
 @click.option("--tracking-uri", help=TRACKING_HELP)
 def promote(name: str, version: int, tracking_uri: str | None) -> None:
     """Move the `champion` alias of NAME to VERSION (servers following models:/NAME@champion reload it)."""
-    from training.tracking.registry import Registry
-    from training.tracking.store import tracking_uri as store_uri
-
-    previous = Registry(store_uri(tracking_uri)).promote(name, str(version))
+    previous = open_registry(tracking_uri).promote(name, str(version))
     click.echo(f"{name}: champion is now version {version} (was {previous or 'none'})")
 
 
 @commands.command("retrain")
+@needs(TRAIN)
 @click.argument("name")
 @log_options
 @click.option(
@@ -376,14 +476,13 @@ def retrain(
     requests last tried within DAYS of the newest timestamp in the logs.
     """
     from classifier.tiers import TierLadder
-    from training.tracking.registry import Registry
     from training.tracking.retrain import retrain as run_retrain
-    from training.tracking.store import tracking_uri as store_uri
 
+    registry = open_registry(tracking_uri)
     decision = run_retrain(
         name,
         read_logs(logs, success_threshold, skip_invalid),
-        Registry(store_uri(tracking_uri)),
+        registry,
         TierLadder.load(tiers),
         train_options(no_cache, options),
         window_days=window_days,
@@ -394,6 +493,7 @@ def retrain(
 
 
 @commands.command("demo")
+@needs(TRAIN)
 @click.option(
     "--workdir",
     default="tierwise-demo",
@@ -415,6 +515,7 @@ def demo(workdir: str, requests: int) -> None:
 
 
 @commands.command("replay")
+@needs(TRAIN)
 @log_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="NEW_ATTEMPTS.parquet to write.")
 @click.option(

@@ -18,12 +18,18 @@ SOLVED, UNSOLVED, CENSORED = "solved", "unsolved", "censored"
 
 @dataclass
 class Labels:
-    """One row per request (`frame`) and what was left out of it on the way (unknown models)."""
+    """One row per request (`frame`) and what was left out or merged on the way.
+
+    `duplicate_pairs`: (request, model) pairs logged more than once; `conflicting_pairs`: those among them
+    whose rows disagree on success (merged by the rule that any success counts).
+    """
 
     frame: pl.DataFrame
     ladder: TierLadder
     attempts: int
     unknown_models: Counter[str] = field(default_factory=Counter)
+    duplicate_pairs: int = 0
+    conflicting_pairs: int = 0
 
     def success_matrix(self) -> pl.DataFrame:
         """The `success_<tier>` columns, cheapest first (null where a tier was never tried)."""
@@ -41,6 +47,10 @@ def label_requests(log: AttemptLog, ladder: TierLadder) -> Labels:
     none succeeded (labelled with the top tier). censored: a tier below the cheapest success (or, with no
     success, any tier) was never tried, so the true label is unknown; the label is then the cheapest
     success seen, or null.
+
+    Several attempts of one tier on one request (retries, duplicate rows, two models of the tier) count as a
+    success if any of them succeeded: the tier can answer the request. Duplicate (request, model) rows, and
+    those that disagree, are counted in `Labels` so the merge is never silent.
     """
     attempts = log.frame
     model_tier = ladder.model_to_tier()
@@ -50,6 +60,14 @@ def label_requests(log: AttemptLog, ladder: TierLadder) -> Labels:
     unknown = attempts.filter(pl.col("tier").is_null())
     unknown_models: Counter[str] = Counter(dict(unknown.group_by("model").len().iter_rows()))
     attempts = attempts.filter(pl.col("tier").is_not_null())
+    if attempts.height == 0:
+        raise LogError(
+            f"no attempt is by a model of the tier ladder {ladder.names}: the logs name only "
+            f"{sorted(unknown_models)[:10]} (give a ladder with --tiers)"
+        )
+    pairs = attempts.group_by("request_id", "model").agg(
+        pl.len().alias("rows"), pl.col("success").n_unique().alias("outcomes")
+    )
     attempts = attempts.with_columns(attempt_cost(attempts, ladder).alias("_cost"))
 
     extras = [c for c in attempts.columns if not is_attempt_column(c)]
@@ -70,6 +88,8 @@ def label_requests(log: AttemptLog, ladder: TierLadder) -> Labels:
         ladder=ladder,
         attempts=attempts.height,
         unknown_models=unknown_models,
+        duplicate_pairs=pairs.filter(pl.col("rows") > 1).height,
+        conflicting_pairs=pairs.filter(pl.col("outcomes") > 1).height,
     )
 
 
@@ -106,6 +126,8 @@ class LabelSummary:
     rows_skipped: dict[str, int]
     attempts: int
     unknown_models: dict[str, int]
+    duplicate_pairs: int
+    conflicting_pairs: int
     requests: int
     label_counts: dict[str, int]
     status_counts: dict[str, int]
@@ -126,7 +148,13 @@ class LabelSummary:
         lines += [f"  {count:>8}  {model}" for model, count in by_count[:10]]
         if len(by_count) > 10:
             lines.append(f"  ... and {len(by_count) - 10} more models")
-        lines += [f"attempts labelled: {self.attempts}", f"requests:          {self.requests}", "status:"]
+        lines += [
+            f"duplicate (request, model) pairs: {self.duplicate_pairs}, of which disagreeing on success: "
+            f"{self.conflicting_pairs} (any success counts)",
+            f"attempts labelled: {self.attempts}",
+            f"requests:          {self.requests}",
+            "status:",
+        ]
         lines += [f"  {status:<9} {self.status_counts.get(status, 0):>8}" for status in (SOLVED, UNSOLVED, CENSORED)]
         lines.append("label distribution (cheapest successful tier):")
         lines += [f"  {name:<14} {count:>8}" for name, count in self.label_counts.items()]
@@ -156,6 +184,8 @@ def summarize(log: AttemptLog, labels: Labels) -> LabelSummary:
         rows_skipped=dict(log.skipped),
         attempts=labels.attempts,
         unknown_models=dict(labels.unknown_models),
+        duplicate_pairs=labels.duplicate_pairs,
+        conflicting_pairs=labels.conflicting_pairs,
         requests=frame.height,
         label_counts=label_counts,
         status_counts=status_counts,
@@ -165,17 +195,36 @@ def summarize(log: AttemptLog, labels: Labels) -> LabelSummary:
     )
 
 
+TABLE_FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+
+
+def table_format(path: str | Path) -> str:
+    """The format `write_table` will use for a path (by its extension); LogError for one it cannot write.
+
+    Commands that work long before writing check their output path with it first.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in TABLE_FORMATS:
+        raise LogError(f"{path}: unknown output format {suffix!r}; use .parquet, .csv or .jsonl")
+    return TABLE_FORMATS[suffix]
+
+
 def write_table(frame: pl.DataFrame, path: str | Path) -> Path:
     """Write a frame as Parquet, CSV or JSONL, chosen by the file's extension."""
     out = Path(path)
+    kind = table_format(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    suffix = out.suffix.lower()
-    if suffix in (".parquet", ".pq"):
+    if kind == "parquet":
         frame.write_parquet(out)
-    elif suffix == ".csv":
+    elif kind == "csv":
         frame.write_csv(out)
-    elif suffix in (".jsonl", ".ndjson", ".json"):
-        frame.write_ndjson(out)
     else:
-        raise LogError(f"{out}: unknown output format {suffix!r}; use .parquet, .csv or .jsonl")
+        frame.write_ndjson(out)
     return out

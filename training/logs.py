@@ -1,4 +1,11 @@
-"""Reading attempt logs (JSONL, CSV, Parquet) into one validated polars frame, losing nothing silently."""
+"""Reading attempt logs (JSONL, CSV, Parquet) into one validated polars frame, losing nothing silently.
+
+Rules a row must keep (else the error names file, row and column, or --skip-invalid counts it): the
+request_id, model and prompt (or messages) present; `success` a boolean word; `score` a finite number (NaN
+and infinities are refused: NaN compares above every threshold and would count as success); the measures
+(`cost_usd`, tokens, latency, output_chars) finite and non-negative. Logs that hold no attempt at all are
+refused too.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ from classifier.bundle import sha256_file
 from classifier.errors import InputError
 from classifier.text import render_messages
 from training.attempts import MEASURES, REQUIRED, SOURCE_FILE, SOURCE_ROW
+from training.unreadable_rows import csv_problem, untabulated_row
 
 SUFFIX_FORMATS = {
     ".jsonl": "jsonl",
@@ -122,26 +130,41 @@ def _read_jsonl(path: Path) -> pl.DataFrame:
             if "messages" in row and not isinstance(row["messages"], str) and row["messages"] is not None:
                 row["messages"] = json.dumps(row["messages"], ensure_ascii=False)
             rows.append(row)
+    if not rows:
+        return pl.DataFrame(schema={SOURCE_ROW: pl.Int64()})
     try:
         return pl.from_dicts(rows, infer_schema_length=None, strict=False)
-    except Exception as exc:
-        raise LogError(f"{path}: cannot tabulate rows ({exc})") from exc
+    except pl.exceptions.PolarsError as exc:
+        raise LogError(f"{path}: {untabulated_row(rows, SOURCE_ROW)}") from exc
+
+
+def _read_csv(path: Path) -> pl.DataFrame:
+    """Every CSV value as text (the normaliser parses it); a file polars refuses is searched for its bad row."""
+    try:
+        return pl.read_csv(path, infer_schema=False).with_row_index(SOURCE_ROW, offset=2)
+    except pl.exceptions.NoDataError as exc:
+        raise LogError(f"{path}: the file is empty: no header, no attempts") from exc
+    except pl.exceptions.PolarsError as exc:
+        where = csv_problem(path) or f"cannot read as csv: {str(exc).splitlines()[0]}"
+        raise LogError(f"{path}: {where}") from exc
+
+
+def _read_parquet(path: Path) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(path).with_row_index(SOURCE_ROW, offset=1)
+    except pl.exceptions.PolarsError as exc:
+        raise LogError(f"{path}: cannot read as parquet: {exc}") from exc
+
+
+READERS = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet}
 
 
 def _read_one(path: Path) -> pl.DataFrame:
     """Read one file into a frame with its source file and 1-based source row (line for JSONL, data row for CSV)."""
-    kind = SUFFIX_FORMATS[path.suffix.lower()]
     try:
-        if kind == "jsonl":
-            frame = _read_jsonl(path)
-        elif kind == "csv":
-            frame = pl.read_csv(path, infer_schema=False).with_row_index(SOURCE_ROW, offset=2)
-        else:
-            frame = pl.read_parquet(path).with_row_index(SOURCE_ROW, offset=1)
-    except LogError:
-        raise
-    except Exception as exc:
-        raise LogError(f"{path}: cannot read as {kind}: {exc}") from exc
+        frame = READERS[SUFFIX_FORMATS[path.suffix.lower()]](path)
+    except OSError as exc:
+        raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     if "messages" in frame.columns and frame.schema["messages"] != pl.String:
         frame = frame.with_columns(
             pl.col("messages").map_elements(
@@ -166,6 +189,12 @@ def _as_bool(column: str) -> pl.Expr:
 
 def _as_float(column: str) -> pl.Expr:
     return pl.col(column).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+
+
+def _not_finite(column: str) -> pl.Expr:
+    """Whether a parsed number is NaN or infinite (null stays null: it is checked elsewhere)."""
+    value = pl.col(f"_parsed_{column}")
+    return value.is_nan() | value.is_infinite()
 
 
 def _render_message_column(messages: pl.Series) -> tuple[pl.Series, pl.Series]:
@@ -216,6 +245,7 @@ def _normalise(frame: pl.DataFrame, success_threshold: float) -> pl.DataFrame:
         problems.append(
             (pl.col("score").is_not_null() & pl.col("_parsed_score").is_null(), "column score: not a number")
         )
+        problems.append((_not_finite("score"), "column score: not a finite number (NaN or infinity)"))
     if "success" in columns:
         parsed["success"] = _as_bool("success")
         problems.append(
@@ -230,8 +260,8 @@ def _normalise(frame: pl.DataFrame, success_threshold: float) -> pl.DataFrame:
             value = pl.col(f"_parsed_{column}")
             problems.append(
                 (
-                    pl.col(column).is_not_null() & (value.is_null() | (value < 0)),
-                    f"column {column}: not a non-negative number",
+                    pl.col(column).is_not_null() & (value.is_null() | _not_finite(column) | (value < 0)),
+                    f"column {column}: not a finite non-negative number",
                 )
             )
     frame = frame.with_columns(expr.alias(f"_parsed_{name}") for name, expr in parsed.items())
@@ -261,6 +291,8 @@ def read_attempts(
     frames = []
     for path in files:
         frame = _read_one(path)
+        if frame.height == 0 and frame.columns == [SOURCE_ROW, SOURCE_FILE]:
+            continue  # an empty JSONL file: no rows, so no columns to check
         missing = [c for c in REQUIRED if c not in frame.columns]
         if "prompt" not in frame.columns and "messages" not in frame.columns:
             missing.append("prompt (or messages)")
@@ -269,6 +301,9 @@ def read_attempts(
         if missing:
             raise LogError(f"{path}: missing required column(s): {', '.join(missing)}")
         frames.append(_normalise(frame, success_threshold))
+    named = ", ".join(str(p) for p in files)
+    if sum(f.height for f in frames) == 0:
+        raise LogError(f"{named}: the logs hold no attempts (no data rows)")
     frame = pl.concat(frames, how="diagonal_relaxed")
     bad = frame.filter(pl.col("_error").is_not_null())
     skipped: Counter[str] = Counter()
@@ -279,6 +314,8 @@ def read_attempts(
             raise LogError(f"{first[SOURCE_FILE]}: row {first[SOURCE_ROW]}: {first['_error']}{more}")
         skipped.update(dict(bad.group_by("_error").len().iter_rows()))
         frame = frame.filter(pl.col("_error").is_null())
+    if frame.height == 0:
+        raise LogError(f"{named}: the logs hold no attempts (all {bad.height} rows are invalid and were skipped)")
     return AttemptLog(
         frame=frame.drop("_error"),
         files=files,

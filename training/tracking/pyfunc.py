@@ -1,7 +1,7 @@
 """The router as an MLflow pyfunc model, so any MLflow consumer (batch scoring, Spark UDFs) can route.
 
-`mlflow.pyfunc.load_model(uri).predict(DataFrame with a "prompt" column)` returns one row per prompt:
-`tier`, `model`, `fallback_chain` (tiers joined with ">") and `p_<tier>` for every tier; params
+`mlflow.pyfunc.load_model(uri).predict(DataFrame with a "prompt" column)` returns one row per prompt, the
+columns of `classifier.decisions` (`tier`, `model`, `fallback_chain`, `p_<tier>` for every tier); params
 `quality_target` and `mode` are passed to the router. The model is `router_model.py` logged as code, with the
 bundle as its `bundle` artifact and the `classifier` package as its only code; its pip requirements are what
 that code imports, pinned to the versions it was logged with.
@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import classifier
+from classifier.decisions import decision_schema
 from classifier.tiers import TierLadder
 
 BUNDLE_ARTIFACT = "bundle"  # the artifact name router_model.py reads
@@ -33,10 +34,9 @@ def signature(ladder: TierLadder):
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-    outputs = [ColSpec("string", "tier"), ColSpec("string", "model"), ColSpec("string", "fallback_chain")]
     return ModelSignature(
         inputs=Schema([ColSpec("string", "prompt")]),
-        outputs=Schema(outputs + [ColSpec("double", f"p_{name}") for name in ladder.names]),
+        outputs=Schema([ColSpec(kind, name) for name, kind in decision_schema(ladder.names)]),
         params=ParamSchema([ParamSpec("quality_target", "double", None), ParamSpec("mode", "string", "threshold")]),
     )
 

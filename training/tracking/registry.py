@@ -1,7 +1,9 @@
 """The model registry: versions, the `champion` / `challenger` aliases, and local copies of their bundles.
 
 A `Registry` is bound to one store URI and talks to it through its own MlflowClient, so reading it (as a
-server's alias poll does every few seconds) never touches MLflow's process-wide settings.
+server's alias poll does every few seconds) never touches MLflow's process-wide settings. Alias changes that
+depend on what the registry holds (a first version becoming champion, a promotion) are compare-and-sets
+under the store's lock (`training.tracking.locks`), so two commands at once cannot both act on one reading.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import hashlib
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -18,8 +22,9 @@ from typing import Any
 from classifier.bundle import MANIFEST
 from classifier.errors import InputError
 from training.cache import cache_dir
+from training.tracking.locks import refused_as_existing, registry_lock, sqlite_lock
 from training.tracking.pyfunc import BUNDLE_ARTIFACT
-from training.tracking.store import ARTIFACTS_DIR, quiet_mlflow, sqlite_file
+from training.tracking.store import ARTIFACTS_DIR, prepare_store, quiet_mlflow, sqlite_file
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -56,17 +61,23 @@ class Registry:
 
     def __init__(self, uri: str):
         self.uri = uri
-        database = sqlite_file(uri)
-        if database is not None:
-            database.parent.mkdir(parents=True, exist_ok=True)
         quiet_mlflow()
 
     @cached_property
     def client(self) -> Any:
-        """An MlflowClient bound to this store for tracking and registry alike."""
+        """An MlflowClient bound to this store for tracking and registry alike (the store set up first)."""
         from mlflow import MlflowClient
 
+        prepare_store(self.uri)
         return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold the lock under which the aliases of registered model `name` are read and moved."""
+        client = self.client
+        database = sqlite_file(self.uri)
+        with sqlite_lock(database) if database else registry_lock(client, name):
+            yield
 
     def version(self, ref: ModelRef) -> Any:
         """The registered ModelVersion a reference points at now (an alias is looked up)."""
@@ -111,9 +122,10 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         try:
-            self.client.get_registered_model(name)
-        except MlflowException:
             self.client.create_registered_model(name, description=DESCRIPTION)
+        except MlflowException as exc:
+            if not refused_as_existing(exc):
+                raise
         created = self.client.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
         return str(created.version)
 
@@ -121,17 +133,28 @@ class Registry:
         """Point an alias at a version (moving it if another version held it)."""
         self.client.set_registered_model_alias(name, alias, str(version))
 
+    def claim(self, name: str, version: str) -> str:
+        """Give a new version `champion` when the model has none, else `challenger`; the alias it got.
+
+        One compare-and-set under the model's lock: of two versions registered at once, one is champion.
+        """
+        with self.lock(name):
+            alias = CHAMPION if self.alias_version(name, CHAMPION) is None else CHALLENGER
+            self.set_alias(name, alias, version)
+        return alias
+
     def promote(self, name: str, version: str) -> str | None:
         """Make a version the champion; returns the version that was champion before (None if there was none).
 
         A challenger alias on the promoted version is dropped: it is no longer a candidate.
         """
         self.version(ModelRef(name, version=str(version)))
-        held = self.aliases_by_version(name)
-        previous = next((v for v, names in held.items() if CHAMPION in names), None)
-        self.set_alias(name, CHAMPION, version)
-        if CHALLENGER in held.get(str(version), []):
-            self.client.delete_registered_model_alias(name, CHALLENGER)
+        with self.lock(name):
+            held = self.aliases_by_version(name)
+            previous = next((v for v, names in held.items() if CHAMPION in names), None)
+            self.set_alias(name, CHAMPION, version)
+            if CHALLENGER in held.get(str(version), []):
+                self.client.delete_registered_model_alias(name, CHALLENGER)
         return previous
 
     def bundle(self, ref: ModelRef) -> Path:
@@ -177,12 +200,16 @@ class Registry:
 
 
 def _bundle_in_model(root: Path) -> Path | None:
-    """Where a downloaded pyfunc model keeps its `bundle` artifact (named in its MLmodel file)."""
-    from mlflow.models import Model
+    """Where a downloaded pyfunc model keeps its `bundle` artifact (named in its MLmodel file).
+
+    The MLmodel file is read as the YAML it is: MLflow's `Model.load` imports pandas, which a serving-only
+    install does not have.
+    """
+    import yaml
 
     try:
-        artifacts = Model.load(str(root / "MLmodel")).flavors["python_function"].get("artifacts", {})
-        bundle = root / artifacts[BUNDLE_ARTIFACT]["path"]
-    except (OSError, KeyError):
+        described = yaml.safe_load((root / "MLmodel").read_text())
+        bundle = root / described["flavors"]["python_function"]["artifacts"][BUNDLE_ARTIFACT]["path"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
         return None
     return bundle if bundle.is_dir() else None

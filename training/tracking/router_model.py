@@ -13,6 +13,7 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from classifier.decisions import decision_columns
 from classifier.router import Router
 
 BUNDLE_ARTIFACT = "bundle"
@@ -34,14 +35,7 @@ class RouterModel(PythonModel):
             quality_target=params.get("quality_target"),
             mode=params.get("mode") or "threshold",
         )
-        return pd.DataFrame(
-            {
-                "tier": [p.tier for p in predictions],
-                "model": [p.model for p in predictions],
-                "fallback_chain": [">".join(p.fallback_chain) for p in predictions],
-                **{f"p_{tier}": [p.probabilities[tier] for p in predictions] for tier in self.router.ladder.names},
-            }
-        )
+        return pd.DataFrame(decision_columns(predictions, self.router.ladder.names))
 
 
 mlflow.models.set_model(RouterModel())

@@ -12,7 +12,8 @@ import polars as pl
 
 from training.attempts import SOURCE_FILE
 from training.tracking.pyfunc import log_router_model
-from training.tracking.registry import CHALLENGER, CHAMPION, Registry
+from training.tracking.registry import Registry
+from training.tracking.run_owner import owner_tags
 from training.tracking.store import DEFAULT_EXPERIMENT, activate, use_experiment
 from training.train import TrainResult
 
@@ -94,15 +95,16 @@ def log_training_run(
 ) -> TrackedRun:
     """Record a finished training run; with `register`, add the model as a new version of that name.
 
-    A newly registered version becomes `champion` when the model has none yet, else `challenger`.
-    `tags` are added to the run's own.
+    A newly registered version becomes `champion` when the model has none yet, else `challenger` (one
+    compare-and-set, so two registrations at once never both claim champion). `tags` are added to the run's
+    own, and so are its owner's pid and host, so a later command can end the run if this one is killed.
     """
     import mlflow
 
     activate(registry.uri)
     use_experiment(experiment, registry.uri)
     manifest = result.manifest
-    with mlflow.start_run(run_name=f"train-{manifest.version}") as run:
+    with mlflow.start_run(run_name=f"train-{manifest.version}", tags=owner_tags()) as run:
         mlflow.log_params(run_params(result))
         mlflow.set_tags(
             {"tierwise.data_fingerprint": manifest.data["fingerprint"], "tierwise.bundle": manifest.version}
@@ -116,6 +118,5 @@ def log_training_run(
     if register is None:
         return TrackedRun(run.info.run_id, info.model_uri)
     version = registry.register(register, info.model_uri, run.info.run_id, info.model_id, version_tags(result))
-    alias = CHAMPION if registry.alias_version(register, CHAMPION) is None else CHALLENGER
-    registry.set_alias(register, alias, version)
+    alias = registry.claim(register, version)
     return TrackedRun(run.info.run_id, info.model_uri, version, alias)

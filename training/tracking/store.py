@@ -4,6 +4,10 @@ The embedded default is MLflow's own: `mlflow.db` in the working directory, a re
 registry in one SQLite file, no server needed. Artifacts of a SQLite store are kept in `mlruns/` next to
 the database file (not next to wherever a command happens to run), so the two travel together.
 
+MLflow sets up (migrates) a SQLite file's schema on first use, and two processes doing that at once break
+the file, so every first use of a SQLite store in a process goes through `prepare_store`, which holds the
+store's lock (`training.tracking.locks`) while MLflow opens it.
+
 Only the command line turns a `--tracking-uri` into a URI (`tracking_uri`); library code receives it inside a
 `training.tracking.registry.Registry`. MLflow's process-wide URI is set only where its fluent API must
 be used (logging a training run), never by reads such as a server's alias poll.
@@ -13,13 +17,19 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from pathlib import Path
+
+from training.tracking.locks import refused_as_existing, sqlite_lock
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "tierwise"
 SQLITE_PREFIX = "sqlite:///"
 ARTIFACTS_DIR = "mlruns"
+
+_prepared: set[str] = set()
+_preparing = threading.Lock()
 
 
 def tracking_uri(explicit: str | None = None) -> str:
@@ -38,6 +48,30 @@ def sqlite_file(uri: str) -> Path | None:
     return Path(uri[len(SQLITE_PREFIX) :]) if uri.startswith(SQLITE_PREFIX) else None
 
 
+def prepare_store(uri: str) -> None:
+    """Open a SQLite store for the first time in this process under its lock, so its set-up runs once.
+
+    MLflow creates or migrates the schema of a SQLite file when it first opens it; two processes doing that
+    at once leave one of them dead and the file possibly unusable. Under the lock the first process sets the
+    schema up and every later one finds it complete. Other stores (a server) set themselves up.
+    """
+    database = sqlite_file(uri)
+    if database is None:
+        return
+    with _preparing:
+        if uri in _prepared:
+            return
+        from mlflow import MlflowClient
+
+        quiet_mlflow()
+        database.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite_lock(database):
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+        _prepared.add(uri)
+
+
 def quiet_mlflow() -> None:
     """Keep MLflow's and alembic's INFO lines and warnings out of tierwise's output."""
     for name in ("mlflow", "alembic"):
@@ -53,6 +87,7 @@ def activate(uri: str) -> None:
     """
     import mlflow
 
+    prepare_store(uri)
     exported = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -64,12 +99,20 @@ def activate(uri: str) -> None:
 
 
 def use_experiment(name: str, uri: str) -> str:
-    """Make `name` the active experiment (creating it, with its artifacts next to a SQLite store); its id."""
+    """Make `name` the active experiment (creating it, with its artifacts next to a SQLite store); its id.
+
+    Another command may create the same experiment at the same moment; its create then counts as ours.
+    """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     found = mlflow.get_experiment_by_name(name)
     if found is None:
         database = sqlite_file(uri)
         location = (database.parent / ARTIFACTS_DIR).resolve().as_uri() if database else None
-        mlflow.create_experiment(name, artifact_location=location)
+        try:
+            mlflow.create_experiment(name, artifact_location=location)
+        except MlflowException as exc:
+            if not refused_as_existing(exc):
+                raise
     return mlflow.set_experiment(name).experiment_id

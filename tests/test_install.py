@@ -1,0 +1,148 @@
+"""Installs split by job: the base install serves and predicts without torch or any training library, and the
+training commands say in one line which extra they need.
+
+The serving-only environment is the one the serving image ships (deploy/Dockerfile's build stage, run here
+by `serving_image_env`): a fresh `python -m venv`, and `pip install` of the project without extras into it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import subprocess
+import sys
+import tomllib
+
+import grpc
+import pytest
+
+from serving.process import ServerProcess
+from serving.tierwise.v1 import router_pb2 as pb
+from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tests.helpers import taken_port, train_files
+from tests.image_build import DEPLOY, ROOT, BuiltEnv
+from training.extras import SPARK, TRAIN, Extra, MissingExtra
+from training.tracking.registry import Registry
+from training.tracking.run_logging import log_training_run
+
+SIZE_GOAL_MIB = 400
+TRAINING_LIBRARIES = ("torch", "sklearn", "transformers", "sentence_transformers", "matplotlib", "polars")
+PROBE = DEPLOY / "grpc_health_probe.py"
+PROMPT = "Prove that there are infinitely many primes."
+
+
+def serve_in(env: BuiltEnv, *args: str) -> ServerProcess:
+    """`tierwise serve` from the environment's own console script, importing only what it installed."""
+    program = ("env", "-u", "PYTHONPATH", str(env.console_script()), "serve")
+    return ServerProcess(["--host", "127.0.0.1", "--port", "0", "--no-metrics", *args], program=program)
+
+
+def predict_over_grpc(target: str) -> pb.PredictResponse:
+    with grpc.insecure_channel(target) as channel:
+        return pb_grpc.RouterStub(channel).Predict(pb.PredictRequest(prompt=PROMPT), timeout=10)
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory, sample_logs) -> tuple[str, str]:
+    """A fresh SQLite store holding one registered version (champion) trained by the full install: (URI, version)."""
+    work = tmp_path_factory.mktemp("slim-registry")
+    store = f"sqlite:///{work / 'mlflow.db'}"
+    result = train_files([sample_logs], work / "bundle")
+    log_training_run(result, Registry(store), register="slim")
+    return store, result.router.version
+
+
+@pytest.mark.slow_install
+def test_the_serving_install_has_no_training_library(serving_image_env):
+    for module in TRAINING_LIBRARIES:
+        done = serving_image_env.run(serving_image_env.python, "-c", f"import {module}")
+        assert done.returncode == 1 and f"No module named '{module}'" in done.stderr, module
+    assert serving_image_env.run(serving_image_env.python, "-c", "import mlflow, onnxruntime, grpc").returncode == 0
+
+
+@pytest.mark.slow_install
+def test_the_serving_install_is_under_400_mib(serving_image_env):
+    size = serving_image_env.size_mib()
+    print(f"serving-only environment: {size:.0f} MiB")
+    assert size < SIZE_GOAL_MIB
+
+
+@pytest.mark.slow_install
+def test_the_serving_install_serves_a_bundle_and_a_registered_model(serving_image_env, trained_bundle, registered):
+    store, version = registered
+    with serve_in(serving_image_env, "--model", str(trained_bundle)) as server:
+        assert predict_over_grpc(server.target).tier in ("haiku", "sonnet", "opus")
+        probe = serving_image_env.run(serving_image_env.python, PROBE, "--target", server.target)
+        assert (probe.returncode, probe.stdout.strip()) == (0, f"{server.target}: SERVING")
+    with serve_in(serving_image_env, "--model", "models:/slim@champion", "--tracking-uri", store) as server:
+        assert predict_over_grpc(server.target).model_version == version
+    assert server.proc.returncode == 0
+
+
+@pytest.mark.slow_install
+def test_the_serving_install_predicts_and_promotes_in_the_registry(serving_image_env, registered):
+    store, version = registered
+    tierwise = serving_image_env.console_script()
+    done = serving_image_env.run(tierwise, "predict", "--model", "models:/slim/1", "--tracking-uri", store, PROMPT)
+    assert done.returncode == 0, done.stderr
+    assert f'"model_version": "{version}"' in done.stdout
+    done = serving_image_env.run(tierwise, "promote", "slim", "1", "--tracking-uri", store)
+    assert (done.returncode, done.stdout) == (0, "slim: champion is now version 1 (was 1)\n"), done.stderr
+
+
+@pytest.mark.slow_install
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (["train", "logs/", "--out", "bundle/"], "train"),
+        (["label", "logs/", "--out", "labels.parquet"], "label"),
+        (["score", "logs/", "--model", "bundle/", "--out", "decisions.parquet"], "score"),
+        (["demo"], "demo"),
+    ],
+)
+def test_a_training_command_without_the_extra_names_it_in_one_line(serving_image_env, tmp_path, args, command):
+    done = serving_image_env.run(serving_image_env.console_script(), *args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == f"Error: tierwise {command} needs the training extra: pip install 'tierwise[train]'\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_health_probe_fails_when_nothing_serves():
+    with taken_port() as port:
+        done = subprocess.run(
+            [sys.executable, PROBE, "--target", f"127.0.0.1:{port}", "--timeout", "1"], capture_output=True, text=True
+        )
+    assert done.returncode == 1
+    assert re.fullmatch(rf"127\.0\.0\.1:{port}: (UNAVAILABLE|DEADLINE_EXCEEDED)\n", done.stderr)
+
+
+def extra_distributions(extra: str) -> set[str]:
+    """The distributions pyproject.toml lists in an extra, by normalised name."""
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"][extra]
+    return {re.split(r"[\[<>=!~;\s]", requirement)[0].lower().replace("_", "-") for requirement in listed}
+
+
+@pytest.mark.parametrize(("extra", "base_has"), [(TRAIN, {"mlflow"}), (SPARK, set())])
+def test_the_extra_guard_checks_exactly_the_extra_distributions(extra, base_has):
+    providers = importlib.metadata.packages_distributions()
+    checked = {dist.lower().replace("_", "-") for module in extra.modules for dist in providers[module]}
+    # The base install already has the `mlflow` module (from mlflow-skinny): the full distribution adds no module.
+    assert checked == extra_distributions(extra.name) - base_has
+
+
+def test_a_missing_extra_names_the_command_and_the_install_line():
+    extra = Extra("demo", "demonstration", ("json", "no_such_module_anywhere"))
+    assert extra.missing() == ["no_such_module_anywhere"]
+    with pytest.raises(MissingExtra) as raised:
+        extra.require("tierwise show")
+    assert str(raised.value) == "tierwise show needs the demonstration extra: pip install 'tierwise[demo]'"
+    Extra("present", "present", ("json",)).require("tierwise show")
+
+
+def test_the_readme_commands_are_the_set_up_and_ci_runs_the_test_command():
+    readme = (ROOT / "README.md").read_text()
+    main_job = "pip install torch==2.13.0 && pip install -e '.[train]' && tierwise demo"
+    tests = "pip install torch==2.13.0 && pip install -e '.[train,spark,dev]' && python -m pytest"
+    assert f"```bash\n{main_job}\n```" in readme
+    assert f"```bash\n{tests}\n```" in readme
+    assert (ROOT / ".ci" / "run").read_text().rstrip().splitlines()[-1] == tests
