@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from classifier.extras import Extra
 from serving.config import ServeConfig
 from serving.proxy_config import ProxyConfig
 
@@ -173,6 +174,7 @@ def client_predict(
 
 
 PROXY_DEFAULTS = ProxyConfig()
+ANTHROPIC = Extra("anthropic", "Anthropic client and proxy", ("anthropic", "starlette", "uvicorn", "httpx"))
 
 
 @commands.command("proxy")
@@ -228,6 +230,7 @@ def proxy(**options: Any) -> None:
     Point any Anthropic client's base_url at --listen. Other models, count_tokens and every other /v1 path pass
     through to --upstream untouched. SIGTERM or SIGINT stops it.
     """
+    ANTHROPIC.require(click.get_current_context().command_path)
     from serving.proxy import serve_proxy
 
     serve_proxy(ProxyConfig(**options))
