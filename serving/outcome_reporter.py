@@ -4,11 +4,13 @@ Outcomes go into a bounded queue; one background thread sends them, gathering fo
 that under load many share one `ReportOutcomes` stream (one alone goes as `ReportOutcome`): one RPC per batch
 instead of one per attempt keeps reporting off a busy proxy's latency. A failed send is counted and logged (a
 warning when reporting starts failing, a line when it works again), never raised; an outcome that finds the
-queue full is dropped and counted the same way.
+queue full is dropped and counted the same way. At interpreter exit, outcomes still queued get up to
+`EXIT_FLUSH_S` to go out, so a script that never closes its client still reports its last calls.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
@@ -24,6 +26,14 @@ log = logging.getLogger(__name__)
 
 Send = Callable[[list[pb.Outcome]], object]
 MAX_BATCH = 256  # outcomes sent together at most, when that many are waiting
+EXIT_FLUSH_S = 2.0
+_running: set[OutcomeReporter] = set()  # reporters whose sender thread runs
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for reporter in list(_running):
+        reporter.close(EXIT_FLUSH_S)
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,7 @@ class OutcomeReporter:
         self._queue.put(None)
         self._thread.join(timeout_s)
         self._thread = None
+        _running.discard(self)
 
     def _start(self) -> None:
         if self._thread is None:
@@ -89,6 +100,7 @@ class OutcomeReporter:
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name="tierwise-outcomes", daemon=True)
                     self._thread.start()
+                    _running.add(self)
 
     def _run(self) -> None:
         while True:

@@ -12,6 +12,7 @@ stream starts is escalated, a started stream never is. `AsyncRoutedAnthropic` is
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -223,7 +224,7 @@ class AsyncRoutedAnthropic:
 
     async def close(self, timeout_s: float = 5.0) -> None:
         """Send the outcomes still queued (up to `timeout_s`) and close the router channels."""
-        self.reporter.close(timeout_s)
+        await asyncio.to_thread(self.reporter.close, timeout_s)
         self._report_link.close()
         await self.router.close()
 

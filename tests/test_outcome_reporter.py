@@ -3,6 +3,8 @@ and a router that refuses them (or a full queue) is counted, never raised."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 from serving.outcome_reporter import OutcomeReporter
@@ -64,3 +66,21 @@ def test_a_router_out_of_reach_is_counted_not_raised(caplog):
     assert reporter.counts.failed == 3 and reporter.counts.sent == 0
     warnings = [r.getMessage() for r in caplog.records if "cannot report outcomes" in r.getMessage()]
     assert len(warnings) == 1 and "UNAVAILABLE" in warnings[0], "one warning when reporting starts failing"
+
+
+def test_outcomes_still_queued_at_exit_are_sent_before_the_process_ends(tmp_path):
+    sent = tmp_path / "sent.txt"
+    script = f"""
+from serving.outcome_reporter import OutcomeReporter
+from serving.tierwise.v1 import router_pb2 as pb
+
+def send(outcomes):
+    with open({str(sent)!r}, "a") as out:
+        out.writelines(o.request_id + "\\n" for o in outcomes)
+
+reporter = OutcomeReporter(send, linger_s=0.5)
+reporter.report(pb.Outcome(request_id="last-call", model="m"))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert sent.read_text() == "last-call\n", "a script that never closes its client still reports its last call"
