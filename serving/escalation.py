@@ -18,10 +18,13 @@ from serving.tierwise.v1 import router_pb2 as pb
 
 Accept = Callable[[Any], "bool | float"]
 TRUNCATED = "max_tokens"
-
-
 CONNECTION_ERROR = "api_connection_error"
 TIMEOUT_ERROR = "api_timeout_error"
+
+
+def elapsed_ms(started: float) -> float:
+    """Milliseconds since `started` (a `time.perf_counter()` reading)."""
+    return (time.perf_counter() - started) * 1000
 
 
 def retryable_status(status: int) -> bool:
@@ -252,7 +255,7 @@ class StreamWatch:
     def seen(self, kind: str, usage: object = None, stop_reason: str | None = None) -> None:
         """One stream event: its type, and the usage and stop reason it carries, if any."""
         if kind == "content_block_delta" and self.ttft_ms is None:
-            self.ttft_ms = self._elapsed_ms()
+            self.ttft_ms = elapsed_ms(self.started)
         if usage is not None:
             self.usage = Usage.from_mapping(usage, self.usage)
         if stop_reason:
@@ -262,7 +265,7 @@ class StreamWatch:
         """Settle the attempt (first call only): as finished, as left unfinished, or as failed with `error`."""
         if self.attempt is None:
             call = CallResult(
-                latency_ms=self._elapsed_ms(),
+                latency_ms=elapsed_ms(self.started),
                 usage=self.usage,
                 stop_reason=None if error else self.stop_reason,
                 error=error,
@@ -270,6 +273,3 @@ class StreamWatch:
             )
             self.attempt = self.escalation.settle(call, answer)
         return self.attempt
-
-    def _elapsed_ms(self) -> float:
-        return (time.perf_counter() - self.started) * 1000

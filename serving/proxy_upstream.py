@@ -8,7 +8,6 @@ for its usage, stop reason and time to first token, without holding it back.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ from serving.escalation import (
     CallResult,
     StreamWatch,
     api_error_type,
+    elapsed_ms,
     retryable_status,
 )
 from serving.price_book import Usage
@@ -91,10 +91,6 @@ class Upstream:
 
     async def aclose(self) -> None:
         await self._transport.aclose()
-
-
-def elapsed_ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
 
 
 def transport_failure(exc: httpx.TransportError, started: float) -> CallResult:

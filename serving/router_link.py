@@ -124,7 +124,7 @@ class RouterDown:
         )
 
 
-def anthropic_chat(params: Mapping[str, Any]) -> list[pb.ChatMessage]:
+def _chat(params: Mapping[str, Any]) -> list[pb.ChatMessage]:
     """The Messages request's system prompt and turns as the router's chat messages (their text parts)."""
     chat = []
     if params.get("system"):
@@ -138,7 +138,7 @@ def anthropic_chat(params: Mapping[str, Any]) -> list[pb.ChatMessage]:
 
 def predict_request(params: Mapping[str, Any], options: RouteOptions) -> pb.PredictRequest | None:
     """The PredictRequest for a Messages request, or None when it has no text to route on (images only, say)."""
-    chat = anthropic_chat(params)
+    chat = _chat(params)
     if not any(m.content.strip() for m in chat):
         return None
     request = pb.PredictRequest(
@@ -212,7 +212,7 @@ def _credentials(ca_cert: str | Path | None) -> grpc.ChannelCredentials | None:
     return None if ca_cert is None else grpc.ssl_channel_credentials(root_certificates=Path(ca_cert).read_bytes())
 
 
-def call_metadata(token: str | None) -> Sequence[tuple[str, str]]:
+def _call_metadata(token: str | None) -> Sequence[tuple[str, str]]:
     """The bearer token as per-call metadata (empty without one)."""
     return (("authorization", f"Bearer {token}"),) if token else ()
 
@@ -234,7 +234,7 @@ class RouterLink:
         self._channel = channel
         self._stub = pb_grpc.RouterStub(channel)
         self._timeout_s = timeout_s
-        self._metadata = call_metadata(token)
+        self._metadata = _call_metadata(token)
         self.state = _RouterState(down)
 
     def decide(self, params: Mapping[str, Any], options: RouteOptions) -> RouteDecision:
@@ -266,15 +266,6 @@ class RouterLink:
             return [self.state.failed(exc) for _ in wire]
         answers = iter(batch.responses)
         return [self.state.textless() if r is None else self.state.answered(next(answers)) for r in wire]
-
-    def prices(self) -> PriceBook:
-        """The served ladder (fetched now if not yet known), or the shipped one when the router is out of reach."""
-        if self.state.prices is None:
-            try:
-                self.state.prices = self._fetch_prices()
-            except grpc.RpcError:
-                return self.state.known_prices()
-        return self.state.prices
 
     def report(self, outcome: pb.Outcome) -> pb.OutcomeAck:
         """One outcome, reported now (raises grpc.RpcError when the router does not take it)."""
@@ -314,7 +305,7 @@ class AsyncRouterLink:
         self._channel: grpc.aio.Channel | None = None
         self._stub_cache: pb_grpc.RouterStub | None = None
         self._timeout_s = timeout_s
-        self._metadata = call_metadata(token)
+        self._metadata = _call_metadata(token)
         self.state = _RouterState(down)
 
     @property

@@ -6,17 +6,19 @@ proxy's read the same; connection failures and timeouts are worth trying on the 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import anthropic
 
-from serving.escalation import CONNECTION_ERROR, TIMEOUT_ERROR, CallResult, api_error_type, retryable_status
+from serving.escalation import (
+    CONNECTION_ERROR,
+    TIMEOUT_ERROR,
+    CallResult,
+    api_error_type,
+    elapsed_ms,
+    retryable_status,
+)
 from serving.price_book import Usage
-
-
-def elapsed_ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
 
 
 def failure(exc: anthropic.APIError, started: float) -> CallResult:
