@@ -183,6 +183,10 @@ def test_any_other_model_passes_through_untouched(proxy, fake):
     assert response.json()["model"] == "claude-sonnet-4-6"
     with sdk(proxy).messages.stream(model="claude-haiku-4-5", max_tokens=100, messages=HI) as stream:
         assert stream.get_final_text() == default_answer({"model": "claude-haiku-4-5", "messages": HI})
+    batch = sdk(proxy).messages.batches.create(
+        requests=[{"custom_id": "a", "params": {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": HI}}]
+    )
+    assert batch.id in fake.batches and fake.submitted_ids() == ["a"], "every other /v1 path passes through too"
 
 
 def test_a_wrong_api_key_is_forwarded_and_refused_upstream_never_logged(proxy, fake):
@@ -316,3 +320,20 @@ def test_a_router_that_is_down_means_the_fallback_model_flagged_or_503(upstream,
         sdk(failing).messages.create(model="tierwise", max_tokens=100, messages=HI)
     assert error.value.status_code == 503 and "tierwise router unavailable" in error.value.body["error"]["message"]
     assert len(fake.message_calls) == 2
+
+
+def test_the_router_token_travels_with_every_routing_call(trained_bundle, upstream, fake, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("router-secret\n")
+    args = ["--model", str(trained_bundle), "--port", "0", "--no-metrics", "--auth-token-file", str(token_file)]
+    with (
+        ServerProcess(args) as guarded,
+        start_proxy(guarded.target, upstream.url, "--auth-token-file", str(token_file)) as with_token,
+        start_proxy(guarded.target, upstream.url) as without,
+    ):
+        answer = sdk(with_token).messages.with_raw_response.create(model="tierwise", max_tokens=100, messages=HI)
+        with pytest.raises(anthropic.APIStatusError) as refused:
+            sdk(without).messages.create(model="tierwise", max_tokens=100, messages=HI)
+    assert answer.headers["x-tierwise-request-id"] and "x-tierwise-router-error" not in answer.headers
+    assert refused.value.status_code == 502 and "UNAUTHENTICATED" in refused.value.body["error"]["message"]
+    assert "router-secret" not in with_token.log

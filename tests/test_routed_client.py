@@ -177,11 +177,14 @@ def test_the_async_twin_routes_escalates_and_streams(router):
             async with routed.messages.stream(max_tokens=100, messages=HI) as stream:
                 text = "".join([chunk async for chunk in stream.text_stream])
                 streamed = await stream.get_final_message()
+            raw = await routed.messages.create(max_tokens=100, messages=HI, stream=True)
+            assert [event.type async for event in raw][-1] == "message_stop"
+            assert raw.tierwise.attempts[0].accepted
             return message, text, streamed
 
     with FakeAnthropic(api_key=API_KEY, answer=long_on_haiku) as fake:
         message, text, streamed = asyncio.run(run(fake))
-    assert models_called(fake) == [HAIKU, SONNET, HAIKU]
+    assert models_called(fake) == [HAIKU, SONNET, HAIKU, HAIKU]
     assert message.model == SONNET and [a.accepted for a in message.tierwise.attempts] == [False, True]
     assert text == "x" * 400 and streamed.tierwise.attempts[0].ttft_ms is not None
 
