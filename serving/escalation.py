@@ -145,7 +145,9 @@ class Judge:
         if verdict is True or verdict is False:
             return verdict, None
         score = float(verdict)
-        return (not math.isnan(score) and score >= self.threshold), score
+        if not math.isfinite(score):
+            return False, None  # no grade to report: the router refuses a score that is not a finite number
+        return score >= self.threshold, score
 
 
 @dataclass(frozen=True)

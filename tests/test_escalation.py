@@ -103,7 +103,8 @@ def test_an_accept_check_returning_a_score_is_judged_at_the_threshold():
     escalation.settle(answered(), answer={"score": 0.4})
     escalation.settle(answered(), answer={"score": 0.9})
     assert [(o.success, o.score) for o in sink.outcomes] == [(False, 0.4), (True, 0.9)]
-    assert Judge(accept=lambda answer: math.nan)({}, "end_turn")[0] is False
+    assert Judge(accept=lambda answer: math.nan)({}, "end_turn") == (False, None)
+    assert Judge(accept=lambda answer: math.inf)({}, "end_turn") == (False, None)
 
 
 def test_an_accept_check_decides_even_for_a_truncated_answer():
