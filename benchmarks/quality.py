@@ -1,19 +1,25 @@
-"""Routing quality on real data: train on the train split, evaluate the exported bundle on the test split.
+"""Routing quality on real data: does the router beat the best fixed mix of tiers, and does its quality target hold?
 
-For each dataset in ../shared/data it trains one bundle per encoder x head variant (C, threshold rule)
-with `training.train.train_bundle` and scores it with `training.evaluation.evaluate.evaluate_router`,
-the same code `tierwise train` and `tierwise eval` run, then prints markdown tables: the router variants
-(APGR, CPT, cost at 95% and 100% of top quality, ECE, training time) and, from the same run, the
-baselines (always each tier, random mix, prompt length, k-NN per encoder, oracle).
+For each dataset in ../shared/data it trains bundles on the train split with `training.train.train_bundle` (what
+`tierwise train` runs) and scores them on the test split with `training.evaluation.evaluate.evaluate_router`
+(what `tierwise eval` runs), then prints markdown tables, every headline number with its 95% bootstrap interval:
 
-Each table is printed under two cost views:
-- `reference`: the issue's reference costs, flat per tier (mmlu_pro 0.18 : 0.88 : 3.0; routerbench each
-  tier's mean logged cost_usd), so the numbers compare with the issue's reference and targets;
-- `product`: the cost rule of docs/architecture.md, what `tierwise eval` reports (mmlu_pro: tokens
-  estimated from characters at the tier prices; routerbench: each request's logged cost_usd).
+1. variants (encoder x C x threshold rule): gain over the static mix, cost at top quality, cost at 95%, APGR,
+   headroom captured, calibration, training time;
+2. baselines on the same rows: static mix, random two-end mix, prompt length, k-NN; always each tier; oracle;
+3. where the router stands against the static mix, prompt length and k-NN at every cost (paired intervals):
+   its worst point, and at how many of 1,001 costs it is provably below;
+4. two-tier views (routerbench's Claude ladder, every pair of mmlu_pro's tiers): RouteLLM's APGR and CPT;
+5. the quality guarantee: across random calibration/test splits of the rows the head never saw, the share of
+   splits where the certified threshold keeps the target on the test part (>= the confidence?), and what it
+   costs against the unguarded threshold;
+6. the issue's targets, met or missed and by how much.
 
-    python benchmarks/quality.py [--datasets mmlu_pro routerbench routerbench-claude]
-        [--encoders static minilm] [--C 0.1 1.0] [--rules absolute relative] [--json OUT.json]
+Cost views: mmlu_pro logs no costs, so its targets use flat reference costs per tier (0.18 : 0.88 : 3.0);
+routerbench uses each request's logged cost_usd (the product's own view). `--views` adds the other view.
+
+    python benchmarks/quality.py [--datasets mmlu_pro routerbench] [--encoders static] [--C 0.1]
+        [--rules absolute relative] [--splits 200] [--quality-targets 0.9 0.95] [--confidence 0.95] [--json OUT]
 
 MiniLM embeddings of a dataset take minutes on 2 cores the first time; they are cached on disk after.
 """
@@ -25,20 +31,31 @@ import json
 import statistics
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from classifier.policy import RULES, rule_scores
 from classifier.router import Router
 from classifier.tiers import TierLadder
+from training.evaluation.bootstrap import Interval, percentile_interval
+from training.evaluation.curves import choose_tiers, known_rows
 from training.evaluation.evaluate import evaluate_router
-from training.evaluation.report import EvalReport, SweptRouter, format_metric
+from training.evaluation.frames import outcome_arrays
+from training.evaluation.gaps import GapProfile, gap_profile
+from training.evaluation.report import BASELINE_LABELS, EvalReport
+from training.evaluation.routellm import routellm_metrics
+from training.evaluation.table import format_metric, with_interval
+from training.guarantee import QualityTarget
 from training.logs import read_attempts
-from training.train import TrainOptions, train_bundle
+from training.policy_choice import choose_policy
+from training.train import TrainOptions, TrainResult, train_bundle
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # next to the repository, as on the dev machines
+ROUTELLM_BEST = 0.62  # RouteLLM's best published APGR on its benchmarks (arXiv 2406.18665)
 
 
 def flat_costs(*costs: float) -> Callable[[pl.DataFrame, list[str]], pl.DataFrame]:
@@ -52,39 +69,46 @@ def flat_costs(*costs: float) -> Callable[[pl.DataFrame, list[str]], pl.DataFram
     return apply
 
 
-def tier_mean_costs(frame: pl.DataFrame, tiers: list[str]) -> pl.DataFrame:
-    """The reference's cost view for logs with costs: each tier's mean logged cost on every request."""
-    return frame.with_columns(pl.col(f"cost_{t}").mean().alias(f"cost_{t}") for t in tiers)
+def logged_costs(frame: pl.DataFrame, tiers: list[str]) -> pl.DataFrame:
+    """The product's own cost view (docs/architecture.md's cost rule): what `tierwise eval` reports."""
+    return frame
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """One benchmark: a log directory, its tier ladder, the reference cost view and the issue's targets."""
+    """One benchmark: a log file, its tier ladder, its cost views (the first one carries the targets), targets."""
 
     directory: str
     tiers_file: str
-    reference_costs: Callable[[pl.DataFrame, list[str]], pl.DataFrame]
+    views: dict[str, Callable[[pl.DataFrame, list[str]], pl.DataFrame]]
     targets: dict[str, float]
+    pairs: bool = True
 
-    @property
-    def logs(self) -> Path:
-        return DATA / self.directory / "attempts.parquet"
+    def logs(self, data: Path) -> Path:
+        return data / self.directory / "attempts.parquet"
 
-    @property
-    def ladder(self) -> TierLadder:
-        return TierLadder.load(DATA / self.directory / self.tiers_file)
+    def ladder(self, data: Path) -> TierLadder:
+        return TierLadder.load(data / self.directory / self.tiers_file)
 
 
+MMLU_FLAT = flat_costs(0.18, 0.88, 3.0)
 DATASETS = {
     "mmlu_pro": Dataset(
-        "mmlu_pro", "tiers.toml", flat_costs(0.18, 0.88, 3.0), {"apgr": 0.78, "cost@95": 0.50, "cost@100": 0.80}
+        "mmlu_pro",
+        "tiers.toml",
+        {"reference (flat 0.18 : 0.88 : 3.0)": MMLU_FLAT, "product (estimated tokens)": logged_costs},
+        {"gain_over_static": 0.03, "cost_at_top_quality": 0.80},
     ),
-    "routerbench": Dataset("routerbench", "tiers.toml", tier_mean_costs, {"apgr": 0.78, "cost@95": 0.40}),
-    "routerbench-claude": Dataset("routerbench", "claude.tiers.toml", tier_mean_costs, {}),
+    "routerbench": Dataset(
+        "routerbench",
+        "tiers.toml",
+        {"real (logged cost_usd)": logged_costs},
+        {"gain_over_static": 0.05, "cost_at_top_quality": 0.50},
+        pairs=False,
+    ),
 }
-COST_VIEWS = ("reference", "product")
-METRIC_HEADERS = ("APGR", "CPT50", "CPT80", "cost@95", "cost@100", "AIQ", "best quality @ cost")
-
+CLAUDE_LADDER = ("routerbench", "claude.tiers.toml")
+GAP_BASELINES = ("static_mix", "length", "knn")
 
 SCORED: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
 
@@ -92,8 +116,7 @@ SCORED: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
 class ReusingRouter(Router):
     """A Router that reuses the graph's output for texts it has already scored with a byte-identical bundle.
 
-    Two cost views, and two threshold rules over one head, need the same probabilities; MiniLM takes
-    minutes to recompute them. The key is the bundle version (a hash of the graph and tokenizer files).
+    Every cost view scores the same prompts; the key is the bundle version (a hash of its files).
     """
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
@@ -112,132 +135,409 @@ class Variant:
     rule: str
     fit_s: float
     total_s: float
-    threshold: float
-    reports: dict[str, EvalReport]
+    reports: dict[str, EvalReport] = field(default_factory=dict)
 
     @property
     def head(self) -> str:
         return f"LR C={self.C:g}, {self.rule}"
 
 
-def run_dataset(name: str, encoders: list[str], Cs: list[float], rules: list[str], workdir: Path) -> list[Variant]:
-    """Train and evaluate every variant on one dataset."""
-    dataset = DATASETS[name]
+def train(logs: Path, ladder: TierLadder, out: Path, **options: object) -> tuple[TrainResult, ReusingRouter]:
+    """A bundle trained like `tierwise train` would, and its router (reusing scores across cost views)."""
+    print(f"[{logs.parent.name}] training {out.name}", flush=True)
+    result = train_bundle(read_attempts([logs]), out, ladder, TrainOptions(**options))
+    return result, ReusingRouter.load(out)
+
+
+def run_variants(
+    dataset: Dataset, data: Path, encoders: list[str], Cs: list[float], rules: list[str], work: Path
+) -> list[Variant]:
+    """Train and evaluate every variant on one dataset, in every cost view."""
     variants = []
     for encoder in encoders:
         for C in Cs:
             for rule in rules:
-                out = workdir / f"{name}-{encoder}-{C:g}-{rule}"
-                print(f"[{name}] training {encoder}, C={C:g}, {rule}", flush=True)
-                options = TrainOptions(encoder=encoder, C=C, threshold_rule=rule)
-                result = train_bundle(read_attempts([dataset.logs]), out, dataset.ladder, options)
-                router = ReusingRouter.load(out)
-                frame = result.labels.frame
-                views = {"reference": dataset.reference_costs(frame, router.ladder.names), "product": frame}
-                reports = {view: evaluate_router(router, views[view]) for view in COST_VIEWS}
-                variants.append(
-                    Variant(
-                        encoder,
-                        C,
-                        rule,
-                        result.timings["fit_s"],
-                        result.timings["total_s"],
-                        router.manifest.policy.threshold,
-                        reports,
-                    )
+                result, router = train(
+                    dataset.logs(data),
+                    dataset.ladder(data),
+                    work / f"{encoder}-{C:g}-{rule}",
+                    encoder=encoder,
+                    C=C,
+                    threshold_rule=rule,
                 )
+                variant = Variant(encoder, C, rule, result.timings["fit_s"], result.timings["total_s"])
+                for view, costs in dataset.views.items():
+                    variant.reports[view] = evaluate_router(router, costs(result.labels.frame, router.ladder.names))
+                variants.append(variant)
     return variants
 
 
-def _row(cells: list[str]) -> str:
+def _row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def metrics_cells(report: EvalReport, sweep: SweptRouter) -> list[str]:
-    """APGR, CPT50, CPT80, cost at 95% and 100% of top quality, AIQ, and the best quality with its cost."""
-    keys = ("apgr", "cpt50", "cpt80", "cost_ratio_at_95", "cost_ratio_at_100", "aiq")
-    curve = sweep.curve
-    best = np.lexsort((curve.cost, -curve.quality))[0]
-    peak = f"{curve.quality[best]:.3f} @ {format_metric(report.cost_ratio(float(curve.cost[best])))}"
-    return [*(format_metric(sweep.metrics[k]) for k in keys), peak]
+def _table(header: Sequence[str], rows: list[Sequence[str]]) -> list[str]:
+    return [_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows)]
+
+
+HEADLINE_HEADER = (
+    "gain over static [95% CI]",
+    "max gain",
+    "cost at top quality [95% CI]",
+    "cost@95 [95% CI]",
+    "APGR [95% CI]",
+    "headroom",
+)
+
+
+def headline_cells(metrics: dict[str, float | None], intervals: dict[str, Interval] | None) -> list[str]:
+    """The headline metrics of a swept curve; with intervals for the router, bare for baselines."""
+
+    def cell(key: str, signed: bool = False, never: str = "never") -> str:
+        if intervals is None:
+            value = metrics[key]
+            return never if value is None and key.startswith("cost") else format_metric(value, signed)
+        return with_interval(metrics[key], intervals[key], signed=signed, never=never)
+
+    headroom = metrics["headroom_captured"]
+    return [
+        cell("gain_over_static", signed=True, never="-"),
+        format_metric(metrics["max_gain_over_static"], signed=True),
+        cell("cost_at_top_quality"),
+        cell("cost_ratio_at_95"),
+        cell("apgr", never="-"),
+        "-" if headroom is None else f"{round(headroom, 3) or 0.0:.1%}",
+    ]
 
 
 def variant_table(variants: list[Variant], view: str) -> list[str]:
-    """Markdown rows: one per trained variant."""
-    lines = [
-        _row(["encoder", "head", *METRIC_HEADERS, "ECE mean", "ECE max", "fit s", "train s"]),
-        _row(["---"] * 13),
-    ]
+    """One row per trained variant."""
+    rows = []
     for v in variants:
         report = v.reports[view]
         eces = [c.ece for c in report.calibration if c.ece is not None]
-        lines.append(
-            _row(
-                [
-                    v.encoder,
-                    v.head,
-                    *metrics_cells(report, report.router),
-                    f"{statistics.mean(eces):.3f}",
-                    f"{max(eces):.3f}",
-                    f"{v.fit_s:.1f}",
-                    f"{v.total_s:.1f}",
-                ]
+        cells = headline_cells(report.router.metrics, report.intervals)
+        rows.append([v.encoder, v.head, *cells, f"{statistics.mean(eces):.3f}", f"{v.fit_s:.1f}", f"{v.total_s:.1f}"])
+    return _table(["encoder", "head", *HEADLINE_HEADER, "ECE mean", "fit s", "train s"], rows)
+
+
+def baseline_table(report: EvalReport) -> list[str]:
+    """The swept baselines (point estimates), then the fixed points, on the same test rows."""
+    rows = [
+        [BASELINE_LABELS[name], *headline_cells(swept.metrics, None), "", ""]
+        for name, swept in report.baseline_sweeps().items()
+    ]
+    for name, point in {
+        **{f"always {t}": p for t, p in report.always.items()},
+        "oracle (each request at its label)": report.oracle,
+    }.items():
+        rows.append(
+            [name, *[""] * len(HEADLINE_HEADER), format_metric(report.cost_ratio(point.cost)), f"{point.quality:.3f}"]
+        )
+    return _table(["baseline", *HEADLINE_HEADER, "cost", "quality"], rows)
+
+
+def gap_table(report: EvalReport) -> tuple[list[str], dict[str, GapProfile]]:
+    """Router minus each baseline at every cost: the worst point with its paired interval, costs provably below."""
+    profiles = {
+        name: gap_profile(report, name) for name in GAP_BASELINES if name == "static_mix" or getattr(report, name)
+    }
+    rows = []
+    for name, profile in profiles.items():
+        i = profile.worst
+        rows.append(
+            [
+                BASELINE_LABELS[name],
+                " ".join(
+                    [
+                        format_metric(profile.gap[i], signed=True),
+                        f"[{format_metric(profile.lo[i], signed=True)}, {format_metric(profile.hi[i], signed=True)}]",
+                    ]
+                ),
+                f"{profile.cost_ratio[i]:.3f}",
+                f"{profile.provably_below} of {len(profile.gap)}",
+                format_metric(profile.gap.mean(), signed=True),
+            ]
+        )
+    header = ["router minus", "worst gap [95% CI]", "at cost ratio", "costs provably below", "mean gap"]
+    return _table(header, rows), profiles
+
+
+def two_tier_views(dataset_name: str, data: Path, work: Path) -> list[tuple[str, EvalReport, dict[str, Interval]]]:
+    """Two-tier routers (routerbench's Claude ladder, every pair of mmlu_pro's tiers) with RouteLLM intervals."""
+    views = []
+    if dataset_name == "routerbench":
+        directory, tiers_file = CLAUDE_LADDER
+        ladders = {"claude-instant -> claude-2": TierLadder.load(data / directory / tiers_file)}
+    else:
+        full = DATASETS[dataset_name].ladder(data)
+        ladders = {
+            f"{a.name} -> {b.name}": TierLadder((a, b), source=full.source) for a, b in combinations(full.tiers, 2)
+        }
+    for name, ladder in ladders.items():
+        result, router = train(DATASETS[dataset_name].logs(data), ladder, work / f"pair-{name.replace(' -> ', '-')}")
+        report = evaluate_router(router, result.labels.frame)
+        views.append((name, report, routellm_intervals(report, router.manifest.tier_costs_usd)))
+    return views
+
+
+def routellm_intervals(report: EvalReport, costs: list[float]) -> dict[str, Interval]:
+    """Bootstrap intervals of RouteLLM's metrics (the deciles are recomputed on every resample, as RouteLLM would).
+
+    `costs` are the bundle's tier costs, which the utility rule's scores need.
+    """
+    success = report.outcomes[report.scored]
+    strong_score = 1.0 - rule_scores(report.probabilities[report.scored], report.operating_point.rule, costs)[:, 0]
+    rng = np.random.default_rng(0)
+    samples: dict[str, list[float]] = {}
+    for _ in range(200):
+        rows = rng.integers(0, len(success), len(success))
+        for key, value in routellm_metrics(success[rows, 0], success[rows, 1], strong_score[rows]).items():
+            samples.setdefault(key, []).append(np.nan if value is None else value)
+    return {key: percentile_interval(np.array(values)) for key, values in samples.items()}
+
+
+def two_tier_table(views: list[tuple[str, EvalReport, dict[str, Interval]]]) -> list[str]:
+    rows = []
+    for name, report, intervals in views:
+        success = report.outcomes[report.scored]
+        perfect = routellm_metrics(success[:, 0], success[:, 1], success[:, 1] - success[:, 0])["routellm_apgr"]
+        m = report.routellm or {}
+        rows.append(
+            [
+                name,
+                f"{success[:, 0].mean():.3f} / {success[:, 1].mean():.3f}",
+                with_interval(m.get("routellm_apgr"), intervals["routellm_apgr"], never="-"),
+                with_interval(m.get("routellm_cpt50"), intervals["routellm_cpt50"], never="-"),
+                with_interval(m.get("routellm_cpt80"), intervals["routellm_cpt80"], never="-"),
+                format_metric(perfect),
+                report.operating_point.rule,
+            ]
+        )
+    header = [
+        "two tiers",
+        "quality cheap / dear",
+        "routellm_apgr [95% CI]",
+        "routellm_cpt50",
+        "routellm_cpt80",
+        "perfect router's APGR",
+        "rule",
+    ]
+    return _table(header, rows)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How a quality target fared across random calibration/test splits of the rows the head never saw."""
+
+    target: QualityTarget
+    splits: int
+    calibration: int
+    test: int
+    guarded_kept: float
+    unguarded_kept: float
+    certified: float
+    guarded_cost: float
+    unguarded_cost: float
+    bound: float
+
+
+def coverage_check(
+    dataset: Dataset, data: Path, targets: list[float], confidence: float, splits: int, work: Path
+) -> list[Coverage]:
+    """Train with a guarded target (its head is fitted on the fit rows only), then split the rows the head never
+    saw (validation and test) at random, many times: choose the policy on a calibration part the size of the
+    validation rows exactly as training does (`choose_policy`), and measure it on the rest."""
+    options = TrainOptions(quality_target=targets[0], confidence=confidence)
+    result, router = train(
+        dataset.logs(data), dataset.ladder(data), work / "guarded", quality_target=targets[0], confidence=confidence
+    )
+    frame = next(iter(dataset.views.values()))(result.labels.frame, router.ladder.names)
+    unseen = options.split_rule.validation_mask(frame, options.seed) | options.split_rule.test_mask(frame)
+    pool = frame.filter(pl.Series(unseen))
+    success, cost = outcome_arrays(pool, router.ladder.names)
+    keep = known_rows(success, cost)
+    success, cost = success[keep], cost[keep]
+    probs = router.probabilities(pool.filter(pl.Series(keep))["prompt"].to_list())
+    size = result.manifest.policy.guarantee["calibration_requests"]
+    rng = np.random.default_rng(0)
+    found = []
+    for share in targets:
+        target = QualityTarget(share, confidence)
+        runs: dict[str, list[tuple[bool, float]]] = {"guarded": [], "unguarded": []}
+        certified, bounds = [], []
+        for _ in range(splits):
+            order = rng.permutation(len(success))
+            cal, test = order[:size], order[size:]
+            tier_costs = result.manifest.tier_costs_usd
+            guarded = choose_policy(success[cal], cost[cal], probs[cal], RULES, tier_costs, target=target).spec
+            unguarded = choose_policy(success[cal], cost[cal], probs[cal], RULES, tier_costs, quality_floor=share).spec
+            for kind, spec in (("guarded", guarded), ("unguarded", unguarded)):
+                chosen = choose_tiers(rule_scores(probs[test], spec.rule, tier_costs), spec.threshold)
+                picked = test, chosen
+                kept = success[picked].mean() >= share * success[test, -1].mean()
+                runs[kind].append((kept, cost[picked].mean() / cost[test, -1].mean()))
+            certified.append(guarded.guarantee["certified"])
+            bounds.append(guarded.guarantee["quality_lower_bound"])
+        kept = {kind: float(np.mean([k for k, _ in r])) for kind, r in runs.items()}
+        spent = {kind: float(np.mean([c for _, c in r])) for kind, r in runs.items()}
+        found.append(
+            Coverage(
+                target=target,
+                splits=splits,
+                calibration=size,
+                test=len(success) - size,
+                guarded_kept=kept["guarded"],
+                unguarded_kept=kept["unguarded"],
+                certified=float(np.mean(certified)),
+                guarded_cost=spent["guarded"],
+                unguarded_cost=spent["unguarded"],
+                bound=float(np.mean(bounds)),
             )
         )
-    return lines
+    return found
 
 
-def baseline_table(variants: list[Variant], view: str) -> list[str]:
-    """Markdown rows for the baselines on the same test rows: swept ones, then fixed points."""
-    first = {}
-    for v in variants:
-        first.setdefault(v.encoder, v.reports[view])
-    report = next(iter(first.values()))
-    lines = [
-        _row(["baseline", *METRIC_HEADERS, "cost", "quality"]),
-        _row(["---"] * 10),
+def coverage_table(found: list[Coverage]) -> list[str]:
+    rows = [
+        [
+            f"{c.target.share:g}",
+            f"{c.target.confidence:g}",
+            f"{c.splits}",
+            f"{c.calibration} / {c.test}",
+            f"**{c.guarded_kept:.3f}**" + (" (met)" if c.guarded_kept >= c.target.confidence else " (MISSED)"),
+            f"{c.unguarded_kept:.3f}",
+            f"{c.certified:.2f}",
+            f"{c.bound:.3f}",
+            f"{c.guarded_cost:.3f}",
+            f"{c.unguarded_cost:.3f}",
+            f"{c.guarded_cost - c.unguarded_cost:+.3f}",
+        ]
+        for c in found
     ]
-    swept = [("random mix", report.random), ("prompt length", report.length)]
-    swept += [(f"k-NN ({encoder})", r.knn) for encoder, r in first.items()]
-    for name, sweep in swept:
-        if sweep is not None:
-            lines.append(_row([name, *metrics_cells(report, sweep), "", ""]))
-    points = [(f"always {tier}", point, None) for tier, point in report.always.items()]
-    points.append(("oracle", report.oracle, report.oracle_apgr))
-    for name, point, value in points:
-        blanks = [format_metric(value)] + [""] * 6
-        lines.append(_row([name, *blanks, format_metric(report.cost_ratio(point.cost)), f"{point.quality:.3f}"]))
-    return lines
+    header = [
+        "target Q",
+        "confidence C",
+        "splits",
+        "calibration / test rows",
+        "share of splits keeping Q (guarded)",
+        "same, unguarded",
+        "share certified",
+        "mean lower bound",
+        "test cost x top, guarded",
+        "unguarded",
+        "what the guarantee costs",
+    ]
+    return _table(header, rows)
 
 
-def target_lines(name: str, variants: list[Variant]) -> list[str]:
-    """The best variant against the issue's targets (reference cost view)."""
-    targets = DATASETS[name].targets
-    if not targets:
-        return []
-    keys = {"apgr": "apgr", "cost@95": "cost_ratio_at_95", "cost@100": "cost_ratio_at_100"}
+def target_lines(dataset: Dataset, variants: list[Variant], profiles: dict[str, GapProfile]) -> list[str]:
+    """The issue's targets in the dataset's first cost view: the best variant, met or missed and by how much."""
+    view = next(iter(dataset.views))
     lines = []
-    for label, target in targets.items():
-        values = [v.reports["reference"].router.metrics[keys[label]] for v in variants]
-        values = [x for x in values if x is not None]
-        if not values:
+    for key, target in dataset.targets.items():
+        higher = key == "gain_over_static"
+        values = [(v.reports[view].router.metrics[key], v) for v in variants]
+        reached = [(x, v) for x, v in values if x is not None]
+        if not reached:
+            lines.append(f"- {key}: never reached by any variant, target {'>=' if higher else '<='} {target} (missed)")
             continue
-        best = max(values) if label == "apgr" else min(values)
-        met = best >= target if label == "apgr" else best <= target
-        verdict = "met" if met else f"missed by {abs(best - target):.3f}"
-        lines.append(f"- {label}: best {best:.3f}, target {'>=' if label == 'apgr' else '<='} {target} ({verdict})")
+        best, variant = max(reached, key=lambda p: p[0]) if higher else min(reached, key=lambda p: p[0])
+        met = best >= target if higher else best <= target
+        interval = variant.reports[view].intervals[key]
+        lines.append(
+            f"- {key}: best {with_interval(best, interval, signed=higher)} ({variant.head}), target "
+            f"{'>=' if higher else '<='} {target:g}: {'met' if met else f'missed by {abs(best - target):.3f}'}"
+        )
+    for name, profile in profiles.items():
+        verdict = (
+            "met" if profile.provably_below == 0 else f"missed at {profile.provably_below} of {len(profile.gap)} costs"
+        )
+        lines.append(f"- nowhere below {BASELINE_LABELS[name]} by more than the interval: {verdict}")
     return lines
 
 
-def render(name: str, variants: list[Variant]) -> str:
-    report = variants[0].reports["reference"]
-    lines = [f"## {name}: {report.evaluated} test requests scored ({report.requests - report.evaluated} excluded)"]
-    for view in COST_VIEWS:
-        lines += ["", f"### {view} costs", "", *variant_table(variants, view), "", *baseline_table(variants, view)]
-    targets = target_lines(name, variants)
-    if targets:
-        lines += ["", "Targets (reference costs):", *targets]
+def render(name: str, variants: list[Variant], views: list, coverage: list[Coverage]) -> str:
+    dataset = DATASETS[name]
+    first = variants[0].reports[next(iter(dataset.views))]
+    lines = [f"## {name}: {first.evaluated} test requests scored ({first.requests - first.evaluated} excluded)"]
+    profiles: dict[str, GapProfile] = {}
+    for view in dataset.views:
+        report = variants[0].reports[view]
+        gaps, found = gap_table(best_variant(variants, view).reports[view])
+        profiles = profiles or found
+        lines += [
+            "",
+            f"### {view} costs",
+            "",
+            *variant_table(variants, view),
+            "",
+            *baseline_table(report),
+            "",
+            f"Router ({best_variant(variants, view).head}) against each baseline at every cost:",
+            "",
+            *gaps,
+        ]
+    if views:
+        lines += [
+            "",
+            "### two-tier views (RouteLLM's metrics: x = share of calls to the dearer tier)",
+            "",
+            *two_tier_table(views),
+        ]
+    if coverage:
+        lines += [
+            "",
+            "### quality guarantee: coverage across random calibration/test splits",
+            "",
+            *coverage_table(coverage),
+        ]
+    lines += ["", f"Targets ({next(iter(dataset.views))} costs):", *target_lines(dataset, variants, profiles)]
+    for view_name, report, _ in views:
+        value = (report.routellm or {}).get("routellm_apgr")
+        verdict = (
+            "met"
+            if value is not None and value > ROUTELLM_BEST
+            else f"missed{'' if value is None else f' by {ROUTELLM_BEST - value:.3f}'}"
+        )
+        lines.append(f"- routellm_apgr on {view_name}: {format_metric(value)}, target > {ROUTELLM_BEST}: {verdict}")
     return "\n".join(lines)
+
+
+def best_variant(variants: list[Variant], view: str) -> Variant:
+    """The variant with the highest gain over the static mix in a view."""
+    return max(variants, key=lambda v: v.reports[view].router.metrics["gain_over_static"] or -1.0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA, help="the shared data directory (default: %(default)s)")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--encoders", nargs="+", default=["static"], choices=["static", "minilm"])
+    parser.add_argument("--C", nargs="+", type=float, default=[0.1], help="inverse L2 strengths of the head")
+    parser.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
+    parser.add_argument("--splits", type=int, default=200, help="random calibration/test splits for the coverage check")
+    parser.add_argument("--quality-targets", nargs="+", type=float, default=[0.9, 0.95])
+    parser.add_argument("--confidence", type=float, default=0.95)
+    parser.add_argument("--no-two-tier", action="store_true", help="skip the two-tier views")
+    parser.add_argument("--json", type=Path, help="also write every variant's evaluation (without curves) here")
+    args = parser.parse_args(argv)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.datasets:
+            work = Path(tmp) / name
+            dataset = DATASETS[name]
+            variants = run_variants(dataset, args.data, args.encoders, args.C, args.rules, work)
+            views = [] if args.no_two_tier else two_tier_views(name, args.data, work)
+            coverage = (
+                coverage_check(dataset, args.data, args.quality_targets, args.confidence, args.splits, work)
+                if args.splits
+                else []
+            )
+            results[name] = variants
+            print(render(name, variants, views, coverage), "\n", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(to_json(results), indent=1))
 
 
 def to_json(results: dict[str, list[Variant]]) -> dict:
@@ -247,7 +547,6 @@ def to_json(results: dict[str, list[Variant]]) -> dict:
                 "encoder": v.encoder,
                 "C": v.C,
                 "rule": v.rule,
-                "threshold": v.threshold,
                 "fit_s": v.fit_s,
                 "total_s": v.total_s,
                 "reports": {
@@ -258,23 +557,6 @@ def to_json(results: dict[str, list[Variant]]) -> dict:
         ]
         for name, variants in results.items()
     }
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    parser.add_argument("--encoders", nargs="+", default=["static", "minilm"], choices=["static", "minilm"])
-    parser.add_argument("--C", nargs="+", type=float, default=[0.1, 1.0], help="inverse L2 strengths of the head")
-    parser.add_argument("--rules", nargs="+", default=["absolute", "relative"], choices=["absolute", "relative"])
-    parser.add_argument("--json", type=Path, help="also write every variant's evaluation (without curves) here")
-    args = parser.parse_args(argv)
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.datasets:
-            results[name] = run_dataset(name, args.encoders, args.C, args.rules, Path(tmp))
-            print(render(name, results[name]), "\n", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(to_json(results), indent=1))
 
 
 if __name__ == "__main__":

@@ -47,11 +47,17 @@ class EncoderSpec:
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """The default routing rule and threshold, and how training chose them."""
+    """The default routing rule and threshold, and how training chose them.
+
+    `guarantee` is set when the threshold was certified for a quality target (`tierwise train --quality-target`):
+    the target share Q, the confidence C, whether a threshold was certified, the lower confidence bound of its
+    quality share, the number of calibration requests and the method (training/guarantee.py).
+    """
 
     threshold: float
     rule: str = "absolute"
     chosen_by: str = ""
+    guarantee: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,11 @@
 Rules for `threshold` mode (the quality threshold q is the bundle's default or the request's quality_target):
 - `absolute`: the cheapest allowed tier with P(success) >= q, else the top allowed tier;
 - `relative`: the cheapest allowed tier with P(success) >= q x the best allowed tier's P(success), i.e. the
-  cheapest tier that keeps a share q of the best reachable quality.
+  cheapest tier that keeps a share q of the best reachable quality;
+- `utility`: the allowed tier maximising P(success) - lambda x cost / the top tier's cost, lambda = (1 - q) / q:
+  q = 1 buys the best expected quality, q -> 0 the cheapest tier. It traces the best cost-quality frontier
+  calibrated probabilities allow. It is written as per-tier scores that the same threshold comparison reads
+  (`utility_row`), so curves, policy choice and serving share one sweep.
 `cost` mode picks the escalation chain with the lowest expected cost to an acceptable answer: each tier in
 the chain is paid for when every earlier tier has failed. Tiers are assumed nested (a request a cheaper
 tier solves, a stronger one solves too), so the chance of reaching a tier is one minus the best
@@ -20,7 +24,7 @@ import numpy as np
 
 from classifier.errors import InputError
 
-RULES = ("absolute", "relative")
+RULES = ("absolute", "relative", "utility")
 MODES = ("threshold", "cost")
 # The relative rule divides by the best P(success); this floor keeps an all-zero row finite.
 MIN_BEST = 1e-12
@@ -52,8 +56,8 @@ def expected_chain_cost(probs: Sequence[float], costs: Sequence[float], chain: S
     return total
 
 
-def rule_scale(best: float | np.ndarray, rule: str) -> float | np.ndarray:
-    """What P(success) is divided by before the threshold comparison: 1, or the best tier's P (`relative`).
+def _scale(best: float | np.ndarray, rule: str) -> float | np.ndarray:
+    """What P(success) is divided by under the ratio rules: 1 (`absolute`) or the best tier's P (`relative`).
 
     Works on a float (one request, on the served hot path) and on an array of row maxima (evaluation).
     """
@@ -64,13 +68,60 @@ def rule_scale(best: float | np.ndarray, rule: str) -> float | np.ndarray:
     raise PolicyError("rule", f"must be one of {RULES}, got {rule!r}")
 
 
-def rule_scores(probs: np.ndarray, rule: str) -> np.ndarray:
-    """What the threshold is compared with: P(success) itself, or its share of the best tier's (`relative`).
+def unit_costs(costs: Sequence[float]) -> list[float]:
+    """Tier costs in units of the top tier's (the utility rule's lambda is relative to it)."""
+    top = float(costs[-1]) or 1.0
+    return [float(c) / top for c in costs]
 
-    With these scores both rules read the same: the cheapest tier whose score clears the threshold.
+
+def utility_row(probs: Sequence[float], costs: Sequence[float]) -> list[float]:
+    """One request's `utility` scores: the cheapest tier with score >= q is argmax_k P_k - lambda c_k, q = 1/(1+lambda).
+
+    As lambda falls from +inf to 0 a request climbs the upper concave hull of its (cost, P) points: it
+    leaves hull tier a for the next hull tier b once q exceeds 1 / (1 + (P_b - P_a) / (c_b - c_a)), which
+    is a's score. The last hull tier (the best P, cheapest on ties) scores 1, so it always passes; tiers
+    off the hull score 0 and are never chosen. `costs` are in units of the top tier (`unit_costs`),
+    cheapest first and rising. Plain floats: this runs on the served hot path.
+    """
+    scores = [0.0] * len(probs)
+    current = 0
+    while True:
+        best, steepest = -1, 0.0
+        for k in range(current + 1, len(probs)):
+            gain, extra = probs[k] - probs[current], costs[k] - costs[current]
+            if gain > 0 and extra > 0 and gain / extra > steepest:
+                best, steepest = k, gain / extra
+        if best < 0:
+            scores[current] = 1.0
+            return scores
+        scores[current] = 1.0 / (1.0 + steepest)
+        current = best
+
+
+def row_scores(probs: Sequence[float], unit: Sequence[float], rule: str) -> list[float]:
+    """What one request's per-tier threshold comparison reads under `rule` (plain floats, for the hot path).
+
+    `unit` are the tiers' costs in units of the ladder's top tier (`unit_costs`), used by `utility` only.
+    """
+    if rule == "utility":
+        return utility_row(probs, unit)
+    scale = float(_scale(max(probs), rule))
+    return [p / scale for p in probs]
+
+
+def rule_scores(probs: np.ndarray, rule: str, costs: Sequence[float] | None = None) -> np.ndarray:
+    """`row_scores` for every row of an (n, T) array: what evaluation and policy choice sweep the threshold over.
+
+    With these scores every rule reads the same: the cheapest tier whose score clears the threshold.
+    `costs` (the bundle's per-tier costs) are needed by the `utility` rule only.
     """
     probs = np.asarray(probs, dtype=np.float64)
-    return probs / rule_scale(probs.max(axis=-1, keepdims=True), rule)
+    if rule != "utility":
+        return probs / _scale(probs.max(axis=-1, keepdims=True), rule)
+    if costs is None:
+        raise PolicyError("rule", "the utility rule needs the tiers' costs")
+    unit = unit_costs(costs)
+    return np.asarray([utility_row(row, unit) for row in probs.tolist()], dtype=np.float64).reshape(probs.shape)
 
 
 @dataclass(frozen=True)
@@ -85,6 +136,7 @@ class Policy:
     def __post_init__(self) -> None:
         if self.rule not in RULES:
             raise PolicyError("rule", f"must be one of {RULES}, got {self.rule!r}")
+        object.__setattr__(self, "_unit", unit_costs(self.costs))
 
     def allowed(self, allowed_tiers: Sequence[str] | None) -> list[int]:
         """Indices of the allowed tiers, cheapest first; all tiers when none are named."""
@@ -120,11 +172,10 @@ class Policy:
             return Choice(chain[0], chain, expected_chain_cost(row, self.costs, chain))
         if mode != "threshold":
             raise PolicyError("mode", f"must be one of {MODES}, got {mode!r}")
-        reachable = [row[i] for i in allowed]
-        scale = float(rule_scale(max(reachable), self.rule))
+        scores = row_scores([row[i] for i in allowed], [self._unit[i] for i in allowed], self.rule)
         position = len(allowed) - 1
-        for k, p in enumerate(reachable):
-            if p / scale >= target:
+        for k, score in enumerate(scores):
+            if score >= target:
                 position = k
                 break
         chain = tuple(allowed[position:])

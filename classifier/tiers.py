@@ -73,7 +73,23 @@ class TierLadder:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise TierError(f"{source}: not valid TOML: {exc}") from exc
-        return cls.from_dict(data, source=source)
+        ladder = cls.from_dict(data, source=source)
+        ladder.check_price_order()
+        return ladder
+
+    def check_price_order(self) -> None:
+        """Refuse a ladder whose tiers are not in increasing price order: each tier must cost at least as much as
+        the one below it on input and on output, and more on one of them (cheapest first is what `top` means)."""
+        for lower, upper in zip(self.tiers, self.tiers[1:], strict=False):
+            lower_prices = (lower.input_usd_per_mtok, lower.output_usd_per_mtok)
+            upper_prices = (upper.input_usd_per_mtok, upper.output_usd_per_mtok)
+            dearer = all(u >= lo for u, lo in zip(upper_prices, lower_prices, strict=True))
+            if not dearer or upper_prices == lower_prices:
+                raise TierError(
+                    f"{self.source}: tiers must be in increasing price order, cheapest first, but {upper.name!r} "
+                    f"(input {upper_prices[0]:g}, output {upper_prices[1]:g} USD per Mtok) does not cost more than "
+                    f"{lower.name!r} below it (input {lower_prices[0]:g}, output {lower_prices[1]:g})"
+                )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> TierLadder:

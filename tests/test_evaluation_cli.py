@@ -38,13 +38,19 @@ def test_eval_cli_writes_table_json_and_chart(trained_bundle, sample_logs, tmp_p
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith(f"model {trained_bundle} (version ") and lines[0].endswith("split test")
-    assert {line.split()[0] for line in lines[2:6]} == {"router", "random", "length", "knn"}
+    assert lines[1].startswith("router against the best fixed mix of tiers")
+    assert "gain over static mix" in lines[2] and "cost at top quality" in lines[3]
+    labels = [line[:20].strip() for line in lines[7:12]]
+    assert labels == ["router", "static mix", "random two-end mix", "prompt length", "k-NN"]
     doc = json.loads(out_json.read_text())
     manifest = read_manifest(trained_bundle)
     # the served graph reproduces what training measured on the same held-out rows with the in-Python head
-    assert doc["apgr"] == pytest.approx(manifest.metrics["apgr"], abs=1e-9)
-    assert doc["cpt50"] == pytest.approx(manifest.metrics["cpt50"], abs=1e-9)
-    assert doc["cpt80"] == pytest.approx(manifest.metrics["cpt80"], abs=1e-9)
+    for key in ("apgr", "cpt50", "cpt80", "gain_over_static", "cost_ratio_at_95"):
+        assert doc[key] == pytest.approx(manifest.metrics[key], abs=1e-9)
+    for key in ("apgr", "gain_over_static"):
+        assert doc[f"{key}_ci"] == pytest.approx([manifest.metrics[f"{key}_ci_lo"], manifest.metrics[f"{key}_ci_hi"]])
+        assert doc[f"{key}_ci"][0] <= doc[key] <= doc[f"{key}_ci"][1]
+    assert doc["baselines"]["static_mix"]["tiers"][-1] == "opus"
     assert doc["baselines"]["random"]["apgr"] == pytest.approx(0.5, abs=1e-3)
     assert doc["baselines"]["knn"]["apgr"] is not None and doc["baselines"]["length"]["apgr"] is not None
     assert doc["operating_point"]["threshold"] == manifest.policy.threshold

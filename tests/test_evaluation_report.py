@@ -1,6 +1,7 @@
 """Baselines, the assembled report, its JSON keys and the chart, on hand-computed cases."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from training.evaluation.baselines import knn_probs, length_heuristic_probs
 from training.evaluation.plot import plot_report
 from training.evaluation.report import build_report
+from training.evaluation.table import render_table
 
 TIERS = ["small", "medium", "large"]
 SUCCESS = np.array([[1, 1, 1], [0, 1, 1], [0, 0, 1], [0, 0, 0]], dtype=float)
@@ -76,17 +78,23 @@ def test_report_json_baselines(report):
 
 def test_report_json_curves_span_the_threshold_range(report):
     curves = report.to_json()["curves"]
-    assert set(curves) == {"router", "length", "knn", "random"}
+    assert set(curves) == {"router", "length", "knn", "random", "static_mix", "oracle_frontier"}
     router = curves["router"]
     assert len(router["setting"]) == 101 and router["setting"][0] == 0.0 and router["setting"][-1] == 1.0
     assert router["cost_ratio"][0] == pytest.approx(0.1) and router["cost_ratio"][-1] == pytest.approx(1.0)
     assert curves["random"]["quality"] == [0.25, 0.75]
+    # the static mix is drawn through its vertices: every tier lies on the hull here
+    assert curves["static_mix"]["cost_ratio"] == pytest.approx([0.1, 0.3, 1.0])
+    assert curves["static_mix"]["quality"] == pytest.approx([0.25, 0.5, 0.75])
+    frontier = curves["oracle_frontier"]
+    assert frontier["cost_ratio"][0] == pytest.approx(0.1) and frontier["quality"][-1] == pytest.approx(0.75)
 
 
 def test_report_without_optional_baselines_writes_null():
     doc = build_report(TIERS, SUCCESS, COST, PROBS, threshold=0.5).to_json()
     assert doc["baselines"]["length"] is None and doc["baselines"]["knn"] is None
-    assert set(doc["curves"]) == {"router", "random"}
+    assert set(doc["curves"]) == {"router", "random", "static_mix", "oracle_frontier"}
+    assert doc["routellm_apgr"] is None  # three tiers: RouteLLM's metric is for two
 
 
 def test_report_refuses_logs_where_no_request_is_known_on_every_tier():
@@ -97,8 +105,14 @@ def test_report_refuses_logs_where_no_request_is_known_on_every_tier():
 
 
 def test_table_and_plot(report, tmp_path):
-    table = report.table()
-    assert table.splitlines()[1].startswith("router") and "0.720" in table.splitlines()[1]
+    lines = render_table(report).splitlines()
+    assert lines[0].startswith("router against the best fixed mix of tiers (static mix: small, medium, large)")
+    assert re.match(r"  gain over static mix +[+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", lines[1])
+    assert re.match(r"  APGR +0\.720 \[\d\.\d{3}, \d\.\d{3}\]", lines[4])
+    rows = {line.split("  ")[0].strip(): line for line in lines[6:11]}
+    assert list(rows) == ["router", "static mix", "random two-end mix", "prompt length", "k-NN"]
+    assert "0.720" in rows["router"] and rows["static mix"].endswith("+0.000")
+    table = "\n".join(lines)
     assert "excluded" not in table and "1 lack an outcome" in table
     path = tmp_path / "curve.png"
     plot_report(report, path)

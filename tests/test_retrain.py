@@ -13,15 +13,9 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from tierwise.cli import main
+from training.evaluation.bootstrap import Interval
 from training.sample_logs import write_sample_logs
-from training.tracking.retrain import (
-    COST_MARGIN,
-    COST_TOLERANCE,
-    QUALITY_MARGIN,
-    QUALITY_TOLERANCE,
-    Standing,
-    gate,
-)
+from training.tracking.promotion import COST_TOLERANCE, QUALITY_TOLERANCE, PairedDifference, gate
 
 NAME = "retrain-test"
 
@@ -70,54 +64,104 @@ def decision_rows(output: str) -> dict[str, tuple[float, float]]:
     return rows
 
 
+NUMBER = r"([+-]\d\.\d{3}|never)"
+
+
+def difference(output: str) -> dict[str, tuple[float, float, float]]:
+    """The printed paired difference: name -> (value, lo, hi)."""
+    percent = r"([+-]\d+\.\d)%"
+    found = re.search(
+        rf"challenger - champion on \d+ requests: quality {NUMBER} \[{NUMBER}, {NUMBER}\], "
+        rf"cost {percent} \[{percent}, {percent}\]$",
+        output,
+        re.MULTILINE,
+    )
+    assert found, output
+    values = [float(v) for v in found.groups()]
+    return {"quality": tuple(values[:3]), "cost": tuple(v / 100 for v in values[3:])}
+
+
 def test_on_an_empty_registry_the_first_version_becomes_champion(rounds, mlflow_store):
     assert "decision: v1 PROMOTED to champion: the registry had no champion yet" in rounds["first"]
     assert "champion" not in decision_rows(rounds["first"])
 
 
-def test_a_better_challenger_is_promoted_with_both_rows_printed(rounds, mlflow_store):
+def test_a_better_challenger_is_promoted_with_both_rows_and_the_paired_difference(rounds, mlflow_store):
     output = rounds["better"]
     assert re.search(r"window: \d+ of 1500 requests last tried within 20 days", output)
     assert "decision: v2 PROMOTED to champion" in output
-    assert f"quality >= champion - {QUALITY_TOLERANCE}" in output and f"champion + {QUALITY_MARGIN}" in output
-    rows = decision_rows(output)
-    assert rows["challenger"][0] >= rows["champion"][0] + QUALITY_MARGIN
-    assert rows["challenger"][1] <= rows["champion"][1] * (1 - COST_MARGIN)
+    assert f"quality difference > -{QUALITY_TOLERANCE}" in output
+    rows, paired = decision_rows(output), difference(output)
+    assert paired["quality"][0] == pytest.approx(rows["challenger"][0] - rows["champion"][0], abs=6e-4)
+    assert paired["quality"][1] > 0 and paired["cost"][2] < COST_TOLERANCE  # better, surely, at no more cost
     client = MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store)
     windowed = client.get_model_version(NAME, "2")
-    assert int(windowed.tags["train_requests"]) < int(client.get_model_version(NAME, "1").tags["train_requests"])
+    first = client.get_model_version(NAME, "1")
+    trained = [int(client.get_run(v.run_id).data.params["train_requests"]) for v in (windowed, first)]
+    assert trained[0] < trained[1]
     assert client.get_run(windowed.run_id).data.tags["tierwise.window_days"] == "20"
-    assert windowed.tags["retrain_decision"].startswith("promoted against v1")
+    assert windowed.description.startswith("Retrain: PROMOTED to champion against v1")
+    assert set(windowed.tags) == {"data_fingerprint", "data_files", "encoder", "bundle_version"}
 
 
 def test_a_challenger_trained_on_shuffled_labels_is_refused_and_stays_challenger(rounds, mlflow_store):
     output = rounds["worse"]
     assert "decision: v3 kept as challenger: lower quality than the champion" in output
-    rows = decision_rows(output)
-    assert rows["challenger"][0] < rows["champion"][0] - QUALITY_TOLERANCE
+    assert difference(output)["quality"][2] < 0  # the whole interval below the champion
     client = MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store)
     assert client.get_registered_model(NAME).aliases == {"champion": 2, "challenger": 3}
     refused = client.get_model_version(NAME, "3")
-    assert refused.tags["retrain_decision"].startswith("kept as challenger against v2")
+    assert refused.description.startswith("Retrain: kept as challenger against v2")
 
 
-def standing(quality: float, cost: float) -> Standing:
-    return Standing("v", quality, cost, cost, None)
+def test_every_retrain_logs_its_like_for_like_numbers_as_a_comparison_run(rounds, mlflow_store):
+    client = MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store)
+    experiment = client.get_experiment_by_name("tierwise").experiment_id
+    runs = client.search_runs([experiment], f"tags.`tierwise.comparison_of` = '{NAME}'", order_by=["start_time ASC"])
+    names = [run.info.run_name for run in runs]
+    assert re.fullmatch(rf"retrain {NAME} · v1 · \d+ req", names[0])
+    assert re.fullmatch(rf"retrain {NAME} · v2 vs v1 · \d+ req", names[1])
+    metrics = runs[1].data.metrics
+    rows, paired = decision_rows(rounds["better"]), difference(rounds["better"])
+    assert metrics["challenger/quality"] == pytest.approx(rows["challenger"][0], abs=6e-5)
+    assert metrics["champion/quality"] == pytest.approx(rows["champion"][0], abs=6e-5)
+    assert metrics["difference/quality_ci_lo"] == pytest.approx(paired["quality"][1], abs=6e-4)
+    assert metrics["promoted"] == 1.0 and runs[2].data.metrics["promoted"] == 0.0
+    assert {"challenger/gain_over_static", "challenger/gain_over_static_ci_lo", "champion/apgr"} <= set(metrics)
+
+
+def paired(quality: tuple[float, float], cost: tuple[float, float]) -> PairedDifference:
+    return PairedDifference(100, sum(quality) / 2, Interval(*quality), sum(cost) / 2, Interval(*cost))
 
 
 @pytest.mark.parametrize(
-    ("challenger", "promoted", "reason"),
+    ("difference_", "promoted", "reason"),
     [
-        (standing(0.80 - QUALITY_TOLERANCE, 1.0 - COST_MARGIN), True, "as good on quality at lower cost"),
-        (standing(0.80 + QUALITY_MARGIN, 1.0 + COST_TOLERANCE), True, "better on quality at no more cost"),
-        (standing(0.80, 1.0 - COST_MARGIN / 2), False, "not cheaper"),
-        (standing(0.80 + QUALITY_MARGIN, 1.0 + 2 * COST_TOLERANCE), False, "not cheaper"),
-        (standing(0.80 - 2 * QUALITY_TOLERANCE, 0.5), False, "lower quality"),
+        (paired((-QUALITY_TOLERANCE / 2, 0.02), (-0.10, -0.01)), True, "as good on quality at lower cost"),
+        (paired((0.001, 0.05), (-0.02, COST_TOLERANCE / 2)), True, "better on quality at no more than 5% more"),
+        (paired((-0.02, 0.02), (-0.10, -0.01)), False, "not surely cheaper"),  # might be worse by more than 0.01
+        (paired((-0.005, 0.02), (-0.10, 0.001)), False, "not surely cheaper"),  # might not be cheaper
+        (paired((0.001, 0.05), (-0.02, 2 * COST_TOLERANCE)), False, "not surely cheaper"),
+        (paired((-0.05, -0.001), (-0.5, -0.4)), False, "lower quality"),
     ],
 )
-def test_gate_margins(challenger, promoted, reason):
-    verdict, why = gate(challenger, standing(0.80, 1.0))
+def test_gate_reads_the_paired_intervals(difference_, promoted, reason):
+    verdict, why = gate(difference_)
     assert verdict is promoted and why.startswith(reason)
+
+
+def test_a_version_provably_below_the_static_mix_is_not_made_champion(tmp_path, mlflow_store):
+    logs = write_sample_logs(tmp_path / "true", 600, seed=7)
+    noise = shuffled_labels(logs, tmp_path / "shuffled" / "attempts.jsonl")
+    result = CliRunner().invoke(main, ["train", str(noise), "--out", str(tmp_path / "b"), "--register", "unfit"])
+    assert result.exit_code == 0, result.output
+    assert "registered unfit version 1 as challenger" in result.output
+    assert "not made champion: its gain over the static mix is below 0 on the held-out rows" in result.output
+    client = MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store)
+    assert client.get_registered_model("unfit").aliases == {"challenger": 1}
+    version = client.get_model_version("unfit", "1")
+    assert version.tags["champion_refused"].startswith("its gain over the static mix is below 0")
+    assert version.description.startswith("Not made champion: its gain over the static mix is below 0")
 
 
 def test_window_needs_timestamps(tmp_path, sample_logs):

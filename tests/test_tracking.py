@@ -69,7 +69,11 @@ def test_train_and_register_twice_gives_a_champion_then_a_challenger(registered,
         assert version.tags["data_fingerprint"] == manifest.data["fingerprint"]
         assert version.tags["bundle_version"] == manifest.version
         assert version.tags["encoder"] == manifest.encoder.name
-        assert float(version.tags["metric.apgr"]) == pytest.approx(manifest.metrics["apgr"], rel=1e-5)
+        # tags say what the version is; its numbers stay on its run
+        assert set(version.tags) == {"data_fingerprint", "data_files", "encoder", "bundle_version"}
+        assert client.get_run(version.run_id).data.metrics["apgr"] == pytest.approx(manifest.metrics["apgr"])
+        requests = manifest.data["requests"]["train"] + manifest.data["requests"]["test"]
+        assert client.get_run(version.run_id).info.run_name == f"{NAME} v{number} · static · {requests} req"
     tags = [client.get_model_version(NAME, n).tags["data_fingerprint"] for n in ("1", "2")]
     assert tags[0] != tags[1]
 
@@ -86,7 +90,9 @@ def test_a_training_run_records_params_lineage_metrics_and_artifacts(registered,
 
     metrics = run.data.metrics
     expected = {"apgr", "cost_ratio", "quality_ratio", "exact_tier_accuracy", "under_routing_rate"}
-    expected |= {"over_routing_rate", "latency_p50_us", "latency_p99_us"}
+    expected |= {"over_routing_rate", "latency_p50_us", "latency_p99_us", "static_mix_apgr", "random_apgr"}
+    expected |= {"gain_over_static", "max_gain_over_static", "cost_at_top_quality", "headroom_captured"}
+    expected |= {f"{key}_ci_{end}" for key in ("apgr", "gain_over_static", "cost_ratio_at_95") for end in ("lo", "hi")}
     expected |= {f"{kind}_{tier}" for kind in ("ece", "accuracy") for tier in ("haiku", "sonnet", "opus")}
     assert expected <= set(metrics)
     assert metrics["apgr"] == pytest.approx(manifest.metrics["apgr"])
@@ -96,7 +102,8 @@ def test_a_training_run_records_params_lineage_metrics_and_artifacts(registered,
     assert dataset.dataset.digest == hashlib.sha256(run_info["logs"].read_bytes()).hexdigest()[:16]
     assert run.data.tags["tierwise.data_fingerprint"] == manifest.data["fingerprint"]
 
-    local = Path(client.download_artifacts(run.info.run_id, "evaluation", str(tmp_path)))
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"cost_quality.png", "calibration.png"}
+    local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path)))
     for plot in ("cost_quality.png", "calibration.png"):
         assert (local / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     evaluation = json.loads((local / "evaluation.json").read_text())
@@ -111,6 +118,7 @@ def test_every_train_is_a_run_even_without_register(sample_logs, client, tmp_pat
     run_id = re.search(r"mlflow run (\w+)", output).group(1)
     assert len(client.search_runs([experiment])) == before + 1
     assert client.get_run(run_id).data.metrics["apgr"] > 0
+    assert client.get_run(run_id).info.run_name == f"{sample_logs.stem} · static"
 
 
 def test_pyfunc_routes_like_the_bundle(registered, mlflow_store):
@@ -195,8 +203,9 @@ def compare(*args: str) -> str:
 
 
 def row(output: str, title: str) -> list[str]:
+    """The cells of one row of the comparison table (a metric's cell is its value, its interval dropped)."""
     (line,) = [line for line in output.splitlines() if line.startswith(title + " ")]
-    return line.split()[1:]
+    return re.sub(r" \[[^]]*\]", "", line).split()[1:]
 
 
 def test_compare_shows_versions_side_by_side(registered, client):
@@ -205,21 +214,32 @@ def test_compare_shows_versions_side_by_side(registered, client):
     assert row(output, "aliases") == ["champion", "challenger"]
     fingerprints = [client.get_model_version(NAME, n).tags["data_fingerprint"] for n in ("1", "2")]
     assert row(output, "data") == fingerprints
-    recorded = [float(client.get_model_version(NAME, n).tags["metric.apgr"]) for n in ("1", "2")]
+    runs = [client.get_run(client.get_model_version(NAME, n).run_id) for n in ("1", "2")]
+    recorded = [run.data.metrics["apgr"] for run in runs]
     assert [float(v) for v in row(output, "apgr")] == pytest.approx(recorded, abs=6e-4)
+    lo, hi = runs[0].data.metrics["apgr_ci_lo"], runs[0].data.metrics["apgr_ci_hi"]
+    assert re.search(rf"^apgr\s+\d\.\d{{3}} \[{lo:.3f}, {hi:.3f}\]", output, re.MULTILINE)
+    assert row(output, "train requests")[1:] == [run.data.params["train_requests"] for run in runs]
 
 
-def test_compare_reevaluates_every_version_on_the_same_logs(registered, second_logs):
+def test_compare_reevaluates_every_version_on_the_same_logs(registered, second_logs, client):
     from tests.helpers import label_files
     from training.evaluation.evaluate import evaluate_router
 
     output = compare("--versions", "1", "2", "--logs", str(second_logs))
     assert "re-evaluated on test rows of" in output
     _, labels = label_files([second_logs])
-    for k, run in enumerate(registered):
-        report = evaluate_router(Router.load(run["bundle"]), labels.frame).to_json()
+    reports = [evaluate_router(Router.load(run["bundle"]), labels.frame).to_json() for run in registered]
+    for k, report in enumerate(reports):
         assert float(row(output, "apgr")[k]) == pytest.approx(report["apgr"], abs=6e-4)
-    assert compare("--versions", "1", "--versions", "2", "--logs", str(second_logs)) == output
+    again = compare("--versions", "1", "--versions", "2", "--logs", str(second_logs))
+    assert again.splitlines()[:-1] == output.splitlines()[:-1]
+    # the like-for-like numbers are a comparison run
+    run = client.get_run(re.search(r"mlflow comparison run (\w+)", output).group(1))
+    assert run.info.run_name == f"compare {NAME} · v1, v2 · {reports[0]['evaluated']} req"
+    for k, report in enumerate(reports, start=1):
+        assert run.data.metrics[f"v{k}/apgr"] == pytest.approx(report["apgr"])
+        assert run.data.metrics[f"v{k}/gain_over_static_ci_lo"] == pytest.approx(report["gain_over_static_ci"][0])
 
 
 def test_compare_versions_takes_several_values_after_one_flag(registered):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from classifier.extras import Extra
+from classifier.policy import RULES
 from training.cli_options import ManyValuesOption
 from training.extras import SPARK, TRAIN
 
@@ -74,9 +75,17 @@ def open_registry(tracking_uri: str | None) -> Registry:
 
 
 def train_options(no_cache: bool, options: dict[str, Any]) -> TrainOptions:
-    """The training options of `train` and `retrain`, from their click values."""
+    """The training options of `train` and `retrain`, from their click values.
+
+    `--quality-floor` (unguarded) and `--quality-target` (guarded) are two ways to choose the default
+    threshold; giving both is a usage error. Without either, the floor's default applies.
+    """
     from training.train import TrainOptions
 
+    if options["quality_floor"] is not None and options["quality_target"] is not None:
+        raise click.UsageError("give --quality-floor (unguarded) or --quality-target (guarded), not both")
+    if options["quality_floor"] is None:
+        del options["quality_floor"]
     return TrainOptions(cache=not no_cache, **options)
 
 
@@ -109,7 +118,7 @@ def log_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options every command that talks to MLflow shares."""
     command = click.option(
-        "--experiment", default="tierwise", show_default=True, help="MLflow experiment for the training runs."
+        "--experiment", default="tierwise", show_default=True, help="MLflow experiment for the runs recorded."
     )(command)
     return click.option(
         "--tracking-uri",
@@ -142,18 +151,44 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--threshold-rule",
-            type=click.Choice(["auto", "absolute", "relative"]),
+            type=click.Choice(["auto", *RULES]),
             default="auto",
             show_default=True,
             help="absolute: cheapest tier with P >= threshold, else the top; relative: P >= threshold x best P; "
-            "auto: whichever has the better validation APGR (recorded in the manifest).",
+            "utility: the tier maximising P - lambda x cost / top cost, lambda = (1 - threshold) / threshold; "
+            "auto: whichever has the best validation APGR (recorded in the manifest).",
+        ),
+        click.option(
+            "--quality-target",
+            type=click.FloatRange(0, 1),
+            help="Guarded default threshold: keep at least this share of always-top quality on new requests, "
+            "with probability --confidence (certified on the validation rows; docs/evaluation.md).",
+        ),
+        click.option(
+            "--confidence",
+            default=0.95,
+            show_default=True,
+            type=click.FloatRange(0, 1, min_open=True, max_open=True),
+            help="Probability that --quality-target holds on new requests like the validation rows.",
         ),
         click.option(
             "--quality-floor",
-            default=0.95,
-            show_default=True,
             type=click.FloatRange(0, 1),
-            help="Default threshold = the cheapest one keeping this share of always-top quality on validation.",
+            help="Unguarded default threshold: the cheapest one keeping this share of always-top quality on the "
+            "validation rows themselves (new requests miss it about half the time). Default 0.95 when "
+            "--quality-target is not given.",
+        ),
+        click.option(
+            "--min-outcomes-per-tier",
+            default=50,
+            show_default=True,
+            type=click.IntRange(min=0),
+            help="Refuse to train (exit 2) when a tier has fewer observed outcomes in the training requests.",
+        ),
+        click.option(
+            "--drop-untrained-tiers",
+            is_flag=True,
+            help="Train without the tiers that have fewer than --min-outcomes-per-tier outcomes instead of refusing.",
         ),
         click.option("--no-cache", is_flag=True, help="Recompute embeddings instead of reusing the on-disk cache."),
     ]
@@ -239,6 +274,8 @@ def train(
     click.echo(f"mlflow run {tracked.run_id}")
     if tracked.version:
         click.echo(f"registered {register} version {tracked.version} as {tracked.alias}")
+    for problem in tracked.refused:
+        click.echo(f"not made champion: {problem}")
 
 
 @commands.command("predict")
@@ -301,6 +338,7 @@ def evaluate(
     """
     from classifier.tiers import TierLadder
     from training.evaluation.evaluate import run_eval
+    from training.evaluation.table import render_table
 
     router = load_router(model, tracking_uri)
     report = run_eval(
@@ -312,7 +350,7 @@ def evaluate(
         plot_out=Path(plot_out) if plot_out else None,
     )
     click.echo(f"model {model} (version {router.version}, encoder {router.manifest.encoder.name}), split {split}")
-    click.echo(report.table())
+    click.echo(render_table(report))
     for written in (json_out, plot_out):
         if written:
             click.echo(f"wrote {written}")
@@ -408,28 +446,39 @@ def score(
 @click.option(
     "--split", default="test", show_default=True, help="Which split of --logs to evaluate on; `all` for every row."
 )
-@click.option("--tracking-uri", help=TRACKING_HELP)
+@tracking_options
 def compare(
-    name: str, versions: tuple[int, ...], logs: tuple[str, ...], tiers: str | None, split: str, tracking_uri: str | None
+    name: str,
+    versions: tuple[int, ...],
+    logs: tuple[str, ...],
+    tiers: str | None,
+    split: str,
+    tracking_uri: str | None,
+    experiment: str,
 ) -> None:
     """Compare registered versions of NAME side by side: metrics, data, encoder, and aliases held.
 
-    Without --logs each version shows the metrics it recorded on its own held-out rows; with --logs all
-    versions are re-evaluated on the same rows.
+    Without --logs each version shows the metrics its training run recorded on its own held-out rows; with
+    --logs all versions are re-evaluated on the same rows (95% intervals in brackets), and those numbers are
+    logged as an MLflow comparison run in --experiment.
     """
     from classifier.tiers import TierLadder
-    from training.tracking.compare import render_comparison, version_rows
+    from training.tracking.compare import log_comparison, render_comparison, version_rows
 
+    registry = open_registry(tracking_uri)
+    log = read_logs(logs, 1.0, False) if logs else None
     rows = version_rows(
-        open_registry(tracking_uri),
+        registry,
         name,
         [str(v) for v in versions],
-        read_logs(logs, 1.0, False) if logs else None,
+        log,
         TierLadder.load(tiers) if tiers else None,
         None if split == "all" else split,
     )
     where = f"re-evaluated on {split} rows of {', '.join(logs)}" if logs else "as recorded at training time"
     click.echo(render_comparison(rows, where))
+    if log is not None:
+        click.echo(f"mlflow comparison run {log_comparison(registry, experiment, name, rows, log)}")
 
 
 @commands.command("promote")

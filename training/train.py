@@ -1,7 +1,8 @@
 """The training pipeline: attempt log -> labels -> embeddings -> calibrated head -> policy -> ONNX bundle.
 
 The split rule (`training.splits`) decides which requests are fitted on, which choose the policy and
-which are only evaluated. The exported bundle is then scored on the held-out rows by the same code
+which are only evaluated. Training refuses a tier with too few observed outcomes (`training.sufficiency`), or
+drops it when asked. The exported bundle is then scored on the held-out rows by the same code
 `tierwise eval` runs, and that evaluation travels with the result, so nothing downstream (run logging,
 retrain's gate) scores it again.
 """
@@ -28,12 +29,14 @@ from training.evaluation.frames import outcome_arrays
 from training.evaluation.report import EvalReport
 from training.evaluation.summary import summary_metrics
 from training.export import export_bundle
+from training.guarantee import QualityTarget
 from training.head import TierHead
 from training.labels import Labels, label_requests
 from training.logs import AttemptLog, LogError
 from training.policy_choice import DEFAULT_QUALITY_FLOOR, PolicyChoice, choose_policy
 from training.speed import measure_latency
 from training.splits import DEFAULT_COLUMN, SplitRule
+from training.sufficiency import DEFAULT_MIN_OUTCOMES, refuse_short_tiers, tier_outcomes, without_tiers
 
 LATENCY_PROMPTS = 200
 
@@ -48,6 +51,10 @@ class TrainOptions:
     C: float = 0.1
     threshold_rule: str = "auto"
     quality_floor: float = DEFAULT_QUALITY_FLOOR
+    quality_target: float | None = None
+    confidence: float = 0.95
+    min_outcomes_per_tier: int = DEFAULT_MIN_OUTCOMES
+    drop_untrained_tiers: bool = False
     cache: bool = True
 
     @property
@@ -58,6 +65,11 @@ class TrainOptions:
     def rules(self) -> tuple[str, ...]:
         """The threshold rules to choose among on validation rows."""
         return RULES if self.threshold_rule == "auto" else (self.threshold_rule,)
+
+    @property
+    def target(self) -> QualityTarget | None:
+        """The guarded quality target, when one was asked for (else the unguarded `quality_floor` applies)."""
+        return None if self.quality_target is None else QualityTarget(self.quality_target, self.confidence)
 
 
 @dataclass
@@ -72,6 +84,7 @@ class TrainResult:
     log: AttemptLog
     labels: Labels
     calibration_folds: int
+    dropped_tiers: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -84,12 +97,19 @@ class TrainResult:
             "C": options.C,
             "calibration_folds": self.calibration_folds,
             "threshold_rule": options.threshold_rule,
-            "quality_floor": options.quality_floor,
+            **self._quality_params(),
+            "min_outcomes_per_tier": options.min_outcomes_per_tier,
             "seed": options.seed,
             "split_column": options.split_column,
             "success_threshold": self.log.success_threshold,
             "tiers": self.labels.ladder.names,
         }
+
+    def _quality_params(self) -> dict[str, Any]:
+        options = self.options
+        if options.quality_target is None:
+            return {"quality_floor": options.quality_floor}
+        return {"quality_target": options.quality_target, "confidence": options.confidence}
 
 
 @dataclass(frozen=True)
@@ -114,25 +134,56 @@ class _Masks:
 
 
 def _fit(
-    vectors: np.ndarray, success: np.ndarray, cost: np.ndarray, masks: _Masks, options: TrainOptions
+    vectors: np.ndarray,
+    success: np.ndarray,
+    cost: np.ndarray,
+    tier_costs: list[float],
+    masks: _Masks,
+    options: TrainOptions,
 ) -> tuple[TierHead, PolicyChoice]:
-    """Choose the policy with a head fitted on the fit rows, then refit the head on every training row."""
+    """Choose the policy with a head fitted on the fit rows, then refit the head on every training row.
+
+    With a guarded quality target the head is not refit: the validation rows it was certified on must stay
+    unseen by the head that serves, or the guarantee would not hold.
+    """
     head = TierHead(C=options.C, random_state=options.seed).fit(vectors[masks.fit], success[masks.fit])
     valid = masks.validation
     choice = choose_policy(
-        success[valid], cost[valid], head.predict_proba(vectors[valid]), options.rules, options.quality_floor
+        success[valid],
+        cost[valid],
+        head.predict_proba(vectors[valid]),
+        options.rules,
+        tier_costs,
+        options.quality_floor,
+        options.target,
     )
-    head = TierHead(C=options.C, random_state=options.seed).fit(vectors[masks.train], success[masks.train])
+    if options.target is None:
+        head = TierHead(C=options.C, random_state=options.seed).fit(vectors[masks.train], success[masks.train])
     return head, choice
 
 
+def _trainable_labels(log: AttemptLog, ladder: TierLadder, options: TrainOptions) -> tuple[Labels, dict[str, int]]:
+    """Labels on a ladder whose every tier has enough observed training outcomes, and the tiers dropped for it.
+
+    A short tier stops training (`TooFewOutcomesError`) unless `drop_untrained_tiers`, which relabels without it.
+    """
+    labels = label_requests(log, ladder)
+    outcomes = tier_outcomes(labels, _Masks.of(labels.frame, options).train, options.min_outcomes_per_tier)
+    if not outcomes.short:
+        return labels, {}
+    if not options.drop_untrained_tiers:
+        refuse_short_tiers(outcomes, log, ladder)
+    dropped = {tier: outcomes.observed[tier] for tier in outcomes.short}
+    return label_requests(log, without_tiers(ladder, list(dropped))), dropped
+
+
 def _manifest(
-    log: AttemptLog, labels: Labels, cost: np.ndarray, masks: _Masks, choice: PolicyChoice, encoder: Encoder
+    log: AttemptLog, labels: Labels, tier_costs: list[float], masks: _Masks, choice: PolicyChoice, encoder: Encoder
 ) -> Manifest:
     frame = labels.frame
     return Manifest(
         ladder=labels.ladder.to_dict(),
-        tier_costs_usd=[float(np.nanmean(cost[masks.train, k])) for k in range(len(labels.ladder))],
+        tier_costs_usd=tier_costs,
         policy=choice.spec,
         encoder=encoder.spec,
         data={
@@ -150,10 +201,12 @@ def train_bundle(
     """Train a router on an attempt log and export it as a verified bundle directory, evaluated once."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    labels = label_requests(log, ladder)
+    labels, dropped = _trainable_labels(log, ladder, options)
     frame = labels.frame
     masks = _Masks.of(frame, options)
-    success, cost = outcome_arrays(frame, ladder.names)
+    success, cost = outcome_arrays(frame, labels.ladder.names)
+    # What the policy weighs per tier, when it is chosen and when it serves: the mean cost on training rows.
+    tier_costs = [float(np.nanmean(cost[masks.train, k])) for k in range(len(labels.ladder))]
     timings["label_s"] = time.perf_counter() - started
 
     step = time.perf_counter()
@@ -162,11 +215,11 @@ def train_bundle(
     timings["embed_s"] = time.perf_counter() - step
 
     step = time.perf_counter()
-    head, choice = _fit(vectors, success, cost, masks, options)
+    head, choice = _fit(vectors, success, cost, tier_costs, masks, options)
     timings["fit_s"] = time.perf_counter() - step
 
     step = time.perf_counter()
-    stamped = export_bundle(out_dir, encoder, head, _manifest(log, labels, cost, masks, choice, encoder))
+    stamped = export_bundle(out_dir, encoder, head, _manifest(log, labels, tier_costs, masks, choice, encoder))
     router = Router.load(out_dir)
     evaluation = None
     if known_rows(success[masks.test], cost[masks.test]).any():
@@ -186,5 +239,6 @@ def train_bundle(
         log=log,
         labels=labels,
         calibration_folds=head.calibration_folds,
+        dropped_tiers=dropped,
         timings={**timings, **latency},
     )

@@ -2,21 +2,47 @@
 
 from __future__ import annotations
 
+from training.evaluation.table import render_table
+from training.sufficiency import censored_warning
 from training.train import TrainResult
+
+
+def data_lines(result: TrainResult) -> list[str]:
+    """What the router learned from: request counts and statuses, dropped tiers, and a censoring warning."""
+    manifest = result.manifest
+    counts = manifest.data["requests"]
+    lines = [
+        f"requests: {counts['train']} train ({counts['validation']} of them validation), {counts['test']} test; "
+        f"statuses {manifest.data['statuses']}"
+    ]
+    if result.dropped_tiers:
+        dropped = ", ".join(f"{tier} ({count} outcomes)" for tier, count in result.dropped_tiers.items())
+        lines.append(f"dropped tiers without enough outcomes: {dropped}; routing between {result.labels.ladder.names}")
+    warning = censored_warning(result.labels, result.log)
+    return lines + ([warning] if warning else [])
+
+
+def target_lines(result: TrainResult) -> list[str]:
+    """How the held-out rows bear out a guarded quality target."""
+    guarantee = result.manifest.policy.guarantee
+    share = result.evaluation.to_json()["operating_point"]["quality_ratio"] if result.evaluation else None
+    if not guarantee or share is None:
+        return []
+    target = guarantee["quality_target"]
+    verdict = "kept" if share >= target else "MISSED"
+    return [f"quality target {target:g}: {verdict} on the held-out rows ({share:.3f} of always-top)"]
 
 
 def render_report(result: TrainResult) -> str:
     """The short report `tierwise train` prints: data, policy, held-out routing and calibration, speed."""
     manifest = result.manifest
-    counts = manifest.data["requests"]
     lines = [
         f"bundle {result.bundle_dir} (version {manifest.version}, encoder {manifest.encoder.name})",
-        f"requests: {counts['train']} train ({counts['validation']} of them validation), {counts['test']} test; "
-        f"statuses {manifest.data['statuses']}",
+        *data_lines(result),
         f"policy: rule {manifest.policy.rule}, threshold {manifest.policy.threshold:.3f} ({manifest.policy.chosen_by})",
     ]
     if result.evaluation is not None:
-        lines += ["held-out test split:", result.evaluation.table()]
+        lines += ["held-out test split:", render_table(result.evaluation), *target_lines(result)]
         lines.append(
             "per tier: "
             + ", ".join(

@@ -68,31 +68,73 @@ def check_probs(probs: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.clip(probs, 0.0, 1.0)
 
 
+@dataclass(frozen=True)
+class ThresholdSteps:
+    """The exact threshold sweep of one router on fully known rows, as per-request escalation steps.
+
+    Every request starts on the cheapest tier; step j moves request `request[j]` one tier up once the threshold
+    exceeds `leave_at[j]` (sorted), changing its cost by `cost_step[j]` and its success by `success_step[j]`.
+    Request i leaves tier k once the threshold exceeds max(p_i0..p_ik), so a curve is a cumulative sum of
+    steps; weighting the requests (a bootstrap resample) re-weights the same sorted steps, with no re-sorting.
+    """
+
+    first_cost: np.ndarray
+    first_success: np.ndarray
+    request: np.ndarray
+    leave_at: np.ndarray
+    cost_step: np.ndarray
+    success_step: np.ndarray
+
+    @classmethod
+    def of(cls, success: np.ndarray, cost: np.ndarray, probs: np.ndarray) -> ThresholdSteps:
+        """The steps of routing by `probs` (the rule's scores) on known `success` and `cost` rows."""
+        success, cost = check_outcomes(success, cost)
+        probs = check_probs(probs, success.shape)
+        leave_at = np.maximum.accumulate(probs, axis=1)[:, :-1].ravel()
+        order = np.argsort(leave_at, kind="stable")
+        request = np.repeat(np.arange(success.shape[0]), success.shape[1] - 1)
+        return cls(
+            first_cost=cost[:, 0],
+            first_success=success[:, 0],
+            request=request[order],
+            leave_at=leave_at[order],
+            cost_step=np.diff(cost, axis=1).ravel()[order],
+            success_step=np.diff(success, axis=1).ravel()[order],
+        )
+
+    def exact_thresholds(self) -> np.ndarray:
+        """One threshold per distinct routing decision on these rows (every threshold between gives one of them)."""
+        inside = self.leave_at[(self.leave_at > 0.0) & (self.leave_at < 1.0)]
+        return np.unique(np.concatenate([[0.0, 1.0], inside]))
+
+    def points(self, thresholds: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Mean cost and success rate at each threshold: (P,) arrays, or (B, P) for (B, n) request weights."""
+        weights = np.ones(len(self.first_cost)) if weights is None else np.asarray(weights, dtype=np.float64)
+        crossed = np.searchsorted(self.leave_at, np.asarray(thresholds, dtype=np.float64), side="left")
+        total = weights.sum(axis=-1, keepdims=True)
+        step_weights = weights[..., self.request]
+
+        def mean_at(first: np.ndarray, step: np.ndarray) -> np.ndarray:
+            steps = np.cumsum(step_weights * step, axis=-1)
+            steps = np.concatenate([np.zeros((*steps.shape[:-1], 1)), steps], axis=-1)
+            return ((weights @ first)[..., None] + steps[..., crossed]) / total
+
+        return mean_at(self.first_cost, self.cost_step), mean_at(self.first_success, self.success_step)
+
+    def curve(self, thresholds: np.ndarray | None = None) -> Curve:
+        """The curve at these thresholds, or at the exact ones (one point per distinct decision)."""
+        settings = self.exact_thresholds() if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+        cost, quality = self.points(settings)
+        return Curve(settings=settings, cost=cost, quality=quality)
+
+
 def threshold_curve(
     success: np.ndarray, cost: np.ndarray, probs: np.ndarray, thresholds: np.ndarray | None = None
 ) -> Curve:
     """Sweep the quality threshold over [0, 1] and record mean cost and success rate at each value.
 
     With `thresholds=None` the sweep is exact: one point per distinct routing decision the policy can
-    make on these rows (every threshold in between gives one of them), so no grid hides the best
-    operating points. Runs in O(n T log(n T)): request i leaves tier k once the threshold exceeds
-    max(p_i0..p_ik), so the curve is a sorted cumulative sum of per-request escalation steps.
+    make on these rows, so no grid hides the best operating points. Runs in O(n T log(n T))
+    (`ThresholdSteps`).
     """
-    success, cost = check_outcomes(success, cost)
-    probs = check_probs(probs, success.shape)
-    leave_at = np.maximum.accumulate(probs, axis=1)[:, :-1].ravel()
-    order = np.argsort(leave_at, kind="stable")
-    leave_at = leave_at[order]
-    cost_steps = np.concatenate([[0.0], np.cumsum(np.diff(cost, axis=1).ravel()[order])])
-    success_steps = np.concatenate([[0.0], np.cumsum(np.diff(success, axis=1).ravel()[order])])
-    if thresholds is None:
-        inside = leave_at[(leave_at > 0.0) & (leave_at < 1.0)]
-        thresholds = np.unique(np.concatenate([[0.0, 1.0], inside]))
-    thresholds = np.asarray(thresholds, dtype=np.float64)
-    crossed = np.searchsorted(leave_at, thresholds, side="left")
-    n = success.shape[0]
-    return Curve(
-        settings=thresholds,
-        cost=(cost[:, 0].sum() + cost_steps[crossed]) / n,
-        quality=(success[:, 0].sum() + success_steps[crossed]) / n,
-    )
+    return ThresholdSteps.of(success, cost, probs).curve(thresholds)

@@ -82,6 +82,8 @@ def evaluate_router(
         prompt_chars=prompt_chars(evaluated),
         knn_probs=knn_baseline(router, train, evaluated, cache) if train.height else None,
         rule=policy.rule,
+        request_ids=evaluated["request_id"].cast(pl.String).to_list(),
+        tier_costs=router.manifest.tier_costs_usd,
     )
 
 

@@ -15,29 +15,54 @@ ECE_BINS = 10
 _QUALITY_TOL = 1e-12
 
 
+Number = float | np.ndarray  # one value, or one per bootstrap resample
+
+
 @dataclass(frozen=True)
 class Anchors:
-    """Always-cheapest and always-top cost and quality on the evaluated rows: every metric is relative to them."""
+    """Always-cheapest and always-top cost and quality on the evaluated rows: every metric is relative to them.
 
-    cheapest_cost: float
-    cheapest_quality: float
-    top_cost: float
-    top_quality: float
+    Floats for the rows as they are; arrays of shape (B,) for B resamples of them (`from_outcomes` with weights).
+    """
+
+    cheapest_cost: Number
+    cheapest_quality: Number
+    top_cost: Number
+    top_quality: Number
 
     @classmethod
-    def from_outcomes(cls, success: np.ndarray, cost: np.ndarray) -> Anchors:
-        """Anchors of fully known (n, T) outcome and cost arrays."""
+    def from_outcomes(cls, success: np.ndarray, cost: np.ndarray, weights: np.ndarray | None = None) -> Anchors:
+        """Anchors of fully known (n, T) outcome and cost arrays, optionally under (B, n) request weights."""
+        if weights is None:
+            return cls(
+                cheapest_cost=float(cost[:, 0].mean()),
+                cheapest_quality=float(success[:, 0].mean()),
+                top_cost=float(cost[:, -1].mean()),
+                top_quality=float(success[:, -1].mean()),
+            )
+        total = weights.sum(axis=-1)
         return cls(
-            cheapest_cost=float(cost[:, 0].mean()),
-            cheapest_quality=float(success[:, 0].mean()),
-            top_cost=float(cost[:, -1].mean()),
-            top_quality=float(success[:, -1].mean()),
+            cheapest_cost=weights @ cost[:, 0] / total,
+            cheapest_quality=weights @ success[:, 0] / total,
+            top_cost=weights @ cost[:, -1] / total,
+            top_quality=weights @ success[:, -1] / total,
         )
 
     @property
-    def gap(self) -> float:
+    def gap(self) -> Number:
         """Quality the top tier adds over the cheapest: the denominator of APGR and CPT."""
         return self.top_quality - self.cheapest_quality
+
+
+def _column(value: Number) -> np.ndarray:
+    """An anchor as a column that broadcasts against (..., points) arrays."""
+    return np.asarray(value, dtype=np.float64)[..., None]
+
+
+def defined(value: np.ndarray | float) -> float | None:
+    """A metric as a float, or None where it is undefined or never reached (NaN or infinite)."""
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def _cost_tol(*costs: np.ndarray | float) -> float:
@@ -45,13 +70,36 @@ def _cost_tol(*costs: np.ndarray | float) -> float:
     return 1e-9 * max(float(np.max(np.abs(c))) for c in costs)
 
 
-def best_quality_within(curve: Curve, budgets: np.ndarray) -> np.ndarray:
-    """Highest success rate among the curve's points costing at most each budget (-inf where none does)."""
-    order = np.argsort(curve.cost, kind="stable")
-    running_best = np.maximum.accumulate(curve.quality[order])
-    budgets = np.asarray(budgets, dtype=np.float64)
-    affordable = np.searchsorted(curve.cost[order], budgets + _cost_tol(budgets, curve.cost), side="right")
-    return np.where(affordable > 0, running_best[np.maximum(affordable - 1, 0)], -np.inf)
+def best_quality_within(cost: np.ndarray, quality: np.ndarray, budgets: np.ndarray) -> np.ndarray:
+    """Highest success rate among the points costing at most each budget (-inf where none does).
+
+    Row-wise on (B, P) points and (B, G) budgets (each row ascending), or on one curve's 1-D arrays: one
+    stable sort merges points and budgets, so a point costing exactly a budget counts as affordable.
+    """
+    shape = np.broadcast_shapes(np.shape(cost)[:-1], np.shape(budgets)[:-1])
+    cost = np.broadcast_to(cost, shape + np.shape(cost)[-1:])
+    quality = np.broadcast_to(quality, cost.shape)
+    budgets = np.broadcast_to(budgets, shape + np.shape(budgets)[-1:])
+    keys = np.concatenate([cost, budgets + _cost_tol(budgets, cost)], axis=-1)
+    order = np.argsort(keys, axis=-1, kind="stable")
+    values = np.concatenate([quality, np.full(budgets.shape, -np.inf)], axis=-1)
+    running = np.maximum.accumulate(np.take_along_axis(values, order, axis=-1), axis=-1)
+    return running[order >= cost.shape[-1]].reshape(budgets.shape)
+
+
+def budget_grid(anchors: Anchors, points: int) -> np.ndarray:
+    """`points` evenly spaced budgets from always-cheapest to always-top cost (one row per resample)."""
+    low = _column(anchors.cheapest_cost)
+    return low + (_column(anchors.top_cost) - low) * np.linspace(0.0, 1.0, points)
+
+
+def apgr_values(cost: np.ndarray, quality: np.ndarray, anchors: Anchors, n_budgets: int = APGR_BUDGETS) -> np.ndarray:
+    """APGR of points (P,) or (B, P) against matching anchors; NaN where undefined (see `apgr`)."""
+    gap = np.asarray(anchors.gap, dtype=np.float64)
+    usable = (gap > 0) & (np.asarray(anchors.top_cost) >= np.asarray(anchors.cheapest_cost))
+    best = best_quality_within(cost, quality, budget_grid(anchors, n_budgets))
+    recovered = (best - _column(anchors.cheapest_quality)) / _column(np.where(usable, gap, 1.0))
+    return np.where(usable, np.maximum(recovered, 0.0).mean(axis=-1), np.nan)
 
 
 def apgr(curve: Curve, anchors: Anchors, n_budgets: int = APGR_BUDGETS) -> float | None:
@@ -62,31 +110,29 @@ def apgr(curve: Curve, anchors: Anchors, n_budgets: int = APGR_BUDGETS) -> float
     and not capped (a router that beats the top tier can exceed 1). None when the top tier is no
     better than the cheapest or costs less, where the ratio means nothing.
     """
-    if anchors.gap <= 0 or anchors.top_cost < anchors.cheapest_cost:
-        return None
-    budgets = np.linspace(anchors.cheapest_cost, anchors.top_cost, n_budgets)
-    recovered = (best_quality_within(curve, budgets) - anchors.cheapest_quality) / anchors.gap
-    return float(np.maximum(recovered, 0.0).mean())
+    return defined(apgr_values(curve.cost, curve.quality, anchors, n_budgets))
 
 
-def _cheapest_cost_ratio(curve: Curve, anchors: Anchors, quality_needed: float) -> float | None:
-    """Lowest cost, as a fraction of always-top, of a curve point reaching `quality_needed` (None if none)."""
-    reaching = curve.quality >= quality_needed - _QUALITY_TOL
-    if anchors.top_cost <= 0 or not reaching.any():
-        return None
-    return float(curve.cost[reaching].min() / anchors.top_cost)
+def cost_ratio_values(cost: np.ndarray, quality: np.ndarray, anchors: Anchors, quality_needed: Number) -> np.ndarray:
+    """Lowest cost, as a fraction of always-top, of a point reaching `quality_needed`: +inf where none does,
+    NaN where always-top costs nothing. Works on (P,) or (B, P) points with matching anchors."""
+    reaching = quality >= _column(quality_needed) - _QUALITY_TOL
+    lowest = np.where(reaching, cost, np.inf).min(axis=-1)
+    top = np.asarray(anchors.top_cost, dtype=np.float64)
+    return np.where(top > 0, lowest / np.where(top > 0, top, 1.0), np.nan)
 
 
 def cost_to_recover_gap(curve: Curve, anchors: Anchors, fraction: float) -> float | None:
     """CPT(fraction): cost as a fraction of always-top needed to recover that share of the quality gap."""
     if anchors.gap <= 0:
         return None
-    return _cheapest_cost_ratio(curve, anchors, anchors.cheapest_quality + fraction * anchors.gap)
+    needed = anchors.cheapest_quality + fraction * anchors.gap
+    return defined(cost_ratio_values(curve.cost, curve.quality, anchors, needed))
 
 
 def cost_ratio_at_quality(curve: Curve, anchors: Anchors, fraction: float) -> float | None:
     """Cost as a fraction of always-top at which the curve first reaches `fraction` of top quality."""
-    return _cheapest_cost_ratio(curve, anchors, fraction * anchors.top_quality)
+    return defined(cost_ratio_values(curve.cost, curve.quality, anchors, fraction * anchors.top_quality))
 
 
 def monotone_hull(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""The cost-quality chart: router, baselines and oracle on one set of axes."""
+"""The cost-quality chart: router, static mix and other baselines, oracle frontier, on one set of axes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from training.evaluation.report import EvalReport, format_metric
+from training.evaluation.report import BASELINE_LABELS, EvalReport
+from training.evaluation.table import format_metric
 
 
 def plot_report(report: EvalReport, path: str | Path) -> None:
@@ -21,10 +22,10 @@ def plot_report(report: EvalReport, path: str | Path) -> None:
         report.router.curve.quality,
         color="C0",
         linewidth=2,
-        label=f"router (APGR {format_metric(m['apgr'])})",
+        label=f"router (gain over static mix {format_metric(m['gain_over_static'], signed=True)}, "
+        f"APGR {format_metric(m['apgr'])})",
     )
-    styles = {"random": ("C7", "--"), "length": ("C1", "-"), "knn": ("C2", "-")}
-    names = {"random": "random mix", "length": "prompt length", "knn": "k-NN"}
+    styles = {"static_mix": ("black", "-"), "random": ("C7", "--"), "length": ("C1", "-"), "knn": ("C2", "-")}
     for name, swept in report.baseline_sweeps().items():
         color, line = styles[name]
         order = swept.curve.cost.argsort(kind="stable")
@@ -34,8 +35,10 @@ def plot_report(report: EvalReport, path: str | Path) -> None:
             color=color,
             linestyle=line,
             linewidth=1.2,
-            label=f"{names[name]} (APGR {format_metric(swept.metrics['apgr'])})",
+            label=f"{BASELINE_LABELS[name]} (APGR {format_metric(swept.metrics['apgr'])})",
         )
+    frontier = report.oracle_frontier
+    ax.plot(frontier.cost / top, frontier.quality, color="C3", linestyle=":", linewidth=1.2, label="oracle frontier")
     for tier, point in report.always.items():
         ax.scatter(point.cost / top, point.quality, color="black", marker="s", zorder=3)
         ax.annotate(f"always {tier}", (point.cost / top, point.quality), textcoords="offset points", xytext=(5, -10))

@@ -1,7 +1,8 @@
-"""One evaluation of a router and its baselines on the same rows, as an object, a JSON document and a table."""
+"""One evaluation of a router and its baselines on the same rows, as an object and a JSON document."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,8 +10,10 @@ import numpy as np
 
 from classifier.policy import rule_scores
 from training.evaluation.baselines import length_heuristic_probs, random_mix_curve
+from training.evaluation.bootstrap import LEVEL, RESAMPLES, SEED, Interval, curve_intervals, resample_weights
 from training.evaluation.curves import (
     Curve,
+    ThresholdSteps,
     check_probs,
     choose_tiers,
     known_rows,
@@ -27,10 +30,19 @@ from training.evaluation.metrics import (
     routing_rates,
     tier_calibration,
 )
+from training.evaluation.routellm import routellm_metrics
+from training.evaluation.savings import SavingsScale, oracle_frontier, static_mix_curve
 from training.logs import LogError
 
 REPORT_FORMAT = "tierwise-eval/1"
 JSON_CURVE_THRESHOLDS = np.linspace(0.0, 1.0, 101)
+# How each swept baseline is shown, by JSON name: its label on the chart and in the table.
+BASELINE_LABELS = {
+    "static_mix": "static mix",
+    "random": "random two-end mix",
+    "length": "prompt length",
+    "knn": "k-NN",
+}
 
 
 @dataclass(frozen=True)
@@ -43,21 +55,28 @@ class Point:
 
 @dataclass(frozen=True)
 class SweptRouter:
-    """A router family swept over its setting: the exact curve and its summary metrics."""
+    """A router family swept over its setting: the exact curve and its summary metrics.
+
+    `steps` (threshold families only) re-weight the same sweep for bootstrap resamples of the scored rows.
+    """
 
     curve: Curve
     metrics: dict[str, float | None]
+    steps: ThresholdSteps | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
 class OperatingPoint:
-    """What the router does at its default threshold."""
+    """What the router does at its default threshold, in total and per scored request."""
 
     threshold: float
     rule: str
     point: Point
     tier_shares: dict[str, float]
     rates: RoutingRates
+    # Each scored request's outcome (0/1) and cost at the tier chosen for it: for paired comparisons.
+    success: np.ndarray = field(repr=False)
+    cost: np.ndarray = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -69,18 +88,28 @@ class EvalReport:
     evaluated: int
     anchors: Anchors
     router: SweptRouter
+    intervals: dict[str, Interval]
+    routellm: dict[str, float | None] | None
     operating_point: OperatingPoint
     calibration: list[TierCalibration]
     always: dict[str, Point]
+    static_mix: SweptRouter
+    static_mix_tiers: list[str]
     oracle: Point
     oracle_apgr: float | None
+    oracle_frontier: Curve
     random: SweptRouter
     length: SweptRouter | None
     knn: SweptRouter | None
     json_curves: dict[str, dict[str, list[float]]] = field(repr=False)
-    # Every evaluated request's P(success) and outcome (NaN: tier never tried), for plots and later reuse.
+    # Every evaluated request's P(success), outcome (NaN: tier never tried) and cost per tier, and which of them
+    # were scored (known on every tier): for plots, resampling and later reuse.
     probabilities: np.ndarray = field(repr=False)
     outcomes: np.ndarray = field(repr=False)
+    costs: np.ndarray = field(repr=False)
+    scored: np.ndarray = field(repr=False)
+    # The ids of the scored requests, in the order of the operating point's per-request arrays (if given).
+    scored_ids: list[str] | None = field(default=None, repr=False)
 
     def cost_ratio(self, cost: float) -> float | None:
         """A mean cost as a fraction of always-top cost."""
@@ -89,27 +118,24 @@ class EvalReport:
     def _point_json(self, point: Point) -> dict[str, float | None]:
         return {"cost_usd": point.cost, "cost_ratio": self.cost_ratio(point.cost), "quality": point.quality}
 
+    def headline(self) -> dict[str, Any]:
+        """The router's metrics: every curve metric, the savings over the static mix with their intervals, and
+        RouteLLM's metrics (null unless the ladder has two tiers)."""
+        routellm = self.routellm or dict.fromkeys(("routellm_apgr", "routellm_cpt50", "routellm_cpt80"))
+        intervals = {f"{key}_ci": interval.to_json() for key, interval in self.intervals.items()}
+        return {**self.router.metrics, **intervals, **routellm}
+
     def to_json(self) -> dict[str, Any]:
         """The documented JSON document (docs/evaluation.md): plain dicts, lists, numbers and nulls."""
-        op = self.operating_point
-        top_quality = self.anchors.top_quality
         return {
             "format": REPORT_FORMAT,
             "tiers": list(self.tiers),
             "requests": self.requests,
             "evaluated": self.evaluated,
             "excluded_incomplete": self.requests - self.evaluated,
-            **self.router.metrics,
-            "operating_point": {
-                "threshold": op.threshold,
-                "rule": op.rule,
-                **self._point_json(op.point),
-                "quality_ratio": op.point.quality / top_quality if top_quality > 0 else None,
-                "tier_shares": dict(op.tier_shares),
-                "under_routing_rate": op.rates.under_routing,
-                "over_routing_rate": op.rates.over_routing,
-                "exact_tier_accuracy": op.rates.exact_tier_accuracy,
-            },
+            **self.headline(),
+            "bootstrap": {"resamples": RESAMPLES, "seed": SEED, "level": LEVEL},
+            "operating_point": self._operating_point_json(),
             "calibration": {
                 c.tier: {
                     "n": c.n,
@@ -122,6 +148,7 @@ class EvalReport:
             },
             "baselines": {
                 "always": {name: self._point_json(point) for name, point in self.always.items()},
+                "static_mix": {**self.static_mix.metrics, "tiers": list(self.static_mix_tiers)},
                 "random": dict(self.random.metrics),
                 "length": dict(self.length.metrics) if self.length else None,
                 "knn": dict(self.knn.metrics) if self.knn else None,
@@ -130,60 +157,138 @@ class EvalReport:
             "curves": self.json_curves,
         }
 
-    def table(self) -> str:
-        """A plain-text table of router and baselines, for the terminal."""
-        rows = [("router", self.router.metrics)]
-        rows += [(name, swept.metrics) for name, swept in self.baseline_sweeps().items()]
-        header = f"{'':<12}{'APGR':>8}{'CPT50':>8}{'CPT80':>8}{'cost@95':>9}{'cost@100':>10}{'AIQ':>8}"
-        lines = [header]
-        for name, m in rows:
-            cells = [m["apgr"], m["cpt50"], m["cpt80"], m["cost_ratio_at_95"], m["cost_ratio_at_100"], m["aiq"]]
-            widths = (8, 8, 8, 9, 10, 8)
-            lines.append(f"{name:<12}" + "".join(_cell(v, w) for v, w in zip(cells, widths, strict=True)))
-        for name, point in {**self.always, "oracle": self.oracle}.items():
-            ratio = self.cost_ratio(point.cost)
-            cost = f"{ratio:.3f}" if ratio is not None else "-"
-            lines.append(f"{name:<12}cost {cost} x top, quality {point.quality:.3f}")
+    def _operating_point_json(self) -> dict[str, Any]:
         op = self.operating_point
-        lines.append(
-            f"at threshold {op.threshold:.3f}: cost {format_metric(self.cost_ratio(op.point.cost))} x top, "
-            f"quality {op.point.quality:.3f}, under-routing {op.rates.under_routing:.3f}, "
-            f"over-routing {op.rates.over_routing:.3f}, exact tier {op.rates.exact_tier_accuracy:.3f}"
-        )
-        lines.append(
-            "ECE per tier: "
-            + ", ".join(f"{c.tier} {format_metric(c.ece)}" for c in self.calibration)
-            + f"   ({self.evaluated} of {self.requests} requests evaluated; "
-            f"{self.requests - self.evaluated} lack an outcome on some tier)"
-        )
-        return "\n".join(lines)
+        top_quality = self.anchors.top_quality
+        return {
+            "threshold": op.threshold,
+            "rule": op.rule,
+            **self._point_json(op.point),
+            "quality_ratio": op.point.quality / top_quality if top_quality > 0 else None,
+            "tier_shares": dict(op.tier_shares),
+            "under_routing_rate": op.rates.under_routing,
+            "over_routing_rate": op.rates.over_routing,
+            "exact_tier_accuracy": op.rates.exact_tier_accuracy,
+        }
 
     def baseline_sweeps(self) -> dict[str, SweptRouter]:
-        """The swept baselines that were computed, by JSON name."""
-        sweeps = {"random": self.random, "length": self.length, "knn": self.knn}
+        """The swept baselines that were computed, by JSON name (`BASELINE_LABELS` order)."""
+        sweeps = {"static_mix": self.static_mix, "random": self.random, "length": self.length, "knn": self.knn}
         return {name: swept for name, swept in sweeps.items() if swept is not None}
 
 
-def format_metric(value: float | None) -> str:
-    """A metric to three decimals, or '-' where it is undefined."""
-    return "-" if value is None else f"{value:.3f}"
+@dataclass(frozen=True)
+class _Scored:
+    """The rows every tier's outcome is known on, with the router's scores under its rule."""
+
+    success: np.ndarray
+    cost: np.ndarray
+    scores: np.ndarray
+    keep: np.ndarray
+    scale: SavingsScale
+
+    @property
+    def anchors(self) -> Anchors:
+        return self.scale.anchors
+
+    def sweep(self, scores: np.ndarray) -> SweptRouter:
+        """A router family's exact curve, its steps, and every curve and savings metric of it."""
+        steps = ThresholdSteps.of(self.success, self.cost, scores)
+        return self.swept(steps.curve(), steps)
+
+    def swept(self, curve: Curve, steps: ThresholdSteps | None = None) -> SweptRouter:
+        metrics = {**curve_summary(curve, self.anchors), **self.scale.summary(curve)}
+        return SweptRouter(curve=curve, metrics=metrics, steps=steps)
 
 
-def _cell(value: float | None, width: int) -> str:
-    return f"{format_metric(value):>{width}}"
+def _scored_rows(
+    tiers: list[str],
+    success: np.ndarray,
+    cost: np.ndarray,
+    probs: np.ndarray,
+    rule: str,
+    tier_costs: Sequence[float] | None,
+) -> _Scored:
+    if success.ndim != 2 or success.shape[1] != len(tiers):
+        raise ValueError(f"success {success.shape} must have one column per tier ({len(tiers)})")
+    keep = known_rows(success, cost)
+    if not keep.any():
+        raise LogError(f"none of the {len(success)} requests has an outcome on every tier, so no route can be scored")
+    full_success, full_cost = success[keep], cost[keep]
+    return _Scored(
+        success=full_success,
+        cost=full_cost,
+        scores=rule_scores(probs[keep], rule, tier_costs),
+        keep=keep,
+        scale=SavingsScale.of(full_success, full_cost),
+    )
 
 
-def _sweep(success: np.ndarray, cost: np.ndarray, probs: np.ndarray, anchors: Anchors) -> SweptRouter:
-    curve = threshold_curve(success, cost, probs)
-    return SweptRouter(curve=curve, metrics=curve_summary(curve, anchors))
+def _operating_point(rows: _Scored, tiers: list[str], threshold: float, rule: str) -> OperatingPoint:
+    chosen = choose_tiers(rows.scores, threshold)
+    picked = np.arange(len(chosen)), chosen
+    shares = np.bincount(chosen, minlength=len(tiers)) / len(chosen)
+    success, cost = rows.success[picked], rows.cost[picked]
+    return OperatingPoint(
+        threshold=float(threshold),
+        rule=rule,
+        point=Point(float(cost.mean()), float(success.mean())),
+        tier_shares={name: float(s) for name, s in zip(tiers, shares, strict=True)},
+        rates=routing_rates(rows.success, chosen),
+        success=success,
+        cost=cost,
+    )
 
 
-def _json_curve(curve: Curve, anchors: Anchors) -> dict[str, list[float]]:
-    top = anchors.top_cost if anchors.top_cost > 0 else float("nan")
-    return {
-        "setting": curve.settings.tolist(),
-        "cost_ratio": (curve.cost / top).tolist(),
-        "quality": curve.quality.tolist(),
+def _always(rows: _Scored) -> tuple[np.ndarray, np.ndarray]:
+    """Mean cost and success rate of sending every scored request to each tier."""
+    return rows.cost.mean(axis=0), rows.success.mean(axis=0)
+
+
+def _static_mix(rows: _Scored) -> tuple[SweptRouter, list[int]]:
+    """The best fixed mix of tiers as a swept curve, and the tiers whose always-point lies on it."""
+    always_cost, always_quality = _always(rows)
+    curve = static_mix_curve(always_cost, always_quality)
+    on_hull = np.interp(always_cost, curve.cost, curve.quality) <= always_quality + 1e-12
+    return rows.swept(curve), [int(k) for k in np.flatnonzero(on_hull)]
+
+
+def _router_intervals(rows: _Scored, router: SweptRouter) -> dict[str, Interval]:
+    """Bootstrap intervals of the router's headline metrics (seeded, so every report on these rows agrees)."""
+    return curve_intervals(router.steps, rows.success, rows.cost, resample_weights(len(rows.success)))
+
+
+def _two_tier_metrics(rows: _Scored) -> dict[str, float | None] | None:
+    """RouteLLM's metrics where there are exactly two tiers; the strong score is 1 - the cheap tier's score."""
+    if rows.success.shape[1] != 2:
+        return None
+    return routellm_metrics(rows.success[:, 0], rows.success[:, 1], 1.0 - rows.scores[:, 0])
+
+
+def _json_curves(rows: _Scored, swept_scores: dict[str, np.ndarray], static_mix_tiers: list[int]) -> dict:
+    """Every curve for plots: swept routers at thresholds 0, 0.01, ..., 1, the mixes at their ends or vertices,
+    the oracle frontier at 101 costs along it."""
+    top = rows.anchors.top_cost if rows.anchors.top_cost > 0 else float("nan")
+
+    def as_json(curve: Curve) -> dict[str, list[float]]:
+        return {
+            "setting": curve.settings.tolist(),
+            "cost_ratio": (curve.cost / top).tolist(),
+            "quality": curve.quality.tolist(),
+        }
+
+    curves = {
+        name: as_json(threshold_curve(rows.success, rows.cost, scores, JSON_CURVE_THRESHOLDS))
+        for name, scores in swept_scores.items()
+    }
+    always_cost, always_quality = rows.cost.mean(axis=0), rows.success.mean(axis=0)
+    vertices = sorted(static_mix_tiers, key=lambda k: always_cost[k])
+    frontier = oracle_frontier(rows.success, rows.cost)
+    budgets = np.linspace(frontier.cost[0], frontier.cost[-1], len(JSON_CURVE_THRESHOLDS))
+    return curves | {
+        "random": as_json(random_mix_curve(rows.anchors, n_ratios=2)),
+        "static_mix": as_json(Curve(always_cost[vertices], always_cost[vertices], always_quality[vertices])),
+        "oracle_frontier": as_json(Curve(budgets, budgets, np.interp(budgets, frontier.cost, frontier.quality))),
     }
 
 
@@ -196,6 +301,8 @@ def build_report(
     prompt_chars: np.ndarray | None = None,
     knn_probs: np.ndarray | None = None,
     rule: str = "absolute",
+    request_ids: list[str] | None = None,
+    tier_costs: Sequence[float] | None = None,
 ) -> EvalReport:
     """Evaluate router probabilities and every baseline on the same requests.
 
@@ -203,61 +310,44 @@ def build_report(
     baselines use only requests known on every tier (the rest are counted as excluded), calibration
     uses every request where that tier is known. `prompt_chars` enables the length baseline and
     `knn_probs` (from `baselines.knn_probs`) the k-NN baseline. `rule` is the router's threshold rule
-    (`classifier.policy.rule_scores`): curves sweep the threshold over its scores, calibration uses `probs`.
+    (`classifier.policy.rule_scores`): curves sweep the threshold over its scores, calibration uses `probs`;
+    `tier_costs` are the per-tier costs the `utility` rule weighs (the bundle's `tier_costs_usd`).
+    `request_ids` (one per row) name the scored requests, so two reports can be compared request by request.
     """
     success = np.asarray(success, dtype=np.float64)
     cost = np.asarray(cost, dtype=np.float64)
-    if success.ndim != 2 or success.shape[1] != len(tiers):
-        raise ValueError(f"success {success.shape} must have one column per tier ({len(tiers)})")
     probs = check_probs(probs, success.shape)
-    keep = known_rows(success, cost)
-    if not keep.any():
-        raise LogError(f"none of the {len(success)} requests has an outcome on every tier, so no route can be scored")
-    full_success, full_cost, full_probs = success[keep], cost[keep], rule_scores(probs[keep], rule)
-    anchors = Anchors.from_outcomes(full_success, full_cost)
-    router = _sweep(full_success, full_cost, full_probs, anchors)
-
-    chosen = choose_tiers(full_probs, threshold)
-    shares = np.bincount(chosen, minlength=len(tiers)) / len(chosen)
-    operating_point = OperatingPoint(
-        threshold=float(threshold),
-        rule=rule,
-        point=Point(*outcome_of(full_success, full_cost, chosen)),
-        tier_shares={name: float(s) for name, s in zip(tiers, shares, strict=True)},
-        rates=routing_rates(full_success, chosen),
-    )
-    swept_probs = {"router": full_probs}
-    length = knn = None
+    rows = _scored_rows(tiers, success, cost, probs, rule, tier_costs)
+    swept_scores = {"router": rows.scores}
     if prompt_chars is not None:
-        swept_probs["length"] = length_heuristic_probs(np.asarray(prompt_chars)[keep], len(tiers))
-        length = _sweep(full_success, full_cost, swept_probs["length"], anchors)
+        swept_scores["length"] = length_heuristic_probs(np.asarray(prompt_chars)[rows.keep], len(tiers))
     if knn_probs is not None:
-        swept_probs["knn"] = np.asarray(knn_probs, dtype=np.float64)[keep]
-        knn = _sweep(full_success, full_cost, swept_probs["knn"], anchors)
-    random = random_mix_curve(anchors)
-    json_curves = {
-        name: _json_curve(threshold_curve(full_success, full_cost, p, JSON_CURVE_THRESHOLDS), anchors)
-        for name, p in swept_probs.items()
-    }
-    json_curves["random"] = _json_curve(random_mix_curve(anchors, n_ratios=2), anchors)
-    perfect = threshold_curve(full_success, full_cost, full_success)
+        swept_scores["knn"] = np.asarray(knn_probs, dtype=np.float64)[rows.keep]
+    sweeps = {name: rows.sweep(scores) for name, scores in swept_scores.items()}
+    static_mix, on_hull = _static_mix(rows)
     return EvalReport(
         tiers=list(tiers),
         requests=len(success),
-        evaluated=int(keep.sum()),
-        anchors=anchors,
-        router=router,
-        operating_point=operating_point,
+        evaluated=int(rows.keep.sum()),
+        anchors=rows.anchors,
+        router=sweeps["router"],
+        intervals=_router_intervals(rows, sweeps["router"]),
+        routellm=_two_tier_metrics(rows),
+        operating_point=_operating_point(rows, tiers, threshold, rule),
         calibration=tier_calibration(list(tiers), probs, success),
-        always={
-            name: Point(float(full_cost[:, k].mean()), float(full_success[:, k].mean())) for k, name in enumerate(tiers)
-        },
-        oracle=Point(*outcome_of(full_success, full_cost, cheapest_success(full_success))),
-        oracle_apgr=apgr(perfect, anchors),
-        random=SweptRouter(curve=random, metrics=curve_summary(random, anchors)),
-        length=length,
-        knn=knn,
-        json_curves=json_curves,
+        always={name: Point(float(c), float(q)) for name, c, q in zip(tiers, *_always(rows), strict=True)},
+        static_mix=static_mix,
+        static_mix_tiers=[tiers[k] for k in on_hull],
+        oracle=Point(*outcome_of(rows.success, rows.cost, cheapest_success(rows.success))),
+        oracle_apgr=apgr(threshold_curve(rows.success, rows.cost, rows.success), rows.anchors),
+        oracle_frontier=oracle_frontier(rows.success, rows.cost),
+        random=rows.swept(random_mix_curve(rows.anchors)),
+        length=sweeps.get("length"),
+        knn=sweeps.get("knn"),
+        json_curves=_json_curves(rows, swept_scores, on_hull),
         probabilities=probs,
         outcomes=success,
+        costs=cost,
+        scored=rows.keep,
+        scored_ids=[request_ids[i] for i in np.flatnonzero(rows.keep)] if request_ids is not None else None,
     )

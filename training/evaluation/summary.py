@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from training.evaluation.report import EvalReport
 
-CURVE_KEYS = ("apgr", "cpt50", "cpt80", "cost_ratio_at_90", "cost_ratio_at_95", "cost_ratio_at_99", "aiq")
 OPERATING_KEYS = ("cost_ratio", "quality_ratio", "quality", "under_routing_rate", "over_routing_rate")
+
+
+def flat_headline(evaluation: EvalReport) -> dict[str, float]:
+    """The router's headline metrics as numbers: `<key>_ci: [lo, hi]` becomes `<key>_ci_lo` and `<key>_ci_hi`;
+    undefined values and unreached interval ends are left out (MLflow takes only finite numbers)."""
+    flat: dict[str, float] = {}
+    for key, value in evaluation.headline().items():
+        if isinstance(value, list):
+            flat |= {f"{key}_{end}": float(v) for end, v in zip(("lo", "hi"), value, strict=True) if v is not None}
+        elif value is not None:
+            flat[key] = float(value)
+    return flat
 
 
 def summary_metrics(evaluation: EvalReport | None, latency: dict[str, float]) -> dict[str, float]:
@@ -13,10 +24,8 @@ def summary_metrics(evaluation: EvalReport | None, latency: dict[str, float]) ->
     metrics: dict[str, float] = dict(latency)
     if evaluation is None:
         return metrics
+    metrics |= flat_headline(evaluation)
     data = evaluation.to_json()
-    for key in CURVE_KEYS:
-        if data.get(key) is not None:
-            metrics[key] = float(data[key])
     op = data["operating_point"]
     for key in OPERATING_KEYS:
         if op.get(key) is not None:
@@ -26,7 +35,8 @@ def summary_metrics(evaluation: EvalReport | None, latency: dict[str, float]) ->
         for key in ("ece", "accuracy"):
             if cal.get(key) is not None:
                 metrics[f"{key}_{tier}"] = float(cal[key])
-    random_apgr = data["baselines"]["random"].get("apgr")
-    if random_apgr is not None:
-        metrics["random_apgr"] = float(random_apgr)
+    for name in ("static_mix", "random"):
+        baseline_apgr = data["baselines"][name].get("apgr")
+        if baseline_apgr is not None:
+            metrics[f"{name}_apgr"] = float(baseline_apgr)
     return metrics

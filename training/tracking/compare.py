@@ -1,7 +1,8 @@
 """Side-by-side comparison of registered versions: metrics, data, encoder and aliases.
 
-Without logs the metrics are the ones each version recorded on its own held-out rows; with logs every
-version is re-evaluated on the same rows, so the numbers are comparable.
+Without logs the metrics are the ones each version's training run recorded on its own held-out rows; with logs
+every version is re-evaluated on the same rows, so the numbers are comparable (the intervals too: the same
+requests, the same resamples), and they are logged as an MLflow comparison run.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ from datetime import UTC, datetime
 from classifier.router import Router
 from classifier.tiers import TierError, TierLadder
 from training.evaluation.evaluate import evaluate_router, evaluation_ladder
+from training.evaluation.report import EvalReport
 from training.evaluation.summary import summary_metrics
 from training.labels import label_requests
 from training.logs import AttemptLog
 from training.tracking.registry import ModelRef, Registry, RegistryError
+from training.tracking.run_logging import log_comparison_run
 
 SHOWN_METRICS = (
+    "gain_over_static",
+    "cost_at_top_quality",
     "apgr",
     "cpt50",
     "cpt80",
@@ -46,6 +51,7 @@ class VersionRow:
     data_fingerprint: str
     train_requests: str
     metrics: dict[str, float]
+    evaluated: int | None = None
 
 
 def with_mean_ece(metrics: dict[str, float]) -> dict[str, float]:
@@ -56,8 +62,8 @@ def with_mean_ece(metrics: dict[str, float]) -> dict[str, float]:
 
 def reevaluated(
     routers: list[Router], log: AttemptLog, ladder: TierLadder | None, split: str | None
-) -> list[dict[str, float]]:
-    """Every router's metrics on the same labelled rows (one ladder: `ladder`, else the newest version's)."""
+) -> list[EvalReport]:
+    """Every router evaluated on the same labelled rows (one ladder: `ladder`, else the newest version's)."""
     ladder = evaluation_ladder(routers[-1], ladder)
     for router in routers:
         if router.ladder.names != ladder.names:
@@ -66,7 +72,7 @@ def reevaluated(
                 "versions with different tiers cannot be evaluated on the same rows"
             )
     labels = label_requests(log, ladder).frame
-    return [summary_metrics(evaluate_router(router, labels, split=split), {}) for router in routers]
+    return [evaluate_router(router, labels, split=split) for router in routers]
 
 
 def version_rows(
@@ -84,15 +90,20 @@ def version_rows(
     if missing:
         raise RegistryError(f"{name} has no version(s) {missing}; it has {sorted(known, key=int)}")
     aliases = registry.aliases_by_version(name)
+    evaluations: list[EvalReport | None] = [None] * len(chosen)
     if log is None:
-        metrics = [tag_metrics(known[version].tags) for version in chosen]
+        runs = [registry.client.get_run(known[version].run_id) for version in chosen]
+        metrics = [dict(run.data.metrics) for run in runs]
+        trained_on = [run.data.params.get("train_requests", "?") for run in runs]
     else:
         routers = [Router.load(registry.bundle(ModelRef(name, version=version))) for version in chosen]
-        metrics = reevaluated(routers, log, ladder, split)
+        evaluations = reevaluated(routers, log, ladder, split)
+        metrics = [summary_metrics(evaluation, {}) for evaluation in evaluations]
         for found, router in zip(metrics, routers, strict=True):
             found["latency_p50_us"] = router.manifest.metrics.get("latency_p50_us", float("nan"))
+        trained_on = [str(router.manifest.data["requests"]["train"]) for router in routers]
     rows = []
-    for version, numbers in zip(chosen, metrics, strict=True):
+    for version, numbers, train_requests, evaluation in zip(chosen, metrics, trained_on, evaluations, strict=True):
         tags = known[version].tags
         created = datetime.fromtimestamp(known[version].creation_timestamp / 1000, UTC)
         rows.append(
@@ -103,16 +114,37 @@ def version_rows(
                 bundle=tags.get("bundle_version", "?"),
                 encoder=tags.get("encoder", "?"),
                 data_fingerprint=tags.get("data_fingerprint", "?"),
-                train_requests=tags.get("train_requests", "?"),
+                train_requests=train_requests,
                 metrics=with_mean_ece(numbers),
+                evaluated=evaluation.evaluated if evaluation is not None else None,
             )
         )
     return rows
 
 
-def tag_metrics(tags: dict[str, str]) -> dict[str, float]:
-    """The metrics a version was registered with (its `metric.` tags)."""
-    return {k[len("metric.") :]: float(v) for k, v in tags.items() if k.startswith("metric.")}
+def log_comparison(registry: Registry, experiment: str, name: str, rows: list[VersionRow], log: AttemptLog) -> str:
+    """The re-evaluated numbers of every version as one MLflow comparison run (`v<N>/<metric>`); its id."""
+    metrics = {f"v{row.version}/{key}": value for row in rows for key, value in row.metrics.items() if value == value}
+    versions = ", ".join(f"v{row.version}" for row in rows)
+    return log_comparison_run(
+        registry,
+        experiment,
+        f"compare {name} · {versions} · {rows[0].evaluated} req",
+        metrics,
+        {"tierwise.comparison_of": name, "tierwise.data_fingerprint": log.fingerprint()["fingerprint"]},
+    )
+
+
+def metric_cell(metrics: dict[str, float], key: str) -> str:
+    """A metric to three decimals, with its 95% interval `[lo, hi]` when one was recorded ('-': none, or never)."""
+
+    def shown(value: float | None) -> str:
+        return "-" if value is None or value != value else f"{value:.3f}"
+
+    cell = shown(metrics.get(key))
+    if f"{key}_ci_lo" in metrics or f"{key}_ci_hi" in metrics:
+        cell += f" [{shown(metrics.get(f'{key}_ci_lo'))}, {shown(metrics.get(f'{key}_ci_hi'))}]"
+    return cell
 
 
 def render_comparison(rows: list[VersionRow], evaluated_on: str) -> str:
@@ -127,9 +159,8 @@ def render_comparison(rows: list[VersionRow], evaluated_on: str) -> str:
         ("train requests", [r.train_requests for r in rows]),
     ]
     for key in SHOWN_METRICS:
-        values = [r.metrics.get(key) for r in rows]
-        if any(v is not None for v in values):
-            table.append((key, ["-" if v is None or v != v else f"{v:.3f}" for v in values]))
+        if any(r.metrics.get(key) is not None for r in rows):
+            table.append((key, [metric_cell(r.metrics, key) for r in rows]))
     label = max(len(title) for title, _ in table) + 2
     width = max(len(cell) for _, cells in table for cell in cells) + 2
     lines = [f"metrics: {evaluated_on}"]

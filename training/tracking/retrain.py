@@ -1,14 +1,10 @@
 """Retraining from new logs with a gate: a challenger replaces the champion only when it is really better.
 
 Both are evaluated on the same held-out rows of the new logs, at their own default thresholds (what each
-would serve). Quality is the success rate of the chosen tier; cost is the mean cost per request. The
-challenger is promoted when it is
-- as good on quality (at most QUALITY_TOLERANCE below the champion) at lower cost (at least COST_MARGIN
-  cheaper, relative), or
-- better on quality (at least QUALITY_MARGIN above) at no more cost (at most COST_TOLERANCE dearer, relative:
-  the slack of measuring cost on a few hundred requests).
-A test split of a few hundred requests moves the success rate by a third of a point per request, hence
-margins of a point or two rather than zero.
+would serve), and compared request by request with paired bootstrap intervals (`promotion.gate`). A challenger
+that is unfit to be champion (`promotion.fitness_problems`: provably below the static mix, or missing its own
+quality target) is never promoted. The decision is printed, written in the version's description, and the
+like-for-like numbers are logged as an MLflow comparison run.
 """
 
 from __future__ import annotations
@@ -17,38 +13,45 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
+
 from classifier.router import Router
 from classifier.tiers import TierError, TierLadder
 from training.evaluation.evaluate import evaluate_router
 from training.evaluation.report import EvalReport
+from training.evaluation.summary import flat_headline
+from training.evaluation.table import format_metric, with_interval
 from training.logs import AttemptLog, LogError
+from training.tracking.promotion import PairedDifference, gate, gate_rule
 from training.tracking.registry import CHAMPION, ModelRef, Registry
-from training.tracking.run_logging import log_training_run
+from training.tracking.run_logging import describe_version, log_comparison_run, log_training_run
 from training.train import TrainOptions, train_bundle
-
-QUALITY_TOLERANCE = 0.01
-COST_MARGIN = 0.02
-QUALITY_MARGIN = 0.02
-COST_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
 class Standing:
-    """What a version does on the shared held-out rows at its default threshold."""
+    """One version's evaluation on the shared held-out rows."""
 
     version: str
-    quality: float
-    cost_usd: float
-    cost_ratio: float
-    apgr: float | None
+    evaluation: EvalReport
+
+    def row(self, role: str) -> str:
+        point = self.evaluation.operating_point.point
+        metrics = self.evaluation.router.metrics
+        return (
+            f"{role:<12}{self.version:>8}{point.quality:>10.4f}{point.cost:>14.6f}"
+            f"{format_metric(self.evaluation.cost_ratio(point.cost)):>12}{format_metric(metrics['apgr']):>8}"
+            f"{format_metric(metrics['gain_over_static'], signed=True):>8}"
+        )
 
 
 @dataclass(frozen=True)
 class RetrainDecision:
-    """The gate's verdict, with both rows of numbers behind it."""
+    """The gate's verdict, with both rows of numbers and their paired difference behind it."""
 
     challenger: Standing
     champion: Standing | None
+    difference: PairedDifference | None
     promoted: bool
     reason: str
     note: str = ""
@@ -57,43 +60,49 @@ class RetrainDecision:
         """The decision and both rows, as printed by `tierwise retrain`."""
         lines = [f"window: {self.note}"] if self.note else []
         lines += [
-            f"margins: promote if quality >= champion - {QUALITY_TOLERANCE} at cost <= champion x "
-            f"{1 - COST_MARGIN:g}, or quality >= champion + {QUALITY_MARGIN} at cost <= champion x "
-            f"{1 + COST_TOLERANCE:g}",
-            f"{'':<12}{'version':>8}{'quality':>10}{'cost/req USD':>14}{'cost x top':>12}{'APGR':>8}",
+            f"gate: {gate_rule()}",
+            f"{'':<12}{'version':>8}{'quality':>10}{'cost/req USD':>14}{'cost x top':>12}{'APGR':>8}{'gain':>8}",
+            self.challenger.row("challenger"),
         ]
-        for role, row in (("challenger", self.challenger), ("champion", self.champion)):
-            if row is not None:
-                apgr = "-" if row.apgr is None else f"{row.apgr:.3f}"
-                lines.append(
-                    f"{role:<12}{row.version:>8}{row.quality:>10.4f}{row.cost_usd:>14.6f}{row.cost_ratio:>12.3f}"
-                    f"{apgr:>8}"
-                )
-        verdict = "PROMOTED to champion" if self.promoted else "kept as challenger"
-        lines.append(f"decision: v{self.challenger.version} {verdict}: {self.reason}")
+        if self.champion is not None:
+            lines.append(self.champion.row("champion"))
+        if self.difference is not None:
+            d = self.difference
+            cost = d.relative_cost_ci
+            lines.append(
+                f"challenger - champion on {d.requests} requests: quality "
+                f"{with_interval(d.quality, d.quality_ci, signed=True)}, cost {d.relative_cost:+.1%} "
+                f"[{cost.lo:+.1%}, {cost.hi:+.1%}]"
+            )
+        lines.append(f"decision: v{self.challenger.version} {self.verdict}: {self.reason}")
         return "\n".join(lines)
 
+    @property
+    def verdict(self) -> str:
+        return "PROMOTED to champion" if self.promoted else "kept as challenger"
 
-def gate(challenger: Standing, champion: Standing) -> tuple[bool, str]:
-    """Whether the challenger beats the champion by the margins, and why."""
-    if challenger.quality >= champion.quality - QUALITY_TOLERANCE and challenger.cost_usd <= champion.cost_usd * (
-        1 - COST_MARGIN
-    ):
-        return True, "as good on quality at lower cost"
-    if challenger.quality >= champion.quality + QUALITY_MARGIN and challenger.cost_usd <= champion.cost_usd * (
-        1 + COST_TOLERANCE
-    ):
-        return True, "better on quality at no more cost"
-    if challenger.quality < champion.quality - QUALITY_TOLERANCE:
-        return False, "lower quality than the champion"
-    return False, "not cheaper, and not better on quality, by the margins"
+    def description(self) -> str:
+        """The decision as the version's description in the registry."""
+        against = f" against v{self.champion.version}" if self.champion else ""
+        return f"Retrain: {self.verdict}{against}: {self.reason}."
 
-
-def standing(version: str, evaluation: EvalReport) -> Standing:
-    """What a version's evaluation on the held-out rows says it does at its default threshold."""
-    report = evaluation.to_json()
-    point = report["operating_point"]
-    return Standing(version, point["quality"], point["cost_usd"], point["cost_ratio"], report.get("apgr"))
+    def comparison_metrics(self) -> dict[str, float]:
+        """The like-for-like numbers: each role's headline metrics, the paired difference, and the verdict."""
+        metrics = {"promoted": float(self.promoted)}
+        for role, standing in (("challenger", self.challenger), ("champion", self.champion)):
+            if standing is not None:
+                point = standing.evaluation.operating_point.point
+                headline = flat_headline(standing.evaluation) | {"quality": point.quality, "cost_usd": point.cost}
+                metrics |= {f"{role}/{key}": value for key, value in headline.items()}
+        if self.difference is not None:
+            d = self.difference
+            for key, value, interval in (
+                ("quality", d.quality, d.quality_ci),
+                ("relative_cost", d.relative_cost, d.relative_cost_ci),
+            ):
+                metrics[f"difference/{key}"] = value
+                metrics |= {f"difference/{key}_ci_{end}": v for end, v in (("lo", interval.lo), ("hi", interval.hi))}
+        return {key: value for key, value in metrics.items() if value is not None}
 
 
 def retrain(
@@ -107,7 +116,7 @@ def retrain(
     out: Path | None = None,
     experiment: str = "tierwise",
 ) -> RetrainDecision:
-    """Train a challenger on the log, register it, and promote it only if it beats the champion.
+    """Train a challenger on the log, register it, and promote it only if it is fit and beats the champion.
 
     Each router is evaluated once on the held-out rows: the challenger by training, the champion here.
     """
@@ -121,32 +130,47 @@ def retrain(
         if window_days:
             tags["tierwise.window_days"] = f"{window_days:g}"
         tracked = log_training_run(result, registry, register=name, experiment=experiment, tags=tags)
-    challenger = standing(str(tracked.version), result.evaluation)
+    challenger = Standing(str(tracked.version), result.evaluation)
+    refused = "; ".join(tracked.refused)
     if tracked.alias == CHAMPION:
-        decision = RetrainDecision(challenger, None, True, "the registry had no champion yet", log.selection)
-        record_decision(registry, name, decision)
-        return decision
-    found = registry.version(ModelRef(name, alias=CHAMPION))
-    champion_router = Router.load(registry.bundle_dir(found))
-    if champion_router.ladder.names != ladder.names:
-        raise TierError(
-            f"champion v{found.version} routes between {champion_router.ladder.names}, the challenger between "
-            f"{ladder.names}: they cannot be compared on the same rows"
-        )
-    held_out = evaluate_router(champion_router, result.labels.frame, split="test", split_rule=options.split_rule)
-    champion = standing(str(found.version), held_out)
-    promoted, reason = gate(challenger, champion)
-    if promoted:
-        registry.promote(name, challenger.version)
-    decision = RetrainDecision(challenger, champion, promoted, reason, log.selection)
-    record_decision(registry, name, decision)
+        decision = RetrainDecision(challenger, None, None, True, "the registry had no champion yet", log.selection)
+    elif registry.alias_version(name, CHAMPION) is None:
+        decision = RetrainDecision(challenger, None, None, False, refused, log.selection)
+    else:
+        champion = _champion_standing(name, registry, result.labels.ladder, options, result.labels.frame)
+        difference = PairedDifference.of(challenger.evaluation, champion.evaluation)
+        promoted, reason = (False, refused) if refused else gate(difference)
+        if promoted:
+            registry.promote(name, challenger.version)
+        decision = RetrainDecision(challenger, champion, difference, promoted, reason, log.selection)
+    record_decision(registry, name, decision, experiment)
     return decision
 
 
-def record_decision(registry: Registry, name: str, decision: RetrainDecision) -> None:
-    """Tag the challenger's version with the gate's verdict and the champion it was measured against."""
-    verdict = "promoted" if decision.promoted else "kept as challenger"
-    against = f" against v{decision.champion.version}" if decision.champion else ""
-    registry.client.set_model_version_tag(
-        name, decision.challenger.version, "retrain_decision", f"{verdict}{against}: {decision.reason}"
+def _champion_standing(
+    name: str, registry: Registry, ladder: TierLadder, options: TrainOptions, frame: pl.DataFrame
+) -> Standing:
+    """The champion scored once, on the challenger's held-out rows."""
+    found = registry.version(ModelRef(name, alias=CHAMPION))
+    router = Router.load(registry.bundle_dir(found))
+    if router.ladder.names != ladder.names:
+        raise TierError(
+            f"champion v{found.version} routes between {router.ladder.names}, the challenger between "
+            f"{ladder.names}: they cannot be compared on the same rows"
+        )
+    return Standing(str(found.version), evaluate_router(router, frame, split="test", split_rule=options.split_rule))
+
+
+def record_decision(registry: Registry, name: str, decision: RetrainDecision, experiment: str) -> None:
+    """The decision in the challenger's description, and the like-for-like numbers as a comparison run."""
+    describe_version(registry, name, decision.challenger.version, decision.description())
+    versions = f"v{decision.challenger.version}"
+    if decision.champion is not None:
+        versions += f" vs v{decision.champion.version}"
+    log_comparison_run(
+        registry,
+        experiment,
+        f"retrain {name} · {versions} · {decision.challenger.evaluation.evaluated} req",
+        decision.comparison_metrics(),
+        {"tierwise.comparison_of": name, "tierwise.decision": decision.description()[:500]},
     )
