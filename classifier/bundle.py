@@ -2,7 +2,7 @@
 
 A bundle is refused unless every file the manifest lists is a plain file inside the bundle with the checksum
 it records, every value that decides an answer is one a router can honour, and the manifest's version is
-the one its content gives (`content_version`): a manifest edited after it was written (a new threshold,
+the one its content gives (`content_version`): a manifest edited after it was written (a new threshold, time model,
 prices, ladder, encoder or file list) is refused, so no answer is ever credited to a version that did not
 give it. This guards against careless and accidental edits; it is not a signature (anyone who can write the
 bundle can recompute the version), so a bundle directory deserves the permissions of code.
@@ -21,6 +21,7 @@ from typing import Any
 from classifier.errors import InputError
 from classifier.policy import RULES
 from classifier.tiers import TierError, TierLadder
+from classifier.timing import TierTime, TimeModel, TimingError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -68,6 +69,8 @@ class Manifest:
     tier_costs_usd: list[float]
     policy: PolicySpec
     encoder: EncoderSpec
+    # Per tier, cheapest first: how long an attempt takes (`TierTime.to_json`); None when no timings were known.
+    tier_times: list[dict[str, Any]] | None = None
     data: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
@@ -78,6 +81,22 @@ class Manifest:
     @property
     def tier_ladder(self) -> TierLadder:
         return TierLadder.from_dict(self.ladder, source=MANIFEST)
+
+    def tier_time_models(self, source: str = MANIFEST) -> list[TierTime] | None:
+        """Each tier's time model, cheapest first (None: the bundle has none); BundleError if malformed."""
+        if self.tier_times is None:
+            return None
+        if not isinstance(self.tier_times, list) or len(self.tier_times) != len(self.tier_costs_usd):
+            raise BundleError(f"{source}: tier_times must list one time model per tier ({len(self.tier_costs_usd)})")
+        try:
+            return [TierTime.from_json(t, f"{source}: tier_times[{i}]") for i, t in enumerate(self.tier_times)]
+        except TimingError as exc:
+            raise BundleError(str(exc)) from exc
+
+    def time_model(self) -> TimeModel | None:
+        """The tiers' time model with its per-bundle tables, or None when the bundle has no timings."""
+        times = self.tier_time_models()
+        return None if times is None else TimeModel(times)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,6 +164,7 @@ def _check_values(manifest: Manifest, source: str = MANIFEST) -> None:
     for name, cost in zip(ladder.names, costs, strict=True):
         if not _is_number(cost) or cost < 0:
             raise BundleError(f"{source}: tier_costs_usd ({name}) must be a finite number >= 0, got {cost!r}")
+    manifest.tier_time_models(source)
     encoder = manifest.encoder
     for key in ("kind", "name"):
         if not isinstance(getattr(encoder, key), str) or not getattr(encoder, key):
@@ -175,7 +195,8 @@ def sha256_file(path: Path) -> str:
 
 
 def content_version(manifest: Manifest, files: dict[str, str]) -> str:
-    """A version id from everything that decides the bundle's answers: files, tiers and prices, policy, encoder.
+    """A version id from everything that decides the bundle's answers: files, tiers and prices, policy, encoder,
+    and the tiers' time model (a latency budget decides by it).
 
     Same answers, same version; a new threshold or price on the same graph is a new version.
     """
@@ -186,6 +207,8 @@ def content_version(manifest: Manifest, files: dict[str, str]) -> str:
         "policy": [manifest.policy.rule, manifest.policy.threshold],
         "encoder": asdict(manifest.encoder),
     }
+    if manifest.tier_times is not None:  # absent from bundles made before time models, whose versions stand
+        decisive["tier_times"] = manifest.tier_times
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -231,7 +254,7 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
     if manifest.version != expected:
         raise BundleError(
             f"{source}: version {manifest.version!r} is not the version of the manifest's content ({expected!r}): "
-            "the manifest (threshold, prices, ladder, encoder or files) was changed after it was written; "
+            "the manifest (threshold, prices, ladder, time model, encoder or files) was changed after it was written; "
             "refusing a modified bundle"
         )
     for name, digest in manifest.files.items():

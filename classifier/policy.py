@@ -12,22 +12,42 @@ Rules for `threshold` mode (the quality threshold q is the bundle's default or t
 the chain is paid for when every earlier tier has failed. Tiers are assumed nested (a request a cheaper
 tier solves, a stronger one solves too), so the chance of reaching a tier is one minus the best
 success probability among the tiers before it.
+
+Latency bands (`BANDS`) change the decision when the bundle has a time model (`classifier.timing`):
+- `interactive` with a budget (`max_latency_ms`): a chain's quality is its chance of an acceptable answer
+  within the budget, the sum over its tiers of P(first acceptable there) x P(the attempts so far finish in
+  time). Steps with less than MIN_FINISH chance of finishing in time are dropped. `threshold` mode applies
+  the bundle's rule to each tier's own in-budget chance (P(success) x P(it finishes in time)) and takes the
+  first tier that clears the threshold, with its chain above it; `cost` mode takes the cheapest escalation
+  chain whose in-budget chance meets the quality bar (q; q x the best P(success) for `relative`). When none
+  does: the candidate with the best in-budget chance. `budget_met` says whether the chosen chain's in-budget
+  chance meets the bar. Without a budget: as above, with no time in the decision.
+- `tolerant` with a value of time: the escalation chain with the lowest expected cost plus
+  value_of_time_usd_per_s x expected time (applied mode: `cost`). Without one: as above.
+- `async`: tiers at their Batch API prices; time is ignored and no expected time is reported.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import combinations
 
 import numpy as np
 
 from classifier.errors import InputError
+from classifier.timing import TimeModel
 
 RULES = ("absolute", "relative", "utility")
 MODES = ("threshold", "cost")
+BANDS = ("interactive", "tolerant", "async")
 # The relative rule divides by the best P(success); this floor keeps an all-zero row finite.
 MIN_BEST = 1e-12
+# An escalation step whose attempts (with the ones before it) finish inside the budget less often than this
+# cannot finish in time, and is dropped from an interactive chain.
+MIN_FINISH = 0.01
 
 
 class PolicyError(InputError):
@@ -40,11 +60,18 @@ class PolicyError(InputError):
 
 @dataclass(frozen=True)
 class Choice:
-    """The chosen tier (an index, cheapest first), its escalation chain, and the chain's expected cost."""
+    """The chosen tier (an index, cheapest first), its escalation chain, and what the chain is expected to take.
+
+    `mode` is the routing mode applied; `expected_time_ms` is None where the bundle has no time model or the
+    band ignores time; `budget_met` is false only when an interactive budget applied and no chain met it.
+    """
 
     tier: int
     chain: tuple[int, ...]
     expected_cost: float
+    mode: str = "threshold"
+    expected_time_ms: float | None = None
+    budget_met: bool = True
 
 
 def expected_chain_cost(probs: Sequence[float], costs: Sequence[float], chain: Sequence[int]) -> float:
@@ -54,6 +81,12 @@ def expected_chain_cost(probs: Sequence[float], costs: Sequence[float], chain: S
         total += (1.0 - best) * float(costs[tier])
         best = max(best, float(probs[tier]))
     return total
+
+
+@lru_cache(maxsize=256)
+def escalation_chains(allowed: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    """Every chain `cost` mode considers: any subset of the allowed tiers below the top one, then the top one."""
+    return tuple((*c, allowed[-1]) for r in range(len(allowed)) for c in combinations(allowed[:-1], r))
 
 
 def _scale(best: float | np.ndarray, rule: str) -> float | np.ndarray:
@@ -126,12 +159,15 @@ def rule_scores(probs: np.ndarray, rule: str, costs: Sequence[float] | None = No
 
 @dataclass(frozen=True)
 class Policy:
-    """The routing rule of a bundle: tier names, their mean cost per request, and the default threshold."""
+    """The routing rule of a bundle: tier names, their mean cost per request (list and Batch API prices), the
+    default threshold, and the tiers' time model when the bundle has one."""
 
     tiers: tuple[str, ...]
     costs: tuple[float, ...]
     threshold: float
     rule: str = "absolute"
+    batch_costs: tuple[float, ...] | None = None
+    times: TimeModel | None = None
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
@@ -161,22 +197,153 @@ class Policy:
         quality_target: float | None = None,
         allowed_tiers: Sequence[str] | None = None,
         mode: str = "threshold",
+        *,
+        band: str = "interactive",
+        max_latency_ms: float | None = None,
+        value_of_time_usd_per_s: float | None = None,
     ) -> Choice:
-        """Pick a tier for one request from its per-tier success probabilities."""
+        """Pick a tier for one request from its per-tier success probabilities, within its latency band."""
         allowed = self.allowed(allowed_tiers)
         target = self.target(quality_target)
-        row = probs.tolist() if isinstance(probs, np.ndarray) else [float(p) for p in probs]
-        if mode == "cost":
-            chains = [(*c, allowed[-1]) for r in range(len(allowed)) for c in combinations(allowed[:-1], r)]
-            chain = min(chains, key=lambda c: (expected_chain_cost(row, self.costs, c), c))
-            return Choice(chain[0], chain, expected_chain_cost(row, self.costs, chain))
-        if mode != "threshold":
+        if mode not in MODES:
             raise PolicyError("mode", f"must be one of {MODES}, got {mode!r}")
-        scores = row_scores([row[i] for i in allowed], [self._unit[i] for i in allowed], self.rule)
-        position = len(allowed) - 1
-        for k, score in enumerate(scores):
-            if score >= target:
-                position = k
-                break
-        chain = tuple(allowed[position:])
-        return Choice(chain[0], chain, expected_chain_cost(row, self.costs, chain))
+        row = probs.tolist() if isinstance(probs, np.ndarray) else [float(p) for p in probs]
+        if band == "async":
+            return self._plain(row, allowed, target, mode, self.batch_costs or self.costs, None)
+        if band == "interactive":
+            if max_latency_ms is None:
+                return self._plain(row, allowed, target, mode, self.costs, self.times)
+            return self._in_budget(row, allowed, target, mode, _positive("max_latency_ms", max_latency_ms))
+        if band == "tolerant":
+            if value_of_time_usd_per_s is None:
+                return self._plain(row, allowed, target, mode, self.costs, self.times)
+            return self._cost_and_time(row, allowed, _non_negative("value_of_time_usd_per_s", value_of_time_usd_per_s))
+        raise PolicyError("latency_band", f"must be one of {BANDS}, got {band!r}")
+
+    def _plain(
+        self,
+        row: list[float],
+        allowed: list[int],
+        target: float,
+        mode: str,
+        costs: Sequence[float],
+        times: TimeModel | None,
+    ) -> Choice:
+        """The decision without a budget or a value of time: threshold or cheapest expected cost."""
+        if mode == "cost":
+            chain = min(escalation_chains(tuple(allowed)), key=lambda c: (expected_chain_cost(row, costs, c), c))
+        else:
+            scores = row_scores([row[i] for i in allowed], [self._unit[i] for i in allowed], self.rule)
+            position = len(allowed) - 1
+            for k, score in enumerate(scores):
+                if score >= target:
+                    position = k
+                    break
+            chain = tuple(allowed[position:])
+        expected_time = times.expected_chain_time(row, chain) if times is not None else None
+        return Choice(chain[0], chain, expected_chain_cost(row, costs, chain), mode, expected_time)
+
+    def _time_model(self, field: str) -> TimeModel:
+        if self.times is None:
+            raise PolicyError(
+                field,
+                "this model has no time model (train it on logs with latency_ms, or give first_token_ms and "
+                "output_tokens_per_s for every tier in the ladder)",
+            )
+        return self.times
+
+    def _in_budget(self, row: list[float], allowed: list[int], target: float, mode: str, budget: float) -> Choice:
+        """The interactive decision under a latency budget (module docstring)."""
+        times = self._time_model("max_latency_ms")
+        best = max(row[i] for i in allowed)
+        bar = target * (best if self.rule == "relative" else 1.0)
+        candidates: list[tuple[float, float, tuple[int, ...]]] = []
+        if mode == "threshold":
+            in_time = [row[i] * times.within(1 << i, budget) for i in allowed]
+            scores = self._budget_scores(in_time, allowed, best)
+            for k, tier in enumerate(allowed):
+                chain, chance = _fit_budget(row, allowed[k:], times, budget)
+                if not chain:
+                    continue
+                if chain[0] == tier and scores[k] >= target:
+                    return self._budget_choice(row, chain, chance >= bar, mode, times)
+                candidates.append((chance, k, chain))
+        else:
+            fitted = {}
+            for chain in escalation_chains(tuple(allowed)):
+                kept, chance = _fit_budget(row, chain, times, budget)
+                if kept:
+                    fitted[kept] = chance
+            feasible = [c for c, chance in fitted.items() if chance >= bar]
+            if feasible:
+                best = min(feasible, key=lambda c: (expected_chain_cost(row, self.costs, c), c))
+                return self._budget_choice(row, best, True, mode, times)
+            candidates = [(chance, -expected_chain_cost(row, self.costs, c), c) for c, chance in fitted.items()]
+        if not candidates:  # no tier can finish in time: the one most likely to, else the fastest
+            fastest = max(allowed, key=lambda t: (times.within(1 << t, budget), -times.mean_ms[t]))
+            return self._budget_choice(row, (fastest,), False, mode, times)
+        return self._budget_choice(row, max(candidates)[2], False, mode, times)
+
+    def _budget_scores(self, in_time: list[float], allowed: list[int], best: float) -> list[float]:
+        """The rule's threshold scores of each allowed tier's chance of an acceptable answer in time: as a share of
+        the best P(success) for `relative` (a share of the best reachable quality), the utility trade-off on them
+        for `utility`, themselves for `absolute`."""
+        if self.rule == "utility":
+            return utility_row(in_time, [self._unit[i] for i in allowed])
+        scale = float(_scale(best, self.rule))
+        return [p / scale for p in in_time]
+
+    def _budget_choice(
+        self, row: list[float], chain: tuple[int, ...], met: bool, mode: str, times: TimeModel
+    ) -> Choice:
+        return Choice(
+            chain[0],
+            chain,
+            expected_chain_cost(row, self.costs, chain),
+            mode,
+            times.expected_chain_time(row, chain),
+            met,
+        )
+
+    def _cost_and_time(self, row: list[float], allowed: list[int], usd_per_s: float) -> Choice:
+        """The tolerant decision: the escalation chain with the lowest expected cost + value of its expected time."""
+        times = self._time_model("value_of_time_usd_per_s")
+
+        def price(chain: tuple[int, ...]) -> tuple[float, tuple[int, ...]]:
+            cost = expected_chain_cost(row, self.costs, chain)
+            return cost + usd_per_s * times.expected_chain_time(row, chain) / 1000.0, chain
+
+        chain = min(escalation_chains(tuple(allowed)), key=price)
+        return Choice(
+            chain[0], chain, expected_chain_cost(row, self.costs, chain), "cost", times.expected_chain_time(row, chain)
+        )
+
+
+def _fit_budget(
+    row: list[float], chain: Sequence[int], times: TimeModel, budget: float
+) -> tuple[tuple[int, ...], float]:
+    """The chain without the steps that cannot finish in time, and its chance of an acceptable answer in time."""
+    kept: list[int] = []
+    mask, best, chance = 0, 0.0, 0.0
+    for tier in chain:
+        finish = times.within(mask | 1 << tier, budget)
+        if finish < MIN_FINISH:
+            continue
+        kept.append(tier)
+        mask |= 1 << tier
+        reached = max(best, row[tier])
+        chance += (reached - best) * finish
+        best = reached
+    return tuple(kept), chance
+
+
+def _positive(field: str, value: float) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise PolicyError(field, f"must be a finite number > 0, got {value}")
+    return float(value)
+
+
+def _non_negative(field: str, value: float) -> float:
+    if not (math.isfinite(value) and value >= 0):
+        raise PolicyError(field, f"must be a finite number >= 0, got {value}")
+    return float(value)

@@ -24,7 +24,13 @@ OUTPUT = "probabilities"
 
 @dataclass(frozen=True)
 class Prediction:
-    """A routing answer: the tier to call, why, and what to do if it fails."""
+    """A routing answer: the tier to call, why, and what to do if it fails.
+
+    `mode` is the routing mode applied (a tolerant band with a value of time applies `cost`); the expected
+    cost is at Batch API prices for the async band; `expected_latency_ms` is the chain's expected time to an
+    acceptable answer (None without a time model, or for the async band); `latency_budget_met` is false only
+    when an interactive budget applied and no chain meets the quality target within it.
+    """
 
     tier: str
     model: str
@@ -33,6 +39,8 @@ class Prediction:
     quality_target: float
     mode: str
     expected_cost_usd: float | None
+    expected_latency_ms: float | None = None
+    latency_budget_met: bool = True
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -53,11 +61,14 @@ class Router:
         self.manifest = manifest
         self.ladder: TierLadder = manifest.tier_ladder
         self.version = manifest.version
+        costs = tuple(manifest.tier_costs_usd)
         self.policy = Policy(
             tiers=tuple(self.ladder.names),
-            costs=tuple(manifest.tier_costs_usd),
+            costs=costs,
             threshold=manifest.policy.threshold,
             rule=manifest.policy.rule,
+            batch_costs=tuple(c * t.batch_multiplier for c, t in zip(costs, self.ladder.tiers, strict=True)),
+            times=manifest.time_model(),
         )
         self._session = session
         self._tokenizer = tokenizer
@@ -101,7 +112,7 @@ class Router:
         ids, mask = self._tokenizer.batch(texts)
         return self._run(ids, mask)
 
-    def _prediction(self, probs: np.ndarray, choice: Choice, target: float, mode: str) -> Prediction:
+    def _prediction(self, probs: np.ndarray, choice: Choice, target: float) -> Prediction:
         names = self.ladder.names
         return Prediction(
             tier=names[choice.tier],
@@ -109,8 +120,10 @@ class Router:
             probabilities=dict(zip(names, probs.tolist(), strict=True)),
             fallback_chain=[names[i] for i in choice.chain],
             quality_target=target,
-            mode=mode,
+            mode=choice.mode,
             expected_cost_usd=choice.expected_cost,
+            expected_latency_ms=choice.expected_time_ms,
+            latency_budget_met=choice.budget_met,
         )
 
     def predict(
@@ -120,8 +133,15 @@ class Router:
         quality_target: float | None = None,
         allowed_tiers: Sequence[str] | None = None,
         mode: str = "threshold",
+        band: str = "interactive",
+        max_latency_ms: float | None = None,
+        value_of_time_usd_per_s: float | None = None,
     ) -> Prediction:
-        """Route one prompt: the cheapest tier the policy trusts, with its fallback chain."""
+        """Route one prompt: the cheapest tier the policy trusts within its latency band, with its fallback chain.
+
+        band: interactive (a person waits; `max_latency_ms` bounds the time to an acceptable answer), tolerant
+        (`value_of_time_usd_per_s` prices waiting against cost) or async (Batch API prices, time ignored).
+        """
         ids = self.token_ids(text)
         if len(ids) == 0:
             ids = np.zeros(1, dtype=np.int64)
@@ -129,8 +149,16 @@ class Router:
         else:
             mask = np.ones((1, len(ids)), dtype=np.int64)
         probs = self._run(ids[None, :], mask)[0]
-        choice = self.policy.choose(probs, quality_target, allowed_tiers, mode)
-        return self._prediction(probs, choice, self.policy.target(quality_target), mode)
+        choice = self.policy.choose(
+            probs,
+            quality_target,
+            allowed_tiers,
+            mode,
+            band=band,
+            max_latency_ms=max_latency_ms,
+            value_of_time_usd_per_s=value_of_time_usd_per_s,
+        )
+        return self._prediction(probs, choice, self.policy.target(quality_target))
 
     def predict_batch(
         self,
@@ -139,11 +167,15 @@ class Router:
         quality_target: float | None = None,
         allowed_tiers: Sequence[str] | None = None,
         mode: str = "threshold",
+        band: str = "interactive",
+        max_latency_ms: float | None = None,
+        value_of_time_usd_per_s: float | None = None,
     ) -> list[Prediction]:
-        """Route many prompts with one graph run."""
+        """Route many prompts with one graph run (the same options as `predict`, for every prompt)."""
         probs = self.probabilities(texts)
         target = self.policy.target(quality_target)
+        options = {"band": band, "max_latency_ms": max_latency_ms, "value_of_time_usd_per_s": value_of_time_usd_per_s}
         return [
-            self._prediction(row, self.policy.choose(row, quality_target, allowed_tiers, mode), target, mode)
+            self._prediction(row, self.policy.choose(row, quality_target, allowed_tiers, mode, **options), target)
             for row in probs
         ]

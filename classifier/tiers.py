@@ -16,23 +16,55 @@ class TierError(InputError):
     """A tier ladder file that cannot be used."""
 
 
+# Anthropic's published multipliers of the input price (docs.anthropic.com/en/docs/about-claude/pricing):
+# prompt-cache reads ("cache hits & refreshes") 0.1x, 5-minute cache writes 1.25x; Message Batches 50% of list.
+CACHE_READ_MULTIPLIER = 0.1
+CACHE_WRITE_MULTIPLIER = 1.25
+BATCH_MULTIPLIER = 0.5
+
+
 @dataclass(frozen=True)
 class Tier:
-    """One rung of the ladder: a name, the models that count as it, and list prices per million tokens."""
+    """One rung of the ladder: a name, the models that count as it, list prices per million tokens, the price
+    multipliers for cached prompt tokens and the Batch API, and published speed figures when the ladder gives
+    them (`first_token_ms`, `output_tokens_per_s`, and `time_source` saying where they come from)."""
 
     name: str
     models: tuple[str, ...]
     input_usd_per_mtok: float
     output_usd_per_mtok: float
+    cache_read_multiplier: float = CACHE_READ_MULTIPLIER
+    cache_write_multiplier: float = CACHE_WRITE_MULTIPLIER
+    batch_multiplier: float = BATCH_MULTIPLIER
+    first_token_ms: float | None = None
+    output_tokens_per_s: float | None = None
+    time_source: str = ""
 
     @property
     def model(self) -> str:
         """The model a router answer recommends for this tier (the first one listed)."""
         return self.models[0]
 
-    def token_cost(self, input_tokens: float, output_tokens: float) -> float:
-        """Price of an attempt in USD from its token counts, so costs can be estimated where none is logged."""
-        return (input_tokens * self.input_usd_per_mtok + output_tokens * self.output_usd_per_mtok) / 1e6
+    def token_cost(
+        self, input_tokens: float, output_tokens: float, cache_read_tokens: float = 0.0, cache_write_tokens: float = 0.0
+    ) -> float:
+        """Price of an attempt in USD from its token counts, so costs can be estimated where none is logged.
+
+        Input tokens that were read from or written to the prompt cache (the API's `cache_read_input_tokens`,
+        `cache_creation_input_tokens`; not part of its `input_tokens`) cost the input price times the
+        tier's cache multipliers.
+        """
+        prompt = (
+            input_tokens
+            + cache_read_tokens * self.cache_read_multiplier
+            + cache_write_tokens * self.cache_write_multiplier
+        )
+        return (prompt * self.input_usd_per_mtok + output_tokens * self.output_usd_per_mtok) / 1e6
+
+    @property
+    def has_speed(self) -> bool:
+        """Whether the ladder gives this tier's published speed (first-token time and output rate)."""
+        return self.first_token_ms is not None and self.output_tokens_per_s is not None
 
 
 @dataclass(frozen=True)
@@ -114,7 +146,7 @@ class TierLadder:
                 raise TierError(f"{where} ({name}): 'models' must be a non-empty list of strings")
             if not all(math.isfinite(price) and price >= 0 for price in prices):
                 raise TierError(f"{where} ({name}): prices must be finite and cannot be negative, got {prices}")
-            tiers.append(Tier(name, tuple(models), *prices))
+            tiers.append(Tier(name, tuple(models), *prices, **_optional_figures(entry, f"{where} ({name})")))
         return cls(tuple(tiers), source=source)
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,3 +174,28 @@ class TierLadder:
     def model_to_tier(self) -> dict[str, int]:
         """Map of every model name in the ladder to its tier index."""
         return {m: i for i, t in enumerate(self.tiers) for m in t.models}
+
+
+# Optional per-tier figures: multipliers of the list price (> 0 when given), and published speed (> 0).
+_MULTIPLIERS = ("cache_read_multiplier", "cache_write_multiplier", "batch_multiplier")
+_SPEEDS = ("first_token_ms", "output_tokens_per_s")
+
+
+def _optional_figures(entry: dict[str, Any], where: str) -> dict[str, Any]:
+    """The optional keys of a [[tier]] table, checked: positive finite numbers, and speed given whole or not at all."""
+    figures: dict[str, Any] = {}
+    for key in (*_MULTIPLIERS, *_SPEEDS):
+        value = entry.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            raise TierError(f"{where}: {key!r} must be a number > 0, got {value!r}")
+        figures[key] = float(value)
+    if sum(key in figures for key in _SPEEDS) == 1:
+        raise TierError(f"{where}: give both 'first_token_ms' and 'output_tokens_per_s', or neither")
+    source = entry.get("time_source", "")
+    if not isinstance(source, str):
+        raise TierError(f"{where}: 'time_source' must be a string")
+    if source:
+        figures["time_source"] = source
+    return figures

@@ -117,6 +117,20 @@ def commands() -> None:
     type=click.Path(dir_okay=False),
     help="Append every decision to this JSONL file; SIGHUP reopens it (log rotation).",
 )
+@click.option(
+    "--max-latency-ms",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULTS.max_latency_ms,
+    help="INTERACTIVE requests that set no max_latency_ms get this budget (models with a time model only). "
+    "Default: none, no budget.",
+)
+@click.option(
+    "--value-of-time-usd-per-s",
+    type=click.FloatRange(min=0),
+    default=DEFAULTS.value_of_time_usd_per_s,
+    help="TOLERANT requests that set no value_of_time_usd_per_s get this one (models with a time model only). "
+    "Default: none, time not priced.",
+)
 def serve(no_metrics: bool, metrics_port: int, **options: Any) -> None:
     """Serve a router bundle over gRPC (tierwise.v1.Router, health, reflection) until SIGTERM.
 
@@ -148,7 +162,20 @@ def client() -> None:
 @click.option("--allowed-tier", "allowed_tiers", multiple=True, help="Restrict to this tier (repeatable).")
 @click.option("--mode", type=click.Choice(["threshold", "cost"]), default="threshold", show_default=True)
 @click.option(
-    "--latency-band", type=click.Choice(["INTERACTIVE", "TOLERANT", "ASYNC"]), default="INTERACTIVE", show_default=True
+    "--latency-band",
+    type=click.Choice(["INTERACTIVE", "TOLERANT", "ASYNC"], case_sensitive=False),
+    default="INTERACTIVE",
+    show_default=True,
+)
+@click.option(
+    "--max-latency-ms",
+    type=click.FloatRange(min=0, min_open=True),
+    help="INTERACTIVE: the answer must be acceptable within this many ms (the server's default if unset).",
+)
+@click.option(
+    "--value-of-time-usd-per-s",
+    type=click.FloatRange(min=0),
+    help="TOLERANT: what a second of waiting is worth in USD (the server's default if unset).",
 )
 @click.option("--request-id", default="", help="Echoed back and written to the server's decision log.")
 @click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0), help="Deadline in seconds.")

@@ -64,6 +64,8 @@ def predict_request(
     allowed_tiers: Sequence[str] = (),
     mode: str = "threshold",
     latency_band: str = "INTERACTIVE",
+    max_latency_ms: float | None = None,
+    value_of_time_usd_per_s: float | None = None,
 ) -> pb.PredictRequest:
     """Build a PredictRequest from plain Python values (mode: threshold|cost; band: INTERACTIVE|TOLERANT|ASYNC)."""
     request = pb.PredictRequest(
@@ -75,6 +77,10 @@ def predict_request(
     )
     if quality_target is not None:
         request.quality_target = quality_target
+    if max_latency_ms is not None:
+        request.max_latency_ms = max_latency_ms
+    if value_of_time_usd_per_s is not None:
+        request.value_of_time_usd_per_s = value_of_time_usd_per_s
     return request
 
 

@@ -51,6 +51,9 @@ class ServeConfig:
     tls_key: str | Path | None = None
     auth_token_file: str | Path | None = None
     decision_log: str | Path | None = None
+    # For requests that set none, on models with a time model: INTERACTIVE's budget, TOLERANT's value of time.
+    max_latency_ms: float | None = None
+    value_of_time_usd_per_s: float | None = None
     workers: int = 1
     # Set by the worker pool for its children: share the port, expose metrics to the pool only, tag logs.
     reuse_port: bool = False

@@ -1,7 +1,8 @@
 """What an attempt costs: the served bundle's tier ladder, model by model, with cache and batch pricing.
 
 The ladder comes from the router (`GetModelInfo`), so the client and the proxy price an attempt exactly as the
-served model was trained to, and a new bundle with new prices is picked up with it. When the router cannot be
+served model was trained to (the ladder's prices, its cache and Batch multipliers, `Tier.token_cost`), and a new
+bundle with new prices is picked up with it. When the router cannot be
 reached the shipped Claude ladder prices the fallback's answer instead.
 """
 
@@ -11,12 +12,6 @@ import json
 from dataclasses import dataclass
 
 from classifier.tiers import Tier, TierLadder
-
-# Anthropic's published multipliers of the input price: a prompt-cache read costs 10% of an input token, a
-# cache write (5-minute cache) 125%; the Message Batches API bills half of list price.
-CACHE_READ_MULTIPLIER = 0.1
-CACHE_WRITE_MULTIPLIER = 1.25
-BATCH_DISCOUNT = 0.5
 
 
 @dataclass(frozen=True)
@@ -52,13 +47,11 @@ class Usage:
 
 
 def attempt_cost(tier: Tier, usage: Usage, batch: bool = False) -> float:
-    """USD for one answer on a tier: input and output at list price, cache reads and writes at their multipliers."""
-    cache = (
-        usage.cache_read_input_tokens * CACHE_READ_MULTIPLIER
-        + usage.cache_creation_input_tokens * CACHE_WRITE_MULTIPLIER
-    ) * tier.input_usd_per_mtok
-    cost = tier.token_cost(usage.input_tokens, usage.output_tokens) + cache / 1e6
-    return cost * BATCH_DISCOUNT if batch else cost
+    """USD for one answer on a tier: the ladder's cost rule, cache reads and writes included, Batch rate if so."""
+    cost = tier.token_cost(
+        usage.input_tokens, usage.output_tokens, usage.cache_read_input_tokens, usage.cache_creation_input_tokens
+    )
+    return cost * tier.batch_multiplier if batch else cost
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from serving.config import ServeConfig, ServeError
 from serving.decision_log import DecisionLog
 from serving.metrics import MetricsEndpoint, ServiceMetrics
 from serving.reload import LoadedModel, ModelHolder, Reloader, ReloadResult
-from serving.service import SERVICE_NAME, Limits, RouterService, aio_handlers, method_label, sync_handlers
+from serving.service import SERVICE_NAME, BandDefaults, Limits, RouterService, aio_handlers, method_label, sync_handlers
 from serving.sources import open_model_source
 
 log = logging.getLogger("tierwise.serving")
@@ -46,7 +46,8 @@ class ServingApp:
             else None
         )
         limits = Limits(max_prompt_bytes=config.max_prompt_bytes, max_batch=config.max_batch)
-        self.service = RouterService(self.holder, self.metrics, limits, self.decision_log)
+        band_defaults = BandDefaults(config.max_latency_ms, config.value_of_time_usd_per_s)
+        self.service = RouterService(self.holder, self.metrics, limits, self.decision_log, band_defaults)
         self.reloader = Reloader(self.holder, config.reload_interval)
         self.endpoint: MetricsEndpoint | None = None
         self.token = read_token(config.auth_token_file) if config.auth_token_file else None

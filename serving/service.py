@@ -21,6 +21,7 @@ import grpc
 
 from classifier.policy import PolicyError
 from classifier.router import Prediction, Router
+from classifier.timing import TierTime
 from serving.decision_log import Decision, DecisionLog
 from serving.metrics import ServiceMetrics
 from serving.reload import LoadedModel, ModelHolder
@@ -60,6 +61,28 @@ class Limits:
     max_batch: int
 
 
+@dataclass(frozen=True)
+class BandDefaults:
+    """The latency budget and value of time a request gets when it sets none (`tierwise serve` options).
+
+    Applied only when the serving model has a time model; a request that sets one itself on a model without
+    one is refused, naming the field.
+    """
+
+    max_latency_ms: float | None = None
+    value_of_time_usd_per_s: float | None = None
+
+    def options(self, args: RouteArgs, router: Router) -> dict[str, object]:
+        """The band keywords of Router.predict for one request."""
+        timed = router.policy.times is not None
+        budget, value = args.max_latency_ms, args.value_of_time_usd_per_s
+        return {
+            "band": args.band,
+            "max_latency_ms": self.max_latency_ms if budget is None and timed else budget,
+            "value_of_time_usd_per_s": self.value_of_time_usd_per_s if value is None and timed else value,
+        }
+
+
 class RouterService:
     """Answers routing requests with whatever model the holder serves at the moment each call starts."""
 
@@ -69,10 +92,12 @@ class RouterService:
         metrics: ServiceMetrics,
         limits: Limits,
         decision_log: DecisionLog | None = None,
+        band_defaults: BandDefaults = BandDefaults(),
     ):
         self._holder = holder
         self._metrics = metrics
         self._limits = limits
+        self._band_defaults = band_defaults
         self._decision_log = decision_log
         self._info: tuple[LoadedModel, pb.ModelInfo] | None = None
         self._abandoned = threading.Event()
@@ -94,7 +119,11 @@ class RouterService:
         start = time.perf_counter_ns()
         try:
             prediction = router.predict(
-                args.text, quality_target=args.quality_target, allowed_tiers=args.allowed_tiers, mode=args.mode
+                args.text,
+                quality_target=args.quality_target,
+                allowed_tiers=args.allowed_tiers,
+                mode=args.mode,
+                **self._band_defaults.options(args, router),
             )
         except PolicyError as exc:
             raise _invalid(_policy_error(exc)) from None
@@ -131,6 +160,7 @@ class RouterService:
                         quality_target=first.quality_target,
                         allowed_tiers=first.allowed_tiers,
                         mode=first.mode,
+                        **self._band_defaults.options(first, router),
                     )
                 except PolicyError as exc:
                     raise _invalid(_policy_error(exc, f"requests[{chunk[0]}].")) from None
@@ -168,9 +198,12 @@ class RouterService:
             quality_target=prediction.quality_target,
             mode=MODE_ENUM[prediction.mode],
             use_batch_api=args.use_batch_api,
+            latency_budget_met=prediction.latency_budget_met,
         )
         if prediction.expected_cost_usd is not None:
             response.expected_cost_usd = prediction.expected_cost_usd
+        if prediction.expected_latency_ms is not None:
+            response.expected_latency_ms = prediction.expected_latency_ms
         self._metrics.record_tier(prediction.tier)
         if self._decision_log is not None:
             self._decision_log.add(
@@ -193,6 +226,7 @@ def model_info(loaded: LoadedModel) -> pb.ModelInfo:
     router: Router = loaded.router
     manifest = router.manifest
     policy = manifest.policy
+    times = router.policy.times
     return pb.ModelInfo(
         version=router.version,
         tiers=[
@@ -202,8 +236,9 @@ def model_info(loaded: LoadedModel) -> pb.ModelInfo:
                 models=list(t.models),
                 input_usd_per_mtok=t.input_usd_per_mtok,
                 output_usd_per_mtok=t.output_usd_per_mtok,
+                time=None if times is None else tier_time_info(times.tiers[i]),
             )
-            for t in router.ladder.tiers
+            for i, t in enumerate(router.ladder.tiers)
         ],
         threshold=policy.threshold,
         threshold_rule=f"{policy.rule}: {policy.chosen_by}" if policy.chosen_by else policy.rule,
@@ -212,6 +247,18 @@ def model_info(loaded: LoadedModel) -> pb.ModelInfo:
         data_fingerprint=str(manifest.data.get("fingerprint", "")),
         source=str(loaded.bundle.path),
         manifest_json=json.dumps(manifest.to_json(), sort_keys=True),
+    )
+
+
+def tier_time_info(time: TierTime) -> pb.TierTime:
+    """GetModelInfo's view of a tier's time model (0 where the first-token time or rate is unknown)."""
+    return pb.TierTime(
+        first_token_ms=time.first_token_ms or 0.0,
+        output_tokens_per_s=time.output_tokens_per_s or 0.0,
+        latency_ms_p50=time.quantile(0.5),
+        latency_ms_p90=time.quantile(0.9),
+        latency_ms_p99=time.quantile(0.99),
+        source=time.source,
     )
 
 

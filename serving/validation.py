@@ -15,7 +15,12 @@ from serving.tierwise.v1 import router_pb2 as pb
 
 _MODES = {pb.ROUTING_MODE_UNSPECIFIED: "threshold", pb.THRESHOLD: "threshold", pb.COST: "cost"}
 MODE_ENUM = {"threshold": pb.THRESHOLD, "cost": pb.COST}
-_BANDS = frozenset(pb.LatencyBand.values())
+_BANDS = {
+    pb.LATENCY_BAND_UNSPECIFIED: "interactive",
+    pb.INTERACTIVE: "interactive",
+    pb.TOLERANT: "tolerant",
+    pb.ASYNC: "async",
+}
 
 
 class RequestError(InputError):
@@ -42,12 +47,25 @@ class RouteArgs:
     quality_target: float | None
     allowed_tiers: tuple[str, ...] | None
     mode: str
-    use_batch_api: bool
+    band: str
+    max_latency_ms: float | None
+    value_of_time_usd_per_s: float | None
 
     @property
-    def policy_key(self) -> tuple[float | None, tuple[str, ...] | None, str]:
+    def use_batch_api(self) -> bool:
+        return self.band == "async"
+
+    @property
+    def policy_key(self) -> tuple[object, ...]:
         """Requests sharing this key can be classified in one batch."""
-        return self.quality_target, self.allowed_tiers, self.mode
+        return (
+            self.quality_target,
+            self.allowed_tiers,
+            self.mode,
+            self.band,
+            self.max_latency_ms,
+            self.value_of_time_usd_per_s,
+        )
 
 
 _ID_PREFIX = os.urandom(6).hex()
@@ -122,7 +140,8 @@ def route_args(request: pb.PredictRequest, max_prompt_bytes: int, prefix: str = 
     mode = _MODES.get(request.mode)
     if mode is None:
         raise RequestError(prefix + "mode", f"unknown routing mode {request.mode}")
-    if request.latency_band not in _BANDS:
+    band = _BANDS.get(request.latency_band)
+    if band is None:
         raise RequestError(prefix + "latency_band", f"unknown latency band {request.latency_band}")
     return RouteArgs(
         request_id=request.request_id or new_request_id(),
@@ -130,7 +149,11 @@ def route_args(request: pb.PredictRequest, max_prompt_bytes: int, prefix: str = 
         quality_target=quality_target,
         allowed_tiers=tuple(request.allowed_tiers) or None,
         mode=mode,
-        use_batch_api=request.latency_band == pb.ASYNC,
+        band=band,
+        max_latency_ms=request.max_latency_ms if request.HasField("max_latency_ms") else None,
+        value_of_time_usd_per_s=(
+            request.value_of_time_usd_per_s if request.HasField("value_of_time_usd_per_s") else None
+        ),
     )
 
 

@@ -51,6 +51,24 @@ def other_bundle(tmp_path_factory: pytest.TempPathFactory, trained_bundle: Path)
 
 
 @pytest.fixture(scope="session")
+def untimed_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle with no time model: logs without latency_ms and a ladder without speed figures."""
+    from classifier.tiers import Tier, TierLadder
+    from training.logs import read_attempts
+    from training.sample_logs import generate_attempts
+    from training.train import TrainOptions, train_bundle
+
+    work = tmp_path_factory.mktemp("untimed")
+    logs = work / "attempts.jsonl"
+    generate_attempts(300, seed=5).drop("latency_ms", "ttft_ms").write_ndjson(logs)
+    ladder = TierLadder(
+        tuple(Tier(t.name, t.models, t.input_usd_per_mtok, t.output_usd_per_mtok) for t in TierLadder.load().tiers)
+    )
+    train_bundle(read_attempts([logs]), work / "bundle", ladder, TrainOptions(encoder="static"))
+    return work / "bundle"
+
+
+@pytest.fixture(scope="session")
 def serving_image_env(tmp_path_factory: pytest.TempPathFactory) -> BuiltEnv:
     """The serving image's environment: deploy/Dockerfile's build stage run here (a real pip install: minutes)."""
     return run_build_stage(read_stages()[0], tmp_path_factory.mktemp("serving-image"))

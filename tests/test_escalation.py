@@ -235,3 +235,26 @@ def test_the_router_down_policy_falls_back_to_the_top_tier_or_fails():
 )
 def test_statuses_worth_the_next_tier_are_those_the_sdk_retries(status, retryable):
     assert retryable_status(status) is retryable
+
+
+def test_the_served_ladder_s_own_multipliers_price_an_attempt():
+    ladder = TierLadder.from_dict(
+        {
+            "tier": [
+                {
+                    "name": "small",
+                    "models": ["m-small"],
+                    "input_usd_per_mtok": 2.0,
+                    "output_usd_per_mtok": 10.0,
+                    "cache_read_multiplier": 0.2,
+                    "cache_write_multiplier": 2.0,
+                    "batch_multiplier": 0.4,
+                }
+            ]
+        }
+    )
+    prices = PriceBook(ladder, "v9")
+    usage = Usage(input_tokens=1000, output_tokens=100, cache_read_input_tokens=5000, cache_creation_input_tokens=500)
+    expected = ((1000 + 5000 * 0.2 + 500 * 2.0) * 2.0 + 100 * 10.0) / 1e6
+    assert prices.cost("m-small", usage) == pytest.approx(expected)
+    assert prices.cost("m-small", usage, batch=True) == pytest.approx(expected * 0.4)

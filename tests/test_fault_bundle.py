@@ -83,6 +83,23 @@ def checksum_not_a_hash(data: dict[str, Any]) -> None:
     data["files"]["model.onnx"] = "not-a-hash"
 
 
+def faster_top_tier(data: dict[str, Any]) -> None:
+    top = data["tier_times"][-1]
+    top["latency_ms_quantiles"] = [q / 10 for q in top["latency_ms_quantiles"]]
+
+
+def nan_latency(data: dict[str, Any]) -> None:
+    data["tier_times"][0]["latency_ms_quantiles"][3] = float("nan")
+
+
+def reversed_latencies(data: dict[str, Any]) -> None:
+    data["tier_times"][1]["latency_ms_quantiles"].reverse()
+
+
+def one_time_model_too_few(data: dict[str, Any]) -> None:
+    data["tier_times"].pop()
+
+
 @pytest.mark.parametrize(
     ("change", "restamp", "named"),
     [
@@ -103,6 +120,10 @@ def checksum_not_a_hash(data: dict[str, Any]) -> None:
         (outside_entry, True, r"files: '\.\./\.\./etc/passwd'"),
         (absolute_entry, True, r"files: '/etc/passwd'"),
         (checksum_not_a_hash, True, "not a SHA-256"),
+        (faster_top_tier, False, "version"),
+        (nan_latency, True, r"tier_times\[0\]"),
+        (reversed_latencies, True, r"tier_times\[1\].*must not decrease"),
+        (one_time_model_too_few, True, "tier_times must list one time model per tier"),
     ],
     ids=[
         "nan-threshold",
@@ -122,6 +143,10 @@ def checksum_not_a_hash(data: dict[str, Any]) -> None:
         "dot-dot-entry",
         "absolute-entry",
         "bad-checksum-text",
+        "time-model-stale-version",
+        "nan-latency",
+        "decreasing-latencies",
+        "time-model-per-tier-missing",
     ],
 )
 def test_tampered_manifests_are_refused_naming_the_field(trained_bundle, tmp_path, change, restamp, named):

@@ -28,6 +28,9 @@ MEASURES: dict[str, pl.DataType] = {
     "input_tokens": pl.Float64(),
     "output_tokens": pl.Float64(),
     "latency_ms": pl.Float64(),
+    "ttft_ms": pl.Float64(),  # time to the first output token, for streamed answers
+    "cache_read_input_tokens": pl.Float64(),  # prompt tokens read from the prompt cache
+    "cache_creation_input_tokens": pl.Float64(),  # prompt tokens written to the prompt cache
     "output_chars": pl.Float64(),
 }
 # When and how the attempt was made and graded (written by `tierwise replay`).

@@ -284,6 +284,24 @@ def train(
 @click.option("--quality-target", type=click.FloatRange(0, 1), help="Override the bundle's quality threshold.")
 @click.option("--allowed-tier", "allowed_tiers", multiple=True, help="Restrict to this tier (repeatable).")
 @click.option("--mode", type=click.Choice(["threshold", "cost"]), default="threshold", show_default=True)
+@click.option(
+    "--latency-band",
+    type=click.Choice(["interactive", "tolerant", "async"], case_sensitive=False),
+    default="interactive",
+    show_default=True,
+    help="interactive: a person waits (--max-latency-ms); tolerant: waiting has a price (--value-of-time-usd-per-s); "
+    "async: Batch API prices, time ignored.",
+)
+@click.option(
+    "--max-latency-ms",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Interactive: the answer must be acceptable within this many ms (needs a bundle with a time model).",
+)
+@click.option(
+    "--value-of-time-usd-per-s",
+    type=click.FloatRange(min=0),
+    help="Tolerant: what a second of waiting is worth in USD; minimises expected cost + this x expected time.",
+)
 @click.option("--tracking-uri", help=f"For models:/ URIs. {TRACKING_HELP}")
 def predict(
     text: str,
@@ -291,14 +309,26 @@ def predict(
     quality_target: float | None,
     allowed_tiers: tuple[str, ...],
     mode: str,
+    latency_band: str,
+    max_latency_ms: float | None,
+    value_of_time_usd_per_s: float | None,
     tracking_uri: str | None,
 ) -> None:
-    """Print the routing decision for TEXT as JSON: tier, model, per-tier probabilities, fallback chain."""
+    """Print the routing decision for TEXT as JSON: tier, model, per-tier probabilities, fallback chain, expected
+    cost and time to an acceptable answer."""
     import dataclasses
     import json
 
     router = load_router(model, tracking_uri)
-    prediction = router.predict(text, quality_target=quality_target, allowed_tiers=allowed_tiers or None, mode=mode)
+    prediction = router.predict(
+        text,
+        quality_target=quality_target,
+        allowed_tiers=allowed_tiers or None,
+        mode=mode,
+        band=latency_band.lower(),
+        max_latency_ms=max_latency_ms,
+        value_of_time_usd_per_s=value_of_time_usd_per_s,
+    )
     click.echo(json.dumps({**dataclasses.asdict(prediction), "model_version": router.version}, indent=2))
 
 
@@ -317,6 +347,28 @@ def predict(
 )
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write every number as JSON here.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Draw the cost-quality chart (PNG) here.")
+@click.option(
+    "--band",
+    type=click.Choice(["interactive", "tolerant", "async"], case_sensitive=False),
+    help="Also replay each request's chain in this latency band on its logged outcomes, costs and latencies: cost, "
+    "quality and time to an acceptable answer for the router, each tier, the static mix and the oracle.",
+)
+@click.option(
+    "--max-latency-ms",
+    type=click.FloatRange(min=0, min_open=True),
+    help="--band interactive: the router's budget, and the one quality is judged within.",
+)
+@click.option(
+    "--value-of-time-usd-per-s",
+    type=click.FloatRange(min=0),
+    help="--band tolerant: what a second of waiting is worth to the router.",
+)
+@click.option(
+    "--time-plot",
+    "time_plot_out",
+    type=click.Path(dir_okay=False),
+    help="With --band: draw the cost-versus-time chart (PNG) here.",
+)
 @click.option("--tracking-uri", help=f"For models:/ URIs. {TRACKING_HELP}")
 def evaluate(
     model: str,
@@ -327,6 +379,10 @@ def evaluate(
     split: str,
     json_out: str | None,
     plot_out: str | None,
+    band: str | None,
+    max_latency_ms: float | None,
+    value_of_time_usd_per_s: float | None,
+    time_plot_out: str | None,
     tracking_uri: str | None,
 ) -> None:
     """Score a router against trivial routing on labelled logs: APGR, CPT, cost at quality, calibration.
@@ -337,21 +393,28 @@ def evaluate(
     model's own ladder (give one with the same tier names to re-price). Definitions: docs/evaluation.md.
     """
     from classifier.tiers import TierLadder
+    from training.evaluation.bands import BandOptions
     from training.evaluation.evaluate import run_eval
     from training.evaluation.table import render_table
 
+    if band is None and (max_latency_ms, value_of_time_usd_per_s, time_plot_out) != (None, None, None):
+        raise click.UsageError("--max-latency-ms, --value-of-time-usd-per-s and --time-plot need --band")
     router = load_router(model, tracking_uri)
-    report = run_eval(
+    report, band_report = run_eval(
         router,
         read_logs(logs, success_threshold, skip_invalid),
         ladder=TierLadder.load(tiers) if tiers else None,
         split=None if split == "all" else split,
         json_out=Path(json_out) if json_out else None,
         plot_out=Path(plot_out) if plot_out else None,
+        band=BandOptions(band.lower(), max_latency_ms, value_of_time_usd_per_s) if band else None,
+        time_plot_out=Path(time_plot_out) if time_plot_out else None,
     )
     click.echo(f"model {model} (version {router.version}, encoder {router.manifest.encoder.name}), split {split}")
     click.echo(render_table(report))
-    for written in (json_out, plot_out):
+    if band_report is not None:
+        click.echo(band_report.table())
+    for written in (json_out, plot_out, time_plot_out):
         if written:
             click.echo(f"wrote {written}")
 

@@ -40,6 +40,12 @@ class Labels:
         return self.frame.select(f"cost_{name}" for name in self.ladder.names)
 
 
+def with_tiers(attempts: pl.DataFrame, ladder: TierLadder) -> pl.DataFrame:
+    """Attempt rows with a `tier` column: the ladder index of the row's model (null for models no tier lists)."""
+    tier = pl.col("model").replace_strict(ladder.model_to_tier(), default=None, return_dtype=pl.Int64)
+    return attempts.with_columns(tier.alias("tier"))
+
+
 def label_requests(log: AttemptLog, ladder: TierLadder) -> Labels:
     """Label every request with the cheapest tier that succeeded and whether that label is certain.
 
@@ -52,11 +58,7 @@ def label_requests(log: AttemptLog, ladder: TierLadder) -> Labels:
     success if any of them succeeded: the tier can answer the request. Duplicate (request, model) rows, and
     those that disagree, are counted in `Labels` so the merge is never silent.
     """
-    attempts = log.frame
-    model_tier = ladder.model_to_tier()
-    attempts = attempts.with_columns(
-        pl.col("model").replace_strict(model_tier, default=None, return_dtype=pl.Int64).alias("tier")
-    )
+    attempts = with_tiers(log.frame, ladder)
     unknown = attempts.filter(pl.col("tier").is_null())
     unknown_models: Counter[str] = Counter(dict(unknown.group_by("model").len().iter_rows()))
     attempts = attempts.filter(pl.col("tier").is_not_null())
@@ -74,12 +76,16 @@ def label_requests(log: AttemptLog, ladder: TierLadder) -> Labels:
     requests = attempts.group_by("request_id", maintain_order=True).agg(
         pl.col("prompt").first(), *(pl.col(c).drop_nulls().first() for c in extras)
     )
+    latency = pl.col("latency_ms") if "latency_ms" in attempts.columns else pl.lit(None, dtype=pl.Float64)
     per_tier = attempts.group_by("request_id", "tier").agg(
-        pl.col("success").any().alias("success"), pl.col("_cost").mean().alias("cost")
+        pl.col("success").any().alias("success"), pl.col("_cost").mean().alias("cost"), latency.mean().alias("latency")
     )
     for index, name in enumerate(ladder.names):
         tier_rows = per_tier.filter(pl.col("tier") == index).select(
-            "request_id", pl.col("success").alias(f"success_{name}"), pl.col("cost").alias(f"cost_{name}")
+            "request_id",
+            pl.col("success").alias(f"success_{name}"),
+            pl.col("cost").alias(f"cost_{name}"),
+            pl.col("latency").alias(f"latency_{name}"),
         )
         requests = requests.join(tier_rows, on="request_id", how="left")
     requests = fill_missing_costs(requests, ladder)

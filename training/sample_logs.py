@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from classifier.tiers import TierLadder
+from classifier.tiers import Tier, TierLadder
 
 FORMATS = ("jsonl", "csv", "parquet")
 
@@ -133,6 +133,35 @@ REASONING_WORDS = ("step by step", "prove", "derive", "justify", "explain why", 
 TIER_SKILL_STEP = 1.6
 SKILL_OFFSET = 0.4
 SUCCESS_SLOPE = 4.0
+# Speed of a tier whose ladder gives none: first token and output rate of the cheapest tier, each step up
+# slower by these factors (roughly the Claude ladder's published figures).
+FALLBACK_FIRST_TOKEN_MS = 700.0
+FALLBACK_TOKENS_PER_S = 97.0
+FIRST_TOKEN_STEP = 1.9
+RATE_STEP = 0.68
+# Spread of one attempt's first-token time and output rate around the tier's typical figures (log-normal).
+FIRST_TOKEN_JITTER = 0.3
+RATE_JITTER = 0.15
+
+
+@dataclass(frozen=True)
+class _Speed:
+    """A tier's typical first-token time (ms) and output rate (tokens/s) in generated logs."""
+
+    first_token_ms: float
+    tokens_per_s: float
+
+    @classmethod
+    def of(cls, tier: Tier, index: int) -> _Speed:
+        if tier.first_token_ms is not None and tier.output_tokens_per_s is not None:
+            return cls(tier.first_token_ms, tier.output_tokens_per_s)
+        return cls(FALLBACK_FIRST_TOKEN_MS * FIRST_TOKEN_STEP**index, FALLBACK_TOKENS_PER_S * RATE_STEP**index)
+
+    def attempt(self, rng: np.random.Generator, output_tokens: int, overhead_ms: float) -> tuple[float, float]:
+        """(ttft_ms, latency_ms) of one attempt: a jittered first token, then the tokens at a jittered rate."""
+        ttft = self.first_token_ms * float(rng.lognormal(0.0, FIRST_TOKEN_JITTER)) + overhead_ms
+        rate = self.tokens_per_s * float(rng.lognormal(0.0, RATE_JITTER))
+        return round(ttft, 1), round(ttft + 1000.0 * output_tokens / rate, 1)
 
 
 def _difficulty(domain: Domain, text: str, noise: float) -> float:
@@ -151,9 +180,16 @@ def _tiers_tried(rng: np.random.Generator, n_tiers: int) -> list[int]:
 
 
 def generate_attempts(requests: int, seed: int = 0, ladder: TierLadder | None = None) -> pl.DataFrame:
-    """Generate attempt rows (request_id, prompt, model, success, tokens, cost, latency, timestamp, split...)."""
+    """Generate attempt rows (request_id, prompt, model, success, tokens, cost, latency, timestamp, split...).
+
+    Latency: the tier's first-token time (the ladder's figure, else a fallback), then the output tokens at the
+    tier's rate, both jittered per attempt; harder domains have longer answers (a greeting ~40 tokens, an
+    analysis ~700), so they take longer.
+    """
     ladder = ladder or TierLadder.load()
+    speeds = [_Speed.of(tier, index) for index, tier in enumerate(ladder.tiers)]
     rng = np.random.default_rng(seed)
+    timing_rng = np.random.default_rng([seed, 1])
     start = datetime(2026, 1, 1, tzinfo=UTC)
     rows = []
     for number in range(requests):
@@ -172,6 +208,7 @@ def generate_attempts(requests: int, seed: int = 0, ladder: TierLadder | None = 
             skill = SKILL_OFFSET + TIER_SKILL_STEP * index
             success = bool(rng.random() < 1 / (1 + math.exp(-SUCCESS_SLOPE * (skill - difficulty + 0.5))))
             output_tokens = max(5, int(rng.normal(domain.output_tokens, domain.output_tokens * 0.2)))
+            ttft_ms, latency_ms = speeds[index].attempt(timing_rng, output_tokens, float(rng.uniform(100, 300)))
             rows.append(
                 {
                     "request_id": request_id,
@@ -181,7 +218,8 @@ def generate_attempts(requests: int, seed: int = 0, ladder: TierLadder | None = 
                     "input_tokens": input_tokens,
                     "output_tokens": output_tokens,
                     "cost_usd": tier.token_cost(input_tokens, output_tokens),
-                    "latency_ms": round(output_tokens * (8 + 6 * index) + float(rng.uniform(100, 300)), 1),
+                    "latency_ms": latency_ms,
+                    "ttft_ms": ttft_ms,
                     "timestamp": (when + timedelta(seconds=index * 5)).isoformat(),
                     "category": domain.name,
                     "split": split,

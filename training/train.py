@@ -37,6 +37,7 @@ from training.policy_choice import DEFAULT_QUALITY_FLOOR, PolicyChoice, choose_p
 from training.speed import measure_latency
 from training.splits import DEFAULT_COLUMN, SplitRule
 from training.sufficiency import DEFAULT_MIN_OUTCOMES, refuse_short_tiers, tier_outcomes, without_tiers
+from training.timing import TimeFit, fit_tier_times
 
 LATENCY_PROMPTS = 200
 
@@ -84,6 +85,7 @@ class TrainResult:
     log: AttemptLog
     labels: Labels
     calibration_folds: int
+    untimed_tiers: list[str] = field(default_factory=list)
     dropped_tiers: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -178,7 +180,13 @@ def _trainable_labels(log: AttemptLog, ladder: TierLadder, options: TrainOptions
 
 
 def _manifest(
-    log: AttemptLog, labels: Labels, tier_costs: list[float], masks: _Masks, choice: PolicyChoice, encoder: Encoder
+    log: AttemptLog,
+    labels: Labels,
+    tier_costs: list[float],
+    masks: _Masks,
+    choice: PolicyChoice,
+    encoder: Encoder,
+    times: TimeFit,
 ) -> Manifest:
     frame = labels.frame
     return Manifest(
@@ -186,6 +194,7 @@ def _manifest(
         tier_costs_usd=tier_costs,
         policy=choice.spec,
         encoder=encoder.spec,
+        tier_times=times.to_manifest(),
         data={
             **log.fingerprint(),
             "requests": masks.counts(),
@@ -193,6 +202,12 @@ def _manifest(
         },
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+
+
+def _train_attempts(log: AttemptLog, frame: pl.DataFrame, masks: _Masks) -> pl.DataFrame:
+    """The attempt rows of the training requests: what the time model is fitted on (held-out rows stay unseen)."""
+    train_ids = frame.filter(pl.Series(masks.train))["request_id"]
+    return log.frame.filter(pl.col("request_id").is_in(train_ids.implode()))
 
 
 def train_bundle(
@@ -219,7 +234,9 @@ def train_bundle(
     timings["fit_s"] = time.perf_counter() - step
 
     step = time.perf_counter()
-    stamped = export_bundle(out_dir, encoder, head, _manifest(log, labels, tier_costs, masks, choice, encoder))
+    times = fit_tier_times(_train_attempts(log, frame, masks), labels.ladder)
+    manifest = _manifest(log, labels, tier_costs, masks, choice, encoder, times)
+    stamped = export_bundle(out_dir, encoder, head, manifest)
     router = Router.load(out_dir)
     evaluation = None
     if known_rows(success[masks.test], cost[masks.test]).any():
@@ -239,6 +256,7 @@ def train_bundle(
         log=log,
         labels=labels,
         calibration_folds=head.calibration_folds,
+        untimed_tiers=times.untimed_tiers,
         dropped_tiers=dropped,
         timings={**timings, **latency},
     )

@@ -53,6 +53,7 @@ def render_report(result: TrainResult) -> str:
         )
     else:
         lines.append("no held-out requests with every tier known: no test metrics")
+    lines += _time_lines(result)
     metrics = manifest.metrics
     if "latency_p50_us" in metrics:
         lines.append(
@@ -62,3 +63,18 @@ def render_report(result: TrainResult) -> str:
     timings = result.timings
     lines.append("time: " + ", ".join(f"{k[:-2]} {v:.1f}s" for k, v in timings.items() if k.endswith("_s")))
     return "\n".join(lines)
+
+
+def _time_lines(result: TrainResult) -> list[str]:
+    """Each tier's time model (p50/p90 and where it comes from), or which tiers have no timings."""
+    times = result.manifest.tier_time_models()
+    if times is None:
+        return [
+            f"time model: none (no latency_ms in the logs and no speed figures in the ladder for "
+            f"{', '.join(result.untimed_tiers)}): latency budgets cannot be used with this bundle"
+        ]
+    names = result.labels.ladder.names
+    return ["time model per attempt:"] + [
+        f"  {name:<10} p50 {t.quantile(0.5) / 1000:.2f}s  p90 {t.quantile(0.9) / 1000:.2f}s  ({t.source})"
+        for name, t in zip(names, times, strict=True)
+    ]

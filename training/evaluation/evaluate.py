@@ -17,15 +17,18 @@ import polars as pl
 
 from classifier.router import Router
 from classifier.tiers import TierError, TierLadder
+from training.evaluation.bands import BandOptions, BandReport, evaluate_band, latency_matrix
 from training.evaluation.baselines import knn_probs
+from training.evaluation.curves import known_rows
 from training.evaluation.frames import outcome_arrays, prompt_chars
 from training.evaluation.report import EvalReport, build_report
 from training.labels import label_requests
-from training.logs import AttemptLog
+from training.logs import AttemptLog, LogError
 from training.progress import progress
 from training.splits import SplitRule
 
 PROBABILITY_BATCH = 128
+BUDGET_SWEEP_POINTS = 12
 
 
 def router_probabilities(router: Router, prompts: Sequence[str], batch: int = PROBABILITY_BATCH) -> np.ndarray:
@@ -99,6 +102,25 @@ def evaluation_ladder(router: Router, ladder: TierLadder | None) -> TierLadder:
     return ladder
 
 
+def band_evaluation(
+    router: Router, evaluated: pl.DataFrame, probs: np.ndarray, options: BandOptions, sweep: bool = False
+) -> BandReport:
+    """The band evaluation of a router on labelled rows, reusing their probabilities; `sweep` adds the router
+    across interactive budgets spanning the tiers' latencies (for the cost-versus-time chart)."""
+    success, cost = outcome_arrays(evaluated, router.ladder.names)
+    latency, logged = latency_matrix(evaluated, router)
+    keep = known_rows(success, cost) & np.isfinite(latency).all(axis=1)
+    if not keep.any():
+        raise LogError("no evaluated request has an outcome, cost and latency on every tier: nothing to simulate")
+    times = router.policy.times
+    budgets: list[float] = []
+    if sweep and times is not None and options.band == "interactive":
+        low, high = times.tiers[0].quantile(0.25), 2 * times.tiers[-1].quantile(0.9)
+        budgets = np.geomspace(low, high, BUDGET_SWEEP_POINTS).tolist()
+    share = float(logged[keep].mean())
+    return evaluate_band(router, success[keep], cost[keep], latency[keep], probs[keep], options, share, budgets)
+
+
 def run_eval(
     router: Router,
     log: AttemptLog,
@@ -107,16 +129,30 @@ def run_eval(
     split: str | None = "test",
     json_out: Path | None = None,
     plot_out: Path | None = None,
-) -> EvalReport:
-    """`tierwise eval`: label the logs with the model's ladder, evaluate one split, write the JSON and chart."""
+    band: BandOptions | None = None,
+    time_plot_out: Path | None = None,
+) -> tuple[EvalReport, BandReport | None]:
+    """`tierwise eval`: label the logs with the model's ladder, evaluate one split (and its chains in a latency
+    band, when one is given), write the JSON and the charts."""
     labels = label_requests(log, evaluation_ladder(router, ladder))
     report = evaluate_router(router, labels.frame, split=split)
+    band_report = None
+    document = report.to_json()
+    if band is not None:
+        evaluated, _ = SplitRule().select(labels.frame, split)
+        band_report = band_evaluation(router, evaluated, report.probabilities, band, sweep=time_plot_out is not None)
+        document["band"] = band_report.to_json()
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n")
+        json_out.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
     if plot_out is not None:
         from training.evaluation.plot import plot_report
 
         plot_out.parent.mkdir(parents=True, exist_ok=True)
         plot_report(report, plot_out)
-    return report
+    if time_plot_out is not None and band_report is not None:
+        from training.evaluation.band_plot import plot_band_report
+
+        time_plot_out.parent.mkdir(parents=True, exist_ok=True)
+        plot_band_report(band_report, time_plot_out)
+    return report, band_report

@@ -54,6 +54,27 @@ def static_mix_quality(always_cost: np.ndarray, always_quality: np.ndarray, budg
     return best
 
 
+def static_mix_shares(always_cost: np.ndarray, always_quality: np.ndarray, budget: float) -> np.ndarray:
+    """The share of traffic on each tier behind `static_mix_quality` at one budget (below the cheapest tier: all
+    on it), for where the mix itself is replayed (time to an acceptable answer per latency band), not only scored.
+    """
+    cost = np.asarray(always_cost, dtype=np.float64)
+    quality = np.asarray(always_quality, dtype=np.float64)
+    tol = 1e-9 * max(float(np.max(np.abs(cost))), abs(budget))
+    shares, best = np.eye(len(cost))[int(np.argmin(cost))], -np.inf
+    for i in range(len(cost)):
+        if cost[i] > budget + tol:
+            continue
+        for j in range(len(cost)):
+            high = 0.0 if cost[j] <= cost[i] else min(1.0, (budget - cost[i]) / (cost[j] - cost[i]))
+            mixed = quality[i] + high * (quality[j] - quality[i])
+            if mixed > best:
+                best, shares = mixed, np.zeros(len(cost))
+                shares[i] += 1.0 - high
+                shares[j] += high
+    return shares
+
+
 def static_mix_curve(always_cost: np.ndarray, always_quality: np.ndarray, points: int = STATIC_MIX_POINTS) -> Curve:
     """The static mix sampled finely between the cheapest and the dearest tier (settings: the budgets)."""
     budgets = np.union1d(np.linspace(always_cost.min(), always_cost.max(), points), always_cost)

@@ -13,24 +13,22 @@ from dataclasses import dataclass
 
 from classifier.tiers import Tier, TierLadder
 from training.replay.censored import ReplayItem
-from training.replay.graders import CACHE_READ_MULTIPLIER, CACHE_WRITE_MULTIPLIER
-
-BATCH_DISCOUNT = 0.5
 
 
 def batch_cost(tier: Tier, input_tokens: float, output_tokens: float) -> float:
     """USD for tokens at the tier's list prices with the Message Batches discount."""
-    return tier.token_cost(input_tokens, output_tokens) * BATCH_DISCOUNT
+    return tier.token_cost(input_tokens, output_tokens) * tier.batch_multiplier
 
 
 def usage_cost(tier: Tier, usage: Mapping[str, int | None]) -> float:
     """The actual batch cost of one result from the usage the API reported (cache tokens priced as such)."""
-    input_tokens = (
-        (usage.get("input_tokens") or 0)
-        + CACHE_WRITE_MULTIPLIER * (usage.get("cache_creation_input_tokens") or 0)
-        + CACHE_READ_MULTIPLIER * (usage.get("cache_read_input_tokens") or 0)
+    cost = tier.token_cost(
+        usage.get("input_tokens") or 0,
+        usage.get("output_tokens") or 0,
+        cache_read_tokens=usage.get("cache_read_input_tokens") or 0,
+        cache_write_tokens=usage.get("cache_creation_input_tokens") or 0,
     )
-    return batch_cost(tier, input_tokens, usage.get("output_tokens") or 0)
+    return cost * tier.batch_multiplier
 
 
 def estimate_usd(item: ReplayItem, ladder: TierLadder) -> float:

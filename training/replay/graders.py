@@ -26,11 +26,9 @@ from typing import Any
 import anthropic
 
 from classifier.errors import InputError
-from classifier.tiers import TierLadder
+from classifier.tiers import Tier, TierLadder
 from training.costs import CHARS_PER_TOKEN
 
-CACHE_WRITE_MULTIPLIER = 1.25
-CACHE_READ_MULTIPLIER = 0.1
 JUDGE_MAX_TOKENS = 512
 JUDGE_OUTPUT_TOKENS_ESTIMATE = 120
 JUDGE_TOOL_NAME = "record_grade"
@@ -208,13 +206,12 @@ JUDGE_TOOL = {
 }
 
 
-def model_prices(model: str, ladder: TierLadder) -> tuple[float, float]:
-    """A model's (input, output) USD per million tokens from the ladder, else from the shipped Claude ladder."""
+def model_tier(model: str, ladder: TierLadder) -> Tier:
+    """The tier (with its prices) a model belongs to in the ladder, else in the shipped Claude ladder."""
     for candidate in (ladder, TierLadder.load()):
         index = candidate.model_to_tier().get(model)
         if index is not None:
-            tier = candidate.tiers[index]
-            return tier.input_usd_per_mtok, tier.output_usd_per_mtok
+            return candidate.tiers[index]
     raise InputError(f"judge model {model!r} has no price: list it under a tier's `models` in the --tiers ladder")
 
 
@@ -224,12 +221,12 @@ class JudgeGrader(Grader):
     def __init__(
         self,
         model: str,
-        prices: tuple[float, float],
+        tier: Tier,
         client: anthropic.Anthropic | None = None,
         rubric: str = JUDGE_RUBRIC,
     ) -> None:
         self.model = model
-        self.prices = prices
+        self.tier = tier
         self.client = client
         self.rubric = rubric
         self.name = f"judge:{model}"
@@ -263,26 +260,20 @@ class JudgeGrader(Grader):
         if not isinstance(verdict, dict) or not isinstance(verdict.get("passed"), bool):
             raise GradingError(f"request {item.request_id}: the judge did not return a {JUDGE_TOOL_NAME} verdict")
         usage = message.usage
-        price_in, price_out = self.prices
-        cost = (
-            price_in
-            * (
-                usage.input_tokens
-                + CACHE_WRITE_MULTIPLIER * (usage.cache_creation_input_tokens or 0)
-                + CACHE_READ_MULTIPLIER * (usage.cache_read_input_tokens or 0)
-            )
-            + price_out * usage.output_tokens
-        ) / 1e6
+        cost = self.tier.token_cost(
+            usage.input_tokens,
+            usage.output_tokens,
+            cache_read_tokens=usage.cache_read_input_tokens or 0,
+            cache_write_tokens=usage.cache_creation_input_tokens or 0,
+        )
         passed = verdict["passed"]
         return Grade(passed, 1.0 if passed else 0.0, str(verdict.get("reason", "")), cost)
 
     def estimate_usd(self, prompt_chars: int, answer_chars: int, reference_chars: int) -> float:
         """Rubric at the cache-read price, the task at the input price, a short verdict at the output price."""
-        price_in, price_out = self.prices
         rubric_tokens = len(self.rubric) / CHARS_PER_TOKEN
         task_tokens = (prompt_chars + answer_chars + reference_chars) / CHARS_PER_TOKEN + 40
-        cost = price_in * (CACHE_READ_MULTIPLIER * rubric_tokens + task_tokens)
-        return (cost + price_out * JUDGE_OUTPUT_TOKENS_ESTIMATE) / 1e6
+        return self.tier.token_cost(task_tokens, JUDGE_OUTPUT_TOKENS_ESTIMATE, cache_read_tokens=rubric_tokens)
 
 
 # --- user callable --------------------------------------------------------------------------------------
@@ -346,7 +337,7 @@ def load_grader(
         return ExactGrader()
     if spec == "judge":
         model = judge_model or ladder.top.model
-        return JudgeGrader(model, model_prices(model, ladder), client)
+        return JudgeGrader(model, model_tier(model, ladder), client)
     if spec.startswith("python:"):
         return PythonGrader(spec.removeprefix("python:"), success_threshold)
     raise InputError(f"--grader {spec!r}: use exact, judge or python:module:function")
