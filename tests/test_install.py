@@ -158,7 +158,7 @@ def test_a_missing_extra_names_the_command_and_the_install_line():
 def test_the_readme_commands_are_the_set_up_and_ci_runs_the_test_command():
     readme = (ROOT / "README.md").read_text()
     main_job = "pip install torch==2.13.0 && pip install -e '.[train]' && tierwise demo"
-    tests = "pip install torch==2.13.0 && pip install -e '.[train,spark,dev]' && python -m pytest"
+    tests = "pip install torch==2.13.0 && pip install -e '.[train,spark,anthropic,dev]' && python -m pytest"
     assert f"```bash\n{main_job}\n```" in readme
     assert f"```bash\n{tests}\n```" in readme
     assert (ROOT / ".ci" / "run").read_text().rstrip().splitlines()[-1] == tests
