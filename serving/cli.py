@@ -1,4 +1,4 @@
-"""The serving side of the `tierwise` command line: `serve` and `client`.
+"""The serving side of the `tierwise` command line: `serve`, `client` and `proxy`.
 
 Option defaults are `ServeConfig`'s own, so the command line and the library never disagree. The body of
 each command imports its implementation, so `tierwise --help` never loads grpc.
@@ -10,7 +10,9 @@ from typing import Any
 
 import click
 
+from classifier.extras import Extra
 from serving.config import ServeConfig
+from serving.proxy_config import ProxyConfig
 
 DEFAULTS = ServeConfig(model="")
 TRACKING_HELP = "MLflow store for models:/ URIs. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here."
@@ -235,3 +237,66 @@ def client_predict(
     except grpc.RpcError as exc:
         raise CallFailed(exc) from exc
     click.echo(json.dumps(response, indent=2))
+
+
+PROXY_DEFAULTS = ProxyConfig()
+ANTHROPIC = Extra("anthropic", "Anthropic client and proxy", ("anthropic", "starlette", "uvicorn", "httpx"))
+
+
+@commands.command("proxy")
+@click.option("--router", default=PROXY_DEFAULTS.router, show_default=True, help="host:port of `tierwise serve`.")
+@click.option(
+    "--listen",
+    default=PROXY_DEFAULTS.listen,
+    show_default=True,
+    help="HOST:PORT to serve the Messages API on (port 0: any); loopback only unless asked.",
+)
+@click.option(
+    "--upstream",
+    default=PROXY_DEFAULTS.upstream,
+    show_default=True,
+    envvar="TIERWISE_UPSTREAM",
+    help="The Anthropic API to forward to ($TIERWISE_UPSTREAM if set).",
+)
+@click.option(
+    "--max-concurrency",
+    default=PROXY_DEFAULTS.max_concurrency,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Requests in flight at once (a stream counts until it ends); one more gets 529 overloaded_error.",
+)
+@click.option(
+    "--max-body-bytes",
+    default=PROXY_DEFAULTS.max_body_bytes,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest request body taken; a bigger one gets 413 request_too_large.",
+)
+@click.option(
+    "--router-timeout",
+    "router_timeout_s",
+    default=PROXY_DEFAULTS.router_timeout_s,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to wait for a routing decision; past it the router counts as down.",
+)
+@click.option(
+    "--router-down",
+    type=click.Choice(["fallback", "fail"]),
+    default=PROXY_DEFAULTS.router_down,
+    show_default=True,
+    help="When no router answers: call --fallback-model (flagged in x-tierwise-router-error), or answer 503.",
+)
+@click.option("--fallback-model", help="The model used while the router is down. Default: the top tier's.")
+@click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), help="TLS to the router, trusting this CA.")
+@click.option("--auth-token-file", type=click.Path(exists=True, dir_okay=False), help="Bearer token for the router.")
+def proxy(**options: Any) -> None:
+    """Serve the Anthropic Messages API, routing `"model": "tierwise"` requests through the router.
+
+    Point any Anthropic client's base_url at --listen. Other models, count_tokens and every other /v1 path pass
+    through to --upstream untouched. SIGTERM or SIGINT stops it.
+    """
+    ANTHROPIC.require(click.get_current_context().command_path)
+    from serving.proxy import serve_proxy
+
+    serve_proxy(ProxyConfig(**options))

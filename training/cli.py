@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from classifier.extras import Extra
 from classifier.policy import RULES
 from training.cli_options import ManyValuesOption
-from training.extras import SPARK, TRAIN, Extra
+from training.extras import SPARK, TRAIN
 
 if TYPE_CHECKING:
     from classifier.router import Router
