@@ -26,9 +26,9 @@ class ChatMessage(Protocol):
     content: str
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
-    """What the request path hands to the log and to the recent-decision memory: references, no formatting.
+    """What the request path hands to the log: references, no formatting.
 
     `text` is what was routed (messages rendered); `messages` the request's chat messages, when it had them.
     `propensities` is None when the served tier was the only possible first attempt.

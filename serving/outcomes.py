@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from serving.calibration import ERROR, FAILURE, SUCCESS, UNGRADED, OutcomeStats
-from serving.decision_log import Decision
 from serving.jsonl_log import JsonlAppender
 from serving.recent import RecentDecisions
 from serving.reload import ModelHolder
@@ -100,7 +99,7 @@ class OutcomeDesk:
     def __init__(
         self,
         holder: ModelHolder,
-        recent: RecentDecisions[Decision],
+        recent: RecentDecisions,
         stats: OutcomeStats,
         log: OutcomeLog | None = None,
     ):
@@ -113,13 +112,13 @@ class OutcomeDesk:
     def receive(self, outcome: pb.Outcome, prefix: str = "") -> bool:
         """Accept one outcome (RequestError if it is malformed) and say whether this server routed its request."""
         check_outcome(outcome, prefix)
-        decision = self._recent.get(outcome.request_id)
+        probabilities = self._recent.get(outcome.request_id)
         tier = self._model_tiers().get(outcome.model, UNKNOWN_TIER)
-        predicted = None if decision is None else decision.prediction.probabilities.get(tier)
+        predicted = None if probabilities is None else probabilities.get(tier)
         self._stats.record(tier, outcome_result(outcome), predicted)
         if self._log is not None:
-            self._log.add(ReceivedOutcome(outcome, decision is not None, time.time()))
-        return decision is not None
+            self._log.add(ReceivedOutcome(outcome, probabilities is not None, time.time()))
+        return probabilities is not None
 
     def _model_tiers(self) -> dict[str, str]:
         """Model name -> tier name for the model serving now (rebuilt only when it changes)."""

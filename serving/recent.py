@@ -1,47 +1,46 @@
 """The decisions this server made recently, by request_id: to flag outcomes for requests it never routed,
 and to put each outcome next to the probability the router gave it (live calibration).
 
-Bounded: a ring of the last `capacity` decisions. Remembering one is a slot assignment and a dict store,
-with no lock (each step is atomic under the GIL; a race between two requests can at worst evict an entry
-early), so the Predict hot path pays well under a microsecond.
+Bounded: a ring of the last `capacity` request_ids, each with the router's per-tier probabilities.
+Remembering one is a few dict and list stores with no lock (each is atomic under the GIL; a race between two
+requests can at worst forget an entry early) and creates no object the garbage collector has to walk: the
+probabilities dict holds only strings and floats, so a full ring does not slow the collections that every
+request's allocations trigger.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Generic, Protocol, TypeVar
 
 
-class Keyed(Protocol):
-    request_id: str
-
-
-Entry = TypeVar("Entry", bound=Keyed)
-
-
-class RecentDecisions(Generic[Entry]):
-    """The last `capacity` entries, looked up by their request_id."""
+class RecentDecisions:
+    """The per-tier probabilities of the last `capacity` routed requests, by request_id."""
 
     def __init__(self, capacity: int):
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self.capacity = capacity
-        self._ring: list[Entry | None] = [None] * capacity
-        self._slots = itertools.count()
-        self._by_id: dict[str, Entry] = {}
+        self._ring: list[str | None] = [None] * capacity
+        self._count = itertools.count()
+        self._probabilities: dict[str, dict[str, float]] = {}
+        self._remembered_at: dict[str, int] = {}
 
-    def remember(self, entry: Entry) -> None:
-        """Keep `entry`, forgetting the oldest one when full."""
-        slot = next(self._slots) % self.capacity
+    def remember(self, request_id: str, probabilities: dict[str, float]) -> None:
+        """Keep a routed request's probabilities, forgetting the oldest request when full."""
+        number = next(self._count)
+        slot = number % self.capacity
         old = self._ring[slot]
-        self._ring[slot] = entry
-        self._by_id[entry.request_id] = entry
-        if old is not None and self._by_id.get(old.request_id) is old:
-            self._by_id.pop(old.request_id, None)
+        self._ring[slot] = request_id
+        self._probabilities[request_id] = probabilities
+        self._remembered_at[request_id] = number
+        # The old request leaves unless it was routed again since (then a later slot holds it).
+        if old is not None and old != request_id and self._remembered_at.get(old) == number - self.capacity:
+            self._probabilities.pop(old, None)
+            self._remembered_at.pop(old, None)
 
-    def get(self, request_id: str) -> Entry | None:
-        """The remembered entry for a request_id, or None if this server never routed it (or forgot it)."""
-        return self._by_id.get(request_id)
+    def get(self, request_id: str) -> dict[str, float] | None:
+        """The probabilities the router gave a request_id, or None if this server never routed it (or forgot)."""
+        return self._probabilities.get(request_id)
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._probabilities)

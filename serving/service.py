@@ -117,7 +117,7 @@ class RouterService:
         self._explore_rate = feedback.explore_rate
         self._explore_seed = feedback.explore_seed
         self._explorer: tuple[Router | None, Explorer | None] = (None, None)
-        self._recent: RecentDecisions[Decision] = RecentDecisions(feedback.recent_decisions)
+        self._recent = RecentDecisions(feedback.recent_decisions)
         self.outcomes = OutcomeDesk(holder, self._recent, metrics.outcomes, feedback.outcome_log)
         self._info: tuple[LoadedModel, pb.ModelInfo] | None = None
         self._abandoned = threading.Event()
@@ -230,11 +230,11 @@ class RouterService:
 
     def _answer(self, args: RouteArgs, prediction: Prediction, router: Router, inference_us: int) -> pb.PredictResponse:
         version = router.version
-        decision = Decision(args.request_id, args.text, args.messages, prediction, version, args.band, time.time())
+        explored, propensity, propensities = False, 1.0, None
         if self._explore_rate and args.allow_explore:
             served = self._explorer_for(router).serve(prediction, args.allowed_tiers, band=args.band)
-            prediction = decision.prediction = served.prediction
-            decision.explored, decision.propensity, decision.propensities = (
+            prediction, explored, propensity, propensities = (
+                served.prediction,
                 served.explored,
                 served.propensity,
                 served.propensities,
@@ -251,17 +251,30 @@ class RouterService:
             mode=MODE_ENUM[prediction.mode],
             use_batch_api=args.use_batch_api,
             latency_budget_met=prediction.latency_budget_met,
-            explored=decision.explored,
-            propensity=decision.propensity,
+            explored=explored,
+            propensity=propensity,
         )
         if prediction.expected_cost_usd is not None:
             response.expected_cost_usd = prediction.expected_cost_usd
         if prediction.expected_latency_ms is not None:
             response.expected_latency_ms = prediction.expected_latency_ms
-        self._metrics.record_tier(prediction.tier, decision.explored)
-        self._recent.remember(decision)
+        self._metrics.record_tier(prediction.tier, explored)
+        self._recent.remember(args.request_id, prediction.probabilities)
         if self._decision_log is not None:
-            self._decision_log.add(decision)
+            self._decision_log.add(
+                Decision(
+                    args.request_id,
+                    args.text,
+                    args.messages,
+                    prediction,
+                    version,
+                    args.band,
+                    time.time(),
+                    explored,
+                    propensity,
+                    propensities,
+                )
+            )
         return response
 
 

@@ -5,6 +5,7 @@ merge; redacted prompts come back from --prompts; a malformed row stops with fil
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -142,8 +143,7 @@ def test_redacted_prompts_come_back_from_the_prompts_file_by_id_or_by_hash(tmp_p
 
 def test_chat_messages_travel_as_messages(tmp_path):
     chat = [pb.ChatMessage(role="system", content="Be terse."), pb.ChatMessage(role="user", content="Hi.")]
-    routed = decision("m", "system: Be terse.\n\nuser: Hi.")
-    routed.messages = chat
+    routed = dataclasses.replace(decision("m", "system: Be terse.\n\nuser: Hi."), messages=chat)
     decisions = write_jsonl(tmp_path / "d.jsonl", [decision_row(routed)])
     outcomes = write_jsonl(tmp_path / "o.jsonl", [outcome(1, request_id="m", model=HAIKU, success=True)])
     out = tmp_path / "attempts.parquet"
