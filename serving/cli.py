@@ -147,7 +147,8 @@ def commands() -> None:
     default=DEFAULTS.recent_decisions,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Routed request_ids remembered: an outcome for one not remembered is kept and flagged known_request=false.",
+    help="Routed request_ids remembered (about 0.4 KB each): an outcome for one not remembered is kept and flagged "
+    "known_request=false.",
 )
 @click.option(
     "--calibration-window",
