@@ -115,7 +115,47 @@ def commands() -> None:
 @click.option(
     "--decision-log",
     type=click.Path(dir_okay=False),
-    help="Append every decision to this JSONL file; SIGHUP reopens it (log rotation).",
+    help="Append every decision (prompt, tier, chain, probabilities, propensity) to this JSONL file; SIGHUP "
+    "reopens it (log rotation). `tierwise collect` joins it with --outcome-log into attempt logs.",
+)
+@click.option(
+    "--redact-prompts",
+    is_flag=True,
+    help="Keep only each prompt's SHA-256 in the decision log; `tierwise collect --prompts` brings them back.",
+)
+@click.option(
+    "--outcome-log",
+    type=click.Path(dir_okay=False),
+    help="Append every reported outcome (ReportOutcome/ReportOutcomes) to this JSONL file; SIGHUP reopens it.",
+)
+@click.option(
+    "--explore-rate",
+    default=DEFAULTS.explore_rate,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of requests with a cheaper allowed tier that are served one, drawn uniformly, with the chosen "
+    "tier next in the chain; responses say `explored` and the choice's `propensity`.",
+)
+@click.option(
+    "--explore-seed",
+    type=int,
+    help="Seed the exploration draws (each worker adds its number), for reproducible experiments; leave unset "
+    "in production.",
+)
+@click.option(
+    "--recent-decisions",
+    default=DEFAULTS.recent_decisions,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Routed request_ids remembered (about 0.4 KB each): an outcome for one not remembered is kept and flagged "
+    "known_request=false.",
+)
+@click.option(
+    "--calibration-window",
+    default=DEFAULTS.calibration_window,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Graded outcomes per tier behind the live calibration (metrics and GetModelInfo).",
 )
 @click.option(
     "--max-latency-ms",
@@ -135,7 +175,7 @@ def serve(no_metrics: bool, metrics_port: int, **options: Any) -> None:
     """Serve a router bundle over gRPC (tierwise.v1.Router, health, reflection) until SIGTERM.
 
     A new bundle (SIGHUP, or its files change) is verified before it replaces the serving one; a bundle
-    that fails is refused and the old one keeps serving. SIGHUP also reopens the decision log. SIGTERM
+    that fails is refused and the old one keeps serving. SIGHUP also reopens the decision and outcome logs. SIGTERM
     drains in-flight calls, then exits 0. With --workers N this process supervises N server processes
     sharing the port.
     """

@@ -4,7 +4,6 @@ request, model and attempt."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
@@ -15,15 +14,9 @@ import httpx
 import pytest
 
 from classifier.tiers import TierLadder
-from serving.config import ServeConfig
 from serving.process import ServerProcess
 from serving.routed_anthropic import RoutedAnthropic
 from tests.anthropic_fake import FakeAnthropic
-
-pytestmark = pytest.mark.skipif(
-    "outcome_log" not in {field.name for field in dataclasses.fields(ServeConfig)},
-    reason="needs the server side of ReportOutcome and `tierwise serve --outcome-log` (issue 14), not merged yet",
-)
 
 PROXY = (sys.executable, "-m", "tierwise", "proxy")
 API_KEY = "sk-ant-outcome-test"
