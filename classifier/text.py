@@ -10,16 +10,16 @@ def render_messages(messages: Iterable[Mapping[str, object]]) -> str:
 
     Each message becomes `role: content` on its own block; list-of-parts content keeps its text parts.
     """
-    blocks = []
-    for message in messages:
-        role = str(message.get("role", "user"))
-        content = message.get("content", "")
-        if isinstance(content, list):
-            content = "\n".join(
-                str(part.get("text", "")) if isinstance(part, Mapping) else str(part) for part in content
-            )
-        blocks.append(f"{role}: {content}")
-    return "\n\n".join(blocks)
+    return "\n\n".join(
+        f"{message.get('role', 'user')}: {content_text(message.get('content', ''))}" for message in messages
+    )
+
+
+def content_text(content: object) -> str:
+    """A message's content as text: a string as it is, a list of parts as their text parts, one per line."""
+    if isinstance(content, list):
+        return "\n".join(str(part.get("text", "")) if isinstance(part, Mapping) else str(part) for part in content)
+    return str(content)
 
 
 def clip_text(text: str, max_chars: int) -> str:

@@ -1,4 +1,4 @@
-"""The serving side of the `tierwise` command line: `serve` and `client`.
+"""The serving side of the `tierwise` command line: `serve`, `client` and `proxy`.
 
 Option defaults are `ServeConfig`'s own, so the command line and the library never disagree. The body of
 each command imports its implementation, so `tierwise --help` never loads grpc.
@@ -10,7 +10,10 @@ from typing import Any
 
 import click
 
+from classifier.extras import Extra
+from classifier.policy import BANDS, MODES
 from serving.config import ServeConfig
+from serving.proxy_config import ProxyConfig
 
 DEFAULTS = ServeConfig(model="")
 TRACKING_HELP = "MLflow store for models:/ URIs. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here."
@@ -113,7 +116,47 @@ def commands() -> None:
 @click.option(
     "--decision-log",
     type=click.Path(dir_okay=False),
-    help="Append every decision to this JSONL file; SIGHUP reopens it (log rotation).",
+    help="Append every decision (prompt, tier, chain, probabilities, propensity) to this JSONL file; SIGHUP "
+    "reopens it (log rotation). `tierwise collect` joins it with --outcome-log into attempt logs.",
+)
+@click.option(
+    "--redact-prompts",
+    is_flag=True,
+    help="Keep only each prompt's SHA-256 in the decision log; `tierwise collect --prompts` brings them back.",
+)
+@click.option(
+    "--outcome-log",
+    type=click.Path(dir_okay=False),
+    help="Append every reported outcome (ReportOutcome/ReportOutcomes) to this JSONL file; SIGHUP reopens it.",
+)
+@click.option(
+    "--explore-rate",
+    default=DEFAULTS.explore_rate,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of requests with a cheaper allowed tier that are served one, drawn uniformly, with the chosen "
+    "tier next in the chain; responses say `explored` and the choice's `propensity`.",
+)
+@click.option(
+    "--explore-seed",
+    type=int,
+    help="Seed the exploration draws (each worker adds its number), for reproducible experiments; leave unset "
+    "in production.",
+)
+@click.option(
+    "--recent-decisions",
+    default=DEFAULTS.recent_decisions,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Routed request_ids remembered (about 0.4 KB each): an outcome for one not remembered is kept and flagged "
+    "known_request=false.",
+)
+@click.option(
+    "--calibration-window",
+    default=DEFAULTS.calibration_window,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Graded outcomes per tier behind the live calibration (metrics and GetModelInfo).",
 )
 @click.option(
     "--max-latency-ms",
@@ -133,7 +176,7 @@ def serve(no_metrics: bool, metrics_port: int, **options: Any) -> None:
     """Serve a router bundle over gRPC (tierwise.v1.Router, health, reflection) until SIGTERM.
 
     A new bundle (SIGHUP, or its files change) is verified before it replaces the serving one; a bundle
-    that fails is refused and the old one keeps serving. SIGHUP also reopens the decision log. SIGTERM
+    that fails is refused and the old one keeps serving. SIGHUP also reopens the decision and outcome logs. SIGTERM
     drains in-flight calls, then exits 0. With --workers N this process supervises N server processes
     sharing the port.
     """
@@ -158,10 +201,10 @@ def client() -> None:
 @click.option("--target", default="localhost:50051", show_default=True, help="host:port of the server.")
 @click.option("--quality-target", type=click.FloatRange(0, 1), help="Override the model's quality threshold.")
 @click.option("--allowed-tier", "allowed_tiers", multiple=True, help="Restrict to this tier (repeatable).")
-@click.option("--mode", type=click.Choice(["threshold", "cost"]), default="threshold", show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default="threshold", show_default=True)
 @click.option(
     "--latency-band",
-    type=click.Choice(["INTERACTIVE", "TOLERANT", "ASYNC"], case_sensitive=False),
+    type=click.Choice([band.upper() for band in BANDS], case_sensitive=False),
     default="INTERACTIVE",
     show_default=True,
 )
@@ -196,3 +239,66 @@ def client_predict(
     except grpc.RpcError as exc:
         raise CallFailed(exc) from exc
     click.echo(json.dumps(response, indent=2))
+
+
+PROXY_DEFAULTS = ProxyConfig()
+ANTHROPIC = Extra("anthropic", "Anthropic client and proxy", ("anthropic", "starlette", "uvicorn", "httpx"))
+
+
+@commands.command("proxy")
+@click.option("--router", default=PROXY_DEFAULTS.router, show_default=True, help="host:port of `tierwise serve`.")
+@click.option(
+    "--listen",
+    default=PROXY_DEFAULTS.listen,
+    show_default=True,
+    help="HOST:PORT to serve the Messages API on (port 0: any); loopback only unless asked.",
+)
+@click.option(
+    "--upstream",
+    default=PROXY_DEFAULTS.upstream,
+    show_default=True,
+    envvar="TIERWISE_UPSTREAM",
+    help="The Anthropic API to forward to ($TIERWISE_UPSTREAM if set).",
+)
+@click.option(
+    "--max-concurrency",
+    default=PROXY_DEFAULTS.max_concurrency,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Requests in flight at once (a stream counts until it ends); one more gets 529 overloaded_error.",
+)
+@click.option(
+    "--max-body-bytes",
+    default=PROXY_DEFAULTS.max_body_bytes,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest request body taken; a bigger one gets 413 request_too_large.",
+)
+@click.option(
+    "--router-timeout",
+    "router_timeout_s",
+    default=PROXY_DEFAULTS.router_timeout_s,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to wait for a routing decision; past it the router counts as down.",
+)
+@click.option(
+    "--router-down",
+    type=click.Choice(["fallback", "fail"]),
+    default=PROXY_DEFAULTS.router_down,
+    show_default=True,
+    help="When no router answers: call --fallback-model (flagged in x-tierwise-router-error), or answer 503.",
+)
+@click.option("--fallback-model", help="The model used while the router is down. Default: the top tier's.")
+@click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), help="TLS to the router, trusting this CA.")
+@click.option("--auth-token-file", type=click.Path(exists=True, dir_okay=False), help="Bearer token for the router.")
+def proxy(**options: Any) -> None:
+    """Serve the Anthropic Messages API, routing `"model": "tierwise"` requests through the router.
+
+    Point any Anthropic client's base_url at --listen. Other models, count_tokens and every other /v1 path pass
+    through to --upstream untouched. SIGTERM or SIGINT stops it.
+    """
+    ANTHROPIC.require(click.get_current_context().command_path)
+    from serving.proxy import serve_proxy
+
+    serve_proxy(ProxyConfig(**options))

@@ -51,6 +51,12 @@ class ServeConfig:
     tls_key: str | Path | None = None
     auth_token_file: str | Path | None = None
     decision_log: str | Path | None = None
+    redact_prompts: bool = False  # the decision log keeps only each prompt's hash
+    outcome_log: str | Path | None = None
+    explore_rate: float = 0.0
+    explore_seed: int | None = None  # fixed exploration draws, for reproducible experiments (None: fresh entropy)
+    recent_decisions: int = 100_000  # routed request_ids remembered, to flag outcomes of unknown ones
+    calibration_window: int = 1000  # graded outcomes per tier behind the live calibration figures
     # For requests that set none, on models with a time model: INTERACTIVE's budget, TOLERANT's value of time.
     max_latency_ms: float | None = None
     value_of_time_usd_per_s: float | None = None

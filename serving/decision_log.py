@@ -1,39 +1,61 @@
 """The JSONL decision log: one row per routing decision, written off the request path.
 
-Rows carry the request id and a hash of the prompt, so outcomes can be joined back later and the rows
-turned into attempt logs for retraining. Requests only enqueue; the appender's writer thread hashes,
-serialises and writes in batches, and reopens the file on SIGHUP (log rotation).
+A row holds what the next retrain needs from the decision: the prompt (or the chat messages), unless
+`--redact-prompts` keeps only its hash; the tier served and its fallback chain; the router's probabilities
+and model version; the latency band; whether the tier was an exploration draw, the propensity of the served
+choice and the whole first-attempt distribution. `tierwise collect` joins these rows with the outcome log
+into attempt logs. Requests only enqueue; the appender's writer thread hashes, serialises and writes in
+batches, and reopens the file on SIGHUP (log rotation).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from classifier.router import Prediction
 from serving.jsonl_log import JsonlAppender
 
 
-@dataclass(frozen=True)
+class ChatMessage(Protocol):
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
-    """What the request path hands to the log: cheap references, no formatting."""
+    """What the request path hands to the log: references, no formatting.
+
+    `text` is what was routed (messages rendered); `messages` the request's chat messages, when it had them.
+    `propensities` is None when the served tier was the only possible first attempt.
+    """
 
     request_id: str
     text: str
+    messages: Sequence[ChatMessage]
     prediction: Prediction
     model_version: str
-    latency_band: str
+    latency_band: str  # the band applied: interactive (also when the request named none), tolerant or async
     unix_time: float
+    explored: bool = False
+    propensity: float = 1.0
+    propensities: Mapping[str, float] | None = None
 
 
-def decision_row(decision: Decision) -> dict[str, object]:
-    """The JSONL row for one decision."""
+def decision_row(decision: Decision, redact_prompts: bool = False) -> dict[str, object]:
+    """The JSONL row for one decision (the prompt left out when redacting: only its hash is kept)."""
     prediction = decision.prediction
-    return {
-        "request_id": decision.request_id,
+    row: dict[str, object] = {"request_id": decision.request_id}
+    if not redact_prompts:
+        if decision.messages:
+            row["messages"] = [{"role": m.role or "user", "content": m.content} for m in decision.messages]
+        else:
+            row["prompt"] = decision.text
+    return row | {
         "prompt_sha256": hashlib.sha256(decision.text.encode("utf-8")).hexdigest(),
         "tier": prediction.tier,
         "model": prediction.model,
@@ -43,6 +65,9 @@ def decision_row(decision: Decision) -> dict[str, object]:
         "mode": prediction.mode,
         "latency_band": decision.latency_band,
         "model_version": decision.model_version,
+        "explored": decision.explored,
+        "propensity": decision.propensity,
+        "propensities": dict(decision.propensities or {prediction.tier: 1.0}),
         "time": datetime.fromtimestamp(decision.unix_time, UTC).isoformat(),
     }
 
@@ -50,5 +75,7 @@ def decision_row(decision: Decision) -> dict[str, object]:
 class DecisionLog(JsonlAppender[Decision]):
     """The decision log file: `add(Decision)`, `reopen()` after rotation, `close()` writes what is queued."""
 
-    def __init__(self, path: str | Path, on_dropped: Callable[[int], None] = lambda rows: None):
-        super().__init__(path, decision_row, on_dropped)
+    def __init__(
+        self, path: str | Path, on_dropped: Callable[[int], None] = lambda rows: None, redact_prompts: bool = False
+    ):
+        super().__init__(path, lambda decision: decision_row(decision, redact_prompts), on_dropped)

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from classifier.errors import InputError
+from serving.calibration import DEFAULT_WINDOW, OutcomeStats
 
 log = logging.getLogger("tierwise.serving")
 
@@ -39,6 +40,7 @@ class HotPathStats(Collector):
         self._calls: dict[tuple[str, str], int] = {}
         self._latency: dict[str, tuple[list[int], list[float]]] = {}
         self._tiers: dict[str, int] = {}
+        self._explored = 0
 
     def record_call(self, method: str, code: str, seconds: float) -> None:
         """Count one finished call and its handling time."""
@@ -52,16 +54,18 @@ class HotPathStats(Collector):
             counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
             total[0] += seconds
 
-    def record_tier(self, tier: str) -> None:
-        """Count one routing decision."""
+    def record_tier(self, tier: str, explored: bool = False) -> None:
+        """Count one routing decision by its served tier, and whether that tier was an exploration draw."""
         with self._lock:
             self._tiers[tier] = self._tiers.get(tier, 0) + 1
+            self._explored += explored
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             calls = dict(self._calls)
             latency = {method: (list(counts), total[0]) for method, (counts, total) in self._latency.items()}
             tiers = dict(self._tiers)
+            explored = self._explored
         requests = CounterMetricFamily(
             "tierwise_requests", "RPCs handled, by method and gRPC status code.", labels=["method", "code"]
         )
@@ -81,16 +85,22 @@ class HotPathStats(Collector):
         )
         for tier, count in tiers.items():
             predicted.add_metric([tier], count)
-        yield from (requests, histogram, predicted)
+        exploration = CounterMetricFamily(
+            "tierwise_explored", "Decisions served a cheaper tier than the policy chose (--explore-rate)."
+        )
+        exploration.add_metric([], explored)
+        yield from (requests, histogram, predicted, exploration)
 
 
 class ServiceMetrics:
     """The service's metrics in their own registry (so several servers can share a process in tests)."""
 
-    def __init__(self) -> None:
+    def __init__(self, calibration_window: int = DEFAULT_WINDOW) -> None:
         self.registry = CollectorRegistry()
         self._stats = HotPathStats()
         self.registry.register(self._stats)
+        self.outcomes = OutcomeStats(calibration_window)
+        self.registry.register(self.outcomes)
         self.record_call = self._stats.record_call
         self.record_tier = self._stats.record_tier
         self._model = prom.Info("tierwise_model", "The model bundle being served.", registry=self.registry)
@@ -107,7 +117,7 @@ class ServiceMetrics:
         )
         self._dropped_rows = prom.Counter(
             "tierwise_log_rows_dropped",
-            "Rows a JSONL log (decisions) could not write, e.g. on a full disk.",
+            "Rows a JSONL log (decisions, outcomes) could not write, e.g. on a full disk.",
             ["log"],
             registry=self.registry,
         )

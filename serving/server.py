@@ -1,7 +1,7 @@
 """`tierwise serve`: the gRPC server process, with health, reflection, hot reload, TLS, auth and metrics.
 
 Lifecycle: listen (health NOT_SERVING) -> load and verify the model -> SERVING -> hot-reload on SIGHUP or
-when the bundle changes (SIGHUP also reopens the decision log, for log rotation) -> on SIGTERM/SIGINT stop
+when the bundle changes (SIGHUP also reopens the decision and outcome logs, for log rotation) -> on SIGTERM/SIGINT stop
 accepting, drain in-flight calls for up to --grace seconds, then stop running batches at their next chunk
 and exit 0.
 """
@@ -22,32 +22,50 @@ from grpc_reflection.v1alpha import reflection
 from serving.auth import AsyncTokenInterceptor, TokenInterceptor, read_token
 from serving.config import ServeConfig, ServeError
 from serving.decision_log import DecisionLog
+from serving.jsonl_log import JsonlAppender
 from serving.metrics import MetricsEndpoint, ServiceMetrics
+from serving.outcomes import OutcomeLog
 from serving.reload import LoadedModel, ModelHolder, Reloader, ReloadResult
-from serving.service import SERVICE_NAME, BandDefaults, Limits, RouterService, aio_handlers, method_label, sync_handlers
+from serving.service import (
+    SERVICE_NAME,
+    BandDefaults,
+    Feedback,
+    Limits,
+    RouterService,
+    aio_handlers,
+    method_label,
+    sync_handlers,
+)
 from serving.sources import open_model_source
 
 log = logging.getLogger("tierwise.serving")
 
 
 class ServingApp:
-    """Everything except the transport: model holder and reloader, metrics, decision log, the service."""
+    """Everything except the transport: model holder and reloader, metrics, decision and outcome logs, the service."""
 
     def __init__(self, config: ServeConfig):
         self.config = config
-        self.metrics = ServiceMetrics()
+        self.metrics = ServiceMetrics(config.calibration_window)
         source = open_model_source(config.model, config.tracking_uri)
         self.holder = ModelHolder(
             source, on_swap=self._published, on_refuse=lambda reason: self.metrics.record_refused_reload()
         )
         self.decision_log = (
-            DecisionLog(config.decision_log, self.metrics.dropped_rows_counter("decisions"))
+            DecisionLog(config.decision_log, self.metrics.dropped_rows_counter("decisions"), config.redact_prompts)
             if config.decision_log
             else None
         )
+        self.outcome_log = None
+        if config.outcome_log:
+            self.outcome_log = OutcomeLog(config.outcome_log, self.metrics.dropped_rows_counter("outcomes"))
         limits = Limits(max_prompt_bytes=config.max_prompt_bytes, max_batch=config.max_batch)
         band_defaults = BandDefaults(config.max_latency_ms, config.value_of_time_usd_per_s)
-        self.service = RouterService(self.holder, self.metrics, limits, self.decision_log, band_defaults)
+        seed = config.explore_seed
+        if seed is not None and config.worker is not None:
+            seed += config.worker  # workers draw apart
+        feedback = Feedback(config.explore_rate, seed, config.recent_decisions, self.outcome_log)
+        self.service = RouterService(self.holder, self.metrics, limits, self.decision_log, feedback, band_defaults)
         self.reloader = Reloader(self.holder, config.reload_interval)
         self.endpoint: MetricsEndpoint | None = None
         self.token = read_token(config.auth_token_file) if config.auth_token_file else None
@@ -96,18 +114,23 @@ class ServingApp:
             flush=True,
         )
 
+    @property
+    def logs(self) -> list[JsonlAppender]:
+        """The JSONL logs this server writes (decisions, outcomes), whichever are on."""
+        return [appender for appender in (self.decision_log, self.outcome_log) if appender is not None]
+
     def on_sighup(self) -> None:
         """Reload the model and reopen the logs (after logrotate renamed them); safe from a signal handler."""
         self.reloader.request_reload()
-        if self.decision_log is not None:
-            self.decision_log.reopen()
+        for appender in self.logs:
+            appender.reopen()
 
     def close(self) -> None:
         self.reloader.stop()
         if self.endpoint is not None:
             self.endpoint.close()
-        if self.decision_log is not None:
-            self.decision_log.close()
+        for appender in self.logs:
+            appender.close()
 
     def denied(self, method: str) -> None:
         self.metrics.record_call(method_label(method), "UNAUTHENTICATED", 0.0)

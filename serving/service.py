@@ -1,4 +1,4 @@
-"""The tierwise.v1.Router RPCs: validation, routing, responses, metrics and the decision log.
+"""The tierwise.v1.Router RPCs: validation, routing, exploration, responses, outcomes, metrics and the logs.
 
 `RouterService` holds the logic once, independent of transport; `sync_handlers` and `aio_handlers` adapt
 it to grpcio's thread-pool server and to its asyncio server. Every failure becomes a gRPC status with a
@@ -8,22 +8,26 @@ message naming what was wrong; nothing a caller sends can take the server down.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent import futures
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
+from classifier.exploration import Explorer
 from classifier.policy import PolicyError
 from classifier.router import Prediction, Router
 from classifier.timing import TierTime
 from serving.decision_log import Decision, DecisionLog
 from serving.metrics import ServiceMetrics
+from serving.outcomes import OutcomeDesk, OutcomeLog
+from serving.recent import RecentDecisions
 from serving.reload import LoadedModel, ModelHolder
 from serving.tierwise.v1 import router_pb2 as pb
 from serving.validation import (
@@ -53,7 +57,7 @@ class RpcFailure(Exception):
         self.details = details
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Limits:
     """What a single call may ask of the server (`ServeConfig` holds the defaults)."""
 
@@ -61,7 +65,17 @@ class Limits:
     max_batch: int
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
+class Feedback:
+    """How the server learns from its traffic (`ServeConfig` holds the defaults): exploration, memory, outcomes."""
+
+    explore_rate: float
+    explore_seed: int | None
+    recent_decisions: int
+    outcome_log: OutcomeLog | None
+
+
+@dataclasses.dataclass(frozen=True)
 class BandDefaults:
     """The latency budget and value of time a request gets when it sets none (`tierwise serve` options).
 
@@ -91,14 +105,20 @@ class RouterService:
         holder: ModelHolder,
         metrics: ServiceMetrics,
         limits: Limits,
-        decision_log: DecisionLog | None = None,
-        band_defaults: BandDefaults = BandDefaults(),
+        decision_log: DecisionLog | None,
+        feedback: Feedback,
+        band_defaults: BandDefaults,
     ):
         self._holder = holder
         self._metrics = metrics
         self._limits = limits
         self._band_defaults = band_defaults
         self._decision_log = decision_log
+        self._explore_rate = feedback.explore_rate
+        self._explore_seed = feedback.explore_seed
+        self._explorer: tuple[Router | None, Explorer | None] = (None, None)
+        self._recent = RecentDecisions(feedback.recent_decisions)
+        self.outcomes = OutcomeDesk(holder, self._recent, metrics.outcomes, feedback.outcome_log)
         self._info: tuple[LoadedModel, pb.ModelInfo] | None = None
         self._abandoned = threading.Event()
 
@@ -126,9 +146,9 @@ class RouterService:
                 **self._band_defaults.options(args, router),
             )
         except PolicyError as exc:
-            raise _invalid(_policy_error(exc)) from None
+            raise _invalid(_field_error(exc)) from None
         inference_us = (time.perf_counter_ns() - start) // 1000
-        return self._answer(args, prediction, router.version, inference_us, request.latency_band)
+        return self._answer(args, prediction, router, inference_us)
 
     def predict_batch(
         self, request: pb.PredictBatchRequest | MalformedRequest, context: Any
@@ -163,12 +183,11 @@ class RouterService:
                         **self._band_defaults.options(first, router),
                     )
                 except PolicyError as exc:
-                    raise _invalid(_policy_error(exc, f"requests[{chunk[0]}].")) from None
+                    raise _invalid(_field_error(exc, f"requests[{chunk[0]}].")) from None
                 chunk_us = (time.perf_counter_ns() - start) // 1000
                 total_us += chunk_us
                 for i, prediction in zip(chunk, predictions, strict=True):
-                    band = request.requests[i].latency_band
-                    responses[i] = self._answer(all_args[i], prediction, router.version, chunk_us // len(chunk), band)
+                    responses[i] = self._answer(all_args[i], prediction, router, chunk_us // len(chunk))
         return pb.PredictBatchResponse(responses=responses, model_version=router.version, inference_us=total_us)
 
     def model_info(self, request: object, context: Any) -> pb.ModelInfo:
@@ -176,7 +195,25 @@ class RouterService:
         cached = self._info
         if cached is None or cached[0] is not loaded:
             cached = self._info = (loaded, model_info(loaded))
-        return cached[1]
+        info = pb.ModelInfo(explore_rate=self._explore_rate)
+        info.MergeFrom(cached[1])
+        info.live_calibration.extend(
+            pb.LiveCalibration(**dataclasses.asdict(row)) for row in self._metrics.outcomes.calibration()
+        )
+        return info
+
+    def report_outcome(self, request: pb.Outcome | MalformedRequest, context: Any) -> pb.OutcomeAck:
+        if isinstance(request, MalformedRequest):
+            raise _invalid(request.error)
+        try:
+            known = self.outcomes.receive(request)
+        except RequestError as exc:
+            raise _invalid(exc) from None
+        return pb.OutcomeAck(request_id=request.request_id, known_request=known)
+
+    def outcome_tally(self) -> OutcomeTally:
+        """A fresh count for one ReportOutcomes stream."""
+        return OutcomeTally(self.outcomes)
 
     def _serving_model(self) -> LoadedModel:
         loaded = self._holder.current
@@ -184,9 +221,24 @@ class RouterService:
             raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "no model is loaded yet")
         return loaded
 
-    def _answer(
-        self, args: RouteArgs, prediction: Prediction, version: str, inference_us: int, band: int
-    ) -> pb.PredictResponse:
+    def _explorer_for(self, router: Router) -> Explorer:
+        cached_for, explorer = self._explorer
+        if cached_for is not router or explorer is None:
+            explorer = Explorer(router, self._explore_rate, random.Random(self._explore_seed))
+            self._explorer = (router, explorer)
+        return explorer
+
+    def _answer(self, args: RouteArgs, prediction: Prediction, router: Router, inference_us: int) -> pb.PredictResponse:
+        version = router.version
+        explored, propensity, propensities = False, 1.0, None
+        if self._explore_rate and args.allow_explore:
+            served = self._explorer_for(router).serve(prediction, args.allowed_tiers, band=args.band)
+            prediction, explored, propensity, propensities = (
+                served.prediction,
+                served.explored,
+                served.propensity,
+                served.propensities,
+            )
         response = pb.PredictResponse(
             request_id=args.request_id,
             tier=prediction.tier,
@@ -199,17 +251,59 @@ class RouterService:
             mode=MODE_ENUM[prediction.mode],
             use_batch_api=args.use_batch_api,
             latency_budget_met=prediction.latency_budget_met,
+            explored=explored,
+            propensity=propensity,
         )
         if prediction.expected_cost_usd is not None:
             response.expected_cost_usd = prediction.expected_cost_usd
         if prediction.expected_latency_ms is not None:
             response.expected_latency_ms = prediction.expected_latency_ms
-        self._metrics.record_tier(prediction.tier)
+        self._metrics.record_tier(prediction.tier, explored)
+        self._recent.remember(args.request_id, prediction.probabilities)
         if self._decision_log is not None:
             self._decision_log.add(
-                Decision(args.request_id, args.text, prediction, version, pb.LatencyBand.Name(band), time.time())
+                Decision(
+                    args.request_id,
+                    args.text,
+                    args.messages,
+                    prediction,
+                    version,
+                    args.band,
+                    time.time(),
+                    explored,
+                    propensity,
+                    propensities,
+                )
             )
         return response
+
+
+class OutcomeTally:
+    """One ReportOutcomes stream: each outcome received as ReportOutcome would, counted for the summary."""
+
+    def __init__(self, desk: OutcomeDesk):
+        self._desk = desk
+        self.received = 0
+        self.unknown = 0
+
+    def add(self, outcome: pb.Outcome | MalformedRequest, context: Any) -> None:
+        """Receive the next outcome of the stream; a bad one is INVALID_ARGUMENT naming `outcomes[i].field`.
+
+        Outcomes before a bad one are kept (and logged); a client that resends the whole stream only repeats
+        them, and `tierwise collect` merges repeats of an attempt into one row.
+        """
+        prefix = f"outcomes[{self.received}]."
+        if isinstance(outcome, MalformedRequest):
+            raise _invalid(_field_error(outcome.error, prefix))
+        try:
+            known = self._desk.receive(outcome, prefix)
+        except RequestError as exc:
+            raise _invalid(exc) from None
+        self.received += 1
+        self.unknown += not known
+
+    def summary(self) -> pb.OutcomesSummary:
+        return pb.OutcomesSummary(received=self.received, unknown_requests=self.unknown)
 
 
 def method_label(method: str) -> str:
@@ -280,7 +374,8 @@ def _policy_groups(all_args: list[RouteArgs]) -> Iterable[list[int]]:
     return groups.values()
 
 
-def _policy_error(error: PolicyError, prefix: str = "") -> RequestError:
+def _field_error(error: RequestError | PolicyError, prefix: str = "") -> RequestError:
+    """The error as a RequestError whose field path starts with `prefix` (an item of a batch or stream)."""
     return RequestError(prefix + error.field, str(error).removeprefix(f"{error.field}: "))
 
 
@@ -296,10 +391,12 @@ def _check_deadline(context: Any) -> None:
 
 # --- transport adapters -------------------------------------------------------------------------------
 
-Outcome = tuple[Any, RpcFailure | None]
+CallResult = tuple[Any, RpcFailure | None]
+# The unary method a caller can use instead of a stream the sync server has no room for.
+_UNARY_TWIN = {"PredictStream": "Predict", "ReportOutcomes": "ReportOutcome"}
 
 
-def _run(metrics: ServiceMetrics, method: str, fn: Callable[[Any, Any], Any], request: Any, context: Any) -> Outcome:
+def _run(metrics: ServiceMetrics, method: str, fn: Callable[[Any, Any], Any], request: Any, context: Any) -> CallResult:
     """Run one call, count it, and turn any exception into the status the caller will get."""
     start = time.perf_counter()
     try:
@@ -313,7 +410,9 @@ def _run(metrics: ServiceMetrics, method: str, fn: Callable[[Any, Any], Any], re
     return response, failure
 
 
-def _handlers(unary: Callable[..., Any], stream: Callable[..., Any]) -> dict[str, grpc.RpcMethodHandler]:
+def _handlers(
+    unary: Callable[..., Any], predict_stream: Callable[..., Any], outcome_stream: Callable[..., Any]
+) -> dict[str, grpc.RpcMethodHandler]:
     return {
         "Predict": grpc.unary_unary_rpc_method_handler(
             unary("Predict"),
@@ -326,7 +425,7 @@ def _handlers(unary: Callable[..., Any], stream: Callable[..., Any]) -> dict[str
             response_serializer=pb.PredictBatchResponse.SerializeToString,
         ),
         "PredictStream": grpc.stream_stream_rpc_method_handler(
-            stream,
+            predict_stream,
             request_deserializer=lenient_deserializer(pb.PredictRequest),
             response_serializer=pb.PredictResponse.SerializeToString,
         ),
@@ -334,6 +433,16 @@ def _handlers(unary: Callable[..., Any], stream: Callable[..., Any]) -> dict[str
             unary("GetModelInfo"),
             request_deserializer=lenient_deserializer(pb.GetModelInfoRequest),
             response_serializer=pb.ModelInfo.SerializeToString,
+        ),
+        "ReportOutcome": grpc.unary_unary_rpc_method_handler(
+            unary("ReportOutcome"),
+            request_deserializer=lenient_deserializer(pb.Outcome),
+            response_serializer=pb.OutcomeAck.SerializeToString,
+        ),
+        "ReportOutcomes": grpc.stream_unary_rpc_method_handler(
+            outcome_stream,
+            request_deserializer=lenient_deserializer(pb.Outcome),
+            response_serializer=pb.OutcomesSummary.SerializeToString,
         ),
     }
 
@@ -343,6 +452,7 @@ def _methods(service: RouterService) -> dict[str, Callable[[Any, Any], Any]]:
         "Predict": service.predict,
         "PredictBatch": service.predict_batch,
         "GetModelInfo": service.model_info,
+        "ReportOutcome": service.report_outcome,
     }
 
 
@@ -351,12 +461,15 @@ def sync_handlers(
 ) -> dict[str, grpc.RpcMethodHandler]:
     """Method handlers for grpc.server (thread pool).
 
-    An open PredictStream holds a thread while it waits for messages, so streams run on threads of their
-    own: at most `max_streams` open at once, one more thread to refuse the next ones with
-    RESOURCE_EXHAUSTED at once. Unary calls and health keep the server's pool whatever streams do.
+    An open stream (PredictStream, ReportOutcomes) holds a thread while it waits for messages, so streams
+    run on threads of their own: at most `max_streams` open at once, one more thread to refuse the next ones
+    with RESOURCE_EXHAUSTED at once. Unary calls and health keep the server's pool whatever streams do.
     """
     methods = _methods(service)
     slots = threading.BoundedSemaphore(max_streams)
+    # grpc.server runs a behavior on the executor in its `experimental_thread_pool` attribute when it has one
+    # (grpc_health's Watch uses the same hook), else on the server's pool.
+    stream_pool = futures.ThreadPoolExecutor(max_workers=max_streams + 1, thread_name_prefix="tierwise-stream")
 
     def unary(name: str) -> Callable[[Any, grpc.ServicerContext], Any]:
         fn = methods[name]
@@ -369,17 +482,21 @@ def sync_handlers(
 
         return handle
 
-    def stream(requests: Iterable[Any], context: grpc.ServicerContext) -> Iterable[pb.PredictResponse]:
-        if not slots.acquire(blocking=False):
-            metrics.record_call("PredictStream", grpc.StatusCode.RESOURCE_EXHAUSTED.name, 0.0)
-            context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"{max_streams} PredictStreams are open, the most this server takes (--max-streams); "
-                "retry later, or call Predict",
-            )
-        if not context.add_callback(slots.release):  # the call already ended
-            slots.release()
-        return answer_stream(requests, context)
+    def on_stream_thread(name: str, body: Callable[[Iterable[Any], grpc.ServicerContext], Any]) -> Callable:
+        def behavior(requests: Iterable[Any], context: grpc.ServicerContext) -> Any:
+            if not slots.acquire(blocking=False):
+                metrics.record_call(name, grpc.StatusCode.RESOURCE_EXHAUSTED.name, 0.0)
+                context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"{max_streams} streams are open, the most this server takes (--max-streams); "
+                    f"retry later, or call {_UNARY_TWIN[name]}",
+                )
+            if not context.add_callback(slots.release):  # the call already ended
+                slots.release()
+            return body(requests, context)
+
+        behavior.experimental_thread_pool = stream_pool  # type: ignore[attr-defined]
+        return behavior
 
     def answer_stream(requests: Iterable[Any], context: grpc.ServicerContext) -> Iterable[pb.PredictResponse]:
         for request in requests:
@@ -388,12 +505,17 @@ def sync_handlers(
                 context.abort(failure.code, failure.details)
             yield response
 
-    # grpc.server runs a behavior on the executor in its `experimental_thread_pool` attribute when it has one
-    # (grpc_health's Watch uses the same hook), else on the server's pool.
-    stream.experimental_thread_pool = futures.ThreadPoolExecutor(  # type: ignore[attr-defined]
-        max_workers=max_streams + 1, thread_name_prefix="tierwise-stream"
+    def take_outcomes(requests: Iterable[Any], context: grpc.ServicerContext) -> pb.OutcomesSummary:
+        tally = service.outcome_tally()
+        for request in requests:
+            _, failure = _run(metrics, "ReportOutcomes", tally.add, request, context)
+            if failure is not None:
+                context.abort(failure.code, failure.details)
+        return tally.summary()
+
+    return _handlers(
+        unary, on_stream_thread("PredictStream", answer_stream), on_stream_thread("ReportOutcomes", take_outcomes)
     )
-    return _handlers(unary, stream)
 
 
 def aio_handlers(service: RouterService, metrics: ServiceMetrics) -> dict[str, grpc.RpcMethodHandler]:
@@ -415,11 +537,19 @@ def aio_handlers(service: RouterService, metrics: ServiceMetrics) -> dict[str, g
 
         return handle
 
-    async def stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def answer_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
         async for request in requests:
             response, failure = _run(metrics, "PredictStream", service.predict, request, context)
             if failure is not None:
                 await context.abort(failure.code, failure.details)
             yield response
 
-    return _handlers(unary, stream)
+    async def take_outcomes(requests: Any, context: grpc.aio.ServicerContext) -> pb.OutcomesSummary:
+        tally = service.outcome_tally()
+        async for request in requests:
+            _, failure = _run(metrics, "ReportOutcomes", tally.add, request, context)
+            if failure is not None:
+                await context.abort(failure.code, failure.details)
+        return tally.summary()
+
+    return _handlers(unary, answer_stream, take_outcomes)

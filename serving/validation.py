@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from google.protobuf import descriptor, empty_pb2, message, unknown_fields
@@ -50,6 +50,8 @@ class RouteArgs:
     band: str
     max_latency_ms: float | None
     value_of_time_usd_per_s: float | None
+    messages: Sequence[pb.ChatMessage] = ()  # the request's chat messages, for the decision log
+    allow_explore: bool = True  # PredictRequest.allow_explore: unset means allowed
 
     @property
     def use_batch_api(self) -> bool:
@@ -154,6 +156,8 @@ def route_args(request: pb.PredictRequest, max_prompt_bytes: int, prefix: str = 
         value_of_time_usd_per_s=(
             request.value_of_time_usd_per_s if request.HasField("value_of_time_usd_per_s") else None
         ),
+        messages=request.messages,
+        allow_explore=request.allow_explore if request.HasField("allow_explore") else True,
     )
 
 

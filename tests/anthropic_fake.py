@@ -1,11 +1,16 @@
 """A local stand-in for the Anthropic Messages and Message Batches API, for tests that cannot reach the network.
 
-It speaks the subset `tierwise replay` uses, with the real paths, JSON shapes, headers and status codes:
-create / retrieve / list / cancel batches, batch results as JSONL, synchronous messages (the judge, with
-tool use and prompt-caching usage), error envelopes, 429 and 529. The real `anthropic` client is pointed at
-it with `base_url`. It records what it was sent, so tests can assert that nothing was submitted or billed
-twice, and it can inject faults: error statuses, malformed bodies, items that error or expire, a batch
-held in progress, and a creation that is accepted but answered with an error.
+It speaks the subset `tierwise replay`, the routed client and the proxy use, with the real paths, JSON shapes,
+headers and status codes: create / retrieve / list / cancel batches, batch results as JSONL, synchronous
+messages (the judge, with tool use and prompt-caching usage; answers cut off at `max_tokens` with
+`stop_reason: "max_tokens"`), streamed messages (SSE, sent event by event), count_tokens, error envelopes,
+429 and 529. The real `anthropic` client is pointed at it with `base_url`. It records what it was sent, so
+tests can assert that nothing was submitted or billed twice, and it can inject faults: error statuses (for
+one model only, if asked), malformed bodies, items that error or expire, a batch held in progress, and a
+creation that is accepted but answered with an error.
+
+`python -m tests.anthropic_fake [--port 0]` runs it on its own (for benchmarks), printing one
+`listening on 127.0.0.1:PORT ` line.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+_MALFORMED = object()
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -45,6 +52,7 @@ class Fault:
 
     `body=None` sends the API's error envelope for the status. With `after_handling`, the request is first
     served normally (a batch really gets created) and then answered with the fault, like a lost response.
+    With `model`, only requests whose body names that model match.
     """
 
     method: str
@@ -55,6 +63,15 @@ class Fault:
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     after_handling: bool = False
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class SseStream:
+    """A streamed answer: its events, sent one by one, `delay_s` apart."""
+
+    events: list[dict[str, Any]]
+    delay_s: float = 0.0
 
 
 @dataclass
@@ -113,8 +130,11 @@ class FakeAnthropic:
         item_outcome: ItemOutcome | None = None,
         judge: Judge = default_judge,
         polls_to_end: int = 1,
+        stream_delay_s: float = 0.0,
+        port: int = 0,
     ) -> None:
         self.api_key = api_key
+        self.stream_delay_s = stream_delay_s
         self.answer = answer
         self.item_outcome = item_outcome
         self.judge = judge
@@ -132,7 +152,7 @@ class FakeAnthropic:
         self.hold_create.set()
         self._cached_prefixes: set[str] = set()
         self._lock = threading.RLock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -161,9 +181,11 @@ class FakeAnthropic:
 
     # --- request handling -------------------------------------------------------------------------------
 
-    def _take_fault(self, method: str, path: str) -> Fault | None:
+    def _take_fault(self, method: str, path: str, model: object = None) -> Fault | None:
         with self._lock:
             for fault in self.faults:
+                if fault.model is not None and fault.model != model:
+                    continue
                 if fault.method == method and re.fullmatch(fault.path, path):
                     fault.times -= 1
                     if fault.times <= 0:
@@ -191,6 +213,8 @@ class FakeAnthropic:
                 return 200, self._cancel(batch)
         if method == "POST" and path == "/v1/messages":
             return self._message(body)
+        if method == "POST" and path == "/v1/messages/count_tokens":
+            return self._count_tokens(body)
         return 404, _error(404, f"{method} {path} is not an endpoint of this server")
 
     def _create_batch(self, body: Any) -> tuple[int, Any]:
@@ -330,15 +354,27 @@ class FakeAnthropic:
             ]
             message = _message_json(body["model"], content, "tool_use")
         else:
-            message = _message_json(body["model"], [{"type": "text", "text": self.answer(body)}], "end_turn")
+            text, stop_reason = _cut(self.answer(body), body["max_tokens"])
+            usage["output_tokens"] = _token_count(text)
+            message = _message_json(body["model"], [{"type": "text", "text": text}], stop_reason)
         message["usage"] = usage
+        if body.get("stream"):
+            return 200, SseStream(_sse_events(message), self.stream_delay_s)
         return 200, message
+
+    def _count_tokens(self, body: Any) -> tuple[int, Any]:
+        problem = _check_message_params({"max_tokens": 1, **body} if isinstance(body, dict) else body)
+        if problem:
+            return 400, _error(400, problem)
+        text = "".join(_text_of(m.get("content")) for m in body["messages"]) + _text_of(body.get("system"))
+        return 200, {"input_tokens": _token_count(text)}
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
 
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: the tests read `fake.log` instead."""
@@ -358,18 +394,22 @@ class FakeAnthropic:
                     return self._send(401, _error(401, "invalid x-api-key"))
                 if not self.headers.get("anthropic-version"):
                     return self._send(400, _error(400, "anthropic-version: header is required"))
-                fault = fake._take_fault(method, url.path)
-                if fault and not fault.after_handling:
-                    return self._send_fault(fault)
                 try:
                     body = json.loads(raw) if raw else None
                 except json.JSONDecodeError:
+                    body = _MALFORMED
+                fault = fake._take_fault(method, url.path, body.get("model") if isinstance(body, dict) else None)
+                if fault and not fault.after_handling:
+                    return self._send_fault(fault)
+                if body is _MALFORMED:
                     return self._send(400, _error(400, "There was an issue with the body of your request."))
                 status, payload = fake._route(method, url.path, parse_qs(url.query), body)
                 if fault:
                     return self._send_fault(fault)
                 with fake._lock:
                     fake.log.append((method, url.path, status))
+                if isinstance(payload, SseStream):
+                    return self._send_stream(payload)
                 if isinstance(payload, list):
                     lines = "".join(json.dumps(line) + "\n" for line in payload).encode()
                     return self._send_bytes(status, lines, "application/binary")
@@ -380,6 +420,23 @@ class FakeAnthropic:
                     fake.log.append(("FAULT", self.path, fault.status))
                 body = fault.body if fault.body is not None else json.dumps(_error(fault.status)).encode()
                 self._send_bytes(fault.status, body, fault.content_type, fault.headers)
+
+            def _send_stream(self, stream: SseStream) -> None:
+                try:
+                    self.send_response(200)
+                    self.send_header("content-type", "text/event-stream")
+                    self.send_header("transfer-encoding", "chunked")
+                    self.send_header("request-id", f"req_01{secrets.token_hex(12)}")
+                    self.end_headers()
+                    for index, event in enumerate(stream.events):
+                        if index and stream.delay_s:
+                            time.sleep(stream.delay_s)
+                        chunk = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
             def _send(self, status: int, payload: Any) -> None:
                 self._send_bytes(status, json.dumps(payload).encode(), "application/json")
@@ -451,3 +508,53 @@ def _usage(input_tokens: int, output_tokens: int, service_tier: str = "batch") -
         "cache_read_input_tokens": 0,
         "service_tier": service_tier,
     }
+
+
+def _cut(text: str, max_tokens: int) -> tuple[str, str]:
+    """The answer as the API returns it: cut off after `max_tokens` tokens, with the stop reason that says so."""
+    if _token_count(text) <= max_tokens:
+        return text, "end_turn"
+    return text[: max_tokens * 4], "max_tokens"
+
+
+def _sse_events(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A message as the Messages API streams it: start, one text block in a few deltas, delta with usage, stop."""
+    usage = message["usage"]
+    text = message["content"][0]["text"]
+    step = max(1, len(text) // 3)
+    return [
+        {
+            "type": "message_start",
+            "message": {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}},
+        },
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "ping"},
+        *(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text[at : at + step]}}
+            for at in range(0, len(text), step)
+        ),
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+            "usage": {"output_tokens": usage["output_tokens"]},
+        },
+        {"type": "message_stop"},
+    ]
+
+
+def main() -> None:
+    """Serve the fake on its own until interrupted (benchmarks run it in a process of its own)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--api-key", default="sk-ant-test-key")
+    args = parser.parse_args()
+    with FakeAnthropic(api_key=args.api_key, port=args.port) as fake:
+        print(f"anthropic fake: listening on {fake.url.removeprefix('http://')} ", flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -50,6 +50,13 @@ def taken_port() -> Iterator[int]:
         yield taken.getsockname()[1]
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on (a server that is down)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def label_files(
     paths: Sequence[str | Path], tiers: str | Path | None = None, **read: object
 ) -> tuple[AttemptLog, Labels]:

@@ -94,7 +94,8 @@ def test_the_float32_head_gives_the_float64_fit_within_1e_4():
     S = (rng.random((3000, 3)) < chances).astype(np.float64)
     S[:500, 0] = np.nan  # a tier some requests never tried
     head = TierHead().fit(X, S)
-    float64 = [TierHead()._fit_tier(X[~np.isnan(S[:, k])], S[~np.isnan(S[:, k]), k]) for k in range(3)]
+    known = [~np.isnan(S[:, k]) for k in range(3)]
+    float64 = [TierHead()._fit_tier(X[known[k]], S[known[k], k], np.ones(known[k].sum())) for k in range(3)]
     reference = 1 / (1 + np.exp(-(X @ np.stack([w for w, _ in float64], axis=1) + [b for _, b in float64])))
     np.testing.assert_allclose(head.predict_proba(X), reference, atol=1e-4)
     assert not np.array_equal(head.predict_proba(X), reference)  # the fits really differ in precision

@@ -27,7 +27,7 @@ TIERWISE = (sys.executable, "-m", "tierwise")
 NAME = "router"
 REGISTERED = re.compile(rf"registered {NAME} version (\d+) as (\w+)")
 ROUNDS = 5
-CONCURRENT = 3
+CONCURRENT = 2  # the issue's case: two commands on a new store at once
 CLAIMANTS = 4
 
 
@@ -49,7 +49,7 @@ def champions(uri: str) -> dict[str, str]:
 @pytest.mark.fault
 @pytest.mark.timeout(900)
 def test_concurrent_registrations_on_a_new_store_never_break_it(small_logs, tmp_path):
-    """Each round: three `train --register` started together on a new SQLite file, then a fourth command."""
+    """Each round: two `train --register` started together on a new SQLite file, then a third command."""
     for round_number in range(1, ROUNDS + 1):
         work = tmp_path / f"round{round_number}"
         uri = f"sqlite:///{work / 'mlflow.db'}"
@@ -76,7 +76,7 @@ def test_concurrent_registrations_on_a_new_store_never_break_it(small_logs, tmp_
             [*TIERWISE, "compare", NAME, "--tracking-uri", uri], cwd=ROOT, capture_output=True, text=True, timeout=120
         )
         assert after.returncode == 0, after.stderr
-        assert re.search(r"version\s+v1\s+v2\s+v3", after.stdout), after.stdout
+        assert re.search(r"version\s+v1\s+v2\s*$", after.stdout, re.MULTILINE), after.stdout
 
 
 def claim_at_once(uri: str, version: str, barrier, answers) -> None:

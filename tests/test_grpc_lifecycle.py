@@ -70,8 +70,13 @@ def test_each_server_kind_serves_every_rpc(trained_bundle, mode_args):
         )
         streamed = list(stub.PredictStream(iter([pb.PredictRequest(prompt="Say hi.")] * 3), timeout=10))
         info = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10)
+        outcome = pb.Outcome(request_id=single.request_id, model=single.model, success=True)
+        ack = stub.ReportOutcome(outcome, timeout=10)
+        summary = stub.ReportOutcomes(iter([outcome, pb.Outcome(request_id="elsewhere", model="m")]), timeout=10)
         assert {r.tier for r in [*batch.responses, *streamed]} == {single.tier}
         assert info.version == single.model_version
+        assert ack.known_request
+        assert (summary.received, summary.unknown_requests) == (2, 1)
         raw = channel.unary_unary("/tierwise.v1.Router/Predict")
         with pytest.raises(grpc.RpcError) as caught:
             raw(b"\n\x01\xff", timeout=10)

@@ -16,12 +16,14 @@ import tomllib
 import grpc
 import pytest
 
+from classifier.extras import Extra, MissingExtra
+from serving.cli import ANTHROPIC
 from serving.process import ServerProcess
 from serving.tierwise.v1 import router_pb2 as pb
 from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 from tests.helpers import taken_port, train_files
 from tests.image_build import DEPLOY, ROOT, BuiltEnv
-from training.extras import SPARK, TRAIN, Extra, MissingExtra
+from training.extras import SPARK, TRAIN
 from training.tracking.registry import Registry
 from training.tracking.run_logging import log_training_run
 
@@ -107,6 +109,16 @@ def test_a_training_command_without_the_extra_names_it_in_one_line(serving_image
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow_install
+def test_the_proxy_without_its_extra_names_it_in_one_line(serving_image_env, tmp_path):
+    done = serving_image_env.run(serving_image_env.console_script(), "proxy", cwd=tmp_path)
+    assert done.returncode == 2
+    assert (
+        done.stderr
+        == "Error: tierwise proxy needs the Anthropic client and proxy extra: pip install 'tierwise[anthropic]'\n"
+    )
+
+
 def test_the_health_probe_fails_when_nothing_serves():
     with taken_port() as port:
         done = subprocess.run(
@@ -122,12 +134,16 @@ def extra_distributions(extra: str) -> set[str]:
     return {re.split(r"[\[<>=!~;\s]", requirement)[0].lower().replace("_", "-") for requirement in listed}
 
 
-@pytest.mark.parametrize(("extra", "base_has"), [(TRAIN, {"mlflow"}), (SPARK, set())])
-def test_the_extra_guard_checks_exactly_the_extra_distributions(extra, base_has):
+@pytest.mark.parametrize(
+    ("extra", "unchecked"),
+    [(TRAIN, {"mlflow"}), (SPARK, set()), (ANTHROPIC, {"httptools", "uvloop"})],
+)
+def test_the_extra_guard_checks_exactly_the_extra_distributions(extra, unchecked):
     providers = importlib.metadata.packages_distributions()
     checked = {dist.lower().replace("_", "-") for module in extra.modules for dist in providers[module]}
     # The base install already has the `mlflow` module (from mlflow-skinny): the full distribution adds no module.
-    assert checked == extra_distributions(extra.name) - base_has
+    # httptools and uvloop only speed the proxy up (uvicorn uses them when present; uvloop has no Windows build).
+    assert checked == extra_distributions(extra.name) - unchecked
 
 
 def test_a_missing_extra_names_the_command_and_the_install_line():
@@ -142,7 +158,7 @@ def test_a_missing_extra_names_the_command_and_the_install_line():
 def test_the_readme_commands_are_the_set_up_and_ci_runs_the_test_command():
     readme = (ROOT / "README.md").read_text()
     main_job = "pip install torch==2.13.0 && pip install -e '.[train]' && tierwise demo"
-    tests = "pip install torch==2.13.0 && pip install -e '.[train,spark,dev]' && python -m pytest"
+    tests = "pip install torch==2.13.0 && pip install -e '.[train,spark,anthropic,dev]' && python -m pytest"
     assert f"```bash\n{main_job}\n```" in readme
     assert f"```bash\n{tests}\n```" in readme
     assert (ROOT / ".ci" / "run").read_text().rstrip().splitlines()[-1] == tests

@@ -1,9 +1,10 @@
 """The attempt-log row: one model's attempt at one request. Its columns and their types, in one place.
 
 Readers validate against it (`training.logs`), labelling tells per-attempt columns from per-request ones
-by it (`training.labels`), and writers of new attempt rows (`tierwise replay`) use its types, so every
-producer and consumer of attempt logs agrees on one format. Columns not listed here describe the request
-(`split`, `category`, ...) and are carried through untouched.
+by it (`training.labels`), and writers of new attempt rows (`tierwise replay`, `tierwise collect`) use its
+types, so every producer and consumer of attempt logs agrees on one format. Columns not listed in `SCHEMA`
+describe the request (`split`, `category`, the routing decision of collected traffic, ...) and are carried
+through untouched.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ MEASURES: dict[str, pl.DataType] = {
     "cache_creation_input_tokens": pl.Float64(),  # prompt tokens written to the prompt cache
     "output_chars": pl.Float64(),
 }
+# Where the attempt sits in its escalation and how the call ended (written by `tierwise collect`).
+ESCALATION: dict[str, pl.DataType] = {
+    "attempt": pl.Int64(),  # 0-based position in the fallback chain
+    "error": pl.String(),  # the API error class when the call failed
+}
 # When and how the attempt was made and graded (written by `tierwise replay`).
 PROVENANCE: dict[str, pl.DataType] = {
     "timestamp": pl.String(),
@@ -46,7 +52,22 @@ PROVENANCE: dict[str, pl.DataType] = {
     "batch_id": pl.String(),
     "source": pl.String(),
 }
-SCHEMA: dict[str, pl.DataType] = {**CORE, **MEASURES, **PROVENANCE}
+SCHEMA: dict[str, pl.DataType] = {**CORE, **MEASURES, **ESCALATION, **PROVENANCE}
+# The routing decision behind a request of collected traffic (`tierwise collect`): the same on every attempt
+# row of a request, so labelling keeps it per request, where evaluation weights outcomes by it
+# (`training.evaluation.off_policy`).
+DECISION: dict[str, pl.DataType] = {
+    "served_tier": pl.String(),  # the tier of the first attempt
+    "fallback_chain": pl.String(),  # JSON list of tier names, the served tier first
+    "probabilities": pl.String(),  # JSON map tier -> P(success) the router gave
+    "explored": pl.Boolean(),  # the served tier was an exploration draw
+    "propensity": pl.Float64(),  # probability the served tier had of being served first
+    "propensities": pl.String(),  # JSON map tier -> probability of being served first, for every possible tier
+    "model_version": pl.String(),
+    "latency_band": pl.String(),
+    "prompt_sha256": pl.String(),
+    "decided_at": pl.String(),
+}
 REQUIRED = ("request_id", "model")
 # Columns labelling adds to each attempt row on its way to per-request labels.
 DERIVED = ("tier", "_cost", SOURCE_FILE, SOURCE_ROW)

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from classifier.policy import RULES
+from classifier.extras import Extra
+from classifier.policy import BANDS, MODES, RULES
 from training.cli_options import ManyValuesOption
-from training.extras import SPARK, TRAIN, Extra
+from training.extras import SPARK, TRAIN
 
 if TYPE_CHECKING:
     from classifier.router import Router
@@ -233,6 +234,43 @@ def label(logs: tuple[str, ...], tiers: str | None, success_threshold: float, sk
     click.echo(f"wrote {labels.frame.height} labelled requests to {path}")
 
 
+@commands.command("collect")
+@needs(TRAIN)
+@click.argument("logs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="attempts.parquet (or .csv / .jsonl).")
+@click.option(
+    "--prompts",
+    "prompt_files",
+    multiple=True,
+    type=click.Path(),
+    help="Prompts kept by the application, for a server run with --redact-prompts: rows with `prompt` (or "
+    "`messages`) and `request_id` (else matched by the decision's prompt_sha256). Repeatable.",
+)
+@click.option(
+    "--tiers",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Tier ladder the censored share is counted on. Default: the shipped Claude ladder.",
+)
+def collect(logs: tuple[str, ...], out: str, prompt_files: tuple[str, ...], tiers: str | None) -> None:
+    """Join decision logs and outcome logs (`tierwise serve --decision-log/--outcome-log`) into attempt logs.
+
+    LOGS are files or directories of both kinds, JSONL, CSV or Parquet: a file whose rows carry
+    `fallback_chain` is a decision log, any other an outcome log. One attempt row per reported attempt,
+    with the decision's propensity, explored, model_version and latency_band; several reports of one
+    attempt (a later grade) merge into one row. Prints what was matched, what was not and why, and the
+    censored share. The output feeds `label`, `train`, `retrain` and `replay` as it is.
+    """
+    from classifier.tiers import TierLadder
+    from training.collect import Prompts
+    from training.collect import collect as run_collect
+
+    prompts = Prompts.read(prompt_files) if prompt_files else None
+    summary = run_collect(logs, Path(out), TierLadder.load(tiers), prompts)
+    click.echo(summary.render())
+    click.echo(f"wrote {summary.matched} attempt rows to {out}")
+
+
 @commands.command("train")
 @needs(TRAIN)
 @log_options
@@ -282,10 +320,10 @@ def train(
 @click.option("--model", required=True, help="Bundle directory, or a registered version models:/NAME@ALIAS (or /V).")
 @click.option("--quality-target", type=click.FloatRange(0, 1), help="Override the bundle's quality threshold.")
 @click.option("--allowed-tier", "allowed_tiers", multiple=True, help="Restrict to this tier (repeatable).")
-@click.option("--mode", type=click.Choice(["threshold", "cost"]), default="threshold", show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default="threshold", show_default=True)
 @click.option(
     "--latency-band",
-    type=click.Choice(["interactive", "tolerant", "async"], case_sensitive=False),
+    type=click.Choice(BANDS, case_sensitive=False),
     default="interactive",
     show_default=True,
     help="interactive: a person waits (--max-latency-ms); tolerant: waiting has a price (--value-of-time-usd-per-s); "
@@ -348,7 +386,7 @@ def predict(
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Draw the cost-quality chart (PNG) here.")
 @click.option(
     "--band",
-    type=click.Choice(["interactive", "tolerant", "async"], case_sensitive=False),
+    type=click.Choice(BANDS, case_sensitive=False),
     help="Also replay each request's chain in this latency band on its logged outcomes, costs and latencies: cost, "
     "quality and time to an acceptable answer for the router, each tier, the static mix and the oracle.",
 )
@@ -389,30 +427,41 @@ def evaluate(
     Sweeps the router's quality threshold over [0, 1] on the requests of --split whose outcome is known on
     every tier, and compares it on the same requests with always-each-tier, a random mix of cheapest and
     top, a prompt-length heuristic, k-NN over the other rows, and the oracle. --tiers defaults to the
-    model's own ladder (give one with the same tier names to re-price). Definitions: docs/evaluation.md.
+    model's own ladder (give one with the same tier names to re-price). On collected traffic (`tierwise
+    collect`) the router is scored by inverse propensity instead. Definitions: docs/evaluation.md.
     """
     from classifier.tiers import TierLadder
     from training.evaluation.bands import BandOptions
     from training.evaluation.evaluate import run_eval
     from training.evaluation.table import render_table
+    from training.evaluation.traffic import run_traffic_eval
 
     if band is None and (max_latency_ms, value_of_time_usd_per_s, time_plot_out) != (None, None, None):
         raise click.UsageError("--max-latency-ms, --value-of-time-usd-per-s and --time-plot need --band")
     router = load_router(model, tracking_uri)
-    report, band_report = run_eval(
-        router,
-        read_logs(logs, success_threshold, skip_invalid),
-        ladder=TierLadder.load(tiers) if tiers else None,
-        split=None if split == "all" else split,
-        json_out=Path(json_out) if json_out else None,
-        plot_out=Path(plot_out) if plot_out else None,
-        band=BandOptions(band.lower(), max_latency_ms, value_of_time_usd_per_s) if band else None,
-        time_plot_out=Path(time_plot_out) if time_plot_out else None,
-    )
+    log = read_logs(logs, success_threshold, skip_invalid)
+    ladder = TierLadder.load(tiers) if tiers else None
+    chosen = None if split == "all" else split
     click.echo(f"model {model} (version {router.version}, encoder {router.manifest.encoder.name}), split {split}")
-    click.echo(render_table(report))
-    if band_report is not None:
-        click.echo(band_report.table())
+    traffic = run_traffic_eval(router, log, ladder=ladder, split=chosen, json_out=Path(json_out) if json_out else None)
+    if traffic is not None:  # collected traffic: weighted by inverse propensity, no full-information charts
+        if plot_out or band:
+            raise click.UsageError("--plot and --band need full-information logs; these are collected traffic")
+        click.echo(traffic.table())
+    else:
+        report, band_report = run_eval(
+            router,
+            log,
+            ladder=ladder,
+            split=chosen,
+            json_out=Path(json_out) if json_out else None,
+            plot_out=Path(plot_out) if plot_out else None,
+            band=BandOptions(band.lower(), max_latency_ms, value_of_time_usd_per_s) if band else None,
+            time_plot_out=Path(time_plot_out) if time_plot_out else None,
+        )
+        click.echo(render_table(report))
+        if band_report is not None:
+            click.echo(band_report.table())
     for written in (json_out, plot_out, time_plot_out):
         if written:
             click.echo(f"wrote {written}")

@@ -22,7 +22,9 @@ class TierHead(BaseEstimator):
     """Per-tier success probabilities from embeddings, calibrated, in scikit-learn's estimator style.
 
     `fit(X, S)` takes S of shape (n, tiers) with 1 (success), 0 (failure) or NaN (tier never tried:
-    censored rows contribute only the tiers they tried).
+    censored rows contribute only the tiers they tried), and optionally W, the same shape, weighting each
+    known outcome (inverse propensities, for collected traffic); each tier's weights are scaled to mean 1,
+    so the regularisation keeps its strength.
     """
 
     def __init__(self, C: float = 0.1, calibration_folds: int = 5, max_iter: int = 2000, random_state: int = 0):
@@ -31,22 +33,23 @@ class TierHead(BaseEstimator):
         self.max_iter = max_iter
         self.random_state = random_state
 
-    def _fit_tier(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    def _fit_tier(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, float]:
         positives = int(y.sum())
         if min(positives, len(y) - positives) < MIN_CLASS_ROWS:
-            rate = (positives + 0.5) / (len(y) + 1.0)
+            rate = (float(weight @ y) + 0.5) / (float(weight.sum()) + 1.0)
             return np.zeros(X.shape[1]), float(np.log(rate / (1 - rate)))
         model = LogisticRegression(C=self.C, max_iter=self.max_iter)
         folds = StratifiedKFold(
             min(self.calibration_folds, positives, len(y) - positives), shuffle=True, random_state=self.random_state
         )
-        scores = cross_val_predict(model, X, y, cv=folds, method="decision_function").astype(np.float64)
-        platt = LogisticRegression(C=1e6, max_iter=self.max_iter).fit(scores[:, None], y)
+        scores = cross_val_predict(model, X, y, cv=folds, method="decision_function", params={"sample_weight": weight})
+        scores = scores.astype(np.float64)
+        platt = LogisticRegression(C=1e6, max_iter=self.max_iter).fit(scores[:, None], y, sample_weight=weight)
         slope, offset = float(platt.coef_[0, 0]), float(platt.intercept_[0])
-        model.fit(X, y)
+        model.fit(X, y, sample_weight=weight)
         return slope * model.coef_[0].astype(np.float64), slope * float(model.intercept_[0]) + offset
 
-    def fit(self, X: np.ndarray, S: np.ndarray) -> TierHead:
+    def fit(self, X: np.ndarray, S: np.ndarray, W: np.ndarray | None = None) -> TierHead:
         """Fit one calibrated model per tier on the rows where that tier was tried.
 
         Embeddings stay float32 (as the encoders make them): half the memory and about three times faster
@@ -54,10 +57,12 @@ class TierHead(BaseEstimator):
         """
         X = np.asarray(X, dtype=np.float32)
         S = np.asarray(S, dtype=np.float64)
+        W = np.ones_like(S) if W is None else np.asarray(W, dtype=np.float64)
         weights, biases = [], []
         for tier in range(S.shape[1]):
             known = ~np.isnan(S[:, tier])
-            w, b = self._fit_tier(X[known], S[known, tier])
+            weight = W[known, tier]
+            w, b = self._fit_tier(X[known], S[known, tier], weight / weight.mean() if weight.size else weight)
             weights.append(w)
             biases.append(b)
         self.coef_ = np.stack(weights, axis=1)

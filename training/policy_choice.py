@@ -16,9 +16,13 @@ import numpy as np
 
 from classifier.bundle import PolicySpec
 from classifier.policy import RULES, rule_scores
-from training.evaluation.curves import known_rows, threshold_curve
+from training.evaluation.curves import Curve, known_rows, threshold_curve
 from training.evaluation.metrics import Anchors, apgr
+from training.evaluation.off_policy import ips_anchors, ips_curve
 from training.guarantee import Certificate, QualityTarget, certify, nothing_certified
+
+# Thresholds tried on served traffic, where each point is an inverse-propensity estimate (no exact sweep).
+TRAFFIC_THRESHOLDS = np.linspace(0.0, 1.0, 201)
 
 DEFAULT_QUALITY_FLOOR = 0.95
 
@@ -53,15 +57,51 @@ def choose_policy(
     anchors = Anchors.from_outcomes(success, cost)
     scored = {rule: rule_scores(probs, rule, tier_costs) for rule in RULES}
     curves = {rule: threshold_curve(success, cost, scored[rule]) for rule in RULES}
+    rule, scores, why_rule = _best_rule(curves, anchors, rules)
+    if target is not None:
+        guarded = _guarded(success, cost, scored[rule], rule, target, len(rules), why_rule)
+        return PolicyChoice(guarded, scores)
+    spec = _unguarded(curves[rule], anchors, rule, quality_floor, f"{len(success)} validation requests", why_rule)
+    return PolicyChoice(spec, scores)
+
+
+def choose_policy_on_traffic(
+    outcomes: np.ndarray,
+    probability: np.ndarray,
+    cost: np.ndarray,
+    probs: np.ndarray,
+    rules: tuple[str, ...],
+    tier_costs: Sequence[float],
+    quality_floor: float = DEFAULT_QUALITY_FLOOR,
+) -> PolicyChoice:
+    """`choose_policy` (unguarded) on validation rows of served traffic: what the traffic revealed and the
+    probability it had of revealing it (`training.evaluation.off_policy`), each curve point an
+    inverse-propensity estimate."""
+    anchors = ips_anchors(outcomes, probability, cost)
+    curves = {
+        rule: ips_curve(outcomes, probability, cost, rule_scores(probs, rule, tier_costs), TRAFFIC_THRESHOLDS)
+        for rule in RULES
+    }
+    rule, scores, why_rule = _best_rule(curves, anchors, rules)
+    where = f"{len(outcomes)} validation requests of served traffic, weighted by inverse propensity"
+    return PolicyChoice(_unguarded(curves[rule], anchors, rule, quality_floor, where, why_rule), scores)
+
+
+def _best_rule(
+    curves: dict[str, Curve], anchors: Anchors, rules: tuple[str, ...]
+) -> tuple[str, dict[str, float | None], str]:
+    """The rule with the best validation APGR among `rules`, every rule's APGR, and the reason in words."""
     scores = {rule: apgr(curve, anchors) for rule, curve in curves.items()}
     rule = max(rules, key=lambda r: scores[r] if scores[r] is not None else -1.0)
     versus = ", ".join(f"{r} {scores[r]:.3f}" for r in RULES if scores[r] is not None)
     picked = "rule by validation APGR" if len(rules) > 1 else f"rule {rule} as asked"
-    why_rule = f"{picked} (validation APGR {versus})"
-    if target is not None:
-        guarded = _guarded(success, cost, scored[rule], rule, target, len(rules), why_rule)
-        return PolicyChoice(guarded, scores)
-    curve = curves[rule]
+    return rule, scores, f"{picked} (validation APGR {versus})"
+
+
+def _unguarded(
+    curve: Curve, anchors: Anchors, rule: str, quality_floor: float, where: str, why_rule: str
+) -> PolicySpec:
+    """The cheapest threshold of `rule` keeping `quality_floor` of always-top quality on the validation rows."""
     reaching = np.flatnonzero(curve.quality >= quality_floor * anchors.top_quality - 1e-12)
     if reaching.size:
         best = reaching[np.argmin(curve.cost[reaching])]
@@ -69,8 +109,8 @@ def choose_policy(
     else:
         best = int(np.argmax(curve.quality))
         how = f"best validation quality (none reached {quality_floor:.0%} of always-top)"
-    chosen_by = f"unguarded: {how} on {len(success)} validation requests; {why_rule}"
-    return PolicyChoice(PolicySpec(threshold=float(curve.settings[best]), rule=rule, chosen_by=chosen_by), scores)
+    chosen_by = f"unguarded: {how} on {where}; {why_rule}"
+    return PolicySpec(threshold=float(curve.settings[best]), rule=rule, chosen_by=chosen_by)
 
 
 def _guarded(

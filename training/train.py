@@ -5,6 +5,11 @@ which are only evaluated. Training refuses a tier with too few observed outcomes
 drops it when asked. The exported bundle is then scored on the held-out rows by the same code
 `tierwise eval` runs, and that evaluation travels with the result, so nothing downstream (run logging,
 retrain's gate) scores it again.
+
+Collected traffic (`tierwise collect`): the heads learn from each request's first attempt, whose tier was
+drawn with a known probability whatever the request's difficulty (an escalation attempt happens because an
+earlier one failed, so it over-represents hard requests), weighted by inverse propensity; the policy and
+the held-out scores weight what the traffic revealed the same way (`training.evaluation.off_policy`).
 """
 
 from __future__ import annotations
@@ -26,14 +31,16 @@ from training.encoders import Encoder, embed, load_encoder
 from training.evaluation.curves import known_rows
 from training.evaluation.evaluate import evaluate_router
 from training.evaluation.frames import outcome_arrays
+from training.evaluation.off_policy import TrafficLog
 from training.evaluation.report import EvalReport
 from training.evaluation.summary import summary_metrics
+from training.evaluation.traffic import TrafficEvaluation, evaluate_on_traffic, traffic_rows
 from training.export import export_bundle
 from training.guarantee import QualityTarget
 from training.head import TierHead
 from training.labels import Labels, label_requests
 from training.logs import STREAMING, AttemptLog, LogError
-from training.policy_choice import DEFAULT_QUALITY_FLOOR, PolicyChoice, choose_policy
+from training.policy_choice import DEFAULT_QUALITY_FLOOR, PolicyChoice, choose_policy, choose_policy_on_traffic
 from training.speed import measure_latency
 from training.splits import DEFAULT_COLUMN, SplitRule
 from training.sufficiency import DEFAULT_MIN_OUTCOMES, refuse_short_tiers, tier_outcomes, without_tiers
@@ -88,6 +95,8 @@ class TrainResult:
     untimed_tiers: list[str] = field(default_factory=list)
     dropped_tiers: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # The held-out scores by inverse propensity, when the held-out requests are collected traffic.
+    traffic_evaluation: TrafficEvaluation | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -142,25 +151,37 @@ def _fit(
     tier_costs: list[float],
     masks: _Masks,
     options: TrainOptions,
+    traffic: TrafficLog | None,
 ) -> tuple[TierHead, PolicyChoice]:
     """Choose the policy with a head fitted on the fit rows, then refit the head on every training row.
 
     With a guarded quality target the head is not refit: the validation rows it was certified on must stay
-    unseen by the head that serves, or the guarantee would not hold.
+    unseen by the head that serves, or the guarantee would not hold. On collected traffic the heads learn
+    from first attempts and the policy is chosen on inverse-propensity estimates of what the traffic revealed.
     """
-    head = TierHead(C=options.C, random_state=options.seed).fit(vectors[masks.fit], success[masks.fit])
+    taught, weights = (success, np.ones_like(success)) if traffic is None else traffic.first_attempts(success)
+    revealed = None if traffic is None else traffic.revealed(success)
+    fit = masks.fit
+    head = TierHead(C=options.C, random_state=options.seed).fit(vectors[fit], taught[fit], weights[fit])
     valid = masks.validation
-    choice = choose_policy(
-        success[valid],
-        cost[valid],
-        head.predict_proba(vectors[valid]),
-        options.rules,
-        tier_costs,
-        options.quality_floor,
-        options.target,
-    )
+    probs = head.predict_proba(vectors[valid])
+    if revealed is None:
+        choice = choose_policy(
+            success[valid], cost[valid], probs, options.rules, tier_costs, options.quality_floor, options.target
+        )
+    elif options.target is not None:
+        raise LogError(
+            "--quality-target cannot be certified on collected traffic (its outcomes are weighted, not all known); "
+            "use --quality-floor, or logs with every tier's outcome"
+        )
+    else:
+        outcomes, probability = revealed
+        choice = choose_policy_on_traffic(
+            outcomes[valid], probability[valid], cost[valid], probs, options.rules, tier_costs, options.quality_floor
+        )
     if options.target is None:
-        head = TierHead(C=options.C, random_state=options.seed).fit(vectors[masks.train], success[masks.train])
+        train = masks.train
+        head = TierHead(C=options.C, random_state=options.seed).fit(vectors[train], taught[train], weights[train])
     return head, choice
 
 
@@ -227,6 +248,7 @@ def train_bundle(
     success, cost = outcome_arrays(frame, labels.ladder.names)
     # What the policy weighs per tier, when it is chosen and when it serves: the mean cost on training rows.
     tier_costs = [float(np.nanmean(cost[masks.train, k])) for k in range(len(labels.ladder))]
+    traffic = TrafficLog.from_labels(frame, labels.ladder.names)
     timings["label_s"] = time.perf_counter() - started
 
     step = time.perf_counter()
@@ -235,7 +257,7 @@ def train_bundle(
     timings["embed_s"] = time.perf_counter() - step
 
     step = time.perf_counter()
-    head, choice = _fit(vectors, success, cost, tier_costs, masks, options)
+    head, choice = _fit(vectors, success, cost, tier_costs, masks, options, traffic)
     timings["fit_s"] = time.perf_counter() - step
 
     step = time.perf_counter()
@@ -243,12 +265,18 @@ def train_bundle(
     manifest = _manifest(log, labels, tier_costs, masks, choice, encoder, times)
     stamped = export_bundle(out_dir, encoder, head, manifest)
     router = Router.load(out_dir)
-    evaluation = None
-    if known_rows(success[masks.test], cost[masks.test]).any():
+    evaluation = traffic_evaluation = None
+    held_out_traffic = traffic_rows(frame, "test", options.split_rule) if traffic is not None else None
+    if held_out_traffic is not None:
+        traffic_evaluation = evaluate_on_traffic(router, held_out_traffic)
+    elif known_rows(success[masks.test], cost[masks.test]).any():
         train_rows = frame.filter(pl.Series(masks.train))
         evaluation = evaluate_router(router, frame, train_rows, "test", options.split_rule, options.cache)
     latency = measure_latency(router, frame["prompt"].head(LATENCY_PROMPTS).to_list())
-    write_manifest(out_dir, replace(stamped, metrics=summary_metrics(evaluation, latency)))
+    metrics = summary_metrics(evaluation, latency)
+    if traffic_evaluation is not None:
+        metrics |= traffic_evaluation.flat_metrics()
+    write_manifest(out_dir, replace(stamped, metrics=metrics))
     router = Router.load(out_dir)
     timings["export_s"] = time.perf_counter() - step
     timings["total_s"] = time.perf_counter() - started
@@ -264,4 +292,5 @@ def train_bundle(
         untimed_tiers=times.untimed_tiers,
         dropped_tiers=dropped,
         timings={**timings, **latency},
+        traffic_evaluation=traffic_evaluation,
     )

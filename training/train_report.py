@@ -51,6 +51,8 @@ def render_report(result: TrainResult) -> str:
                 if c.accuracy is not None and c.ece is not None
             )
         )
+    elif result.traffic_evaluation is not None:
+        lines += ["held-out test split:", result.traffic_evaluation.table()]
     else:
         lines.append("no held-out requests with every tier known: no test metrics")
     lines += _time_lines(result)

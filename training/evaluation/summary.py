@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from training.evaluation.report import EvalReport
 
 OPERATING_KEYS = ("cost_ratio", "quality_ratio", "quality", "under_routing_rate", "over_routing_rate")
 
 
-def flat_headline(evaluation: EvalReport) -> dict[str, float]:
+class Headlined(Protocol):
+    """An evaluation with headline metrics (`EvalReport`, or `TrafficEvaluation` on collected traffic)."""
+
+    def headline(self) -> dict[str, Any]: ...
+
+
+def flat_headline(evaluation: Headlined) -> dict[str, float]:
     """The router's headline metrics as numbers: `<key>_ci: [lo, hi]` becomes `<key>_ci_lo` and `<key>_ci_hi`;
     undefined values and unreached interval ends are left out (MLflow takes only finite numbers)."""
     flat: dict[str, float] = {}

@@ -14,6 +14,8 @@ resamples of the same requests for both). The challenger is promoted when it is
   above 0 and the relative cost difference's below +COST_TOLERANCE.
 A test split of a few hundred requests puts a few points of quality and several percent of cost inside the
 intervals, so a challenger that is only a little better stays challenger until more logs make it sure.
+On collected traffic each side's quality is its inverse-propensity estimate (`training.evaluation.traffic`),
+resampled the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 from classifier.bundle import PolicySpec
 from training.evaluation.bootstrap import Interval, mean_interval, percentile_interval, resample_weights
 from training.evaluation.report import EvalReport
+from training.evaluation.traffic import TrafficEvaluation, TrafficPoint
 
 QUALITY_TOLERANCE = 0.01
 COST_TOLERANCE = 0.05
@@ -71,6 +74,30 @@ class PairedDifference:
             requests=len(ours.success),
             quality=float(np.mean(ours.success - theirs.success)),
             quality_ci=mean_interval(ours.success - theirs.success, weights),
+            relative_cost=float(ours.cost.sum() / theirs.cost.sum() - 1.0),
+            relative_cost_ci=percentile_interval(resampled_cost),
+        )
+
+    @classmethod
+    def on_traffic(cls, challenger: TrafficEvaluation, champion: TrafficEvaluation) -> PairedDifference:
+        """The paired difference of two evaluations of the same collected traffic: each side's quality is its
+        self-normalised inverse-propensity estimate, recomputed on the same resamples of the requests."""
+        if challenger.request_ids != champion.request_ids:
+            raise ValueError("challenger and champion were not scored on the same requests; they cannot be paired")
+        ours, theirs = challenger.operating_point, champion.operating_point
+        resamples = resample_weights(len(ours.success))
+
+        def quality(point: TrafficPoint, weights: np.ndarray) -> np.ndarray:
+            return (weights @ (point.weights * point.success)) / (weights @ point.weights)
+
+        everyone = np.ones((1, len(ours.success)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            difference = quality(ours, resamples) - quality(theirs, resamples)
+            resampled_cost = (resamples @ ours.cost) / (resamples @ theirs.cost) - 1.0
+        return cls(
+            requests=len(ours.success),
+            quality=float((quality(ours, everyone) - quality(theirs, everyone))[0]),
+            quality_ci=percentile_interval(difference),
             relative_cost=float(ours.cost.sum() / theirs.cost.sum() - 1.0),
             relative_cost_ci=percentile_interval(resampled_cost),
         )

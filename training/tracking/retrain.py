@@ -5,6 +5,10 @@ would serve), and compared request by request with paired bootstrap intervals (`
 that is unfit to be champion (`promotion.fitness_problems`: provably below the static mix, or missing its own
 quality target) is never promoted. The decision is printed, written in the version's description, and the
 like-for-like numbers are logged as an MLflow comparison run.
+
+When the held-out rows are collected traffic (`tierwise collect`), both are judged by inverse-propensity
+weighting of what the traffic revealed (`training.evaluation.traffic`), so the champion that served the
+traffic gains nothing from having chosen which outcomes were seen.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from training.evaluation.evaluate import evaluate_router
 from training.evaluation.report import EvalReport
 from training.evaluation.summary import flat_headline
 from training.evaluation.table import format_metric, with_interval
+from training.evaluation.traffic import TrafficEvaluation, evaluate_on_traffic, traffic_rows
 from training.logs import AttemptLog, LogError
 from training.tracking.promotion import PairedDifference, gate, gate_rule
 from training.tracking.registry import CHAMPION, ModelRef, Registry
@@ -33,7 +38,7 @@ class Standing:
     """One version's evaluation on the shared held-out rows."""
 
     version: str
-    evaluation: EvalReport
+    evaluation: EvalReport | TrafficEvaluation
 
     def row(self, role: str) -> str:
         point = self.evaluation.operating_point.point
@@ -124,13 +129,13 @@ def retrain(
         log = log.last_days(window_days)
     with tempfile.TemporaryDirectory() as tmp:
         result = train_bundle(log, out or Path(tmp) / "challenger", ladder, options)
-        if result.evaluation is None:
+        if result.evaluation is None and result.traffic_evaluation is None:
             raise LogError("no held-out request has an outcome on every tier, so no challenger can be judged")
         tags = {"tierwise.retrain_of": name, "tierwise.source_logs": ",".join(str(p) for p in log.files)}
         if window_days:
             tags["tierwise.window_days"] = f"{window_days:g}"
         tracked = log_training_run(result, registry, register=name, experiment=experiment, tags=tags)
-    challenger = Standing(str(tracked.version), result.evaluation)
+    challenger = Standing(str(tracked.version), result.traffic_evaluation or result.evaluation)
     refused = "; ".join(tracked.refused)
     if tracked.alias == CHAMPION:
         decision = RetrainDecision(challenger, None, None, True, "the registry had no champion yet", log.selection)
@@ -138,7 +143,10 @@ def retrain(
         decision = RetrainDecision(challenger, None, None, False, refused, log.selection)
     else:
         champion = _champion_standing(name, registry, result.labels.ladder, options, result.labels.frame)
-        difference = PairedDifference.of(challenger.evaluation, champion.evaluation)
+        if isinstance(challenger.evaluation, TrafficEvaluation) and isinstance(champion.evaluation, TrafficEvaluation):
+            difference = PairedDifference.on_traffic(challenger.evaluation, champion.evaluation)
+        else:
+            difference = PairedDifference.of(challenger.evaluation, champion.evaluation)
         promoted, reason = (False, refused) if refused else gate(difference)
         if promoted:
             registry.promote(name, challenger.version)
@@ -158,6 +166,9 @@ def _champion_standing(
             f"champion v{found.version} routes between {router.ladder.names}, the challenger between "
             f"{ladder.names}: they cannot be compared on the same rows"
         )
+    traffic = traffic_rows(frame, "test", options.split_rule)
+    if traffic is not None:  # the same held-out traffic the challenger was scored on
+        return Standing(str(found.version), evaluate_on_traffic(router, traffic))
     return Standing(str(found.version), evaluate_router(router, frame, split="test", split_rule=options.split_rule))
 
 

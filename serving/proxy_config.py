@@ -1,0 +1,49 @@
+"""What `tierwise proxy` can be told, with every default in one place.
+
+Kept free of the HTTP stack and grpc, so the command line can read the defaults without loading them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from classifier.errors import InputError
+
+ANTHROPIC_API = "https://api.anthropic.com"
+
+
+class ProxyError(InputError):
+    """The proxy cannot start as asked (a bad address or URL, an unreadable token file)."""
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Everything `tierwise proxy` can be told; the command line's defaults are these."""
+
+    router: str = "localhost:50051"  # the tierwise gRPC server, host:port
+    listen: str = "127.0.0.1:8080"  # loopback only unless asked
+    upstream: str = ANTHROPIC_API
+    max_concurrency: int = 256  # requests in flight at once; one more is answered 529 overloaded_error
+    max_body_bytes: int = 32 << 20  # the Messages API's own request limit
+    router_timeout_s: float = 1.0  # deadline of each Predict; past it the router counts as down
+    upstream_timeout_s: float = 600.0  # a long answer may take minutes
+    router_down: Literal["fallback", "fail"] = "fallback"
+    fallback_model: str | None = None  # None: the top tier's model
+    ca_cert: str | Path | None = None  # TLS to the router, trusting this CA
+    auth_token_file: str | Path | None = None  # bearer token for the router
+
+    def __post_init__(self) -> None:
+        self.listen_address()
+        url = urlsplit(self.upstream)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ProxyError(f"--upstream: {self.upstream!r} is not an http(s) URL")
+
+    def listen_address(self) -> tuple[str, int]:
+        """`--listen` as (host, port); a bracketed IPv6 host loses its brackets."""
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ProxyError(f"--listen: {self.listen!r} is not HOST:PORT")
+        return host.strip("[]"), int(port)

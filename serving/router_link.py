@@ -1,0 +1,362 @@
+"""Asking the tierwise router where an Anthropic Messages request should go, for the client and the proxy alike.
+
+The request is rendered the way the router reads text (`classifier.text`): a single user turn is sent as the
+`prompt`, anything longer (or with a system prompt) as `messages`. The answer becomes a `RouteDecision` priced
+by the served bundle's own ladder (`GetModelInfo`, fetched once per bundle version).
+
+When no router answers (unreachable, deadline passed, overloaded) the `RouterDown` policy decides: fail with
+`RouterUnavailable`, or serve the fallback model (by default the top tier), flagging the result and logging
+a warning when the router goes down and again when it is back. A router that refuses the request (a bad
+option, a wrong token) raises `RoutingError`: that is a mistake to fix, not an outage to ride out.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import grpc
+
+from classifier import policy
+from classifier.errors import InputError
+from classifier.text import content_text
+from serving.escalation import RouteDecision, Step
+from serving.price_book import PriceBook
+from serving.tierwise.v1 import router_pb2 as pb
+from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+BANDS = tuple(band.upper() for band in policy.BANDS)  # as the proto spells them
+NO_TEXT = "no text to route on"
+# Statuses meaning "no router could answer now", as opposed to "the router refused this request".
+_UNREACHABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.CANCELLED,
+    }
+)
+
+
+class RouteOptionError(InputError):
+    """A routing option that cannot be used; `field` names it (an argument, or the proxy's header)."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class RoutingError(InputError):
+    """The router refused the request (INVALID_ARGUMENT, UNAUTHENTICATED, ...): its status and message."""
+
+    def __init__(self, code: grpc.StatusCode, details: str):
+        super().__init__(f"tierwise router refused the request: {code.name}: {details}")
+        self.code = code
+
+
+class RouterUnavailable(RuntimeError):
+    """No router answered and the policy is to fail (`RouterDown(action="fail")`)."""
+
+
+@dataclass(frozen=True)
+class RouteOptions:
+    """How a request is to be routed; the fields of `PredictRequest` that a caller chooses."""
+
+    quality_target: float | None = None
+    allowed_tiers: tuple[str, ...] = ()
+    latency_band: str = "INTERACTIVE"
+    mode: str = "threshold"
+    max_latency_ms: float | None = None
+    value_of_time_usd_per_s: float | None = None
+    allow_explore: bool | None = None
+
+    def __post_init__(self) -> None:
+        band, mode = self.latency_band.upper(), self.mode.lower()
+        if band not in BANDS:
+            raise RouteOptionError("latency_band", f"{self.latency_band!r} is not one of {', '.join(BANDS)}")
+        if mode not in policy.MODES:
+            raise RouteOptionError("mode", f"{self.mode!r} is not one of {', '.join(policy.MODES)}")
+        if self.quality_target is not None and not 0 <= self.quality_target <= 1:
+            raise RouteOptionError("quality_target", f"{self.quality_target} is outside [0, 1]")
+        object.__setattr__(self, "latency_band", band)
+        object.__setattr__(self, "mode", mode)
+        object.__setattr__(self, "allowed_tiers", tuple(self.allowed_tiers))
+
+    def updated(self, **changes: Any) -> RouteOptions:
+        """These options with the given fields replaced (None leaves a field as it is)."""
+        return replace(self, **{name: value for name, value in changes.items() if value is not None})
+
+
+@dataclass(frozen=True)
+class RouterDown:
+    """What to do when no router answers: `fallback` to `fallback_model` (None: the top tier), or `fail`."""
+
+    action: Literal["fallback", "fail"] = "fallback"
+    fallback_model: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.action not in ("fallback", "fail"):
+            raise RouteOptionError("router_down", f"{self.action!r} is not one of fallback, fail")
+
+    def decision(self, reason: str, prices: PriceBook) -> RouteDecision:
+        """The fallback's decision, or RouterUnavailable when the policy is to fail."""
+        if self.action == "fail":
+            raise RouterUnavailable(f"tierwise router unavailable: {reason}")
+        return self.fallback(reason, prices)
+
+    def fallback(self, reason: str, prices: PriceBook) -> RouteDecision:
+        """A one-step chain to the fallback model, flagged with why the router did not route."""
+        model = self.fallback_model or prices.ladder.top.model
+        tier = prices.tier_of_model(model)
+        return RouteDecision(
+            request_id=uuid.uuid4().hex,
+            steps=(Step(tier.name if tier else "", model),),
+            prices=prices,
+            router_error=reason,
+        )
+
+
+def _chat(params: Mapping[str, Any]) -> list[pb.ChatMessage]:
+    """The Messages request's system prompt and turns as the router's chat messages (their text parts)."""
+    chat = []
+    if params.get("system"):
+        chat.append(pb.ChatMessage(role="system", content=content_text(_plain(params["system"]))))
+    for message in params.get("messages") or ():
+        message = _plain(message)
+        role, content = str(message.get("role", "user")), content_text(message.get("content", ""))
+        chat.append(pb.ChatMessage(role=role, content=content))
+    return chat
+
+
+def predict_request(params: Mapping[str, Any], options: RouteOptions) -> pb.PredictRequest | None:
+    """The PredictRequest for a Messages request, or None when it has no text to route on (images only, say)."""
+    chat = _chat(params)
+    if not any(m.content.strip() for m in chat):
+        return None
+    request = pb.PredictRequest(
+        allowed_tiers=options.allowed_tiers,
+        latency_band=pb.LatencyBand.Value(options.latency_band),
+        mode=pb.RoutingMode.Value(options.mode.upper()),
+    )
+    if len(chat) == 1 and chat[0].role == "user":
+        request.prompt = chat[0].content
+    else:
+        request.messages.extend(chat)
+    for name in ("quality_target", "max_latency_ms", "value_of_time_usd_per_s", "allow_explore"):
+        if getattr(options, name) is not None:
+            setattr(request, name, getattr(options, name))
+    return request
+
+
+def decision_from(response: pb.PredictResponse, prices: PriceBook) -> RouteDecision:
+    """The router's answer as a chain of steps; a chain tier the price book does not know is left out."""
+    steps = [Step(response.tier, response.model)]
+    for name in response.fallback_chain[1:]:
+        tier = prices.tier_named(name)
+        if tier is not None:
+            steps.append(Step(tier.name, tier.model))
+    return RouteDecision(
+        request_id=response.request_id,
+        steps=tuple(steps),
+        prices=prices,
+        use_batch_api=response.use_batch_api,
+        explored=response.explored,
+    )
+
+
+class _RouterState:
+    """The part of talking to the router that does no I/O: price book cache, outage tracking, error triage."""
+
+    def __init__(self, down: RouterDown):
+        self.down = down
+        self.prices: PriceBook | None = None
+        self.outage: str | None = None  # why the router last failed to route; None while it answers
+
+    def needs_prices(self, version: str) -> bool:
+        return self.prices is None or self.prices.version != version
+
+    def known_prices(self) -> PriceBook:
+        return self.prices or PriceBook.shipped()
+
+    def answered(self, response: pb.PredictResponse) -> RouteDecision:
+        if self.outage is not None:
+            log.warning("tierwise router reachable again after: %s", self.outage)
+            self.outage = None
+        return decision_from(response, self.known_prices())
+
+    def failed(self, error: grpc.RpcError) -> RouteDecision:
+        code = error.code()
+        if code not in _UNREACHABLE:
+            raise RoutingError(code, error.details() or "")
+        reason = f"{code.name}: {error.details()}"
+        if self.outage is None:
+            log.warning("tierwise router cannot route (%s); policy: %s", reason, self.down.action)
+            self.outage = reason
+        return self.down.decision(reason, self.known_prices())
+
+    def textless(self) -> RouteDecision:
+        """A request with no text for the classifier (images only, say) goes to the fallback model, flagged."""
+        log.info("request has %s; sent to the fallback model", NO_TEXT)
+        return self.down.fallback(NO_TEXT, self.known_prices())
+
+
+def _credentials(ca_cert: str | Path | None) -> grpc.ChannelCredentials | None:
+    return None if ca_cert is None else grpc.ssl_channel_credentials(root_certificates=Path(ca_cert).read_bytes())
+
+
+def _call_metadata(token: str | None) -> Sequence[tuple[str, str]]:
+    """The bearer token as per-call metadata (empty without one)."""
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+class RouterLink:
+    """Routing decisions from a router over a blocking gRPC channel."""
+
+    def __init__(
+        self,
+        target: str,
+        down: RouterDown,
+        *,
+        timeout_s: float = 1.0,
+        ca_cert: str | Path | None = None,
+        token: str | None = None,
+    ):
+        credentials = _credentials(ca_cert)
+        channel = grpc.insecure_channel(target) if credentials is None else grpc.secure_channel(target, credentials)
+        self._channel = channel
+        self._stub = pb_grpc.RouterStub(channel)
+        self._timeout_s = timeout_s
+        self._metadata = _call_metadata(token)
+        self.state = _RouterState(down)
+
+    def decide(self, params: Mapping[str, Any], options: RouteOptions) -> RouteDecision:
+        """Where this Messages request should go (or the fallback's decision when no router answers)."""
+        request = predict_request(params, options)
+        if request is None:
+            return self.state.textless()
+        try:
+            response = self._stub.Predict(request, timeout=self._timeout_s, metadata=self._metadata)
+            if self.state.needs_prices(response.model_version):
+                self.state.prices = self._fetch_prices()
+        except grpc.RpcError as exc:
+            return self.state.failed(exc)
+        return self.state.answered(response)
+
+    def decide_many(self, requests: Sequence[tuple[Mapping[str, Any], RouteOptions]]) -> list[RouteDecision]:
+        """Decisions for many requests in one PredictBatch call (for Message Batches)."""
+        wire = [predict_request(params, options) for params, options in requests]
+        routable = [request for request in wire if request is not None]
+        if not routable:
+            return [self.state.textless() for _ in wire]
+        try:
+            batch = self._stub.PredictBatch(
+                pb.PredictBatchRequest(requests=routable), timeout=self._timeout_s * 4, metadata=self._metadata
+            )
+            if self.state.needs_prices(batch.model_version):
+                self.state.prices = self._fetch_prices()
+        except grpc.RpcError as exc:
+            return [self.state.failed(exc) for _ in wire]
+        answers = iter(batch.responses)
+        return [self.state.textless() if r is None else self.state.answered(next(answers)) for r in wire]
+
+    def report(self, outcome: pb.Outcome) -> pb.OutcomeAck:
+        """One outcome, reported now (raises grpc.RpcError when the router does not take it)."""
+        return self._stub.ReportOutcome(outcome, timeout=self._timeout_s, metadata=self._metadata)
+
+    def report_all(self, outcomes: Sequence[pb.Outcome]) -> object:
+        """Outcomes reported now: one as ReportOutcome, more on one ReportOutcomes stream (raises grpc.RpcError)."""
+        if len(outcomes) == 1:
+            return self.report(outcomes[0])
+        return self._stub.ReportOutcomes(iter(outcomes), timeout=self._timeout_s * 4, metadata=self._metadata)
+
+    def _fetch_prices(self) -> PriceBook:
+        info = self._stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=self._timeout_s, metadata=self._metadata)
+        return PriceBook.from_manifest_json(info.manifest_json, info.version)
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class AsyncRouterLink:
+    """`RouterLink` over an asyncio gRPC channel, for the async client and the proxy.
+
+    The channel is opened on first use, inside the event loop that will use it.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        down: RouterDown,
+        *,
+        timeout_s: float = 1.0,
+        ca_cert: str | Path | None = None,
+        token: str | None = None,
+    ):
+        self._target = target
+        self._credentials = _credentials(ca_cert)
+        self._channel: grpc.aio.Channel | None = None
+        self._stub_cache: pb_grpc.RouterStub | None = None
+        self._timeout_s = timeout_s
+        self._metadata = _call_metadata(token)
+        self.state = _RouterState(down)
+
+    @property
+    def _stub(self) -> pb_grpc.RouterStub:
+        if self._stub_cache is None:
+            if self._credentials is None:
+                self._channel = grpc.aio.insecure_channel(self._target)
+            else:
+                self._channel = grpc.aio.secure_channel(self._target, self._credentials)
+            self._stub_cache = pb_grpc.RouterStub(self._channel)
+        return self._stub_cache
+
+    async def decide(self, params: Mapping[str, Any], options: RouteOptions) -> RouteDecision:
+        """Where this Messages request should go (or the fallback's decision when no router answers)."""
+        request = predict_request(params, options)
+        if request is None:
+            return self.state.textless()
+        try:
+            response = await self._stub.Predict(request, timeout=self._timeout_s, metadata=self._metadata)
+            if self.state.needs_prices(response.model_version):
+                self.state.prices = await self._fetch_prices()
+        except grpc.RpcError as exc:
+            return self.state.failed(exc)
+        return self.state.answered(response)
+
+    async def prices(self) -> PriceBook:
+        """The served ladder (fetched now if not yet known), or the shipped one when the router is out of reach."""
+        if self.state.prices is None:
+            try:
+                self.state.prices = await self._fetch_prices()
+            except grpc.RpcError:
+                return self.state.known_prices()
+        return self.state.prices
+
+    async def report(self, outcome: pb.Outcome) -> pb.OutcomeAck:
+        """One outcome, reported now (raises grpc.RpcError when the router does not take it)."""
+        return await self._stub.ReportOutcome(outcome, timeout=self._timeout_s, metadata=self._metadata)
+
+    async def _fetch_prices(self) -> PriceBook:
+        info = await self._stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=self._timeout_s, metadata=self._metadata)
+        return PriceBook.from_manifest_json(info.manifest_json, info.version)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+
+
+def _plain(value: Any) -> Any:
+    """SDK objects (pydantic models, as in `message.content`) as the plain dicts and lists the API sends."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value

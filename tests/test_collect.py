@@ -1,0 +1,216 @@
+"""`tierwise collect`: decision and outcome rows, as the server writes them, joined into attempt logs.
+
+Every reported attempt becomes one row or is counted under the reason it could not; repeats of an attempt
+merge; redacted prompts come back from --prompts; a malformed row stops with file:line:field."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from classifier.router import Prediction
+from serving.decision_log import Decision, decision_row
+from serving.outcomes import ReceivedOutcome, outcome_row
+from serving.tierwise.v1 import router_pb2 as pb
+from tierwise.cli import main as cli
+from training.logs import read_attempts
+
+HAIKU, SONNET, OPUS = "claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-6"
+T0 = 1_780_000_000.0
+
+
+def decision(request_id: str, text: str, tier: str = "haiku", **served: object) -> Decision:
+    chain = ["haiku", "sonnet", "opus"][["haiku", "sonnet", "opus"].index(tier) :]
+    prediction = Prediction(
+        tier=tier,
+        model={"haiku": HAIKU, "sonnet": SONNET, "opus": OPUS}[tier],
+        probabilities={"haiku": 0.7, "sonnet": 0.8, "opus": 0.9},
+        fallback_chain=chain,
+        quality_target=0.8,
+        mode="threshold",
+        expected_cost_usd=0.01,
+    )
+    return Decision(request_id, text, (), prediction, "v1", "interactive", T0, **served)  # type: ignore[arg-type]
+
+
+def outcome(seconds: float, **fields: object) -> dict:
+    return outcome_row(ReceivedOutcome(pb.Outcome(**fields), True, T0 + seconds))
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def collect(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["collect", *map(str, args)])
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def traffic(tmp_path) -> tuple[Path, Path]:
+    """Four routed requests (one explored, one redacted-style chat) and their outcome reports."""
+    decisions = [
+        decision_row(decision("a", "Say hi.")),
+        decision_row(
+            decision("b", "Prove it.", "haiku", explored=True, propensity=0.1, propensities={"haiku": 0.1, "opus": 0.9})
+        ),
+        decision_row(decision("c", "Summarise.", "sonnet")),
+        decision_row(decision("quiet", "Never reported.")),
+    ]
+    outcomes = [
+        outcome(1, request_id="a", model=HAIKU, cost_usd=0.001, latency_ms=500.0),  # graded later
+        outcome(2, request_id="b", model=HAIKU, attempt=0, success=False, error="OverloadedError"),
+        outcome(3, request_id="b", model=SONNET, attempt=1, success=False, ttft_ms=90.0),
+        outcome(4, request_id="b", model=OPUS, attempt=2, success=True, cache_read_input_tokens=1200),
+        outcome(5, request_id="c", model=SONNET, score=1.0),
+        outcome(6, request_id="a", model=HAIKU, success=True),  # the later grade of a's attempt
+        outcome(7, request_id="ghost", model=HAIKU, success=True),
+        outcome(8, request_id="c", model=OPUS, attempt=1, cost_usd=0.02),  # never graded
+    ]
+    return write_jsonl(tmp_path / "decisions.jsonl", decisions), write_jsonl(tmp_path / "outcomes.jsonl", outcomes)
+
+
+def test_each_reported_attempt_becomes_one_row_and_repeats_merge(traffic, tmp_path):
+    decisions, outcomes = traffic
+    out = tmp_path / "attempts.parquet"
+    code, output = collect(outcomes, decisions, "--out", out)  # the order of the files does not matter
+    assert code == 0, output
+    rows = {(r["request_id"], r["model"]): r for r in pl.read_parquet(out).to_dicts()}
+    assert sorted(rows) == [("a", HAIKU), ("b", HAIKU), ("b", OPUS), ("b", SONNET), ("c", SONNET)]
+    merged = rows[("a", HAIKU)]
+    assert (merged["success"], merged["cost_usd"], merged["latency_ms"], merged["prompt"]) == (
+        True,
+        0.001,
+        500.0,
+        "Say hi.",
+    )
+    assert merged["timestamp"] > rows[("b", HAIKU)]["timestamp"]  # the later report's time
+    explored = rows[("b", OPUS)]
+    assert (explored["attempt"], explored["cache_read_input_tokens"], explored["served_tier"]) == (2, 1200, "haiku")
+    assert (explored["explored"], explored["propensity"]) == (True, 0.1)
+    assert json.loads(explored["propensities"]) == {"haiku": 0.1, "opus": 0.9}
+    assert json.loads(explored["fallback_chain"]) == ["haiku", "sonnet", "opus"]
+    assert (rows[("b", HAIKU)]["error"], rows[("b", SONNET)]["ttft_ms"]) == ("OverloadedError", 90.0)
+    assert rows[("c", SONNET)]["score"] == 1.0 and rows[("c", SONNET)]["success"] is None
+    assert (merged["model_version"], merged["latency_band"], merged["propensity"]) == ("v1", "interactive", 1.0)
+    assert "decisions:  4 rows from 1 files" in output
+    assert "outcomes:   8 reports from 1 files, of 7 attempts (1 merged" in output
+    assert "matched:    5 attempts of 3 requests" in output
+    assert "unmatched:  2 attempts" in output
+    assert "1  no decision for its request_id" in output and "1  not graded (no success or score)" in output
+    assert "decisions without any outcome: 1" in output
+    assert "censored:   33.3% of the requests (1)" in output  # c: sonnet succeeded, haiku never tried
+
+
+def test_the_attempt_log_reads_back_as_any_attempt_log(traffic, tmp_path):
+    out = tmp_path / "attempts.csv"
+    assert collect(*traffic, "--out", out)[0] == 0
+    log = read_attempts([out])
+    assert log.frame.height == 5 and log.rows_skipped == 0
+    assert log.frame.filter(pl.col("request_id") == "c")["success"].to_list() == [True]  # score 1.0 >= threshold
+
+
+def test_redacted_prompts_come_back_from_the_prompts_file_by_id_or_by_hash(tmp_path):
+    decisions = write_jsonl(
+        tmp_path / "decisions.jsonl",
+        [decision_row(decision(rid, text), redact_prompts=True) for rid, text in [("x", "One."), ("y", "Two.")]]
+        + [decision_row(decision("z", "Three."), redact_prompts=True)],
+    )
+    outcomes = write_jsonl(
+        tmp_path / "outcomes.jsonl",
+        [outcome(i, request_id=rid, model=HAIKU, success=True) for i, rid in enumerate("xyz")],
+    )
+    assert "prompt" not in json.loads(decisions.read_text().splitlines()[0])
+    prompts = write_jsonl(
+        tmp_path / "prompts.jsonl",
+        [{"request_id": "x", "prompt": "One."}, {"prompt": "Two."}, {"request_id": "z", "prompt": "Not three."}],
+    )
+    out = tmp_path / "attempts.jsonl"
+    code, output = collect(decisions, outcomes, "--prompts", prompts, "--out", out)
+    assert code == 0, output
+    assert {r["request_id"]: r["prompt"] for r in pl.read_ndjson(out).to_dicts()} == {"x": "One.", "y": "Two."}
+    assert "1  the --prompts text does not match the decision's prompt_sha256" in output
+    code, output = collect(decisions, outcomes, "--out", out)
+    assert code == 2 and "3  no prompt (redacted, and not in --prompts)" in output
+
+
+def test_chat_messages_travel_as_messages(tmp_path):
+    chat = [pb.ChatMessage(role="system", content="Be terse."), pb.ChatMessage(role="user", content="Hi.")]
+    routed = dataclasses.replace(decision("m", "system: Be terse.\n\nuser: Hi."), messages=chat)
+    decisions = write_jsonl(tmp_path / "d.jsonl", [decision_row(routed)])
+    outcomes = write_jsonl(tmp_path / "o.jsonl", [outcome(1, request_id="m", model=HAIKU, success=True)])
+    out = tmp_path / "attempts.parquet"
+    assert collect(decisions, outcomes, "--out", out)[0] == 0
+    row = pl.read_parquet(out).row(0, named=True)
+    assert json.loads(row["messages"]) == [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": "Hi."},
+    ]
+    assert read_attempts([out]).frame["prompt"].to_list() == [routed.text]
+
+
+def test_csv_and_parquet_inputs_collect_the_same_rows(traffic, tmp_path):
+    reference = tmp_path / "reference.parquet"
+    assert collect(*traffic, "--out", reference)[0] == 0
+    for suffix in (".csv", ".parquet"):
+        converted = []
+        for path in traffic:
+            rows = [json.loads(line) for line in path.read_text().splitlines()]
+            flat = [{k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()} for row in rows]
+            target = path.with_suffix(suffix)
+            frame = pl.DataFrame(flat, infer_schema_length=None)
+            frame.write_csv(target) if suffix == ".csv" else frame.write_parquet(target)
+            converted.append(target)
+        out = tmp_path / f"from{suffix}.parquet"
+        code, output = collect(*converted, "--out", out)
+        assert code == 0, output
+        key = ["request_id", "model"]
+        assert pl.read_parquet(out).sort(key).equals(pl.read_parquet(reference).sort(key))
+
+
+MALFORMED = [
+    ("decisions.jsonl", 2, "propensity", {"propensity": 1.5}),
+    ("decisions.jsonl", 3, "fallback_chain", {"fallback_chain": []}),
+    ("outcomes.jsonl", 2, "cost_usd", {"cost_usd": -1}),
+    ("outcomes.jsonl", 3, "success", {"success": "maybe"}),
+    ("outcomes.jsonl", 1, "model", {"model": None}),
+    ("outcomes.jsonl", 2, "attempt", {"attempt": 1.5}),
+    ("outcomes.jsonl", 4, "score", {"score": "NaN"}),
+]
+
+
+@pytest.mark.parametrize(("name", "line", "field", "change"), MALFORMED, ids=[f"{n}:{f}" for n, _, f, _ in MALFORMED])
+def test_a_malformed_row_exits_2_naming_file_line_and_field(traffic, name, line, field, change):
+    path = next(p for p in traffic if p.name == name)
+    rows = [json.loads(text) for text in path.read_text().splitlines()]
+    rows[line - 1].update(change)
+    write_jsonl(path, rows)
+    code, output = collect(*traffic, "--out", path.parent / "attempts.parquet")
+    assert code == 2
+    assert f"{path}:{line}:{field}: " in output
+
+
+def test_a_line_that_is_not_json_is_named(traffic):
+    decisions, outcomes = traffic
+    outcomes.write_text(outcomes.read_text() + "{not json\n")
+    code, output = collect(decisions, outcomes, "--out", outcomes.parent / "attempts.parquet")
+    assert code == 2 and f"{outcomes}:9: not valid JSON" in output
+
+
+def test_inputs_without_a_decision_log_or_an_outcome_log_are_refused(traffic):
+    decisions, outcomes = traffic
+    for only in (decisions, outcomes):
+        code, output = collect(only, "--out", only.parent / "attempts.parquet")
+        assert code == 2 and "no " in output and "fallback_chain" in output
+
+
+def test_the_prompt_hash_of_a_decision_is_the_routed_text():
+    row = decision_row(decision("h", "Hash me."), redact_prompts=True)
+    assert row["prompt_sha256"] == hashlib.sha256(b"Hash me.").hexdigest()
