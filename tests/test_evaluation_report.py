@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from training.evaluation.baselines import knn_probs, length_heuristic_probs
+from training.evaluation.baselines import knn_bank, knn_probs, length_heuristic_probs
 from training.evaluation.plot import plot_report
 from training.evaluation.report import build_report
 from training.evaluation.table import render_table
@@ -32,6 +32,13 @@ def test_knn_averages_known_outcomes_of_the_nearest_training_requests():
     np.testing.assert_allclose(knn_probs(train, train_success, queries, k=2), [[1.0, 1.0], [0.0, 0.5]])
     # the only neighbour never tried the top tier: fall back to its training success rate, 2 of 3
     np.testing.assert_allclose(knn_probs(train, train_success, np.array([[0.9, 0.1]]), k=1), [[1.0, 2 / 3]])
+
+
+def test_knn_searches_every_training_request_up_to_its_bank_then_an_even_sample_of_them():
+    np.testing.assert_array_equal(knn_bank(4, bank=4), [0, 1, 2, 3])
+    sample = knn_bank(1_000_000, bank=1_000)
+    assert len(np.unique(sample)) == 1_000 and sample[0] == 0 and sample[-1] == 999_999
+    assert np.ptp(np.diff(sample)) <= 1  # spread evenly, first appearance to last: no stretch of the logs left out
 
 
 @pytest.fixture(scope="module")

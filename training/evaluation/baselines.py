@@ -10,6 +10,9 @@ from training.evaluation.metrics import Anchors
 RANDOM_MIX_RATIOS = 10_001
 KNN_NEIGHBOURS = 20
 _KNN_SIMILARITIES = 16_000_000  # query-to-training similarities held at once (64 MB in float32)
+# Training requests the k-NN baseline searches at most: its cost is held-out x searched requests, so on logs of
+# millions of requests it searches a sample (the shared datasets' few thousand are searched whole).
+KNN_BANK = 100_000
 
 
 def random_mix_curve(anchors: Anchors, n_ratios: int = RANDOM_MIX_RATIOS) -> Curve:
@@ -40,6 +43,14 @@ def length_heuristic_probs(prompt_chars: np.ndarray, n_tiers: int) -> np.ndarray
         return np.ones((len(chars), 1))
     steps_below_top = np.arange(n_tiers - 1, -1, -1) / (n_tiers - 1)
     return 1.0 - difficulty[:, None] * steps_below_top[None, :]
+
+
+def knn_bank(n_train: int, bank: int = KNN_BANK) -> np.ndarray:
+    """The training rows the k-NN baseline searches: all of them up to `bank`, else `bank` rows spread evenly over
+    the logs (a systematic sample, the same on every run), so evaluating a large log stays minutes, not hours."""
+    if n_train <= bank:
+        return np.arange(n_train)
+    return np.linspace(0, n_train - 1, bank).round().astype(np.int64)
 
 
 def knn_probs(

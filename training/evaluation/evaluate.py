@@ -18,7 +18,7 @@ import polars as pl
 from classifier.router import Router
 from classifier.tiers import TierError, TierLadder
 from training.evaluation.bands import BandOptions, BandReport, evaluate_band, latency_matrix
-from training.evaluation.baselines import knn_probs
+from training.evaluation.baselines import knn_bank, knn_probs
 from training.evaluation.curves import known_rows
 from training.evaluation.frames import outcome_arrays, prompt_chars
 from training.evaluation.report import EvalReport, build_report
@@ -44,10 +44,12 @@ def router_probabilities(router: Router, prompts: Sequence[str], batch: int = PR
 
 
 def knn_baseline(router: Router, train: pl.DataFrame, evaluated: pl.DataFrame, cache: bool = True) -> np.ndarray:
-    """k-NN probabilities for the evaluated rows from the training rows, embedded by the router's encoder kind."""
+    """k-NN probabilities for the evaluated rows from the training rows (`knn_bank` of them), embedded by the
+    router's encoder kind."""
     from training.encoders import embed, load_encoder
 
     encoder = load_encoder(router.manifest.encoder.kind)
+    train = train[knn_bank(train.height)]
     train_success, _ = outcome_arrays(train, router.ladder.names)
     return knn_probs(
         embed(train["prompt"].to_list(), encoder, cache=cache),
