@@ -9,7 +9,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import grpc
 import prometheus_client as prom
@@ -31,12 +31,11 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class Rpc:
+class Rpc(NamedTuple):
     """A gRPC method as the standard server metrics label it (go-grpc-prometheus, py-grpc-prometheus).
 
     `type` is unary, client_stream, server_stream or bidi_stream. tierwise's own metrics label a call by
-    `method` alone.
+    `method` alone. A tuple, so the hot path's dict look-ups hash it in C.
     """
 
     service: str
@@ -67,37 +66,53 @@ class _Histogram:
         self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.total = 0.0
 
-    def add(self, bucket: int, seconds: float) -> None:
-        self.counts[bucket] += 1
-        self.total += seconds
+    def merge(self, other: _Histogram) -> None:
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.total += other.total
 
-    def snapshot(self) -> tuple[list[tuple[str, float]], float]:
-        """Cumulative (bound, count) pairs and the sum, as HistogramMetricFamily takes them."""
-        return list(zip(_BOUNDS, itertools.accumulate(self.counts), strict=True)), self.total
+    def copy(self) -> _Histogram:
+        copied = _Histogram()
+        copied.merge(self)
+        return copied
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """(bound, count) pairs, each bound counting every value up to it, as HistogramMetricFamily takes them."""
+        return list(zip(_BOUNDS, itertools.accumulate(self.counts), strict=True))
 
 
 _BOUNDS = [floatToGoString(b) for b in LATENCY_BUCKETS] + ["+Inf"]
+Timings = dict[tuple[Rpc, str], _Histogram]
+
+
+def _add(timings: Timings, key: tuple[Rpc, str], seconds: float) -> None:
+    """One timing into the histogram of its (rpc, code); the caller holds the lock."""
+    histogram = timings.get(key)
+    if histogram is None:
+        histogram = timings[key] = _Histogram()
+    histogram.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+    histogram.total += seconds
 
 
 class HotPathStats(Collector):
     """Call counts, latency histograms and tier counts kept as plain numbers under one lock.
 
     prometheus-client's labelled Counter and Histogram cost several microseconds a call (a lock per
-    child and a Python loop over the buckets); the hot path here pays a lock and one bisect, and the
-    metric families are built only when /metrics is scraped.
+    child and a Python loop over the buckets); the hot path here pays a lock, a dict look-up and one bisect
+    per record, and the metric families are built only when /metrics is scraped.
 
     Two views of the same traffic: tierwise's own (`tierwise_requests`, `tierwise_request_latency_seconds`:
     one count per unary call or per stream message, Router methods only) and gRPC's standard server metrics
-    (`grpc_server_*`: one count per RPC, a stream from its start to its end, health checks included).
+    (`grpc_server_*`: one count per RPC, a stream from its start to its end, health checks included). Each
+    timing is kept once, as a histogram by (rpc, code) whose total is the count: unary calls feed both views,
+    stream messages tierwise's, stream and health check ends gRPC's.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._calls: dict[tuple[str, str], int] = {}
-        self._latency: dict[str, _Histogram] = {}
         self._started: dict[Rpc, int] = {}
-        self._handled: dict[tuple[Rpc, str], int] = {}
-        self._handling: dict[Rpc, _Histogram] = {}
+        self._calls: Timings = {}
+        self._messages: Timings = {}
+        self._ends: Timings = {}
         self._tiers: dict[tuple[str, str], int] = {}
         self._explored = 0
 
@@ -108,29 +123,18 @@ class HotPathStats(Collector):
 
     def record_call(self, rpc: Rpc, code: str, seconds: float) -> None:
         """A unary RPC ended: one call in tierwise's metrics and one handled RPC in gRPC's."""
-        bucket = bisect.bisect_left(LATENCY_BUCKETS, seconds)
-        call, handled = (rpc.method, code), (rpc, code)
         with self._lock:
-            self._calls[call] = self._calls.get(call, 0) + 1
-            self._handled[handled] = self._handled.get(handled, 0) + 1
-            self._histogram(self._latency, rpc.method).add(bucket, seconds)
-            self._histogram(self._handling, rpc).add(bucket, seconds)
+            _add(self._calls, (rpc, code), seconds)
 
     def record_message(self, rpc: Rpc, code: str, seconds: float) -> None:
         """One message of a stream handled: tierwise's metrics count each as a call."""
-        bucket = bisect.bisect_left(LATENCY_BUCKETS, seconds)
-        call = (rpc.method, code)
         with self._lock:
-            self._calls[call] = self._calls.get(call, 0) + 1
-            self._histogram(self._latency, rpc.method).add(bucket, seconds)
+            _add(self._messages, (rpc, code), seconds)
 
     def end_rpc(self, rpc: Rpc, code: str, seconds: float) -> None:
         """A stream or a health check ended: one handled RPC in gRPC's metrics (tierwise's count messages)."""
-        bucket = bisect.bisect_left(LATENCY_BUCKETS, seconds)
-        handled = (rpc, code)
         with self._lock:
-            self._handled[handled] = self._handled.get(handled, 0) + 1
-            self._histogram(self._handling, rpc).add(bucket, seconds)
+            _add(self._ends, (rpc, code), seconds)
 
     def record_tier(self, tier: str, model_version: str, explored: bool = False) -> None:
         """Count one routing decision by its served tier and the model version that made it, and whether that
@@ -140,59 +144,79 @@ class HotPathStats(Collector):
             self._tiers[key] = self._tiers.get(key, 0) + 1
             self._explored += explored
 
-    @staticmethod
-    def _histogram(histograms: dict, key: object) -> _Histogram:
-        histogram = histograms.get(key)
-        if histogram is None:
-            histogram = histograms[key] = _Histogram()
-        return histogram
-
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            calls = dict(self._calls)
-            latency = {method: h.snapshot() for method, h in self._latency.items()}
             started = dict(self._started)
-            handled = dict(self._handled)
-            handling = {rpc: h.snapshot() for rpc, h in self._handling.items()}
+            calls = _merged((self._calls, self._messages), lambda rpc, code: (rpc.method, code))
+            handled = _merged((self._calls, self._ends), lambda rpc, code: (rpc, code))
             tiers = dict(self._tiers)
             explored = self._explored
-        requests = CounterMetricFamily(
-            "tierwise_requests",
-            "Calls handled (each message of a stream counts), by method and gRPC status code.",
-            labels=["method", "code"],
-        )
-        for (method, code), count in calls.items():
-            requests.add_metric([method, code], count)
-        histogram = HistogramMetricFamily(
-            "tierwise_request_latency_seconds",
-            "Server-side handling time per call (per message for streams).",
-            labels=["method"],
-        )
-        for method, (buckets, total) in latency.items():
-            histogram.add_metric([method], buckets, total)
-        predicted = CounterMetricFamily(
-            "tierwise_predicted_tier",
-            "Routing decisions, by served tier and the model version that made them.",
-            labels=["tier", "model_version"],
-        )
-        for (tier, version), count in tiers.items():
-            predicted.add_metric([tier, version], count)
-        exploration = CounterMetricFamily(
-            "tierwise_explored", "Decisions served a cheaper tier than the policy chose (--explore-rate)."
-        )
-        exploration.add_metric([], explored)
-        yield from (requests, histogram, predicted, exploration)
-        yield from _grpc_families(started, handled, handling)
+        yield from _tierwise_families(calls, tiers, explored)
+        yield from _grpc_families(started, handled)
+
+
+def _merged(sets: tuple[Timings, ...], key: Callable[[Rpc, str], tuple]) -> dict[tuple, _Histogram]:
+    """Copies of several sets of timings as one, re-keyed (by method and code for tierwise's view, by rpc and
+    code for gRPC's)."""
+    merged: dict[tuple, _Histogram] = {}
+    for timings in sets:
+        for (rpc, code), histogram in timings.items():
+            into = merged.get(key(rpc, code))
+            if into is None:
+                merged[key(rpc, code)] = histogram.copy()
+            else:
+                into.merge(histogram)
+    return merged
+
+
+def _by_first(timings: dict[tuple, _Histogram]) -> dict[object, _Histogram]:
+    """Histograms summed over the codes: latency is labelled by method, not by how the call ended."""
+    merged: dict[object, _Histogram] = {}
+    for (labels, _), histogram in timings.items():
+        into = merged.get(labels)
+        if into is None:
+            merged[labels] = histogram.copy()
+        else:
+            into.merge(histogram)
+    return merged
+
+
+def _tierwise_families(
+    calls: dict[tuple, _Histogram], tiers: dict[tuple[str, str], int], explored: int
+) -> Iterator[Metric]:
+    """tierwise's own view: calls and stream messages by method, decisions by tier and model version."""
+    requests = CounterMetricFamily(
+        "tierwise_requests",
+        "Calls handled (each message of a stream counts), by method and gRPC status code.",
+        labels=["method", "code"],
+    )
+    for (method, code), histogram in calls.items():
+        requests.add_metric([method, code], sum(histogram.counts))
+    latency = HistogramMetricFamily(
+        "tierwise_request_latency_seconds",
+        "Server-side handling time per call (per message for streams).",
+        labels=["method"],
+    )
+    for method, histogram in _by_first(calls).items():
+        latency.add_metric([method], histogram.cumulative(), histogram.total)
+    predicted = CounterMetricFamily(
+        "tierwise_predicted_tier",
+        "Routing decisions, by served tier and the model version that made them.",
+        labels=["tier", "model_version"],
+    )
+    for (tier, version), count in tiers.items():
+        predicted.add_metric([tier, version], count)
+    exploration = CounterMetricFamily(
+        "tierwise_explored", "Decisions served a cheaper tier than the policy chose (--explore-rate)."
+    )
+    exploration.add_metric([], explored)
+    yield from (requests, latency, predicted, exploration)
 
 
 _RPC_LABELS = ["grpc_type", "grpc_service", "grpc_method"]
 
 
-def _grpc_families(
-    started: dict[Rpc, int],
-    handled: dict[tuple[Rpc, str], int],
-    handling: dict[Rpc, tuple[list[tuple[str, float]], float]],
-) -> Iterator[Metric]:
+def _grpc_families(started: dict[Rpc, int], handled: dict[tuple, _Histogram]) -> Iterator[Metric]:
     """gRPC's standard server metrics, with go-grpc-prometheus's names and labels."""
     started_total = CounterMetricFamily(
         "grpc_server_started", "Total number of RPCs started on the server.", labels=_RPC_LABELS
@@ -204,15 +228,15 @@ def _grpc_families(
         "Total number of RPCs completed on the server, regardless of success or failure.",
         labels=[*_RPC_LABELS, "grpc_code"],
     )
-    for (rpc, code), count in handled.items():
-        handled_total.add_metric([rpc.type, rpc.service, rpc.method, code], count)
+    for (rpc, code), histogram in handled.items():
+        handled_total.add_metric([rpc.type, rpc.service, rpc.method, code], sum(histogram.counts))
     seconds = HistogramMetricFamily(
         "grpc_server_handling_seconds",
         "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
         labels=_RPC_LABELS,
     )
-    for rpc, (buckets, total) in handling.items():
-        seconds.add_metric([rpc.type, rpc.service, rpc.method], buckets, total)
+    for rpc, histogram in _by_first(handled).items():
+        seconds.add_metric([rpc.type, rpc.service, rpc.method], histogram.cumulative(), histogram.total)
     yield from (started_total, handled_total, seconds)
 
 

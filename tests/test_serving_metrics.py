@@ -86,6 +86,18 @@ def test_a_stream_is_one_rpc_in_grpc_metrics_and_one_call_per_message_in_tierwis
     assert values[f"grpc_server_handling_seconds_count{{{labels}}}"] == 2
 
 
+def test_a_refused_stream_is_a_handled_rpc_and_a_call_its_messages_are_calls_only():
+    metrics = ServiceMetrics()
+    metrics.record_refused(STREAM, "RESOURCE_EXHAUSTED")
+    metrics.record_message(STREAM, "RESOURCE_EXHAUSTED", 0.001)  # the same code from a message of an open stream
+    values = scrape(metrics.registry)
+    labels = RPC_LABELS.format(STREAM)
+    assert values['tierwise_requests_total{code="RESOURCE_EXHAUSTED",method="PredictStream"}'] == 2
+    assert values['tierwise_request_latency_seconds_count{method="PredictStream"}'] == 2
+    assert values[f'grpc_server_handled_total{{grpc_code="RESOURCE_EXHAUSTED",{labels}}}'] == 1
+    assert values[f"grpc_server_handling_seconds_count{{{labels}}}"] == 1
+
+
 def test_paths_outside_the_router_share_one_unknown_label():
     assert rpc_for("/tierwise.v1.Router/Predict") == PREDICT
     assert rpc_for("/tierwise.v1.Router/Nope") == rpc_for("/x/123") == UNKNOWN_RPC
