@@ -87,7 +87,7 @@ def with_modelled_latency(log: AttemptLog, ladder: TierLadder) -> AttemptLog:
         ttft_ms=first.cast(pl.Float64),
         latency_ms=(first + 1000.0 * output_tokens(log.frame, ladder) / rate).cast(pl.Float64),
     )
-    return dataclasses.replace(log, frame=frame)
+    return dataclasses.replace(log, attempts=frame.lazy())
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from classifier.extras import Extra
+from classifier.policy import BANDS, MODES
 from serving.config import ServeConfig
 from serving.proxy_config import ProxyConfig
 
@@ -200,10 +201,10 @@ def client() -> None:
 @click.option("--target", default="localhost:50051", show_default=True, help="host:port of the server.")
 @click.option("--quality-target", type=click.FloatRange(0, 1), help="Override the model's quality threshold.")
 @click.option("--allowed-tier", "allowed_tiers", multiple=True, help="Restrict to this tier (repeatable).")
-@click.option("--mode", type=click.Choice(["threshold", "cost"]), default="threshold", show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default="threshold", show_default=True)
 @click.option(
     "--latency-band",
-    type=click.Choice(["INTERACTIVE", "TOLERANT", "ASYNC"], case_sensitive=False),
+    type=click.Choice([band.upper() for band in BANDS], case_sensitive=False),
     default="INTERACTIVE",
     show_default=True,
 )

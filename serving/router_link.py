@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import grpc
 
+from classifier import policy
 from classifier.errors import InputError
 from classifier.text import content_text
 from serving.escalation import RouteDecision, Step
@@ -30,9 +31,8 @@ from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
-BANDS = ("INTERACTIVE", "TOLERANT", "ASYNC")
+BANDS = tuple(band.upper() for band in policy.BANDS)  # as the proto spells them
 NO_TEXT = "no text to route on"
-MODES = ("threshold", "cost")
 # Statuses meaning "no router could answer now", as opposed to "the router refused this request".
 _UNREACHABLE = frozenset(
     {
@@ -82,8 +82,8 @@ class RouteOptions:
         band, mode = self.latency_band.upper(), self.mode.lower()
         if band not in BANDS:
             raise RouteOptionError("latency_band", f"{self.latency_band!r} is not one of {', '.join(BANDS)}")
-        if mode not in MODES:
-            raise RouteOptionError("mode", f"{self.mode!r} is not one of {', '.join(MODES)}")
+        if mode not in policy.MODES:
+            raise RouteOptionError("mode", f"{self.mode!r} is not one of {', '.join(policy.MODES)}")
         if self.quality_target is not None and not 0 <= self.quality_target <= 1:
             raise RouteOptionError("quality_target", f"{self.quality_target} is outside [0, 1]")
         object.__setattr__(self, "latency_band", band)

@@ -108,6 +108,23 @@ def test_nested_json_that_cannot_share_a_column_names_row_and_column(tmp_path):
         read_attempts([jsonl(tmp_path / "a.jsonl", rows)])
 
 
+def test_a_jsonl_bad_row_is_named_by_its_line_when_blank_lines_come_before_it(tmp_path):
+    """polars' ndjson reader skips blank lines when it numbers rows; the message still names the file's line."""
+    path = tmp_path / "a.jsonl"
+    bad = {"request_id": "r2", "model": HAIKU, "prompt": "q", "success": "maybe"}
+    path.write_text("\n" + json.dumps(scored("r1", 1.0)) + "\n\n   \n" + json.dumps(bad) + "\n")
+    with pytest.raises(LogError, match=r"a\.jsonl: row 5: column success: not a boolean"):
+        read_attempts([path])
+
+
+def test_jsonl_text_that_looks_like_json_stays_the_text_it_is(tmp_path):
+    prompts = ["[INST] Translate this. [/INST]", '{"question": "2 + 2?"}', "[1, 2, 3]", "plain"]
+    rows = [{**scored(f"r{i}", 1.0), "prompt": prompt} for i, prompt in enumerate(prompts)]
+    log, labels = label_files([jsonl(tmp_path / "a.jsonl", rows)])
+    assert labels.frame.sort("request_id")["prompt"].to_list() == prompts
+    assert log.rows_read == 4
+
+
 def empty_logs(tmp_path: Path) -> dict[str, Path]:
     header_only = tmp_path / "header.csv"
     header_only.write_text(CSV_HEADER)

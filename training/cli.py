@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from classifier.extras import Extra
-from classifier.policy import RULES
+from classifier.policy import BANDS, MODES, RULES
 from training.cli_options import ManyValuesOption
 from training.extras import SPARK, TRAIN
 
@@ -320,10 +320,10 @@ def train(
 @click.option("--model", required=True, help="Bundle directory, or a registered version models:/NAME@ALIAS (or /V).")
 @click.option("--quality-target", type=click.FloatRange(0, 1), help="Override the bundle's quality threshold.")
 @click.option("--allowed-tier", "allowed_tiers", multiple=True, help="Restrict to this tier (repeatable).")
-@click.option("--mode", type=click.Choice(["threshold", "cost"]), default="threshold", show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default="threshold", show_default=True)
 @click.option(
     "--latency-band",
-    type=click.Choice(["interactive", "tolerant", "async"], case_sensitive=False),
+    type=click.Choice(BANDS, case_sensitive=False),
     default="interactive",
     show_default=True,
     help="interactive: a person waits (--max-latency-ms); tolerant: waiting has a price (--value-of-time-usd-per-s); "
@@ -386,7 +386,7 @@ def predict(
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Draw the cost-quality chart (PNG) here.")
 @click.option(
     "--band",
-    type=click.Choice(["interactive", "tolerant", "async"], case_sensitive=False),
+    type=click.Choice(BANDS, case_sensitive=False),
     help="Also replay each request's chain in this latency band on its logged outcomes, costs and latencies: cost, "
     "quality and time to an acceptable answer for the router, each tier, the static mix and the oracle.",
 )

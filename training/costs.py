@@ -12,7 +12,7 @@ Per (request, tier), in order of preference (see docs/architecture.md):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import polars as pl
 
@@ -28,15 +28,17 @@ CACHE_COLUMNS: dict[str, Callable[[Tier], float]] = {
 
 
 def _per_tier(ladder: TierLadder, figure: Callable[[Tier], float]) -> pl.Expr:
-    """An expression giving each row's value of a per-tier figure, by its `tier` index column."""
-    return pl.col("tier").replace_strict(
-        list(range(len(ladder))), [figure(t) for t in ladder.tiers], return_dtype=pl.Float64
-    )
+    """An expression giving each row's value of a per-tier figure, by its `tier` index column (a when/then chain:
+    polars streams it, where `replace_strict` would hold every row in memory)."""
+    value = pl.lit(None, dtype=pl.Float64)
+    for index, tier in reversed(list(enumerate(ladder.tiers))):
+        value = pl.when(pl.col("tier") == index).then(pl.lit(figure(tier), dtype=pl.Float64)).otherwise(value)
+    return value
 
 
-def attempt_cost(frame: pl.DataFrame, ladder: TierLadder) -> pl.Expr:
-    """Cost of each attempt row by rules 1-3 (null where none applies); needs a `tier` index column."""
-    columns = set(frame.columns)
+def attempt_cost(columns: Collection[str], ladder: TierLadder) -> pl.Expr:
+    """Cost of each attempt row by rules 1-3 (null where none applies), for rows with these columns and a `tier`
+    index column."""
     in_price = _per_tier(ladder, lambda t: t.input_usd_per_mtok)
     out_price = _per_tier(ladder, lambda t: t.output_usd_per_mtok)
     cost = pl.lit(None, dtype=pl.Float64)

@@ -5,15 +5,18 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
 from classifier.tiers import TierLadder
 from training.attempts import is_attempt_column
 from training.costs import attempt_cost, fill_missing_costs
-from training.logs import AttemptLog, LogError
+from training.logs import STREAMING, AttemptLog, LogError
 
 SOLVED, UNSOLVED, CENSORED = "solved", "unsolved", "censored"
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
+PLACE = "_place"  # an attempt row's place in the logs (file by file, row by row)
 
 
 @dataclass
@@ -40,10 +43,29 @@ class Labels:
         return self.frame.select(f"cost_{name}" for name in self.ladder.names)
 
 
-def with_tiers(attempts: pl.DataFrame, ladder: TierLadder) -> pl.DataFrame:
-    """Attempt rows with a `tier` column: the ladder index of the row's model (null for models no tier lists)."""
-    tier = pl.col("model").replace_strict(ladder.model_to_tier(), default=None, return_dtype=pl.Int64)
+def with_tiers(attempts: FrameT, ladder: TierLadder) -> FrameT:
+    """Attempt rows with a `tier` column: the ladder index of the row's model (null for models no tier lists).
+
+    A chain of `is_in` tests rather than `replace_strict`, which polars' streaming engine cannot stream (it
+    would hold every attempt, prompts included, in memory).
+    """
+    tier = pl.lit(None, dtype=pl.Int64)
+    for index, listed in reversed(list(enumerate(ladder.tiers))):
+        tier = pl.when(pl.col("model").is_in(list(listed.models))).then(pl.lit(index, dtype=pl.Int64)).otherwise(tier)
     return attempts.with_columns(tier.alias("tier"))
+
+
+def _per_tier(index: int, name: str, latency: bool) -> list[pl.Expr]:
+    """A request's outcome on one tier: any success, the mean cost and mean latency of the tier's attempts (null
+    when the tier was never tried)."""
+    of_tier = pl.col("tier") == index
+    return [
+        pl.when(of_tier).then(pl.col("success")).max().alias(f"success_{name}"),
+        pl.when(of_tier).then(pl.col("_cost")).mean().alias(f"cost_{name}"),
+        (pl.when(of_tier).then(pl.col("latency_ms")).mean() if latency else pl.lit(None, dtype=pl.Float64)).alias(
+            f"latency_{name}"
+        ),
+    ]
 
 
 def label_requests(log: AttemptLog, ladder: TierLadder) -> Labels:
@@ -56,47 +78,95 @@ def label_requests(log: AttemptLog, ladder: TierLadder) -> Labels:
 
     Several attempts of one tier on one request (retries, duplicate rows, two models of the tier) count as a
     success if any of them succeeded: the tier can answer the request. Duplicate (request, model) rows, and
-    those that disagree, are counted in `Labels` so the merge is never silent.
+    those that disagree, are counted in `Labels` so the merge is never silent. A request's prompt is its first
+    attempt's; each per-request column (`split`, ...) is its first attempt's value that is not null.
+
+    The logs need not fit in memory: polars' streaming engine aggregates the attempts per request as it scans
+    them, on numbers only (texts held per group cost many times their size); the prompts and per-request
+    texts are then fetched once per request, by their rows' places in the logs.
     """
-    attempts = with_tiers(log.frame, ladder)
-    unknown = attempts.filter(pl.col("tier").is_null())
-    unknown_models: Counter[str] = Counter(dict(unknown.group_by("model").len().iter_rows()))
+    attempts = with_tiers(log.attempts, ladder).with_row_index(PLACE)
+    unknown = attempts.filter(pl.col("tier").is_null()).group_by("model").len().collect(engine=STREAMING)
+    unknown_models: Counter[str] = Counter(dict(unknown.iter_rows()))
     attempts = attempts.filter(pl.col("tier").is_not_null())
-    if attempts.height == 0:
+    columns = attempts.collect_schema().names()
+    attempts = attempts.with_columns(attempt_cost(columns, ladder).alias("_cost"))
+    extras = [c for c in columns if not is_attempt_column(c) and c != PLACE]
+    latency = "latency_ms" in columns
+    requests = (
+        attempts.group_by("request_id")
+        .agg(
+            pl.len().alias("_attempts"),
+            pl.col(PLACE).min().alias("prompt"),
+            *(pl.when(pl.col(c).is_not_null()).then(pl.col(PLACE)).min().alias(c) for c in extras),
+            *(column for index, name in enumerate(ladder.names) for column in _per_tier(index, name, latency)),
+        )
+        .collect(engine=STREAMING)
+        .sort("prompt")  # the order requests first appear in
+    )
+    if requests.height == 0:
         raise LogError(
             f"no attempt is by a model of the tier ladder {ladder.names}: the logs name only "
             f"{sorted(unknown_models)[:10]} (give a ladder with --tiers)"
         )
-    pairs = attempts.group_by("request_id", "model").agg(
-        pl.len().alias("rows"), pl.col("success").n_unique().alias("outcomes")
-    )
-    attempts = attempts.with_columns(attempt_cost(attempts, ladder).alias("_cost"))
-
-    extras = [c for c in attempts.columns if not is_attempt_column(c)]
-    requests = attempts.group_by("request_id", maintain_order=True).agg(
-        pl.col("prompt").first(), *(pl.col(c).drop_nulls().first() for c in extras)
-    )
-    latency = pl.col("latency_ms") if "latency_ms" in attempts.columns else pl.lit(None, dtype=pl.Float64)
-    per_tier = attempts.group_by("request_id", "tier").agg(
-        pl.col("success").any().alias("success"), pl.col("_cost").mean().alias("cost"), latency.mean().alias("latency")
-    )
-    for index, name in enumerate(ladder.names):
-        tier_rows = per_tier.filter(pl.col("tier") == index).select(
-            "request_id",
-            pl.col("success").alias(f"success_{name}"),
-            pl.col("cost").alias(f"cost_{name}"),
-            pl.col("latency").alias(f"latency_{name}"),
-        )
-        requests = requests.join(tier_rows, on="request_id", how="left")
-    requests = fill_missing_costs(requests, ladder)
+    duplicate, conflicting = _repeated_pairs(attempts, requests["request_id"])
+    labelled = int(requests["_attempts"].sum())
+    requests = fill_missing_costs(_fetch_texts(attempts, requests.drop("_attempts"), extras), ladder)
     return Labels(
         frame=_assign_labels(requests, ladder),
         ladder=ladder,
-        attempts=attempts.height,
+        attempts=labelled,
         unknown_models=unknown_models,
-        duplicate_pairs=pairs.filter(pl.col("rows") > 1).height,
-        conflicting_pairs=pairs.filter(pl.col("outcomes") > 1).height,
+        duplicate_pairs=duplicate,
+        conflicting_pairs=conflicting,
     )
+
+
+def _repeated_pairs(attempts: pl.LazyFrame, request_ids: pl.Series) -> tuple[int, int]:
+    """The (request, model) pairs logged more than once, and those among them whose rows disagree on success.
+
+    Pairs are grouped by the request id's 64-bit hash and the model as a category, half the memory of grouping
+    by their texts; exact because the ids are checked to have distinct hashes first (else grouped by text).
+    """
+    distinct = request_ids.hash().n_unique() == request_ids.len()
+    request = pl.col("request_id").hash() if distinct else pl.col("request_id")
+    pairs = (
+        attempts.group_by(request.alias("request"), pl.col("model").cast(pl.Categorical))
+        .agg(pl.len().alias("rows"), (pl.col("success").min() != pl.col("success").max()).alias("disagree"))
+        .select((pl.col("rows") > 1).sum(), pl.col("disagree").sum())
+        .collect(engine=STREAMING)
+    )
+    return int(pairs["rows"][0]), int(pairs["disagree"][0])
+
+
+def _rows_at(attempts: pl.LazyFrame, places: pl.Series, columns: list[str]) -> pl.DataFrame:
+    """The attempt rows at these places (ascending, each once), with these columns: one streaming scan.
+
+    A kept text would be a view into its whole batch's decoded column (every attempt's prompt) and keep it
+    alive; appending "" writes each kept text anew, so only they stay in memory.
+    """
+    schema = attempts.collect_schema()
+    copied = [pl.col(c) + "" if schema[c] == pl.String else pl.col(c) for c in columns]
+    rows = attempts.filter(pl.col(PLACE).is_in(places.implode())).select(PLACE, *copied).collect(engine=STREAMING)
+    return rows if rows[PLACE].is_sorted() else rows.sort(PLACE)
+
+
+def _fetch_texts(attempts: pl.LazyFrame, requests: pl.DataFrame, extras: list[str]) -> pl.DataFrame:
+    """Replace the places in `requests` (sorted by `prompt`, the place of each request's first attempt; `extras`:
+    the place of each one's first value that is not null) by the values there.
+
+    The first attempts' rows come back in the requests' order, so they are set side by side with no join (a join
+    would copy every prompt). Per-request values missing on a first attempt but logged later are fetched apart.
+    """
+    first = _rows_at(attempts, requests["prompt"], ["prompt", *extras])
+    fetched = requests.with_columns(first["prompt"], *(first[c] for c in extras))
+    for column in extras:
+        later = requests.filter(pl.col(column) != pl.col("prompt"))[column]
+        if later.len():
+            values = _rows_at(attempts, later.sort(), [column]).rename({PLACE: column, column: "_value"})
+            patch = requests.select(column).join(values, on=column, how="left", maintain_order="left")["_value"]
+            fetched = fetched.with_columns(pl.coalesce(column, patch).alias(column))
+    return fetched
 
 
 def _assign_labels(requests: pl.DataFrame, ladder: TierLadder) -> pl.DataFrame:

@@ -1,10 +1,17 @@
-"""Reading attempt logs (JSONL, CSV, Parquet) into one validated polars frame, losing nothing silently.
+"""Reading attempt logs (JSONL, CSV, Parquet) into one validated lazy scan, losing nothing silently.
 
 Rules a row must keep (else the error names file, row and column, or --skip-invalid counts it): the
 request_id, model and prompt (or messages) present; `success` a boolean word; `score` a finite number (NaN
 and infinities are refused: NaN compares above every threshold and would count as success); the measures
 (`cost_usd`, tokens, latency, output_chars) finite and non-negative. Logs that hold no attempt at all are
 refused too.
+
+Logs may be larger than memory, so no file is read whole. Each is scanned lazily and checked in one pass of
+polars' streaming engine (rows counted by what is wrong with them, the first bad row kept for the message);
+the log then holds the lazy plan of its valid rows, which labelling and training scan again. JSONL goes
+through polars' ndjson reader; a file it cannot take (invalid JSON, a NaN literal, a line that is not an
+object), or whose text columns hold JSON objects or lists, is read line by line instead, which names the bad
+line and refuses a column mixing objects with plain values, as it always has.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +45,11 @@ SUFFIX_FORMATS = {
 }
 TRUE_WORDS = ("true", "t", "yes", "y", "1", "1.0")
 FALSE_WORDS = ("false", "f", "no", "n", "0", "0.0")
+STREAMING = "streaming"
+# How polars' ndjson reader writes an object or a list into a text column: such a column needs the line reader.
+JSON_TEXT = r"(?s)^\s*(\{\s*[\"}]|\[\s*[\[{\"\-0-9tfn\]]).*[}\]]\s*$"
+ERROR = "_error"
+JSON_FLAG = "_json_text"
 
 
 class LogError(InputError):
@@ -45,18 +58,30 @@ class LogError(InputError):
 
 @dataclass
 class AttemptLog:
-    """Validated attempt rows plus an account of everything that was read and dropped.
+    """Validated attempt rows, as a lazy scan of their files, plus an account of everything read and dropped.
 
+    `attempts` is re-read from the files each time it is collected, so logs larger than memory are labelled
+    and trained on through the streaming engine; `frame` holds every row in memory, for small-log consumers.
     `selection` says which part of the files the rows are when they are not all of them (a time window),
     so the data fingerprint tells two selections of the same files apart.
     """
 
-    frame: pl.DataFrame
+    attempts: pl.LazyFrame
     files: list[Path]
     rows_read: int
     skipped: Counter[str] = field(default_factory=Counter)
     success_threshold: float = 1.0
     selection: str = ""
+
+    @cached_property
+    def frame(self) -> pl.DataFrame:
+        """Every valid attempt row in memory (read once)."""
+        return self.attempts.collect(engine=STREAMING)
+
+    @property
+    def columns(self) -> list[str]:
+        """The attempt rows' columns, without reading any row."""
+        return self.attempts.collect_schema().names()
 
     @property
     def rows_skipped(self) -> int:
@@ -76,21 +101,19 @@ class AttemptLog:
         attempts that made it. The window ends at the newest timestamp in the logs, not at today, so the same
         logs always give the same window.
         """
-        if "timestamp" not in self.frame.columns:
+        if "timestamp" not in self.columns:
             raise LogError("--window needs a timestamp column in the logs")
-        stamps = self.frame["timestamp"]
-        if stamps.dtype == pl.String:
-            stamps = stamps.str.to_datetime(time_zone="UTC", strict=False)
-        newest = stamps.max()
+        stamps = self.attempts.select("request_id", "timestamp").collect(engine=STREAMING)
+        if stamps.schema["timestamp"] == pl.String:
+            stamps = stamps.with_columns(pl.col("timestamp").str.to_datetime(time_zone="UTC", strict=False))
+        newest = stamps["timestamp"].max()
         if newest is None:
             raise LogError("--window: no attempt has a readable timestamp")
-        latest = pl.DataFrame({"stamp": stamps, "request_id": self.frame["request_id"]}).select(
-            pl.col("stamp").max().over("request_id")
-        )
-        recent = self.frame.filter((latest["stamp"] >= newest - timedelta(days=days)).fill_null(False))
-        kept, total = recent["request_id"].n_unique(), self.frame["request_id"].n_unique()
-        selection = f"{kept} of {total} requests last tried within {days:g} days of {newest}"
-        return dataclasses.replace(self, frame=recent, selection=selection)
+        latest = stamps.group_by("request_id").agg(pl.col("timestamp").max())
+        recent = latest.filter(pl.col("timestamp") >= newest - timedelta(days=days))["request_id"]
+        selection = f"{recent.len()} of {latest.height} requests last tried within {days:g} days of {newest}"
+        kept = self.attempts.filter(pl.col("request_id").is_in(recent.implode()))
+        return dataclasses.replace(self, attempts=kept, selection=selection)
 
 
 def find_log_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -114,7 +137,8 @@ def find_log_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def _read_jsonl(path: Path) -> pl.DataFrame:
+def _read_jsonl_lines(path: Path) -> pl.DataFrame:
+    """The line reader: every JSONL line parsed in Python, so the error names the line that breaks the file."""
     rows = []
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
@@ -138,41 +162,26 @@ def _read_jsonl(path: Path) -> pl.DataFrame:
         raise LogError(f"{path}: {untabulated_row(rows, SOURCE_ROW)}") from exc
 
 
-def _read_csv(path: Path) -> pl.DataFrame:
-    """Every CSV value as text (the normaliser parses it); a file polars refuses is searched for its bad row."""
-    try:
-        return pl.read_csv(path, infer_schema=False).with_row_index(SOURCE_ROW, offset=2)
-    except pl.exceptions.NoDataError as exc:
-        raise LogError(f"{path}: the file is empty: no header, no attempts") from exc
-    except pl.exceptions.PolarsError as exc:
-        where = csv_problem(path) or f"cannot read as csv: {str(exc).splitlines()[0]}"
-        raise LogError(f"{path}: {where}") from exc
+def _line_number(path: Path, record: int) -> int:
+    """The line of a JSONL file's `record`-th non-blank line (polars' ndjson reader numbers only those)."""
+    seen = 0
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            seen += bool(line.strip())
+            if seen == record:
+                return number
+    return record
 
 
-def _read_parquet(path: Path) -> pl.DataFrame:
-    try:
-        return pl.read_parquet(path).with_row_index(SOURCE_ROW, offset=1)
-    except pl.exceptions.PolarsError as exc:
-        raise LogError(f"{path}: cannot read as parquet: {exc}") from exc
-
-
-READERS = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet}
-
-
-def _read_one(path: Path) -> pl.DataFrame:
-    """Read one file into a frame with its source file and 1-based source row (line for JSONL, data row for CSV)."""
-    try:
-        frame = READERS[SUFFIX_FORMATS[path.suffix.lower()]](path)
-    except OSError as exc:
-        raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if "messages" in frame.columns and frame.schema["messages"] != pl.String:
-        frame = frame.with_columns(
-            pl.col("messages").map_elements(
-                lambda v: json.dumps(v.to_list() if hasattr(v, "to_list") else v, ensure_ascii=False),
-                return_dtype=pl.String,
-            )
-        )
-    return frame.with_columns(pl.lit(str(path)).alias(SOURCE_FILE), pl.col(SOURCE_ROW).cast(pl.Int64))
+def _scan(path: Path, kind: str) -> pl.LazyFrame:
+    """A lazy scan of one file with its 1-based source row (JSONL: non-blank line; CSV: the header is row 1)."""
+    if kind == "jsonl":
+        schema = pl.scan_ndjson(path, infer_schema_length=None).collect_schema()
+        text = {"messages": pl.String()} if "messages" in schema else {}
+        return pl.scan_ndjson(path, schema={**schema, **text}, row_index_name=SOURCE_ROW, row_index_offset=1)
+    if kind == "csv":
+        return pl.scan_csv(path, infer_schema=False).with_row_index(SOURCE_ROW, offset=2)
+    return pl.scan_parquet(path).with_row_index(SOURCE_ROW, offset=1)
 
 
 def _as_bool(column: str) -> pl.Expr:
@@ -197,8 +206,11 @@ def _not_finite(column: str) -> pl.Expr:
     return value.is_nan() | value.is_infinite()
 
 
-def _render_message_column(messages: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """Render JSON chat lists to text; the second series flags rows whose messages are not a chat list."""
+CHAT = pl.Struct({"text": pl.String(), "bad": pl.Boolean()})
+
+
+def _render_chats(messages: pl.Series) -> pl.Series:
+    """Render JSON chat lists to text (`text`), flagging values that are not a chat list (`bad`)."""
     texts: list[str | None] = []
     bad: list[bool] = []
     for raw in messages.to_list():
@@ -213,30 +225,43 @@ def _render_message_column(messages: pl.Series) -> tuple[pl.Series, pl.Series]:
             ok = False
         texts.append(render_messages(chat) if ok and chat else None)
         bad.append(not ok)
-    return pl.Series(texts, dtype=pl.String), pl.Series(bad, dtype=pl.Boolean)
+    return pl.DataFrame({"text": texts, "bad": bad}, schema=dict(CHAT.to_schema())).to_struct()
 
 
-def _normalise(frame: pl.DataFrame, success_threshold: float) -> pl.DataFrame:
+def _messages_as_text(schema: pl.Schema) -> pl.Expr | None:
+    """Messages stored as lists of structs (Parquet) written as JSON text, as the line reader keeps them."""
+    if "messages" not in schema or schema["messages"] == pl.String:
+        return None
+    return pl.col("messages").map_elements(
+        lambda v: json.dumps(v.to_list() if hasattr(v, "to_list") else v, ensure_ascii=False),
+        return_dtype=pl.String,
+    )
+
+
+def _normalise(frame: pl.LazyFrame, schema: pl.Schema, success_threshold: float) -> pl.LazyFrame:
     """Coerce the contract columns to their types and attach an `_error` column naming what is wrong with a row.
 
     Parsed values go to `_parsed_<column>` first, so each check can compare the raw value with its parse.
     """
-    columns = set(frame.columns)
+    columns = set(schema.names())
     problems: list[tuple[pl.Expr, str]] = []
+    as_text = _messages_as_text(schema)
+    if as_text is not None:
+        frame = frame.with_columns(as_text)
     frame = frame.with_columns(pl.col(c).cast(pl.String) for c in ("request_id", "prompt", "model") if c in columns)
     if "prompt" not in columns:
         frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias("prompt"))
     parsed: dict[str, pl.Expr] = {}
 
     if "messages" in columns:
-        rendered, bad_messages = _render_message_column(frame["messages"])
-        frame = frame.with_columns(rendered.alias("_rendered"), bad_messages.alias("_bad_messages"))
+        chat = pl.col("messages").map_batches(_render_chats, return_dtype=CHAT, is_elementwise=True)
+        frame = frame.with_columns(chat.alias("_chat"))
         prompt = pl.col("prompt")
-        parsed["prompt"] = (
-            pl.when(prompt.is_null() | (prompt.str.len_chars() == 0)).then(pl.col("_rendered")).otherwise(prompt)
+        rendered = pl.col("_chat").struct.field("text")
+        frame = frame.with_columns(
+            pl.when(prompt.is_null() | (prompt.str.len_chars() == 0)).then(rendered).otherwise(prompt).alias("prompt")
         )
-        problems.append((pl.col("_bad_messages"), "column messages: not a list of {role, content} objects"))
-        frame = frame.with_columns(parsed.pop("prompt").alias("prompt"))
+        problems.append((pl.col("_chat").struct.field("bad"), "column messages: not a list of {role, content} objects"))
 
     for column in ("request_id", "model", "prompt"):
         problems.append((pl.col(column).is_null() | (pl.col(column).str.len_chars() == 0), f"column {column}: missing"))
@@ -275,51 +300,137 @@ def _normalise(frame: pl.DataFrame, success_threshold: float) -> pl.DataFrame:
     error = pl.lit(None, dtype=pl.String)
     for condition, message in reversed(problems):
         error = pl.when(condition.fill_null(False)).then(pl.lit(message)).otherwise(error)
-    frame = frame.with_columns(error.alias("_error"))
+    frame = frame.with_columns(error.alias(ERROR))
     frame = frame.with_columns(pl.col(f"_parsed_{name}").alias(name) for name in {*parsed, "success"})
-    return frame.drop([c for c in frame.columns if c.startswith("_parsed_") or c in ("_rendered", "_bad_messages")])
+    internal = [f"_parsed_{name}" for name in {*parsed, "success"}] + (["_chat"] if "messages" in columns else [])
+    return frame.drop(internal)
+
+
+@dataclass(frozen=True)
+class _CheckedFile:
+    """One file after its validation pass: the plan of its normalised rows and what the pass counted."""
+
+    path: Path
+    rows: pl.LazyFrame | None  # None: a JSONL file with no line at all
+    counts: dict[str | None, int]  # rows per problem (None: valid rows)
+    first_bad: tuple[int, str] | None = None  # the first bad row and its problem
+    json_text: bool = False  # a text column holds what polars' ndjson reader made of a JSON object or list
+
+    @property
+    def valid_rows(self) -> pl.LazyFrame | None:
+        if self.rows is None:
+            return None
+        if self.first_bad is None:
+            return self.rows.drop(ERROR, JSON_FLAG)
+        return self.rows.filter(pl.col(ERROR).is_null()).drop(ERROR, JSON_FLAG)
+
+
+def _missing_columns(schema: pl.Schema) -> list[str]:
+    columns = set(schema.names())
+    missing = [c for c in REQUIRED if c not in columns]
+    if "prompt" not in columns and "messages" not in columns:
+        missing.append("prompt (or messages)")
+    if "success" not in columns and "score" not in columns:
+        missing.append("success (or score)")
+    return missing
+
+
+def _check(path: Path, raw: pl.LazyFrame, success_threshold: float, search_json_text: bool) -> _CheckedFile:
+    """Normalise one file's rows and count them by problem, in one streaming pass.
+
+    With `search_json_text`, the pass also looks for text values that polars' ndjson reader made from JSON
+    objects or lists (`JSON_TEXT`).
+    """
+    schema = raw.collect_schema()
+    if missing := _missing_columns(schema):
+        raise LogError(f"{path}: missing required column(s): {', '.join(missing)}")
+    texts = [c for c, dtype in schema.items() if dtype == pl.String and c != "messages"] if search_json_text else []
+    looks_like_json = pl.any_horizontal(pl.lit(False), *(pl.col(c).str.contains(JSON_TEXT) for c in texts))
+    located = raw.with_columns(
+        pl.col(SOURCE_ROW).cast(pl.Int64), pl.lit(str(path)).alias(SOURCE_FILE), looks_like_json.alias(JSON_FLAG)
+    )
+    rows = _normalise(located, schema, success_threshold)
+    tally = (
+        rows.group_by(ERROR)
+        .agg(pl.len().alias("rows"), pl.col(SOURCE_ROW).min().alias("first"), pl.col(JSON_FLAG).any())
+        .collect(engine=STREAMING)
+    )
+    bad = tally.filter(pl.col(ERROR).is_not_null()).sort("first")
+    return _CheckedFile(
+        path,
+        rows,
+        counts=dict(zip(tally[ERROR].to_list(), tally["rows"].to_list(), strict=True)),
+        first_bad=(int(bad["first"][0]), str(bad[ERROR][0])) if bad.height else None,
+        json_text=bool(tally[JSON_FLAG].any()),
+    )
+
+
+def _check_file(path: Path, success_threshold: float) -> _CheckedFile:
+    """Scan and check one file; what polars cannot read is reported by its row, or read line by line (JSONL)."""
+    kind = SUFFIX_FORMATS[path.suffix.lower()]
+    try:
+        checked = _check(path, _scan(path, kind), success_threshold, search_json_text=kind == "jsonl")
+    except pl.exceptions.NoDataError as exc:
+        if kind != "csv":
+            raise LogError(f"{path}: cannot read as {kind}: {exc}") from exc
+        raise LogError(f"{path}: the file is empty: no header, no attempts") from exc
+    except pl.exceptions.PolarsError as exc:
+        if kind == "parquet":
+            raise LogError(f"{path}: cannot read as parquet: {exc}") from exc
+        if kind == "csv":
+            where = csv_problem(path) or f"cannot read as csv: {str(exc).splitlines()[0]}"
+            raise LogError(f"{path}: {where}") from exc
+        return _check_lines(path, success_threshold)
+    except OSError as exc:
+        raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if checked.json_text:
+        return _check_lines(path, success_threshold)
+    if kind == "jsonl" and checked.first_bad is not None:
+        row, problem = checked.first_bad
+        return dataclasses.replace(checked, first_bad=(_line_number(path, row), problem))
+    return checked
+
+
+def _check_lines(path: Path, success_threshold: float) -> _CheckedFile:
+    """Check a JSONL file read by the line reader (in memory: for the files polars' reader cannot take)."""
+    try:
+        frame = _read_jsonl_lines(path)
+    except OSError as exc:
+        raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if frame.columns == [SOURCE_ROW]:
+        return _CheckedFile(path, None, {})  # no line at all, so no columns to check
+    return _check(path, frame.lazy(), success_threshold, search_json_text=False)
 
 
 def read_attempts(
     paths: Sequence[str | Path], success_threshold: float = 1.0, skip_invalid: bool = False
 ) -> AttemptLog:
-    """Read attempt logs in any supported format into one frame, validating every row.
+    """Read attempt logs in any supported format as one lazy scan, validating every row on the way.
 
     A bad row raises LogError naming its file, row and column, unless skip_invalid drops it and counts why.
     """
     files = find_log_files(paths)
-    frames = []
-    for path in files:
-        frame = _read_one(path)
-        if frame.height == 0 and frame.columns == [SOURCE_ROW, SOURCE_FILE]:
-            continue  # an empty JSONL file: no rows, so no columns to check
-        missing = [c for c in REQUIRED if c not in frame.columns]
-        if "prompt" not in frame.columns and "messages" not in frame.columns:
-            missing.append("prompt (or messages)")
-        if "success" not in frame.columns and "score" not in frame.columns:
-            missing.append("success (or score)")
-        if missing:
-            raise LogError(f"{path}: missing required column(s): {', '.join(missing)}")
-        frames.append(_normalise(frame, success_threshold))
+    checked = [_check_file(path, success_threshold) for path in files]
     named = ", ".join(str(p) for p in files)
-    if sum(f.height for f in frames) == 0:
+    total = sum(sum(c.counts.values()) for c in checked)
+    if total == 0:
         raise LogError(f"{named}: the logs hold no attempts (no data rows)")
-    frame = pl.concat(frames, how="diagonal_relaxed")
-    bad = frame.filter(pl.col("_error").is_not_null())
     skipped: Counter[str] = Counter()
-    if bad.height:
-        if not skip_invalid:
-            first = bad.row(0, named=True)
-            more = f" ({bad.height - 1} more bad rows; --skip-invalid drops them)" if bad.height > 1 else ""
-            raise LogError(f"{first[SOURCE_FILE]}: row {first[SOURCE_ROW]}: {first['_error']}{more}")
-        skipped.update(dict(bad.group_by("_error").len().iter_rows()))
-        frame = frame.filter(pl.col("_error").is_null())
-    if frame.height == 0:
-        raise LogError(f"{named}: the logs hold no attempts (all {bad.height} rows are invalid and were skipped)")
+    for one in checked:
+        skipped.update({problem: rows for problem, rows in one.counts.items() if problem is not None})
+    bad_rows = sum(skipped.values())
+    first = next((c for c in checked if c.first_bad is not None), None)
+    if first is not None and first.first_bad is not None and not skip_invalid:
+        row, problem = first.first_bad
+        more = f" ({bad_rows - 1} more bad rows; --skip-invalid drops them)" if bad_rows > 1 else ""
+        raise LogError(f"{first.path}: row {row}: {problem}{more}")
+    if bad_rows == total:
+        raise LogError(f"{named}: the logs hold no attempts (all {bad_rows} rows are invalid and were skipped)")
+    plans = [plan for c in checked if (plan := c.valid_rows) is not None]
     return AttemptLog(
-        frame=frame.drop("_error"),
+        attempts=pl.concat(plans, how="diagonal_relaxed"),
         files=files,
-        rows_read=frame.height + bad.height,
+        rows_read=total,
         skipped=skipped,
         success_threshold=success_threshold,
     )

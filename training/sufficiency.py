@@ -66,7 +66,7 @@ def replay_command(log: AttemptLog, ladder: TierLadder) -> str:
         words += ["--tiers", ladder.source]
     if log.success_threshold != 1.0:
         words += ["--success-threshold", f"{log.success_threshold:g}"]
-    if not set(REFERENCE_COLUMNS) & set(log.frame.columns):
+    if not set(REFERENCE_COLUMNS) & set(log.columns):
         words += ["--grader", "judge"]
     return shlex.join([*words, "--out", "replayed.parquet", "--dry-run"])
 

@@ -24,6 +24,8 @@ from training.costs import CHARS_PER_TOKEN, DEFAULT_OUTPUT_TOKENS
 from training.labels import with_tiers
 
 MIN_TIMED_ATTEMPTS = 20
+# The attempt columns a time model is fitted from (with `model`), so callers read no more of large logs.
+TIMED_COLUMNS = ("latency_ms", "ttft_ms", "output_tokens", "output_chars")
 
 
 @dataclass(frozen=True)

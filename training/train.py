@@ -39,12 +39,12 @@ from training.export import export_bundle
 from training.guarantee import QualityTarget
 from training.head import TierHead
 from training.labels import Labels, label_requests
-from training.logs import AttemptLog, LogError
+from training.logs import STREAMING, AttemptLog, LogError
 from training.policy_choice import DEFAULT_QUALITY_FLOOR, PolicyChoice, choose_policy, choose_policy_on_traffic
 from training.speed import measure_latency
 from training.splits import DEFAULT_COLUMN, SplitRule
 from training.sufficiency import DEFAULT_MIN_OUTCOMES, refuse_short_tiers, tier_outcomes, without_tiers
-from training.timing import TimeFit, fit_tier_times
+from training.timing import TIMED_COLUMNS, TimeFit, fit_tier_times
 
 LATENCY_PROMPTS = 200
 
@@ -226,9 +226,14 @@ def _manifest(
 
 
 def _train_attempts(log: AttemptLog, frame: pl.DataFrame, masks: _Masks) -> pl.DataFrame:
-    """The attempt rows of the training requests: what the time model is fitted on (held-out rows stay unseen)."""
+    """The attempt rows of the training requests: what the time model is fitted on (held-out rows stay unseen).
+
+    Only the columns the time model reads are collected, by the streaming engine.
+    """
     train_ids = frame.filter(pl.Series(masks.train))["request_id"]
-    return log.frame.filter(pl.col("request_id").is_in(train_ids.implode()))
+    columns = [c for c in ("model", *TIMED_COLUMNS) if c in log.columns]
+    rows = log.attempts.filter(pl.col("request_id").is_in(train_ids.implode())).select(columns)
+    return rows.collect(engine=STREAMING)
 
 
 def train_bundle(
@@ -248,7 +253,7 @@ def train_bundle(
 
     step = time.perf_counter()
     encoder = load_encoder(options.encoder)
-    vectors = embed(frame["prompt"].to_list(), encoder, cache=options.cache)
+    vectors = embed(frame["prompt"], encoder, cache=options.cache)
     timings["embed_s"] = time.perf_counter() - step
 
     step = time.perf_counter()

@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from training.attempts import SOURCE_FILE
+from training.logs import STREAMING
 from training.tracking.promotion import fitness_problems
 from training.tracking.pyfunc import log_router_model
 from training.tracking.registry import CHALLENGER, Registry
@@ -95,10 +96,11 @@ def _log_datasets(result: TrainResult) -> None:
     import mlflow
 
     digests = {entry["path"]: entry["sha256"] for entry in result.manifest.data["files"]}
-    frame = result.log.frame
     for path, digest in digests.items():
-        rows = frame.filter(pl.col(SOURCE_FILE) == path).select("request_id", "model", "success")
-        dataset = mlflow.data.from_pandas(rows.to_pandas(), source=path, name=Path(path).name, digest=digest[:16])
+        rows = result.log.attempts.filter(pl.col(SOURCE_FILE) == path).select("request_id", "model", "success")
+        dataset = mlflow.data.from_polars(
+            rows.collect(engine=STREAMING), source=path, name=Path(path).name, digest=digest[:16]
+        )
         mlflow.log_input(dataset, context="training", tags={"sha256": digest})
 
 
