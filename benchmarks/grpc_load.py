@@ -337,8 +337,12 @@ HEADER = (
 )
 
 
-def target_checks(pairs: list[tuple[LoadResult, LoadResult]], clients: int) -> list[tuple[str, float, str, bool]]:
-    """The issue's targets against what the default variant measured."""
+def target_checks(
+    variant: str, pairs: list[tuple[LoadResult, LoadResult]], clients: int
+) -> list[tuple[str, float, str, bool]]:
+    """The issues' targets against what a variant measured: issue 4's absolute figures, and issue 17's
+    ratios to the trivial server of the same variant (sequential p50 of a single process, throughput of two
+    worker processes under `clients` clients)."""
     by_label = {result.label: (result, baseline) for result, baseline in pairs}
     checks = []
     for size in SIZES:
@@ -351,12 +355,19 @@ def target_checks(pairs: list[tuple[LoadResult, LoadResult]], clients: int) -> l
     client_p50 = percentile(by_label["sequential short"][0].client_us, 0.5)
     loaded, loaded_baseline = by_label[f"{clients} clients short"]
     ratio = loaded.rate / loaded_baseline.rate
-    return [
-        *checks,
+    checks += [
         ("client p50 us, short prompts", client_p50, "< 1000", client_p50 < 1000),
         (f"Predict/s with {clients} clients, short", loaded.rate, ">= 3000", loaded.rate >= 3000),
         ("throughput / trivial baseline, same load", ratio, ">= 0.6", ratio >= 0.6),
     ]
+    workers = parse_variant(variant)[2]
+    if workers == 1:
+        floor = by_label["sequential short"][1]
+        over = client_p50 / percentile(floor.client_us, 0.5)
+        checks.append(("sequential p50 / trivial floor, short (issue 17)", over, "<= 1.5", over <= 1.5))
+    if workers == 2 and clients == 8:
+        checks.append((f"throughput / trivial, {clients} clients, 2 workers (issue 17)", ratio, ">= 0.7", ratio >= 0.7))
+    return checks
 
 
 def pin(cpus: set[int]) -> None:
@@ -415,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     for variant, pairs in measured.items():
         note = " (the default of `tierwise serve`)" if variant == default else ""
         print(f"\nTargets, {variant}{note}:")
-        for name, value, limit, ok in target_checks(pairs, args.clients):
+        for name, value, limit, ok in target_checks(variant, pairs, args.clients):
             print(f"  {'PASS' if ok else 'FAIL'}  {name}: {value:.2f} (target {limit})")
     return 0
 

@@ -173,15 +173,16 @@ class Policy:
         if self.rule not in RULES:
             raise PolicyError("rule", f"must be one of {RULES}, got {self.rule!r}")
         object.__setattr__(self, "_unit", unit_costs(self.costs))
+        object.__setattr__(self, "_all", tuple(range(len(self.tiers))))
 
-    def allowed(self, allowed_tiers: Sequence[str] | None) -> list[int]:
+    def allowed(self, allowed_tiers: Sequence[str] | None) -> tuple[int, ...]:
         """Indices of the allowed tiers, cheapest first; all tiers when none are named."""
         if not allowed_tiers:
-            return list(range(len(self.tiers)))
+            return self._all
         unknown = [t for t in allowed_tiers if t not in self.tiers]
         if unknown:
             raise PolicyError("allowed_tiers", f"unknown tier(s) {unknown}; tiers are {list(self.tiers)}")
-        return sorted({self.tiers.index(t) for t in allowed_tiers})
+        return tuple(sorted({self.tiers.index(t) for t in allowed_tiers}))
 
     def target(self, quality_target: float | None) -> float:
         """The quality threshold to use, checked to lie in [0, 1]."""
@@ -223,7 +224,7 @@ class Policy:
     def _plain(
         self,
         row: list[float],
-        allowed: list[int],
+        allowed: tuple[int, ...],
         target: float,
         mode: str,
         costs: Sequence[float],
@@ -231,15 +232,18 @@ class Policy:
     ) -> Choice:
         """The decision without a budget or a value of time: threshold or cheapest expected cost."""
         if mode == "cost":
-            chain = min(escalation_chains(tuple(allowed)), key=lambda c: (expected_chain_cost(row, costs, c), c))
+            chain = min(escalation_chains(allowed), key=lambda c: (expected_chain_cost(row, costs, c), c))
         else:
-            scores = row_scores([row[i] for i in allowed], [self._unit[i] for i in allowed], self.rule)
+            if allowed is self._all:  # the usual request: every tier, no copies
+                scores = row_scores(row, self._unit, self.rule)
+            else:
+                scores = row_scores([row[i] for i in allowed], [self._unit[i] for i in allowed], self.rule)
             position = len(allowed) - 1
             for k, score in enumerate(scores):
                 if score >= target:
                     position = k
                     break
-            chain = tuple(allowed[position:])
+            chain = allowed[position:]
         expected_time = times.expected_chain_time(row, chain) if times is not None else None
         return Choice(chain[0], chain, expected_chain_cost(row, costs, chain), mode, expected_time)
 
@@ -252,7 +256,7 @@ class Policy:
             )
         return self.times
 
-    def _in_budget(self, row: list[float], allowed: list[int], target: float, mode: str, budget: float) -> Choice:
+    def _in_budget(self, row: list[float], allowed: tuple[int, ...], target: float, mode: str, budget: float) -> Choice:
         """The interactive decision under a latency budget (module docstring)."""
         times = self._time_model("max_latency_ms")
         best = max(row[i] for i in allowed)
@@ -270,7 +274,7 @@ class Policy:
                 candidates.append((chance, k, chain))
         else:
             fitted = {}
-            for chain in escalation_chains(tuple(allowed)):
+            for chain in escalation_chains(allowed):
                 kept, chance = _fit_budget(row, chain, times, budget)
                 if kept:
                     fitted[kept] = chance
@@ -284,7 +288,7 @@ class Policy:
             return self._budget_choice(row, (fastest,), False, mode, times)
         return self._budget_choice(row, max(candidates)[2], False, mode, times)
 
-    def _budget_scores(self, in_time: list[float], allowed: list[int], best: float) -> list[float]:
+    def _budget_scores(self, in_time: list[float], allowed: tuple[int, ...], best: float) -> list[float]:
         """The rule's threshold scores of each allowed tier's chance of an acceptable answer in time: as a share of
         the best P(success) for `relative` (a share of the best reachable quality), the utility trade-off on them
         for `utility`, themselves for `absolute`."""
@@ -305,7 +309,7 @@ class Policy:
             met,
         )
 
-    def _cost_and_time(self, row: list[float], allowed: list[int], usd_per_s: float) -> Choice:
+    def _cost_and_time(self, row: list[float], allowed: tuple[int, ...], usd_per_s: float) -> Choice:
         """The tolerant decision: the escalation chain with the lowest expected cost + value of its expected time."""
         times = self._time_model("value_of_time_usd_per_s")
 
@@ -313,7 +317,7 @@ class Policy:
             cost = expected_chain_cost(row, self.costs, chain)
             return cost + usd_per_s * times.expected_chain_time(row, chain) / 1000.0, chain
 
-        chain = min(escalation_chains(tuple(allowed)), key=price)
+        chain = min(escalation_chains(allowed), key=price)
         return Choice(
             chain[0], chain, expected_chain_cost(row, self.costs, chain), "cost", times.expected_chain_time(row, chain)
         )

@@ -72,8 +72,13 @@ class Router:
         )
         self._session = session
         self._tokenizer = tokenizer
-        self._inputs = {i.name for i in session.get_inputs()}
+        self._takes_mask = ATTENTION_MASK in {i.name for i in session.get_inputs()}
         self._outputs = [o.name for o in session.get_outputs()]
+        # Per-call work on the served hot path, done once: tier names and models, and a mask row to slice.
+        self._names = tuple(self.ladder.names)
+        self._models = tuple(t.model for t in self.ladder.tiers)
+        self._ones = np.ones((1, tokenizer.max_tokens), dtype=np.int64)
+        self._ones.flags.writeable = False
 
     @classmethod
     def load(cls, path: str | Path) -> Router:
@@ -100,9 +105,7 @@ class Router:
         return self._tokenizer.ids(text)
 
     def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        feeds = {INPUT_IDS: ids}
-        if ATTENTION_MASK in self._inputs:
-            feeds[ATTENTION_MASK] = mask
+        feeds = {INPUT_IDS: ids, ATTENTION_MASK: mask} if self._takes_mask else {INPUT_IDS: ids}
         return self._session.run(self._outputs, feeds)[0]
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
@@ -113,10 +116,10 @@ class Router:
         return self._run(ids, mask)
 
     def _prediction(self, probs: np.ndarray, choice: Choice, target: float) -> Prediction:
-        names = self.ladder.names
+        names = self._names
         return Prediction(
             tier=names[choice.tier],
-            model=self.ladder.tiers[choice.tier].model,
+            model=self._models[choice.tier],
             probabilities=dict(zip(names, probs.tolist(), strict=True)),
             fallback_chain=[names[i] for i in choice.chain],
             quality_target=target,
@@ -142,12 +145,12 @@ class Router:
         band: interactive (a person waits; `max_latency_ms` bounds the time to an acceptable answer), tolerant
         (`value_of_time_usd_per_s` prices waiting against cost) or async (Batch API prices, time ignored).
         """
-        ids = self.token_ids(text)
+        ids = self._tokenizer.ids(text)
         if len(ids) == 0:
             ids = np.zeros(1, dtype=np.int64)
             mask = np.zeros((1, 1), dtype=np.int64)
         else:
-            mask = np.ones((1, len(ids)), dtype=np.int64)
+            mask = self._ones[:, : len(ids)]  # ids never outnumber the encoder's window
         probs = self._run(ids[None, :], mask)[0]
         choice = self.policy.choose(
             probs,

@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from serving.auth import AsyncTokenInterceptor, TokenInterceptor, read_token
 from serving.config import ServeConfig, ServeError
+from serving.counted_health import AsyncCountedHealthServicer, CountedHealthServicer
 from serving.decision_log import DecisionLog
 from serving.jsonl_log import JsonlAppender
 from serving.metrics import MetricsEndpoint, ServiceMetrics
@@ -33,7 +34,7 @@ from serving.service import (
     Limits,
     RouterService,
     aio_handlers,
-    method_label,
+    rpc_for,
     sync_handlers,
 )
 from serving.sources import open_model_source
@@ -133,7 +134,7 @@ class ServingApp:
             appender.close()
 
     def denied(self, method: str) -> None:
-        self.metrics.record_call(method_label(method), "UNAUTHENTICATED", 0.0)
+        self.metrics.record_refused(rpc_for(method), "UNAUTHENTICATED")
 
     def _published(self, loaded: LoadedModel) -> None:
         encoder = loaded.router.manifest.encoder.kind
@@ -183,8 +184,10 @@ def _serve_sync(app: ServingApp) -> None:
     handlers = sync_handlers(app.service, app.metrics, config.max_streams)
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)])
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
-    health_servicer = health.HealthServicer(
-        experimental_non_blocking=True, experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=1)
+    health_servicer = CountedHealthServicer(
+        app.metrics,
+        experimental_non_blocking=True,
+        experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=1),
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(_SERVICES, server)
@@ -220,7 +223,7 @@ async def _serve_aio(app: ServingApp) -> None:
     handlers = aio_handlers(app.service, app.metrics)
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)])
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = AsyncCountedHealthServicer(app.metrics)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(_SERVICES, server)
     port = app.bind(server)

@@ -25,7 +25,7 @@ from classifier.policy import PolicyError
 from classifier.router import Prediction, Router
 from classifier.timing import TierTime
 from serving.decision_log import Decision, DecisionLog
-from serving.metrics import ServiceMetrics
+from serving.metrics import UNKNOWN_RPC, Rpc, ServiceMetrics
 from serving.outcomes import OutcomeDesk, OutcomeLog
 from serving.recent import RecentDecisions
 from serving.reload import LoadedModel, ModelHolder
@@ -42,8 +42,8 @@ from serving.validation import (
 log = logging.getLogger("tierwise.serving")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Router"].full_name
-_METHOD_LABELS = {f"/{SERVICE_NAME}/{m.name}": m.name for m in pb.DESCRIPTOR.services_by_name["Router"].methods}
-UNKNOWN_METHOD = "unknown"
+ROUTER_RPCS = {m.name: Rpc.of(m) for m in pb.DESCRIPTOR.services_by_name["Router"].methods}
+_RPCS_BY_PATH = {f"/{SERVICE_NAME}/{name}": rpc for name, rpc in ROUTER_RPCS.items()}
 # Deadlines are checked between chunks of a batch, so an expired call stops within one chunk's work.
 BATCH_CHUNK = 64
 
@@ -258,7 +258,7 @@ class RouterService:
             response.expected_cost_usd = prediction.expected_cost_usd
         if prediction.expected_latency_ms is not None:
             response.expected_latency_ms = prediction.expected_latency_ms
-        self._metrics.record_tier(prediction.tier, explored)
+        self._metrics.record_tier(prediction.tier, version, explored)
         self._recent.remember(args.request_id, prediction.probabilities)
         if self._decision_log is not None:
             self._decision_log.add(
@@ -306,13 +306,13 @@ class OutcomeTally:
         return pb.OutcomesSummary(received=self.received, unknown_requests=self.unknown)
 
 
-def method_label(method: str) -> str:
-    """The metrics label for a called method path: the Router's own method names, every other path `unknown`.
+def rpc_for(path: str) -> Rpc:
+    """The metrics labels for a called method path: the Router's own methods, every other path `unknown`.
 
     Callers choose the path (any `/x/<uuid>` reaches the auth check); labelling by it would let them add
     metric series without bound.
     """
-    return _METHOD_LABELS.get(method, UNKNOWN_METHOD)
+    return _RPCS_BY_PATH.get(path, UNKNOWN_RPC)
 
 
 def model_info(loaded: LoadedModel) -> pb.ModelInfo:
@@ -396,17 +396,21 @@ CallResult = tuple[Any, RpcFailure | None]
 _UNARY_TWIN = {"PredictStream": "Predict", "ReportOutcomes": "ReportOutcome"}
 
 
-def _run(metrics: ServiceMetrics, method: str, fn: Callable[[Any, Any], Any], request: Any, context: Any) -> CallResult:
-    """Run one call, count it, and turn any exception into the status the caller will get."""
+Record = Callable[[Rpc, str, float], None]
+_PREDICT_STREAM, _REPORT_OUTCOMES = ROUTER_RPCS["PredictStream"], ROUTER_RPCS["ReportOutcomes"]
+
+
+def _run(record: Record, rpc: Rpc, fn: Callable[[Any, Any], Any], request: Any, context: Any) -> CallResult:
+    """Run one call (or one message of a stream), record it, and turn any exception into the caller's status."""
     start = time.perf_counter()
     try:
         response, failure = fn(request, context), None
     except RpcFailure as exc:
         response, failure = None, exc
     except Exception:
-        log.exception("%s failed unexpectedly", method)
+        log.exception("%s failed unexpectedly", rpc.method)
         response, failure = None, RpcFailure(grpc.StatusCode.INTERNAL, "internal error; see the server log")
-    metrics.record_call(method, "OK" if failure is None else failure.code.name, time.perf_counter() - start)
+    record(rpc, "OK" if failure is None else failure.code.name, time.perf_counter() - start)
     return response, failure
 
 
@@ -472,24 +476,25 @@ def sync_handlers(
     stream_pool = futures.ThreadPoolExecutor(max_workers=max_streams + 1, thread_name_prefix="tierwise-stream")
 
     def unary(name: str) -> Callable[[Any, grpc.ServicerContext], Any]:
-        fn = methods[name]
+        fn, rpc = methods[name], ROUTER_RPCS[name]
 
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
-            response, failure = _run(metrics, name, fn, request, context)
+            metrics.start_rpc(rpc)
+            response, failure = _run(metrics.record_call, rpc, fn, request, context)
             if failure is not None:
                 context.abort(failure.code, failure.details)
             return response
 
         return handle
 
-    def on_stream_thread(name: str, body: Callable[[Iterable[Any], grpc.ServicerContext], Any]) -> Callable:
+    def on_stream_thread(rpc: Rpc, body: Callable[[Iterable[Any], grpc.ServicerContext], Any]) -> Callable:
         def behavior(requests: Iterable[Any], context: grpc.ServicerContext) -> Any:
             if not slots.acquire(blocking=False):
-                metrics.record_call(name, grpc.StatusCode.RESOURCE_EXHAUSTED.name, 0.0)
+                metrics.record_refused(rpc, grpc.StatusCode.RESOURCE_EXHAUSTED.name)
                 context.abort(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"{max_streams} streams are open, the most this server takes (--max-streams); "
-                    f"retry later, or call {_UNARY_TWIN[name]}",
+                    f"retry later, or call {_UNARY_TWIN[rpc.method]}",
                 )
             if not context.add_callback(slots.release):  # the call already ended
                 slots.release()
@@ -499,22 +504,24 @@ def sync_handlers(
         return behavior
 
     def answer_stream(requests: Iterable[Any], context: grpc.ServicerContext) -> Iterable[pb.PredictResponse]:
-        for request in requests:
-            response, failure = _run(metrics, "PredictStream", service.predict, request, context)
-            if failure is not None:
-                context.abort(failure.code, failure.details)
-            yield response
+        with metrics.timed(_PREDICT_STREAM, context):
+            for request in requests:
+                response, failure = _run(metrics.record_message, _PREDICT_STREAM, service.predict, request, context)
+                if failure is not None:
+                    context.abort(failure.code, failure.details)
+                yield response
 
     def take_outcomes(requests: Iterable[Any], context: grpc.ServicerContext) -> pb.OutcomesSummary:
-        tally = service.outcome_tally()
-        for request in requests:
-            _, failure = _run(metrics, "ReportOutcomes", tally.add, request, context)
-            if failure is not None:
-                context.abort(failure.code, failure.details)
-        return tally.summary()
+        with metrics.timed(_REPORT_OUTCOMES, context):
+            tally = service.outcome_tally()
+            for request in requests:
+                _, failure = _run(metrics.record_message, _REPORT_OUTCOMES, tally.add, request, context)
+                if failure is not None:
+                    context.abort(failure.code, failure.details)
+            return tally.summary()
 
     return _handlers(
-        unary, on_stream_thread("PredictStream", answer_stream), on_stream_thread("ReportOutcomes", take_outcomes)
+        unary, on_stream_thread(_PREDICT_STREAM, answer_stream), on_stream_thread(_REPORT_OUTCOMES, take_outcomes)
     )
 
 
@@ -523,14 +530,15 @@ def aio_handlers(service: RouterService, metrics: ServiceMetrics) -> dict[str, g
     methods = _methods(service)
 
     def unary(name: str) -> Callable[[Any, grpc.aio.ServicerContext], Any]:
-        fn = methods[name]
+        fn, rpc = methods[name], ROUTER_RPCS[name]
         offload = name == "PredictBatch"
 
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            metrics.start_rpc(rpc)
             if offload:
-                response, failure = await asyncio.to_thread(_run, metrics, name, fn, request, context)
+                response, failure = await asyncio.to_thread(_run, metrics.record_call, rpc, fn, request, context)
             else:
-                response, failure = _run(metrics, name, fn, request, context)
+                response, failure = _run(metrics.record_call, rpc, fn, request, context)
             if failure is not None:
                 await context.abort(failure.code, failure.details)
             return response
@@ -538,18 +546,20 @@ def aio_handlers(service: RouterService, metrics: ServiceMetrics) -> dict[str, g
         return handle
 
     async def answer_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-        async for request in requests:
-            response, failure = _run(metrics, "PredictStream", service.predict, request, context)
-            if failure is not None:
-                await context.abort(failure.code, failure.details)
-            yield response
+        with metrics.timed(_PREDICT_STREAM, context):
+            async for request in requests:
+                response, failure = _run(metrics.record_message, _PREDICT_STREAM, service.predict, request, context)
+                if failure is not None:
+                    await context.abort(failure.code, failure.details)
+                yield response
 
     async def take_outcomes(requests: Any, context: grpc.aio.ServicerContext) -> pb.OutcomesSummary:
-        tally = service.outcome_tally()
-        async for request in requests:
-            _, failure = _run(metrics, "ReportOutcomes", tally.add, request, context)
-            if failure is not None:
-                await context.abort(failure.code, failure.details)
-        return tally.summary()
+        with metrics.timed(_REPORT_OUTCOMES, context):
+            tally = service.outcome_tally()
+            async for request in requests:
+                _, failure = _run(metrics.record_message, _REPORT_OUTCOMES, tally.add, request, context)
+                if failure is not None:
+                    await context.abort(failure.code, failure.details)
+            return tally.summary()
 
     return _handlers(unary, answer_stream, take_outcomes)

@@ -191,6 +191,8 @@ def test_unknown_methods_are_counted_under_one_label(trained_bundle, token_file,
     assert codes == {grpc.StatusCode.UNAUTHENTICATED}
     assert after.keys() == before.keys()
     assert after['tierwise_requests_total{code="UNAUTHENTICATED",method="unknown"}'] == 5001
+    unknown = 'grpc_code="UNAUTHENTICATED",grpc_method="unknown",grpc_service="unknown",grpc_type="unknown"'
+    assert after[f"grpc_server_handled_total{{{unknown}}}"] == 5001
 
 
 # --- a drain cut off by --grace -------------------------------------------------------------------------

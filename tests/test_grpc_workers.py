@@ -85,6 +85,9 @@ def test_workers_share_the_port_health_metrics_and_decision_log(trained_bundle, 
         assert set(per_worker) == {"0", "1"} and all(count > 0 for count in per_worker.values())
         assert sum(per_worker.values()) == CONNECTIONS
         assert set(metric_samples(text, "tierwise_model_info")) == {"0", "1"}
+        assert sum(metric_samples(text, "grpc_server_handled_total").values()) >= CONNECTIONS
+        memory = metric_samples(text, "process_resident_memory_bytes")  # each worker's own process figures
+        assert set(memory) == {"0", "1"} and all(rss > 0 for rss in memory.values())
         assert server.stop() == 0, server.log
     rows = [json.loads(line) for line in decisions.read_text().splitlines()]
     assert sorted(row["request_id"] for row in rows) == sorted(f"r{i}" for i in range(CONNECTIONS))
