@@ -227,7 +227,7 @@ def _not_finite(column: str) -> pl.Expr:
 CHAT = pl.Struct({"text": pl.String(), "bad": pl.Boolean()})
 
 
-def render_chats(messages: pl.Series) -> pl.Series:
+def _render_chats(messages: pl.Series) -> pl.Series:
     """Render JSON chat lists to text (`text`), flagging values that are not a chat list (`bad`)."""
     texts: list[str | None] = []
     bad: list[bool] = []
@@ -272,7 +272,7 @@ def _normalise(frame: pl.LazyFrame, schema: pl.Schema, success_threshold: float)
     parsed: dict[str, pl.Expr] = {}
 
     if "messages" in columns:
-        chat = pl.col("messages").map_batches(render_chats, return_dtype=CHAT, is_elementwise=True)
+        chat = pl.col("messages").map_batches(_render_chats, return_dtype=CHAT, is_elementwise=True)
         frame = frame.with_columns(chat.alias("_chat"))
         prompt = pl.col("prompt")
         rendered = pl.col("_chat").struct.field("text")
