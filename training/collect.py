@@ -18,6 +18,7 @@ written by the streaming engine, the decisions' text going straight from their f
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections import Counter
@@ -55,6 +56,8 @@ DECISION_MARKER = "fallback_chain"
 STRUCTURES = ("fallback_chain", "probabilities", "propensities", "messages")
 FILE = "_file"  # a file's place among the inputs of its kind: file order breaks ties between equal times
 SHA256 = "_sha256"
+# Rows per Parquet row group written: the writer holds a group's text until it is full.
+ROW_GROUP = 1024
 ATTEMPT = ("request_id", "model", "attempt")
 REPORTED = ("success", "score", "error", "timestamp", *OUTCOME_MEASURES)
 # The columns collect writes, in a stable order, with the attempt-log schema's types.
@@ -423,14 +426,16 @@ def _latest_decisions(decisions: pl.LazyFrame) -> pl.DataFrame:
     had, its prompt_sha256 and whether it carries its prompt. No prompt text is held."""
     last = [pl.col("decided_at").fill_null(""), pl.col(FILE), pl.col(SOURCE_ROW)]
     has_prompt = pl.col("prompt").is_not_null() | pl.col("messages").is_not_null()
+    # Streamed to the few columns needed first: grouped straight from the scan, the prompts would be read whole.
+    keys = decisions.select("request_id", "decided_at", FILE, SOURCE_ROW, "prompt_sha256", has_prompt.alias("_has"))
     return (
-        decisions.group_by("request_id")
+        keys.collect(engine=STREAMING)
+        .group_by("request_id")
         .agg(
             pl.len().alias("_decisions"),
             pl.col(FILE, SOURCE_ROW, "prompt_sha256").sort_by(last).last(),
-            has_prompt.sort_by(last).last().alias("_has_prompt"),
+            pl.col("_has").sort_by(last).last().alias("_has_prompt"),
         )
-        .collect(engine=STREAMING)
     )
 
 
@@ -487,28 +492,36 @@ def collect_attempts(paths: Sequence[str | Path], prompts: Prompts | None = None
     matched = judged.filter(pl.col("_unmatched").is_null())
     summary.matched = matched.height
     summary.decisions_without_outcome = latest.join(attempts, on="request_id", how="anti").height
-    return Collected(_rows(decisions, matched, prompts or Prompts.none()), summary)
+    return Collected(_rows(decisions, matched, prompts), summary)
 
 
-def _rows(decisions: pl.LazyFrame, matched: pl.DataFrame, prompts: Prompts) -> pl.LazyFrame:
+def _rows(decisions: pl.LazyFrame, matched: pl.DataFrame, prompts: Prompts | None) -> pl.LazyFrame:
     """The attempt rows: each matched attempt (in memory, without text) with its decision's row streamed from
-    the decision logs, and its prompt from --prompts where the decision has none; in decision-log order."""
+    the decision logs, and its prompt from --prompts where the decision has none; in decision-log order.
+
+    Each join builds its table on the side without text: the attempts; and for --prompts, the decided rows,
+    whose decisions were redacted (a decision that carries its prompt takes no --prompts text)."""
     attempts = matched.select(FILE, SOURCE_ROW, *ATTEMPT[1:], *REPORTED, "_prompt_file", "_prompt_row")
     attempts = attempts.sort(FILE, SOURCE_ROW, "attempt", "model")
-    decided = decisions.join(attempts.lazy(), on=[FILE, SOURCE_ROW], how="inner", maintain_order="right")
-    texts = prompts.texts.rename({FILE: "_prompt_file", SOURCE_ROW: "_prompt_row", "prompt": "_kept_prompt"})
-    with_prompts = decided.join(texts, on=["_prompt_file", "_prompt_row"], how="left", maintain_order="left")
-    prompt = pl.coalesce("_kept_prompt", "prompt")
-    return with_prompts.with_columns(prompt.alias("prompt")).select(
-        pl.col(name).cast(dtype) for name, dtype in COLUMNS.items()
+    decided = decisions.join(
+        attempts.lazy(), on=[FILE, SOURCE_ROW], how="inner", maintain_order="left_right", build_side="force_right"
     )
+    if prompts is not None:
+        texts = prompts.texts.rename({FILE: "_prompt_file", SOURCE_ROW: "_prompt_row", "prompt": "_kept_prompt"})
+        decided = decided.join(
+            texts, on=["_prompt_file", "_prompt_row"], how="left", build_side="force_left"
+        ).with_columns(pl.coalesce("_kept_prompt", "prompt").alias("prompt"))
+    return decided.select(pl.col(name).cast(dtype) for name, dtype in COLUMNS.items())
 
 
 def _sink(rows: pl.LazyFrame, out: Path) -> Path:
     """Write the rows through the streaming engine, in the format `write_table` uses for the path."""
     kind = table_format(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    {"parquet": rows.sink_parquet, "csv": rows.sink_csv, "jsonl": rows.sink_ndjson}[kind](out)
+    if kind == "parquet":
+        rows.sink_parquet(out, row_group_size=ROW_GROUP)
+    else:
+        {"csv": rows.sink_csv, "jsonl": rows.sink_ndjson}[kind](out)
     return out
 
 
@@ -522,7 +535,10 @@ def collect(
     if collected.summary.matched == 0:
         raise LogError(f"no outcome could be matched to a decision:\n{collected.summary.render()}")
     path = _sink(collected.rows, Path(out))
-    labels = label_requests(read_attempts([path]), ladder).frame
+    written = read_attempts([path])
+    # The count needs no prompt, and labelling would hold each request's prompt: the text's size.
+    without_text = dataclasses.replace(written, attempts=written.attempts.with_columns(pl.lit("").alias("prompt")))
+    labels = label_requests(without_text, ladder).frame
     summary = collected.summary
     summary.requests = labels.height
     summary.censored = labels.filter(pl.col("status") == CENSORED).height
