@@ -38,6 +38,7 @@ from training.logs import (
     ERROR,
     JSON_FLAG,
     STREAMING,
+    Check,
     CheckedFile,
     LineError,
     LogError,
@@ -186,6 +187,12 @@ class _Fields:
         return checked.select(**values, **{SOURCE_ROW: pl.col(SOURCE_ROW), JSON_FLAG: pl.col(JSON_FLAG), ERROR: error})
 
 
+# What a row of one kind becomes: its output columns, read and checked by `_Fields`.
+RowReader = Callable[[_Fields], dict[str, pl.Expr]]
+# The row reader for a file, picked by its columns.
+PickReader = Callable[[pl.Schema], RowReader]
+
+
 def _chain(value: Any) -> tuple[str | None, str | None]:
     if not value or not all(isinstance(tier, str) for tier in value):
         return None, f"expected a non-empty list of tier names, got {value!r}"
@@ -272,7 +279,7 @@ def _prompt(fields: _Fields) -> dict[str, pl.Expr]:
     return {"request_id": fields.raw("request_id").cast(pl.String), "prompt": text}
 
 
-def _checker(read: Callable[[pl.Schema], Callable[[_Fields], dict[str, pl.Expr]]]):
+def _checker(read: PickReader) -> Check:
     """A `training.logs.Check` reading each row with the reader `read` picks for the file's columns."""
 
     def check(path: Path, raw: pl.LazyFrame, search_json_text: bool) -> CheckedFile:
@@ -284,9 +291,7 @@ def _checker(read: Callable[[pl.Schema], Callable[[_Fields], dict[str, pl.Expr]]
     return check
 
 
-def _check_files(
-    paths: Sequence[str | Path], read: Callable[[pl.Schema], Callable[[_Fields], dict[str, pl.Expr]]]
-) -> list[CheckedFile]:
+def _check_files(paths: Sequence[str | Path], read: PickReader) -> list[CheckedFile]:
     """Check each file in one streaming pass; the first bad row (a line polars cannot read too) stops it all."""
     try:
         return [check_file(path, _checker(read), STRUCTURES) for path in find_log_files(paths)]
@@ -412,7 +417,7 @@ class Collected:
     summary: CollectSummary
 
 
-def _traffic_reader(schema: pl.Schema) -> Callable[[_Fields], dict[str, pl.Expr]]:
+def _traffic_reader(schema: pl.Schema) -> RowReader:
     """A file whose rows carry `fallback_chain` is a decision log, any other an outcome log."""
     return _decision if DECISION_MARKER in schema else _outcome
 
