@@ -8,9 +8,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -18,6 +21,7 @@ from classifier.router import Prediction
 from serving.decision_log import Decision, decision_row
 from serving.outcomes import ReceivedOutcome, outcome_row
 from serving.tierwise.v1 import router_pb2 as pb
+from tests.peak_memory import run_measured
 from tierwise.cli import main as cli
 from training.logs import read_attempts
 
@@ -214,3 +218,56 @@ def test_inputs_without_a_decision_log_or_an_outcome_log_are_refused(traffic):
 def test_the_prompt_hash_of_a_decision_is_the_routed_text():
     row = decision_row(decision("h", "Hash me."), redact_prompts=True)
     assert row["prompt_sha256"] == hashlib.sha256(b"Hash me.").hexdigest()
+
+
+REQUESTS, PROMPT_CHARS, SLICE = 100_000, 15_000, 1000
+
+
+def write_wordy_traffic(directory: Path) -> int:
+    """Decisions whose prompts (a distinct 15 kB each: 1.4 GB in all) dwarf what collect needs to hold, and two
+    outcome reports per decision; the files stay small (the text compresses). Written a slice of requests at a
+    time, one Parquet row group each. Returns the prompts' text bytes."""
+    decisions = outcomes = None
+    for first in range(0, REQUESTS, SLICE):
+        ids = pl.DataFrame({"n": np.arange(first, first + SLICE)})
+        decided = ids.select(
+            pl.format("r{}", "n").alias("request_id"),
+            pl.concat_str([pl.format("question {} ", "n"), pl.lit("x" * PROMPT_CHARS)]).alias("prompt"),
+            pl.lit("haiku").alias("tier"),
+            pl.lit(["haiku", "opus"]).alias("fallback_chain"),
+            pl.lit('{"haiku": 0.6, "opus": 0.9}').alias("probabilities"),
+            pl.lit("2026-01-01T00:00:00+00:00").alias("time"),
+        ).to_arrow()
+        reported = (
+            ids.join(pl.DataFrame({"k": [0, 1]}), how="cross")
+            .select(
+                pl.format("r{}", "n").alias("request_id"),
+                pl.when(pl.col("k") == 0).then(pl.lit(HAIKU)).otherwise(pl.lit(OPUS)).alias("model"),
+                pl.col("k").alias("attempt"),
+                ((pl.col("n") + pl.col("k")) % 2 == 0).alias("success"),
+            )
+            .to_arrow()
+        )
+        decisions = decisions or pq.ParquetWriter(directory / "decisions.parquet", decided.schema, compression="zstd")
+        outcomes = outcomes or pq.ParquetWriter(directory / "outcomes.parquet", reported.schema, compression="zstd")
+        decisions.write_table(decided)
+        outcomes.write_table(reported)
+    assert decisions is not None and outcomes is not None
+    decisions.close()
+    outcomes.close()
+    return REQUESTS * PROMPT_CHARS
+
+
+def test_collecting_holds_far_less_than_the_prompts_text(tmp_path):
+    text_mb = write_wordy_traffic(tmp_path) / 2**20
+    out = tmp_path / "attempts.parquet"
+    args = ["collect", tmp_path / "decisions.parquet", tmp_path / "outcomes.parquet", "--out", out]
+    run = run_measured([sys.executable, "-m", "tierwise", *map(str, args)])
+    assert run.returncode == 0, run.output
+    assert f"matched:    {2 * REQUESTS} attempts of {REQUESTS} requests" in run.output
+    assert run.peak_rss_mb < text_mb / 1.5, f"peak {run.peak_rss_mb:.0f} MiB for {text_mb:.0f} MiB of prompt text"
+    prompt = pl.col("prompt")
+    written = pl.scan_parquet(out).select(pl.len(), prompt.str.len_bytes().sum().alias("bytes"), prompt.first())
+    rows, text_bytes, first = written.collect(engine="streaming").row(0)
+    assert (rows, first[:12]) == (2 * REQUESTS, "question 0 x")
+    assert text_bytes > 2 * REQUESTS * PROMPT_CHARS  # each attempt row carries its request's prompt

@@ -6,17 +6,23 @@ measurements from the outcome log. Several reports of one attempt (request_id, m
 later grade, merge into one row: values of later reports (by their `time`) win where they are not null.
 Nothing is dropped silently: every attempt that cannot become a row is counted under its reason.
 
-Input files are told apart by their rows: a decision log's rows carry `fallback_chain`, anything else is
+Input files are told apart by their columns: a decision log's rows carry `fallback_chain`, anything else is
 read as outcomes. JSONL, CSV and Parquet, as for attempt logs; a malformed row stops with file:line:field.
+
+Served traffic may be larger than memory, so no file is read whole and no prompt is held. Each file is checked
+in one streaming pass of the scan attempt logs are read through (`training.logs.check_file`). What is held in
+memory is small per request and per attempt: the place (file, row) of each request's last decision, the merged
+outcome values of each attempt, and where each --prompts text is with its hash. The attempt rows are then
+written by the streaming engine, the decisions' text going straight from their files to the output.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,13 +32,43 @@ import polars as pl
 from classifier.text import render_messages
 from classifier.tiers import TierLadder
 from serving.outcomes import MEASURES as OUTCOME_MEASURES
-from training.attempts import DECISION, SCHEMA
-from training.labels import CENSORED, label_requests, write_table
-from training.logs import SUFFIX_FORMATS, LogError, find_log_files, read_attempts
+from training.attempts import DECISION, SCHEMA, SOURCE_ROW
+from training.labels import CENSORED, label_requests, table_format
+from training.logs import (
+    ERROR,
+    JSON_FLAG,
+    STREAMING,
+    Check,
+    CheckedFile,
+    LineError,
+    LogError,
+    as_bool,
+    as_float,
+    check_file,
+    find_log_files,
+    json_as_text,
+    locate,
+    read_attempts,
+    tally,
+)
 
 DECISION_MARKER = "fallback_chain"
-TRUE_WORDS = ("true", "1", "yes")
-FALSE_WORDS = ("false", "0", "no")
+# The columns of decision and prompt rows that hold JSON lists or maps: JSON text in every format.
+STRUCTURES = ("fallback_chain", "probabilities", "propensities", "messages")
+FILE = "_file"  # a file's place among the inputs of its kind: file order breaks ties between equal times
+SHA256 = "_sha256"
+# Rows per Parquet row group written: the writer holds a group's text until it is full.
+ROW_GROUP = 1024
+ATTEMPT = ("request_id", "model", "attempt")
+REPORTED = ("success", "score", "error", "timestamp", *OUTCOME_MEASURES)
+# The columns collect writes, in a stable order, with the attempt-log schema's types.
+COLUMNS = {
+    name: {**SCHEMA, **DECISION}[name]
+    for name in (
+        *("request_id", "prompt", "messages", "model", "attempt", "success", "score", *OUTCOME_MEASURES),
+        *("error", "timestamp", *DECISION),
+    )
+}
 
 NO_DECISION = "no decision for its request_id"
 NO_PROMPT = "no prompt (redacted, and not in --prompts)"
@@ -44,217 +80,298 @@ class RowError(LogError):
     """A decision, outcome or prompt row that cannot be read; the message is `file:line:field: problem`."""
 
 
-class _Row:
-    """One input row with the place it came from, read field by field into checked values."""
+READ = pl.Struct({"text": pl.String(), "problem": pl.String()})
+Reader = Callable[[Any], tuple[str | None, str | None]]  # a decoded JSON value -> (its text to keep, problem)
 
-    def __init__(self, path: Path, line: int, values: dict[str, Any]):
-        self.where = f"{path}:{line}"
-        self.values = values
 
-    def error(self, name: str, problem: str) -> RowError:
-        return RowError(f"{self.where}:{name}: {problem}")
+def _reading(read: Reader, kind: type) -> Callable[[pl.Series], pl.Series]:
+    """Decode a batch of JSON texts, check each value's kind and read it (`READ`: the text kept, or a problem)."""
 
-    def raw(self, name: str) -> Any:
-        """The field's value, None when absent or blank."""
-        value = self.values.get(name)
-        return None if value is None or (isinstance(value, str) and not value.strip()) else value
-
-    def text(self, name: str) -> str | None:
-        value = self.raw(name)
-        if value is not None and not isinstance(value, str):
-            raise self.error(name, f"expected text, got {value!r}")
-        return value
-
-    def required_text(self, name: str) -> str:
-        value = self.text(name)
-        if value is None:
-            raise self.error(name, "missing")
-        return value
-
-    def key(self) -> str:
-        """The row's request_id (numbers, as CSV and Parquet may hold them, read as text)."""
-        value = self.raw("request_id")
-        if value is None:
-            raise self.error("request_id", "missing")
-        return str(value)
-
-    def flag(self, name: str) -> bool | None:
-        value = self.raw(name)
-        if value is None or isinstance(value, bool):
-            return value
-        word = str(value).strip().lower()
-        if word in TRUE_WORDS or word in FALSE_WORDS:
-            return word in TRUE_WORDS
-        raise self.error(name, f"expected true or false, got {value!r}")
-
-    def number(self, name: str, minimum: float | None = None) -> float | None:
-        value = self.raw(name)
-        if value is None:
-            return None
-        try:
-            number = float(value) if not isinstance(value, bool) else math.nan
-        except (TypeError, ValueError):
-            number = math.nan
-        if not math.isfinite(number):
-            raise self.error(name, f"expected a finite number, got {value!r}")
-        if minimum is not None and number < minimum:
-            raise self.error(name, f"expected a number >= {minimum:g}, got {value!r}")
-        return number
-
-    def structure(self, name: str, kind: type) -> Any:
-        """A list or map, given as such (JSONL, Parquet) or as JSON text (CSV)."""
-        value = self.raw(name)
-        if isinstance(value, str):
+    def batch(values: pl.Series) -> pl.Series:
+        texts: list[str | None] = []
+        problems: list[str | None] = []
+        for raw in values.to_list():
             try:
-                value = json.loads(value)
+                value = None if raw is None else json.loads(raw)
             except json.JSONDecodeError:
-                raise self.error(name, f"expected a JSON {kind.__name__}, got {value!r}") from None
-        if hasattr(value, "to_list"):
-            value = value.to_list()
-        if value is not None and not isinstance(value, kind):
-            raise self.error(name, f"expected a {kind.__name__}, got {value!r}")
+                text, problem = None, f"expected a JSON {kind.__name__}, got {raw!r}"
+            else:
+                wrong = value is not None and not isinstance(value, kind)
+                text, problem = (None, f"expected a {kind.__name__}, got {value!r}") if wrong else read(value)
+            texts.append(text)
+            problems.append(problem)
+        return pl.DataFrame({"text": texts, "problem": problems}, schema=dict(READ.to_schema())).to_struct()
+
+    return batch
+
+
+class _Fields:
+    """Expressions reading one file's fields into checked values, and the problems met on the way, in the
+    order the fields are read: a row's error names the first of its fields with a problem."""
+
+    def __init__(self, schema: pl.Schema):
+        self.schema = schema
+        self.structures: dict[str, pl.Expr] = {}
+        self.problems: list[tuple[str, pl.Expr, pl.Expr]] = []  # (field, when, what is wrong)
+
+    def problem(self, name: str, when: pl.Expr, what: pl.Expr | str) -> None:
+        self.problems.append((name, when, pl.lit(what) if isinstance(what, str) else what))
+
+    def raw(self, name: str) -> pl.Expr:
+        """The field's value, null when absent or blank."""
+        if name not in self.schema:
+            return pl.lit(None, dtype=pl.String)
+        if self.schema[name] != pl.String:
+            return pl.col(name)
+        return pl.when(pl.col(name).str.contains(r"^\s*$")).then(None).otherwise(pl.col(name))
+
+    def _shown(self, name: str, what: str) -> pl.Expr:
+        """`what` with the field's value in place of {}."""
+        dtype = self.schema.get(name, pl.String())
+        if dtype.is_nested():
+            return pl.lit(what.replace("{}", f"a {dtype}"))
+        return pl.format(what, self.raw(name).cast(pl.String))
+
+    def text(self, name: str) -> pl.Expr:
+        if self.schema.get(name, pl.String()) not in (pl.String, pl.Null):
+            self.problem(name, self.raw(name).is_not_null(), self._shown(name, "expected text, got {}"))
+        return self.raw(name).cast(pl.String)
+
+    def required_text(self, name: str) -> pl.Expr:
+        value = self.text(name)
+        self.problem(name, value.is_null(), "missing")
         return value
 
+    def key(self) -> pl.Expr:
+        """The row's request_id (numbers, as CSV and Parquet may hold them, read as text)."""
+        value = self.raw("request_id").cast(pl.String)
+        self.problem("request_id", value.is_null(), "missing")
+        return value
 
-def _rows(path: Path) -> Iterator[_Row]:
-    """The rows of one JSONL, CSV or Parquet file, each with its line (JSONL, CSV) or row number (Parquet)."""
-    kind = SUFFIX_FORMATS[path.suffix.lower()]
-    if kind == "jsonl":
-        with path.open("rb") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    values = json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    raise RowError(f"{path}:{number}: not valid JSON ({exc})") from exc
-                if not isinstance(values, dict):
-                    raise RowError(f"{path}:{number}: expected a JSON object, got {type(values).__name__}")
-                yield _Row(path, number, values)
-        return
+    def flag(self, name: str) -> pl.Expr:
+        if name not in self.schema:
+            return pl.lit(None, dtype=pl.Boolean)
+        value = as_bool(name)
+        self.problem(
+            name, self.raw(name).is_not_null() & value.is_null(), self._shown(name, "expected true or false, got {}")
+        )
+        return value
+
+    def number(self, name: str, minimum: float | None = None) -> pl.Expr:
+        if name not in self.schema:
+            return pl.lit(None, dtype=pl.Float64)
+        value = as_float(name)
+        unreadable = value.is_null() | value.is_nan() | value.is_infinite()
+        self.problem(
+            name, self.raw(name).is_not_null() & unreadable, self._shown(name, "expected a finite number, got {}")
+        )
+        if minimum is not None:
+            self.problem(name, value < minimum, self._shown(name, f"expected a number >= {minimum:g}, got {{}}"))
+        return value
+
+    def structure(self, name: str, read: Reader, kind: type) -> pl.Expr:
+        """A JSON list or map, checked and kept as JSON text by `read` (in Python, batch by batch, streamed)."""
+        column = f"_read_{name}"
+        self.structures[column] = self.raw(name).map_batches(
+            _reading(read, kind), return_dtype=READ, is_elementwise=True
+        )
+        self.problem(name, pl.col(column).struct.field("problem").is_not_null(), pl.col(column).struct.field("problem"))
+        return pl.col(column).struct.field("text")
+
+    def rows(self, frame: pl.LazyFrame, values: dict[str, pl.Expr]) -> pl.LazyFrame:
+        """The checked values of each row, with its source row, its JSON_FLAG and its ERROR: `field: problem`."""
+        error = pl.lit(None, dtype=pl.String)
+        for name, when, what in reversed(self.problems):
+            error = pl.when(when.fill_null(False)).then(pl.concat_str(pl.lit(f"{name}: "), what)).otherwise(error)
+        checked = frame.with_columns(**self.structures)
+        return checked.select(**values, **{SOURCE_ROW: pl.col(SOURCE_ROW), JSON_FLAG: pl.col(JSON_FLAG), ERROR: error})
+
+
+# What a row of one kind becomes: its output columns, read and checked by `_Fields`.
+RowReader = Callable[[_Fields], dict[str, pl.Expr]]
+# The row reader for a file, picked by its columns.
+PickReader = Callable[[pl.Schema], RowReader]
+
+
+def _chain(value: Any) -> tuple[str | None, str | None]:
+    if not value or not all(isinstance(tier, str) for tier in value):
+        return None, f"expected a non-empty list of tier names, got {value!r}"
+    return json.dumps(value), None
+
+
+def _probabilities(value: Any) -> tuple[str | None, str | None]:
+    if value is None:
+        return None, None
     try:
-        frame = pl.read_csv(path, infer_schema=False) if kind == "csv" else pl.read_parquet(path)
-    except Exception as exc:
-        raise RowError(f"{path}: cannot read as {kind}: {exc}") from exc
-    first = 2 if kind == "csv" else 1  # a CSV's header is line 1
-    for number, values in enumerate(frame.iter_rows(named=True), start=first):
-        yield _Row(path, number, values)
+        values = {str(k): float(v) for k, v in value.items()}
+    except (TypeError, ValueError):
+        return None, f"expected a map of tier -> probability, got {value!r}"
+    if not all(0.0 <= v <= 1.0 for v in values.values()):
+        return None, f"expected probabilities within [0, 1], got {value!r}"
+    return json.dumps(values), None
 
 
-def _columns(path: Path) -> set[str]:
-    """The fields of a file's first row (its columns, for CSV and Parquet)."""
-    kind = SUFFIX_FORMATS[path.suffix.lower()]
-    if kind == "parquet":
-        return set(pl.read_parquet_schema(path))
-    for row in _rows(path):
-        return set(row.values)
-    return set()
+def _is_chat(value: Any) -> bool:
+    return all(isinstance(m, dict) and "content" in m for m in value)
+
+
+def _chat(value: Any) -> tuple[str | None, str | None]:
+    if value is not None and not _is_chat(value):
+        return None, "expected a list of {role, content} objects"
+    return (json.dumps(value, ensure_ascii=False) if value else None), None
+
+
+def _rendered_chat(value: Any) -> tuple[str | None, str | None]:
+    if value is not None and not _is_chat(value):
+        return None, "expected a list of {role, content} objects"
+    return (render_messages(value) if value else None), None
+
+
+def _decision(fields: _Fields) -> dict[str, pl.Expr]:
+    """One decision-log row, checked."""
+    served = fields.required_text("tier")
+    chain = fields.structure("fallback_chain", _chain, list)
+    propensity = fields.number("propensity", minimum=0.0)
+    outside = (propensity <= 0.0) | (propensity > 1.0)
+    fields.problem("propensity", outside, pl.format("expected a probability in (0, 1], got {}", propensity))
+    messages = fields.structure("messages", _chat, list)
+    return {
+        "request_id": fields.key(),
+        "prompt": fields.text("prompt"),
+        "messages": messages,
+        "prompt_sha256": fields.text("prompt_sha256"),
+        "served_tier": served,
+        "fallback_chain": chain,
+        "probabilities": fields.structure("probabilities", _probabilities, dict).fill_null("{}"),
+        "explored": fields.flag("explored").fill_null(False),
+        "propensity": propensity.fill_null(1.0),
+        "propensities": fields.structure("propensities", _probabilities, dict).fill_null(
+            pl.concat_str(pl.lit('{"'), served, pl.lit('": 1.0}'))
+        ),
+        "model_version": fields.text("model_version"),
+        "latency_band": fields.text("latency_band"),
+        "decided_at": fields.text("time"),
+    }
+
+
+def _outcome(fields: _Fields) -> dict[str, pl.Expr]:
+    """One outcome-log row: the attempt it reports on and the values it reports (null where it says nothing)."""
+    model = fields.required_text("model")
+    attempt = fields.number("attempt", minimum=0.0)
+    fields.problem("attempt", attempt != attempt.floor(), pl.format("expected a whole number, got {}", attempt))
+    values = {
+        "model": model,
+        "attempt": attempt.fill_null(0.0).cast(pl.Int64),
+        "success": fields.flag("success"),
+        "score": fields.number("score"),
+        "error": fields.text("error"),
+        "timestamp": pl.coalesce(fields.text("time"), fields.text("timestamp")),
+        **{name: fields.number(name, minimum=0.0) for name in OUTCOME_MEASURES},
+    }
+    return {"request_id": fields.key(), **values}
+
+
+def _prompt(fields: _Fields) -> dict[str, pl.Expr]:
+    """One --prompts row: its text (the prompt, else the chat rendered) and its request_id where known."""
+    rendered = fields.structure("messages", _rendered_chat, list)
+    text = pl.coalesce(fields.text("prompt"), rendered)
+    fields.problem("prompt", text.is_null(), "missing (and no messages)")
+    return {"request_id": fields.raw("request_id").cast(pl.String), "prompt": text}
+
+
+def _checker(read: PickReader) -> Check:
+    """A `training.logs.Check` reading each row with the reader `read` picks for the file's columns."""
+
+    def check(path: Path, raw: pl.LazyFrame, search_json_text: bool) -> CheckedFile:
+        located = locate(path, raw, search_json_text, STRUCTURES)
+        located = located.with_columns(json_as_text(located.collect_schema(), STRUCTURES))
+        fields = _Fields(located.collect_schema())
+        return tally(path, fields.rows(located, read(fields.schema)(fields)))
+
+    return check
+
+
+def _check_files(paths: Sequence[str | Path], read: PickReader) -> list[CheckedFile]:
+    """Check each file in one streaming pass; the first bad row (a line polars cannot read too) stops it all."""
+    try:
+        return [check_file(path, _checker(read), STRUCTURES) for path in find_log_files(paths)]
+    except LineError as exc:
+        raise RowError(f"{exc.path}:{exc.line}: {exc.problem}") from exc
+
+
+def _refuse_bad_rows(checked: Sequence[CheckedFile]) -> None:
+    for one in checked:
+        if one.first_bad is not None:
+            line, problem = one.first_bad
+            raise RowError(f"{one.path}:{line}:{problem}")
+
+
+def _numbered(checked: Sequence[CheckedFile]) -> pl.LazyFrame | None:
+    """The files' rows as one scan, each with its file's place (FILE); None when no file has a row."""
+    plans = [
+        plan.with_columns(pl.lit(place, dtype=pl.Int64).alias(FILE))
+        for place, one in enumerate(checked)
+        if (plan := one.valid_rows) is not None
+    ]
+    return pl.concat(plans, how="diagonal_relaxed") if plans else None
+
+
+def _sha256s(texts: pl.Series) -> pl.Series:
+    """SHA-256 of each text's UTF-8, as serving's prompt_sha256 (`serving.decision_log`)."""
+    return pl.Series(
+        [None if t is None else hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts.to_list()], dtype=pl.String
+    )
 
 
 @dataclass(frozen=True)
-class LoggedDecision:
-    """One decision-log row, checked."""
-
-    request_id: str
-    prompt: str | None
-    messages: list[dict[str, str]] | None
-    prompt_sha256: str | None
-    served_tier: str
-    fallback_chain: list[str]
-    probabilities: dict[str, float]
-    explored: bool
-    propensity: float
-    propensities: dict[str, float]
-    model_version: str | None
-    latency_band: str | None
-    decided_at: str | None
-
-    @classmethod
-    def read(cls, row: _Row) -> LoggedDecision:
-        served = row.required_text("tier")
-        chain = row.structure("fallback_chain", list)
-        if not chain or not all(isinstance(t, str) for t in chain):
-            raise row.error("fallback_chain", f"expected a non-empty list of tier names, got {chain!r}")
-        propensity = row.number("propensity", minimum=0.0)
-        if propensity is not None and not 0.0 < propensity <= 1.0:
-            raise row.error("propensity", f"expected a probability in (0, 1], got {propensity}")
-        messages = row.structure("messages", list)
-        if messages is not None and not all(isinstance(m, dict) and "content" in m for m in messages):
-            raise row.error("messages", "expected a list of {role, content} objects")
-        return cls(
-            request_id=row.key(),
-            prompt=row.text("prompt"),
-            messages=messages,
-            prompt_sha256=row.text("prompt_sha256"),
-            served_tier=served,
-            fallback_chain=chain,
-            probabilities=_probability_map(row, "probabilities") or {},
-            explored=bool(row.flag("explored")),
-            propensity=1.0 if propensity is None else propensity,
-            propensities=_probability_map(row, "propensities") or {served: 1.0},
-            model_version=row.text("model_version"),
-            latency_band=row.text("latency_band"),
-            decided_at=row.text("time"),
-        )
-
-
-def _probability_map(row: _Row, name: str) -> dict[str, float] | None:
-    mapping = row.structure(name, dict)
-    if mapping is None:
-        return None
-    try:
-        values = {str(k): float(v) for k, v in mapping.items()}
-    except (TypeError, ValueError):
-        raise row.error(name, f"expected a map of tier -> probability, got {mapping!r}") from None
-    if not all(0.0 <= v <= 1.0 for v in values.values()):
-        raise row.error(name, f"expected probabilities within [0, 1], got {mapping!r}")
-    return values
-
-
-AttemptKey = tuple[str, str, int]
-
-
-def _outcome(row: _Row) -> tuple[AttemptKey, dict[str, Any]]:
-    """One outcome-log row: the attempt it reports on and the values it reports (None where it says nothing)."""
-    model = row.required_text("model")
-    attempt = row.number("attempt", minimum=0.0)
-    if attempt is not None and attempt != int(attempt):
-        raise row.error("attempt", f"expected a whole number, got {attempt}")
-    values: dict[str, Any] = {
-        "success": row.flag("success"),
-        "score": row.number("score"),
-        "error": row.text("error"),
-        "timestamp": row.text("time") or row.text("timestamp"),
-    }
-    values.update({name: row.number(name, minimum=0.0) for name in OUTCOME_MEASURES})
-    return (row.key(), model, int(attempt or 0)), values
-
-
-@dataclass
 class Prompts:
-    """Prompts the application kept for a server that redacted them, by request_id and by SHA-256 of the text."""
+    """Prompts the application kept for a server that redacted them: their texts, as a scan of their files,
+    and in memory only where each text is, its request_id (if known) and its SHA-256."""
 
-    by_request: dict[str, str] = field(default_factory=dict)
-    by_hash: dict[str, str] = field(default_factory=dict)
+    texts: pl.LazyFrame  # FILE, SOURCE_ROW, prompt
+    places: pl.DataFrame  # request_id, SHA256, FILE, SOURCE_ROW
 
     @classmethod
     def read(cls, paths: Sequence[str | Path]) -> Prompts:
         """Rows with `prompt` (or chat `messages`) and, where known, `request_id`; JSONL, CSV or Parquet."""
-        prompts = cls()
-        for path in find_log_files(paths):
-            for row in _rows(path):
-                messages = row.structure("messages", list)
-                text = row.text("prompt") or (render_messages(messages) if messages else None)
-                if not text:
-                    raise row.error("prompt", "missing (and no messages)")
-                if row.raw("request_id") is not None:
-                    prompts.by_request[row.key()] = text
-                prompts.by_hash[_sha256(text)] = text
-        return prompts
+        checked = _check_files(paths, lambda schema: _prompt)
+        _refuse_bad_rows(checked)
+        rows = _numbered(checked)
+        if rows is None:
+            return cls.none()
+        sha = pl.col("prompt").map_batches(_sha256s, return_dtype=pl.String, is_elementwise=True).alias(SHA256)
+        places = rows.select("request_id", sha, FILE, SOURCE_ROW).collect(engine=STREAMING)
+        return cls(rows.select(FILE, SOURCE_ROW, "prompt"), places)
 
+    @classmethod
+    def none(cls) -> Prompts:
+        places = pl.DataFrame(schema={"request_id": pl.String, SHA256: pl.String, FILE: pl.Int64, SOURCE_ROW: pl.Int64})
+        return cls(places.select(FILE, SOURCE_ROW, pl.lit(None, dtype=pl.String).alias("prompt")).lazy(), places)
 
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    def places_for(self, attempts: pl.DataFrame) -> pl.DataFrame:
+        """Where the text of each attempt's prompt is (`_prompt_file`, `_prompt_row`) and its SHA-256: the
+        request_id's last prompt row, else the first whose text has the decision's prompt_sha256."""
+        places = self.places.sort(FILE, SOURCE_ROW)
+        by_request = places.drop_nulls("request_id").group_by("request_id").agg(pl.all().last())
+        by_hash = places.group_by(SHA256).agg(pl.col(FILE, SOURCE_ROW).first())
+        named = attempts.join(
+            by_request.rename({FILE: "_prompt_file", SOURCE_ROW: "_prompt_row", SHA256: "_prompt_sha256"}),
+            on="request_id",
+            how="left",
+        )
+        hashed = named.join(
+            by_hash.rename({FILE: "_hash_file", SOURCE_ROW: "_hash_row"}),
+            left_on="prompt_sha256",
+            right_on=SHA256,
+            how="left",
+        )
+        by_name = pl.col("_prompt_file").is_not_null()
+        by_hash_sha = pl.when(pl.col("_hash_file").is_not_null()).then(pl.col("prompt_sha256"))
+        return hashed.with_columns(
+            pl.when(by_name).then(pl.col("_prompt_file")).otherwise(pl.col("_hash_file")).alias("_prompt_file"),
+            pl.when(by_name).then(pl.col("_prompt_row")).otherwise(pl.col("_hash_row")).alias("_prompt_row"),
+            pl.when(by_name).then(pl.col("_prompt_sha256")).otherwise(by_hash_sha).alias("_prompt_sha256"),
+        ).drop("_hash_file", "_hash_row")
 
 
 @dataclass
@@ -294,103 +411,123 @@ class CollectSummary:
 
 @dataclass
 class Collected:
-    """The attempt rows collected, and the account of how they were made."""
+    """The attempt rows collected, as the plan that writes them, and the account of how they were made."""
 
-    frame: pl.DataFrame
+    rows: pl.LazyFrame
     summary: CollectSummary
 
 
-def _split_inputs(paths: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
-    """(decision files, outcome files): a file whose rows carry `fallback_chain` is a decision log."""
-    decisions, outcomes = [], []
-    for path in find_log_files(paths):
-        (decisions if DECISION_MARKER in _columns(path) else outcomes).append(path)
-    if not decisions:
-        raise LogError("no decision log among the inputs (a decision log's rows carry `fallback_chain`)")
-    if not outcomes:
-        raise LogError("no outcome log among the inputs (only decision logs, whose rows carry `fallback_chain`)")
-    return decisions, outcomes
+def _traffic_reader(schema: pl.Schema) -> RowReader:
+    """A file whose rows carry `fallback_chain` is a decision log, any other an outcome log."""
+    return _decision if DECISION_MARKER in schema else _outcome
+
+
+def _is_decision_log(checked: CheckedFile) -> bool:
+    return checked.rows is not None and DECISION_MARKER in checked.rows.collect_schema()
+
+
+def _latest_decisions(decisions: pl.LazyFrame) -> pl.DataFrame:
+    """Per request_id: where its last decision is (by `time`; file order among equal times), how many it
+    had, its prompt_sha256 and whether it carries its prompt. No prompt text is held."""
+    last = [pl.col("decided_at").fill_null(""), pl.col(FILE), pl.col(SOURCE_ROW)]
+    has_prompt = pl.col("prompt").is_not_null() | pl.col("messages").is_not_null()
+    # Streamed to the few columns needed first: grouped straight from the scan, the prompts would be read whole.
+    keys = decisions.select("request_id", "decided_at", FILE, SOURCE_ROW, "prompt_sha256", has_prompt.alias("_has"))
+    return (
+        keys.collect(engine=STREAMING)
+        .group_by("request_id")
+        .agg(
+            pl.len().alias("_decisions"),
+            pl.col(FILE, SOURCE_ROW, "prompt_sha256").sort_by(last).last(),
+            pl.col("_has").sort_by(last).last().alias("_has_prompt"),
+        )
+    )
+
+
+def _merged_attempts(reports: pl.LazyFrame | None) -> pl.DataFrame:
+    """Per attempt (request_id, model, attempt): its reports merged, later ones (by time) winning where not null."""
+    if reports is None:
+        types = {**COLUMNS, "_reports": pl.UInt32()}
+        return pl.DataFrame(schema={name: types[name] for name in (*ATTEMPT, "_reports", *REPORTED)})
+    later = [pl.col("timestamp").fill_null(""), pl.col(FILE), pl.col(SOURCE_ROW)]
+    merged = (pl.col(name).sort_by(later).drop_nulls().last() for name in REPORTED)
+    return reports.group_by(ATTEMPT).agg(pl.len().alias("_reports"), *merged).collect(engine=STREAMING)
+
+
+def _why_unmatched() -> pl.Expr:
+    """Why an attempt (joined with its request's latest decision and prompt place) cannot become a row, or null."""
+    return (
+        pl.when(pl.col(FILE).is_null())
+        .then(pl.lit(NO_DECISION))
+        .when(pl.col("success").is_null() & pl.col("score").is_null())
+        .then(pl.lit(UNGRADED))
+        .when(pl.col("_has_prompt"))
+        .then(pl.lit(None, dtype=pl.String))
+        .when(pl.col("_prompt_file").is_null())
+        .then(pl.lit(NO_PROMPT))
+        .when(pl.col("prompt_sha256").is_not_null() & (pl.col("_prompt_sha256") != pl.col("prompt_sha256")))
+        .then(pl.lit(WRONG_PROMPT))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
 
 
 def collect_attempts(paths: Sequence[str | Path], prompts: Prompts | None = None) -> Collected:
     """Join the decision and outcome logs among `paths` into attempt-log rows, one per reported attempt."""
-    decision_files, outcome_files = _split_inputs(paths)
+    checked = _check_files(paths, _traffic_reader)
+    decision_files = [one for one in checked if _is_decision_log(one)]
+    outcome_files = [one for one in checked if not _is_decision_log(one)]
+    if not decision_files:
+        raise LogError("no decision log among the inputs (a decision log's rows carry `fallback_chain`)")
+    if not outcome_files:
+        raise LogError("no outcome log among the inputs (only decision logs, whose rows carry `fallback_chain`)")
+    _refuse_bad_rows(decision_files + outcome_files)
     summary = CollectSummary(decision_files=len(decision_files), outcome_files=len(outcome_files))
-    read = [LoggedDecision.read(row) for path in decision_files for row in _rows(path)]
-    decisions: dict[str, LoggedDecision] = {}
-    for decision in sorted(read, key=lambda d: d.decided_at or ""):  # stable: file order among equal times
-        summary.repeated_decisions += decision.request_id in decisions
-        decisions[decision.request_id] = decision
-    summary.decisions = len(read)
-    reports = [_outcome(row) for path in outcome_files for row in _rows(path)]
-    attempts: dict[AttemptKey, dict[str, Any]] = {}
-    for key, values in sorted(reports, key=lambda report: report[1]["timestamp"] or ""):
-        merged = attempts.setdefault(key, {})
-        merged.update({name: value for name, value in values.items() if value is not None})
-    summary.reports = len(reports)
-    summary.attempts = len(attempts)
-    rows = []
-    for (request_id, model, attempt), values in attempts.items():
-        decision = decisions.get(request_id)
-        problem, text = _why_unmatched(decision, values, prompts or Prompts(), request_id)
-        if problem is not None:
-            summary.unmatched[problem] += 1
-            continue
-        assert decision is not None
-        rows.append(_attempt_row(decision, text, model, attempt, values))
-    summary.matched = len(rows)
-    reported = {request_id for request_id, _, _ in attempts}
-    summary.decisions_without_outcome = sum(request_id not in reported for request_id in decisions)
-    return Collected(_frame(rows), summary)
+    decisions = _numbered(decision_files)
+    assert decisions is not None  # a decision log has columns, so it was scanned
+    latest = _latest_decisions(decisions)
+    summary.decisions = sum(one.total for one in decision_files)
+    summary.repeated_decisions = summary.decisions - latest.height
+    attempts = _merged_attempts(_numbered(outcome_files))
+    summary.reports = sum(one.total for one in outcome_files)
+    summary.attempts = attempts.height
+    placed = (prompts or Prompts.none()).places_for(attempts.join(latest, on="request_id", how="left"))
+    judged = placed.with_columns(_why_unmatched().alias("_unmatched"))
+    unmatched = judged["_unmatched"].drop_nulls().value_counts(sort=True)
+    summary.unmatched = Counter(dict(unmatched.iter_rows()))
+    matched = judged.filter(pl.col("_unmatched").is_null())
+    summary.matched = matched.height
+    summary.decisions_without_outcome = latest.join(attempts, on="request_id", how="anti").height
+    return Collected(_rows(decisions, matched, prompts), summary)
 
 
-def _why_unmatched(
-    decision: LoggedDecision | None, values: dict[str, Any], prompts: Prompts, request_id: str
-) -> tuple[str | None, str | None]:
-    """(why the attempt cannot become a row, or None; the prompt text when it comes from --prompts)."""
-    if decision is None:
-        return NO_DECISION, None
-    if values.get("success") is None and values.get("score") is None:
-        return UNGRADED, None
-    if decision.prompt is not None or decision.messages:
-        return None, None
-    text = prompts.by_request.get(request_id)
-    if text is None and decision.prompt_sha256:
-        text = prompts.by_hash.get(decision.prompt_sha256)
-    if text is None:
-        return NO_PROMPT, None
-    if decision.prompt_sha256 and _sha256(text) != decision.prompt_sha256:
-        return WRONG_PROMPT, None
-    return None, text
+def _rows(decisions: pl.LazyFrame, matched: pl.DataFrame, prompts: Prompts | None) -> pl.LazyFrame:
+    """The attempt rows: each matched attempt (in memory, without text) with its decision's row streamed from
+    the decision logs, and its prompt from --prompts where the decision has none; in decision-log order.
+
+    Each join builds its table on the side without text: the attempts; and for --prompts, the decided rows,
+    whose decisions were redacted (a decision that carries its prompt takes no --prompts text)."""
+    attempts = matched.select(FILE, SOURCE_ROW, *ATTEMPT[1:], *REPORTED, "_prompt_file", "_prompt_row")
+    attempts = attempts.sort(FILE, SOURCE_ROW, "attempt", "model")
+    decided = decisions.join(
+        attempts.lazy(), on=[FILE, SOURCE_ROW], how="inner", maintain_order="left_right", build_side="force_right"
+    )
+    if prompts is not None:
+        texts = prompts.texts.rename({FILE: "_prompt_file", SOURCE_ROW: "_prompt_row", "prompt": "_kept_prompt"})
+        decided = decided.join(
+            texts, on=["_prompt_file", "_prompt_row"], how="left", build_side="force_left"
+        ).with_columns(pl.coalesce("_kept_prompt", "prompt").alias("prompt"))
+    return decided.select(pl.col(name).cast(dtype) for name, dtype in COLUMNS.items())
 
 
-def _attempt_row(decision: LoggedDecision, text: str | None, model: str, attempt: int, values: dict[str, Any]) -> dict:
-    return {
-        "request_id": decision.request_id,
-        "prompt": text if text is not None else decision.prompt,
-        "messages": json.dumps(decision.messages, ensure_ascii=False) if decision.messages else None,
-        "model": model,
-        "attempt": attempt,
-        **values,
-        "served_tier": decision.served_tier,
-        "fallback_chain": json.dumps(decision.fallback_chain),
-        "probabilities": json.dumps(decision.probabilities),
-        "explored": decision.explored,
-        "propensity": decision.propensity,
-        "propensities": json.dumps(decision.propensities),
-        "model_version": decision.model_version,
-        "latency_band": decision.latency_band,
-        "prompt_sha256": decision.prompt_sha256,
-        "decided_at": decision.decided_at,
-    }
-
-
-def _frame(rows: list[dict]) -> pl.DataFrame:
-    """The rows in the attempt-log schema's types: the columns collect writes, in a stable order."""
-    names = ["request_id", "prompt", "messages", "model", "attempt", "success", "score", *OUTCOME_MEASURES]
-    names += ["error", "timestamp", *DECISION]
-    types = {**SCHEMA, **DECISION}
-    return pl.DataFrame(rows, schema={name: types[name] for name in names})
+def _sink(rows: pl.LazyFrame, out: Path) -> Path:
+    """Write the rows through the streaming engine, in the format `write_table` uses for the path."""
+    kind = table_format(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "parquet":
+        rows.sink_parquet(out, row_group_size=ROW_GROUP)
+    else:
+        {"csv": rows.sink_csv, "jsonl": rows.sink_ndjson}[kind](out)
+    return out
 
 
 def collect(
@@ -398,11 +535,15 @@ def collect(
 ) -> CollectSummary:
     """Collect served traffic into an attempt log at `out`, then read it back as any attempt log is read
     (so the file is known to feed `label`, `train`, `retrain` and `replay`) to count censored requests."""
+    table_format(out)
     collected = collect_attempts(paths, prompts)
-    if collected.frame.is_empty():
+    if collected.summary.matched == 0:
         raise LogError(f"no outcome could be matched to a decision:\n{collected.summary.render()}")
-    path = write_table(collected.frame, out)
-    labels = label_requests(read_attempts([path]), ladder).frame
+    path = _sink(collected.rows, Path(out))
+    written = read_attempts([path])
+    # The count needs no prompt, and labelling would hold each request's prompt: the text's size.
+    without_text = dataclasses.replace(written, attempts=written.attempts.with_columns(pl.lit("").alias("prompt")))
+    labels = label_requests(without_text, ladder).frame
     summary = collected.summary
     summary.requests = labels.height
     summary.censored = labels.filter(pl.col("status") == CENSORED).height

@@ -17,10 +17,11 @@ line and refuses a column mixing objects with plain values, as it always has.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
@@ -49,11 +50,21 @@ STREAMING = "streaming"
 # How polars' ndjson reader writes an object or a list into a text column: such a column needs the line reader.
 JSON_TEXT = r"(?s)^\s*(\{\s*[\"}]|\[\s*[\[{\"\-0-9tfn\]]).*[}\]]\s*$"
 ERROR = "_error"
+# The attempt-log columns that hold JSON (a chat list), kept as JSON text in every format.
+CHAT_COLUMNS = ("messages",)
 JSON_FLAG = "_json_text"
 
 
 class LogError(InputError):
     """Attempt logs that cannot be read as the attempt-log format; the message names file, row and column."""
+
+
+class LineError(LogError):
+    """A JSONL line that is not a JSON object; `path`, `line` and `problem` let other readers word it their way."""
+
+    def __init__(self, path: Path, line: int, problem: str):
+        super().__init__(f"{path}: row {line}: {problem}")
+        self.path, self.line, self.problem = path, line, problem
 
 
 @dataclass
@@ -137,8 +148,10 @@ def find_log_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def _read_jsonl_lines(path: Path) -> pl.DataFrame:
-    """The line reader: every JSONL line parsed in Python, so the error names the line that breaks the file."""
+def _read_jsonl_lines(path: Path, as_text: Sequence[str]) -> pl.DataFrame:
+    """The line reader: every JSONL line parsed in Python, so the error names the line that breaks the file.
+
+    The `as_text` columns keep JSON lists and objects as JSON text, as the scan does."""
     rows = []
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
@@ -147,12 +160,13 @@ def _read_jsonl_lines(path: Path) -> pl.DataFrame:
             try:
                 row = json.loads(line)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise LogError(f"{path}: row {number}: not valid JSON ({exc})") from exc
+                raise LineError(path, number, f"not valid JSON ({exc})") from exc
             if not isinstance(row, dict):
-                raise LogError(f"{path}: row {number}: expected a JSON object, got {type(row).__name__}")
+                raise LineError(path, number, f"expected a JSON object, got {type(row).__name__}")
             row[SOURCE_ROW] = number
-            if "messages" in row and not isinstance(row["messages"], str) and row["messages"] is not None:
-                row["messages"] = json.dumps(row["messages"], ensure_ascii=False)
+            for name in as_text:
+                if isinstance(row.get(name), list | dict):
+                    row[name] = json.dumps(row[name], ensure_ascii=False)
             rows.append(row)
     if not rows:
         return pl.DataFrame(schema={SOURCE_ROW: pl.Int64()})
@@ -173,18 +187,21 @@ def _line_number(path: Path, record: int) -> int:
     return record
 
 
-def _scan(path: Path, kind: str) -> pl.LazyFrame:
-    """A lazy scan of one file with its 1-based source row (JSONL: non-blank line; CSV: the header is row 1)."""
+def _scan(path: Path, kind: str, as_text: Sequence[str]) -> pl.LazyFrame:
+    """A lazy scan of one file with its 1-based source row (JSONL: non-blank line; CSV: the header is row 1).
+
+    JSONL's `as_text` columns are read as text: polars keeps a JSON list or object there as its JSON text."""
     if kind == "jsonl":
         schema = pl.scan_ndjson(path, infer_schema_length=None).collect_schema()
-        text = {"messages": pl.String()} if "messages" in schema else {}
+        text = {name: pl.String() for name in as_text if name in schema}
         return pl.scan_ndjson(path, schema={**schema, **text}, row_index_name=SOURCE_ROW, row_index_offset=1)
     if kind == "csv":
         return pl.scan_csv(path, infer_schema=False).with_row_index(SOURCE_ROW, offset=2)
     return pl.scan_parquet(path).with_row_index(SOURCE_ROW, offset=1)
 
 
-def _as_bool(column: str) -> pl.Expr:
+def as_bool(column: str) -> pl.Expr:
+    """A column's boolean words (TRUE_WORDS, FALSE_WORDS) as booleans; anything else null."""
     text = pl.col(column).cast(pl.String).str.strip_chars().str.to_lowercase()
     return (
         pl.when(text.is_in(TRUE_WORDS))
@@ -196,7 +213,8 @@ def _as_bool(column: str) -> pl.Expr:
     )
 
 
-def _as_float(column: str) -> pl.Expr:
+def as_float(column: str) -> pl.Expr:
+    """A column's numbers (or numbers written as text) as floats; anything else null."""
     return pl.col(column).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
 
 
@@ -228,14 +246,16 @@ def _render_chats(messages: pl.Series) -> pl.Series:
     return pl.DataFrame({"text": texts, "bad": bad}, schema=dict(CHAT.to_schema())).to_struct()
 
 
-def _messages_as_text(schema: pl.Schema) -> pl.Expr | None:
-    """Messages stored as lists of structs (Parquet) written as JSON text, as the line reader keeps them."""
-    if "messages" not in schema or schema["messages"] == pl.String:
-        return None
-    return pl.col("messages").map_elements(
-        lambda v: json.dumps(v.to_list() if hasattr(v, "to_list") else v, ensure_ascii=False),
-        return_dtype=pl.String,
-    )
+def json_as_text(schema: pl.Schema, names: Sequence[str]) -> list[pl.Expr]:
+    """Columns of lists or structs (Parquet) written as JSON text, as the line reader and the scan keep them."""
+    return [
+        pl.col(name).map_elements(
+            lambda v: json.dumps(v.to_list() if hasattr(v, "to_list") else v, ensure_ascii=False),
+            return_dtype=pl.String,
+        )
+        for name in names
+        if name in schema and schema[name] not in (pl.String, pl.Null)
+    ]
 
 
 def _normalise(frame: pl.LazyFrame, schema: pl.Schema, success_threshold: float) -> pl.LazyFrame:
@@ -245,9 +265,7 @@ def _normalise(frame: pl.LazyFrame, schema: pl.Schema, success_threshold: float)
     """
     columns = set(schema.names())
     problems: list[tuple[pl.Expr, str]] = []
-    as_text = _messages_as_text(schema)
-    if as_text is not None:
-        frame = frame.with_columns(as_text)
+    frame = frame.with_columns(json_as_text(schema, CHAT_COLUMNS))
     frame = frame.with_columns(pl.col(c).cast(pl.String) for c in ("request_id", "prompt", "model") if c in columns)
     if "prompt" not in columns:
         frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias("prompt"))
@@ -266,13 +284,13 @@ def _normalise(frame: pl.LazyFrame, schema: pl.Schema, success_threshold: float)
     for column in ("request_id", "model", "prompt"):
         problems.append((pl.col(column).is_null() | (pl.col(column).str.len_chars() == 0), f"column {column}: missing"))
     if "score" in columns:
-        parsed["score"] = _as_float("score")
+        parsed["score"] = as_float("score")
         problems.append(
             (pl.col("score").is_not_null() & pl.col("_parsed_score").is_null(), "column score: not a number")
         )
         problems.append((_not_finite("score"), "column score: not a finite number (NaN or infinity)"))
     if "success" in columns:
-        parsed["success"] = _as_bool("success")
+        parsed["success"] = as_bool("success")
         problems.append(
             (
                 pl.col("success").is_not_null() & pl.col("_parsed_success").is_null(),
@@ -281,7 +299,7 @@ def _normalise(frame: pl.LazyFrame, schema: pl.Schema, success_threshold: float)
         )
     for column in MEASURES:
         if column in columns:
-            parsed[column] = _as_float(column)
+            parsed[column] = as_float(column)
             value = pl.col(f"_parsed_{column}")
             problems.append(
                 (
@@ -307,7 +325,7 @@ def _normalise(frame: pl.LazyFrame, schema: pl.Schema, success_threshold: float)
 
 
 @dataclass(frozen=True)
-class _CheckedFile:
+class CheckedFile:
     """One file after its validation pass: the plan of its normalised rows and what the pass counted."""
 
     path: Path
@@ -324,6 +342,42 @@ class _CheckedFile:
             return self.rows.drop(ERROR, JSON_FLAG)
         return self.rows.filter(pl.col(ERROR).is_null()).drop(ERROR, JSON_FLAG)
 
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+# How a reader normalises one file's raw rows (path, rows, search_json_text) into its checked rows.
+Check = Callable[[Path, pl.LazyFrame, bool], CheckedFile]
+
+
+def locate(path: Path, raw: pl.LazyFrame, search_json_text: bool, as_text: Sequence[str] = ()) -> pl.LazyFrame:
+    """The raw rows with their source row as Int64, their file, and (with `search_json_text`) the JSON_FLAG of
+    rows whose text columns (other than `as_text`) hold what polars' ndjson reader made of JSON objects or lists."""
+    schema = raw.collect_schema()
+    texts = [c for c, dtype in schema.items() if dtype == pl.String and c not in as_text] if search_json_text else []
+    looks_like_json = pl.any_horizontal(pl.lit(False), *(pl.col(c).str.contains(JSON_TEXT) for c in texts))
+    return raw.with_columns(
+        pl.col(SOURCE_ROW).cast(pl.Int64), pl.lit(str(path)).alias(SOURCE_FILE), looks_like_json.alias(JSON_FLAG)
+    )
+
+
+def tally(path: Path, rows: pl.LazyFrame) -> CheckedFile:
+    """Count a file's normalised rows (with ERROR and JSON_FLAG columns) by problem, in one streaming pass."""
+    counted = (
+        rows.group_by(ERROR)
+        .agg(pl.len().alias("rows"), pl.col(SOURCE_ROW).min().alias("first"), pl.col(JSON_FLAG).any())
+        .collect(engine=STREAMING)
+    )
+    bad = counted.filter(pl.col(ERROR).is_not_null()).sort("first")
+    return CheckedFile(
+        path,
+        rows,
+        counts=dict(zip(counted[ERROR].to_list(), counted["rows"].to_list(), strict=True)),
+        first_bad=(int(bad["first"][0]), str(bad[ERROR][0])) if bad.height else None,
+        json_text=bool(counted[JSON_FLAG].any()),
+    )
+
 
 def _missing_columns(schema: pl.Schema) -> list[str]:
     columns = set(schema.names())
@@ -335,8 +389,8 @@ def _missing_columns(schema: pl.Schema) -> list[str]:
     return missing
 
 
-def _check(path: Path, raw: pl.LazyFrame, success_threshold: float, search_json_text: bool) -> _CheckedFile:
-    """Normalise one file's rows and count them by problem, in one streaming pass.
+def _check(success_threshold: float, path: Path, raw: pl.LazyFrame, search_json_text: bool) -> CheckedFile:
+    """Normalise one attempt-log file's rows and count them by problem, in one streaming pass.
 
     With `search_json_text`, the pass also looks for text values that polars' ndjson reader made from JSON
     objects or lists (`JSON_TEXT`).
@@ -344,32 +398,17 @@ def _check(path: Path, raw: pl.LazyFrame, success_threshold: float, search_json_
     schema = raw.collect_schema()
     if missing := _missing_columns(schema):
         raise LogError(f"{path}: missing required column(s): {', '.join(missing)}")
-    texts = [c for c, dtype in schema.items() if dtype == pl.String and c != "messages"] if search_json_text else []
-    looks_like_json = pl.any_horizontal(pl.lit(False), *(pl.col(c).str.contains(JSON_TEXT) for c in texts))
-    located = raw.with_columns(
-        pl.col(SOURCE_ROW).cast(pl.Int64), pl.lit(str(path)).alias(SOURCE_FILE), looks_like_json.alias(JSON_FLAG)
-    )
-    rows = _normalise(located, schema, success_threshold)
-    tally = (
-        rows.group_by(ERROR)
-        .agg(pl.len().alias("rows"), pl.col(SOURCE_ROW).min().alias("first"), pl.col(JSON_FLAG).any())
-        .collect(engine=STREAMING)
-    )
-    bad = tally.filter(pl.col(ERROR).is_not_null()).sort("first")
-    return _CheckedFile(
-        path,
-        rows,
-        counts=dict(zip(tally[ERROR].to_list(), tally["rows"].to_list(), strict=True)),
-        first_bad=(int(bad["first"][0]), str(bad[ERROR][0])) if bad.height else None,
-        json_text=bool(tally[JSON_FLAG].any()),
-    )
+    located = locate(path, raw, search_json_text, CHAT_COLUMNS)
+    return tally(path, _normalise(located, schema, success_threshold))
 
 
-def _check_file(path: Path, success_threshold: float) -> _CheckedFile:
-    """Scan and check one file; what polars cannot read is reported by its row, or read line by line (JSONL)."""
+def check_file(path: Path, check: Check, as_text: Sequence[str]) -> CheckedFile:
+    """Scan and check one file; what polars cannot read is reported by its row, or read line by line (JSONL).
+
+    `as_text` names the columns that hold JSON lists or objects, kept as their JSON text in every format."""
     kind = SUFFIX_FORMATS[path.suffix.lower()]
     try:
-        checked = _check(path, _scan(path, kind), success_threshold, search_json_text=kind == "jsonl")
+        checked = check(path, _scan(path, kind, as_text), kind == "jsonl")
     except pl.exceptions.NoDataError as exc:
         if kind != "csv":
             raise LogError(f"{path}: cannot read as {kind}: {exc}") from exc
@@ -380,26 +419,26 @@ def _check_file(path: Path, success_threshold: float) -> _CheckedFile:
         if kind == "csv":
             where = csv_problem(path) or f"cannot read as csv: {str(exc).splitlines()[0]}"
             raise LogError(f"{path}: {where}") from exc
-        return _check_lines(path, success_threshold)
+        return _check_lines(path, check, as_text)
     except OSError as exc:
         raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     if checked.json_text:
-        return _check_lines(path, success_threshold)
+        return _check_lines(path, check, as_text)
     if kind == "jsonl" and checked.first_bad is not None:
         row, problem = checked.first_bad
         return dataclasses.replace(checked, first_bad=(_line_number(path, row), problem))
     return checked
 
 
-def _check_lines(path: Path, success_threshold: float) -> _CheckedFile:
+def _check_lines(path: Path, check: Check, as_text: Sequence[str]) -> CheckedFile:
     """Check a JSONL file read by the line reader (in memory: for the files polars' reader cannot take)."""
     try:
-        frame = _read_jsonl_lines(path)
+        frame = _read_jsonl_lines(path, as_text)
     except OSError as exc:
         raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     if frame.columns == [SOURCE_ROW]:
-        return _CheckedFile(path, None, {})  # no line at all, so no columns to check
-    return _check(path, frame.lazy(), success_threshold, search_json_text=False)
+        return CheckedFile(path, None, {})  # no line at all, so no columns to check
+    return check(path, frame.lazy(), False)
 
 
 def read_attempts(
@@ -410,9 +449,10 @@ def read_attempts(
     A bad row raises LogError naming its file, row and column, unless skip_invalid drops it and counts why.
     """
     files = find_log_files(paths)
-    checked = [_check_file(path, success_threshold) for path in files]
+    check = functools.partial(_check, success_threshold)
+    checked = [check_file(path, check, CHAT_COLUMNS) for path in files]
     named = ", ".join(str(p) for p in files)
-    total = sum(sum(c.counts.values()) for c in checked)
+    total = sum(c.total for c in checked)
     if total == 0:
         raise LogError(f"{named}: the logs hold no attempts (no data rows)")
     skipped: Counter[str] = Counter()
