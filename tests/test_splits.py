@@ -1,5 +1,6 @@
 """The split rule every command shares: `test` rows held out, a hashed 20% without a split column, a seeded
-validation share of the training rows, and clear errors for splits that are not there."""
+validation share of the training rows, a hashed sample of the training rows on very large logs, and clear
+errors for splits that are not there."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from training.logs import LogError
+from classifier.tiers import TierLadder
+from tests.helpers import train_files
+from training.labels import label_requests
+from training.logs import LogError, read_attempts
 from training.splits import HOLDOUT_SHARE, VALIDATION_SHARE, SplitRule
+from training.train_report import data_lines
 
 
 @pytest.fixture
@@ -60,3 +65,25 @@ def test_splits_that_are_not_there_are_explained(frame):
         SplitRule().select(frame, "validation")
     with pytest.raises(LogError, match="no 'fold' column"):
         SplitRule("fold").select(frame, "holdout")
+
+
+def test_a_training_sample_keeps_every_held_out_request_and_about_the_limit_of_the_rest(frame):
+    rule = SplitRule()
+    assert rule.training_sample(frame, limit=3000) is frame  # 3000 training requests: all of them
+    sampled = rule.training_sample(frame, limit=1000)
+    held = sampled.filter(pl.col("split") == "test")
+    assert held["request_id"].to_list() == frame.filter(pl.col("split") == "test")["request_id"].to_list()
+    assert (sampled["split"] == "train").sum() == pytest.approx(1000, abs=100)
+    again = rule.training_sample(frame.reverse(), limit=1000).reverse()  # by request id, not by position
+    assert again["request_id"].to_list() == sampled["request_id"].to_list()
+
+
+def test_training_on_more_requests_than_the_limit_fits_a_sample_and_says_so(sample_logs, tmp_path):
+    result = train_files([sample_logs], tmp_path / "bundle", encoder="static", max_train_requests=200)
+    counts = result.manifest.data["requests"]
+    everything = label_requests(read_attempts([sample_logs]), TierLadder.load()).frame
+    assert counts["sampled_from"] == everything.height
+    assert counts["test"] == int(SplitRule().test_mask(everything).sum())  # every held-out request evaluated
+    assert counts["train"] == pytest.approx(200, abs=60) and counts["train"] + counts["test"] < everything.height
+    trained = everything.height - counts["test"]
+    assert f"a hashed sample of the {trained} training requests (--max-train-requests)" in data_lines(result)[0]

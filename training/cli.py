@@ -78,14 +78,16 @@ def train_options(no_cache: bool, options: dict[str, Any]) -> TrainOptions:
     """The training options of `train` and `retrain`, from their click values.
 
     `--quality-floor` (unguarded) and `--quality-target` (guarded) are two ways to choose the default
-    threshold; giving both is a usage error. Without either, the floor's default applies.
+    threshold; giving both is a usage error. Without either, the floor's default applies; so does the default
+    sample size without --max-train-requests.
     """
     from training.train import TrainOptions
 
     if options["quality_floor"] is not None and options["quality_target"] is not None:
         raise click.UsageError("give --quality-floor (unguarded) or --quality-target (guarded), not both")
-    if options["quality_floor"] is None:
-        del options["quality_floor"]
+    for unset in ("quality_floor", "max_train_requests"):  # not given: TrainOptions' default
+        if options[unset] is None:
+            del options[unset]
     return TrainOptions(cache=not no_cache, **options)
 
 
@@ -191,6 +193,13 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="Train without the tiers that have fewer than --min-outcomes-per-tier outcomes instead of refusing.",
         ),
         click.option("--no-cache", is_flag=True, help="Recompute embeddings instead of reusing the on-disk cache."),
+        click.option(
+            "--max-train-requests",
+            type=click.IntRange(min=1),
+            help="Train on a hashed sample of about this many training requests when the logs hold more (every "
+            "held-out request is still evaluated); default 1,000,000. Each one's embedding is held in memory while "
+            "the head fits, and a head on a few hundred features learns no more from millions.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)

@@ -24,7 +24,8 @@ class Labels:
     """One row per request (`frame`) and what was left out or merged on the way.
 
     `duplicate_pairs`: (request, model) pairs logged more than once; `conflicting_pairs`: those among them
-    whose rows disagree on success (merged by the rule that any success counts).
+    whose rows disagree on success (merged by the rule that any success counts). `sampled_from`: the number of
+    requests labelled when `frame` holds a sample of them (training on very large logs), else None.
     """
 
     frame: pl.DataFrame
@@ -33,6 +34,7 @@ class Labels:
     unknown_models: Counter[str] = field(default_factory=Counter)
     duplicate_pairs: int = 0
     conflicting_pairs: int = 0
+    sampled_from: int | None = None
 
     def success_matrix(self) -> pl.DataFrame:
         """The `success_<tier>` columns, cheapest first (null where a tier was never tried)."""

@@ -3,7 +3,8 @@
 Rows whose split column says `test` are held out from fitting and from choosing the policy, and only
 evaluated. Logs without a split column hold out a deterministic 20% of requests instead (by a hash of the
 request id, stable across runs and machines). A further 20% of the training requests, hashed with the
-seed, is the validation part the policy's rule and threshold are chosen on.
+seed, is the validation part the policy's rule and threshold are chosen on. When the training requests
+outnumber a limit, a hashed share of them, about the limit, is trained on; every held-out request is kept.
 """
 
 from __future__ import annotations
@@ -43,6 +44,19 @@ class SplitRule:
     def validation_mask(self, frame: pl.DataFrame, seed: int) -> np.ndarray:
         """The training requests the policy is chosen on (a hashed share, different for each seed)."""
         return ~self.test_mask(frame) & hashed_share(frame["request_id"], VALIDATION_SHARE, f"validation-{seed}")
+
+    def training_sample(self, frame: pl.DataFrame, limit: int) -> pl.DataFrame:
+        """The frame with about `limit` training requests at most: a hashed share of them when there are more
+        (stable across runs and machines), and every held-out request.
+
+        A logistic head on a few hundred features learns no more from millions of requests than from one
+        million, and each training request's embedding is held in memory while the head fits.
+        """
+        test = self.test_mask(frame)
+        training = int((~test).sum())
+        if training <= limit:
+            return frame
+        return frame.filter(pl.Series(test | hashed_share(frame["request_id"], limit / training, "train-sample")))
 
     def select(self, frame: pl.DataFrame, split: str | None) -> tuple[pl.DataFrame, pl.DataFrame]:
         """(the requests of `split`, every other request); `None` selects every row.

@@ -64,6 +64,7 @@ class TrainOptions:
     min_outcomes_per_tier: int = DEFAULT_MIN_OUTCOMES
     drop_untrained_tiers: bool = False
     cache: bool = True
+    max_train_requests: int | None = 1_000_000  # None: every training request (SplitRule.training_sample)
 
     @property
     def split_rule(self) -> SplitRule:
@@ -190,14 +191,25 @@ def _trainable_labels(log: AttemptLog, ladder: TierLadder, options: TrainOptions
 
     A short tier stops training (`TooFewOutcomesError`) unless `drop_untrained_tiers`, which relabels without it.
     """
-    labels = label_requests(log, ladder)
+    labels = _sampled(label_requests(log, ladder), options)
     outcomes = tier_outcomes(labels, _Masks.of(labels.frame, options).train, options.min_outcomes_per_tier)
     if not outcomes.short:
         return labels, {}
     if not options.drop_untrained_tiers:
         refuse_short_tiers(outcomes, log, ladder)
     dropped = {tier: outcomes.observed[tier] for tier in outcomes.short}
-    return label_requests(log, without_tiers(ladder, list(dropped))), dropped
+    return _sampled(label_requests(log, without_tiers(ladder, list(dropped))), options), dropped
+
+
+def _sampled(labels: Labels, options: TrainOptions) -> Labels:
+    """The labels of the requests trained on: at most about `max_train_requests` training requests, all held-out
+    ones, the requests left out counted in `sampled_from`."""
+    if options.max_train_requests is None:
+        return labels
+    frame = options.split_rule.training_sample(labels.frame, options.max_train_requests)
+    if frame.height == labels.frame.height:
+        return labels
+    return replace(labels, frame=frame, sampled_from=labels.frame.height)
 
 
 def _manifest(
@@ -218,7 +230,7 @@ def _manifest(
         tier_times=times.to_manifest(),
         data={
             **log.fingerprint(),
-            "requests": masks.counts(),
+            "requests": masks.counts() | ({"sampled_from": labels.sampled_from} if labels.sampled_from else {}),
             "statuses": dict(frame.group_by("status").len().iter_rows()),
         },
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),

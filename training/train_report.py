@@ -11,9 +11,14 @@ def data_lines(result: TrainResult) -> list[str]:
     """What the router learned from: request counts and statuses, dropped tiers, and a censoring warning."""
     manifest = result.manifest
     counts = manifest.data["requests"]
+    sample = (
+        f", a hashed sample of the {counts['sampled_from'] - counts['test']} training requests (--max-train-requests)"
+        if "sampled_from" in counts
+        else ""
+    )
     lines = [
-        f"requests: {counts['train']} train ({counts['validation']} of them validation), {counts['test']} test; "
-        f"statuses {manifest.data['statuses']}"
+        f"requests: {counts['train']} train ({counts['validation']} of them validation{sample}), "
+        f"{counts['test']} test; statuses {manifest.data['statuses']}"
     ]
     if result.dropped_tiers:
         dropped = ", ".join(f"{tier} ({count} outcomes)" for tier, count in result.dropped_tiers.items())
