@@ -197,7 +197,7 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "--max-train-requests",
             type=click.IntRange(min=1),
             help="Train on a hashed sample of about this many training requests when the logs hold more (every "
-            "held-out request is still evaluated); default 1,000,000. Each one's embedding is held in memory while "
+            "held-out request is still evaluated); default 500,000. Each one's embedding is held in memory while "
             "the head fits, and a head on a few hundred features learns no more from millions.",
         ),
     ]

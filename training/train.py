@@ -64,7 +64,7 @@ class TrainOptions:
     min_outcomes_per_tier: int = DEFAULT_MIN_OUTCOMES
     drop_untrained_tiers: bool = False
     cache: bool = True
-    max_train_requests: int | None = 1_000_000  # None: every training request (SplitRule.training_sample)
+    max_train_requests: int | None = 500_000  # None: every training request (SplitRule.training_sample)
 
     @property
     def split_rule(self) -> SplitRule:
