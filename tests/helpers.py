@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,3 +104,17 @@ def running_mlflow_server(work: Path) -> Iterator[str]:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def logged_rows(path: Path, request_ids: Sequence[str], timeout_s: float = 15.0) -> list[dict]:
+    """A JSONL log's rows for these request_ids, once each has as many rows as it is listed (the server writes
+    its decision and outcome logs off the request path)."""
+    wanted = Counter(request_ids)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lines = path.read_text().splitlines() if path.exists() else []
+        rows = [row for line in lines if line.strip() and (row := json.loads(line))["request_id"] in wanted]
+        if Counter(row["request_id"] for row in rows) >= wanted:
+            return rows
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never held rows {dict(wanted)}")

@@ -7,9 +7,7 @@ import hashlib
 import json
 import math
 import signal
-import time
 import urllib.request
-from collections import Counter
 from pathlib import Path
 
 import grpc
@@ -19,6 +17,7 @@ from classifier.router import Router
 from serving.process import ServerProcess
 from serving.tierwise.v1 import router_pb2 as pb
 from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tests.helpers import logged_rows
 
 EASY = "Say hello to the team in a friendly way."
 HARD = "Design a lock-free concurrent hash map and analyse its memory ordering requirements in detail."
@@ -26,20 +25,6 @@ HARD = "Design a lock-free concurrent hash map and analyse its memory ordering r
 
 def serve(bundle: Path, *args: str) -> ServerProcess:
     return ServerProcess(["--model", str(bundle), "--port", "0", "--metrics-port", "0", *args])
-
-
-def rows_for(path: Path, request_ids: list[str], timeout_s: float = 10.0) -> list[dict]:
-    """A log's rows for these request_ids, once each has as many as it is listed (rows are written off the
-    request path)."""
-    deadline = time.monotonic() + timeout_s
-    wanted = Counter(request_ids)
-    while time.monotonic() < deadline:
-        rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-        rows = [r for r in rows if r["request_id"] in wanted]
-        if Counter(r["request_id"] for r in rows) >= wanted:
-            return rows
-        time.sleep(0.05)
-    raise AssertionError(f"{path} never held rows for {request_ids}")
 
 
 def scrape(server: ServerProcess) -> dict[str, float]:
@@ -79,7 +64,7 @@ def test_an_outcome_is_acknowledged_and_one_for_an_unrouted_request_is_kept_flag
     )
     assert (known.request_id, known.known_request) == ("ack-1", True)
     assert (stranger.request_id, stranger.known_request) == ("never-routed", False)
-    rows = {r["request_id"]: r for r in rows_for(logs["outcomes"], ["ack-1", "never-routed"])}
+    rows = {r["request_id"]: r for r in logged_rows(logs["outcomes"], ["ack-1", "never-routed"])}
     assert rows["ack-1"] | {"time": None} == {
         "request_id": "ack-1",
         "model": routed.model,
@@ -134,7 +119,7 @@ def test_an_outcome_stream_is_summarised_and_a_bad_item_is_named(logged):
     assert caught.value.details().startswith("outcomes[2].model: ")
     # the refused stream's first two outcomes were taken before its bad third one: logged twice
     reported = [o.request_id for o in outcomes] + [outcomes[0].request_id, outcomes[1].request_id]
-    logged_ids = [r["request_id"] for r in rows_for(logs["outcomes"], reported)]
+    logged_ids = [r["request_id"] for r in logged_rows(logs["outcomes"], reported)]
     assert sorted(logged_ids) == sorted(reported)
 
 
@@ -143,7 +128,7 @@ def test_a_decision_row_holds_what_a_retrain_needs(logged, router):
     chat = [pb.ChatMessage(role="system", content="Be terse."), pb.ChatMessage(content=HARD)]
     by_prompt = stub.Predict(pb.PredictRequest(prompt=EASY, request_id="row-prompt"), timeout=10)
     by_chat = stub.Predict(pb.PredictRequest(messages=chat, request_id="row-chat"), timeout=10)
-    rows = {r["request_id"]: r for r in rows_for(logs["decisions"], ["row-prompt", "row-chat"])}
+    rows = {r["request_id"]: r for r in logged_rows(logs["decisions"], ["row-prompt", "row-chat"])}
     prompt_row, chat_row = rows["row-prompt"], rows["row-chat"]
     assert prompt_row["prompt"] == EASY and "messages" not in prompt_row
     assert prompt_row["prompt_sha256"] == hashlib.sha256(EASY.encode()).hexdigest()
@@ -160,13 +145,13 @@ def test_a_decision_row_holds_what_a_retrain_needs(logged, router):
 def test_sighup_reopens_the_outcome_log(logged):
     server, stub, logs = logged
     stub.ReportOutcome(pb.Outcome(request_id="before-rotation", model="m", success=True), timeout=10)
-    rows_for(logs["outcomes"], ["before-rotation"])
+    logged_rows(logs["outcomes"], ["before-rotation"])
     rotated = logs["outcomes"].with_suffix(".1")
     logs["outcomes"].rename(rotated)
     server.send(signal.SIGHUP)
     server.wait_for_log(r"outcomes\.jsonl: reopened")
     stub.ReportOutcome(pb.Outcome(request_id="after-rotation", model="m", success=True), timeout=10)
-    assert [r["request_id"] for r in rows_for(logs["outcomes"], ["after-rotation"])] == ["after-rotation"]
+    assert [r["request_id"] for r in logged_rows(logs["outcomes"], ["after-rotation"])] == ["after-rotation"]
     assert len(logs["outcomes"].read_text().splitlines()) == 1
     assert "before-rotation" in [json.loads(line)["request_id"] for line in rotated.read_text().splitlines()]
 
@@ -195,7 +180,7 @@ def test_exploration_serves_a_cheaper_tier_with_the_chosen_chain_after_it(explor
         assert list(response.fallback_chain) == [response.tier, *policy.fallback_chain]
         assert response.propensity == pytest.approx(1 / len(cheaper))
     assert {r.tier for r in served} == set(cheaper)
-    rows = {r["request_id"]: r for r in rows_for(decisions, [r.request_id for r in served])}
+    rows = {r["request_id"]: r for r in logged_rows(decisions, [r.request_id for r in served])}
     row = rows["explore-0"]
     assert "prompt" not in row and row["prompt_sha256"] == hashlib.sha256(HARD.encode()).hexdigest()
     assert (row["explored"], row["propensity"]) == (True, pytest.approx(1 / len(cheaper)))

@@ -4,10 +4,7 @@ request, model and attempt."""
 
 from __future__ import annotations
 
-import json
 import sys
-import time
-from pathlib import Path
 
 import anthropic
 import httpx
@@ -17,6 +14,7 @@ from classifier.tiers import TierLadder
 from serving.process import ServerProcess
 from serving.routed_anthropic import RoutedAnthropic
 from tests.anthropic_fake import FakeAnthropic
+from tests.helpers import logged_rows
 
 PROXY = (sys.executable, "-m", "tierwise", "proxy")
 API_KEY = "sk-ant-outcome-test"
@@ -26,19 +24,6 @@ HI = [{"role": "user", "content": "Say hi."}]
 
 def long_on_haiku(params):
     return "x" * 400 if params["model"] == HAIKU else "Short."
-
-
-def rows_for(log: Path, request_id: str, count: int, timeout_s: float = 15.0) -> list[dict]:
-    """The outcome rows of one request once `count` have been written (the server writes them off the call path)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if log.exists():
-            rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-            mine = [row for row in rows if row["request_id"] == request_id]
-            if len(mine) >= count:
-                return mine
-        time.sleep(0.05)
-    raise AssertionError(f"fewer than {count} outcome rows for {request_id} in {log}")
 
 
 @pytest.fixture
@@ -58,7 +43,7 @@ def test_the_client_reports_every_attempt_and_a_later_grade(router):
             routed.grade(message.tierwise, score=0.25)
             assert routed.reporter.flush(10)
             assert routed.reporter.counts.failed == 0
-    first, second, grade = rows_for(router.outcome_log, message.tierwise.request_id, 3)
+    first, second, grade = logged_rows(router.outcome_log, [message.tierwise.request_id] * 3)
     assert (first["model"], first["attempt"], first["success"]) == (HAIKU, 0, False)
     assert (second["model"], second["attempt"], second["success"]) == (SONNET, 1, True)
     assert second["output_tokens"] == message.usage.output_tokens and second["cost_usd"] > 0
@@ -86,11 +71,11 @@ def test_the_proxy_reports_attempts_streams_and_feedback(router):
         feedback = httpx.post(f"{url}/v1/tierwise/feedback", json={"request_id": request_id, "success": False})
     assert feedback.status_code == 200
     assert feedback.json() == {"request_id": request_id, "model": SONNET, "attempt": 1, "known_request": True}
-    first, second, grade = rows_for(router.outcome_log, request_id, 3)
+    first, second, grade = logged_rows(router.outcome_log, [request_id] * 3)
     assert [(r["model"], r["attempt"], r["success"]) for r in (first, second, grade)] == [
         (HAIKU, 0, False),
         (SONNET, 1, True),
         (SONNET, 1, False),
     ]
-    [streamed] = rows_for(router.outcome_log, streamed_id, 1)
+    [streamed] = logged_rows(router.outcome_log, [streamed_id])
     assert streamed["success"] and 0 < streamed["ttft_ms"] <= streamed["latency_ms"]
