@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from classifier.errors import InputError
+from classifier.outputs import atomic_file, check_output_dir
 from classifier.policy import RULES
 from classifier.tiers import TierError, TierLadder
 from classifier.timing import TierTime, TimeModel, TimingError
@@ -220,8 +221,29 @@ def write_manifest(bundle_dir: Path, manifest: Manifest) -> Manifest:
     files = {p.name: sha256_file(p) for p in sorted(bundle_dir.iterdir()) if p.is_file() and p.name != MANIFEST}
     content = replace(manifest, files=files, version="")
     stamped = Manifest.from_json({**content.to_json(), "version": content_version(content, files)})
-    (bundle_dir / MANIFEST).write_text(json.dumps(stamped.to_json(), indent=2, sort_keys=True))
+    with atomic_file(bundle_dir / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(stamped.to_json(), indent=2, sort_keys=True))
     return stamped
+
+
+def is_bundle_dir(path: Path) -> bool:
+    """Whether `path` holds a tierwise bundle and nothing else: a manifest and only the files it lists.
+
+    Only such a directory may be replaced by a new bundle: a stray file in it could be a user's.
+    """
+    try:
+        data = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict):
+        return False
+    return {p.name for p in path.iterdir()} <= {MANIFEST, *files}
+
+
+def check_bundle_out(path: Path) -> None:
+    """Refuse a bundle output directory that holds anything but a previous bundle; nothing is touched."""
+    check_output_dir(path, is_bundle_dir, "tierwise bundle")
 
 
 def _inside(root: Path, name: str) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -11,8 +10,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from classifier.bundle import MODEL_FILE, TOKENIZER_FILE, Manifest, write_manifest
+from classifier.bundle import MODEL_FILE, TOKENIZER_FILE, Manifest, check_bundle_out, write_manifest
 from classifier.encoding import NORM_EPS
+from classifier.outputs import replace_dir, staging_dir
 from classifier.router import ATTENTION_MASK, INPUT_IDS, OUTPUT
 from training.encoders import Encoder, MiniLMEncoder, StaticEncoder
 from training.head import TierHead
@@ -110,8 +110,8 @@ def minilm_graph(encoder: MiniLMEncoder, head: TierHead, workdir: Path) -> onnx.
 def export_bundle(out_dir: str | Path, encoder: Encoder, head: TierHead, manifest: Manifest) -> Manifest:
     """Write graph, tokenizer and manifest into a fresh directory, then move it into place whole."""
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    check_bundle_out(out)
+    staging = staging_dir(out)
     try:
         if isinstance(encoder, StaticEncoder):
             graph = static_graph(encoder.table, head)
@@ -121,9 +121,7 @@ def export_bundle(out_dir: str | Path, encoder: Encoder, head: TierHead, manifes
         onnx.save(graph, str(staging / MODEL_FILE))
         shutil.copyfile(encoder.tokenizer_path, staging / TOKENIZER_FILE)
         stamped = write_manifest(staging, manifest)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from classifier.bundle import Manifest, write_manifest
+from classifier.bundle import Manifest, check_bundle_out, write_manifest
 from classifier.policy import RULES
 from classifier.router import Router
 from classifier.tiers import TierLadder
@@ -252,6 +252,7 @@ def train_bundle(
     log: AttemptLog, out_dir: Path, ladder: TierLadder, options: TrainOptions = TrainOptions()
 ) -> TrainResult:
     """Train a router on an attempt log and export it as a verified bundle directory, evaluated once."""
+    check_bundle_out(out_dir)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     labels, dropped = _trainable_labels(log, ladder, options)
