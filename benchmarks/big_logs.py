@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
+from tierwise.classifier.tiers import TierLadder
+from tierwise.training.encoders import static_model_dir
 
-from classifier.tiers import TierLadder
 from tests.peak_memory import Measured, run_measured
-from training.encoders import static_model_dir
 
 REQUESTS_PER_CHUNK = 50_000
 MEAN_ATTEMPTS = 3.35  # per request, as `_attempts` makes them

@@ -5,7 +5,7 @@ For each dataset in the shared data directory:
 1. a champion is trained on 5% of the train split (every tier's outcome known) and registered;
 2. the rest of the train split goes through a real `tierwise serve --model models:/NAME@champion` as traffic:
    Predict, then the known outcome of each attempt reported, escalating along the chain on failure
-   (`serving.simulate`), with exploration at each --explore-rates value (0 = none);
+   (`tierwise.serving.simulate`), with exploration at each --explore-rates value (0 = none);
 3. every --every requests the decision and outcome logs are collected (`tierwise collect`'s library), a
    challenger is trained on seed + collected rows and put through the retrain gate (IPS on the held-out
    traffic); it becomes champion whatever the gate says unless --gate (the gate's verdict is reported
@@ -33,24 +33,23 @@ from pathlib import Path
 import grpc
 import numpy as np
 import polars as pl
-
-from classifier.policy import RULES
-from classifier.router import Router
-from classifier.tiers import TierLadder
-from serving.process import ServerProcess
-from serving.simulate import send_traffic
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
-from training.collect import collect
-from training.evaluation.evaluate import evaluate_router
-from training.labels import Labels, label_requests
-from training.logs import read_attempts
-from training.splits import hashed_share
-from training.tracking.registry import CHAMPION, ModelRef, Registry
-from training.tracking.retrain import retrain
-from training.tracking.run_logging import log_training_run
-from training.traffic import known_requests
-from training.train import TrainOptions, train_bundle
+from tierwise.classifier.policy import RULES
+from tierwise.classifier.router import Router
+from tierwise.classifier.tiers import TierLadder
+from tierwise.serving.process import ServerProcess
+from tierwise.serving.simulate import send_traffic
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tierwise.training.collect import collect
+from tierwise.training.evaluation.evaluate import evaluate_router
+from tierwise.training.labels import Labels, label_requests
+from tierwise.training.logs import read_attempts
+from tierwise.training.splits import hashed_share
+from tierwise.training.tracking.registry import CHAMPION, ModelRef, Registry
+from tierwise.training.tracking.retrain import retrain
+from tierwise.training.tracking.run_logging import log_training_run
+from tierwise.training.traffic import known_requests
+from tierwise.training.train import TrainOptions, train_bundle
 
 DATASETS = {"mmlu_pro": "tiers.toml", "routerbench": "tiers.toml"}
 NAME = "feedback-loop"

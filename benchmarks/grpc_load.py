@@ -36,12 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-
-from serving.config import DEFAULT_THREADS, ServeConfig, default_server_mode
-from serving.process import ServerProcess
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
-from serving.workers import reserve_port
+from tierwise.serving.config import DEFAULT_THREADS, ServeConfig, default_server_mode
+from tierwise.serving.process import ServerProcess
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tierwise.serving.workers import reserve_port
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Prompt sizes in characters (about 4 per token): ~20, ~80 and ~330 tokens.
@@ -80,7 +79,7 @@ def load_prompts(per_size: int) -> dict[str, list[str]]:
 
             texts += pl.read_parquet(path, columns=["prompt"]).unique("prompt")["prompt"].to_list()
     if not texts:
-        from training.sample_logs import generate_attempts
+        from tierwise.training.sample_logs import generate_attempts
 
         base = generate_attempts(400, seed=1)["prompt"].unique().to_list()
         texts = [(" ".join([b] * (n // len(b) + 1)))[:n] for b in base for n in (90, 320, 1350)]
@@ -95,10 +94,10 @@ def load_prompts(per_size: int) -> dict[str, list[str]]:
 
 def build_bundle(workdir: Path) -> Path:
     """Train a static-encoder bundle on generated sample logs (what `tierwise serve` would serve)."""
-    from classifier.tiers import TierLadder
-    from training.logs import read_attempts
-    from training.sample_logs import write_sample_logs
-    from training.train import train_bundle
+    from tierwise.classifier.tiers import TierLadder
+    from tierwise.training.logs import read_attempts
+    from tierwise.training.sample_logs import write_sample_logs
+    from tierwise.training.train import train_bundle
 
     logs = write_sample_logs(workdir / "logs", 1500, seed=0)
     out = workdir / "bundle"

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
-from classifier.tiers import TierLadder
-from training.labels import label_requests
-from training.logs import read_attempts
+from tierwise.classifier.tiers import TierLadder
+from tierwise.training.labels import label_requests
+from tierwise.training.logs import read_attempts
 
 
 def make_log(rows: int, path: Path, seed: int = 0) -> None:

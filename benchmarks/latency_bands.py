@@ -30,15 +30,14 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
-from classifier.router import Router
-from classifier.tiers import TierLadder
-from training.costs import CHARS_PER_TOKEN
-from training.evaluation.bands import BandOptions, BandReport
-from training.evaluation.evaluate import band_evaluation
-from training.logs import AttemptLog, read_attempts
-from training.splits import SplitRule
-from training.train import TrainOptions, train_bundle
+from tierwise.classifier.router import Router
+from tierwise.classifier.tiers import TierLadder
+from tierwise.training.costs import CHARS_PER_TOKEN
+from tierwise.training.evaluation.bands import BandOptions, BandReport
+from tierwise.training.evaluation.evaluate import band_evaluation
+from tierwise.training.logs import AttemptLog, read_attempts
+from tierwise.training.splits import SplitRule
+from tierwise.training.train import TrainOptions, train_bundle
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TARGETS = np.round(np.linspace(0.0, 1.0, 51), 2)

@@ -23,15 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
-from classifier.router import Router
-from classifier.tiers import TierLadder
-from training.encoders import Encoder, load_encoder
-from training.evaluation.frames import outcome_arrays
-from training.head import TierHead
-from training.logs import read_attempts
-from training.sample_logs import write_sample_logs
-from training.train import TrainOptions, train_bundle
+from tierwise.classifier.router import Router
+from tierwise.classifier.tiers import TierLadder
+from tierwise.training.encoders import Encoder, load_encoder
+from tierwise.training.evaluation.frames import outcome_arrays
+from tierwise.training.head import TierHead
+from tierwise.training.logs import read_attempts
+from tierwise.training.sample_logs import write_sample_logs
+from tierwise.training.train import TrainOptions, train_bundle
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_WARM_UP = 5000

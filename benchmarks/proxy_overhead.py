@@ -34,10 +34,9 @@ from pathlib import Path
 
 import grpc
 import httpx
-
-from serving.process import ServerProcess
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tierwise.serving.process import ServerProcess
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "sk-ant-bench"
@@ -59,10 +58,10 @@ def percentile(values: list[float], q: float) -> float:
 
 def build_bundle(workdir: Path) -> Path:
     """Train a static-encoder bundle on generated sample logs (what `tierwise serve` would serve)."""
-    from classifier.tiers import TierLadder
-    from training.logs import read_attempts
-    from training.sample_logs import write_sample_logs
-    from training.train import TrainOptions, train_bundle
+    from tierwise.classifier.tiers import TierLadder
+    from tierwise.training.logs import read_attempts
+    from tierwise.training.sample_logs import write_sample_logs
+    from tierwise.training.train import TrainOptions, train_bundle
 
     logs = write_sample_logs(workdir / "logs", 1500, seed=0)
     out = workdir / "bundle"

@@ -1,7 +1,8 @@
 """Routing quality on real data: does the router beat the best fixed mix of tiers, and does its quality target hold?
 
-For each dataset in ../shared/data it trains bundles on the train split with `training.train.train_bundle` (what
-`tierwise train` runs) and scores them on the test split with `training.evaluation.evaluate.evaluate_router`
+For each dataset in ../shared/data it trains bundles on the train split with
+`tierwise.training.train.train_bundle` (what
+`tierwise train` runs) and scores them on the test split with `tierwise.training.evaluation.evaluate.evaluate_router`
 (what `tierwise eval` runs), then prints markdown tables, every headline number with its 95% bootstrap interval:
 
 1. variants (encoder x C x threshold rule): gain over the static mix, cost at top quality, cost at 95%, APGR,
@@ -37,22 +38,21 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
-from classifier.policy import RULES, rule_scores
-from classifier.router import Router
-from classifier.tiers import TierLadder
-from training.evaluation.bootstrap import Interval, percentile_interval
-from training.evaluation.curves import choose_tiers, known_rows
-from training.evaluation.evaluate import evaluate_router
-from training.evaluation.frames import outcome_arrays
-from training.evaluation.gaps import GapProfile, gap_profile
-from training.evaluation.report import BASELINE_LABELS, EvalReport
-from training.evaluation.routellm import routellm_metrics
-from training.evaluation.table import format_metric, with_interval
-from training.guarantee import QualityTarget
-from training.logs import read_attempts
-from training.policy_choice import choose_policy
-from training.train import TrainOptions, TrainResult, train_bundle
+from tierwise.classifier.policy import RULES, rule_scores
+from tierwise.classifier.router import Router
+from tierwise.classifier.tiers import TierLadder
+from tierwise.training.evaluation.bootstrap import Interval, percentile_interval
+from tierwise.training.evaluation.curves import choose_tiers, known_rows
+from tierwise.training.evaluation.evaluate import evaluate_router
+from tierwise.training.evaluation.frames import outcome_arrays
+from tierwise.training.evaluation.gaps import GapProfile, gap_profile
+from tierwise.training.evaluation.report import BASELINE_LABELS, EvalReport
+from tierwise.training.evaluation.routellm import routellm_metrics
+from tierwise.training.evaluation.table import format_metric, with_interval
+from tierwise.training.guarantee import QualityTarget
+from tierwise.training.logs import read_attempts
+from tierwise.training.policy_choice import choose_policy
+from tierwise.training.train import TrainOptions, TrainResult, train_bundle
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # next to the repository, as on the dev machines
 ROUTELLM_BEST = 0.62  # RouteLLM's best published APGR on its benchmarks (arXiv 2406.18665)

@@ -19,15 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
-from classifier.tiers import TierLadder
-from training.logs import read_attempts
-from training.sample_logs import generate_attempts, write_sample_logs
-from training.scoring import LOCAL_MASTER, requests_of, score_local, score_spark, spark_session
-from training.tracking.registry import Registry
-from training.tracking.run_logging import log_training_run
-from training.tracking.store import activate
-from training.train import TrainOptions, train_bundle
+from tierwise.classifier.tiers import TierLadder
+from tierwise.training.logs import read_attempts
+from tierwise.training.sample_logs import generate_attempts, write_sample_logs
+from tierwise.training.scoring import LOCAL_MASTER, requests_of, score_local, score_spark, spark_session
+from tierwise.training.tracking.registry import Registry
+from tierwise.training.tracking.run_logging import log_training_run
+from tierwise.training.tracking.store import activate
+from tierwise.training.train import TrainOptions, train_bundle
 
 NAME = "scoring-benchmark"
 WORDS = (

@@ -31,10 +31,9 @@ from pathlib import Path
 
 import grpc
 from grpc_load import build_bundle, load_prompts, percentile
-
-from serving.process import ServerProcess
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tierwise.serving.process import ServerProcess
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 
 MIX = {"short": 6, "medium": 3, "long": 1}
 RSS_GROWTH_LIMIT = 0.10

@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from classifier.errors import InputError
-from classifier.outputs import atomic_file, check_output_dir
-from classifier.policy import RULES
-from classifier.tiers import TierError, TierLadder
-from classifier.timing import TierTime, TimeModel, TimingError
+from .errors import InputError
+from .outputs import atomic_file, check_output_dir
+from .policy import RULES
+from .tiers import TierError, TierLadder
+from .timing import TierTime, TimeModel, TimingError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from classifier.router import Prediction
+from .router import Prediction
 
 CHAIN_SEPARATOR = ">"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from classifier.text import clip_text
+from .text import clip_text
 
 NORM_EPS = 1e-12
 # Bump when the text -> ids -> vector arithmetic changes, so cached training embeddings are not reused.

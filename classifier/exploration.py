@@ -14,8 +14,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from classifier.policy import PolicyError, expected_chain_cost
-from classifier.router import Prediction, Router
+from .policy import PolicyError, expected_chain_cost
+from .router import Prediction, Router
 
 
 @dataclass(slots=True)

@@ -2,7 +2,7 @@
 
 A command looks the extra's modules up without importing them, so a missing extra is one line naming the install
 command instead of an ImportError from deep inside. The extras themselves are declared next to the commands that
-need them: `training.extras` (train, spark), `serving.cli` (anthropic).
+need them: `tierwise.training.extras` (train, spark), `tierwise.serving.cli` (anthropic).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
-from classifier.errors import InputError
+from .errors import InputError
 
 
 class MissingExtra(InputError):

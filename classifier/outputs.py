@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from classifier.errors import InputError
+from .errors import InputError
 
 SHOWN_ENTRIES = 3
 

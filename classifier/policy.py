@@ -13,7 +13,7 @@ the chain is paid for when every earlier tier has failed. Tiers are assumed nest
 tier solves, a stronger one solves too), so the chance of reaching a tier is one minus the best
 success probability among the tiers before it.
 
-Latency bands (`BANDS`) change the decision when the bundle has a time model (`classifier.timing`):
+Latency bands (`BANDS`) change the decision when the bundle has a time model (`tierwise.classifier.timing`):
 - `interactive` with a budget (`max_latency_ms`): a chain's quality is its chance of an acceptable answer
   within the budget, the sum over its tiers of P(first acceptable there) x P(the attempts so far finish in
   time). Steps with less than MIN_FINISH chance of finishing in time are dropped. `threshold` mode applies
@@ -37,8 +37,8 @@ from itertools import combinations
 
 import numpy as np
 
-from classifier.errors import InputError
-from classifier.timing import TimeModel
+from .errors import InputError
+from .timing import TimeModel
 
 RULES = ("absolute", "relative", "utility")
 MODES = ("threshold", "cost")

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from classifier.bundle import MODEL_FILE, TOKENIZER_FILE, BundleError, Manifest, read_manifest
-from classifier.encoding import TextTokenizer
-from classifier.policy import Choice, Policy
-from classifier.tiers import TierLadder
+from .bundle import MODEL_FILE, TOKENIZER_FILE, BundleError, Manifest, read_manifest
+from .encoding import TextTokenizer
+from .policy import Choice, Policy
+from .tiers import TierLadder
 
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"

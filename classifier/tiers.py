@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from classifier.errors import InputError
+from .errors import InputError
 
 
 class TierError(InputError):

@@ -16,8 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-
-from classifier.errors import InputError
+from tierwise.classifier.errors import InputError
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 _DENIED = "missing or wrong bearer token (send metadata `authorization: Bearer <token>`)"

@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import click
-
-from classifier.extras import Extra
-from classifier.policy import BANDS, MODES
-from serving.config import ServeConfig
-from serving.proxy_config import ProxyConfig
+from tierwise.classifier.extras import Extra
+from tierwise.classifier.policy import BANDS, MODES
+from tierwise.serving.config import ServeConfig
+from tierwise.serving.proxy_config import ProxyConfig
 
 DEFAULTS = ServeConfig(model="")
 TRACKING_HELP = "MLflow store for models:/ URIs. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here."
@@ -182,11 +181,11 @@ def serve(no_metrics: bool, metrics_port: int, **options: Any) -> None:
     """
     config = ServeConfig(metrics_port=None if no_metrics else metrics_port, **options)
     if config.workers > 1:
-        from serving.workers import serve_workers
+        from tierwise.serving.workers import serve_workers
 
         serve_workers(config)
     else:
-        from serving.server import serve as serve_one
+        from tierwise.serving.server import serve as serve_one
 
         serve_one(config)
 
@@ -229,8 +228,7 @@ def client_predict(
     import json
 
     import grpc
-
-    from serving.client import CallFailed, predict_once, predict_request
+    from tierwise.serving.client import CallFailed, predict_once, predict_request
 
     try:
         response = predict_once(
@@ -299,6 +297,6 @@ def proxy(**options: Any) -> None:
     through to --upstream untouched. SIGTERM or SIGINT stops it.
     """
     ANTHROPIC.require(click.get_current_context().command_path)
-    from serving.proxy import serve_proxy
+    from tierwise.serving.proxy import serve_proxy
 
     serve_proxy(ProxyConfig(**options))

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import grpc
 from google.protobuf import json_format
-
-from classifier.errors import InputError
-from serving.auth import read_token
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tierwise.classifier.errors import InputError
+from tierwise.serving.auth import read_token
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 
 
 class CallFailed(InputError):

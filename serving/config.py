@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from classifier.errors import InputError
+from tierwise.classifier.errors import InputError
 
 ServerMode = Literal["sync", "aio"]
 DEFAULT_THREADS = 4

@@ -11,8 +11,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2
-
-from serving.metrics import Rpc, ServiceMetrics
+from tierwise.serving.metrics import Rpc, ServiceMetrics
 
 HEALTH_CHECK = Rpc.of(health_pb2.DESCRIPTOR.services_by_name["Health"].methods_by_name["Check"])
 

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from classifier.router import Prediction
-from serving.jsonl_log import JsonlAppender
+from tierwise.classifier.router import Prediction
+from tierwise.serving.jsonl_log import JsonlAppender
 
 
 class ChatMessage(Protocol):

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from serving.price_book import PriceBook, Usage
-from serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.price_book import PriceBook, Usage
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
 
 Accept = Callable[[Any], "bool | float"]
 TRUNCATED = "max_tokens"

@@ -18,9 +18,8 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
-
-from classifier.errors import InputError
-from serving.calibration import DEFAULT_WINDOW, OutcomeStats
+from tierwise.classifier.errors import InputError
+from tierwise.serving.calibration import DEFAULT_WINDOW, OutcomeStats
 
 log = logging.getLogger("tierwise.serving")
 ServicerContext = grpc.ServicerContext | grpc.aio.ServicerContext

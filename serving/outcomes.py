@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from serving.calibration import ERROR, FAILURE, SUCCESS, UNGRADED, OutcomeStats
-from serving.jsonl_log import JsonlAppender
-from serving.recent import RecentDecisions
-from serving.reload import ModelHolder
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.validation import RequestError
+from tierwise.serving.calibration import ERROR, FAILURE, SUCCESS, UNGRADED, OutcomeStats
+from tierwise.serving.jsonl_log import JsonlAppender
+from tierwise.serving.recent import RecentDecisions
+from tierwise.serving.reload import ModelHolder
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.validation import RequestError
 
 # The optional measurements of an Outcome, in proto order; each is a non-negative number when set.
 MEASURES = tuple(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from classifier.tiers import Tier, TierLadder
+from tierwise.classifier.tiers import Tier, TierLadder
 
 
 @dataclass(frozen=True)

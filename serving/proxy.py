@@ -36,12 +36,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
-
-from serving.auth import read_token
-from serving.escalation import CONNECTION_ERROR, Escalation, Judge, Routing, StreamWatch, grade_outcome
-from serving.outcome_reporter import OutcomeReporter
-from serving.proxy_config import ProxyConfig, ProxyError
-from serving.proxy_upstream import (
+from tierwise.serving.auth import read_token
+from tierwise.serving.escalation import CONNECTION_ERROR, Escalation, Judge, Routing, StreamWatch, grade_outcome
+from tierwise.serving.outcome_reporter import OutcomeReporter
+from tierwise.serving.proxy_config import ProxyConfig, ProxyError
+from tierwise.serving.proxy_upstream import (
     SseScanner,
     Upstream,
     answer_call,
@@ -50,7 +49,7 @@ from serving.proxy_upstream import (
     request_headers,
     transport_failure,
 )
-from serving.router_link import (
+from tierwise.serving.router_link import (
     AsyncRouterLink,
     RouteOptionError,
     RouteOptions,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from classifier.errors import InputError
+from tierwise.classifier.errors import InputError
 
 ANTHROPIC_API = "https://api.anthropic.com"
 

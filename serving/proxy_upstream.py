@@ -12,8 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
-
-from serving.escalation import (
+from tierwise.serving.escalation import (
     CONNECTION_ERROR,
     TIMEOUT_ERROR,
     CallResult,
@@ -22,7 +21,7 @@ from serving.escalation import (
     elapsed_ms,
     retryable_status,
 )
-from serving.price_book import Usage
+from tierwise.serving.price_book import Usage
 
 OPTION_PREFIX = "x-tierwise-"
 # Connection-level headers (RFC 9110 section 7.6.1) and those the proxy recomputes.

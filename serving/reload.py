@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from classifier.router import Router
-from serving.sources import BundleRef, ModelSource
+from tierwise.classifier.router import Router
+from tierwise.serving.sources import BundleRef, ModelSource
 
 log = logging.getLogger("tierwise.serving")
 

@@ -4,7 +4,8 @@
 `"tierwise"`): it asks the router for a tier and fallback chain, calls the tier's model, judges the answer,
 escalates along the chain on a rejected answer or a retryable API error, and reports every attempt to the
 router (`ReportOutcome`, off the call path). It returns the final `Message`, with the routing details as
-`message.tierwise` (a `serving.escalation.Routing`). A request naming any other model goes to the SDK untouched.
+`message.tierwise` (a `tierwise.serving.escalation.Routing`). A request naming any other model goes to the SDK
+untouched.
 
 `.messages.stream(...)` routes the same way and passes the SDK's stream through: a tier that fails before the
 stream starts is escalated, a started stream never is. `AsyncRoutedAnthropic` is the asyncio twin.
@@ -18,14 +19,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anthropic
-
-from serving.call_defaults import CallDefaults
-from serving.escalation import Accept, Judge, StreamWatch
-from serving.outcome_reporter import OutcomeReporter
-from serving.routed_batches import RoutedBatches
-from serving.routed_streams import AsyncRoutedStream, RoutedStream
-from serving.router_link import AsyncRouterLink, RouteOptions, RouterDown, RouterLink
-from serving.sdk_calls import answered, failure, with_routing
+from tierwise.serving.call_defaults import CallDefaults
+from tierwise.serving.escalation import Accept, Judge, StreamWatch
+from tierwise.serving.outcome_reporter import OutcomeReporter
+from tierwise.serving.routed_batches import RoutedBatches
+from tierwise.serving.routed_streams import AsyncRoutedStream, RoutedStream
+from tierwise.serving.router_link import AsyncRouterLink, RouteOptions, RouterDown, RouterLink
+from tierwise.serving.sdk_calls import answered, failure, with_routing
 
 ROUTED_MODEL = "tierwise"
 

@@ -16,12 +16,11 @@ from datetime import datetime
 from typing import Any
 
 import anthropic
-
-from serving.call_defaults import CallDefaults
-from serving.escalation import Accept, CallResult, Escalation
-from serving.price_book import Usage
-from serving.router_link import RouteOptions, RouterLink
-from serving.sdk_calls import with_routing
+from tierwise.serving.call_defaults import CallDefaults
+from tierwise.serving.escalation import Accept, CallResult, Escalation
+from tierwise.serving.price_book import Usage
+from tierwise.serving.router_link import RouteOptions, RouterLink
+from tierwise.serving.sdk_calls import with_routing
 
 # Batch item results that another tier may still answer (an invalid request will not be answered anywhere).
 _RETRYABLE_RESULTS = frozenset({"expired", "canceled"})

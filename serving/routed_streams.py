@@ -12,9 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anthropic
-
-from serving.escalation import Routing, StreamWatch
-from serving.sdk_calls import event_facts, failure, with_routing
+from tierwise.serving.escalation import Routing, StreamWatch
+from tierwise.serving.sdk_calls import event_facts, failure, with_routing
 
 
 def _final_message(inner: Any) -> Any:

@@ -1,6 +1,6 @@
 """Asking the tierwise router where an Anthropic Messages request should go, for the client and the proxy alike.
 
-The request is rendered the way the router reads text (`classifier.text`): a single user turn is sent as the
+The request is rendered the way the router reads text (`tierwise.classifier.text`): a single user turn is sent as the
 `prompt`, anything longer (or with a system prompt) as `messages`. The answer becomes a `RouteDecision` priced
 by the served bundle's own ladder (`GetModelInfo`, fetched once per bundle version).
 
@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import grpc
-
-from classifier import policy
-from classifier.errors import InputError
-from classifier.text import content_text
-from serving.escalation import RouteDecision, Step
-from serving.price_book import PriceBook
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tierwise.classifier import policy
+from tierwise.classifier.errors import InputError
+from tierwise.classifier.text import content_text
+from tierwise.serving.escalation import RouteDecision, Step
+from tierwise.serving.price_book import PriceBook
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 

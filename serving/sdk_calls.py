@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import anthropic
-
-from serving.escalation import (
+from tierwise.serving.escalation import (
     CONNECTION_ERROR,
     TIMEOUT_ERROR,
     CallResult,
@@ -18,7 +17,7 @@ from serving.escalation import (
     elapsed_ms,
     retryable_status,
 )
-from serving.price_book import Usage
+from tierwise.serving.price_book import Usage
 
 
 def failure(exc: anthropic.APIError, started: float) -> CallResult:

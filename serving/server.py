@@ -18,16 +18,15 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
-from serving.auth import AsyncTokenInterceptor, TokenInterceptor, read_token
-from serving.config import ServeConfig, ServeError
-from serving.counted_health import AsyncCountedHealthServicer, CountedHealthServicer
-from serving.decision_log import DecisionLog
-from serving.jsonl_log import JsonlAppender
-from serving.metrics import MetricsEndpoint, ServiceMetrics
-from serving.outcomes import OutcomeLog
-from serving.reload import LoadedModel, ModelHolder, Reloader, ReloadResult
-from serving.service import (
+from tierwise.serving.auth import AsyncTokenInterceptor, TokenInterceptor, read_token
+from tierwise.serving.config import ServeConfig, ServeError
+from tierwise.serving.counted_health import AsyncCountedHealthServicer, CountedHealthServicer
+from tierwise.serving.decision_log import DecisionLog
+from tierwise.serving.jsonl_log import JsonlAppender
+from tierwise.serving.metrics import MetricsEndpoint, ServiceMetrics
+from tierwise.serving.outcomes import OutcomeLog
+from tierwise.serving.reload import LoadedModel, ModelHolder, Reloader, ReloadResult
+from tierwise.serving.service import (
     SERVICE_NAME,
     BandDefaults,
     Feedback,
@@ -37,7 +36,7 @@ from serving.service import (
     rpc_for,
     sync_handlers,
 )
-from serving.sources import open_model_source
+from tierwise.serving.sources import open_model_source
 
 log = logging.getLogger("tierwise.serving")
 

@@ -19,18 +19,17 @@ from concurrent import futures
 from typing import Any
 
 import grpc
-
-from classifier.exploration import Explorer
-from classifier.policy import PolicyError
-from classifier.router import Prediction, Router
-from classifier.timing import TierTime
-from serving.decision_log import Decision, DecisionLog
-from serving.metrics import UNKNOWN_RPC, Rpc, ServiceMetrics
-from serving.outcomes import OutcomeDesk, OutcomeLog
-from serving.recent import RecentDecisions
-from serving.reload import LoadedModel, ModelHolder
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.validation import (
+from tierwise.classifier.exploration import Explorer
+from tierwise.classifier.policy import PolicyError
+from tierwise.classifier.router import Prediction, Router
+from tierwise.classifier.timing import TierTime
+from tierwise.serving.decision_log import Decision, DecisionLog
+from tierwise.serving.metrics import UNKNOWN_RPC, Rpc, ServiceMetrics
+from tierwise.serving.outcomes import OutcomeDesk, OutcomeLog
+from tierwise.serving.recent import RecentDecisions
+from tierwise.serving.reload import LoadedModel, ModelHolder
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.validation import (
     MODE_ENUM,
     MalformedRequest,
     RequestError,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 
 AttemptKey = tuple[str, str, int]
 

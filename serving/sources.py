@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from classifier.errors import InputError
+from tierwise.classifier.errors import InputError
 
 if TYPE_CHECKING:
-    from training.tracking.registry import ModelRef, Registry
+    from tierwise.training.tracking.registry import ModelRef, Registry
 
 MODEL_URI_PREFIX = "models:/"
 
@@ -96,7 +96,7 @@ def open_model_source(spec: str, tracking_uri: str | None = None) -> ModelSource
     """
     if not spec.startswith(MODEL_URI_PREFIX):
         return DirectorySource(spec)
-    from training.tracking.registry import ModelRef, Registry
-    from training.tracking.store import tracking_uri as store_uri
+    from tierwise.training.tracking.registry import ModelRef, Registry
+    from tierwise.training.tracking.store import tracking_uri as store_uri
 
     return RegistrySource(ModelRef.parse(spec), Registry(store_uri(tracking_uri)))

@@ -8,10 +8,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from google.protobuf import descriptor, empty_pb2, message, unknown_fields
-
-from classifier.errors import InputError
-from classifier.text import render_messages
-from serving.tierwise.v1 import router_pb2 as pb
+from tierwise.classifier.errors import InputError
+from tierwise.classifier.text import render_messages
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
 
 _MODES = {pb.ROUTING_MODE_UNSPECIFIED: "threshold", pb.THRESHOLD: "threshold", pb.COST: "cost"}
 MODE_ENUM = {"threshold": pb.THRESHOLD, "cost": pb.COST}

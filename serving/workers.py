@@ -25,12 +25,11 @@ import threading
 import time
 
 from prometheus_client.registry import CollectorRegistry
-
-from classifier.errors import InputError
-from serving.config import ServeConfig, ServeError
-from serving.metrics import MetricsEndpoint, WorkerMetrics, serve_registry
-from serving.process import ServerProcess
-from serving.server import configure_logging, serve, warn_if_exposed
+from tierwise.classifier.errors import InputError
+from tierwise.serving.config import ServeConfig, ServeError
+from tierwise.serving.metrics import MetricsEndpoint, WorkerMetrics, serve_registry
+from tierwise.serving.process import ServerProcess
+from tierwise.serving.server import configure_logging, serve, warn_if_exposed
 
 log = logging.getLogger("tierwise.serving")
 

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tierwise.training.sample_logs import write_sample_logs
 
 from tests.helpers import train_files
 from tests.image_build import BuiltEnv, read_stages, run_build_stage
-from training.sample_logs import write_sample_logs
 
 SAMPLE_REQUESTS = 600
 
@@ -40,7 +40,7 @@ def trained_bundle(tmp_path_factory: pytest.TempPathFactory, sample_logs: Path) 
 @pytest.fixture(scope="session")
 def other_bundle(tmp_path_factory: pytest.TempPathFactory, trained_bundle: Path) -> Path:
     """A second bundle trained on different logs, so it carries a different version (for reload tests)."""
-    from classifier.router import Router
+    from tierwise.classifier.router import Router
 
     work = tmp_path_factory.mktemp("other-bundle")
     logs = write_sample_logs(work / "logs", 300, seed=7)
@@ -53,10 +53,10 @@ def other_bundle(tmp_path_factory: pytest.TempPathFactory, trained_bundle: Path)
 @pytest.fixture(scope="session")
 def untimed_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle with no time model: logs without latency_ms and a ladder without speed figures."""
-    from classifier.tiers import Tier, TierLadder
-    from training.logs import read_attempts
-    from training.sample_logs import generate_attempts
-    from training.train import TrainOptions, train_bundle
+    from tierwise.classifier.tiers import Tier, TierLadder
+    from tierwise.training.logs import read_attempts
+    from tierwise.training.sample_logs import generate_attempts
+    from tierwise.training.train import TrainOptions, train_bundle
 
     work = tmp_path_factory.mktemp("untimed")
     logs = work / "attempts.jsonl"

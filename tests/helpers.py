@@ -16,12 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
-
-from classifier.tiers import TierLadder
-from serving.process import SERVE
-from training.labels import Labels, label_requests
-from training.logs import AttemptLog, read_attempts
-from training.train import TrainOptions, TrainResult, train_bundle
+from tierwise.classifier.tiers import TierLadder
+from tierwise.serving.process import SERVE
+from tierwise.training.labels import Labels, label_requests
+from tierwise.training.logs import AttemptLog, read_attempts
+from tierwise.training.train import TrainOptions, TrainResult, train_bundle
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

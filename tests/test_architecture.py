@@ -8,19 +8,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("classifier", "training", "serving", "tierwise")
+# Folder at the repository root -> the package it installs as (pyproject.toml's package-dir).
+PACKAGES = {
+    "classifier": "tierwise.classifier",
+    "training": "tierwise.training",
+    "serving": "tierwise.serving",
+    "tierwise": "tierwise",
+}
 GENERATED = ROOT / "serving" / "tierwise"
 
 
 def project_modules() -> dict[str, Path]:
-    """Every module of the project's packages by dotted name (generated gRPC stubs left out)."""
+    """Every module of the project's packages by installed dotted name (generated gRPC stubs left out)."""
     modules = {}
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
+    for folder, package in PACKAGES.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
             if GENERATED in path.parents:
                 continue
-            parts = path.relative_to(ROOT).with_suffix("").parts
-            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            modules[".".join([package, *parts])] = path
     return modules
 
 
@@ -96,8 +103,8 @@ def test_no_import_cycles_among_the_project_modules():
 
 def test_the_serving_runtime_imports_nothing_from_training_or_serving():
     graph = import_graph()
-    leaks = {(m, t) for m, targets in graph.items() if m.startswith("classifier") for t in targets}
-    assert {(m, t) for m, t in leaks if not t.startswith("classifier")} == set()
+    leaks = {(m, t) for m, targets in graph.items() if m.startswith("tierwise.classifier") for t in targets}
+    assert {(m, t) for m, t in leaks if not t.startswith("tierwise.classifier")} == set()
 
 
 def test_serving_imports_training_only_lazily_to_resolve_registry_models():
@@ -105,11 +112,28 @@ def test_serving_imports_training_only_lazily_to_resolve_registry_models():
     uses = [
         (name, target, at_import)
         for name, path in modules.items()
-        if name.startswith("serving")
+        if name.startswith("tierwise.serving")
         for target, _, at_import in imports_of(name, path, modules)
-        if target.startswith("training")
+        if target.startswith("tierwise.training")
     ]
     assert uses, "serving resolves models:/ URIs through training's registry code"
-    assert {name for name, _, _ in uses} == {"serving.sources"}
+    assert {name for name, _, _ in uses} == {"tierwise.serving.sources"}
     assert not any(at_import for _, _, at_import in uses)
-    assert {target for _, target, _ in uses} <= {"training.tracking.registry", "training.tracking.store"}
+    assert {target for _, target, _ in uses} <= {
+        "tierwise.training.tracking.registry",
+        "tierwise.training.tracking.store",
+    }
+
+
+def test_every_import_names_the_installed_package():
+    """The root folders install as `tierwise.*`: a bare `classifier` import works only from the repository root."""
+    folders = {folder for folder in PACKAGES if folder != "tierwise"}
+    sources = [p for d in (*PACKAGES, "tests", "benchmarks", "deploy") for p in (ROOT / d).rglob("*.py")]
+    bare = []
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            bare += [f"{path.relative_to(ROOT)}:{node.lineno}" for n in names if n.split(".")[0] in folders]
+    assert bare == []

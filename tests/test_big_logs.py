@@ -10,11 +10,11 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from tierwise.training.encoders import StaticEncoder, embed
+from tierwise.training.head import TierHead
 
 from tests.helpers import label_files, write_rows
 from tests.peak_memory import run_measured
-from training.encoders import StaticEncoder, embed
-from training.head import TierHead
 
 HAIKU, SONNET, OPUS = "claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5"
 REQUESTS, ATTEMPTS_PER_REQUEST, RESPONSE_CHARS = 4000, 25, 8000

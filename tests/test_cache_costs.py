@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from tierwise.classifier.tiers import TierError, TierLadder
 
-from classifier.tiers import TierError, TierLadder
 from tests.helpers import label_files, write_rows
 
 HAIKU, SONNET = "claude-haiku-4-5", "claude-sonnet-4-5"

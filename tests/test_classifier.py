@@ -12,10 +12,10 @@ import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from tierwise.classifier.bundle import BundleError, read_manifest, write_manifest
+from tierwise.classifier.policy import RULES
+from tierwise.classifier.router import Router
 
-from classifier.bundle import BundleError, read_manifest, write_manifest
-from classifier.policy import RULES
-from classifier.router import Router
 from tests.helpers import SHARED_DATA
 from tierwise.cli import main
 
@@ -62,11 +62,12 @@ PARITY_PROMPTS = {"static": 300, "minilm": 40}
 @pytest.fixture(scope="module", params=["static", "minilm"])
 def parity_model(request, sample_logs, trained_bundle, tmp_path_factory):
     """(encoder, sklearn head, router over the same head's exported graph) for one encoder."""
+    from tierwise.training.encoders import load_encoder
+    from tierwise.training.evaluation.frames import outcome_arrays
+    from tierwise.training.export import export_bundle
+    from tierwise.training.head import TierHead
+
     from tests.helpers import label_files
-    from training.encoders import load_encoder
-    from training.evaluation.frames import outcome_arrays
-    from training.export import export_bundle
-    from training.head import TierHead
 
     encoder = load_encoder(request.param)
     frame = label_files([sample_logs])[1].frame

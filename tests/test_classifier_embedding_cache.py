@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from training.encoders import StaticEncoder, embed
+from tierwise.training.encoders import StaticEncoder, embed
 
 
 @pytest.fixture(scope="module")

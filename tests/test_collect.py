@@ -16,14 +16,14 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from tierwise.classifier.router import Prediction
+from tierwise.serving.decision_log import Decision, decision_row
+from tierwise.serving.outcomes import ReceivedOutcome, outcome_row
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.training.logs import read_attempts
 
-from classifier.router import Prediction
-from serving.decision_log import Decision, decision_row
-from serving.outcomes import ReceivedOutcome, outcome_row
-from serving.tierwise.v1 import router_pb2 as pb
 from tests.peak_memory import run_measured
 from tierwise.cli import main as cli
-from training.logs import read_attempts
 
 HAIKU, SONNET, OPUS = "claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-6"
 T0 = 1_780_000_000.0

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from tierwise.classifier.encoding import TextTokenizer
+from tierwise.training.encoders import minilm_dir
 from tokenizers import Tokenizer
-
-from classifier.encoding import TextTokenizer
-from training.encoders import minilm_dir
 
 TEXTS = [
     "What is the capital of France?",

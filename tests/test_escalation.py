@@ -6,9 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from classifier.tiers import TierLadder
-from serving.escalation import (
+from tierwise.classifier.tiers import TierLadder
+from tierwise.serving.escalation import (
     CallResult,
     Escalation,
     Judge,
@@ -18,8 +17,8 @@ from serving.escalation import (
     api_error_type,
     retryable_status,
 )
-from serving.price_book import PriceBook, Usage, attempt_cost
-from serving.router_link import RouteOptionError, RouteOptions, RouterDown, RouterUnavailable, predict_request
+from tierwise.serving.price_book import PriceBook, Usage, attempt_cost
+from tierwise.serving.router_link import RouteOptionError, RouteOptions, RouterDown, RouterUnavailable, predict_request
 
 LADDER = TierLadder.load()
 PRICES = PriceBook(LADDER, "v1")

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tierwise.classifier.router import Router
+from tierwise.training.evaluation.bands import BandOptions, evaluate_band, oracle_chains, simulate
+from tierwise.training.evaluation.savings import static_mix_quality, static_mix_shares
 
-from classifier.router import Router
 from tierwise.cli import main
-from training.evaluation.bands import BandOptions, evaluate_band, oracle_chains, simulate
-from training.evaluation.savings import static_mix_quality, static_mix_shares
 
 # three requests on three tiers: the first solved by haiku, the second only by opus, the third by nothing
 SUCCESS = np.array([[1, 1, 1], [0, 0, 1], [0, 0, 0]], dtype=float)

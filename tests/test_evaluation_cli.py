@@ -9,14 +9,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tierwise.classifier.bundle import read_manifest, write_manifest
+from tierwise.classifier.router import Router
+from tierwise.training.evaluation.evaluate import evaluate_router, router_probabilities
+from tierwise.training.evaluation.frames import outcome_arrays
+from tierwise.training.splits import SplitRule
 
-from classifier.bundle import read_manifest, write_manifest
-from classifier.router import Router
 from tests.helpers import label_files
 from tierwise.cli import main
-from training.evaluation.evaluate import evaluate_router, router_probabilities
-from training.evaluation.frames import outcome_arrays
-from training.splits import SplitRule
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

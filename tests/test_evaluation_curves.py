@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from training.evaluation.curves import choose_tiers, known_rows, outcome_of, threshold_curve
+from tierwise.training.evaluation.curves import choose_tiers, known_rows, outcome_of, threshold_curve
 
 # Three tiers with flat costs 1 : 3 : 10. Request 3 looks easy to the router but nothing solves it.
 SUCCESS = np.array([[1, 1, 1], [0, 1, 1], [0, 0, 1], [0, 0, 0]], dtype=float)

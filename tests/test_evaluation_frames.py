@@ -3,14 +3,13 @@
 import numpy as np
 import polars as pl
 import pytest
-
-from classifier.tiers import TierError, TierLadder
-from training.evaluation.frames import outcome_arrays, prompt_chars
-from training.evaluation.report import build_report
-from training.labels import label_requests
-from training.logs import read_attempts
-from training.sample_logs import write_sample_logs
-from training.splits import SplitRule
+from tierwise.classifier.tiers import TierError, TierLadder
+from tierwise.training.evaluation.frames import outcome_arrays, prompt_chars
+from tierwise.training.evaluation.report import build_report
+from tierwise.training.labels import label_requests
+from tierwise.training.logs import read_attempts
+from tierwise.training.sample_logs import write_sample_logs
+from tierwise.training.splits import SplitRule
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-
-from training.evaluation.baselines import random_mix_curve
-from training.evaluation.curves import Curve, threshold_curve
-from training.evaluation.metrics import (
+from tierwise.training.evaluation.baselines import random_mix_curve
+from tierwise.training.evaluation.curves import Curve, threshold_curve
+from tierwise.training.evaluation.metrics import (
     Anchors,
     aiq,
     apgr,

@@ -5,11 +5,10 @@ import re
 
 import numpy as np
 import pytest
-
-from training.evaluation.baselines import knn_bank, knn_probs, length_heuristic_probs
-from training.evaluation.plot import plot_report
-from training.evaluation.report import build_report
-from training.evaluation.table import render_table
+from tierwise.training.evaluation.baselines import knn_bank, knn_probs, length_heuristic_probs
+from tierwise.training.evaluation.plot import plot_report
+from tierwise.training.evaluation.report import build_report
+from tierwise.training.evaluation.table import render_table
 
 TIERS = ["small", "medium", "large"]
 SUCCESS = np.array([[1, 1, 1], [0, 1, 1], [0, 0, 1], [0, 0, 0]], dtype=float)

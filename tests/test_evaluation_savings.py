@@ -6,20 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.optimize import linprog
-
-from training.evaluation.bootstrap import (
+from tierwise.training.evaluation.bootstrap import (
     Interval,
     curve_intervals,
     mean_interval,
     percentile_interval,
     resample_weights,
 )
-from training.evaluation.curves import ThresholdSteps, threshold_curve
-from training.evaluation.gaps import gap_profile
-from training.evaluation.metrics import Anchors, apgr, cost_ratio_at_quality
-from training.evaluation.report import build_report
-from training.evaluation.routellm import routellm_metrics
-from training.evaluation.savings import SavingsScale, oracle_frontier, static_mix_quality
+from tierwise.training.evaluation.curves import ThresholdSteps, threshold_curve
+from tierwise.training.evaluation.gaps import gap_profile
+from tierwise.training.evaluation.metrics import Anchors, apgr, cost_ratio_at_quality
+from tierwise.training.evaluation.report import build_report
+from tierwise.training.evaluation.routellm import routellm_metrics
+from tierwise.training.evaluation.savings import SavingsScale, oracle_frontier, static_mix_quality
 
 # Two tiers at flat costs 1 and 2: the cheapest solves requests 0-1, the top 0, 2 and 3 (see test_evaluation_metrics).
 TWO_SUCCESS = np.array([[1, 1], [1, 0], [0, 1], [0, 1]], dtype=float)

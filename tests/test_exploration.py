@@ -7,10 +7,9 @@ import random
 from collections import Counter
 
 import pytest
-
-from classifier.exploration import Explorer
-from classifier.policy import PolicyError, expected_chain_cost
-from classifier.router import Prediction, Router
+from tierwise.classifier.exploration import Explorer
+from tierwise.classifier.policy import PolicyError, expected_chain_cost
+from tierwise.classifier.router import Prediction, Router
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
-from classifier.bundle import (
+from tierwise.classifier.bundle import (
     MANIFEST,
     BundleError,
     EncoderSpec,
@@ -22,7 +21,8 @@ from classifier.bundle import (
     read_manifest,
     sha256_file,
 )
-from classifier.router import Router
+from tierwise.classifier.router import Router
+
 from tierwise.cli import main
 
 OUTSIDE = Path("/etc/passwd")

@@ -10,11 +10,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from tierwise.training.labels import summarize
+from tierwise.training.logs import LogError, read_attempts
 
 from tests.helpers import label_files, write_rows
 from tierwise.cli import main
-from training.labels import summarize
-from training.logs import LogError, read_attempts
 
 HAIKU, SONNET = "claude-haiku-4-5", "claude-sonnet-4-5"
 CSV_HEADER = "request_id,model,prompt,success,score,cost_usd\n"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tierwise.classifier.bundle import check_bundle_out
+from tierwise.classifier.outputs import OutputError, atomic_file
 
-from classifier.bundle import check_bundle_out
-from classifier.outputs import OutputError, atomic_file
 from tierwise.cli import main
 
 pytestmark = pytest.mark.fault

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from tierwise.training.sample_logs import write_sample_logs
+from tierwise.training.tracking.locks import StoreLockError, registry_lock
+from tierwise.training.tracking.registry import CHALLENGER, CHAMPION, Registry
+from tierwise.training.tracking.run_owner import ENDED_BY, KILLED, OWNER_HOST, OWNER_PID, end_orphaned_runs, owner_tags
 
 from tests.helpers import running_mlflow_server
-from training.sample_logs import write_sample_logs
-from training.tracking.locks import StoreLockError, registry_lock
-from training.tracking.registry import CHALLENGER, CHAMPION, Registry
-from training.tracking.run_owner import ENDED_BY, KILLED, OWNER_HOST, OWNER_PID, end_orphaned_runs, owner_tags
 
 ROOT = Path(__file__).resolve().parents[1]
 TIERWISE = (sys.executable, "-m", "tierwise")

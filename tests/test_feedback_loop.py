@@ -17,21 +17,21 @@ from pathlib import Path
 import grpc
 import polars as pl
 from click.testing import CliRunner
+from tierwise.classifier.router import Router
+from tierwise.classifier.tiers import TierLadder
+from tierwise.serving.process import ServerProcess
+from tierwise.serving.simulate import TrafficReport, send_one, send_traffic, tier_models
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tierwise.training.labels import label_requests
+from tierwise.training.logs import read_attempts
+from tierwise.training.sample_logs import write_sample_logs
+from tierwise.training.tracking.registry import CHAMPION, ModelRef, Registry
+from tierwise.training.tracking.run_logging import log_training_run
+from tierwise.training.traffic import known_requests
 
-from classifier.router import Router
-from classifier.tiers import TierLadder
-from serving.process import ServerProcess
-from serving.simulate import TrafficReport, send_one, send_traffic, tier_models
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 from tests.helpers import train_files
 from tierwise.cli import main as cli
-from training.labels import label_requests
-from training.logs import read_attempts
-from training.sample_logs import write_sample_logs
-from training.tracking.registry import CHAMPION, ModelRef, Registry
-from training.tracking.run_logging import log_training_run
-from training.traffic import known_requests
 
 NAME = "feedback-loop"
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from tierwise.classifier.router import Router
+from tierwise.serving.process import ServerProcess
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 
-from classifier.router import Router
-from serving.process import ServerProcess
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 from tests.helpers import logged_rows
 
 EASY = "Say hello to the team in a friendly way."

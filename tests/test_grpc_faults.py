@@ -20,13 +20,12 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from classifier.router import Router
-from serving.config import ServeConfig
-from serving.process import ServerProcess
-from serving.service import BATCH_CHUNK
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tierwise.classifier.router import Router
+from tierwise.serving.config import ServeConfig
+from tierwise.serving.process import ServerProcess
+from tierwise.serving.service import BATCH_CHUNK
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.fault
 

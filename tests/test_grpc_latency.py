@@ -9,11 +9,11 @@ from contextlib import contextmanager
 import grpc
 import pytest
 from click.testing import CliRunner
+from tierwise.classifier.router import Router
+from tierwise.serving.process import ServerProcess
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 
-from classifier.router import Router
-from serving.process import ServerProcess
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 from tierwise.cli import main as cli
 
 HARD = "Analyze the trade-offs of a merger under antitrust review, step by step, and justify each move."

@@ -11,10 +11,10 @@ import time
 
 import grpc
 import pytest
+from tierwise.serving.process import ServerProcess
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 
-from serving.process import ServerProcess
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 from tests.helpers import run_serve, taken_port
 
 MODES = [["--server-mode", "sync", "--threads", "2"], ["--server-mode", "aio"]]

@@ -10,10 +10,9 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from serving.process import ServerProcess
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tierwise.serving.process import ServerProcess
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 
 KINDS = ["aio", "sync"]
 ROUTER = 'grpc_method="{}",grpc_service="tierwise.v1.Router",grpc_type="{}"'

@@ -10,13 +10,13 @@ from collections import Counter
 from pathlib import Path
 
 import grpc
+from tierwise.classifier.router import Router
+from tierwise.serving.process import ServerProcess
+from tierwise.serving.reload import ModelHolder, ReloadResult
+from tierwise.serving.sources import DirectorySource
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 
-from classifier.router import Router
-from serving.process import ServerProcess
-from serving.reload import ModelHolder, ReloadResult
-from serving.sources import DirectorySource
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 from tests.helpers import run_serve
 
 

@@ -13,12 +13,12 @@ from click.testing import CliRunner
 from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from tierwise.classifier.router import Router
+from tierwise.classifier.text import render_messages
+from tierwise.serving.process import ServerProcess
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 
-from classifier.router import Router
-from classifier.text import render_messages
-from serving.process import ServerProcess
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 from tierwise.cli import main as cli
 
 PROMPTS = [

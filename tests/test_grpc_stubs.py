@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serving import gen_protos
+from tierwise.serving import gen_protos
 
 
 def test_committed_stubs_match_a_fresh_generation(tmp_path: Path):
@@ -13,15 +13,15 @@ def test_committed_stubs_match_a_fresh_generation(tmp_path: Path):
     for path in written:
         rel = path.relative_to(tmp_path)
         committed = gen_protos.STUB_ROOT / rel
-        assert committed.exists(), f"{rel} is missing; run `python -m serving.gen_protos`"
+        assert committed.exists(), f"{rel} is missing; run `python -m tierwise.serving.gen_protos`"
         assert committed.read_text() == path.read_text(), (
-            f"{rel} differs from protos/; run `python -m serving.gen_protos` and commit the result"
+            f"{rel} differs from protos/; run `python -m tierwise.serving.gen_protos` and commit the result"
         )
 
 
 def test_stubs_import_from_the_serving_package():
-    from serving.tierwise.v1 import router_pb2, router_pb2_grpc
+    from tierwise.serving.tierwise.v1 import router_pb2, router_pb2_grpc
 
     assert router_pb2.DESCRIPTOR.name == "tierwise/v1/router.proto"
-    assert router_pb2_grpc.RouterStub.__module__ == "serving.tierwise.v1.router_pb2_grpc"
+    assert router_pb2_grpc.RouterStub.__module__ == "tierwise.serving.tierwise.v1.router_pb2_grpc"
     assert "from serving.tierwise.v1 import router_pb2" in Path(router_pb2_grpc.__file__).read_text()

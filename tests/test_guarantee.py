@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from scipy.stats import binomtest
+from tierwise.classifier.policy import rule_scores
+from tierwise.training.evaluation.curves import choose_tiers
+from tierwise.training.guarantee import THRESHOLD_GRID, QualityTarget, _lower, _upper, certify
+from tierwise.training.policy_choice import choose_policy
 
-from classifier.policy import rule_scores
 from tierwise.cli import main
-from training.evaluation.curves import choose_tiers
-from training.guarantee import THRESHOLD_GRID, QualityTarget, _lower, _upper, certify
-from training.policy_choice import choose_policy
 
 COSTS = np.array([1.0, 4.0, 10.0])
 

@@ -15,17 +15,17 @@ import tomllib
 
 import grpc
 import pytest
+from tierwise.classifier.extras import Extra, MissingExtra
+from tierwise.serving.cli import ANTHROPIC
+from tierwise.serving.process import ServerProcess
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tierwise.training.extras import SPARK, TRAIN
+from tierwise.training.tracking.registry import Registry
+from tierwise.training.tracking.run_logging import log_training_run
 
-from classifier.extras import Extra, MissingExtra
-from serving.cli import ANTHROPIC
-from serving.process import ServerProcess
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 from tests.helpers import taken_port, train_files
 from tests.image_build import DEPLOY, ROOT, BuiltEnv
-from training.extras import SPARK, TRAIN
-from training.tracking.registry import Registry
-from training.tracking.run_logging import log_training_run
 
 SIZE_GOAL_MIB = 400
 TRAINING_LIBRARIES = ("torch", "sklearn", "transformers", "sentence_transformers", "matplotlib", "polars")

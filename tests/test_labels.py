@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from tierwise.classifier.tiers import TierLadder
+from tierwise.training.labels import summarize
 
-from classifier.tiers import TierLadder
 from tests.helpers import SHARED_DATA, label_files, write_rows
-from training.labels import summarize
 
 HAIKU, SONNET, OPUS = "claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-5"
 

@@ -10,8 +10,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-
-from training.evaluation.off_policy import TrafficLog, ips_estimate
+from tierwise.training.evaluation.off_policy import TrafficLog, ips_estimate
 
 TIERS = ["small", "medium", "large"]
 REQUESTS = 40_000
@@ -129,7 +128,7 @@ def test_heads_learn_from_first_attempts_only():
 def test_a_head_weighted_by_inverse_propensity_learns_the_population_rate():
     """One tier tried on 90% of easy requests and 10% of hard ones: unweighted, its head believes the easy
     requests' rate; weighted by 1/propensity, the rate over all requests."""
-    from training.head import TierHead
+    from tierwise.training.head import TierHead
 
     rng = np.random.default_rng(0)
     hard = rng.random(20_000) < 0.5

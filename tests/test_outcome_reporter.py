@@ -7,9 +7,10 @@ import subprocess
 import sys
 import threading
 
-from serving.outcome_reporter import OutcomeReporter
-from serving.router_link import RouterDown, RouterLink
-from serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.outcome_reporter import OutcomeReporter
+from tierwise.serving.router_link import RouterDown, RouterLink
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+
 from tests.helpers import closed_port
 
 
@@ -71,8 +72,8 @@ def test_a_router_out_of_reach_is_counted_not_raised(caplog):
 def test_outcomes_still_queued_at_exit_are_sent_before_the_process_ends(tmp_path):
     sent = tmp_path / "sent.txt"
     script = f"""
-from serving.outcome_reporter import OutcomeReporter
-from serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.outcome_reporter import OutcomeReporter
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
 
 def send(outcomes):
     with open({str(sent)!r}, "a") as out:

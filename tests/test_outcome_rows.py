@@ -9,10 +9,10 @@ import sys
 import anthropic
 import httpx
 import pytest
+from tierwise.classifier.tiers import TierLadder
+from tierwise.serving.process import ServerProcess
+from tierwise.serving.routed_anthropic import RoutedAnthropic
 
-from classifier.tiers import TierLadder
-from serving.process import ServerProcess
-from serving.routed_anthropic import RoutedAnthropic
 from tests.anthropic_fake import FakeAnthropic
 from tests.helpers import logged_rows
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from classifier.policy import Policy, PolicyError, expected_chain_cost, rule_scores
+from tierwise.classifier.policy import Policy, PolicyError, expected_chain_cost, rule_scores
 
 POLICY = Policy(tiers=("haiku", "sonnet", "opus"), costs=(1.0, 4.0, 10.0), threshold=0.7)
 
@@ -66,7 +65,7 @@ def test_bad_arguments_name_their_field(kwargs, field):
 
 
 def test_training_picks_the_rule_with_the_better_validation_apgr():
-    from training.policy_choice import choose_policy
+    from tierwise.training.policy_choice import choose_policy
 
     # Request 0 is hopeless on every tier: the absolute rule sends it to the expensive top tier for nothing,
     # the relative rule keeps it cheap. Requests 1-2 are easy, request 3 needs the top tier.
@@ -117,7 +116,7 @@ def test_utility_rule_needs_costs():
 
 
 def test_training_can_pick_the_utility_rule():
-    from training.policy_choice import choose_policy
+    from tierwise.training.policy_choice import choose_policy
 
     # Request 0 gains 0.05 of P on the dear top tier (not worth 10x the cost, but the relative rule pays for
     # it at thresholds above 0.9), requests 1-2 are easy, request 3 needs the top tier.

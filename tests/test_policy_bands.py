@@ -6,9 +6,8 @@ import math
 
 import numpy as np
 import pytest
-
-from classifier.policy import Policy, PolicyError
-from classifier.timing import TierTime, TimeModel
+from tierwise.classifier.policy import Policy, PolicyError
+from tierwise.classifier.timing import TierTime, TimeModel
 
 TIERS = ("haiku", "sonnet", "opus")
 COSTS = (1.0, 4.0, 10.0)

@@ -4,10 +4,9 @@ held-out rows, is refused; a version with no evidence against it is not."""
 from __future__ import annotations
 
 import numpy as np
-
-from classifier.bundle import PolicySpec
-from training.evaluation.report import build_report
-from training.tracking.promotion import fitness_problems
+from tierwise.classifier.bundle import PolicySpec
+from tierwise.training.evaluation.report import build_report
+from tierwise.training.tracking.promotion import fitness_problems
 
 TIERS = ["cheap", "dear"]
 

@@ -11,10 +11,10 @@ import threading
 import anthropic
 import httpx
 import pytest
+from tierwise.classifier.tiers import TierLadder
+from tierwise.serving.client import predict_once, predict_request
+from tierwise.serving.process import ServerProcess
 
-from classifier.tiers import TierLadder
-from serving.client import predict_once, predict_request
-from serving.process import ServerProcess
 from tests.anthropic_fake import FakeAnthropic, default_answer
 from tests.helpers import closed_port
 

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from tierwise.serving.process import ServerProcess
 
-from serving.process import ServerProcess
 from tests.anthropic_fake import FakeAnthropic
 from tests.helpers import closed_port
 

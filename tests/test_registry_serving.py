@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 from mlflow import MlflowClient
+from tierwise.serving.process import ServerProcess
+from tierwise.training.sample_logs import write_sample_logs
+from tierwise.training.tracking.registry import Registry
+from tierwise.training.tracking.run_logging import log_training_run
 
-from serving.process import ServerProcess
 from tests.helpers import run_serve, train_files
 from tests.test_grpc_reload import Hammer, serve_args, wait_for
-from training.sample_logs import write_sample_logs
-from training.tracking.registry import Registry
-from training.tracking.run_logging import log_training_run
 
 NAME = "serving-test"
 

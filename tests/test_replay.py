@@ -15,12 +15,12 @@ from typing import Any
 import polars as pl
 import pytest
 from click.testing import CliRunner, Result
+from tierwise.classifier.tiers import TierLadder
+from tierwise.training.sample_logs import generate_attempts
 
-from classifier.tiers import TierLadder
 from tests.anthropic_fake import FakeAnthropic
 from tests.helpers import label_files
 from tierwise.cli import main
-from training.sample_logs import generate_attempts
 
 API_KEY = "sk-ant-test-0123456789"
 LADDER = TierLadder.load()

@@ -6,11 +6,11 @@ import textwrap
 
 import polars as pl
 import pytest
+from tierwise.training.replay.graders import ExactGrader, GradeInput, GradingError
+from tierwise.training.sample_logs import generate_attempts
 
 from tests.anthropic_fake import FakeAnthropic
 from tests.test_replay import API_KEY, LADDER, answer_by_tier, expected_replays, run_replay, write_logs
-from training.replay.graders import ExactGrader, GradeInput, GradingError
-from training.sample_logs import generate_attempts
 
 
 def grade(answer: str, reference: str | None) -> bool:
@@ -145,6 +145,6 @@ def test_unknown_grader_is_a_usage_error(tmp_path):
 
 
 def test_judge_model_defaults_to_the_top_tier():
-    from training.replay.graders import load_grader
+    from tierwise.training.replay.graders import load_grader
 
     assert load_grader("judge", LADDER).name == f"judge:{LADDER.top.model}"

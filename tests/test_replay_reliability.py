@@ -17,10 +17,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from tierwise.training.replay.censored import replay_key
 
 from tests.anthropic_fake import FakeAnthropic
 from tests.test_replay import API_KEY, LADDER, answer_by_tier, expected_replays, run_replay, write_logs
-from training.replay.censored import replay_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -250,7 +250,7 @@ def test_malformed_responses_stop_with_a_clear_error_and_leave_the_state_usable(
 
 
 def test_a_second_process_on_the_same_state_is_refused(fake, logs, tmp_path):
-    from training.replay.state import ReplayState, StateError
+    from tierwise.training.replay.state import ReplayState, StateError
 
     state_path = tmp_path / "s.json"
     holder = ReplayState.open(state_path, {})

@@ -11,11 +11,11 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
+from tierwise.training.evaluation.bootstrap import Interval
+from tierwise.training.sample_logs import write_sample_logs
+from tierwise.training.tracking.promotion import COST_TOLERANCE, QUALITY_TOLERANCE, PairedDifference, gate
 
 from tierwise.cli import main
-from training.evaluation.bootstrap import Interval
-from training.sample_logs import write_sample_logs
-from training.tracking.promotion import COST_TOLERANCE, QUALITY_TOLERANCE, PairedDifference, gate
 
 NAME = "retrain-test"
 
@@ -173,12 +173,12 @@ def test_window_needs_timestamps(tmp_path, sample_logs):
 
 def test_retrain_scores_each_router_once_on_the_held_out_rows(tmp_path, monkeypatch, mlflow_store):
     """The challenger's held-out evaluation from training is reused; only the champion is scored here."""
-    from classifier.tiers import TierLadder
-    from training.evaluation import evaluate
-    from training.logs import read_attempts
-    from training.tracking.registry import Registry
-    from training.tracking.retrain import retrain as run_retrain
-    from training.train import TrainOptions
+    from tierwise.classifier.tiers import TierLadder
+    from tierwise.training.evaluation import evaluate
+    from tierwise.training.logs import read_attempts
+    from tierwise.training.tracking.registry import Registry
+    from tierwise.training.tracking.retrain import retrain as run_retrain
+    from tierwise.training.train import TrainOptions
 
     scored: list[tuple[str, int]] = []
     real = evaluate.router_probabilities

@@ -9,13 +9,13 @@ import logging
 
 import anthropic
 import pytest
+from tierwise.classifier.tiers import TierLadder
+from tierwise.serving.client import predict_once, predict_request
+from tierwise.serving.price_book import Usage, attempt_cost
+from tierwise.serving.process import ServerProcess
+from tierwise.serving.routed_anthropic import AsyncRoutedAnthropic, RoutedAnthropic
+from tierwise.serving.router_link import RouteOptions, RouterUnavailable
 
-from classifier.tiers import TierLadder
-from serving.client import predict_once, predict_request
-from serving.price_book import Usage, attempt_cost
-from serving.process import ServerProcess
-from serving.routed_anthropic import AsyncRoutedAnthropic, RoutedAnthropic
-from serving.router_link import RouteOptions, RouterUnavailable
 from tests.anthropic_fake import FakeAnthropic
 from tests.helpers import closed_port
 

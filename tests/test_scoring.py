@@ -10,14 +10,14 @@ import sys
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from tierwise.classifier.decisions import decision_columns, decision_schema
+from tierwise.classifier.router import Router
+from tierwise.training.logs import read_attempts
+from tierwise.training.tracking.registry import Registry
+from tierwise.training.tracking.run_logging import log_training_run
 
-from classifier.decisions import decision_columns, decision_schema
-from classifier.router import Router
 from tests.helpers import train_files, write_rows
 from tierwise.cli import main
-from training.logs import read_attempts
-from training.tracking.registry import Registry
-from training.tracking.run_logging import log_training_run
 
 NAME = "scoring-test"
 DECISION = ["request_id", "tier", "model", "fallback_chain", "p_haiku", "p_sonnet", "p_opus"]

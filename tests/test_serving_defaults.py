@@ -7,9 +7,9 @@ import urllib.request
 
 import pytest
 from click.testing import CliRunner
+from tierwise.serving.config import ServeConfig
+from tierwise.serving.process import ServerProcess
 
-from serving.config import ServeConfig
-from serving.process import ServerProcess
 from tests.helpers import run_serve, taken_port
 from tierwise.cli import main as cli
 

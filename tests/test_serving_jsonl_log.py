@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from serving.jsonl_log import JsonlAppender
+from tierwise.serving.jsonl_log import JsonlAppender
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def test_a_write_cut_short_drops_the_rows_it_cut_and_later_rows_start_on_a_fresh
     script = textwrap.dedent(
         """
         import json, resource, signal, sys, time
-        from serving.jsonl_log import JsonlAppender
+        from tierwise.serving.jsonl_log import JsonlAppender
 
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
         _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import prometheus_client as prom
 from prometheus_client.registry import CollectorRegistry
-
-from serving.metrics import UNKNOWN_RPC, HotPathStats, Rpc, ServiceMetrics
-from serving.service import ROUTER_RPCS, rpc_for
+from tierwise.serving.metrics import UNKNOWN_RPC, HotPathStats, Rpc, ServiceMetrics
+from tierwise.serving.service import ROUTER_RPCS, rpc_for
 
 PREDICT = ROUTER_RPCS["Predict"]
 STREAM = ROUTER_RPCS["PredictStream"]

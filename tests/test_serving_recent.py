@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 
-from serving.recent import RecentDecisions
+from tierwise.serving.recent import RecentDecisions
 
 
 def probs(p: float) -> dict[str, float]:

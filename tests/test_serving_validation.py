@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from classifier.text import render_messages
-from serving.tierwise.v1 import router_pb2 as pb
-from serving.validation import MalformedRequest, RequestError, lenient_deserializer, route_args
+from tierwise.classifier.text import render_messages
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.validation import MalformedRequest, RequestError, lenient_deserializer, route_args
 
 LIMIT = 1000
 

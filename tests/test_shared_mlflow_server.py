@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tierwise.classifier.router import Router
+from tierwise.serving.process import ServerProcess
+from tierwise.training.sample_logs import write_sample_logs
 
-from classifier.router import Router
-from serving.process import ServerProcess
 from tests.helpers import running_mlflow_server
 from tests.test_grpc_reload import Hammer, wait_for
 from tierwise.cli import main
-from training.sample_logs import write_sample_logs
 
 NAME = "shared"
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from tierwise.classifier.tiers import TierLadder
+from tierwise.training.labels import label_requests
+from tierwise.training.logs import LogError, read_attempts
+from tierwise.training.splits import HOLDOUT_SHARE, VALIDATION_SHARE, SplitRule
+from tierwise.training.train_report import data_lines
 
-from classifier.tiers import TierLadder
 from tests.helpers import train_files
-from training.labels import label_requests
-from training.logs import LogError, read_attempts
-from training.splits import HOLDOUT_SHARE, VALIDATION_SHARE, SplitRule
-from training.train_report import data_lines
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 from click.testing import CliRunner
 from mlflow import MlflowClient
+from tierwise.classifier.router import Router
 
-from classifier.router import Router
 from tierwise.cli import main
 
 LADDER = """

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from classifier.timing import QUANTILE_LEVELS, TierTime, TimeModel, TimingError
+from tierwise.classifier.timing import QUANTILE_LEVELS, TierTime, TimeModel, TimingError
 
 
 def constant(ms: float) -> TierTime:

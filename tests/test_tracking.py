@@ -16,15 +16,15 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
+from tierwise.classifier.errors import InputError
+from tierwise.classifier.router import Router
+from tierwise.serving.sources import open_model_source
+from tierwise.training.sample_logs import write_sample_logs
+from tierwise.training.tracking.pyfunc import MODEL_CODE, RUNTIME_DISTRIBUTIONS, pip_requirements
+from tierwise.training.tracking.registry import Registry
+from tierwise.training.tracking.store import activate, tracking_uri
 
-from classifier.errors import InputError
-from classifier.router import Router
-from serving.sources import open_model_source
 from tierwise.cli import main
-from training.sample_logs import write_sample_logs
-from training.tracking.pyfunc import MODEL_CODE, RUNTIME_DISTRIBUTIONS, pip_requirements
-from training.tracking.registry import Registry
-from training.tracking.store import activate, tracking_uri
 
 NAME = "tracking-test"
 PROMPTS = ["Say hello to the team.", "Prove that the square root of 2 is irrational, step by step.", ""]
@@ -223,8 +223,9 @@ def test_compare_shows_versions_side_by_side(registered, client):
 
 
 def test_compare_reevaluates_every_version_on_the_same_logs(registered, second_logs, client):
+    from tierwise.training.evaluation.evaluate import evaluate_router
+
     from tests.helpers import label_files
-    from training.evaluation.evaluate import evaluate_router
 
     output = compare("--versions", "1", "2", "--logs", str(second_logs))
     assert "re-evaluated on test rows of" in output

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from tierwise.classifier.bundle import content_version, read_manifest
+from tierwise.classifier.policy import PolicyError
+from tierwise.classifier.router import Router
+from tierwise.classifier.tiers import TierLadder
+from tierwise.training.sample_logs import generate_attempts
+from tierwise.training.timing import MIN_TIMED_ATTEMPTS, fit_tier_times
 
-from classifier.bundle import content_version, read_manifest
-from classifier.policy import PolicyError
-from classifier.router import Router
-from classifier.tiers import TierLadder
 from tests.helpers import label_files, write_rows
-from training.sample_logs import generate_attempts
-from training.timing import MIN_TIMED_ATTEMPTS, fit_tier_times
 
 LADDER = TierLadder.load()
 

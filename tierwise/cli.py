@@ -1,7 +1,7 @@
 """The `tierwise` command line: one entry point assembling the commands each package owns.
 
-`training.cli` owns sample-logs, label, train, predict, eval, compare, promote, retrain, demo and replay;
-`serving.cli` owns serve and client. A command that meets input it cannot use (`InputError`) ends with its
+`tierwise.training.cli` owns sample-logs, label, train, predict, eval, compare, promote, retrain, demo and replay;
+`tierwise.serving.cli` owns serve and client. A command that meets input it cannot use (`InputError`) ends with its
 message on stderr and exit code 2; anything else is a bug and keeps its traceback.
 """
 
@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 
-from classifier.errors import InputError
-from serving.cli import commands as serving_commands
-from training.cli import commands as training_commands
+from tierwise.classifier.errors import InputError
+from tierwise.serving.cli import commands as serving_commands
+from tierwise.training.cli import commands as training_commands
 
 
 class InputProblem(click.ClickException):

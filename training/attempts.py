@@ -1,7 +1,7 @@
 """The attempt-log row: one model's attempt at one request. Its columns and their types, in one place.
 
-Readers validate against it (`training.logs`), labelling tells per-attempt columns from per-request ones
-by it (`training.labels`), and writers of new attempt rows (`tierwise replay`, `tierwise collect`) use its
+Readers validate against it (`tierwise.training.logs`), labelling tells per-attempt columns from per-request ones
+by it (`tierwise.training.labels`), and writers of new attempt rows (`tierwise replay`, `tierwise collect`) use its
 types, so every producer and consumer of attempt logs agrees on one format. Columns not listed in `SCHEMA`
 describe the request (`split`, `category`, the routing decision of collected traffic, ...) and are carried
 through untouched.
@@ -55,7 +55,7 @@ PROVENANCE: dict[str, pl.DataType] = {
 SCHEMA: dict[str, pl.DataType] = {**CORE, **MEASURES, **ESCALATION, **PROVENANCE}
 # The routing decision behind a request of collected traffic (`tierwise collect`): the same on every attempt
 # row of a request, so labelling keeps it per request, where evaluation weights outcomes by it
-# (`training.evaluation.off_policy`).
+# (`tierwise.training.evaluation.off_policy`).
 DECISION: dict[str, pl.DataType] = {
     "served_tier": pl.String(),  # the tier of the first attempt
     "fallback_chain": pl.String(),  # JSON list of tier names, the served tier first

@@ -1,7 +1,7 @@
 """The training side of the `tierwise` command line: logs, labels, training, evaluation, MLflow, replay.
 
 Each command turns its strings (paths, URIs, flags) into objects and hands them to the library; its body
-imports the implementation, so `tierwise --help` stays light. Input errors (`classifier.errors.InputError`)
+imports the implementation, so `tierwise --help` stays light. Input errors (`tierwise.classifier.errors.InputError`)
 are reported by the `tierwise` entry point with exit code 2.
 """
 
@@ -13,17 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-
-from classifier.extras import Extra
-from classifier.policy import BANDS, MODES, RULES
-from training.cli_options import ManyValuesOption
-from training.extras import SPARK, TRAIN
+from tierwise.classifier.extras import Extra
+from tierwise.classifier.policy import BANDS, MODES, RULES
+from tierwise.training.cli_options import ManyValuesOption
+from tierwise.training.extras import SPARK, TRAIN
 
 if TYPE_CHECKING:
-    from classifier.router import Router
-    from training.logs import AttemptLog
-    from training.tracking.registry import Registry
-    from training.train import TrainOptions
+    from tierwise.classifier.router import Router
+    from tierwise.training.logs import AttemptLog
+    from tierwise.training.tracking.registry import Registry
+    from tierwise.training.train import TrainOptions
 
 
 @click.group()
@@ -48,24 +47,24 @@ def needs(extra: Extra) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 def read_logs(logs: tuple[str, ...], success_threshold: float, skip_invalid: bool) -> AttemptLog:
     """The attempt logs named on the command line, validated."""
-    from training.logs import read_attempts
+    from tierwise.training.logs import read_attempts
 
     return read_attempts(list(logs), success_threshold=success_threshold, skip_invalid=skip_invalid)
 
 
 def load_router(model: str, tracking_uri: str | None) -> Router:
     """The router a --model argument names (bundle directory or models:/ URI), as it would serve now."""
-    from classifier.router import Router
-    from serving.sources import open_model_source
+    from tierwise.classifier.router import Router
+    from tierwise.serving.sources import open_model_source
 
     return Router.load(open_model_source(model, tracking_uri).resolve().path)
 
 
 def open_registry(tracking_uri: str | None) -> Registry:
     """The store a tracking command names, once the runs its killed predecessors left RUNNING are ended."""
-    from training.tracking.registry import Registry
-    from training.tracking.run_owner import end_orphaned_runs
-    from training.tracking.store import tracking_uri as store_uri
+    from tierwise.training.tracking.registry import Registry
+    from tierwise.training.tracking.run_owner import end_orphaned_runs
+    from tierwise.training.tracking.store import tracking_uri as store_uri
 
     registry = Registry(store_uri(tracking_uri))
     ended = end_orphaned_runs(registry)
@@ -81,7 +80,7 @@ def train_options(no_cache: bool, options: dict[str, Any]) -> TrainOptions:
     threshold; giving both is a usage error. Without either, the floor's default applies; so does the default
     sample size without --max-train-requests.
     """
-    from training.train import TrainOptions
+    from tierwise.training.train import TrainOptions
 
     if options["quality_floor"] is not None and options["quality_target"] is not None:
         raise click.UsageError("give --quality-floor (unguarded) or --quality-target (guarded), not both")
@@ -215,8 +214,8 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--tiers", type=click.Path(dir_okay=False), default=None, help="Tier ladder whose models to use.")
 def sample_logs(out_dir: str, requests: int, seed: int, fmt: str, tiers: str | None) -> None:
     """Write realistic synthetic attempt logs (several tiers, censored and unsolved requests) for demos and tests."""
-    from classifier.tiers import TierLadder
-    from training.sample_logs import write_sample_logs
+    from tierwise.classifier.tiers import TierLadder
+    from tierwise.training.sample_logs import write_sample_logs
 
     path = write_sample_logs(Path(out_dir), requests, seed=seed, fmt=fmt, ladder=TierLadder.load(tiers))
     click.echo(f"wrote {path}")
@@ -233,8 +232,8 @@ def label(logs: tuple[str, ...], tiers: str | None, success_threshold: float, sk
     succeeded; labelled with the top tier) or `censored` (a cheaper tier was never tried, so the true
     label is unknown and is not guessed).
     """
-    from classifier.tiers import TierLadder
-    from training.labels import label_requests, summarize, write_table
+    from tierwise.classifier.tiers import TierLadder
+    from tierwise.training.labels import label_requests, summarize, write_table
 
     log = read_logs(logs, success_threshold, skip_invalid)
     labels = label_requests(log, TierLadder.load(tiers))
@@ -270,9 +269,9 @@ def collect(logs: tuple[str, ...], out: str, prompt_files: tuple[str, ...], tier
     attempt (a later grade) merge into one row. Prints what was matched, what was not and why, and the
     censored share. The output feeds `label`, `train`, `retrain` and `replay` as it is.
     """
-    from classifier.tiers import TierLadder
-    from training.collect import Prompts
-    from training.collect import collect as run_collect
+    from tierwise.classifier.tiers import TierLadder
+    from tierwise.training.collect import Prompts
+    from tierwise.training.collect import collect as run_collect
 
     prompts = Prompts.read(prompt_files) if prompt_files else None
     summary = run_collect(logs, Path(out), TierLadder.load(tiers), prompts)
@@ -307,10 +306,10 @@ def train(
     (params, data lineage, metrics, plots, the model); --register also makes it a registered version,
     `champion` if the model has none yet, else `challenger`.
     """
-    from classifier.tiers import TierLadder
-    from training.tracking.run_logging import log_training_run
-    from training.train import train_bundle
-    from training.train_report import render_report
+    from tierwise.classifier.tiers import TierLadder
+    from tierwise.training.tracking.run_logging import log_training_run
+    from tierwise.training.train import train_bundle
+    from tierwise.training.train_report import render_report
 
     registry = open_registry(tracking_uri)
     log = read_logs(logs, success_threshold, skip_invalid)
@@ -439,11 +438,11 @@ def evaluate(
     model's own ladder (give one with the same tier names to re-price). On collected traffic (`tierwise
     collect`) the router is scored by inverse propensity instead. Definitions: docs/evaluation.md.
     """
-    from classifier.tiers import TierLadder
-    from training.evaluation.bands import BandOptions
-    from training.evaluation.evaluate import run_eval
-    from training.evaluation.table import render_table
-    from training.evaluation.traffic import run_traffic_eval
+    from tierwise.classifier.tiers import TierLadder
+    from tierwise.training.evaluation.bands import BandOptions
+    from tierwise.training.evaluation.evaluate import run_eval
+    from tierwise.training.evaluation.table import render_table
+    from tierwise.training.evaluation.traffic import run_traffic_eval
 
     if band is None and (max_latency_ms, value_of_time_usd_per_s, time_plot_out) != (None, None, None):
         raise click.UsageError("--max-latency-ms, --value-of-time-usd-per-s and --time-plot need --band")
@@ -514,11 +513,11 @@ def score(
     """
     import time
 
-    from classifier.router import Router
-    from serving.sources import open_model_source
-    from training.labels import table_format, write_table
-    from training.scoring import LOCAL_MASTER, pin, requests_of, score_local, score_spark, spark_session
-    from training.tracking.store import activate
+    from tierwise.classifier.router import Router
+    from tierwise.serving.sources import open_model_source
+    from tierwise.training.labels import table_format, write_table
+    from tierwise.training.scoring import LOCAL_MASTER, pin, requests_of, score_local, score_spark, spark_session
+    from tierwise.training.tracking.store import activate
 
     table_format(out)
     if engine == "spark":
@@ -582,8 +581,8 @@ def compare(
     --logs all versions are re-evaluated on the same rows (95% intervals in brackets), and those numbers are
     logged as an MLflow comparison run in --experiment.
     """
-    from classifier.tiers import TierLadder
-    from training.tracking.compare import log_comparison, render_comparison, version_rows
+    from tierwise.classifier.tiers import TierLadder
+    from tierwise.training.tracking.compare import log_comparison, render_comparison, version_rows
 
     registry = open_registry(tracking_uri)
     log = read_logs(logs, 1.0, False) if logs else None
@@ -645,8 +644,8 @@ def retrain(
     them stays `challenger`. An empty registry's first version becomes champion. --window keeps the
     requests last tried within DAYS of the newest timestamp in the logs.
     """
-    from classifier.tiers import TierLadder
-    from training.tracking.retrain import retrain as run_retrain
+    from tierwise.classifier.tiers import TierLadder
+    from tierwise.training.tracking.retrain import retrain as run_retrain
 
     registry = open_registry(tracking_uri)
     decision = run_retrain(
@@ -679,7 +678,7 @@ def demo(workdir: str, requests: int) -> None:
     champion over gRPC and ask it -> retrain on more logs (promoted only if better; the server follows the
     alias) -> compare the versions on one evaluation set.
     """
-    from training.demo import run_demo
+    from tierwise.training.demo import run_demo
 
     run_demo(Path(workdir), requests)
 
@@ -736,9 +735,9 @@ def replay(
     The API key comes from ANTHROPIC_API_KEY. Rerun the same command to resume after a crash: nothing
     already submitted is sent or billed again.
     """
-    from classifier.tiers import TierLadder
-    from training.replay.batches import ReplayAPIError
-    from training.replay.run import ReplayConfig, run_replay
+    from tierwise.classifier.tiers import TierLadder
+    from tierwise.training.replay.batches import ReplayAPIError
+    from tierwise.training.replay.run import ReplayConfig, run_replay
 
     config = ReplayConfig(out=Path(out), state=Path(state) if state else None, **options)
     log = read_logs(logs, success_threshold, skip_invalid)

@@ -1,6 +1,6 @@
 """`tierwise collect`: served traffic into attempt logs, joining the decision log with the outcome log.
 
-Every reported attempt becomes one attempt-log row (`training.attempts`): the prompt and the routing decision
+Every reported attempt becomes one attempt-log row (`tierwise.training.attempts`): the prompt and the routing decision
 from the decision log (or the prompt from `--prompts` when the server redacted it), the grade and the
 measurements from the outcome log. Several reports of one attempt (request_id, model, attempt), such as a
 later grade, merge into one row: values of later reports (by their `time`) win where they are not null.
@@ -10,7 +10,7 @@ Input files are told apart by their columns: a decision log's rows carry `fallba
 read as outcomes. JSONL, CSV and Parquet, as for attempt logs; a malformed row stops with file:line:field.
 
 Served traffic may be larger than memory, so no file is read whole and no prompt is held. Each file is checked
-in one streaming pass of the scan attempt logs are read through (`training.logs.check_file`). What is held in
+in one streaming pass of the scan attempt logs are read through (`tierwise.training.logs.check_file`). What is held in
 memory is small per request and per attempt: the place (file, row) of each request's last decision, the merged
 outcome values of each attempt, and where each --prompts text is with its hash. The attempt rows are then
 written by the streaming engine, the decisions' text going straight from their files to the output.
@@ -28,13 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-
-from classifier.text import render_messages
-from classifier.tiers import TierLadder
-from serving.outcomes import MEASURES as OUTCOME_MEASURES
-from training.attempts import DECISION, SCHEMA, SOURCE_ROW
-from training.labels import CENSORED, label_requests, table_format
-from training.logs import (
+from tierwise.classifier.text import render_messages
+from tierwise.classifier.tiers import TierLadder
+from tierwise.serving.outcomes import MEASURES as OUTCOME_MEASURES
+from tierwise.training.attempts import DECISION, SCHEMA, SOURCE_ROW
+from tierwise.training.labels import CENSORED, label_requests, table_format
+from tierwise.training.logs import (
     ERROR,
     JSON_FLAG,
     STREAMING,
@@ -280,7 +279,7 @@ def _prompt(fields: _Fields) -> dict[str, pl.Expr]:
 
 
 def _checker(read: PickReader) -> Check:
-    """A `training.logs.Check` reading each row with the reader `read` picks for the file's columns."""
+    """A `tierwise.training.logs.Check` reading each row with the reader `read` picks for the file's columns."""
 
     def check(path: Path, raw: pl.LazyFrame, search_json_text: bool) -> CheckedFile:
         located = locate(path, raw, search_json_text, STRUCTURES)
@@ -317,7 +316,7 @@ def _numbered(checked: Sequence[CheckedFile]) -> pl.LazyFrame | None:
 
 
 def _sha256s(texts: pl.Series) -> pl.Series:
-    """SHA-256 of each text's UTF-8, as serving's prompt_sha256 (`serving.decision_log`)."""
+    """SHA-256 of each text's UTF-8, as serving's prompt_sha256 (`tierwise.serving.decision_log`)."""
     return pl.Series(
         [None if t is None else hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts.to_list()], dtype=pl.String
     )

@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 
 import polars as pl
-
-from classifier.tiers import Tier, TierLadder
+from tierwise.classifier.tiers import Tier, TierLadder
 
 CHARS_PER_TOKEN = 4.0
 DEFAULT_OUTPUT_TOKENS = 256

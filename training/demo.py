@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import click
-
-from training.sample_logs import write_sample_logs
+from tierwise.training.sample_logs import write_sample_logs
 
 MODEL_NAME = "tierwise-demo"
 DEMO_PROMPTS = (
@@ -28,7 +27,7 @@ def _step(title: str) -> None:
 
 def _ask(target: str, prompts: tuple[str, ...]) -> str:
     """Predict each prompt over gRPC, print the answers, and return the model version that answered."""
-    from serving.client import predict_once, predict_request
+    from tierwise.serving.client import predict_once, predict_request
 
     version = ""
     for prompt in prompts:
@@ -40,7 +39,7 @@ def _ask(target: str, prompts: tuple[str, ...]) -> str:
 
 def _wait_for_version(target: str, version: str, timeout_s: float = 30.0) -> None:
     """Wait until the server answers with `version` (it polls the champion alias)."""
-    from serving.client import predict_once, predict_request
+    from tierwise.serving.client import predict_once, predict_request
 
     deadline = time.monotonic() + timeout_s
     while predict_once(target, predict_request("hello"))["model_version"] != version:
@@ -51,17 +50,17 @@ def _wait_for_version(target: str, version: str, timeout_s: float = 30.0) -> Non
 
 def run_demo(workdir: Path, requests: int) -> None:
     """Run every stage on generated logs, with an MLflow store of its own in the work directory."""
-    from classifier.router import Router
-    from classifier.tiers import TierLadder
-    from serving.process import ServerProcess
-    from training.labels import label_requests, summarize, write_table
-    from training.logs import read_attempts
-    from training.tracking.compare import render_comparison, version_rows
-    from training.tracking.registry import CHAMPION, ModelRef, Registry
-    from training.tracking.retrain import retrain
-    from training.tracking.run_logging import log_training_run
-    from training.train import TrainOptions, train_bundle
-    from training.train_report import render_report
+    from tierwise.classifier.router import Router
+    from tierwise.classifier.tiers import TierLadder
+    from tierwise.serving.process import ServerProcess
+    from tierwise.training.labels import label_requests, summarize, write_table
+    from tierwise.training.logs import read_attempts
+    from tierwise.training.tracking.compare import render_comparison, version_rows
+    from tierwise.training.tracking.registry import CHAMPION, ModelRef, Registry
+    from tierwise.training.tracking.retrain import retrain
+    from tierwise.training.tracking.run_logging import log_training_run
+    from tierwise.training.train import TrainOptions, train_bundle
+    from tierwise.training.train_report import render_report
 
     work = workdir.resolve()
     tracking = f"sqlite:///{work / 'mlflow.db'}"

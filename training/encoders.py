@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
-from classifier.bundle import EncoderSpec
-from classifier.encoding import ENCODING_REVISION, NORM_EPS, TextTokenizer, mean_pool
-from classifier.errors import InputError
-from training.cache import cache_dir
-from training.progress import library_stage, progress
+from tierwise.classifier.bundle import EncoderSpec
+from tierwise.classifier.encoding import ENCODING_REVISION, NORM_EPS, TextTokenizer, mean_pool
+from tierwise.classifier.errors import InputError
+from tierwise.training.cache import cache_dir
+from tierwise.training.progress import library_stage, progress
 
 ENCODERS = ("static", "minilm")
 STATIC_DIMS = 256

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-
-from classifier.bundle import MODEL_FILE, TOKENIZER_FILE, Manifest, check_bundle_out, write_manifest
-from classifier.encoding import NORM_EPS
-from classifier.outputs import replace_dir, staging_dir
-from classifier.router import ATTENTION_MASK, INPUT_IDS, OUTPUT
-from training.encoders import Encoder, MiniLMEncoder, StaticEncoder
-from training.head import TierHead
+from tierwise.classifier.bundle import MODEL_FILE, TOKENIZER_FILE, Manifest, check_bundle_out, write_manifest
+from tierwise.classifier.encoding import NORM_EPS
+from tierwise.classifier.outputs import replace_dir, staging_dir
+from tierwise.classifier.router import ATTENTION_MASK, INPUT_IDS, OUTPUT
+from tierwise.training.encoders import Encoder, MiniLMEncoder, StaticEncoder
+from tierwise.training.head import TierHead
 
 OPSET = 17
 

@@ -6,7 +6,7 @@ evaluation, replay and the demo need the `train` extra; `score --engine spark` n
 
 from __future__ import annotations
 
-from classifier.extras import Extra
+from tierwise.classifier.extras import Extra
 
 TRAIN = Extra(
     "train",

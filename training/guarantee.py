@@ -27,8 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import beta
-
-from training.evaluation.curves import check_outcomes, check_probs
+from tierwise.training.evaluation.curves import check_outcomes, check_probs
 
 THRESHOLD_GRID = np.linspace(1.0, 0.0, 1001)
 METHOD = "Learn then Test (fixed sequence, t = 1 down to 0 by 0.001), Clopper-Pearson bounds on both/lost/gained"

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import polars as pl
-
-from classifier.tiers import TierLadder
-from training.attempts import is_attempt_column
-from training.costs import attempt_cost, fill_missing_costs
-from training.logs import STREAMING, AttemptLog, LogError
+from tierwise.classifier.tiers import TierLadder
+from tierwise.training.attempts import is_attempt_column
+from tierwise.training.costs import attempt_cost, fill_missing_costs
+from tierwise.training.logs import STREAMING, AttemptLog, LogError
 
 SOLVED, UNSOLVED, CENSORED = "solved", "unsolved", "censored"
 FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)

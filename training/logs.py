@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-
-from classifier.bundle import sha256_file
-from classifier.errors import InputError
-from classifier.text import render_messages
-from training.attempts import MEASURES, REQUIRED, SOURCE_FILE, SOURCE_ROW
-from training.unreadable_rows import csv_problem, untabulated_row
+from tierwise.classifier.bundle import sha256_file
+from tierwise.classifier.errors import InputError
+from tierwise.classifier.text import render_messages
+from tierwise.training.attempts import MEASURES, REQUIRED, SOURCE_FILE, SOURCE_ROW
+from tierwise.training.unreadable_rows import csv_problem, untabulated_row
 
 SUFFIX_FORMATS = {
     ".jsonl": "jsonl",

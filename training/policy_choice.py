@@ -4,7 +4,7 @@ The rule is the one with the best validation APGR. The threshold is either
 - unguarded (`--quality-floor F`, the default with F = 0.95): the cheapest one keeping F of always-top quality
   on the validation rows themselves, which new requests miss about half the time; or
 - guarded (`--quality-target Q --confidence C`): certified on the validation rows, used as calibration rows,
-  to keep Q of always-top quality on new requests with probability at least C (`training.guarantee`).
+  to keep Q of always-top quality on new requests with probability at least C (`tierwise.training.guarantee`).
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from classifier.bundle import PolicySpec
-from classifier.policy import RULES, rule_scores
-from training.evaluation.curves import Curve, known_rows, threshold_curve
-from training.evaluation.metrics import Anchors, apgr
-from training.evaluation.off_policy import ips_anchors, ips_curve
-from training.guarantee import Certificate, QualityTarget, certify, nothing_certified
+from tierwise.classifier.bundle import PolicySpec
+from tierwise.classifier.policy import RULES, rule_scores
+from tierwise.training.evaluation.curves import Curve, known_rows, threshold_curve
+from tierwise.training.evaluation.metrics import Anchors, apgr
+from tierwise.training.evaluation.off_policy import ips_anchors, ips_curve
+from tierwise.training.guarantee import Certificate, QualityTarget, certify, nothing_certified
 
 # Thresholds tried on served traffic, where each point is an inverse-propensity estimate (no exact sweep).
 TRAFFIC_THRESHOLDS = np.linspace(0.0, 1.0, 201)
@@ -75,7 +74,7 @@ def choose_policy_on_traffic(
     quality_floor: float = DEFAULT_QUALITY_FLOOR,
 ) -> PolicyChoice:
     """`choose_policy` (unguarded) on validation rows of served traffic: what the traffic revealed and the
-    probability it had of revealing it (`training.evaluation.off_policy`), each curve point an
+    probability it had of revealing it (`tierwise.training.evaluation.off_policy`), each curve point an
     inverse-propensity estimate."""
     anchors = ips_anchors(outcomes, probability, cost)
     curves = {

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
-from classifier.tiers import Tier, TierLadder
+from tierwise.classifier.tiers import Tier, TierLadder
 
 FORMATS = ("jsonl", "csv", "parquet")
 

@@ -1,6 +1,6 @@
 """Batch scoring: one routing decision per request of a log, in this process or by the pyfunc model on Spark.
 
-Both engines write the same table: `request_id`, then the decision columns of `classifier.decisions`
+Both engines write the same table: `request_id`, then the decision columns of `tierwise.classifier.decisions`
 (tier, model, fallback chain, P(success) per tier), one row per request in the order requests first appear
 in the logs. `local` runs the router here in chunks; `spark` runs the registered MLflow pyfunc as a
 `spark_udf` on a Spark session (a local one, or a cluster's), so what a cluster scores is exactly the
@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-
-from classifier.decisions import decision_columns, decision_schema
-from classifier.errors import InputError
-from classifier.router import Router
-from serving.sources import ModelSource, RegistrySource
-from training.logs import AttemptLog
-from training.tracking.store import quiet_mlflow
+from tierwise.classifier.decisions import decision_columns, decision_schema
+from tierwise.classifier.errors import InputError
+from tierwise.classifier.router import Router
+from tierwise.serving.sources import ModelSource, RegistrySource
+from tierwise.training.logs import AttemptLog
+from tierwise.training.tracking.store import quiet_mlflow
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-
-from classifier.router import Router
+from tierwise.classifier.router import Router
 
 LATENCY_CALLS = 300
 

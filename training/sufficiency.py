@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-
-from classifier.tiers import TierLadder
-from training.labels import CENSORED, Labels
-from training.logs import AttemptLog, LogError
-from training.replay.censored import REFERENCE_COLUMNS
+from tierwise.classifier.tiers import TierLadder
+from tierwise.training.labels import CENSORED, Labels
+from tierwise.training.logs import AttemptLog, LogError
+from tierwise.training.replay.censored import REFERENCE_COLUMNS
 
 DEFAULT_MIN_OUTCOMES = 50
 CENSORED_WARNING_SHARE = 0.5
@@ -43,7 +42,7 @@ class TierOutcomes:
 def tier_outcomes(labels: Labels, train: np.ndarray, minimum: int) -> TierOutcomes:
     """Count each tier's observed outcomes on the training rows, and the censored ones a replay would try there.
 
-    A replay tries a censored request's untried tiers below its cheapest success (`training.replay.censored`).
+    A replay tries a censored request's untried tiers below its cheapest success (`tierwise.training.replay.censored`).
     """
     frame = labels.frame.filter(pl.Series(train))
     observed, replayable = {}, {}

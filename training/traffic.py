@@ -1,12 +1,11 @@
-"""Labelled requests as traffic with known outcomes (`serving.simulate`), for closing the loop in tests and
+"""Labelled requests as traffic with known outcomes (`tierwise.serving.simulate`), for closing the loop in tests and
 benchmarks: each tier's outcome and cost come from the labels (tiers never tried are left unknown)."""
 
 from __future__ import annotations
 
 import polars as pl
-
-from serving.simulate import KnownRequest
-from training.labels import Labels
+from tierwise.serving.simulate import KnownRequest
+from tierwise.training.labels import Labels
 
 
 def known_requests(labels: Labels, frame: pl.DataFrame | None = None) -> list[KnownRequest]:

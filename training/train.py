@@ -1,7 +1,7 @@
 """The training pipeline: attempt log -> labels -> embeddings -> calibrated head -> policy -> ONNX bundle.
 
-The split rule (`training.splits`) decides which requests are fitted on, which choose the policy and
-which are only evaluated. Training refuses a tier with too few observed outcomes (`training.sufficiency`), or
+The split rule (`tierwise.training.splits`) decides which requests are fitted on, which choose the policy and
+which are only evaluated. Training refuses a tier with too few observed outcomes (`tierwise.training.sufficiency`), or
 drops it when asked. The exported bundle is then scored on the held-out rows by the same code
 `tierwise eval` runs, and that evaluation travels with the result, so nothing downstream (run logging,
 retrain's gate) scores it again.
@@ -9,7 +9,7 @@ retrain's gate) scores it again.
 Collected traffic (`tierwise collect`): the heads learn from each request's first attempt, whose tier was
 drawn with a known probability whatever the request's difficulty (an escalation attempt happens because an
 earlier one failed, so it over-represents hard requests), weighted by inverse propensity; the policy and
-the held-out scores weight what the traffic revealed the same way (`training.evaluation.off_policy`).
+the held-out scores weight what the traffic revealed the same way (`tierwise.training.evaluation.off_policy`).
 """
 
 from __future__ import annotations
@@ -22,29 +22,28 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-
-from classifier.bundle import Manifest, check_bundle_out, write_manifest
-from classifier.policy import RULES
-from classifier.router import Router
-from classifier.tiers import TierLadder
-from training.encoders import Encoder, embed, load_encoder
-from training.evaluation.curves import known_rows
-from training.evaluation.evaluate import evaluate_router
-from training.evaluation.frames import outcome_arrays
-from training.evaluation.off_policy import TrafficLog
-from training.evaluation.report import EvalReport
-from training.evaluation.summary import summary_metrics
-from training.evaluation.traffic import TrafficEvaluation, evaluate_on_traffic, traffic_rows
-from training.export import export_bundle
-from training.guarantee import QualityTarget
-from training.head import TierHead
-from training.labels import Labels, label_requests
-from training.logs import STREAMING, AttemptLog, LogError
-from training.policy_choice import DEFAULT_QUALITY_FLOOR, PolicyChoice, choose_policy, choose_policy_on_traffic
-from training.speed import measure_latency
-from training.splits import DEFAULT_COLUMN, SplitRule
-from training.sufficiency import DEFAULT_MIN_OUTCOMES, refuse_short_tiers, tier_outcomes, without_tiers
-from training.timing import TIMED_COLUMNS, TimeFit, fit_tier_times
+from tierwise.classifier.bundle import Manifest, check_bundle_out, write_manifest
+from tierwise.classifier.policy import RULES
+from tierwise.classifier.router import Router
+from tierwise.classifier.tiers import TierLadder
+from tierwise.training.encoders import Encoder, embed, load_encoder
+from tierwise.training.evaluation.curves import known_rows
+from tierwise.training.evaluation.evaluate import evaluate_router
+from tierwise.training.evaluation.frames import outcome_arrays
+from tierwise.training.evaluation.off_policy import TrafficLog
+from tierwise.training.evaluation.report import EvalReport
+from tierwise.training.evaluation.summary import summary_metrics
+from tierwise.training.evaluation.traffic import TrafficEvaluation, evaluate_on_traffic, traffic_rows
+from tierwise.training.export import export_bundle
+from tierwise.training.guarantee import QualityTarget
+from tierwise.training.head import TierHead
+from tierwise.training.labels import Labels, label_requests
+from tierwise.training.logs import STREAMING, AttemptLog, LogError
+from tierwise.training.policy_choice import DEFAULT_QUALITY_FLOOR, PolicyChoice, choose_policy, choose_policy_on_traffic
+from tierwise.training.speed import measure_latency
+from tierwise.training.splits import DEFAULT_COLUMN, SplitRule
+from tierwise.training.sufficiency import DEFAULT_MIN_OUTCOMES, refuse_short_tiers, tier_outcomes, without_tiers
+from tierwise.training.timing import TIMED_COLUMNS, TimeFit, fit_tier_times
 
 LATENCY_PROMPTS = 200
 

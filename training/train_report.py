@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from training.evaluation.table import render_table
-from training.sufficiency import censored_warning
-from training.train import TrainResult
+from tierwise.training.evaluation.table import render_table
+from tierwise.training.sufficiency import censored_warning
+from tierwise.training.train import TrainResult
 
 
 def data_lines(result: TrainResult) -> list[str]:

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from matplotlib.figure import Figure
-
-from training.evaluation.bands import BandReport
+from tierwise.training.evaluation.bands import BandReport
 
 
 def plot_band_report(report: BandReport, path: str | Path) -> None:

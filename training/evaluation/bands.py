@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-
-from classifier.policy import BANDS, PolicyError
-from classifier.router import Router
-from training.evaluation.savings import static_mix_shares
+from tierwise.classifier.policy import BANDS, PolicyError
+from tierwise.classifier.router import Router
+from tierwise.training.evaluation.savings import static_mix_shares
 
 TIME_QUANTILES = {"p50": 0.5, "p95": 0.95}
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-
-from training.evaluation.curves import Curve
-from training.evaluation.metrics import Anchors
+from tierwise.training.evaluation.curves import Curve
+from tierwise.training.evaluation.metrics import Anchors
 
 RANDOM_MIX_RATIOS = 10_001
 KNN_NEIGHBOURS = 20

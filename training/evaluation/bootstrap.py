@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from training.evaluation.curves import ThresholdSteps
-from training.evaluation.metrics import apgr_values, cost_ratio_values
-from training.evaluation.savings import SavingsScale
+from tierwise.training.evaluation.curves import ThresholdSteps
+from tierwise.training.evaluation.metrics import apgr_values, cost_ratio_values
+from tierwise.training.evaluation.savings import SavingsScale
 
 RESAMPLES = 500
 SEED = 0

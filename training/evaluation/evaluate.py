@@ -14,18 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
-from classifier.router import Router
-from classifier.tiers import TierError, TierLadder
-from training.evaluation.bands import BandOptions, BandReport, evaluate_band, latency_matrix
-from training.evaluation.baselines import knn_bank, knn_probs
-from training.evaluation.curves import known_rows
-from training.evaluation.frames import outcome_arrays, prompt_chars
-from training.evaluation.report import EvalReport, build_report
-from training.labels import label_requests
-from training.logs import AttemptLog, LogError
-from training.progress import progress
-from training.splits import SplitRule
+from tierwise.classifier.router import Router
+from tierwise.classifier.tiers import TierError, TierLadder
+from tierwise.training.evaluation.bands import BandOptions, BandReport, evaluate_band, latency_matrix
+from tierwise.training.evaluation.baselines import knn_bank, knn_probs
+from tierwise.training.evaluation.curves import known_rows
+from tierwise.training.evaluation.frames import outcome_arrays, prompt_chars
+from tierwise.training.evaluation.report import EvalReport, build_report
+from tierwise.training.labels import label_requests
+from tierwise.training.logs import AttemptLog, LogError
+from tierwise.training.progress import progress
+from tierwise.training.splits import SplitRule
 
 PROBABILITY_BATCH = 128
 BUDGET_SWEEP_POINTS = 12
@@ -46,7 +45,7 @@ def router_probabilities(router: Router, prompts: Sequence[str], batch: int = PR
 def knn_baseline(router: Router, train: pl.DataFrame, evaluated: pl.DataFrame, cache: bool = True) -> np.ndarray:
     """k-NN probabilities for the evaluated rows from the training rows (`knn_bank` of them), embedded by the
     router's encoder kind."""
-    from training.encoders import embed, load_encoder
+    from tierwise.training.encoders import embed, load_encoder
 
     encoder = load_encoder(router.manifest.encoder.kind)
     train = train[knn_bank(train.height)]
@@ -66,7 +65,7 @@ def evaluate_router(
     split_rule: SplitRule | None = None,
     cache: bool = True,
 ) -> EvalReport:
-    """Score a router bundle and every baseline on one split of labelled requests (`training.labels` frame).
+    """Score a router bundle and every baseline on one split of labelled requests (`tierwise.training.labels` frame).
 
     `split=None` evaluates every row. The k-NN baseline learns from `train_frame` when given, else from the
     rows outside the evaluated split; with neither it is left out. The frame must be labelled with the
@@ -148,12 +147,12 @@ def run_eval(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
     if plot_out is not None:
-        from training.evaluation.plot import plot_report
+        from tierwise.training.evaluation.plot import plot_report
 
         plot_out.parent.mkdir(parents=True, exist_ok=True)
         plot_report(report, plot_out)
     if time_plot_out is not None and band_report is not None:
-        from training.evaluation.band_plot import plot_band_report
+        from tierwise.training.evaluation.band_plot import plot_band_report
 
         time_plot_out.parent.mkdir(parents=True, exist_ok=True)
         plot_band_report(band_report, time_plot_out)

@@ -1,11 +1,10 @@
-"""From a labelled-requests frame (`training.labels`) to the arrays the evaluation works on."""
+"""From a labelled-requests frame (`tierwise.training.labels`) to the arrays the evaluation works on."""
 
 from __future__ import annotations
 
 import numpy as np
 import polars as pl
-
-from classifier.tiers import TierError
+from tierwise.classifier.tiers import TierError
 
 
 def outcome_arrays(frame: pl.DataFrame, tiers: list[str]) -> tuple[np.ndarray, np.ndarray]:

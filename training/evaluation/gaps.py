@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from training.evaluation.bootstrap import LEVEL, NOISE, resample_weights
-from training.evaluation.metrics import best_quality_within
-from training.evaluation.report import EvalReport, SweptRouter
-from training.evaluation.savings import SavingsScale
+from tierwise.training.evaluation.bootstrap import LEVEL, NOISE, resample_weights
+from tierwise.training.evaluation.metrics import best_quality_within
+from tierwise.training.evaluation.report import EvalReport, SweptRouter
+from tierwise.training.evaluation.savings import SavingsScale
 
 SWEPT_BASELINES = ("length", "knn")
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from training.evaluation.curves import Curve
+from tierwise.training.evaluation.curves import Curve
 
 APGR_BUDGETS = 50
 GAP_FRACTIONS = (0.5, 0.8)

@@ -29,9 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-
-from training.evaluation.curves import Curve, choose_tiers
-from training.evaluation.metrics import Anchors
+from tierwise.training.evaluation.curves import Curve, choose_tiers
+from tierwise.training.evaluation.metrics import Anchors
 
 
 def is_traffic(frame: pl.DataFrame) -> bool:
@@ -52,7 +51,7 @@ class TrafficLog:
 
     @classmethod
     def from_labels(cls, frame: pl.DataFrame, tiers: list[str]) -> TrafficLog | None:
-        """The traffic columns of a labelled frame (`training.attempts.DECISION`), or None if it has none."""
+        """The traffic columns of a labelled frame (`tierwise.training.attempts.DECISION`), or None if it has none."""
         if not is_traffic(frame):
             return None
         position = {name: index for index, name in enumerate(tiers)}

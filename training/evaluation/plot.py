@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-
-from training.evaluation.report import BASELINE_LABELS, EvalReport
-from training.evaluation.table import format_metric
+from tierwise.training.evaluation.report import BASELINE_LABELS, EvalReport
+from tierwise.training.evaluation.table import format_metric
 
 
 def plot_report(report: EvalReport, path: str | Path) -> None:

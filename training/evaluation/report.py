@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from classifier.policy import rule_scores
-from training.evaluation.baselines import length_heuristic_probs, random_mix_curve
-from training.evaluation.bootstrap import LEVEL, RESAMPLES, SEED, Interval, curve_intervals, resample_weights
-from training.evaluation.curves import (
+from tierwise.classifier.policy import rule_scores
+from tierwise.training.evaluation.baselines import length_heuristic_probs, random_mix_curve
+from tierwise.training.evaluation.bootstrap import LEVEL, RESAMPLES, SEED, Interval, curve_intervals, resample_weights
+from tierwise.training.evaluation.curves import (
     Curve,
     ThresholdSteps,
     check_probs,
@@ -20,7 +19,7 @@ from training.evaluation.curves import (
     outcome_of,
     threshold_curve,
 )
-from training.evaluation.metrics import (
+from tierwise.training.evaluation.metrics import (
     Anchors,
     RoutingRates,
     TierCalibration,
@@ -30,9 +29,9 @@ from training.evaluation.metrics import (
     routing_rates,
     tier_calibration,
 )
-from training.evaluation.routellm import routellm_metrics
-from training.evaluation.savings import SavingsScale, oracle_frontier, static_mix_curve
-from training.logs import LogError
+from tierwise.training.evaluation.routellm import routellm_metrics
+from tierwise.training.evaluation.savings import SavingsScale, oracle_frontier, static_mix_curve
+from tierwise.training.logs import LogError
 
 REPORT_FORMAT = "tierwise-eval/1"
 JSON_CURVE_THRESHOLDS = np.linspace(0.0, 1.0, 101)
@@ -310,7 +309,7 @@ def build_report(
     baselines use only requests known on every tier (the rest are counted as excluded), calibration
     uses every request where that tier is known. `prompt_chars` enables the length baseline and
     `knn_probs` (from `baselines.knn_probs`) the k-NN baseline. `rule` is the router's threshold rule
-    (`classifier.policy.rule_scores`): curves sweep the threshold over its scores, calibration uses `probs`;
+    (`tierwise.classifier.policy.rule_scores`): curves sweep the threshold over its scores, calibration uses `probs`;
     `tier_costs` are the per-tier costs the `utility` rule weighs (the bundle's `tier_costs_usd`).
     `request_ids` (one per row) name the scored requests, so two reports can be compared request by request.
     """

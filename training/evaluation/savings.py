@@ -17,9 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from training.evaluation.curves import Curve
-from training.evaluation.metrics import (
+from tierwise.training.evaluation.curves import Curve
+from tierwise.training.evaluation.metrics import (
     Anchors,
     best_quality_within,
     budget_grid,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from training.evaluation.report import EvalReport
+from tierwise.training.evaluation.report import EvalReport
 
 OPERATING_KEYS = ("cost_ratio", "quality_ratio", "quality", "under_routing_rate", "over_routing_rate")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from training.evaluation.bootstrap import RESAMPLES, Interval
-from training.evaluation.report import BASELINE_LABELS, EvalReport, SweptRouter
+from tierwise.training.evaluation.bootstrap import RESAMPLES, Interval
+from tierwise.training.evaluation.report import BASELINE_LABELS, EvalReport, SweptRouter
 
 CURVE_COLUMNS = (
     ("APGR", "apgr", 8),

@@ -17,20 +17,26 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-
-from classifier.policy import rule_scores
-from classifier.router import Router
-from classifier.tiers import TierLadder
-from training.evaluation.curves import choose_tiers
-from training.evaluation.evaluate import evaluation_ladder, router_probabilities
-from training.evaluation.frames import outcome_arrays
-from training.evaluation.metrics import budget_grid, curve_summary
-from training.evaluation.off_policy import Estimate, TrafficLog, ips_anchors, ips_curve, ips_estimate, is_traffic
-from training.evaluation.report import Point, SweptRouter
-from training.evaluation.savings import GAIN_BUDGETS, SavingsScale, static_mix_quality
-from training.labels import label_requests
-from training.logs import AttemptLog
-from training.splits import SplitRule
+from tierwise.classifier.policy import rule_scores
+from tierwise.classifier.router import Router
+from tierwise.classifier.tiers import TierLadder
+from tierwise.training.evaluation.curves import choose_tiers
+from tierwise.training.evaluation.evaluate import evaluation_ladder, router_probabilities
+from tierwise.training.evaluation.frames import outcome_arrays
+from tierwise.training.evaluation.metrics import budget_grid, curve_summary
+from tierwise.training.evaluation.off_policy import (
+    Estimate,
+    TrafficLog,
+    ips_anchors,
+    ips_curve,
+    ips_estimate,
+    is_traffic,
+)
+from tierwise.training.evaluation.report import Point, SweptRouter
+from tierwise.training.evaluation.savings import GAIN_BUDGETS, SavingsScale, static_mix_quality
+from tierwise.training.labels import label_requests
+from tierwise.training.logs import AttemptLog
+from tierwise.training.splits import SplitRule
 
 CURVE_THRESHOLDS = np.linspace(0.0, 1.0, 201)
 TRAFFIC_REPORT_FORMAT = "tierwise-eval-traffic/1"

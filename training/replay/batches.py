@@ -21,9 +21,8 @@ from typing import Any
 
 import anthropic
 import pydantic
-
-from classifier.errors import InputError
-from training.replay.state import BatchRecord, Intent, ReplayState, Submission, now_iso
+from tierwise.classifier.errors import InputError
+from tierwise.training.replay.state import BatchRecord, Intent, ReplayState, Submission, now_iso
 
 API_KEY_ENV = "ANTHROPIC_API_KEY"
 REJECTED_STATUSES = frozenset({400, 401, 403, 404, 413, 422, 429, 529})

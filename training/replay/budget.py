@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from classifier.tiers import Tier, TierLadder
-from training.replay.censored import ReplayItem
+from tierwise.classifier.tiers import Tier, TierLadder
+from tierwise.training.replay.censored import ReplayItem
 
 
 def batch_cost(tier: Tier, input_tokens: float, output_tokens: float) -> float:

@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
-
-from classifier.tiers import TierLadder
-from training.attempts import is_attempt_column
-from training.costs import CHARS_PER_TOKEN, DEFAULT_OUTPUT_TOKENS
-from training.labels import CENSORED, Labels
-from training.logs import AttemptLog, LogError
-from training.replay.state import RequestInfo
+from tierwise.classifier.tiers import TierLadder
+from tierwise.training.attempts import is_attempt_column
+from tierwise.training.costs import CHARS_PER_TOKEN, DEFAULT_OUTPUT_TOKENS
+from tierwise.training.labels import CENSORED, Labels
+from tierwise.training.logs import AttemptLog, LogError
+from tierwise.training.replay.state import RequestInfo
 
 REFERENCE_COLUMNS = ("reference", "answer")
 RESPONSE_COLUMNS = ("response", "output", "completion")

@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
-
-from classifier.errors import InputError
-from classifier.tiers import Tier, TierLadder
-from training.costs import CHARS_PER_TOKEN
+from tierwise.classifier.errors import InputError
+from tierwise.classifier.tiers import Tier, TierLadder
+from tierwise.training.costs import CHARS_PER_TOKEN
 
 JUDGE_MAX_TOKENS = 512
 JUDGE_OUTPUT_TOKENS_ESTIMATE = 120

@@ -17,19 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-
-from classifier.errors import InputError
-from classifier.tiers import TierLadder
-from training.attempts import SCHEMA, empty_frame
-from training.costs import CHARS_PER_TOKEN
-from training.labels import label_requests
-from training.logs import AttemptLog, LogError
-from training.progress import progress
-from training.replay.batches import BatchRunner, make_client, retryable
-from training.replay.budget import Budget, estimate_usd, plan_by_tier, render_plan, usage_cost
-from training.replay.censored import ReplayItem, custom_id, find_censored, message_params
-from training.replay.graders import ExactGrader, GradeInput, Grader, GradingError, JudgeGrader, load_grader
-from training.replay.state import FAILED_OUTCOMES, GradeRecord, ReplayState, RequestInfo, Submission
+from tierwise.classifier.errors import InputError
+from tierwise.classifier.tiers import TierLadder
+from tierwise.training.attempts import SCHEMA, empty_frame
+from tierwise.training.costs import CHARS_PER_TOKEN
+from tierwise.training.labels import label_requests
+from tierwise.training.logs import AttemptLog, LogError
+from tierwise.training.progress import progress
+from tierwise.training.replay.batches import BatchRunner, make_client, retryable
+from tierwise.training.replay.budget import Budget, estimate_usd, plan_by_tier, render_plan, usage_cost
+from tierwise.training.replay.censored import ReplayItem, custom_id, find_censored, message_params
+from tierwise.training.replay.graders import ExactGrader, GradeInput, Grader, GradingError, JudgeGrader, load_grader
+from tierwise.training.replay.state import FAILED_OUTCOMES, GradeRecord, ReplayState, RequestInfo, Submission
 
 GRADE_CHUNK = 100
 GRADE_SAVE_SECONDS = 20.0

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from classifier.errors import InputError
+from tierwise.classifier.errors import InputError
 
 STATE_VERSION = 1
 FAILED_OUTCOMES = ("errored", "expired", "canceled")

@@ -11,15 +11,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from classifier.router import Router
-from classifier.tiers import TierError, TierLadder
-from training.evaluation.evaluate import evaluate_router, evaluation_ladder
-from training.evaluation.report import EvalReport
-from training.evaluation.summary import summary_metrics
-from training.labels import label_requests
-from training.logs import AttemptLog
-from training.tracking.registry import ModelRef, Registry, RegistryError
-from training.tracking.run_logging import log_comparison_run
+from tierwise.classifier.router import Router
+from tierwise.classifier.tiers import TierError, TierLadder
+from tierwise.training.evaluation.evaluate import evaluate_router, evaluation_ladder
+from tierwise.training.evaluation.report import EvalReport
+from tierwise.training.evaluation.summary import summary_metrics
+from tierwise.training.labels import label_requests
+from tierwise.training.logs import AttemptLog
+from tierwise.training.tracking.registry import ModelRef, Registry, RegistryError
+from tierwise.training.tracking.run_logging import log_comparison_run
 
 SHOWN_METRICS = (
     "gain_over_static",

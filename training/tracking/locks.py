@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from classifier.errors import InputError
+from tierwise.classifier.errors import InputError
 
 LOCK_WAIT_S = 120.0
 STALE_AFTER_S = 30.0

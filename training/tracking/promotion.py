@@ -14,7 +14,7 @@ resamples of the same requests for both). The challenger is promoted when it is
   above 0 and the relative cost difference's below +COST_TOLERANCE.
 A test split of a few hundred requests puts a few points of quality and several percent of cost inside the
 intervals, so a challenger that is only a little better stays challenger until more logs make it sure.
-On collected traffic each side's quality is its inverse-propensity estimate (`training.evaluation.traffic`),
+On collected traffic each side's quality is its inverse-propensity estimate (`tierwise.training.evaluation.traffic`),
 resampled the same way.
 """
 
@@ -23,11 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from classifier.bundle import PolicySpec
-from training.evaluation.bootstrap import Interval, mean_interval, percentile_interval, resample_weights
-from training.evaluation.report import EvalReport
-from training.evaluation.traffic import TrafficEvaluation, TrafficPoint
+from tierwise.classifier.bundle import PolicySpec
+from tierwise.training.evaluation.bootstrap import Interval, mean_interval, percentile_interval, resample_weights
+from tierwise.training.evaluation.report import EvalReport
+from tierwise.training.evaluation.traffic import TrafficEvaluation, TrafficPoint
 
 QUALITY_TOLERANCE = 0.01
 COST_TOLERANCE = 0.05

@@ -1,10 +1,11 @@
 """The router as an MLflow pyfunc model, so any MLflow consumer (batch scoring, Spark UDFs) can route.
 
 `mlflow.pyfunc.load_model(uri).predict(DataFrame with a "prompt" column)` returns one row per prompt, the
-columns of `classifier.decisions` (`tier`, `model`, `fallback_chain`, `p_<tier>` for every tier); params
+columns of `tierwise.classifier.decisions` (`tier`, `model`, `fallback_chain`, `p_<tier>` for every tier); params
 `quality_target` and `mode` are passed to the router. The model is `router_model.py` logged as code, with the
-bundle as its `bundle` artifact and the `classifier` package as its only code; its pip requirements are what
-that code imports, pinned to the versions it was logged with.
+bundle as its `bundle` artifact and the `tierwise.classifier` package as its only code, stored under the name
+`tierwise_classifier` (its imports are relative, so it runs under any name, without tierwise installed); its pip
+requirements are what that code imports, pinned to the versions it was logged with.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import classifier
-from classifier.decisions import decision_schema
-from classifier.tiers import TierLadder
+from tierwise.classifier.decisions import decision_schema
+from tierwise.classifier.tiers import TierLadder
+
+from tierwise import classifier
 
 BUNDLE_ARTIFACT = "bundle"  # the artifact name router_model.py reads
+CODE_PACKAGE = "tierwise_classifier"  # the name router_model.py imports the stored runtime by
 MODEL_CODE = Path(__file__).with_name("router_model.py")
-# Everything router_model.py and the classifier package import besides the standard library.
+# Everything router_model.py and the runtime package import besides the standard library.
 RUNTIME_DISTRIBUTIONS = ("mlflow", "pandas", "numpy", "onnxruntime", "tokenizers")
 
 
@@ -46,7 +49,7 @@ def log_router_model(name: str, bundle_dir: str | Path, ladder: TierLadder):
     import mlflow
 
     with tempfile.TemporaryDirectory(prefix="tierwise-pyfunc-") as scratch:
-        code = Path(scratch) / "classifier"
+        code = Path(scratch) / CODE_PACKAGE
         shutil.copytree(Path(classifier.__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__"))
         return mlflow.pyfunc.log_model(
             name=name,

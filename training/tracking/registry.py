@@ -3,7 +3,7 @@
 A `Registry` is bound to one store URI and talks to it through its own MlflowClient, so reading it (as a
 server's alias poll does every few seconds) never touches MLflow's process-wide settings. Alias changes that
 depend on what the registry holds (a first version becoming champion, a promotion) are compare-and-sets
-under the store's lock (`training.tracking.locks`), so two commands at once cannot both act on one reading.
+under the store's lock (`tierwise.training.tracking.locks`), so two commands at once cannot both act on one reading.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from classifier.bundle import MANIFEST
-from classifier.errors import InputError
-from training.cache import cache_dir
-from training.tracking.locks import refused_as_existing, registry_lock, sqlite_lock
-from training.tracking.pyfunc import BUNDLE_ARTIFACT
-from training.tracking.store import ARTIFACTS_DIR, prepare_store, quiet_mlflow, sqlite_file
+from tierwise.classifier.bundle import MANIFEST
+from tierwise.classifier.errors import InputError
+from tierwise.training.cache import cache_dir
+from tierwise.training.tracking.locks import refused_as_existing, registry_lock, sqlite_lock
+from tierwise.training.tracking.pyfunc import BUNDLE_ARTIFACT
+from tierwise.training.tracking.store import ARTIFACTS_DIR, prepare_store, quiet_mlflow, sqlite_file
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"

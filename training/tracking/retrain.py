@@ -7,7 +7,7 @@ quality target) is never promoted. The decision is printed, written in the versi
 like-for-like numbers are logged as an MLflow comparison run.
 
 When the held-out rows are collected traffic (`tierwise collect`), both are judged by inverse-propensity
-weighting of what the traffic revealed (`training.evaluation.traffic`), so the champion that served the
+weighting of what the traffic revealed (`tierwise.training.evaluation.traffic`), so the champion that served the
 traffic gains nothing from having chosen which outcomes were seen.
 """
 
@@ -18,19 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-
-from classifier.router import Router
-from classifier.tiers import TierError, TierLadder
-from training.evaluation.evaluate import evaluate_router
-from training.evaluation.report import EvalReport
-from training.evaluation.summary import flat_headline
-from training.evaluation.table import format_metric, with_interval
-from training.evaluation.traffic import TrafficEvaluation, evaluate_on_traffic, traffic_rows
-from training.logs import AttemptLog, LogError
-from training.tracking.promotion import PairedDifference, gate, gate_rule
-from training.tracking.registry import CHAMPION, ModelRef, Registry
-from training.tracking.run_logging import describe_version, log_comparison_run, log_training_run
-from training.train import TrainOptions, train_bundle
+from tierwise.classifier.router import Router
+from tierwise.classifier.tiers import TierError, TierLadder
+from tierwise.training.evaluation.evaluate import evaluate_router
+from tierwise.training.evaluation.report import EvalReport
+from tierwise.training.evaluation.summary import flat_headline
+from tierwise.training.evaluation.table import format_metric, with_interval
+from tierwise.training.evaluation.traffic import TrafficEvaluation, evaluate_on_traffic, traffic_rows
+from tierwise.training.logs import AttemptLog, LogError
+from tierwise.training.tracking.promotion import PairedDifference, gate, gate_rule
+from tierwise.training.tracking.registry import CHAMPION, ModelRef, Registry
+from tierwise.training.tracking.run_logging import describe_version, log_comparison_run, log_training_run
+from tierwise.training.train import TrainOptions, train_bundle
 
 
 @dataclass(frozen=True)

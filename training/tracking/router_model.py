@@ -1,6 +1,6 @@
 """The router as an MLflow pyfunc model. MLflow runs this file when it loads the model ("models from code").
 
-It needs only MLflow, pandas and the `classifier` package, which is stored with the model (`code/`), so the
+It needs only MLflow, pandas and the runtime package, stored with the model as `code/tierwise_classifier`, so the
 model loads wherever MLflow runs, Spark UDFs included, without tierwise installed. tierwise never imports
 this module: `pyfunc.log_router_model` logs it as a file.
 """
@@ -12,9 +12,8 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
-
-from classifier.decisions import decision_columns
-from classifier.router import Router
+from tierwise_classifier.decisions import decision_columns
+from tierwise_classifier.router import Router
 
 BUNDLE_ARTIFACT = "bundle"
 

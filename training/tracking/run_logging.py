@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-
-from training.attempts import SOURCE_FILE
-from training.logs import STREAMING
-from training.tracking.promotion import fitness_problems
-from training.tracking.pyfunc import log_router_model
-from training.tracking.registry import CHALLENGER, Registry
-from training.tracking.run_owner import owner_tags
-from training.tracking.store import DEFAULT_EXPERIMENT, activate, use_experiment
-from training.train import TrainResult
+from tierwise.training.attempts import SOURCE_FILE
+from tierwise.training.logs import STREAMING
+from tierwise.training.tracking.promotion import fitness_problems
+from tierwise.training.tracking.pyfunc import log_router_model
+from tierwise.training.tracking.registry import CHALLENGER, Registry
+from tierwise.training.tracking.run_owner import owner_tags
+from tierwise.training.tracking.store import DEFAULT_EXPERIMENT, activate, use_experiment
+from tierwise.training.train import TrainResult
 
 MODEL_NAME_IN_RUN = "router"
 REFUSED_TAG = "champion_refused"
@@ -108,8 +107,7 @@ def _log_evaluation(result: TrainResult, out: Path) -> None:
     """The evaluation JSON, the cost-quality chart and the per-tier calibration plot of the held-out rows, at the
     run's artifact root (so the UI's run comparison shows the charts of several runs side by side)."""
     import mlflow
-
-    from training.evaluation.plot import plot_calibration, plot_report
+    from tierwise.training.evaluation.plot import plot_calibration, plot_report
 
     if result.evaluation is None:
         return

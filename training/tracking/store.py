@@ -6,10 +6,10 @@ the database file (not next to wherever a command happens to run), so the two tr
 
 MLflow sets up (migrates) a SQLite file's schema on first use, and two processes doing that at once break
 the file, so every first use of a SQLite store in a process goes through `prepare_store`, which holds the
-store's lock (`training.tracking.locks`) while MLflow opens it.
+store's lock (`tierwise.training.tracking.locks`) while MLflow opens it.
 
 Only the command line turns a `--tracking-uri` into a URI (`tracking_uri`); library code receives it inside a
-`training.tracking.registry.Registry`. MLflow's process-wide URI is set only where its fluent API must
+`tierwise.training.tracking.registry.Registry`. MLflow's process-wide URI is set only where its fluent API must
 be used (logging a training run), never by reads such as a server's alias poll.
 """
 
@@ -21,7 +21,7 @@ import threading
 import warnings
 from pathlib import Path
 
-from training.tracking.locks import refused_as_existing, sqlite_lock
+from tierwise.training.tracking.locks import refused_as_existing, sqlite_lock
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "tierwise"
