@@ -10,9 +10,12 @@ requirements are what that code imports, pinned to the versions it was logged wi
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from tierwise.classifier.decisions import decision_schema
@@ -44,11 +47,23 @@ def signature(ladder: TierLadder):
     )
 
 
+@contextlib.contextmanager
+def _stored_runtime_importable(folder: str) -> Iterator[None]:
+    """MLflow runs router_model.py while logging it: let it import the runtime copy it will be stored with."""
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        sys.path.remove(folder)
+        for module in [m for m in sys.modules if m.split(".")[0] == CODE_PACKAGE]:
+            del sys.modules[module]
+
+
 def log_router_model(name: str, bundle_dir: str | Path, ladder: TierLadder):
     """Log the bundle as a pyfunc model of the active run; returns MLflow's ModelInfo."""
     import mlflow
 
-    with tempfile.TemporaryDirectory(prefix="tierwise-pyfunc-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="tierwise-pyfunc-") as scratch, _stored_runtime_importable(scratch):
         code = Path(scratch) / CODE_PACKAGE
         shutil.copytree(Path(classifier.__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__"))
         return mlflow.pyfunc.log_model(
