@@ -32,4 +32,4 @@ class Extra:
     def require(self, command: str) -> None:
         """Raise MissingExtra, naming the command and the install line, unless the extra is installed."""
         if self.missing():
-            raise MissingExtra(f"{command} needs the {self.purpose} extra: pip install 'tierwise[{self.name}]'")
+            raise MissingExtra(f"{command} needs the {self.purpose} extra: pip install '.[{self.name}]' from a clone")

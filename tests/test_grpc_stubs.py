@@ -24,4 +24,4 @@ def test_stubs_import_from_the_serving_package():
 
     assert router_pb2.DESCRIPTOR.name == "tierwise/v1/router.proto"
     assert router_pb2_grpc.RouterStub.__module__ == "tierwise.serving.tierwise.v1.router_pb2_grpc"
-    assert "from serving.tierwise.v1 import router_pb2" in Path(router_pb2_grpc.__file__).read_text()
+    assert "from tierwise.serving.tierwise.v1 import router_pb2" in Path(router_pb2_grpc.__file__).read_text()

@@ -63,6 +63,17 @@ def test_the_serving_install_has_no_training_library(serving_image_env):
 
 
 @pytest.mark.slow_install
+def test_the_wheel_installs_one_top_level_name_and_runs_from_any_directory(serving_image_env, tmp_path):
+    top_level = "import importlib.metadata as m; print(m.distribution('tierwise').read_text('top_level.txt'))"
+    done = serving_image_env.run(serving_image_env.python, "-c", top_level)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["tierwise"]
+    for cwd in (ROOT, tmp_path):  # the repository root holds folders named like the packages: they must not shadow
+        done = serving_image_env.run(serving_image_env.console_script(), "--help", cwd=cwd)
+        assert done.returncode == 0 and "Usage: tierwise" in done.stdout, done.stderr
+
+
+@pytest.mark.slow_install
 def test_the_serving_install_is_under_400_mib(serving_image_env):
     size = serving_image_env.size_mib()
     print(f"serving-only environment: {size:.0f} MiB")
@@ -105,7 +116,7 @@ def test_the_serving_install_predicts_and_promotes_in_the_registry(serving_image
 def test_a_training_command_without_the_extra_names_it_in_one_line(serving_image_env, tmp_path, args, command):
     done = serving_image_env.run(serving_image_env.console_script(), *args, cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr == f"Error: tierwise {command} needs the training extra: pip install 'tierwise[train]'\n"
+    assert done.stderr == f"Error: tierwise {command} needs the training extra: pip install '.[train]' from a clone\n"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -115,7 +126,7 @@ def test_the_proxy_without_its_extra_names_it_in_one_line(serving_image_env, tmp
     assert done.returncode == 2
     assert (
         done.stderr
-        == "Error: tierwise proxy needs the Anthropic client and proxy extra: pip install 'tierwise[anthropic]'\n"
+        == "Error: tierwise proxy needs the Anthropic client and proxy extra: pip install '.[anthropic]' from a clone\n"
     )
 
 
@@ -151,7 +162,7 @@ def test_a_missing_extra_names_the_command_and_the_install_line():
     assert extra.missing() == ["no_such_module_anywhere"]
     with pytest.raises(MissingExtra) as raised:
         extra.require("tierwise show")
-    assert str(raised.value) == "tierwise show needs the demonstration extra: pip install 'tierwise[demo]'"
+    assert str(raised.value) == "tierwise show needs the demonstration extra: pip install '.[demo]' from a clone"
     Extra("present", "present", ("json",)).require("tierwise show")
 
 

@@ -20,7 +20,7 @@ from tierwise.classifier.errors import InputError
 from tierwise.classifier.router import Router
 from tierwise.serving.sources import open_model_source
 from tierwise.training.sample_logs import write_sample_logs
-from tierwise.training.tracking.pyfunc import MODEL_CODE, RUNTIME_DISTRIBUTIONS, pip_requirements
+from tierwise.training.tracking.pyfunc import CODE_PACKAGE, MODEL_CODE, RUNTIME_DISTRIBUTIONS, pip_requirements
 from tierwise.training.tracking.registry import Registry
 from tierwise.training.tracking.store import activate, tracking_uri
 
@@ -141,7 +141,7 @@ def test_pyfunc_needs_only_its_pinned_requirements(registered, tmp_path):
     bundles = [p.parent.name for p in (model_dir / "artifacts").glob("*/manifest.json")]
     assert bundles == [registered[0]["bundle"].name]
     # Every third-party import of the model code and of the classifier package it carries is a requirement.
-    sources = [MODEL_CODE, *(model_dir / "code" / "classifier").glob("*.py")]
+    sources = [MODEL_CODE, *(model_dir / "code" / CODE_PACKAGE).glob("*.py")]
     imported = set()
     for source in sources:
         for node in ast.walk(ast.parse(source.read_text())):
@@ -149,8 +149,9 @@ def test_pyfunc_needs_only_its_pinned_requirements(registered, tmp_path):
                 imported |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 imported.add(node.module.split(".")[0])
+    assert "tierwise" not in imported, "the stored runtime must run without tierwise installed"
     owners = importlib.metadata.packages_distributions()
-    third_party = {name for name in imported if name in owners and name != "classifier"}
+    third_party = {name for name in imported if name in owners and name != CODE_PACKAGE}
     assert third_party == {"mlflow", "pandas", "numpy", "onnxruntime", "tokenizers"}
     assert all(set(owners[name]) & set(RUNTIME_DISTRIBUTIONS) for name in third_party)
     # Loaded in a fresh interpreter, it routes without pulling in the training stack (beyond what MLflow loads).
