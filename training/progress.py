@@ -10,6 +10,7 @@ import contextlib
 import io
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -46,6 +47,25 @@ def progress(total: int, desc: str, unit: str, initial: int = 0, quiet_below: in
 
 
 @contextlib.contextmanager
+def _ticking(desc: str, every_s: float = 1.0) -> Iterator[None]:
+    """On a terminal, a line that counts the seconds of a stage whose length nobody can tell in advance."""
+    done = threading.Event()
+    with tqdm(total=None, desc=desc, bar_format="{desc}: {elapsed} elapsed", leave=False) as ticker:
+
+        def tick() -> None:
+            while not done.wait(every_s):
+                ticker.refresh()
+
+        thread = threading.Thread(target=tick, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+
+@contextlib.contextmanager
 def library_stage(desc: str) -> Iterator[None]:
     """Run third-party loading or conversion quietly: no load reports; bars only on a terminal.
 
@@ -60,7 +80,8 @@ def library_stage(desc: str) -> Iterator[None]:
     started = time.perf_counter()
     try:
         if on_terminal():
-            yield
+            with _ticking(desc):
+                yield
         else:
             with contextlib.redirect_stderr(io.StringIO()):
                 yield
