@@ -154,14 +154,14 @@ def test_pyfunc_needs_only_its_pinned_requirements(registered, tmp_path):
     third_party = {name for name in imported if name in owners and name != CODE_PACKAGE}
     assert third_party == {"mlflow", "pandas", "numpy", "onnxruntime", "tokenizers"}
     assert all(set(owners[name]) & set(RUNTIME_DISTRIBUTIONS) for name in third_party)
-    # Loaded in a fresh interpreter, it routes without pulling in the training stack (beyond what MLflow loads).
+    # Loaded in a fresh interpreter, it routes without pulling in the training stack (beyond what MLflow loads), nor tierwise itself.
     script = (
         "import sys, mlflow.pyfunc, pandas as pd\n"
         "before = set(sys.modules)\n"
         f"m = mlflow.pyfunc.load_model({str(model_dir)!r})\n"
         "print(m.predict(pd.DataFrame({'prompt': ['hello']}))['tier'][0])\n"
         "print(sorted({n.split('.')[0] for n in set(sys.modules) - before} & "
-        "{'torch', 'sklearn', 'sentence_transformers', 'polars', 'training'}))\n"
+        "{'torch', 'sklearn', 'sentence_transformers', 'polars', 'tierwise'}))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
