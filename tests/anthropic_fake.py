@@ -4,7 +4,8 @@ It speaks the subset `tierwise replay`, the routed client and the proxy use, wit
 headers and status codes: create / retrieve / list / cancel batches, batch results as JSONL, synchronous
 messages (the judge, with tool use and prompt-caching usage; answers cut off at `max_tokens` with
 `stop_reason: "max_tokens"`), streamed messages (SSE, sent event by event), count_tokens, error envelopes,
-429 and 529; any other path is answered 404 and logged, so tests see which paths reached it. The real
+429 and 529; any other path is answered 404 and logged, so tests see which paths reached it (`base_path` puts
+the API below a path, as a gateway's tenant prefix). The real
 `anthropic` client is pointed at it with `base_url`. It records what it was sent, so tests can assert that
 nothing was submitted or billed twice, and it can inject faults: error statuses (for one model only, if asked),
 malformed bodies, items that error or expire, a batch held in progress, a creation that is accepted but answered
@@ -137,9 +138,11 @@ class FakeAnthropic:
         polls_to_end: int = 1,
         stream_delay_s: float = 0.0,
         port: int = 0,
+        base_path: str = "",
     ) -> None:
         self.api_key = api_key
         self.stream_delay_s = stream_delay_s
+        self.base_path = base_path  # the API is served below it (a gateway's tenant path); `url` includes it
         self.answer = answer
         self.item_outcome = item_outcome
         self.judge = judge
@@ -169,7 +172,7 @@ class FakeAnthropic:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host}:{port}{self.base_path}"
 
     def __enter__(self) -> FakeAnthropic:
         self._thread.start()
@@ -422,15 +425,17 @@ class FakeAnthropic:
                     body = json.loads(raw) if raw else None
                 except json.JSONDecodeError:
                     body = _MALFORMED
-                fault = fake._take_fault(method, url.path, body.get("model") if isinstance(body, dict) else None)
+                inside = url.path.startswith(fake.base_path + "/")
+                path = url.path[len(fake.base_path) :] if inside else f"{url.path} (outside {fake.base_path})"
+                fault = fake._take_fault(method, path, body.get("model") if isinstance(body, dict) else None)
                 if fault and not fault.after_handling:
                     return self._send_fault(fault)
                 if body is _MALFORMED:
                     return self._send(400, _error(400, "There was an issue with the body of your request."))
-                if (method, url.path) == ("POST", "/v1/messages") and not fake._held_until_released(self.connection):
+                if (method, path) == ("POST", "/v1/messages") and not fake._held_until_released(self.connection):
                     self.close_connection = True
                     return None
-                status, payload = fake._route(method, url.path, parse_qs(url.query), body)
+                status, payload = fake._route(method, path, parse_qs(url.query), body)
                 if fault:
                     return self._send_fault(fault)
                 with fake._lock:
