@@ -27,7 +27,7 @@ from tierwise.serving.calibration import ERROR, FAILURE, SUCCESS, UNGRADED, Outc
 from tierwise.serving.jsonl_log import JsonlAppender
 from tierwise.serving.recent import RecentDecisions
 from tierwise.serving.reload import ModelHolder
-from tierwise.serving.reported_attempts import ReportedAttempt, ReportedAttempts, attempt_key, merged
+from tierwise.serving.reported_attempts import ReportedAttempt, ReportedAttempts, attempt_key, merged, serialized
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 from tierwise.serving.validation import RequestError
 
@@ -128,14 +128,15 @@ class OutcomeDesk:
         key = attempt_key(outcome)
         with self._lock:
             earlier = self._attempts.get(key)
-            now = outcome if earlier is None else merged(earlier.outcome, outcome)
-            if earlier is not None and now == earlier.outcome:
+            now = outcome if earlier is None else merged(earlier.reports, outcome)
+            reports = serialized(now)
+            if earlier is not None and reports == earlier.reports:
                 self._stats.duplicate()
                 return probabilities is not None
             contribution = self._stats.record(
                 tier, outcome_result(now), predicted, None if earlier is None else earlier.contribution
             )
-            self._attempts.put(key, ReportedAttempt(now, contribution))
+            self._attempts.put(key, ReportedAttempt(reports, contribution))
             if self._log is not None:
                 self._log.add(ReceivedOutcome(outcome, probabilities is not None, time.time()))
         return probabilities is not None

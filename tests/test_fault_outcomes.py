@@ -84,7 +84,7 @@ def test_a_later_report_replaces_the_attempts_contribution_to_the_window():
 
 def test_the_memory_of_reported_attempts_is_bounded_in_entries_and_bytes():
     def attempt(request_id: str, error: str = "") -> ReportedAttempt:
-        return ReportedAttempt(pb.Outcome(request_id=request_id, model="m", error=error), None)
+        return ReportedAttempt(pb.Outcome(request_id=request_id, model="m", error=error).SerializeToString(), None)
 
     by_count = ReportedAttempts(max_entries=3, max_bytes=1 << 20)
     for number in range(5):
