@@ -24,18 +24,20 @@ class FieldError(InputError):
 
 @dataclass(frozen=True)
 class Limit:
-    """The most a field may hold, in `unit`s (characters of a string, items of a list)."""
+    """The most a field may hold, in `unit`s (characters of a string, items of a list); a limit with no unit is the
+    largest number a field may be."""
 
     name: str
     maximum: int
     unit: str
 
-    def check(self, value: Sized, field: str | None = None) -> None:
-        """Refuse `value` if it holds more than the limit; `field` names it in the error (default: the limit's)."""
-        if len(value) > self.maximum:
-            raise FieldError(
-                field or self.name, f"{len(value):,} {self.unit} is over the limit of {self.maximum:,} {self.unit}"
-            )
+    def check(self, value: Sized | int, field: str | None = None) -> None:
+        """Refuse `value` if it holds more than the limit (an int: if it is more, e.g. a size already measured);
+        `field` names it in the error (default: the limit's)."""
+        size = value if isinstance(value, int) else len(value)
+        if size > self.maximum:
+            unit = f" {self.unit}" if self.unit else ""
+            raise FieldError(field or self.name, f"{size:,}{unit} is over the limit of {self.maximum:,}{unit}")
 
 
 REQUEST_ID = Limit("request_id", 128, "characters")
@@ -46,8 +48,15 @@ IDENTIFIER = Limit("identifier", 128, "characters")  # workload, session and oth
 MESSAGES = Limit("messages", 10_000, "items")
 PROMPT = Limit("prompt", 4_000_000, "characters")  # the whole request text: about 1M tokens
 ALLOWED_TIERS = Limit("allowed_tiers", 64, "items")
+ATTEMPT = Limit("attempt", 1_000, "")  # an attempt's place in its chain (0-based); chains are far shorter
 
-LIMITS = (REQUEST_ID, MODEL, ERROR, TIER_NAME, IDENTIFIER, MESSAGES, PROMPT, ALLOWED_TIERS)
+LIMITS = (REQUEST_ID, MODEL, ERROR, TIER_NAME, IDENTIFIER, MESSAGES, PROMPT, ALLOWED_TIERS, ATTEMPT)
 
 # The memory of recent decisions (outcomes are matched to them) is bounded in bytes as well as in entries.
 RECENT_DECISIONS_BYTES = 64 * 1024 * 1024
+# The router's memory of reported attempts (each counted once, later reports merged into it), and the proxy's of
+# the requests it routed (whose caller may grade them): bounded in entries and in bytes.
+REPORTED_ATTEMPTS = 100_000
+REPORTED_ATTEMPTS_BYTES = 64 * 1024 * 1024
+REMEMBERED_REQUESTS = 100_000
+REMEMBERED_REQUESTS_BYTES = 32 * 1024 * 1024

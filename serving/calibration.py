@@ -1,5 +1,8 @@
-"""Live calibration: reported outcomes per tier, and over the last N graded ones, the share that succeeded
+"""Live calibration: reported outcomes per tier, and over the last N graded attempts, the share that succeeded
 next to the mean P(success) the router gave those same requests.
+
+Each attempt counts once in its tier's window: a later report of the same attempt (a grade) replaces what the
+attempt contributed instead of adding to it, so repeating a report cannot move the figures.
 
 A router whose predicted success drifts away from the realized one is due for a retrain; this is where
 that shows first. Kept as plain numbers under one lock (outcome reports are off the Predict hot path) and
@@ -31,26 +34,51 @@ class TierCalibration:
     predicted_success: float
 
 
+@dataclass(slots=True)
+class Contribution:
+    """What one graded attempt adds to its tier's window: whether it succeeded and the router's P(success) for it.
+    A later report of the attempt changes it in place (None: no longer graded, an error); once it has left the
+    window (`live` false) it changes nothing."""
+
+    tier: str
+    succeeded: bool | None
+    predicted: float
+    live: bool = True
+
+
 class _Window:
-    """The last `size` (succeeded, predicted P) pairs of one tier, with running sums."""
+    """The last `size` graded attempts of one tier, each counted once, with running sums over those still graded."""
 
     def __init__(self, size: int):
-        self.pairs: deque[tuple[bool, float]] = deque(maxlen=size)
+        self.entries: deque[Contribution] = deque(maxlen=size)
+        self.graded = 0
         self.successes = 0
         self.predicted = 0.0
 
-    def add(self, succeeded: bool, predicted: float) -> None:
-        if len(self.pairs) == self.pairs.maxlen:
-            old_success, old_predicted = self.pairs[0]
-            self.successes -= old_success
-            self.predicted -= old_predicted
-        self.pairs.append((succeeded, predicted))
-        self.successes += succeeded
-        self.predicted += predicted
+    def add(self, entry: Contribution) -> None:
+        if len(self.entries) == self.entries.maxlen:
+            old = self.entries[0]
+            self._count(old, -1)
+            old.live = False
+        self.entries.append(entry)
+        self._count(entry, 1)
+
+    def replace(self, entry: Contribution, succeeded: bool | None) -> None:
+        """The attempt's grade is now `succeeded`: its earlier contribution is taken out, the new one put in."""
+        if entry.live:
+            self._count(entry, -1)
+            entry.succeeded = succeeded
+            self._count(entry, 1)
+
+    def _count(self, entry: Contribution, sign: int) -> None:
+        if entry.succeeded is not None:
+            self.graded += sign
+            self.successes += sign * entry.succeeded
+            self.predicted += sign * entry.predicted
 
 
 class OutcomeStats(Collector):
-    """Counts of reported outcomes by tier and result, and each tier's rolling calibration window."""
+    """Counts of reported outcomes by tier and result, duplicates, and each tier's rolling calibration window."""
 
     def __init__(self, window: int = DEFAULT_WINDOW):
         if window < 1:
@@ -58,38 +86,60 @@ class OutcomeStats(Collector):
         self.window = window
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str], int] = {}
+        self._duplicates = 0
         self._windows: dict[str, _Window] = {}
 
-    def record(self, tier: str, result: str, predicted: float | None) -> None:
-        """Count one outcome; a graded one with the router's P(success) for it also enters the tier's window."""
-        key = (tier, result)
+    def record(
+        self, tier: str, result: str, predicted: float | None, earlier: Contribution | None = None
+    ) -> Contribution | None:
+        """Count one report that changed what is known of an attempt. With the router's P(success) for it, the
+        attempt is in the tier's window once: `earlier` (what this attempt contributed before) is replaced, not
+        added to. Returns the attempt's contribution now, for its next report."""
+        succeeded = result == SUCCESS if result in GRADED else None
         with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
-            if predicted is None or result not in GRADED:
-                return
+            self._counts[(tier, result)] = self._counts.get((tier, result), 0) + 1
+            if earlier is not None:
+                self._windows[earlier.tier].replace(earlier, succeeded)
+                return earlier
+            if predicted is None or succeeded is None:
+                return None
             window = self._windows.get(tier)
             if window is None:
                 window = self._windows[tier] = _Window(self.window)
-            window.add(result == SUCCESS, predicted)
+            entry = Contribution(tier, succeeded, predicted)
+            window.add(entry)
+            return entry
+
+    def duplicate(self) -> None:
+        """Count a report that repeated what was already known of its attempt (it changed nothing)."""
+        with self._lock:
+            self._duplicates += 1
 
     def calibration(self) -> list[TierCalibration]:
         """Every tier's rolling figures, in the order tiers first reported."""
         with self._lock:
             return [
-                TierCalibration(tier, len(w.pairs), w.successes / len(w.pairs), max(0.0, w.predicted) / len(w.pairs))
+                TierCalibration(tier, w.graded, w.successes / w.graded, max(0.0, w.predicted) / w.graded)
                 for tier, w in self._windows.items()
-                if w.pairs
+                if w.graded
             ]
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            counts = dict(self._counts)
+            counts, duplicates = dict(self._counts), self._duplicates
         outcomes = CounterMetricFamily(
-            "tierwise_outcomes", "Outcomes reported (ReportOutcome/ReportOutcomes), by tier and result.",
+            "tierwise_outcomes",
+            "Outcome reports (ReportOutcome/ReportOutcomes) that changed what is known of an attempt, by tier and "
+            "the result they gave it.",
             labels=["tier", "result"],
-        )  # fmt: skip
+        )
         for (tier, result), count in counts.items():
             outcomes.add_metric([tier, result], count)
+        repeated = CounterMetricFamily(
+            "tierwise_outcome_duplicates",
+            "Outcome reports that repeated what was already known of their attempt: acknowledged, not counted again.",
+            value=duplicates,
+        )
         realized = GaugeMetricFamily(
             "tierwise_realized_success",
             "Share of the tier's last graded outcomes (of routed requests) that succeeded.",
@@ -103,4 +153,4 @@ class OutcomeStats(Collector):
         for row in self.calibration():
             realized.add_metric([row.tier], row.realized_success)
             predicted.add_metric([row.tier], row.predicted_success)
-        yield from (outcomes, realized, predicted)
+        yield from (outcomes, repeated, realized, predicted)

@@ -281,6 +281,15 @@ ANTHROPIC = Extra("anthropic", "Anthropic client and proxy", ("anthropic", "star
     help="Seconds to wait for a routing decision; past it the router counts as down.",
 )
 @click.option(
+    "--upstream-timeout",
+    "upstream_timeout_s",
+    default=PROXY_DEFAULTS.upstream_timeout_s,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds an upstream call may take (a long answer takes minutes); past it the attempt fails with "
+    "api_timeout_error and the next tier is tried.",
+)
+@click.option(
     "--router-down",
     type=click.Choice(["fallback", "fail"]),
     default=PROXY_DEFAULTS.router_down,
@@ -290,6 +299,14 @@ ANTHROPIC = Extra("anthropic", "Anthropic client and proxy", ("anthropic", "star
 @click.option("--fallback-model", help="The model used while the router is down. Default: the top tier's.")
 @click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), help="TLS to the router, trusting this CA.")
 @click.option("--auth-token-file", type=click.Path(exists=True, dir_okay=False), help="Bearer token for the router.")
+@click.option(
+    "--feedback-token-file",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar="TIERWISE_FEEDBACK_TOKEN_FILE",
+    help="A token (the file's content) that may grade any routed request at /v1/tierwise/feedback, sent as "
+    "x-api-key or `authorization: Bearer`; without it only the API key that made a request may grade it "
+    "($TIERWISE_FEEDBACK_TOKEN_FILE if set).",
+)
 def proxy(**options: Any) -> None:
     """Serve the Anthropic Messages API, routing `"model": "tierwise"` requests through the router.
 

@@ -20,6 +20,8 @@ Accept = Callable[[Any], "bool | float"]
 TRUNCATED = "max_tokens"
 CONNECTION_ERROR = "api_connection_error"
 TIMEOUT_ERROR = "api_timeout_error"
+INVALID_RESPONSE = "invalid_response"  # a 200 whose body is not a Message: worth the next tier, like a 5xx
+MESSAGE_FIELDS = {"type", "content", "usage"}
 
 
 def elapsed_ms(started: float) -> float:
@@ -37,6 +39,16 @@ def api_error_type(status: int, body: object) -> str:
     error = body.get("error") if isinstance(body, dict) else None
     kind = error.get("type") if isinstance(error, dict) else None
     return kind if isinstance(kind, str) and kind else f"http_{status}"
+
+
+def is_message(body: object) -> bool:
+    """Whether an answer's body (as JSON, or an SDK object's `MESSAGE_FIELDS` dumped) is a Message."""
+    return (
+        isinstance(body, dict)
+        and body.get("type") == "message"
+        and isinstance(body.get("content"), list)
+        and isinstance(body.get("usage"), dict)
+    )
 
 
 class OutcomeSink(Protocol):

@@ -6,6 +6,9 @@ instead of one per attempt keeps reporting off a busy proxy's latency. A failed 
 warning when reporting starts failing, a line when it works again), never raised; an outcome that finds the
 queue full is dropped and counted the same way. At interpreter exit, outcomes still queued get up to
 `EXIT_FLUSH_S` to go out, so a script that never closes its client still reports its last calls.
+
+Outcomes go out in the order they were queued; `after_sent` lets a caller wait for those queued so far (the proxy
+sends a grade only once the attempt reports before it are sent, so the later report is the one that wins).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class OutcomeReporter:
     def __init__(self, send: Send, max_pending: int = 10_000, linger_s: float = 0.05):
         self._send = send
         self._linger_s = linger_s
-        self._queue: queue.Queue[pb.Outcome | None] = queue.Queue(max_pending)
+        self._queue: queue.Queue[pb.Outcome | Callable[[], None] | None] = queue.Queue(max_pending)
         self._lock = threading.Lock()
         self._sent = self._failed = self._dropped = 0
         self._failing = False
@@ -67,6 +70,15 @@ class OutcomeReporter:
                 first = self._dropped == 1
             if first:
                 log.warning("outcome queue full (%d pending): dropping outcomes, counted", self._queue.maxsize)
+
+    def after_sent(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the sender thread; it must not block) once every outcome queued before it has been
+        sent or has failed; at once if the queue is full."""
+        self._start()
+        try:
+            self._queue.put_nowait(callback)
+        except queue.Full:
+            callback()
 
     @property
     def counts(self) -> ReportCounts:
@@ -105,17 +117,19 @@ class OutcomeReporter:
         while True:
             batch = [self._queue.get()]
             deadline = time.monotonic() + self._linger_s
-            while len(batch) < MAX_BATCH and batch[-1] is not None:
+            while len(batch) < MAX_BATCH and isinstance(batch[-1], pb.Outcome):  # a waiter or the end sends at once
                 try:
                     batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
-            outcomes = [outcome for outcome in batch if outcome is not None]
+            outcomes = [item for item in batch if isinstance(item, pb.Outcome)]
             try:
                 if outcomes:
                     self._deliver(outcomes)
             finally:
-                for _ in batch:
+                for item in batch:
+                    if callable(item):
+                        self._call(item)
                     self._queue.task_done()
             if batch[-1] is None:
                 return
@@ -134,6 +148,12 @@ class OutcomeReporter:
                 recovered, self._failing = self._failing, False
             if recovered:
                 log.warning("outcome reporting works again (%d failed so far)", self.counts.failed)
+
+    def _call(self, callback: Callable[[], None]) -> None:
+        try:
+            callback()
+        except Exception:  # the sender thread must outlive a waiter that is gone
+            log.exception("an after_sent callback failed")
 
     def _count_failure(self, count: int, reason: str) -> None:
         with self._lock:

@@ -6,11 +6,17 @@ error). One for a request_id this server never routed (another server, a restart
 kept and flagged `known_request: false`, never dropped: `tierwise collect` joins outcomes to decisions by
 request_id over the logs, not over this server's memory. `--outcome-log` appends each one as a JSON line
 off the request path (reopened on SIGHUP, like the decision log).
+
+Outcomes are idempotent per (request_id, model, attempt) (`reported_attempts.py`): a later report of the same
+attempt wins field by field; live calibration replaces that attempt's earlier contribution instead of adding; a
+report that changes nothing is acknowledged, counted as a duplicate (`tierwise_outcome_duplicates_total`) and
+not logged again.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +27,7 @@ from tierwise.serving.calibration import ERROR, FAILURE, SUCCESS, UNGRADED, Outc
 from tierwise.serving.jsonl_log import JsonlAppender
 from tierwise.serving.recent import RecentDecisions
 from tierwise.serving.reload import ModelHolder
+from tierwise.serving.reported_attempts import ReportedAttempt, ReportedAttempts, attempt_key, merged, serialized
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 from tierwise.serving.validation import RequestError
 
@@ -94,7 +101,8 @@ class OutcomeLog(JsonlAppender[ReceivedOutcome]):
 
 
 class OutcomeDesk:
-    """Takes outcome reports: checks each, flags unknown request_ids, counts it, feeds calibration, logs it."""
+    """Takes outcome reports: checks each, flags unknown request_ids, merges it into its attempt, counts it, feeds
+    calibration and logs it, unless it repeats what was already known of the attempt."""
 
     def __init__(
         self,
@@ -108,6 +116,8 @@ class OutcomeDesk:
         self._stats = stats
         self._log = log
         self._tiers: tuple[object, dict[str, str]] = (None, {})
+        self._attempts = ReportedAttempts()
+        self._lock = threading.Lock()  # one report of an attempt at a time: merged, counted and logged in order
 
     def receive(self, outcome: pb.Outcome, prefix: str = "") -> bool:
         """Accept one outcome (RequestError if it is malformed) and say whether this server routed its request."""
@@ -115,9 +125,20 @@ class OutcomeDesk:
         probabilities = self._recent.get(outcome.request_id)
         tier = self._model_tiers().get(outcome.model, UNKNOWN_TIER)
         predicted = None if probabilities is None else probabilities.get(tier)
-        self._stats.record(tier, outcome_result(outcome), predicted)
-        if self._log is not None:
-            self._log.add(ReceivedOutcome(outcome, probabilities is not None, time.time()))
+        key = attempt_key(outcome)
+        with self._lock:
+            earlier = self._attempts.get(key)
+            now = outcome if earlier is None else merged(earlier.reports, outcome)
+            reports = serialized(now)
+            if earlier is not None and reports == earlier.reports:
+                self._stats.duplicate()
+                return probabilities is not None
+            contribution = self._stats.record(
+                tier, outcome_result(now), predicted, None if earlier is None else earlier.contribution
+            )
+            self._attempts.put(key, ReportedAttempt(reports, contribution))
+            if self._log is not None:
+                self._log.add(ReceivedOutcome(outcome, probabilities is not None, time.time()))
         return probabilities is not None
 
     def _model_tiers(self) -> dict[str, str]:

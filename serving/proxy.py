@@ -1,32 +1,37 @@
 """`tierwise proxy`: the Anthropic Messages API, routed by tierwise; point any Anthropic client's `base_url` here.
 
 - `POST /v1/messages` with `"model": "tierwise"` is routed: the router picks the tier, the proxy calls its model
-  upstream, escalates along the fallback chain on an upstream error worth retrying or an answer cut off at
-  `max_tokens`, reports every attempt to the router, and answers with the final upstream answer plus
-  `x-tierwise-request-id`, `-tier`, `-model`, `-attempts` (and `-cost-usd`, `-accepted`, `-router-error`) headers.
-  Options travel in `x-tierwise-quality-target`, `x-tierwise-latency-band` and `x-tierwise-allowed-tiers`.
-  A streamed request (SSE) is escalated only before its stream starts.
-- Any other model, `POST /v1/messages/count_tokens` and every other `/v1/...` path pass through untouched.
-- `POST /v1/tierwise/feedback {request_id, success | score}` attaches a later grade to a routed answer.
+  upstream, escalates along the fallback chain on an upstream error worth retrying (a 200 that is not a Message
+  included) or an answer cut off at `max_tokens`, reports every attempt to the router, and answers with the final
+  upstream answer plus `x-tierwise-request-id`, `-tier`, `-model`, `-attempts` (and `-cost-usd`, `-accepted`,
+  `-router-error`) headers. Options travel in `x-tierwise-quality-target`, `x-tierwise-latency-band` and
+  `x-tierwise-allowed-tiers`. A streamed request (SSE) is escalated only before its stream starts; a stream cut
+  short upstream ends with an `error` event.
+- Any other model, `POST /v1/messages/count_tokens` and every other normalised `/v1/...` path pass through
+  untouched, below `--upstream`'s base path (`proxy_gate.py`).
+- `POST /v1/tierwise/feedback {request_id, success | score}` attaches a later grade to a routed answer, from the
+  caller that made the request or a holder of the feedback token (`proxy_feedback.py`); it reaches the router
+  after the attempt reports the proxy queued before it.
 - `GET /health` answers while the proxy runs, with what it last saw of the router.
 
 The caller's API key (`x-api-key` or `authorization`) is forwarded upstream and never logged. At most
 `--max-concurrency` requests are in flight; one more is answered 529 `overloaded_error`, which the Anthropic
-SDKs retry. Bad bodies get a 4xx in the API's own error format, naming the field.
+SDKs retry; a client that disconnects frees its slot at once. Bad bodies get a 4xx in the API's own error
+format, naming the field and the limit (`proxy_input.py`).
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import math
 import socket
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import grpc
 import httpx
 import uvicorn
@@ -35,15 +40,28 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
+from tierwise.classifier.limits import ALLOWED_TIERS, IDENTIFIER, TIER_NAME, FieldError
 from tierwise.serving.auth import read_token
-from tierwise.serving.escalation import CONNECTION_ERROR, Escalation, Judge, Routing, StreamWatch, grade_outcome
+from tierwise.serving.escalation import INVALID_RESPONSE, Escalation, Judge, Routing, StreamWatch, grade_outcome
 from tierwise.serving.outcome_reporter import OutcomeReporter
 from tierwise.serving.proxy_config import ProxyConfig, ProxyError
+from tierwise.serving.proxy_feedback import FeedbackAuth, Served, ServedRequests, credential
+from tierwise.serving.proxy_gate import HEALTH_PATH, Gate
+from tierwise.serving.proxy_input import (
+    ApiError,
+    check_routable,
+    encoded,
+    invalid,
+    message_params,
+    read_body,
+    read_grade,
+)
 from tierwise.serving.proxy_upstream import (
     SseScanner,
     Upstream,
     answer_call,
+    is_event_stream,
     parse_json,
     reply_headers,
     request_headers,
@@ -62,8 +80,8 @@ from tierwise.serving.router_link import (
 log = logging.getLogger("tierwise.proxy")
 
 ROUTED_MODEL = "tierwise"
-HEALTH_PATH = "/health"
-REMEMBERED_REQUESTS = 100_000  # routed requests whose answering attempt feedback can find without being told
+# A grade waits at most this long for the attempt reports queued before it to reach the router.
+REPORTS_FIRST_S = 5.0
 _OPTION_HEADERS = {
     "quality_target": "x-tierwise-quality-target",
     "latency_band": "x-tierwise-latency-band",
@@ -71,40 +89,35 @@ _OPTION_HEADERS = {
 }
 
 
-class ApiError(Exception):
-    """An answer in the Anthropic error format: `{"type": "error", "error": {"type": kind, "message": ...}}`."""
-
-    def __init__(self, status: int, kind: str, message: str, headers: Mapping[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.kind = kind
-        self.headers = dict(headers or {})
-
-    def response(self) -> JSONResponse:
-        body = {"type": "error", "error": {"type": self.kind, "message": str(self)}}
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
-
-
-def invalid(message: str) -> ApiError:
-    return ApiError(400, "invalid_request_error", message)
-
-
 def route_options(headers: Mapping[str, str]) -> RouteOptions:
     """The routing options a request carries in its `x-tierwise-*` headers; a bad one is named in the error."""
     try:
         target = headers.get(_OPTION_HEADERS["quality_target"])
-        tiers = headers.get(_OPTION_HEADERS["allowed_tiers"], "")
+        band = headers.get(_OPTION_HEADERS["latency_band"], "INTERACTIVE")
+        tiers = _tier_names(headers.get(_OPTION_HEADERS["allowed_tiers"], ""))
+        IDENTIFIER.check(band, _OPTION_HEADERS["latency_band"])
         return RouteOptions(
             quality_target=None if target is None else _number(target, _OPTION_HEADERS["quality_target"]),
-            latency_band=headers.get(_OPTION_HEADERS["latency_band"], "INTERACTIVE"),
-            allowed_tiers=tuple(name.strip() for name in tiers.split(",") if name.strip()),
+            latency_band=band,
+            allowed_tiers=tiers,
         )
+    except FieldError as exc:
+        raise invalid(str(exc)) from exc
     except RouteOptionError as exc:
         header = _OPTION_HEADERS.get(exc.field, exc.field)
         raise invalid(f"{header}: {str(exc).removeprefix(exc.field + ': ')}") from exc
 
 
+def _tier_names(header: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in header.split(",") if name.strip())
+    ALLOWED_TIERS.check(names, _OPTION_HEADERS["allowed_tiers"])
+    for name in names:
+        TIER_NAME.check(name, _OPTION_HEADERS["allowed_tiers"])
+    return names
+
+
 def _number(text: str, header: str) -> float:
+    IDENTIFIER.check(text, header)
     try:
         value = float(text)
     except ValueError:
@@ -112,25 +125,6 @@ def _number(text: str, header: str) -> float:
     if not math.isfinite(value):
         raise invalid(f"{header}: {text!r} is not a finite number")
     return value
-
-
-def message_params(body: bytes) -> dict[str, Any]:
-    """A Messages request body as params, or a 400 naming what is wrong with it."""
-    params = parse_json(body)
-    if not isinstance(params, dict):
-        raise invalid("body: must be a JSON object (the Messages API's request)")
-    if not isinstance(params.get("model"), str) or not params["model"]:
-        raise invalid("model: field required (a model name, or 'tierwise' to route)")
-    return params
-
-
-def _check_routable(params: Mapping[str, Any]) -> None:
-    messages = params.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise invalid("messages: field required (a non-empty list)")
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or "content" not in message:
-            raise invalid(f"messages.{index}: must be an object with role and content")
 
 
 def tierwise_headers(request_id: str, tier: str, model: str, attempts: int, router_error: str | None) -> dict[str, str]:
@@ -156,31 +150,16 @@ def routing_headers(routing: Routing) -> dict[str, str]:
     return headers
 
 
-class ConcurrencyLimit:
-    """At most `limit` requests in flight (a streamed one counts until its stream ends); health is always answered."""
-
-    def __init__(self, app: ASGIApp, limit: int):
-        self.app = app
-        self.limit = limit
-        self.in_flight = 0
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == HEALTH_PATH:
-            return await self.app(scope, receive, send)
-        if self.in_flight >= self.limit:
-            busy = f"tierwise proxy: {self.limit} requests in flight (--max-concurrency)"
-            return await ApiError(529, "overloaded_error", busy).response()(scope, receive, send)
-        self.in_flight += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.in_flight -= 1
+def _no_answer(routing: Routing) -> ApiError:
+    last = routing.attempts[-1].error if routing.attempts else "none"
+    message = f"no usable upstream answer on any tier tried (last error: {last})"
+    return ApiError(502, "api_error", message, routing_headers(routing))
 
 
 class Proxy:
-    """The proxy's state (upstream client, router link, outcome reporter) and its endpoints."""
+    """The proxy's state (upstream client, router link, outcome reporter, what it routed) and its endpoints."""
 
-    def __init__(self, config: ProxyConfig, token: str | None):
+    def __init__(self, config: ProxyConfig, token: str | None, feedback_token: str | None = None):
         self.config = config
         down = RouterDown(config.router_down, config.fallback_model)
         link = {"timeout_s": config.router_timeout_s, "ca_cert": config.ca_cert, "token": token}
@@ -189,7 +168,8 @@ class Proxy:
         self._report_link = RouterLink(config.router, down, **link)
         self.reporter = OutcomeReporter(self._report_link.report_all)
         self.judge = Judge()
-        self.served: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        self.served = ServedRequests()
+        self.feedback_auth = FeedbackAuth(feedback_token)
         self.upstream = Upstream(config.upstream, config.upstream_timeout_s, config.max_concurrency)
 
     async def start(self) -> None:
@@ -208,42 +188,37 @@ class Proxy:
         params = message_params(body)
         if params["model"] != ROUTED_MODEL:
             return await self._pass_through(request, body, stream=bool(params.get("stream")))
-        _check_routable(params)
+        check_routable(params)
         escalation = Escalation(await self._decide(params, route_options(request.headers)), self.judge, self.reporter)
         headers = request_headers(_header_pairs(request), decode=True)
+        caller = self.feedback_auth.fingerprint(credential(request.headers))
         if params.get("stream"):
-            return await self._routed_stream(params, headers, escalation)
-        return await self._routed_message(params, headers, escalation)
+            return await self._routed_stream(params, headers, escalation, caller)
+        return await self._routed_message(params, headers, escalation, caller)
 
     async def count_tokens(self, request: Request) -> Response:
         body = await self._body(request)
         params = message_params(body)
         if params["model"] == ROUTED_MODEL:
             top = (await self.router.prices()).ladder.top.model
-            body = json.dumps({**params, "model": top}).encode()
+            body = encoded({**params, "model": top})
         return await self._pass_through(request, body, stream=False)
 
     async def other(self, request: Request) -> Response:
         return await self._pass_through(request, await self._body(request), stream=True)
 
     async def feedback(self, request: Request) -> Response:
-        grade = parse_json(await self._body(request))
-        if not isinstance(grade, dict):
-            raise invalid("body: must be a JSON object {request_id, success | score}")
-        request_id, model, attempt = self._graded_attempt(grade)
-        success, score = grade.get("success"), grade.get("score")
-        if success is not None and not isinstance(success, bool):
-            raise invalid("success: must be true or false")
-        if score is not None and (not _is_number(score) or not math.isfinite(score)):
-            raise invalid("score: must be a finite number")
-        if success is None and score is None:
-            raise invalid("success or score: give at least one")
+        sent = credential(request.headers)
+        grade = read_grade(await self._body(request))
+        model, attempt = self.feedback_auth.graded_attempt(sent, grade, self.served.get(grade.request_id))
+        await self._reports_sent()
+        outcome = grade_outcome(grade.request_id, model, attempt, grade.success, grade.score)
         try:
-            ack = await self.router.report(grade_outcome(request_id, model, attempt, success, score))
+            ack = await self.router.report(outcome)
         except grpc.RpcError as exc:
             raise ApiError(502, "api_error", f"tierwise router did not take the grade: {exc.code().name}") from exc
         return JSONResponse(
-            {"request_id": request_id, "model": model, "attempt": attempt, "known_request": ack.known_request}
+            {"request_id": grade.request_id, "model": model, "attempt": attempt, "known_request": ack.known_request}
         )
 
     async def health(self, request: Request) -> Response:
@@ -263,12 +238,12 @@ class Proxy:
             raise ApiError(503, "api_error", str(exc)) from exc
 
     async def _routed_message(
-        self, params: dict[str, Any], headers: list[tuple[str, str]], escalation: Escalation
+        self, params: dict[str, Any], headers: list[tuple[str, str]], escalation: Escalation, caller: bytes
     ) -> Response:
         answer: httpx.Response | None = None
-        last: httpx.Response | None = None
+        last: httpx.Response | None = None  # the last API error, passed back when no tier answered
         while (step := escalation.next_step()) is not None:
-            content = json.dumps({**params, "model": step.model}).encode()
+            content = encoded({**params, "model": step.model})
             started = time.perf_counter()
             try:
                 response = await self.upstream.call("POST", "/v1/messages", content, headers)
@@ -278,34 +253,42 @@ class Proxy:
             payload = parse_json(response.content)
             call = answer_call(response.status_code, payload, started)
             escalation.settle(call, None if call.error else payload)
-            last = response
             if not call.error:
                 answer = response
+            elif call.error != INVALID_RESPONSE:
+                last = response
         routing = escalation.routing()
-        self._remember(routing)
+        self._remember(routing, caller)
         final = answer or last
         if final is None:
-            raise ApiError(502, "api_error", "upstream unreachable on every tier tried", routing_headers(routing))
+            raise _no_answer(routing)
         headers_out = reply_headers(final.headers, decoded=True) | routing_headers(routing)
         return Response(final.content, status_code=final.status_code, headers=headers_out)
 
     async def _routed_stream(
-        self, params: dict[str, Any], headers: list[tuple[str, str]], escalation: Escalation
+        self, params: dict[str, Any], headers: list[tuple[str, str]], escalation: Escalation, caller: bytes
     ) -> Response:
         last: httpx.Response | None = None
         while (step := escalation.next_step()) is not None:
-            content = json.dumps({**params, "model": step.model}).encode()
+            content = encoded({**params, "model": step.model})
             started = time.perf_counter()
             try:
                 response = await self.upstream.open("POST", "/v1/messages", content, headers)
             except httpx.TransportError as exc:
                 escalation.settle(transport_failure(exc, started))
                 continue
-            if response.status_code != 200:
-                await response.aread()
-                await response.aclose()
-                escalation.settle(answer_call(response.status_code, parse_json(response.content), started))
-                last = response
+            if response.status_code != 200 or not is_event_stream(response.headers):
+                try:
+                    await response.aread()
+                except httpx.TransportError as exc:
+                    escalation.settle(transport_failure(exc, started))
+                    continue
+                finally:
+                    await response.aclose()
+                payload = None if response.status_code == 200 else parse_json(response.content)
+                call = answer_call(response.status_code, payload, started)
+                escalation.settle(call)
+                last = last if call.error == INVALID_RESPONSE else response
                 continue
             watch = StreamWatch(escalation, started)
             decision = escalation.decision
@@ -313,33 +296,42 @@ class Proxy:
                 decision.request_id, step.tier, step.model, len(escalation.attempts) + 1, decision.router_error
             )
             return StreamingResponse(
-                self._relay(response, watch),
+                self._relay(response, watch, caller),
                 status_code=200,
                 headers=reply_headers(response.headers, decoded=True) | routed,
             )
         routing = escalation.routing()
+        self._remember(routing, caller)
         if last is None:
-            raise ApiError(502, "api_error", "upstream unreachable on every tier tried", routing_headers(routing))
+            raise _no_answer(routing)
         headers_out = reply_headers(last.headers, decoded=True) | routing_headers(routing)
         return Response(last.content, status_code=last.status_code, headers=headers_out)
 
-    async def _relay(self, response: httpx.Response, watch: StreamWatch) -> AsyncIterator[bytes]:
+    async def _relay(self, response: httpx.Response, watch: StreamWatch, caller: bytes) -> AsyncIterator[bytes]:
+        """The upstream stream, whole events at a time; cut short upstream, it ends with an `error` event."""
         scanner = SseScanner(watch)
         try:
-            async for chunk in response.aiter_bytes():
-                scanner.feed(chunk)
-                yield chunk
-        except httpx.TransportError:
-            scanner.error = scanner.error or CONNECTION_ERROR
+            try:
+                async for chunk in response.aiter_bytes():
+                    if events := scanner.feed(chunk):
+                        yield events
+            except httpx.TransportError:
+                pass  # the stream was cut short: `ending` says so
+            if ending := scanner.ending():
+                yield ending
         finally:
             watch.finish(error=scanner.error)
-            self._remember(watch.escalation.routing())
-            await response.aclose()
+            self._remember(watch.escalation.routing(), caller)
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
 
     # --- plumbing ----------------------------------------------------------------------------------------
 
     async def _pass_through(self, request: Request, body: bytes, stream: bool) -> Response:
-        """The request as it came, to the same path upstream; the answer as it came, read whole unless `stream`."""
+        """The request as it came, to the same path upstream; the answer as it came, read whole unless `stream`.
+
+        The path is the one the gate checked (normalised, nothing encoded), so it stays below the upstream's base.
+        """
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         headers = request_headers(_header_pairs(request), decode=False)
         try:
@@ -357,54 +349,42 @@ class Proxy:
         )
 
     async def _body(self, request: Request) -> bytes:
-        limit = self.config.max_body_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise ApiError(413, "request_too_large", f"body: over {limit} bytes")
-        body = await request.body()
-        if len(body) > limit:
-            raise ApiError(413, "request_too_large", f"body: over {limit} bytes")
-        return body
+        return await read_body(request, self.config.max_body_bytes)
 
-    def _remember(self, routing: Routing) -> None:
-        self.served[routing.request_id] = (routing.model, routing.attempt)
-        if len(self.served) > REMEMBERED_REQUESTS:
-            self.served.popitem(last=False)
+    async def _reports_sent(self) -> None:
+        """Wait (up to REPORTS_FIRST_S) until the attempt reports queued so far have gone to the router, so a grade
+        never reaches it before the attempt it grades: the later report of an attempt is the one that wins."""
+        loop = asyncio.get_running_loop()
+        sent = loop.create_future()
 
-    def _graded_attempt(self, grade: Mapping[str, Any]) -> tuple[str, str, int]:
-        """The (request_id, model, attempt) a grade is for: as given, else the attempt that answered."""
-        request_id = grade.get("request_id")
-        if not isinstance(request_id, str) or not request_id:
-            raise invalid("request_id: field required (the x-tierwise-request-id of the answer)")
-        model, attempt = grade.get("model"), grade.get("attempt")
-        if model is None or attempt is None:
-            remembered = self.served.get(request_id)
-            if remembered is None:
-                raise ApiError(
-                    404,
-                    "not_found_error",
-                    f"request_id {request_id!r}: not a request this proxy remembers; give model and attempt",
-                )
-            model = remembered[0] if model is None else model
-            attempt = remembered[1] if attempt is None else attempt
-        if not isinstance(model, str) or not model:
-            raise invalid("model: must be a model name")
-        if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
-            raise invalid("attempt: must be a non-negative integer")
-        return request_id, model, attempt
+        def done() -> None:
+            if not sent.done():
+                sent.set_result(None)
+
+        self.reporter.after_sent(lambda: loop.call_soon_threadsafe(done))
+        try:
+            await asyncio.wait_for(sent, REPORTS_FIRST_S)
+        except TimeoutError:
+            log.warning("attempt reports still queued after %.0f s; sending a grade anyway", REPORTS_FIRST_S)
+
+    def _remember(self, routing: Routing, caller: bytes) -> None:
+        models = tuple(attempt.model for attempt in routing.attempts)
+        self.served.remember(routing.request_id, Served(models, routing.attempt, caller))
 
 
 def _header_pairs(request: Request) -> list[tuple[str, str]]:
     return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw]
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def create_app(config: ProxyConfig, token: str | None = None, on_ready: Callable[[], None] | None = None) -> ASGIApp:
-    """The proxy as an ASGI app (what `tierwise proxy` serves with uvicorn)."""
-    proxy = Proxy(config, token)
+def create_app(
+    config: ProxyConfig,
+    token: str | None = None,
+    on_ready: Callable[[], None] | None = None,
+    feedback_token: str | None = None,
+) -> ASGIApp:
+    """The proxy as an ASGI app (what `tierwise proxy` serves with uvicorn); `token` is the router's bearer token,
+    `feedback_token` the one that may grade any routed request."""
+    proxy = Proxy(config, token, feedback_token)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -429,7 +409,7 @@ def create_app(config: ProxyConfig, token: str | None = None, on_ready: Callable
         exception_handlers={ApiError: api_error},
         lifespan=lifespan,
     )
-    return ConcurrencyLimit(app, config.max_concurrency)
+    return Gate(app, config.max_concurrency)
 
 
 def serve_proxy(config: ProxyConfig) -> None:
@@ -437,6 +417,7 @@ def serve_proxy(config: ProxyConfig) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     token = read_token(config.auth_token_file) if config.auth_token_file else None
+    feedback_token = read_token(config.feedback_token_file) if config.feedback_token_file else None
     host, port = config.listen_address()
     # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY on accepted connections only for sockets that say so,
     # and without it every answer waits out a 40 ms delayed ACK.
@@ -456,7 +437,7 @@ def serve_proxy(config: ProxyConfig) -> None:
             flush=True,
         )
 
-    app = create_app(config, token, on_ready=ready)
+    app = create_app(config, token, on_ready=ready, feedback_token=feedback_token)
     # uvloop and httptools when installed (the anthropic extra brings them): 0.2-0.4 ms less per routed request.
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
     server.run(sockets=[sock])

@@ -34,12 +34,15 @@ class ProxyConfig:
     fallback_model: str | None = None  # None: the top tier's model
     ca_cert: str | Path | None = None  # TLS to the router, trusting this CA
     auth_token_file: str | Path | None = None  # bearer token for the router
+    feedback_token_file: str | Path | None = None  # a token that may grade any routed request (feedback)
 
     def __post_init__(self) -> None:
         self.listen_address()
         url = urlsplit(self.upstream)
         if url.scheme not in ("http", "https") or not url.netloc:
             raise ProxyError(f"--upstream: {self.upstream!r} is not an http(s) URL")
+        if not self.upstream_timeout_s > 0:
+            raise ProxyError(f"--upstream-timeout: {self.upstream_timeout_s} is not a positive number of seconds")
 
     def listen_address(self) -> tuple[str, int]:
         """`--listen` as (host, port); a bracketed IPv6 host loses its brackets."""

@@ -1,24 +1,31 @@
 """The proxy's side of the upstream Messages API: which headers cross, and what an answer says about the attempt.
 
 The caller's headers (its API key among them) are forwarded as they came, less hop-by-hop headers and the
-proxy's own `x-tierwise-*` options; they are never logged. A streamed answer is read as it passes, event by event,
-for its usage, stop reason and time to first token, without holding it back.
+proxy's own `x-tierwise-*` options; they are never logged. The answer's headers come back less hop-by-hop ones and
+`date` and `server`, which the proxy's own server sends. A 200 whose body is not a Message (an HTML error page,
+say) is a failed attempt, `invalid_response`, worth the next tier. A streamed answer is passed on whole event by
+whole event as it arrives, and read on the way for its usage, stop reason and time to first token; a stream that
+ends without the API's end (`message_stop`, or an `error` event) ends for the client with an `error` event, as
+the API sends one, never as a clean end.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
 from tierwise.serving.escalation import (
     CONNECTION_ERROR,
+    INVALID_RESPONSE,
     TIMEOUT_ERROR,
     CallResult,
     StreamWatch,
     api_error_type,
     elapsed_ms,
+    is_message,
     retryable_status,
 )
 from tierwise.serving.price_book import Usage
@@ -40,6 +47,12 @@ _HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
+_SERVERS_OWN = frozenset({"date", "server"})  # uvicorn sends its own: forwarded too, the caller would get two
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+CUT_SHORT = (
+    b'event: error\ndata: {"type": "error", "error": {"type": "api_error", "message": '
+    b'"tierwise proxy: the upstream stream ended before its end (message_stop)"}}\n\n'
+)
 
 
 def request_headers(headers: Iterable[tuple[str, str]], decode: bool) -> list[tuple[str, str]]:
@@ -56,7 +69,7 @@ def reply_headers(headers: httpx.Headers, decoded: bool) -> dict[str, str]:
     return {
         name: value
         for name, value in headers.items()
-        if name not in _HOP_BY_HOP and not (decoded and name == "content-encoding")
+        if name not in _HOP_BY_HOP and name not in _SERVERS_OWN and not (decoded and name == "content-encoding")
     }
 
 
@@ -100,10 +113,12 @@ def transport_failure(exc: httpx.TransportError, started: float) -> CallResult:
 
 def answer_call(status: int, payload: Any, started: float) -> CallResult:
     """A complete upstream answer (status and parsed JSON body) as a call result."""
-    if status != 200 or not isinstance(payload, dict):
+    if status != 200:
         return CallResult(
             latency_ms=elapsed_ms(started), error=api_error_type(status, payload), retryable=retryable_status(status)
         )
+    if not is_message(payload):
+        return CallResult(latency_ms=elapsed_ms(started), error=INVALID_RESPONSE, retryable=True)
     return CallResult(
         latency_ms=elapsed_ms(started),
         usage=Usage.from_mapping(payload.get("usage")),
@@ -111,30 +126,46 @@ def answer_call(status: int, payload: Any, started: float) -> CallResult:
     )
 
 
+def is_event_stream(headers: httpx.Headers) -> bool:
+    """Whether an answer is a stream of server-sent events."""
+    return headers.get("content-type", "").startswith("text/event-stream")
+
+
 def parse_json(body: bytes) -> Any:
-    """A JSON body, or None when it is not JSON."""
+    """A JSON body, or None when it is not JSON (or nests too deep to read)."""
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
 class SseScanner:
-    """Reads a Messages SSE stream as it passes and tells a `StreamWatch` what each event carries."""
+    """Reads a Messages SSE stream as it passes, whole events at a time, and tells a `StreamWatch` what each
+    carries."""
 
     def __init__(self, watch: StreamWatch):
         self.watch = watch
         self.error = ""  # the type of an `error` event, if the stream sent one
+        self.stopped = False  # whether the stream sent message_stop
         self._pending = b""
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes) -> bytes:
+        """The events `chunk` completes, to pass on now; an event still incomplete waits for the rest of it."""
         self._pending += chunk
-        while True:
-            end = self._pending.find(b"\n\n")
-            if end < 0:
-                return
-            event, self._pending = self._pending[:end], self._pending[end + 2 :]
-            self._event(event)
+        done = 0
+        while (end := _EVENT_END.search(self._pending, done)) is not None:
+            self._event(self._pending[done : end.start()])
+            done = end.end()
+        events, self._pending = self._pending[:done], self._pending[done:]
+        return events
+
+    def ending(self) -> bytes:
+        """At the end of the upstream stream: nothing if it ended as the API ends one (message_stop, or an error
+        event); else it was cut short: the attempt failed (a connection error) and the client gets an error event."""
+        if self.stopped or self.error:
+            return b""
+        self.error = CONNECTION_ERROR
+        return CUT_SHORT
 
     def _event(self, raw: bytes) -> None:
         kind, data = "", b""
@@ -144,6 +175,7 @@ class SseScanner:
             elif line.startswith(b"data:"):
                 data = line[5:].strip()
         if kind not in ("message_start", "message_delta", "error"):
+            self.stopped = self.stopped or kind == "message_stop"
             self.watch.seen(kind)
             return
         payload = parse_json(data)

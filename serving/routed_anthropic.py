@@ -3,7 +3,8 @@
 `RoutedAnthropic(...).messages.create(...)` takes the SDK's own arguments with `model` left out (or set to
 `"tierwise"`): it asks the router for a tier and fallback chain, calls the tier's model, judges the answer,
 escalates along the chain on a rejected answer or a retryable API error, and reports every attempt to the
-router (`ReportOutcome`, off the call path). It returns the final `Message`, with the routing details as
+router (`ReportOutcome`, off the call path); a 200 that is not a Message is a failed attempt
+(`invalid_response`), escalated like a 5xx. It returns the final `Message`, with the routing details as
 `message.tierwise` (a `tierwise.serving.escalation.Routing`). A request naming any other model goes to the SDK
 untouched.
 
@@ -25,7 +26,7 @@ from tierwise.serving.outcome_reporter import OutcomeReporter
 from tierwise.serving.routed_batches import RoutedBatches
 from tierwise.serving.routed_streams import AsyncRoutedStream, RoutedStream
 from tierwise.serving.router_link import AsyncRouterLink, RouteOptions, RouterDown, RouterLink
-from tierwise.serving.sdk_calls import answered, failure, with_routing
+from tierwise.serving.sdk_calls import answered, checked_answer, failure, with_routing
 
 ROUTED_MODEL = "tierwise"
 
@@ -127,7 +128,8 @@ class RoutedMessages:
         while (step := escalation.next_step()) is not None:
             started = time.perf_counter()
             try:
-                result = self._client.messages.create(model=step.model, **params)
+                raw = self._client.messages.with_raw_response.create(model=step.model, **params)
+                result = checked_answer(raw, raw.parse(), bool(params.get("stream")))
             except anthropic.APIError as exc:
                 escalation.settle(failure(exc, started))
                 if answer is None and escalation.next_step() is None:
@@ -260,7 +262,8 @@ class AsyncRoutedMessages:
         while (step := escalation.next_step()) is not None:
             started = time.perf_counter()
             try:
-                result = await self._client.messages.create(model=step.model, **params)
+                raw = await self._client.messages.with_raw_response.create(model=step.model, **params)
+                result = checked_answer(raw, await raw.parse(), bool(params.get("stream")))
             except anthropic.APIError as exc:
                 escalation.settle(failure(exc, started))
                 if answer is None and escalation.next_step() is None:

@@ -2,6 +2,8 @@
 
 Errors are named as the API names them (`overloaded_error`, `rate_limit_error`), so the client's reports and the
 proxy's read the same; connection failures and timeouts are worth trying on the next tier, as the SDK would retry.
+A 200 whose body is not a Message (an HTML page from a gateway, say) is `invalid_response`, worth the next tier
+too, like a 5xx.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from typing import Any
 import anthropic
 from tierwise.serving.escalation import (
     CONNECTION_ERROR,
+    INVALID_RESPONSE,
+    MESSAGE_FIELDS,
     TIMEOUT_ERROR,
     CallResult,
     api_error_type,
     elapsed_ms,
+    is_message,
     retryable_status,
 )
 from tierwise.serving.price_book import Usage
@@ -24,6 +29,8 @@ def failure(exc: anthropic.APIError, started: float) -> CallResult:
     """A failed call: the API's error type, and whether another tier is worth trying."""
     if isinstance(exc, anthropic.APIStatusError):
         error, retryable = api_error_type(exc.status_code, exc.body), retryable_status(exc.status_code)
+    elif isinstance(exc, anthropic.APIResponseValidationError):
+        error, retryable = INVALID_RESPONSE, True
     elif isinstance(exc, anthropic.APITimeoutError):
         error, retryable = TIMEOUT_ERROR, True
     elif isinstance(exc, anthropic.APIConnectionError):
@@ -31,6 +38,16 @@ def failure(exc: anthropic.APIError, started: float) -> CallResult:
     else:
         error, retryable = type(exc).__name__, False
     return CallResult(latency_ms=elapsed_ms(started), error=error, retryable=retryable)
+
+
+def checked_answer(raw: Any, answer: Any, stream: bool) -> Any:
+    """The answer of a raw SDK call (`with_raw_response`): a stream as it is, else a Message, or
+    `APIResponseValidationError` (a failed attempt, `invalid_response`)."""
+    if stream or (isinstance(answer, anthropic.BaseModel) and is_message(answer.model_dump(include=MESSAGE_FIELDS))):
+        return answer
+    response = raw.http_response
+    kind = response.headers.get("content-type", "no content-type")
+    raise anthropic.APIResponseValidationError(response, None, message=f"the answer is not a Message ({kind})")
 
 
 def answered(message: Any, started: float) -> CallResult:

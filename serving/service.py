@@ -289,7 +289,7 @@ class OutcomeTally:
         """Receive the next outcome of the stream; a bad one is INVALID_ARGUMENT naming `outcomes[i].field`.
 
         Outcomes before a bad one are kept (and logged); a client that resends the whole stream only repeats
-        them, and `tierwise collect` merges repeats of an attempt into one row.
+        them: repeats change nothing (counted as duplicates, not logged again).
         """
         prefix = f"outcomes[{self.received}]."
         if isinstance(outcome, MalformedRequest):

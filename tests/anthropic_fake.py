@@ -4,10 +4,13 @@ It speaks the subset `tierwise replay`, the routed client and the proxy use, wit
 headers and status codes: create / retrieve / list / cancel batches, batch results as JSONL, synchronous
 messages (the judge, with tool use and prompt-caching usage; answers cut off at `max_tokens` with
 `stop_reason: "max_tokens"`), streamed messages (SSE, sent event by event), count_tokens, error envelopes,
-429 and 529. The real `anthropic` client is pointed at it with `base_url`. It records what it was sent, so
-tests can assert that nothing was submitted or billed twice, and it can inject faults: error statuses (for
-one model only, if asked), malformed bodies, items that error or expire, a batch held in progress, and a
-creation that is accepted but answered with an error.
+429 and 529; any other path is answered 404 and logged, so tests see which paths reached it (`base_path` puts
+the API below a path, as a gateway's tenant prefix). The real
+`anthropic` client is pointed at it with `base_url`. It records what it was sent, so tests can assert that
+nothing was submitted or billed twice, and it can inject faults: error statuses (for one model only, if asked),
+malformed bodies, items that error or expire, a batch held in progress, a creation that is accepted but answered
+with an error, a stream whose connection drops in the middle of an event (`cut_streams_after`), and message
+calls held until released (`hold_messages`), each noticing a caller that goes away meanwhile (`abandoned`).
 
 `python -m tests.anthropic_fake [--port 0]` runs it on its own (for benchmarks), printing one
 `listening on 127.0.0.1:PORT ` line.
@@ -19,6 +22,8 @@ import hashlib
 import json
 import re
 import secrets
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -72,6 +77,7 @@ class SseStream:
 
     events: list[dict[str, Any]]
     delay_s: float = 0.0
+    cut_after: int | None = None  # send this many events and half the next one, then drop the connection
 
 
 @dataclass
@@ -132,9 +138,11 @@ class FakeAnthropic:
         polls_to_end: int = 1,
         stream_delay_s: float = 0.0,
         port: int = 0,
+        base_path: str = "",
     ) -> None:
         self.api_key = api_key
         self.stream_delay_s = stream_delay_s
+        self.base_path = base_path  # the API is served below it (a gateway's tenant path); `url` includes it
         self.answer = answer
         self.item_outcome = item_outcome
         self.judge = judge
@@ -150,6 +158,11 @@ class FakeAnthropic:
         self.created = threading.Event()
         self.hold_create = threading.Event()
         self.hold_create.set()
+        self.hold_messages = threading.Event()  # clear it to hold every POST /v1/messages until it is set again
+        self.hold_messages.set()
+        self.held = threading.Semaphore(0)  # released once for each message call that starts being held
+        self.abandoned = threading.Semaphore(0)  # released once for each held call whose caller went away
+        self.cut_streams_after: int | None = None  # the next stream is cut after this many events
         self._cached_prefixes: set[str] = set()
         self._lock = threading.RLock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
@@ -159,7 +172,7 @@ class FakeAnthropic:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host}:{port}{self.base_path}"
 
     def __enter__(self) -> FakeAnthropic:
         self._thread.start()
@@ -359,8 +372,22 @@ class FakeAnthropic:
             message = _message_json(body["model"], [{"type": "text", "text": text}], stop_reason)
         message["usage"] = usage
         if body.get("stream"):
-            return 200, SseStream(_sse_events(message), self.stream_delay_s)
+            with self._lock:
+                cut, self.cut_streams_after = self.cut_streams_after, None
+            return 200, SseStream(_sse_events(message), self.stream_delay_s, cut)
         return 200, message
+
+    def _held_until_released(self, connection: socket.socket) -> bool:
+        """Hold a message call while `hold_messages` is clear; False if its caller closed the connection first."""
+        if self.hold_messages.is_set():
+            return True
+        self.held.release()
+        while not self.hold_messages.wait(0.02):
+            readable, _, _ = select.select([connection], [], [], 0)
+            if readable and not connection.recv(1, socket.MSG_PEEK):
+                self.abandoned.release()
+                return False
+        return True
 
     def _count_tokens(self, body: Any) -> tuple[int, Any]:
         problem = _check_message_params({"max_tokens": 1, **body} if isinstance(body, dict) else body)
@@ -398,12 +425,17 @@ class FakeAnthropic:
                     body = json.loads(raw) if raw else None
                 except json.JSONDecodeError:
                     body = _MALFORMED
-                fault = fake._take_fault(method, url.path, body.get("model") if isinstance(body, dict) else None)
+                inside = url.path.startswith(fake.base_path + "/")
+                path = url.path[len(fake.base_path) :] if inside else f"{url.path} (outside {fake.base_path})"
+                fault = fake._take_fault(method, path, body.get("model") if isinstance(body, dict) else None)
                 if fault and not fault.after_handling:
                     return self._send_fault(fault)
                 if body is _MALFORMED:
                     return self._send(400, _error(400, "There was an issue with the body of your request."))
-                status, payload = fake._route(method, url.path, parse_qs(url.query), body)
+                if (method, path) == ("POST", "/v1/messages") and not fake._held_until_released(self.connection):
+                    self.close_connection = True
+                    return None
+                status, payload = fake._route(method, path, parse_qs(url.query), body)
                 if fault:
                     return self._send_fault(fault)
                 with fake._lock:
@@ -432,6 +464,11 @@ class FakeAnthropic:
                         if index and stream.delay_s:
                             time.sleep(stream.delay_s)
                         chunk = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+                        if index == stream.cut_after:
+                            self.wfile.write(b"%x\r\n%s" % (len(chunk), chunk[: len(chunk) // 2]))
+                            self.wfile.flush()
+                            self.close_connection = True
+                            return
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                         self.wfile.flush()
                     self.wfile.write(b"0\r\n\r\n")

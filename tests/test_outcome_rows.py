@@ -68,7 +68,11 @@ def test_the_proxy_reports_attempts_streams_and_feedback(router):
             stream.until_done()
             streamed_id = stream.response.headers["x-tierwise-request-id"]
         request_id = raw.headers["x-tierwise-request-id"]
-        feedback = httpx.post(f"{url}/v1/tierwise/feedback", json={"request_id": request_id, "success": False})
+        feedback = httpx.post(
+            f"{url}/v1/tierwise/feedback",
+            json={"request_id": request_id, "success": False},
+            headers={"x-api-key": API_KEY},
+        )
     assert feedback.status_code == 200
     assert feedback.json() == {"request_id": request_id, "model": SONNET, "attempt": 1, "known_request": True}
     first, second, grade = logged_rows(router.outcome_log, [request_id] * 3)

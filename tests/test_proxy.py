@@ -267,7 +267,7 @@ def test_bad_requests_get_a_4xx_in_the_api_error_format(proxy, fake, body, heade
     ],
 )
 def test_feedback_names_what_is_wrong_with_a_grade(proxy, grade, status, message):
-    response = httpx.post(f"{proxy_url(proxy)}/v1/tierwise/feedback", json=grade)
+    response = httpx.post(f"{proxy_url(proxy)}/v1/tierwise/feedback", json=grade, headers=API_HEADERS)
     assert response.status_code == status and message in response.json()["error"]["message"]
 
 
