@@ -154,7 +154,7 @@ def test_pyfunc_needs_only_its_pinned_requirements(registered, tmp_path):
     third_party = {name for name in imported if name in owners and name != CODE_PACKAGE}
     assert third_party == {"mlflow", "pandas", "numpy", "onnxruntime", "tokenizers"}
     assert all(set(owners[name]) & set(RUNTIME_DISTRIBUTIONS) for name in third_party)
-    # Loaded in a fresh interpreter, it routes without pulling in the training stack (beyond what MLflow loads), nor tierwise itself.
+    # Loaded in a fresh interpreter, it routes without the training stack (beyond what MLflow loads) or tierwise.
     script = (
         "import sys, mlflow.pyfunc, pandas as pd\n"
         "before = set(sys.modules)\n"
