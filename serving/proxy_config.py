@@ -11,6 +11,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from tierwise.classifier.errors import InputError
+from tierwise.classifier.uris import masked
 
 ANTHROPIC_API = "https://api.anthropic.com"
 
@@ -39,7 +40,7 @@ class ProxyConfig:
         self.listen_address()
         url = urlsplit(self.upstream)
         if url.scheme not in ("http", "https") or not url.netloc:
-            raise ProxyError(f"--upstream: {self.upstream!r} is not an http(s) URL")
+            raise ProxyError(f"--upstream: {masked(self.upstream)!r} is not an http(s) URL")
 
     def listen_address(self) -> tuple[str, int]:
         """`--listen` as (host, port); a bracketed IPv6 host loses its brackets."""

@@ -18,6 +18,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from tierwise.classifier.uris import masked_record
 from tierwise.serving.auth import AsyncTokenInterceptor, TokenInterceptor, read_token
 from tierwise.serving.config import ServeConfig, ServeError
 from tierwise.serving.counted_health import AsyncCountedHealthServicer, CountedHealthServicer
@@ -141,10 +142,13 @@ class ServingApp:
 
 
 def configure_logging(config: ServeConfig) -> None:
-    """Timestamped server log lines on stderr, tagged with the worker number in a pool."""
+    """Timestamped server log lines on stderr, tagged with the worker number in a pool; a URI quoted in any line
+    (an MLflow or HTTP library's own included) has its credentials masked."""
     if not logging.getLogger().handlers:
         name = "%(name)s" if config.worker is None else f"%(name)s[worker {config.worker}]"
         logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {name}: %(message)s")
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(masked_record)
 
 
 def warn_if_exposed(config: ServeConfig) -> None:

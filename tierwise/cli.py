@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from tierwise.classifier.errors import InputError
+from tierwise.classifier.uris import masked
 from tierwise.serving.cli import commands as serving_commands
 from tierwise.training.cli import commands as training_commands
 
@@ -23,13 +24,14 @@ class InputProblem(click.ClickException):
 
 
 class Tierwise(click.Group):
-    """The root group: turns the project's input errors into one-line reports with exit code 2."""
+    """The root group: turns the project's input errors into one-line reports with exit code 2 (any URI in them
+    with its credentials masked)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except InputError as exc:
-            raise InputProblem(str(exc)) from exc
+            raise InputProblem(masked(str(exc))) from exc
 
 
 @click.group(cls=Tierwise, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
