@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
+import ssl
 import threading
 from concurrent import futures
 from pathlib import Path
@@ -40,6 +42,8 @@ from tierwise.serving.service import (
 from tierwise.serving.sources import open_model_source
 
 log = logging.getLogger("tierwise.serving")
+PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")
+CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
 
 
 class ServingApp:
@@ -78,9 +82,11 @@ class ServingApp:
         if cert is None or key is None:
             raise ServeError("TLS needs both --tls-cert and --tls-key")
         try:
-            return grpc.ssl_server_credentials([(Path(key).read_bytes(), Path(cert).read_bytes())])
+            key_pem, cert_pem = Path(key).read_bytes(), Path(cert).read_bytes()
         except OSError as exc:
             raise ServeError(f"cannot read TLS files: {exc}") from exc
+        check_tls_pair(Path(cert), cert_pem, Path(key), key_pem)
+        return grpc.ssl_server_credentials([(key_pem, cert_pem)])
 
     def bind(self, server: grpc.Server | grpc.aio.Server) -> int:
         address = f"{self.config.host}:{self.config.port}"
@@ -139,6 +145,26 @@ class ServingApp:
     def _published(self, loaded: LoadedModel) -> None:
         encoder = loaded.router.manifest.encoder.kind
         self.metrics.record_model(loaded.router.version, encoder, self.holder.source.describe())
+
+
+def check_tls_pair(cert: Path, cert_pem: bytes, key: Path, key_pem: bytes) -> None:
+    """Refuse TLS files grpc could not use, naming the file and what is wrong with it (grpc itself only fails to
+    bind the port): a key that is not a PEM private key (or is encrypted), a chain with no certificate, a key and
+    chain that do not belong together."""
+    if not PRIVATE_KEY.search(key_pem):
+        found = "a certificate" if CERTIFICATE in key_pem else "no PEM private key block"
+        raise ServeError(f"--tls-key {key}: not a private key (it holds {found}); give the certificate's key")
+    if b"ENCRYPTED" in key_pem:
+        raise ServeError(f"--tls-key {key}: an encrypted private key; the server needs it unencrypted")
+    if CERTIFICATE not in cert_pem:
+        raise ServeError(f"--tls-cert {cert}: not a certificate (no '-----BEGIN CERTIFICATE-----' block)")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key, password=lambda: b"")
+    except ssl.SSLError as exc:
+        raise ServeError(
+            f"--tls-cert {cert} and --tls-key {key} cannot be used together ({exc.reason or exc})"
+        ) from exc
 
 
 def configure_logging(config: ServeConfig) -> None:
