@@ -32,7 +32,7 @@ import warnings
 from pathlib import Path
 
 from tierwise.classifier.errors import InputError
-from tierwise.classifier.uris import masked
+from tierwise.classifier.uris import masked, masked_record
 from tierwise.training.tracking.locks import refused_as_existing, sqlite_lock
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -154,9 +154,14 @@ def store_schema(database: Path) -> str | None:
 
 
 def quiet_mlflow() -> None:
-    """Keep MLflow's and alembic's INFO lines and warnings out of tierwise's output."""
+    """Keep MLflow's and alembic's INFO lines and warnings out of tierwise's output, and mask any URI's
+    credentials in the error lines MLflow still prints through its own handler."""
     for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.ERROR)
+        for handler in logger.handlers:
+            if masked_record not in handler.filters:
+                handler.addFilter(masked_record)
     warnings.filterwarnings("ignore", module="mlflow")
 
 
