@@ -25,6 +25,8 @@ from packaging.version import Version
 from tierwise.training.sample_logs import write_sample_logs
 from tierwise.training.tracking.registry import ModelRef, Registry, RegistryError
 
+from tests.helpers import closed_port
+
 pytestmark = pytest.mark.fault
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,6 +127,16 @@ def test_a_model_the_store_does_not_hold_is_called_so_naming_the_store(store):
     registry = Registry(f"sqlite:///{store}")
     with pytest.raises(RegistryError, match=rf"^{MODEL}: no such registered model, version or alias in sqlite:///"):
         registry.version(ModelRef.parse(MODEL))
+
+
+def test_an_unreachable_store_is_never_taken_for_an_empty_one(monkeypatch):
+    """A first version becomes champion when the model has none: a refused connection must not look like none."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    registry = Registry(f"http://127.0.0.1:{closed_port()}")
+    with pytest.raises(
+        RegistryError, match=r"cannot reach the tracking store http://127\.0\.0\.1:\d+ \(Connection refused\)"
+    ):
+        registry.alias_version("router", "champion")
 
 
 def test_both_installs_pin_one_mlflow_release_line_and_it_is_installed():

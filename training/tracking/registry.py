@@ -31,10 +31,17 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 DESCRIPTION = "tierwise router: which LLM tier each request needs"
+# How MLflow answers for a registered model or version (RESOURCE_DOES_NOT_EXIST) or an alias (INVALID_PARAMETER_VALUE)
+# that does not exist.
+ABSENT = (NOT_FOUND, "INVALID_PARAMETER_VALUE")
 
 
 class RegistryError(InputError):
     """A registered model, version or alias that does not exist or cannot be fetched."""
+
+
+class NotRegistered(RegistryError):
+    """The store answered that a registered model, version or alias does not exist."""
 
 
 @dataclass(frozen=True)
@@ -98,23 +105,24 @@ class Registry:
                 return self.client.get_model_version(ref.name, ref.version)
             return self.client.get_model_version_by_alias(ref.name, ref.alias)
         except MlflowException as exc:
-            raise self.failure(str(ref), exc) from exc
+            raise self._failure(str(ref), exc) from exc
 
-    def failure(self, subject: str, exc: Any) -> RegistryError:
+    def _failure(self, subject: str, exc: Any) -> RegistryError:
         """What went wrong asking the store about `subject`, by its real cause: a name it does not hold, a store it
         cannot reach, or whatever else it answered (credentials masked throughout)."""
-        if getattr(exc, "error_code", None) == NOT_FOUND:
-            return RegistryError(f"{subject}: no such registered model, version or alias in {self} ({exc.message})")
+        if getattr(exc, "error_code", None) in ABSENT:
+            return NotRegistered(f"{subject}: no such registered model, version or alias in {self} ({exc.message})")
         unreachable = _connection_failure(exc)
         if unreachable is not None:
             return RegistryError(f"{subject}: cannot reach the tracking store {self} ({unreachable})")
         return RegistryError(f"{subject}: the tracking store {self} failed: {masked(str(exc.message))}")
 
     def alias_version(self, name: str, alias: str) -> str | None:
-        """The version behind an alias, or None when the model or alias does not exist yet."""
+        """The version behind an alias, or None when the model or alias does not exist yet (a store that cannot
+        be reached is an error, never taken for an empty one)."""
         try:
             return str(self.version(ModelRef(name, alias=alias)).version)
-        except RegistryError:
+        except NotRegistered:
             return None
 
     def aliases_by_version(self, name: str) -> dict[str, list[str]]:
@@ -124,7 +132,7 @@ class Registry:
         try:
             registered = self.client.get_registered_model(name)
         except MlflowException as exc:
-            raise self.failure(f"registered model {name!r}", exc) from exc
+            raise self._failure(f"registered model {name!r}", exc) from exc
         held: dict[str, list[str]] = {}
         for alias, version in registered.aliases.items():
             held.setdefault(str(version), []).append(alias)
