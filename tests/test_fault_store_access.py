@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -59,11 +60,20 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture
-def store(tmp_path) -> Path:
+@pytest.fixture(scope="module")
+def made_store(tmp_path_factory) -> Path:
     """A SQLite store set up by this MLflow (as `train` would), holding no model."""
-    database = tmp_path / "store" / "mlflow.db"
+    database = tmp_path_factory.mktemp("made") / "mlflow.db"
     Registry(f"sqlite:///{database}", create=True).client.search_registered_models()
+    return database
+
+
+@pytest.fixture
+def store(made_store, tmp_path) -> Path:
+    """A copy of the made store, for one test to change."""
+    database = tmp_path / "store" / "mlflow.db"
+    database.parent.mkdir()
+    shutil.copyfile(made_store, database)
     return database
 
 
