@@ -146,7 +146,7 @@ def run_loop(dataset: Dataset, explore_rate: float, loop: argparse.Namespace, wo
     every = loop.every
     work.mkdir(parents=True)
     store = f"sqlite:///{work / 'mlflow.db'}"
-    registry = Registry(store)
+    registry = Registry(store, create=True)
     # No `holdout` column in the logs: a hashed 20% is held out.
     options = TrainOptions(encoder="static", split_column="holdout", threshold_rule=loop.threshold_rule)
     seed = dataset.write_seed(work / "seed.parquet")

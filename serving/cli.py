@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from tierwise.classifier.extras import Extra
+from tierwise.classifier.limits import RECENT_DECISIONS_BYTES
 from tierwise.classifier.policy import BANDS, MODES
 from tierwise.serving.config import ServeConfig
 from tierwise.serving.proxy_config import ProxyConfig
@@ -147,8 +148,8 @@ def commands() -> None:
     default=DEFAULTS.recent_decisions,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Routed request_ids remembered (about 0.4 KB each): an outcome for one not remembered is kept and flagged "
-    "known_request=false.",
+    help=f"Routed request_ids remembered (about 0.4 KB each, {RECENT_DECISIONS_BYTES >> 20} MiB at most in all, the "
+    "oldest forgotten first): an outcome for one not remembered is kept and flagged known_request=false.",
 )
 @click.option(
     "--calibration-window",

@@ -3,8 +3,13 @@
 Requests only enqueue; a writer thread turns items into rows and appends them in batches, one O_APPEND
 write() per batch, so several server processes sharing the file never interleave rows. `reopen()` (what
 SIGHUP does) makes the writer open the path again: after logrotate renames the file, rows queued before
-the signal end in the renamed file and later ones in a new file at the original path, none lost. A row
-that cannot be written (a full disk) is counted through `on_dropped` and logged, never raised to a caller.
+the signal end in the renamed file and later ones in a new file at the original path, none lost.
+
+A row that cannot be written (a full disk) is counted through `on_dropped`, never raised to a caller, and
+logged at most once per `report_interval_s` with the count since the last line: a flood of failures is a few
+lines, not one per row. A write cut short inside a row, or a file found ending inside one (a crash, a full
+disk before a restart), makes the next row start on a fresh line, so a torn row never glues onto a good one:
+it stays one bad line that `tierwise collect --skip-invalid` can step over.
 """
 
 from __future__ import annotations
@@ -13,17 +18,23 @@ import bisect
 import itertools
 import json
 import logging
+import math
 import os
 import queue
+import stat
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
+
+from tierwise.serving.config import ServeError
 
 log = logging.getLogger("tierwise.serving")
 
 Item = TypeVar("Item")
 BATCH_ROWS = 1024
+REPORT_INTERVAL_S = 60.0  # the least time between two log lines about dropped rows
 
 
 class _Marker:
@@ -42,13 +53,23 @@ class JsonlAppender(Generic[Item]):
         path: str | Path,
         to_row: Callable[[Item], dict[str, object]],
         on_dropped: Callable[[int], None] = lambda rows: None,
+        report_interval_s: float = REPORT_INTERVAL_S,
     ):
+        """Open `path` for appending (ServeError naming it if that cannot be done) and start the writer thread."""
         self.path = Path(path)
         self._to_row = to_row
         self._on_dropped = on_dropped
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = _open_append(self.path)
-        self._torn = False  # the last write stopped inside a row: start the next one on a fresh line
+        self._report_interval_s = report_interval_s
+        self._unreported = 0  # rows dropped since the last line about them
+        self._reported_at = -math.inf  # monotonic time of that line
+        self._reason = ""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = _open_append(self.path)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename and Path(exc.filename) != self.path else ""
+            raise ServeError(f"{self.path}: cannot append a log there ({where}{exc.strerror or exc})") from exc
+        self._torn = _ends_inside_a_row(self.path)  # start the next row on a fresh line
         self._queue: queue.SimpleQueue[Item | _Marker] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"tierwise-log-{self.path.name}", daemon=True)
         self._thread.start()
@@ -66,6 +87,8 @@ class JsonlAppender(Generic[Item]):
         self._queue.put(_STOP)
         self._thread.join()
         os.close(self._fd)
+        if self._unreported:
+            self._report("the log is closed")
 
     def _run(self) -> None:
         while True:
@@ -99,10 +122,28 @@ class JsonlAppender(Generic[Item]):
             complete = max(0, bisect.bisect_right(bounds, written) - 1)
             if written:
                 self._torn = written != bounds[complete]
-            log.error("%s: cannot write %d of %d rows: %s", self.path, len(rows) - complete, len(rows), exc)
-            self._on_dropped(len(rows) - complete)
+            self._dropped(len(rows) - complete, exc)
         else:
             self._torn = False
+            if self._unreported and self._report_due():
+                self._report("writing works again")
+
+    def _dropped(self, rows: int, exc: OSError) -> None:
+        self._on_dropped(rows)
+        self._unreported += rows
+        self._reason = exc.strerror or str(exc)
+        if self._report_due():
+            self._report(
+                f"rows that fail later are logged at most every {self._report_interval_s:g} s, with their count"
+            )
+
+    def _report_due(self) -> bool:
+        return time.monotonic() - self._reported_at >= self._report_interval_s
+
+    def _report(self, note: str) -> None:
+        log.error("%s: %d rows dropped, not written (%s); %s", self.path, self._unreported, self._reason, note)
+        self._unreported = 0
+        self._reported_at = time.monotonic()
 
     def _reopen(self) -> None:
         try:
@@ -111,9 +152,21 @@ class JsonlAppender(Generic[Item]):
             log.error("%s: cannot reopen (%s); rows keep going to the file already open", self.path, exc)
             return
         os.close(self._fd)
-        self._fd, self._torn = fresh, False
+        self._fd, self._torn = fresh, _ends_inside_a_row(self.path)
         log.info("%s: reopened", self.path)
 
 
 def _open_append(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+
+def _ends_inside_a_row(path: Path) -> bool:
+    """Whether a regular file's last byte is not a newline (a row cut short by a crash or a full disk)."""
+    try:
+        with open(path, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode) or handle.seek(0, os.SEEK_END) == 0:
+                return False
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) != b"\n"
+    except OSError:
+        return False

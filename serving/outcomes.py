@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tierwise.classifier.limits import ERROR as ERROR_TEXT
+from tierwise.classifier.limits import MODEL, REQUEST_ID, FieldError
 from tierwise.serving.calibration import ERROR, FAILURE, SUCCESS, UNGRADED, OutcomeStats
 from tierwise.serving.jsonl_log import JsonlAppender
 from tierwise.serving.recent import RecentDecisions
@@ -43,7 +45,13 @@ SCORE_SUCCESS_THRESHOLD = 1.0
 
 
 def check_outcome(outcome: pb.Outcome, prefix: str = "") -> None:
-    """Refuse an outcome that cannot be joined or read; RequestError names the field."""
+    """Refuse an outcome that cannot be joined or read, or that holds more than the input limits allow
+    (`tierwise.classifier.limits`); RequestError names the field (and the limit)."""
+    for limit, value in ((REQUEST_ID, outcome.request_id), (MODEL, outcome.model), (ERROR_TEXT, outcome.error)):
+        try:
+            limit.check(value, prefix + limit.name)
+        except FieldError as exc:
+            raise RequestError(exc.field, exc.problem) from None
     if not outcome.request_id.strip():
         raise RequestError(prefix + "request_id", "must not be empty (the request_id of the Predict response)")
     if not outcome.model.strip():

@@ -42,6 +42,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 from tierwise.classifier.limits import ALLOWED_TIERS, IDENTIFIER, TIER_NAME, FieldError
+from tierwise.classifier.uris import masked, masked_record
 from tierwise.serving.auth import read_token
 from tierwise.serving.escalation import INVALID_RESPONSE, Escalation, Judge, Routing, StreamWatch, grade_outcome
 from tierwise.serving.outcome_reporter import OutcomeReporter
@@ -416,6 +417,8 @@ def serve_proxy(config: ProxyConfig) -> None:
     """Run the proxy until SIGTERM or SIGINT; prints one `listening on HOST:PORT` line once it answers."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(masked_record)
     token = read_token(config.auth_token_file) if config.auth_token_file else None
     feedback_token = read_token(config.feedback_token_file) if config.feedback_token_file else None
     host, port = config.listen_address()
@@ -433,7 +436,7 @@ def serve_proxy(config: ProxyConfig) -> None:
 
     def ready() -> None:
         print(
-            f"tierwise proxy: listening on {host}:{bound} (router {config.router}, upstream {config.upstream})",
+            f"tierwise proxy: listening on {host}:{bound} (router {config.router}, upstream {masked(config.upstream)})",
             flush=True,
         )
 

@@ -11,6 +11,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from tierwise.classifier.errors import InputError
+from tierwise.classifier.uris import masked
 
 ANTHROPIC_API = "https://api.anthropic.com"
 
@@ -40,7 +41,7 @@ class ProxyConfig:
         self.listen_address()
         url = urlsplit(self.upstream)
         if url.scheme not in ("http", "https") or not url.netloc:
-            raise ProxyError(f"--upstream: {self.upstream!r} is not an http(s) URL")
+            raise ProxyError(f"--upstream: {masked(self.upstream)!r} is not an http(s) URL")
         if not self.upstream_timeout_s > 0:
             raise ProxyError(f"--upstream-timeout: {self.upstream_timeout_s} is not a positive number of seconds")
 

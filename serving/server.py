@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
+import ssl
 import threading
 from concurrent import futures
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from tierwise.classifier.uris import masked_record
 from tierwise.serving.auth import AsyncTokenInterceptor, TokenInterceptor, read_token
 from tierwise.serving.config import ServeConfig, ServeError
 from tierwise.serving.counted_health import AsyncCountedHealthServicer, CountedHealthServicer
@@ -39,6 +42,8 @@ from tierwise.serving.service import (
 from tierwise.serving.sources import open_model_source
 
 log = logging.getLogger("tierwise.serving")
+PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")
+CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
 
 
 class ServingApp:
@@ -77,9 +82,11 @@ class ServingApp:
         if cert is None or key is None:
             raise ServeError("TLS needs both --tls-cert and --tls-key")
         try:
-            return grpc.ssl_server_credentials([(Path(key).read_bytes(), Path(cert).read_bytes())])
+            key_pem, cert_pem = Path(key).read_bytes(), Path(cert).read_bytes()
         except OSError as exc:
             raise ServeError(f"cannot read TLS files: {exc}") from exc
+        check_tls_pair(Path(cert), cert_pem, Path(key), key_pem)
+        return grpc.ssl_server_credentials([(key_pem, cert_pem)])
 
     def bind(self, server: grpc.Server | grpc.aio.Server) -> int:
         address = f"{self.config.host}:{self.config.port}"
@@ -140,11 +147,34 @@ class ServingApp:
         self.metrics.record_model(loaded.router.version, encoder, self.holder.source.describe())
 
 
+def check_tls_pair(cert: Path, cert_pem: bytes, key: Path, key_pem: bytes) -> None:
+    """Refuse TLS files grpc could not use, naming the file and what is wrong with it (grpc itself only fails to
+    bind the port): a key that is not a PEM private key (or is encrypted), a chain with no certificate, a key and
+    chain that do not belong together."""
+    if not PRIVATE_KEY.search(key_pem):
+        found = "a certificate" if CERTIFICATE in key_pem else "no PEM private key block"
+        raise ServeError(f"--tls-key {key}: not a private key (it holds {found}); give the certificate's key")
+    if b"ENCRYPTED" in key_pem:
+        raise ServeError(f"--tls-key {key}: an encrypted private key; the server needs it unencrypted")
+    if CERTIFICATE not in cert_pem:
+        raise ServeError(f"--tls-cert {cert}: not a certificate (no '-----BEGIN CERTIFICATE-----' block)")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key, password=lambda: b"")
+    except ssl.SSLError as exc:
+        raise ServeError(
+            f"--tls-cert {cert} and --tls-key {key} cannot be used together ({exc.reason or exc})"
+        ) from exc
+
+
 def configure_logging(config: ServeConfig) -> None:
-    """Timestamped server log lines on stderr, tagged with the worker number in a pool."""
+    """Timestamped server log lines on stderr, tagged with the worker number in a pool; a URI quoted in any line
+    (an MLflow or HTTP library's own included) has its credentials masked."""
     if not logging.getLogger().handlers:
         name = "%(name)s" if config.worker is None else f"%(name)s[worker {config.worker}]"
         logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {name}: %(message)s")
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(masked_record)
 
 
 def warn_if_exposed(config: ServeConfig) -> None:

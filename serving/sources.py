@@ -93,10 +93,15 @@ def open_model_source(spec: str, tracking_uri: str | None = None) -> ModelSource
     The one place a model argument is understood, for `serve`, `predict`, `eval` and the rest. A registry
     source follows its alias: when the alias moves, a server hot-reloads the new version. Registry specs
     need MLflow, which is imported only for them (`tracking_uri` None: $MLFLOW_TRACKING_URI, else ./mlflow.db).
+    Reading a model never creates or migrates its store: a missing store, or one with another MLflow's schema,
+    is refused here, before anything starts (`tierwise.training.tracking.store`).
     """
     if not spec.startswith(MODEL_URI_PREFIX):
         return DirectorySource(spec)
     from tierwise.training.tracking.registry import ModelRef, Registry
+    from tierwise.training.tracking.store import prepare_store
     from tierwise.training.tracking.store import tracking_uri as store_uri
 
-    return RegistrySource(ModelRef.parse(spec), Registry(store_uri(tracking_uri)))
+    ref, uri = ModelRef.parse(spec), store_uri(tracking_uri)
+    prepare_store(uri, create=False)
+    return RegistrySource(ref, Registry(uri, create=False))

@@ -39,7 +39,7 @@ WORKER_PROGRAM = (
     sys.executable,
     "-c",
     "import signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
-    "from serving.workers import main; main(sys.argv[1:])",
+    "from tierwise.serving.workers import main; main(sys.argv[1:])",
 )
 # A worker stopped by SIGTERM before its handler was installed, or while Python was finalising, had nothing
 # left in flight: that counts as a clean exit.

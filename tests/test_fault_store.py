@@ -81,7 +81,7 @@ def test_concurrent_registrations_on_a_new_store_never_break_it(small_logs, tmp_
 
 def claim_at_once(uri: str, version: str, barrier, answers) -> None:
     """One claimant: open the store, wait for the others, then claim champion for its version."""
-    registry = Registry(uri)
+    registry = Registry(uri, create=True)
     registry.client.get_registered_model(NAME)
     barrier.wait(timeout=120)
     answers.put((version, registry.claim(NAME, version)))
@@ -89,7 +89,7 @@ def claim_at_once(uri: str, version: str, barrier, answers) -> None:
 
 def versions_to_claim(uri: str, count: int) -> list[str]:
     """A registered model with `count` versions and no alias yet."""
-    client = Registry(uri).client
+    client = Registry(uri, create=True).client
     client.create_registered_model(NAME)
     experiment = client.create_experiment("claims")
     run = client.create_run(experiment).info.run_id
@@ -134,7 +134,7 @@ def test_claims_at_the_same_instant_give_one_champion_on_a_server(mlflow_server)
 def test_a_dead_holders_registry_lock_expires(tmp_path):
     """The remote-store lock: held while its block runs, and a lock left by a dead holder is taken over."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = Registry(uri).client
+    client = Registry(uri, create=True).client
     with registry_lock(client, NAME):
         assert client.get_registered_model(f"{NAME}.lock")
         with pytest.raises(StoreLockError, match=rf"{NAME}\.lock"), registry_lock(client, NAME, wait_s=0.5):
@@ -155,7 +155,7 @@ def running_runs(client: MlflowClient) -> list:
 
 def test_runs_whose_owner_is_gone_are_ended_and_no_others(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    registry = Registry(uri)
+    registry = Registry(uri, create=True)
     client = registry.client
     experiment = client.create_experiment("owners")
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -174,7 +174,7 @@ def test_runs_whose_owner_is_gone_are_ended_and_no_others(tmp_path):
 @pytest.mark.timeout(600)
 def test_a_killed_train_leaves_no_run_running_after_the_next_command(small_logs, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = Registry(uri).client
+    client = Registry(uri, create=True).client
     victim = subprocess.Popen(
         train_command(small_logs, tmp_path / "killed", uri, "--register", NAME),
         cwd=ROOT,

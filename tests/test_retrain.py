@@ -188,7 +188,7 @@ def test_retrain_scores_each_router_once_on_the_held_out_rows(tmp_path, monkeypa
         return real(router, prompts, *args, **kwargs)
 
     monkeypatch.setattr(evaluate, "router_probabilities", counted)
-    registry, ladder = Registry(mlflow_store), TierLadder.load()
+    registry, ladder = Registry(mlflow_store, create=True), TierLadder.load()
     for seed in (31, 32):
         logs = write_sample_logs(tmp_path / f"logs{seed}", 300, seed=seed)
         decision = run_retrain("scored-once", read_attempts([logs]), registry, ladder, TrainOptions())

@@ -277,6 +277,6 @@ def test_an_explicit_store_does_not_become_the_next_default(tmp_path, mlflow_sto
 
 def test_reading_the_registry_leaves_mlflow_global_uri_alone(registered, tmp_path, mlflow_store):
     activate(mlflow_store)
-    elsewhere = Registry(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    elsewhere = Registry(f"sqlite:///{tmp_path / 'elsewhere.db'}", create=True)
     assert elsewhere.alias_version(NAME, "champion") is None
     assert mlflow.get_tracking_uri() == mlflow_store

@@ -7,11 +7,13 @@ message on stderr and exit code 2; anything else is a bug and keeps its tracebac
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import click
 
 from tierwise.classifier.errors import InputError
+from tierwise.classifier.uris import masked, masked_record
 from tierwise.serving.cli import commands as serving_commands
 from tierwise.training.cli import commands as training_commands
 
@@ -23,13 +25,14 @@ class InputProblem(click.ClickException):
 
 
 class Tierwise(click.Group):
-    """The root group: turns the project's input errors into one-line reports with exit code 2."""
+    """The root group: turns the project's input errors into one-line reports with exit code 2 (any URI in them
+    with its credentials masked)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except InputError as exc:
-            raise InputProblem(str(exc)) from exc
+            raise InputProblem(masked(str(exc))) from exc
 
 
 @click.group(cls=Tierwise, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -40,6 +43,9 @@ def main() -> None:
     Attempt logs (JSONL, CSV or Parquet; one row per model attempt on a request) go in; labels,
     a trained router bundle, a gRPC service and MLflow-tracked model versions come out.
     """
+    # A library's warning with no handler configured (every command but serve and proxy) is masked too.
+    if masked_record not in logging.lastResort.filters:
+        logging.lastResort.addFilter(masked_record)
 
 
 for group in (training_commands, serving_commands):

@@ -60,13 +60,16 @@ def load_router(model: str, tracking_uri: str | None) -> Router:
     return Router.load(open_model_source(model, tracking_uri).resolve().path)
 
 
-def open_registry(tracking_uri: str | None) -> Registry:
-    """The store a tracking command names, once the runs its killed predecessors left RUNNING are ended."""
+def open_registry(tracking_uri: str | None, create: bool = False) -> Registry:
+    """The store a tracking command names, once the runs its killed predecessors left RUNNING are ended.
+
+    `create` for the commands that record training runs (train, retrain): only they may create or migrate it.
+    """
     from tierwise.training.tracking.registry import Registry
     from tierwise.training.tracking.run_owner import end_orphaned_runs
     from tierwise.training.tracking.store import tracking_uri as store_uri
 
-    registry = Registry(store_uri(tracking_uri))
+    registry = Registry(store_uri(tracking_uri), create=create)
     ended = end_orphaned_runs(registry)
     if ended:
         click.echo(f"marked {len(ended)} run(s) of killed commands KILLED: {', '.join(ended)}", err=True)
@@ -311,7 +314,7 @@ def train(
     from tierwise.training.train import train_bundle
     from tierwise.training.train_report import render_report
 
-    registry = open_registry(tracking_uri)
+    registry = open_registry(tracking_uri, create=True)
     log = read_logs(logs, success_threshold, skip_invalid)
     result = train_bundle(log, Path(out), TierLadder.load(tiers), train_options(no_cache, options))
     click.echo(render_report(result))
@@ -647,7 +650,7 @@ def retrain(
     from tierwise.classifier.tiers import TierLadder
     from tierwise.training.tracking.retrain import retrain as run_retrain
 
-    registry = open_registry(tracking_uri)
+    registry = open_registry(tracking_uri, create=True)
     decision = run_retrain(
         name,
         read_logs(logs, success_threshold, skip_invalid),

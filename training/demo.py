@@ -64,7 +64,7 @@ def run_demo(workdir: Path, requests: int) -> None:
 
     work = workdir.resolve()
     tracking = f"sqlite:///{work / 'mlflow.db'}"
-    registry = Registry(tracking)
+    registry = Registry(tracking, create=True)
     ladder = TierLadder.load()
     _step(f"sample logs: {requests} requests")
     logs = write_sample_logs(work / "logs", requests, seed=1)

@@ -21,8 +21,9 @@ from typing import Any
 
 from tierwise.classifier.bundle import MANIFEST
 from tierwise.classifier.errors import InputError
+from tierwise.classifier.uris import masked
 from tierwise.training.cache import cache_dir
-from tierwise.training.tracking.locks import refused_as_existing, registry_lock, sqlite_lock
+from tierwise.training.tracking.locks import NOT_FOUND, refused_as_existing, registry_lock, sqlite_lock
 from tierwise.training.tracking.pyfunc import BUNDLE_ARTIFACT
 from tierwise.training.tracking.store import ARTIFACTS_DIR, prepare_store, quiet_mlflow, sqlite_file
 
@@ -30,10 +31,17 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 DESCRIPTION = "tierwise router: which LLM tier each request needs"
+# How MLflow answers for a registered model or version (RESOURCE_DOES_NOT_EXIST) or an alias (INVALID_PARAMETER_VALUE)
+# that does not exist.
+ABSENT = (NOT_FOUND, "INVALID_PARAMETER_VALUE")
 
 
 class RegistryError(InputError):
     """A registered model, version or alias that does not exist or cannot be fetched."""
+
+
+class NotRegistered(RegistryError):
+    """The store answered that a registered model, version or alias does not exist."""
 
 
 @dataclass(frozen=True)
@@ -57,18 +65,27 @@ class ModelRef:
 
 
 class Registry:
-    """The model registry (and tracking store) at one URI."""
+    """The model registry (and tracking store) at one URI.
 
-    def __init__(self, uri: str):
+    `create`: this command records training runs and may create or migrate the store; without it the store must
+    exist with this MLflow's schema (`tierwise.training.tracking.store`, where the rule and its users are named).
+    """
+
+    def __init__(self, uri: str, create: bool = False):
         self.uri = uri
+        self.create = create
         quiet_mlflow()
+
+    def __str__(self) -> str:
+        """The store's URI as it may be shown (credentials masked)."""
+        return masked(self.uri)
 
     @cached_property
     def client(self) -> Any:
-        """An MlflowClient bound to this store for tracking and registry alike (the store set up first)."""
+        """An MlflowClient bound to this store for tracking and registry alike (the store checked or set up first)."""
         from mlflow import MlflowClient
 
-        prepare_store(self.uri)
+        prepare_store(self.uri, self.create)
         return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
     @contextmanager
@@ -88,13 +105,24 @@ class Registry:
                 return self.client.get_model_version(ref.name, ref.version)
             return self.client.get_model_version_by_alias(ref.name, ref.alias)
         except MlflowException as exc:
-            raise RegistryError(f"{ref}: no such registered model, version or alias ({exc.message})") from exc
+            raise self._failure(str(ref), exc) from exc
+
+    def _failure(self, subject: str, exc: Any) -> RegistryError:
+        """What went wrong asking the store about `subject`, by its real cause: a name it does not hold, a store it
+        cannot reach, or whatever else it answered (credentials masked throughout)."""
+        if getattr(exc, "error_code", None) in ABSENT:
+            return NotRegistered(f"{subject}: no such registered model, version or alias in {self} ({exc.message})")
+        unreachable = _connection_failure(exc)
+        if unreachable is not None:
+            return RegistryError(f"{subject}: cannot reach the tracking store {self} ({unreachable})")
+        return RegistryError(f"{subject}: the tracking store {self} failed: {masked(str(exc.message))}")
 
     def alias_version(self, name: str, alias: str) -> str | None:
-        """The version behind an alias, or None when the model or alias does not exist yet."""
+        """The version behind an alias, or None when the model or alias does not exist yet (a store that cannot
+        be reached is an error, never taken for an empty one)."""
         try:
             return str(self.version(ModelRef(name, alias=alias)).version)
-        except RegistryError:
+        except NotRegistered:
             return None
 
     def aliases_by_version(self, name: str) -> dict[str, list[str]]:
@@ -104,7 +132,7 @@ class Registry:
         try:
             registered = self.client.get_registered_model(name)
         except MlflowException as exc:
-            raise RegistryError(f"no registered model named {name!r} ({exc.message})") from exc
+            raise self._failure(f"registered model {name!r}", exc) from exc
         held: dict[str, list[str]] = {}
         for alias, version in registered.aliases.items():
             held.setdefault(str(version), []).append(alias)
@@ -193,10 +221,24 @@ class Registry:
                 if not (target / MANIFEST).exists():  # else a concurrent download of the same version won
                     raise
         except MlflowException as exc:
-            raise RegistryError(f"cannot fetch {ref}: {exc.message}") from exc
+            raise RegistryError(f"cannot fetch {ref} from {self}: {masked(str(exc.message))}") from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target
+
+
+def _connection_failure(exc: BaseException) -> str | None:
+    """The operating system's reason (`Connection refused`, a name that does not resolve) when an MLflow error
+    comes from a connection that could not be made, else None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno is not None and current.strerror:
+            return current.strerror
+        links = (current.__cause__, current.__context__, getattr(current, "reason", None))
+        current = next((link for link in links if isinstance(link, BaseException)), None)
+    return None
 
 
 def _bundle_in_model(root: Path) -> Path | None:
