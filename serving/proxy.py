@@ -4,7 +4,8 @@
   upstream, escalates along the fallback chain on an upstream error worth retrying or an answer cut off at
   `max_tokens`, reports every attempt to the router, and answers with the final upstream answer plus
   `x-tierwise-request-id`, `-tier`, `-model`, `-attempts` (and `-cost-usd`, `-accepted`, `-router-error`) headers.
-  Options travel in `x-tierwise-quality-target`, `x-tierwise-latency-band` and `x-tierwise-allowed-tiers`.
+  Options travel in `x-tierwise-quality-target`, `x-tierwise-latency-band` and `x-tierwise-allowed-tiers`, over
+  the proxy's own defaults (`tierwise proxy --quality-target ...`).
   A streamed request (SSE) is escalated only before its stream starts.
 - Any other model, `POST /v1/messages/count_tokens` and every other `/v1/...` path pass through untouched.
 - `POST /v1/tierwise/feedback {request_id, success | score}` attaches a later grade to a routed answer.
@@ -36,6 +37,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+from tierwise.classifier.limits import FieldError
+from tierwise.classifier.request import RouteOptions
 from tierwise.serving.auth import read_token
 from tierwise.serving.escalation import CONNECTION_ERROR, Escalation, Judge, Routing, StreamWatch, grade_outcome
 from tierwise.serving.outcome_reporter import OutcomeReporter
@@ -51,8 +54,6 @@ from tierwise.serving.proxy_upstream import (
 )
 from tierwise.serving.router_link import (
     AsyncRouterLink,
-    RouteOptionError,
-    RouteOptions,
     RouterDown,
     RouterLink,
     RouterUnavailable,
@@ -89,19 +90,19 @@ def invalid(message: str) -> ApiError:
     return ApiError(400, "invalid_request_error", message)
 
 
-def route_options(headers: Mapping[str, str]) -> RouteOptions:
-    """The routing options a request carries in its `x-tierwise-*` headers; a bad one is named in the error."""
+def route_options(headers: Mapping[str, str], defaults: RouteOptions) -> RouteOptions:
+    """The routing options a request carries in its `x-tierwise-*` headers, over `defaults`; a bad one is named."""
     try:
         target = headers.get(_OPTION_HEADERS["quality_target"])
-        tiers = headers.get(_OPTION_HEADERS["allowed_tiers"], "")
-        return RouteOptions(
+        tiers = headers.get(_OPTION_HEADERS["allowed_tiers"])
+        return defaults.updated(
             quality_target=None if target is None else _number(target, _OPTION_HEADERS["quality_target"]),
-            latency_band=headers.get(_OPTION_HEADERS["latency_band"], "INTERACTIVE"),
-            allowed_tiers=tuple(name.strip() for name in tiers.split(",") if name.strip()),
+            latency_band=headers.get(_OPTION_HEADERS["latency_band"]),
+            allowed_tiers=None if tiers is None else tuple(name.strip() for name in tiers.split(",") if name.strip()),
         )
-    except RouteOptionError as exc:
-        header = _OPTION_HEADERS.get(exc.field, exc.field)
-        raise invalid(f"{header}: {str(exc).removeprefix(exc.field + ': ')}") from exc
+    except FieldError as exc:
+        field = exc.field.partition("[")[0]
+        raise invalid(f"{_OPTION_HEADERS.get(field, field)}: {exc.problem}") from exc
 
 
 def _number(text: str, header: str) -> float:
@@ -209,7 +210,8 @@ class Proxy:
         if params["model"] != ROUTED_MODEL:
             return await self._pass_through(request, body, stream=bool(params.get("stream")))
         _check_routable(params)
-        escalation = Escalation(await self._decide(params, route_options(request.headers)), self.judge, self.reporter)
+        options = route_options(request.headers, self.config.routing)
+        escalation = Escalation(await self._decide(params, options), self.judge, self.reporter)
         headers = request_headers(_header_pairs(request), decode=True)
         if params.get("stream"):
             return await self._routed_stream(params, headers, escalation)
@@ -255,6 +257,8 @@ class Proxy:
     async def _decide(self, params: dict[str, Any], options: RouteOptions) -> Any:
         try:
             return await self.router.decide(params, options)
+        except FieldError as exc:
+            raise invalid(str(exc)) from exc
         except RoutingError as exc:
             if exc.code == grpc.StatusCode.INVALID_ARGUMENT:
                 raise invalid(str(exc)) from exc

@@ -11,6 +11,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from tierwise.classifier.errors import InputError
+from tierwise.classifier.request import DEFAULT_OPTIONS, RouteOptions
 
 ANTHROPIC_API = "https://api.anthropic.com"
 
@@ -34,6 +35,7 @@ class ProxyConfig:
     fallback_model: str | None = None  # None: the top tier's model
     ca_cert: str | Path | None = None  # TLS to the router, trusting this CA
     auth_token_file: str | Path | None = None  # bearer token for the router
+    routing: RouteOptions = DEFAULT_OPTIONS  # every routed request's, unless its x-tierwise-* headers say otherwise
 
     def __post_init__(self) -> None:
         self.listen_address()
