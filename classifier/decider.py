@@ -15,7 +15,8 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from functools import cached_property
 
 from .exploration import Explorer
 from .limits import FieldError
@@ -49,16 +50,18 @@ class BandDefaults:
     value_of_time_usd_per_s: float | None = None
 
     def __post_init__(self) -> None:
-        RouteOptions(max_latency_ms=self.max_latency_ms, value_of_time_usd_per_s=self.value_of_time_usd_per_s)
+        RouteOptions(**self._given)  # the same rules as a request's own
+
+    @cached_property
+    def _given(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
     def applied(self, options: RouteOptions, router: Router) -> RouteOptions:
         """The request's options with these defaults where it set none (unchanged for a model without time)."""
-        if router.policy.times is None:
+        given = self._given
+        if not given or router.policy.times is None:
             return options
-        return options.updated(
-            max_latency_ms=self.max_latency_ms if options.max_latency_ms is None else None,
-            value_of_time_usd_per_s=self.value_of_time_usd_per_s if options.value_of_time_usd_per_s is None else None,
-        )
+        return options.updated(**{name: value for name, value in given.items() if getattr(options, name) is None})
 
 
 @dataclass(frozen=True, slots=True)

@@ -194,8 +194,8 @@ class Policy:
             return self._plain(row, allowed, target, mode, self.batch_costs or self.costs, None)
         if options.budget_ms is not None:
             return self._in_budget(row, allowed, target, mode, options.budget_ms)
-        if band == "tolerant" and options.value_of_time_usd_per_s is not None:
-            return self._cost_and_time(row, allowed, options.value_of_time_usd_per_s)
+        if options.time_price is not None:
+            return self._cost_and_time(row, allowed, options.time_price)
         return self._plain(row, allowed, target, mode, self.costs, self.times)
 
     def _plain(

@@ -10,6 +10,7 @@ what depends on the served model (tier names it knows, a time model for a budget
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,6 +19,12 @@ from .text import render_messages
 
 MODES = ("threshold", "cost")
 BANDS = ("interactive", "tolerant", "async")
+# The optional numbers of RouteOptions (None: unset) and what each must be.
+NUMBERS: dict[str, tuple[Callable[[float], bool], str]] = {
+    "quality_target": (lambda value: 0.0 <= value <= 1.0, "within [0, 1]"),
+    "max_latency_ms": (lambda value: value > 0, "a finite number > 0"),
+    "value_of_time_usd_per_s": (lambda value: value >= 0, "a finite number >= 0"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +55,10 @@ class RouteOptions:
             object.__setattr__(self, "latency_band", _one_of("latency_band", self.latency_band, BANDS))
         if self.mode not in MODES:
             object.__setattr__(self, "mode", _one_of("mode", self.mode, MODES))
-        if self.quality_target is not None and not 0.0 <= _number("quality_target", self.quality_target) <= 1.0:
-            raise FieldError("quality_target", f"must be within [0, 1], got {self.quality_target}")
-        if self.max_latency_ms is not None and not _number("max_latency_ms", self.max_latency_ms) > 0:
-            raise FieldError("max_latency_ms", f"must be a finite number > 0, got {self.max_latency_ms}")
-        value = self.value_of_time_usd_per_s
-        if value is not None and not _number("value_of_time_usd_per_s", value) >= 0:
-            raise FieldError("value_of_time_usd_per_s", f"must be a finite number >= 0, got {value}")
+        for name, (valid, rule) in NUMBERS.items():
+            value = getattr(self, name)
+            if value is not None and not valid(_number(name, value)):
+                raise FieldError(name, f"must be {rule}, got {value}")
         if self.allowed_tiers:
             self._check_tiers()
         if not isinstance(self.allow_explore, bool):
@@ -78,6 +82,11 @@ class RouteOptions:
     def budget_ms(self) -> float | None:
         """The latency budget that applies: `max_latency_ms` in the interactive band, none in the others."""
         return self.max_latency_ms if self.latency_band == "interactive" else None
+
+    @property
+    def time_price(self) -> float | None:
+        """The value of time that applies, in USD per second: the tolerant band's, none in the others."""
+        return self.value_of_time_usd_per_s if self.latency_band == "tolerant" else None
 
     def updated(self, **changes: Any) -> RouteOptions:
         """These options with the given fields replaced (None leaves a field as it is); checked again."""

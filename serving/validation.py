@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from google.protobuf import descriptor, empty_pb2, message, unknown_fields
 from tierwise.classifier.decider import Decision
 from tierwise.classifier.limits import FieldError
-from tierwise.classifier.request import Message, RouteOptions, RouteRequest
+from tierwise.classifier.request import NUMBERS, Message, RouteOptions, RouteRequest
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 
 # Wire enums by name (an unknown number is passed on as it is, for RouteOptions to refuse).
@@ -25,8 +25,6 @@ _BANDS = {
     pb.ASYNC: "async",
 }
 BAND_ENUM = {"interactive": pb.INTERACTIVE, "tolerant": pb.TOLERANT, "async": pb.ASYNC}
-# RouteOptions fields that are `optional` on the wire: unset means None.
-_OPTIONAL = ("quality_target", "max_latency_ms", "value_of_time_usd_per_s")
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ def route_request(request: pb.PredictRequest, max_prompt_bytes: int) -> RouteReq
         latency_band=_BANDS.get(request.latency_band, str(request.latency_band)),
         mode=_MODES.get(request.mode, str(request.mode)),
         allow_explore=request.allow_explore if request.HasField("allow_explore") else True,
-        **{name: getattr(request, name) for name in _OPTIONAL if request.HasField(name)},
+        **{name: getattr(request, name) for name in NUMBERS if request.HasField(name)},
     )
     messages = tuple(Message(m.role or "user", m.content) for m in request.messages)
     routed = RouteRequest(request.prompt, messages, options, request.request_id)
@@ -63,7 +61,7 @@ def wire_request(request: RouteRequest) -> pb.PredictRequest:
         latency_band=BAND_ENUM[options.latency_band],
         mode=MODE_ENUM[options.mode],
     )
-    for name in _OPTIONAL:
+    for name in NUMBERS:
         if getattr(options, name) is not None:
             setattr(wire, name, getattr(options, name))
     if not options.allow_explore:

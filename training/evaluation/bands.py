@@ -153,8 +153,8 @@ class BandReport:
         head = f"band {self.options.latency_band}"
         if budget is not None:
             head += f", budget {budget:g} ms"
-        if self.options.value_of_time_usd_per_s is not None and self.options.latency_band == "tolerant":
-            head += f", time at {self.options.value_of_time_usd_per_s:g} USD/s"
+        if self.options.time_price is not None:
+            head += f", time at {self.options.time_price:g} USD/s"
         lines = [
             f"{head}: {self.evaluated} requests ({self.latency_from_logs:.0%} of latencies logged)",
             f"{'':<16}{'cost/req USD':>13}{'quality':>9}{'in budget':>11}{'time to acceptable mean/p50/p95 s':>36}"
