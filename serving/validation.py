@@ -25,6 +25,9 @@ _BANDS = {
     pb.ASYNC: "async",
 }
 BAND_ENUM = {"interactive": pb.INTERACTIVE, "tolerant": pb.TOLERANT, "async": pb.ASYNC}
+# Options already built, by their wire values: most traffic repeats a few sets of options, each checked once.
+_SEEN_OPTIONS: dict[tuple[object, ...], RouteOptions] = {}
+_SEEN_OPTIONS_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -37,17 +40,35 @@ class MalformedRequest:
 def route_request(request: pb.PredictRequest, max_prompt_bytes: int) -> RouteRequest:
     """The routing request a PredictRequest carries; FieldError names a bad field, or a text over the server's
     `--max-prompt-bytes`."""
-    options = RouteOptions(
-        allowed_tiers=tuple(request.allowed_tiers),
-        latency_band=_BANDS.get(request.latency_band, str(request.latency_band)),
-        mode=_MODES.get(request.mode, str(request.mode)),
-        allow_explore=request.allow_explore if request.HasField("allow_explore") else True,
-        **{name: getattr(request, name) for name in NUMBERS if request.HasField(name)},
-    )
-    messages = tuple(Message(m.role or "user", m.content) for m in request.messages)
-    routed = RouteRequest(request.prompt, messages, options, request.request_id)
+    messages = tuple(Message(m.role or "user", m.content) for m in request.messages) if request.messages else ()
+    routed = RouteRequest(request.prompt, messages, _options(request), request.request_id)
     routed.check_bytes(max_prompt_bytes)
     return routed
+
+
+def _options(request: pb.PredictRequest) -> RouteOptions:
+    """The request's RouteOptions, built (and so checked) once per distinct set of options a server sees."""
+    has = request.HasField
+    key = (
+        *[getattr(request, name) if has(name) else None for name in NUMBERS],
+        request.allow_explore if has("allow_explore") else True,
+        request.latency_band,
+        request.mode,
+        *request.allowed_tiers,
+    )
+    options = _SEEN_OPTIONS.get(key)
+    if options is None:
+        options = RouteOptions(
+            allowed_tiers=tuple(request.allowed_tiers),
+            latency_band=_BANDS.get(request.latency_band, str(request.latency_band)),
+            mode=_MODES.get(request.mode, str(request.mode)),
+            allow_explore=key[len(NUMBERS)],
+            **{name: value for name, value in zip(NUMBERS, key, strict=False) if value is not None},
+        )
+        if len(_SEEN_OPTIONS) >= _SEEN_OPTIONS_MAX:
+            _SEEN_OPTIONS.clear()
+        _SEEN_OPTIONS[key] = options
+    return options
 
 
 def wire_request(request: RouteRequest) -> pb.PredictRequest:
