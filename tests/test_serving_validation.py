@@ -143,3 +143,14 @@ def test_garbage_bytes_are_a_malformed_request_not_an_exception():
 def test_valid_bytes_decode_normally():
     request = pb.PredictRequest(prompt="héllo", quality_target=0.5)
     assert lenient_deserializer(pb.PredictRequest)(request.SerializeToString()) == request
+
+
+def test_options_are_built_once_per_distinct_set_and_the_memory_of_them_is_bounded():
+    from tierwise.serving import validation
+
+    first = route_request(pb.PredictRequest(prompt="a", quality_target=0.5), LIMIT)
+    again = route_request(pb.PredictRequest(prompt="b", quality_target=0.5), LIMIT)
+    assert again.options is first.options
+    for i in range(validation._SEEN_OPTIONS_MAX + 10):
+        route_request(pb.PredictRequest(prompt="c", quality_target=i / 10_000), LIMIT)
+    assert len(validation._SEEN_OPTIONS) <= validation._SEEN_OPTIONS_MAX
