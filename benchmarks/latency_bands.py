@@ -30,10 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierLadder
 from tierwise.training.costs import CHARS_PER_TOKEN
-from tierwise.training.evaluation.bands import BandOptions, BandReport
+from tierwise.training.evaluation.bands import BandReport
 from tierwise.training.evaluation.evaluate import band_evaluation
 from tierwise.training.logs import AttemptLog, read_attempts
 from tierwise.training.splits import SplitRule
@@ -100,7 +101,7 @@ class Row:
     top_list_cost: float = float("nan")
 
 
-def equal_quality(router: Router, test: pl.DataFrame, probs: np.ndarray, options: BandOptions) -> Row | None:
+def equal_quality(router: Router, test: pl.DataFrame, probs: np.ndarray, options: RouteOptions) -> Row | None:
     """The cheapest quality target whose router quality reaches always-top's (in the band's budget)."""
     best = None
     for target in TARGETS:
@@ -126,19 +127,25 @@ def dataset_rows(name: str, data: Path, value_of_time: float) -> tuple[list[Row]
     times = router.policy.times
     loose, tight = times.tiers[-1].quantile(0.9), times.tiers[-1].quantile(0.5)
     settings = {
-        "interactive, no budget": BandOptions("interactive"),
-        f"interactive, {loose / 1000:.2f} s (top tier's p90)": BandOptions("interactive", loose),
-        f"interactive, {tight / 1000:.2f} s (top tier's p50)": BandOptions("interactive", tight),
-        "async (Batch API)": BandOptions("async"),
+        "interactive, no budget": RouteOptions(latency_band="interactive"),
+        f"interactive, {loose / 1000:.2f} s (top tier's p90)": RouteOptions(
+            latency_band="interactive", max_latency_ms=loose
+        ),
+        f"interactive, {tight / 1000:.2f} s (top tier's p50)": RouteOptions(
+            latency_band="interactive", max_latency_ms=tight
+        ),
+        "async (Batch API)": RouteOptions(latency_band="async"),
     }
-    top_list_cost = band_evaluation(router, test, probs, BandOptions()).always[ladder.names[-1]].mean_cost()
+    top_list_cost = band_evaluation(router, test, probs, RouteOptions()).always[ladder.names[-1]].mean_cost()
     rows = []
     for setting, options in settings.items():
         row = equal_quality(router, test, probs, options)
         if row is None:
             row = Row("", "", None, band_evaluation(router, test, probs, options))
         rows.append(dataclasses.replace(row, dataset=name, setting=setting, top_list_cost=top_list_cost))
-    tolerant = band_evaluation(router, test, probs, BandOptions("tolerant", value_of_time_usd_per_s=value_of_time))
+    tolerant = band_evaluation(
+        router, test, probs, RouteOptions(latency_band="tolerant", value_of_time_usd_per_s=value_of_time)
+    )
     rows.append(Row(name, f"tolerant, {value_of_time:g} USD/s", None, tolerant, top_list_cost))
     speeds = {
         t.name: f"{t.models[0]}: {SPEEDS[t.models[0]].first_token_ms:g} ms + {SPEEDS[t.models[0]].tokens_per_s:g} t/s"
@@ -168,7 +175,7 @@ def render(rows: list[Row]) -> str:
         times = [router["time_to_acceptable_ms"], top["time_to_acceptable_ms"]]
         router_time, top_time = (f"{seconds(t['p50'])} / {seconds(t['p95'])}" for t in times)
         target = "-" if row.target is None else f"{row.target:.2f}"
-        reached = "" if row.target is not None or report.options.band == "tolerant" else " (not reached)"
+        reached = "" if row.target is not None or report.options.latency_band == "tolerant" else " (not reached)"
         lines.append(
             f"| {row.dataset} | {row.setting} | {target} | {router[quality_key]:.3f} / {top[quality_key]:.3f}{reached} "
             f"| {router['cost_usd']:.6f} / {row.top_list_cost:.6f} | {saving:.1%} | {router_time} | {top_time} |"

@@ -1,7 +1,8 @@
-"""tierwise's serving-side package: tier ladder, routing policy and the ONNX `Router` runtime."""
+"""tierwise's serving-side package: tier ladder, routing request and policy, and the ONNX `Router` runtime."""
 
 from .bundle import BundleError
-from .policy import PolicyError
+from .limits import FieldError
+from .request import RouteOptions, RouteRequest
 from .router import Prediction, Router
 
-__all__ = ["BundleError", "PolicyError", "Prediction", "Router"]
+__all__ = ["BundleError", "FieldError", "Prediction", "RouteOptions", "RouteRequest", "Router"]

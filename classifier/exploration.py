@@ -14,7 +14,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .policy import PolicyError, expected_chain_cost
+from .limits import FieldError
+from .policy import expected_chain_cost
 from .router import Prediction, Router
 
 
@@ -37,7 +38,7 @@ class Explorer:
 
     def __init__(self, router: Router, rate: float, rng: random.Random | None = None):
         if not 0.0 <= rate <= 1.0:
-            raise PolicyError("explore_rate", f"must be within [0, 1], got {rate}")
+            raise FieldError("explore_rate", f"must be within [0, 1], got {rate}")
         self.rate = rate
         self._ladder = router.ladder
         self._policy = router.policy

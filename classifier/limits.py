@@ -21,6 +21,10 @@ class FieldError(InputError):
         self.field = field
         self.problem = problem
 
+    def within(self, prefix: str) -> FieldError:
+        """The same error for a field inside a list or stream item, e.g. prefix `requests[2].`."""
+        return FieldError(prefix + self.field, self.problem)
+
 
 @dataclass(frozen=True)
 class Limit:

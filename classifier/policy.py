@@ -13,7 +13,8 @@ the chain is paid for when every earlier tier has failed. Tiers are assumed nest
 tier solves, a stronger one solves too), so the chance of reaching a tier is one minus the best
 success probability among the tiers before it.
 
-Latency bands (`BANDS`) change the decision when the bundle has a time model (`tierwise.classifier.timing`):
+Latency bands (`RouteOptions.latency_band`) change the decision when the bundle has a time model
+(`tierwise.classifier.timing`):
 - `interactive` with a budget (`max_latency_ms`): a chain's quality is its chance of an acceptable answer
   within the budget, the sum over its tiers of P(first acceptable there) x P(the attempts so far finish in
   time). Steps with less than MIN_FINISH chance of finishing in time are dropped. `threshold` mode applies
@@ -29,7 +30,6 @@ Latency bands (`BANDS`) change the decision when the bundle has a time model (`t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -37,25 +37,16 @@ from itertools import combinations
 
 import numpy as np
 
-from .errors import InputError
+from .limits import FieldError
+from .request import DEFAULT_OPTIONS, RouteOptions
 from .timing import TimeModel
 
 RULES = ("absolute", "relative", "utility")
-MODES = ("threshold", "cost")
-BANDS = ("interactive", "tolerant", "async")
 # The relative rule divides by the best P(success); this floor keeps an all-zero row finite.
 MIN_BEST = 1e-12
 # An escalation step whose attempts (with the ones before it) finish inside the budget less often than this
 # cannot finish in time, and is dropped from an interactive chain.
 MIN_FINISH = 0.01
-
-
-class PolicyError(InputError):
-    """A per-request policy argument that cannot be honoured; `field` names it for the caller."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 @dataclass(frozen=True)
@@ -98,7 +89,7 @@ def _scale(best: float | np.ndarray, rule: str) -> float | np.ndarray:
         return 1.0
     if rule == "relative":
         return np.maximum(best, MIN_BEST)
-    raise PolicyError("rule", f"must be one of {RULES}, got {rule!r}")
+    raise FieldError("rule", f"must be one of {RULES}, got {rule!r}")
 
 
 def unit_costs(costs: Sequence[float]) -> list[float]:
@@ -152,7 +143,7 @@ def rule_scores(probs: np.ndarray, rule: str, costs: Sequence[float] | None = No
     if rule != "utility":
         return probs / _scale(probs.max(axis=-1, keepdims=True), rule)
     if costs is None:
-        raise PolicyError("rule", "the utility rule needs the tiers' costs")
+        raise FieldError("rule", "the utility rule needs the tiers' costs")
     unit = unit_costs(costs)
     return np.asarray([utility_row(row, unit) for row in probs.tolist()], dtype=np.float64).reshape(probs.shape)
 
@@ -171,7 +162,7 @@ class Policy:
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
-            raise PolicyError("rule", f"must be one of {RULES}, got {self.rule!r}")
+            raise FieldError("rule", f"must be one of {RULES}, got {self.rule!r}")
         object.__setattr__(self, "_unit", unit_costs(self.costs))
         object.__setattr__(self, "_all", tuple(range(len(self.tiers))))
 
@@ -181,45 +172,31 @@ class Policy:
             return self._all
         unknown = [t for t in allowed_tiers if t not in self.tiers]
         if unknown:
-            raise PolicyError("allowed_tiers", f"unknown tier(s) {unknown}; tiers are {list(self.tiers)}")
+            raise FieldError("allowed_tiers", f"unknown tier(s) {unknown}; tiers are {list(self.tiers)}")
         return tuple(sorted({self.tiers.index(t) for t in allowed_tiers}))
 
     def target(self, quality_target: float | None) -> float:
-        """The quality threshold to use, checked to lie in [0, 1]."""
-        if quality_target is None:
-            return self.threshold
-        if not 0.0 <= quality_target <= 1.0 or quality_target != quality_target:
-            raise PolicyError("quality_target", f"must be within [0, 1], got {quality_target}")
-        return float(quality_target)
+        """The quality threshold to use: the request's, else the bundle's default."""
+        return self.threshold if quality_target is None else quality_target
 
-    def choose(
-        self,
-        probs: np.ndarray,
-        quality_target: float | None = None,
-        allowed_tiers: Sequence[str] | None = None,
-        mode: str = "threshold",
-        *,
-        band: str = "interactive",
-        max_latency_ms: float | None = None,
-        value_of_time_usd_per_s: float | None = None,
-    ) -> Choice:
-        """Pick a tier for one request from its per-tier success probabilities, within its latency band."""
-        allowed = self.allowed(allowed_tiers)
-        target = self.target(quality_target)
-        if mode not in MODES:
-            raise PolicyError("mode", f"must be one of {MODES}, got {mode!r}")
+    def choose(self, probs: np.ndarray, options: RouteOptions = DEFAULT_OPTIONS) -> Choice:
+        """Pick a tier for one request from its per-tier success probabilities, within its latency band.
+
+        `options` come checked (`RouteOptions`); what this model cannot honour (a tier it lacks, a budget
+        without a time model) is refused here, naming the field.
+        """
+        allowed = self.allowed(options.allowed_tiers)
+        target = self.target(options.quality_target)
+        mode = options.mode
         row = probs.tolist() if isinstance(probs, np.ndarray) else [float(p) for p in probs]
+        band = options.latency_band
         if band == "async":
             return self._plain(row, allowed, target, mode, self.batch_costs or self.costs, None)
-        if band == "interactive":
-            if max_latency_ms is None:
-                return self._plain(row, allowed, target, mode, self.costs, self.times)
-            return self._in_budget(row, allowed, target, mode, _positive("max_latency_ms", max_latency_ms))
-        if band == "tolerant":
-            if value_of_time_usd_per_s is None:
-                return self._plain(row, allowed, target, mode, self.costs, self.times)
-            return self._cost_and_time(row, allowed, _non_negative("value_of_time_usd_per_s", value_of_time_usd_per_s))
-        raise PolicyError("latency_band", f"must be one of {BANDS}, got {band!r}")
+        if options.budget_ms is not None:
+            return self._in_budget(row, allowed, target, mode, options.budget_ms)
+        if options.time_price is not None:
+            return self._cost_and_time(row, allowed, options.time_price)
+        return self._plain(row, allowed, target, mode, self.costs, self.times)
 
     def _plain(
         self,
@@ -249,7 +226,7 @@ class Policy:
 
     def _time_model(self, field: str) -> TimeModel:
         if self.times is None:
-            raise PolicyError(
+            raise FieldError(
                 field,
                 "this model has no time model (train it on logs with latency_ms, or give first_token_ms and "
                 "output_tokens_per_s for every tier in the ladder)",
@@ -339,15 +316,3 @@ def _fit_budget(
         chance += (reached - best) * finish
         best = reached
     return tuple(kept), chance
-
-
-def _positive(field: str, value: float) -> float:
-    if not (math.isfinite(value) and value > 0):
-        raise PolicyError(field, f"must be a finite number > 0, got {value}")
-    return float(value)
-
-
-def _non_negative(field: str, value: float) -> float:
-    if not (math.isfinite(value) and value >= 0):
-        raise PolicyError(field, f"must be a finite number >= 0, got {value}")
-    return float(value)

@@ -15,6 +15,7 @@ import onnxruntime as ort
 from .bundle import MODEL_FILE, TOKENIZER_FILE, BundleError, Manifest, read_manifest
 from .encoding import TextTokenizer
 from .policy import Choice, Policy
+from .request import DEFAULT_OPTIONS, RouteOptions
 from .tiers import TierLadder
 
 INPUT_IDS = "input_ids"
@@ -129,21 +130,12 @@ class Router:
             latency_budget_met=choice.budget_met,
         )
 
-    def predict(
-        self,
-        text: str,
-        *,
-        quality_target: float | None = None,
-        allowed_tiers: Sequence[str] | None = None,
-        mode: str = "threshold",
-        band: str = "interactive",
-        max_latency_ms: float | None = None,
-        value_of_time_usd_per_s: float | None = None,
-    ) -> Prediction:
+    def predict(self, text: str, options: RouteOptions = DEFAULT_OPTIONS) -> Prediction:
         """Route one prompt: the cheapest tier the policy trusts within its latency band, with its fallback chain.
 
-        band: interactive (a person waits; `max_latency_ms` bounds the time to an acceptable answer), tolerant
-        (`value_of_time_usd_per_s` prices waiting against cost) or async (Batch API prices, time ignored).
+        The band (`options.latency_band`): interactive (a person waits; `max_latency_ms` bounds the time to an
+        acceptable answer), tolerant (`value_of_time_usd_per_s` prices waiting against cost) or async (Batch API
+        prices, time ignored).
         """
         ids = self._tokenizer.ids(text)
         if len(ids) == 0:
@@ -152,33 +144,11 @@ class Router:
         else:
             mask = self._ones[:, : len(ids)]  # ids never outnumber the encoder's window
         probs = self._run(ids[None, :], mask)[0]
-        choice = self.policy.choose(
-            probs,
-            quality_target,
-            allowed_tiers,
-            mode,
-            band=band,
-            max_latency_ms=max_latency_ms,
-            value_of_time_usd_per_s=value_of_time_usd_per_s,
-        )
-        return self._prediction(probs, choice, self.policy.target(quality_target))
+        choice = self.policy.choose(probs, options)
+        return self._prediction(probs, choice, self.policy.target(options.quality_target))
 
-    def predict_batch(
-        self,
-        texts: Sequence[str],
-        *,
-        quality_target: float | None = None,
-        allowed_tiers: Sequence[str] | None = None,
-        mode: str = "threshold",
-        band: str = "interactive",
-        max_latency_ms: float | None = None,
-        value_of_time_usd_per_s: float | None = None,
-    ) -> list[Prediction]:
-        """Route many prompts with one graph run (the same options as `predict`, for every prompt)."""
+    def predict_batch(self, texts: Sequence[str], options: RouteOptions = DEFAULT_OPTIONS) -> list[Prediction]:
+        """Route many prompts with one graph run (the same options for every prompt)."""
         probs = self.probabilities(texts)
-        target = self.policy.target(quality_target)
-        options = {"band": band, "max_latency_ms": max_latency_ms, "value_of_time_usd_per_s": value_of_time_usd_per_s}
-        return [
-            self._prediction(row, self.policy.choose(row, quality_target, allowed_tiers, mode, **options), target)
-            for row in probs
-        ]
+        target = self.policy.target(options.quality_target)
+        return [self._prediction(row, self.policy.choose(row, options), target) for row in probs]

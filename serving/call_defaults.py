@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tierwise.classifier.request import RouteOptions
 from tierwise.serving.escalation import Accept, Escalation, Judge, OutcomeSink, RouteDecision, Routing, grade_outcome
-from tierwise.serving.router_link import RouteOptions
 
 
 @dataclass(frozen=True)

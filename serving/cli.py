@@ -1,27 +1,124 @@
-"""The serving side of the `tierwise` command line: `serve`, `client` and `proxy`.
+"""The serving side of the `tierwise` command line: `predict`, `serve`, `client` and `proxy`.
 
-Option defaults are `ServeConfig`'s own, so the command line and the library never disagree. The body of
-each command imports its implementation, so `tierwise --help` never loads grpc.
+Option defaults are `ServeConfig`'s own, so the command line and the library never disagree. The routing
+options of a request are one decorator, `routing_options`, shared by `predict`, `client predict` and `proxy`
+(its defaults); they become one `RouteOptions`, which checks them. The body of each command imports its
+implementation, so `tierwise --help` never loads grpc.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
+from collections.abc import Callable
 from typing import Any
 
 import click
 from tierwise.classifier.extras import Extra
-from tierwise.classifier.limits import RECENT_DECISIONS_BYTES
-from tierwise.classifier.policy import BANDS, MODES
+from tierwise.classifier.limits import RECENT_DECISIONS_BYTES, FieldError
+from tierwise.classifier.request import BANDS, DEFAULT_OPTIONS, MODES, RouteOptions, RouteRequest
 from tierwise.serving.config import ServeConfig
 from tierwise.serving.proxy_config import ProxyConfig
 
 DEFAULTS = ServeConfig(model="")
 TRACKING_HELP = "MLflow store for models:/ URIs. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here."
+# RouteOptions field -> its flag, for the routing options every command spells the same way.
+_ROUTING_FLAGS = {
+    "quality_target": "--quality-target",
+    "allowed_tiers": "--allowed-tier",
+    "mode": "--mode",
+    "latency_band": "--latency-band",
+    "max_latency_ms": "--max-latency-ms",
+    "value_of_time_usd_per_s": "--value-of-time-usd-per-s",
+    "allow_explore": "--no-explore",
+}
+
+
+def routing_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the routing options of a request to a command, handed to it as one checked `routing: RouteOptions`.
+
+    A value RouteOptions refuses is a usage error naming the flag (exit 2).
+    """
+
+    @functools.wraps(command)
+    def routed(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in _ROUTING_FLAGS}
+        try:
+            kwargs["routing"] = RouteOptions(**values)
+        except FieldError as exc:
+            flag = _ROUTING_FLAGS.get(exc.field.partition("[")[0], exc.field)
+            raise click.BadParameter(exc.problem, param_hint=f"'{flag}'") from None
+        return command(*args, **kwargs)
+
+    for option in reversed(
+        (
+            click.option("--quality-target", type=float, help="The quality threshold in [0, 1]. Default: the model's."),
+            click.option(
+                _ROUTING_FLAGS["allowed_tiers"],
+                "allowed_tiers",
+                multiple=True,
+                help="Restrict to this tier (repeatable).",
+            ),
+            click.option("--mode", type=click.Choice(MODES), default=DEFAULT_OPTIONS.mode, show_default=True),
+            click.option(
+                "--latency-band",
+                type=click.Choice(BANDS, case_sensitive=False),
+                default=DEFAULT_OPTIONS.latency_band,
+                show_default=True,
+                help="interactive: a person waits (--max-latency-ms); tolerant: waiting has a price "
+                "(--value-of-time-usd-per-s); async: Batch API prices, time ignored.",
+            ),
+            click.option(
+                "--max-latency-ms",
+                type=float,
+                help="interactive: the answer must be acceptable within this many ms (models with a time model). "
+                "Default: the server's (`serve --max-latency-ms`), else none.",
+            ),
+            click.option(
+                "--value-of-time-usd-per-s",
+                type=float,
+                help="tolerant: what a second of waiting is worth in USD, traded against cost (models with a time "
+                "model). Default: the server's, else time is not priced.",
+            ),
+            click.option(
+                _ROUTING_FLAGS["allow_explore"],
+                "allow_explore",
+                flag_value=False,
+                default=True,
+                help="Opt out of exploration (`serve --explore-rate`): always the policy's choice.",
+            ),
+        )
+    ):
+        routed = option(routed)
+    return routed
 
 
 @click.group()
 def commands() -> None:
     """The serving commands (assembled into `tierwise` by `tierwise.cli`)."""
+
+
+@commands.command("predict")
+@click.argument("text")
+@click.option("--model", required=True, help="Bundle directory, or a registered version models:/NAME@ALIAS (or /V).")
+@routing_options
+@click.option("--tracking-uri", help=TRACKING_HELP)
+def predict(text: str, model: str, routing: RouteOptions, tracking_uri: str | None) -> None:
+    """Print the routing decision for TEXT as JSON: tier, model, per-tier probabilities, fallback chain, expected
+    cost and time to an acceptable answer.
+
+    Decided as `tierwise serve` with its default settings decides a Predict request (no band defaults, no
+    exploration), by the same code.
+    """
+    from tierwise.classifier.decider import Decider
+    from tierwise.classifier.router import Router
+    from tierwise.serving.sources import open_model_source
+
+    router = Router.load(open_model_source(model, tracking_uri).resolve().path)
+    decision = Decider().decide(router, RouteRequest(text, options=routing))
+    answer = {**dataclasses.asdict(decision.prediction), "model_version": decision.model_version}
+    click.echo(json.dumps(answer, indent=2))
 
 
 @commands.command("serve")
@@ -199,42 +296,27 @@ def client() -> None:
 @client.command("predict")
 @click.argument("text")
 @click.option("--target", default="localhost:50051", show_default=True, help="host:port of the server.")
-@click.option("--quality-target", type=click.FloatRange(0, 1), help="Override the model's quality threshold.")
-@click.option("--allowed-tier", "allowed_tiers", multiple=True, help="Restrict to this tier (repeatable).")
-@click.option("--mode", type=click.Choice(MODES), default="threshold", show_default=True)
-@click.option(
-    "--latency-band",
-    type=click.Choice([band.upper() for band in BANDS], case_sensitive=False),
-    default="INTERACTIVE",
-    show_default=True,
-)
-@click.option(
-    "--max-latency-ms",
-    type=click.FloatRange(min=0, min_open=True),
-    help="INTERACTIVE: the answer must be acceptable within this many ms (the server's default if unset).",
-)
-@click.option(
-    "--value-of-time-usd-per-s",
-    type=click.FloatRange(min=0),
-    help="TOLERANT: what a second of waiting is worth in USD (the server's default if unset).",
-)
+@routing_options
 @click.option("--request-id", default="", help="Echoed back and written to the server's decision log.")
 @click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0), help="Deadline in seconds.")
 @click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), help="Use TLS, trusting this PEM CA.")
 @click.option("--auth-token-file", type=click.Path(exists=True, dir_okay=False), help="Send this bearer token.")
 def client_predict(
-    text: str, target: str, timeout: float, ca_cert: str | None, auth_token_file: str | None, **request: Any
+    text: str,
+    target: str,
+    routing: RouteOptions,
+    request_id: str,
+    timeout: float,
+    ca_cert: str | None,
+    auth_token_file: str | None,
 ) -> None:
     """Ask the server which tier TEXT needs; prints the response as JSON."""
-    import json
-
     import grpc
-    from tierwise.serving.client import CallFailed, predict_once, predict_request
+    from tierwise.serving.client import CallFailed, predict_once
 
+    request = RouteRequest(text, options=routing, request_id=request_id)
     try:
-        response = predict_once(
-            target, predict_request(text, **request), timeout_s=timeout, ca_cert=ca_cert, token_file=auth_token_file
-        )
+        response = predict_once(target, request, timeout_s=timeout, ca_cert=ca_cert, token_file=auth_token_file)
     except grpc.RpcError as exc:
         raise CallFailed(exc) from exc
     click.echo(json.dumps(response, indent=2))
@@ -308,11 +390,13 @@ ANTHROPIC = Extra("anthropic", "Anthropic client and proxy", ("anthropic", "star
     "x-api-key or `authorization: Bearer`; without it only the API key that made a request may grade it "
     "($TIERWISE_FEEDBACK_TOKEN_FILE if set).",
 )
+@routing_options
 def proxy(**options: Any) -> None:
     """Serve the Anthropic Messages API, routing `"model": "tierwise"` requests through the router.
 
     Point any Anthropic client's base_url at --listen. Other models, count_tokens and every other /v1 path pass
-    through to --upstream untouched. SIGTERM or SIGINT stops it.
+    through to --upstream untouched. The routing options are the defaults of every routed request; its
+    `x-tierwise-*` headers override them. SIGTERM or SIGINT stops it.
     """
     ANTHROPIC.require(click.get_current_context().command_path)
     from tierwise.serving.proxy import serve_proxy

@@ -1,4 +1,5 @@
-"""A small client for the tierwise gRPC service: channels with TLS and token, and a one-shot Predict."""
+"""A small client for the tierwise gRPC service: channels with TLS and token, and a one-shot Predict of a
+`RouteRequest`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 import grpc
 from google.protobuf import json_format
 from tierwise.classifier.errors import InputError
+from tierwise.classifier.request import RouteRequest
 from tierwise.serving.auth import read_token
-from tierwise.serving.tierwise.v1 import router_pb2 as pb
 from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tierwise.serving.validation import wire_request
 
 
 class CallFailed(InputError):
@@ -55,46 +57,18 @@ class _TokenHeader(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInte
         return continuation(self._with_token(client_call_details), request_iterator)
 
 
-def predict_request(
-    text: str,
-    *,
-    request_id: str = "",
-    quality_target: float | None = None,
-    allowed_tiers: Sequence[str] = (),
-    mode: str = "threshold",
-    latency_band: str = "INTERACTIVE",
-    max_latency_ms: float | None = None,
-    value_of_time_usd_per_s: float | None = None,
-) -> pb.PredictRequest:
-    """Build a PredictRequest from plain Python values (mode: threshold|cost; band: INTERACTIVE|TOLERANT|ASYNC)."""
-    request = pb.PredictRequest(
-        prompt=text,
-        request_id=request_id,
-        allowed_tiers=list(allowed_tiers),
-        mode=pb.RoutingMode.Value(mode.upper()),
-        latency_band=pb.LatencyBand.Value(latency_band.upper()),
-    )
-    if quality_target is not None:
-        request.quality_target = quality_target
-    if max_latency_ms is not None:
-        request.max_latency_ms = max_latency_ms
-    if value_of_time_usd_per_s is not None:
-        request.value_of_time_usd_per_s = value_of_time_usd_per_s
-    return request
-
-
 def predict_once(
     target: str,
-    request: pb.PredictRequest,
+    request: RouteRequest,
     *,
     timeout_s: float = 5.0,
     ca_cert: str | Path | None = None,
     token_file: str | Path | None = None,
 ) -> dict[str, object]:
-    """One Predict call; the response as a JSON-ready dict with the proto's field names."""
+    """One Predict call for a routing request; the response as a JSON-ready dict with the proto's field names."""
     token = read_token(token_file) if token_file else None
     with open_channel(target, ca_cert, token) as channel:
-        response = pb_grpc.RouterStub(channel).Predict(request, timeout=timeout_s)
+        response = pb_grpc.RouterStub(channel).Predict(wire_request(request), timeout=timeout_s)
     return json_format.MessageToDict(
         response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )

@@ -11,59 +11,32 @@ batches, and reopens the file on SIGHUP (log rotation).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
-from tierwise.classifier.router import Prediction
+from tierwise.classifier.decider import Decision
 from tierwise.serving.jsonl_log import JsonlAppender
-
-
-class ChatMessage(Protocol):
-    role: str
-    content: str
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What the request path hands to the log: references, no formatting.
-
-    `text` is what was routed (messages rendered); `messages` the request's chat messages, when it had them.
-    `propensities` is None when the served tier was the only possible first attempt.
-    """
-
-    request_id: str
-    text: str
-    messages: Sequence[ChatMessage]
-    prediction: Prediction
-    model_version: str
-    latency_band: str  # the band applied: interactive (also when the request named none), tolerant or async
-    unix_time: float
-    explored: bool = False
-    propensity: float = 1.0
-    propensities: Mapping[str, float] | None = None
 
 
 def decision_row(decision: Decision, redact_prompts: bool = False) -> dict[str, object]:
     """The JSONL row for one decision (the prompt left out when redacting: only its hash is kept)."""
-    prediction = decision.prediction
+    prediction, request = decision.prediction, decision.request
     row: dict[str, object] = {"request_id": decision.request_id}
     if not redact_prompts:
-        if decision.messages:
-            row["messages"] = [{"role": m.role or "user", "content": m.content} for m in decision.messages]
+        if request.messages:
+            row["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
         else:
-            row["prompt"] = decision.text
+            row["prompt"] = request.prompt
     return row | {
-        "prompt_sha256": hashlib.sha256(decision.text.encode("utf-8")).hexdigest(),
+        "prompt_sha256": hashlib.sha256(request.text.encode("utf-8")).hexdigest(),
         "tier": prediction.tier,
         "model": prediction.model,
         "probabilities": prediction.probabilities,
         "fallback_chain": list(prediction.fallback_chain),
         "quality_target": prediction.quality_target,
         "mode": prediction.mode,
-        "latency_band": decision.latency_band,
+        "latency_band": request.options.latency_band,
         "model_version": decision.model_version,
         "explored": decision.explored,
         "propensity": decision.propensity,

@@ -31,7 +31,6 @@ from tierwise.serving.recent import RecentDecisions
 from tierwise.serving.reload import ModelHolder
 from tierwise.serving.reported_attempts import ReportedAttempt, ReportedAttempts, attempt_key, merged, serialized
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
-from tierwise.serving.validation import RequestError
 
 # The optional measurements of an Outcome, in proto order; each is a non-negative number when set.
 MEASURES = tuple(
@@ -46,25 +45,22 @@ SCORE_SUCCESS_THRESHOLD = 1.0
 
 def check_outcome(outcome: pb.Outcome, prefix: str = "") -> None:
     """Refuse an outcome that cannot be joined or read, or that holds more than the input limits allow
-    (`tierwise.classifier.limits`); RequestError names the field (and the limit)."""
+    (`tierwise.classifier.limits`); FieldError names the field (and the limit)."""
     for limit, value in ((REQUEST_ID, outcome.request_id), (MODEL, outcome.model), (ERROR_TEXT, outcome.error)):
-        try:
-            limit.check(value, prefix + limit.name)
-        except FieldError as exc:
-            raise RequestError(exc.field, exc.problem) from None
+        limit.check(value, prefix + limit.name)
     if not outcome.request_id.strip():
-        raise RequestError(prefix + "request_id", "must not be empty (the request_id of the Predict response)")
+        raise FieldError(prefix + "request_id", "must not be empty (the request_id of the Predict response)")
     if not outcome.model.strip():
-        raise RequestError(prefix + "model", "must not be empty (the model that made the attempt)")
+        raise FieldError(prefix + "model", "must not be empty (the model that made the attempt)")
     if outcome.attempt < 0:
-        raise RequestError(prefix + "attempt", f"must be 0 or more (the position in the chain), got {outcome.attempt}")
+        raise FieldError(prefix + "attempt", f"must be 0 or more (the position in the chain), got {outcome.attempt}")
     if outcome.HasField("score") and not math.isfinite(outcome.score):
-        raise RequestError(prefix + "score", f"must be a finite number, got {outcome.score}")
+        raise FieldError(prefix + "score", f"must be a finite number, got {outcome.score}")
     for name in MEASURES:
         if outcome.HasField(name):
             value = getattr(outcome, name)
             if not math.isfinite(value) or value < 0:
-                raise RequestError(prefix + name, f"must be a non-negative number, got {value}")
+                raise FieldError(prefix + name, f"must be a non-negative number, got {value}")
 
 
 def outcome_result(outcome: pb.Outcome) -> str:
@@ -128,7 +124,7 @@ class OutcomeDesk:
         self._lock = threading.Lock()  # one report of an attempt at a time: merged, counted and logged in order
 
     def receive(self, outcome: pb.Outcome, prefix: str = "") -> bool:
-        """Accept one outcome (RequestError if it is malformed) and say whether this server routed its request."""
+        """Accept one outcome (FieldError if it is malformed) and say whether this server routed its request."""
         check_outcome(outcome, prefix)
         probabilities = self._recent.get(outcome.request_id)
         tier = self._model_tiers().get(outcome.model, UNKNOWN_TIER)

@@ -5,8 +5,8 @@
   included) or an answer cut off at `max_tokens`, reports every attempt to the router, and answers with the final
   upstream answer plus `x-tierwise-request-id`, `-tier`, `-model`, `-attempts` (and `-cost-usd`, `-accepted`,
   `-router-error`) headers. Options travel in `x-tierwise-quality-target`, `x-tierwise-latency-band` and
-  `x-tierwise-allowed-tiers`. A streamed request (SSE) is escalated only before its stream starts; a stream cut
-  short upstream ends with an `error` event.
+  `x-tierwise-allowed-tiers`, over the proxy's own defaults (`tierwise proxy --quality-target ...`). A streamed
+  request (SSE) is escalated only before its stream starts; a stream cut short upstream ends with an `error` event.
 - Any other model, `POST /v1/messages/count_tokens` and every other normalised `/v1/...` path pass through
   untouched, below `--upstream`'s base path (`proxy_gate.py`).
 - `POST /v1/tierwise/feedback {request_id, success | score}` attaches a later grade to a routed answer, from the
@@ -41,7 +41,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
-from tierwise.classifier.limits import ALLOWED_TIERS, IDENTIFIER, TIER_NAME, FieldError
+from tierwise.classifier.limits import IDENTIFIER, FieldError
+from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.uris import masked, masked_record
 from tierwise.serving.auth import read_token
 from tierwise.serving.escalation import INVALID_RESPONSE, Escalation, Judge, Routing, StreamWatch, grade_outcome
@@ -70,8 +71,6 @@ from tierwise.serving.proxy_upstream import (
 )
 from tierwise.serving.router_link import (
     AsyncRouterLink,
-    RouteOptionError,
-    RouteOptions,
     RouterDown,
     RouterLink,
     RouterUnavailable,
@@ -90,31 +89,22 @@ _OPTION_HEADERS = {
 }
 
 
-def route_options(headers: Mapping[str, str]) -> RouteOptions:
-    """The routing options a request carries in its `x-tierwise-*` headers; a bad one is named in the error."""
+def route_options(headers: Mapping[str, str], defaults: RouteOptions) -> RouteOptions:
+    """The routing options a request carries in its `x-tierwise-*` headers, over `defaults`; a bad one is named."""
     try:
         target = headers.get(_OPTION_HEADERS["quality_target"])
-        band = headers.get(_OPTION_HEADERS["latency_band"], "INTERACTIVE")
-        tiers = _tier_names(headers.get(_OPTION_HEADERS["allowed_tiers"], ""))
-        IDENTIFIER.check(band, _OPTION_HEADERS["latency_band"])
-        return RouteOptions(
+        tiers = headers.get(_OPTION_HEADERS["allowed_tiers"])
+        band = headers.get(_OPTION_HEADERS["latency_band"])
+        if band is not None:
+            IDENTIFIER.check(band, _OPTION_HEADERS["latency_band"])
+        return defaults.updated(
             quality_target=None if target is None else _number(target, _OPTION_HEADERS["quality_target"]),
             latency_band=band,
-            allowed_tiers=tiers,
+            allowed_tiers=None if tiers is None else tuple(name.strip() for name in tiers.split(",") if name.strip()),
         )
     except FieldError as exc:
-        raise invalid(str(exc)) from exc
-    except RouteOptionError as exc:
-        header = _OPTION_HEADERS.get(exc.field, exc.field)
-        raise invalid(f"{header}: {str(exc).removeprefix(exc.field + ': ')}") from exc
-
-
-def _tier_names(header: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in header.split(",") if name.strip())
-    ALLOWED_TIERS.check(names, _OPTION_HEADERS["allowed_tiers"])
-    for name in names:
-        TIER_NAME.check(name, _OPTION_HEADERS["allowed_tiers"])
-    return names
+        field = exc.field.partition("[")[0]
+        raise invalid(f"{_OPTION_HEADERS.get(field, field)}: {exc.problem}") from exc
 
 
 def _number(text: str, header: str) -> float:
@@ -190,7 +180,8 @@ class Proxy:
         if params["model"] != ROUTED_MODEL:
             return await self._pass_through(request, body, stream=bool(params.get("stream")))
         check_routable(params)
-        escalation = Escalation(await self._decide(params, route_options(request.headers)), self.judge, self.reporter)
+        options = route_options(request.headers, self.config.routing)
+        escalation = Escalation(await self._decide(params, options), self.judge, self.reporter)
         headers = request_headers(_header_pairs(request), decode=True)
         caller = self.feedback_auth.fingerprint(credential(request.headers))
         if params.get("stream"):
@@ -231,6 +222,8 @@ class Proxy:
     async def _decide(self, params: dict[str, Any], options: RouteOptions) -> Any:
         try:
             return await self.router.decide(params, options)
+        except FieldError as exc:
+            raise invalid(str(exc)) from exc
         except RoutingError as exc:
             if exc.code == grpc.StatusCode.INVALID_ARGUMENT:
                 raise invalid(str(exc)) from exc

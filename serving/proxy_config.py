@@ -11,6 +11,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from tierwise.classifier.errors import InputError
+from tierwise.classifier.request import DEFAULT_OPTIONS, RouteOptions
 from tierwise.classifier.uris import masked
 
 ANTHROPIC_API = "https://api.anthropic.com"
@@ -36,6 +37,7 @@ class ProxyConfig:
     ca_cert: str | Path | None = None  # TLS to the router, trusting this CA
     auth_token_file: str | Path | None = None  # bearer token for the router
     feedback_token_file: str | Path | None = None  # a token that may grade any routed request (feedback)
+    routing: RouteOptions = DEFAULT_OPTIONS  # every routed request's, unless its x-tierwise-* headers say otherwise
 
     def __post_init__(self) -> None:
         self.listen_address()

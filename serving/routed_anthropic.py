@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anthropic
+from tierwise.classifier.request import DEFAULT_OPTIONS, RouteOptions
 from tierwise.serving.call_defaults import CallDefaults
 from tierwise.serving.escalation import Accept, Judge, StreamWatch
 from tierwise.serving.outcome_reporter import OutcomeReporter
 from tierwise.serving.routed_batches import RoutedBatches
 from tierwise.serving.routed_streams import AsyncRoutedStream, RoutedStream
-from tierwise.serving.router_link import AsyncRouterLink, RouteOptions, RouterDown, RouterLink
+from tierwise.serving.router_link import AsyncRouterLink, RouterDown, RouterLink
 from tierwise.serving.sdk_calls import answered, checked_answer, failure, with_routing
 
 ROUTED_MODEL = "tierwise"
@@ -35,14 +36,6 @@ def _is_routed(model: str | None) -> bool:
     return model is None or model == ROUTED_MODEL
 
 
-def _options(
-    quality_target: float | None, latency_band: str, allowed_tiers: tuple[str, ...], mode: str
-) -> RouteOptions:
-    return RouteOptions(
-        quality_target=quality_target, latency_band=latency_band, allowed_tiers=tuple(allowed_tiers), mode=mode
-    )
-
-
 class RoutedAnthropic:
     """An `anthropic.Anthropic` client whose calls go to the tier the tierwise router picks.
 
@@ -50,8 +43,8 @@ class RoutedAnthropic:
       `anthropic.Anthropic()`, reading `ANTHROPIC_API_KEY`).
     - `accept(message) -> bool | float`: your check of an answer (a JSON schema, tests); a number is a score,
       accepted at `accept_threshold` or above. Without it, an answer is accepted unless it stopped at `max_tokens`.
-    - `quality_target`, `latency_band`, `allowed_tiers`, `mode`: the default routing options of every call;
-      `routing=RouteOptions(...)` overrides them for one call.
+    - `routing`: the default `RouteOptions` of every call (quality target, latency band, allowed tiers, mode,
+      ...); `messages.create(routing=RouteOptions(...))` replaces them for one call.
     - `router_down`: when no router answers, `"fallback"` calls `fallback_model` (default: the top tier),
       flagging `message.tierwise.router_error` and logging a warning; `"fail"` raises `RouterUnavailable`.
     """
@@ -61,11 +54,8 @@ class RoutedAnthropic:
         router: str = "localhost:50051",
         client: anthropic.Anthropic | None = None,
         accept: Accept | None = None,
-        quality_target: float | None = None,
-        latency_band: str = "INTERACTIVE",
+        routing: RouteOptions = DEFAULT_OPTIONS,
         *,
-        allowed_tiers: tuple[str, ...] = (),
-        mode: str = "threshold",
         accept_threshold: float = 0.5,
         router_down: Literal["fallback", "fail"] = "fallback",
         fallback_model: str | None = None,
@@ -78,9 +68,7 @@ class RoutedAnthropic:
             router, RouterDown(router_down, fallback_model), timeout_s=router_timeout_s, ca_cert=ca_cert, token=token
         )
         self.reporter = OutcomeReporter(self.router.report_all)
-        self._routed = CallDefaults(
-            _options(quality_target, latency_band, allowed_tiers, mode), Judge(accept, accept_threshold), self.reporter
-        )
+        self._routed = CallDefaults(routing, Judge(accept, accept_threshold), self.reporter)
         self.messages = RoutedMessages(self.client, self.router, self._routed)
         self.batches = RoutedBatches(self.client, self.router, self._routed)
 
@@ -197,11 +185,8 @@ class AsyncRoutedAnthropic:
         router: str = "localhost:50051",
         client: anthropic.AsyncAnthropic | None = None,
         accept: Accept | None = None,
-        quality_target: float | None = None,
-        latency_band: str = "INTERACTIVE",
+        routing: RouteOptions = DEFAULT_OPTIONS,
         *,
-        allowed_tiers: tuple[str, ...] = (),
-        mode: str = "threshold",
         accept_threshold: float = 0.5,
         router_down: Literal["fallback", "fail"] = "fallback",
         fallback_model: str | None = None,
@@ -215,9 +200,7 @@ class AsyncRoutedAnthropic:
         # Outcomes travel on a blocking channel of their own, from the reporter's thread.
         self._report_link = RouterLink(router, down, timeout_s=router_timeout_s, ca_cert=ca_cert, token=token)
         self.reporter = OutcomeReporter(self._report_link.report_all)
-        self._routed = CallDefaults(
-            _options(quality_target, latency_band, allowed_tiers, mode), Judge(accept, accept_threshold), self.reporter
-        )
+        self._routed = CallDefaults(routing, Judge(accept, accept_threshold), self.reporter)
         self.messages = AsyncRoutedMessages(self.client, self.router, self._routed)
 
     def grade(self, routing: Any, success: bool | None = None, score: float | None = None) -> None:

@@ -16,10 +16,11 @@ from datetime import datetime
 from typing import Any
 
 import anthropic
+from tierwise.classifier.request import RouteOptions
 from tierwise.serving.call_defaults import CallDefaults
 from tierwise.serving.escalation import Accept, CallResult, Escalation
 from tierwise.serving.price_book import Usage
-from tierwise.serving.router_link import RouteOptions, RouterLink
+from tierwise.serving.router_link import RouterLink
 from tierwise.serving.sdk_calls import with_routing
 
 # Batch item results that another tier may still answer (an invalid request will not be answered anywhere).
@@ -110,7 +111,7 @@ class RoutedBatches:
         accept: Accept | None = None,
     ) -> RoutedBatchJob:
         """Route `[{"custom_id": ..., "params": {...}}]` (params without `model`) and submit a batch per model."""
-        options = routing or self._defaults.options.updated(latency_band="ASYNC")
+        options = routing or self._defaults.options.updated(latency_band="async")
         params = {request["custom_id"]: dict(request["params"]) for request in requests}
         decisions = self._router.decide_many([(p, options) for p in params.values()])
         walks = {

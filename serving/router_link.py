@@ -1,7 +1,8 @@
 """Asking the tierwise router where an Anthropic Messages request should go, for the client and the proxy alike.
 
-The request is rendered the way the router reads text (`tierwise.classifier.text`): a single user turn is sent as the
-`prompt`, anything longer (or with a system prompt) as `messages`. The answer becomes a `RouteDecision` priced
+The request becomes a `RouteRequest` (which checks itself and its `RouteOptions`, raising `FieldError`): a single
+user turn is sent as the `prompt`, anything longer (or with a system prompt) as `messages`, each message's text
+parts as `tierwise.classifier.text` reads them. The answer becomes a `RouteDecision` priced
 by the served bundle's own ladder (`GetModelInfo`, fetched once per bundle version).
 
 When no router answers (unreachable, deadline passed, overloaded) the `RouterDown` policy decides: fail with
@@ -15,22 +16,23 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import grpc
-from tierwise.classifier import policy
 from tierwise.classifier.errors import InputError
+from tierwise.classifier.limits import FieldError
+from tierwise.classifier.request import Message, RouteOptions, RouteRequest
 from tierwise.classifier.text import content_text
 from tierwise.serving.escalation import RouteDecision, Step
 from tierwise.serving.price_book import PriceBook
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
+from tierwise.serving.validation import wire_request
 
 log = logging.getLogger(__name__)
 
-BANDS = tuple(band.upper() for band in policy.BANDS)  # as the proto spells them
 NO_TEXT = "no text to route on"
 # Statuses meaning "no router could answer now", as opposed to "the router refused this request".
 _UNREACHABLE = frozenset(
@@ -43,14 +45,6 @@ _UNREACHABLE = frozenset(
         grpc.StatusCode.CANCELLED,
     }
 )
-
-
-class RouteOptionError(InputError):
-    """A routing option that cannot be used; `field` names it (an argument, or the proxy's header)."""
-
-    def __init__(self, field: str, problem: str):
-        super().__init__(f"{field}: {problem}")
-        self.field = field
 
 
 class RoutingError(InputError):
@@ -66,35 +60,6 @@ class RouterUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
-class RouteOptions:
-    """How a request is to be routed; the fields of `PredictRequest` that a caller chooses."""
-
-    quality_target: float | None = None
-    allowed_tiers: tuple[str, ...] = ()
-    latency_band: str = "INTERACTIVE"
-    mode: str = "threshold"
-    max_latency_ms: float | None = None
-    value_of_time_usd_per_s: float | None = None
-    allow_explore: bool | None = None
-
-    def __post_init__(self) -> None:
-        band, mode = self.latency_band.upper(), self.mode.lower()
-        if band not in BANDS:
-            raise RouteOptionError("latency_band", f"{self.latency_band!r} is not one of {', '.join(BANDS)}")
-        if mode not in policy.MODES:
-            raise RouteOptionError("mode", f"{self.mode!r} is not one of {', '.join(policy.MODES)}")
-        if self.quality_target is not None and not 0 <= self.quality_target <= 1:
-            raise RouteOptionError("quality_target", f"{self.quality_target} is outside [0, 1]")
-        object.__setattr__(self, "latency_band", band)
-        object.__setattr__(self, "mode", mode)
-        object.__setattr__(self, "allowed_tiers", tuple(self.allowed_tiers))
-
-    def updated(self, **changes: Any) -> RouteOptions:
-        """These options with the given fields replaced (None leaves a field as it is)."""
-        return replace(self, **{name: value for name, value in changes.items() if value is not None})
-
-
-@dataclass(frozen=True)
 class RouterDown:
     """What to do when no router answers: `fallback` to `fallback_model` (None: the top tier), or `fail`."""
 
@@ -103,7 +68,7 @@ class RouterDown:
 
     def __post_init__(self) -> None:
         if self.action not in ("fallback", "fail"):
-            raise RouteOptionError("router_down", f"{self.action!r} is not one of fallback, fail")
+            raise FieldError("router_down", f"{self.action!r} is not one of fallback, fail")
 
     def decision(self, reason: str, prices: PriceBook) -> RouteDecision:
         """The fallback's decision, or RouterUnavailable when the policy is to fail."""
@@ -123,36 +88,28 @@ class RouterDown:
         )
 
 
-def _chat(params: Mapping[str, Any]) -> list[pb.ChatMessage]:
+def _chat(params: Mapping[str, Any]) -> list[Message]:
     """The Messages request's system prompt and turns as the router's chat messages (their text parts)."""
     chat = []
     if params.get("system"):
-        chat.append(pb.ChatMessage(role="system", content=content_text(_plain(params["system"]))))
+        chat.append(Message("system", content_text(_plain(params["system"]))))
     for message in params.get("messages") or ():
         message = _plain(message)
-        role, content = str(message.get("role", "user")), content_text(message.get("content", ""))
-        chat.append(pb.ChatMessage(role=role, content=content))
+        chat.append(Message(str(message.get("role", "user")), content_text(message.get("content", ""))))
     return chat
 
 
 def predict_request(params: Mapping[str, Any], options: RouteOptions) -> pb.PredictRequest | None:
-    """The PredictRequest for a Messages request, or None when it has no text to route on (images only, say)."""
+    """The PredictRequest for a Messages request, or None when it has no text to route on (images only, say).
+
+    Raises FieldError when the request cannot be routed as it is (over a limit, say).
+    """
     chat = _chat(params)
     if not any(m.content.strip() for m in chat):
         return None
-    request = pb.PredictRequest(
-        allowed_tiers=options.allowed_tiers,
-        latency_band=pb.LatencyBand.Value(options.latency_band),
-        mode=pb.RoutingMode.Value(options.mode.upper()),
-    )
     if len(chat) == 1 and chat[0].role == "user":
-        request.prompt = chat[0].content
-    else:
-        request.messages.extend(chat)
-    for name in ("quality_target", "max_latency_ms", "value_of_time_usd_per_s", "allow_explore"):
-        if getattr(options, name) is not None:
-            setattr(request, name, getattr(options, name))
-    return request
+        return wire_request(RouteRequest(prompt=chat[0].content, options=options))
+    return wire_request(RouteRequest(messages=tuple(chat), options=options))
 
 
 def decision_from(response: pb.PredictResponse, prices: PriceBook) -> RouteDecision:

@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from tierwise.classifier.decider import BandDefaults
 from tierwise.classifier.uris import masked_record
 from tierwise.serving.auth import AsyncTokenInterceptor, TokenInterceptor, read_token
 from tierwise.serving.config import ServeConfig, ServeError
@@ -31,7 +32,6 @@ from tierwise.serving.outcomes import OutcomeLog
 from tierwise.serving.reload import LoadedModel, ModelHolder, Reloader, ReloadResult
 from tierwise.serving.service import (
     SERVICE_NAME,
-    BandDefaults,
     Feedback,
     Limits,
     RouterService,

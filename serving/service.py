@@ -1,8 +1,10 @@
-"""The tierwise.v1.Router RPCs: validation, routing, exploration, responses, outcomes, metrics and the logs.
+"""The tierwise.v1.Router RPCs: protobuf in, decisions and outcomes out, every failure a gRPC status.
 
-`RouterService` holds the logic once, independent of transport; `sync_handlers` and `aio_handlers` adapt
-it to grpcio's thread-pool server and to its asyncio server. Every failure becomes a gRPC status with a
-message naming what was wrong; nothing a caller sends can take the server down.
+`RouterService` only adapts: a `PredictRequest` becomes a `RouteRequest` (which checks itself), the transport-free
+`Decider` decides (band defaults, policy, exploration; its hooks count the tier, remember the decision and log
+it), and the `Decision` goes back as a `PredictResponse`. `sync_handlers` and `aio_handlers` adapt the service
+to grpcio's thread-pool server and to its asyncio server. Every failure becomes a gRPC status with a message
+naming what was wrong; nothing a caller sends can take the server down.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -19,32 +20,24 @@ from concurrent import futures
 from typing import Any
 
 import grpc
-from tierwise.classifier.exploration import Explorer
-from tierwise.classifier.policy import PolicyError
-from tierwise.classifier.router import Prediction, Router
+from tierwise.classifier.decider import BandDefaults, Decider, Decision
+from tierwise.classifier.limits import FieldError
+from tierwise.classifier.request import RouteRequest
+from tierwise.classifier.router import Router
 from tierwise.classifier.timing import TierTime
-from tierwise.serving.decision_log import Decision, DecisionLog
+from tierwise.serving.decision_log import DecisionLog
 from tierwise.serving.metrics import UNKNOWN_RPC, Rpc, ServiceMetrics
 from tierwise.serving.outcomes import OutcomeDesk, OutcomeLog
 from tierwise.serving.recent import RecentDecisions
 from tierwise.serving.reload import LoadedModel, ModelHolder
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
-from tierwise.serving.validation import (
-    MODE_ENUM,
-    MalformedRequest,
-    RequestError,
-    RouteArgs,
-    lenient_deserializer,
-    route_args,
-)
+from tierwise.serving.validation import MalformedRequest, lenient_deserializer, predict_response, route_request
 
 log = logging.getLogger("tierwise.serving")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Router"].full_name
 ROUTER_RPCS = {m.name: Rpc.of(m) for m in pb.DESCRIPTOR.services_by_name["Router"].methods}
 _RPCS_BY_PATH = {f"/{SERVICE_NAME}/{name}": rpc for name, rpc in ROUTER_RPCS.items()}
-# Deadlines are checked between chunks of a batch, so an expired call stops within one chunk's work.
-BATCH_CHUNK = 64
 
 
 class RpcFailure(Exception):
@@ -74,28 +67,6 @@ class Feedback:
     outcome_log: OutcomeLog | None
 
 
-@dataclasses.dataclass(frozen=True)
-class BandDefaults:
-    """The latency budget and value of time a request gets when it sets none (`tierwise serve` options).
-
-    Applied only when the serving model has a time model; a request that sets one itself on a model without
-    one is refused, naming the field.
-    """
-
-    max_latency_ms: float | None = None
-    value_of_time_usd_per_s: float | None = None
-
-    def options(self, args: RouteArgs, router: Router) -> dict[str, object]:
-        """The band keywords of Router.predict for one request."""
-        timed = router.policy.times is not None
-        budget, value = args.max_latency_ms, args.value_of_time_usd_per_s
-        return {
-            "band": args.band,
-            "max_latency_ms": self.max_latency_ms if budget is None and timed else budget,
-            "value_of_time_usd_per_s": self.value_of_time_usd_per_s if value is None and timed else value,
-        }
-
-
 class RouterService:
     """Answers routing requests with whatever model the holder serves at the moment each call starts."""
 
@@ -111,12 +82,11 @@ class RouterService:
         self._holder = holder
         self._metrics = metrics
         self._limits = limits
-        self._band_defaults = band_defaults
-        self._decision_log = decision_log
-        self._explore_rate = feedback.explore_rate
-        self._explore_seed = feedback.explore_seed
-        self._explorer: tuple[Router | None, Explorer | None] = (None, None)
         self._recent = RecentDecisions(feedback.recent_decisions)
+        hooks = [self._count, self._remember]
+        if decision_log is not None:
+            hooks.append(decision_log.add)
+        self.decider = Decider(band_defaults, feedback.explore_rate, feedback.explore_seed, hooks)
         self.outcomes = OutcomeDesk(holder, self._recent, metrics.outcomes, feedback.outcome_log)
         self._info: tuple[LoadedModel, pb.ModelInfo] | None = None
         self._abandoned = threading.Event()
@@ -130,24 +100,12 @@ class RouterService:
             raise _invalid(request.error)
         loaded = self._serving_model()
         try:
-            args = route_args(request, self._limits.max_prompt_bytes)
-        except RequestError as exc:
+            routed = route_request(request, self._limits.max_prompt_bytes)
+            _check_deadline(context)
+            decision = self.decider.decide(loaded.router, routed)
+        except FieldError as exc:
             raise _invalid(exc) from None
-        _check_deadline(context)
-        router = loaded.router
-        start = time.perf_counter_ns()
-        try:
-            prediction = router.predict(
-                args.text,
-                quality_target=args.quality_target,
-                allowed_tiers=args.allowed_tiers,
-                mode=args.mode,
-                **self._band_defaults.options(args, router),
-            )
-        except PolicyError as exc:
-            raise _invalid(_field_error(exc)) from None
-        inference_us = (time.perf_counter_ns() - start) // 1000
-        return self._answer(args, prediction, router, inference_us)
+        return predict_response(decision)
 
     def predict_batch(
         self, request: pb.PredictBatchRequest | MalformedRequest, context: Any
@@ -156,45 +114,25 @@ class RouterService:
             raise _invalid(request.error)
         loaded = self._serving_model()
         if len(request.requests) > self._limits.max_batch:
-            raise _invalid(RequestError("requests", f"{len(request.requests)} items; at most {self._limits.max_batch}"))
-        max_bytes = self._limits.max_prompt_bytes
-        try:
-            all_args = [route_args(r, max_bytes, f"requests[{i}].") for i, r in enumerate(request.requests)]
-        except RequestError as exc:
-            raise _invalid(exc) from None
+            raise _invalid(FieldError("requests", f"{len(request.requests)} items; at most {self._limits.max_batch}"))
         router = loaded.router
-        responses: list[pb.PredictResponse | None] = [None] * len(all_args)
-        total_us = 0
-        for indices in _policy_groups(all_args):
-            for chunk_start in range(0, len(indices), BATCH_CHUNK):
-                chunk = indices[chunk_start : chunk_start + BATCH_CHUNK]
-                _check_deadline(context)
-                if self._abandoned.is_set():
-                    raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "the server stopped before the batch was done")
-                first = all_args[chunk[0]]
-                start = time.perf_counter_ns()
-                try:
-                    predictions = router.predict_batch(
-                        [all_args[i].text for i in chunk],
-                        quality_target=first.quality_target,
-                        allowed_tiers=first.allowed_tiers,
-                        mode=first.mode,
-                        **self._band_defaults.options(first, router),
-                    )
-                except PolicyError as exc:
-                    raise _invalid(_field_error(exc, f"requests[{chunk[0]}].")) from None
-                chunk_us = (time.perf_counter_ns() - start) // 1000
-                total_us += chunk_us
-                for i, prediction in zip(chunk, predictions, strict=True):
-                    responses[i] = self._answer(all_args[i], prediction, router, chunk_us // len(chunk))
-        return pb.PredictBatchResponse(responses=responses, model_version=router.version, inference_us=total_us)
+        try:
+            routed = self._batch_items(request.requests)
+            decisions = self.decider.decide_batch(router, routed, lambda: self._between_chunks(context))
+        except FieldError as exc:
+            raise _invalid(exc) from None
+        return pb.PredictBatchResponse(
+            responses=[predict_response(decision) for decision in decisions],
+            model_version=router.version,
+            inference_us=sum(decision.inference_us for decision in decisions),
+        )
 
     def model_info(self, request: object, context: Any) -> pb.ModelInfo:
         loaded = self._serving_model()
         cached = self._info
         if cached is None or cached[0] is not loaded:
             cached = self._info = (loaded, model_info(loaded))
-        info = pb.ModelInfo(explore_rate=self._explore_rate)
+        info = pb.ModelInfo(explore_rate=self.decider.explore_rate)
         info.MergeFrom(cached[1])
         info.live_calibration.extend(
             pb.LiveCalibration(**dataclasses.asdict(row)) for row in self._metrics.outcomes.calibration()
@@ -206,7 +144,7 @@ class RouterService:
             raise _invalid(request.error)
         try:
             known = self.outcomes.receive(request)
-        except RequestError as exc:
+        except FieldError as exc:
             raise _invalid(exc) from None
         return pb.OutcomeAck(request_id=request.request_id, known_request=known)
 
@@ -220,61 +158,26 @@ class RouterService:
             raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "no model is loaded yet")
         return loaded
 
-    def _explorer_for(self, router: Router) -> Explorer:
-        cached_for, explorer = self._explorer
-        if cached_for is not router or explorer is None:
-            explorer = Explorer(router, self._explore_rate, random.Random(self._explore_seed))
-            self._explorer = (router, explorer)
-        return explorer
+    def _batch_items(self, requests: Iterable[pb.PredictRequest]) -> list[RouteRequest]:
+        items = []
+        for index, request in enumerate(requests):
+            try:
+                items.append(route_request(request, self._limits.max_prompt_bytes))
+            except FieldError as exc:
+                raise exc.within(f"requests[{index}].") from None
+        return items
 
-    def _answer(self, args: RouteArgs, prediction: Prediction, router: Router, inference_us: int) -> pb.PredictResponse:
-        version = router.version
-        explored, propensity, propensities = False, 1.0, None
-        if self._explore_rate and args.allow_explore:
-            served = self._explorer_for(router).serve(prediction, args.allowed_tiers, band=args.band)
-            prediction, explored, propensity, propensities = (
-                served.prediction,
-                served.explored,
-                served.propensity,
-                served.propensities,
-            )
-        response = pb.PredictResponse(
-            request_id=args.request_id,
-            tier=prediction.tier,
-            model=prediction.model,
-            probabilities=prediction.probabilities,
-            fallback_chain=prediction.fallback_chain,
-            model_version=version,
-            inference_us=inference_us,
-            quality_target=prediction.quality_target,
-            mode=MODE_ENUM[prediction.mode],
-            use_batch_api=args.use_batch_api,
-            latency_budget_met=prediction.latency_budget_met,
-            explored=explored,
-            propensity=propensity,
-        )
-        if prediction.expected_cost_usd is not None:
-            response.expected_cost_usd = prediction.expected_cost_usd
-        if prediction.expected_latency_ms is not None:
-            response.expected_latency_ms = prediction.expected_latency_ms
-        self._metrics.record_tier(prediction.tier, version, explored)
-        self._recent.remember(args.request_id, prediction.probabilities)
-        if self._decision_log is not None:
-            self._decision_log.add(
-                Decision(
-                    args.request_id,
-                    args.text,
-                    args.messages,
-                    prediction,
-                    version,
-                    args.band,
-                    time.time(),
-                    explored,
-                    propensity,
-                    propensities,
-                )
-            )
-        return response
+    def _between_chunks(self, context: Any) -> None:
+        """Stop a batch whose deadline passed, or that the server's drain gave up on."""
+        _check_deadline(context)
+        if self._abandoned.is_set():
+            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "the server stopped before the batch was done")
+
+    def _count(self, decision: Decision) -> None:
+        self._metrics.record_tier(decision.prediction.tier, decision.model_version, decision.explored)
+
+    def _remember(self, decision: Decision) -> None:
+        self._recent.remember(decision.request_id, decision.prediction.probabilities)
 
 
 class OutcomeTally:
@@ -293,10 +196,10 @@ class OutcomeTally:
         """
         prefix = f"outcomes[{self.received}]."
         if isinstance(outcome, MalformedRequest):
-            raise _invalid(_field_error(outcome.error, prefix))
+            raise _invalid(outcome.error.within(prefix))
         try:
             known = self._desk.receive(outcome, prefix)
-        except RequestError as exc:
+        except FieldError as exc:
             raise _invalid(exc) from None
         self.received += 1
         self.unknown += not known
@@ -366,19 +269,7 @@ def flatten_metrics(metrics: object, prefix: str = "") -> dict[str, float]:
     return flat
 
 
-def _policy_groups(all_args: list[RouteArgs]) -> Iterable[list[int]]:
-    groups: dict[tuple, list[int]] = {}
-    for i, args in enumerate(all_args):
-        groups.setdefault(args.policy_key, []).append(i)
-    return groups.values()
-
-
-def _field_error(error: RequestError | PolicyError, prefix: str = "") -> RequestError:
-    """The error as a RequestError whose field path starts with `prefix` (an item of a batch or stream)."""
-    return RequestError(prefix + error.field, str(error).removeprefix(f"{error.field}: "))
-
-
-def _invalid(error: RequestError) -> RpcFailure:
+def _invalid(error: FieldError) -> RpcFailure:
     return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, str(error))
 
 

@@ -1,17 +1,21 @@
-"""Turning wire requests into router arguments, and bad ones into errors that name the offending field."""
+"""Protobuf in and out of the routing request: `PredictRequest` <-> `RouteRequest`, bytes that do not decode as a
+message turned into a `FieldError` naming the field, and a `Decision` as a `PredictResponse`.
+
+The request type checks every field itself (`tierwise.classifier.request`); this module only translates.
+"""
 
 from __future__ import annotations
 
-import itertools
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from google.protobuf import descriptor, empty_pb2, message, unknown_fields
-from tierwise.classifier.errors import InputError
-from tierwise.classifier.text import render_messages
+from tierwise.classifier.decider import Decision
+from tierwise.classifier.limits import FieldError
+from tierwise.classifier.request import NUMBERS, Message, RouteOptions, RouteRequest
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 
+# Wire enums by name (an unknown number is passed on as it is, for RouteOptions to refuse).
 _MODES = {pb.ROUTING_MODE_UNSPECIFIED: "threshold", pb.THRESHOLD: "threshold", pb.COST: "cost"}
 MODE_ENUM = {"threshold": pb.THRESHOLD, "cost": pb.COST}
 _BANDS = {
@@ -20,65 +24,95 @@ _BANDS = {
     pb.TOLERANT: "tolerant",
     pb.ASYNC: "async",
 }
-
-
-class RequestError(InputError):
-    """A request the caller got wrong; `field` is the path of the offending field, e.g. `requests[2].prompt`."""
-
-    def __init__(self, field: str, problem: str):
-        super().__init__(f"{field}: {problem}")
-        self.field = field
+BAND_ENUM = {"interactive": pb.INTERACTIVE, "tolerant": pb.TOLERANT, "async": pb.ASYNC}
+# Options already built, by their wire values: most traffic repeats a few sets of options, each checked once.
+_SEEN_OPTIONS: dict[tuple[object, ...], RouteOptions] = {}
+_SEEN_OPTIONS_MAX = 4096
 
 
 @dataclass(frozen=True)
 class MalformedRequest:
     """What the lenient deserializer hands over when the bytes are not a valid message."""
 
-    error: RequestError
+    error: FieldError
 
 
-@dataclass(slots=True)
-class RouteArgs:
-    """One validated request: the text to classify and how to choose its tier."""
+def route_request(request: pb.PredictRequest, max_prompt_bytes: int) -> RouteRequest:
+    """The routing request a PredictRequest carries; FieldError names a bad field, or a text over the server's
+    `--max-prompt-bytes`."""
+    messages = tuple(Message(m.role or "user", m.content) for m in request.messages) if request.messages else ()
+    routed = RouteRequest(request.prompt, messages, _options(request), request.request_id)
+    routed.check_bytes(max_prompt_bytes)
+    return routed
 
-    request_id: str
-    text: str
-    quality_target: float | None
-    allowed_tiers: tuple[str, ...] | None
-    mode: str
-    band: str
-    max_latency_ms: float | None
-    value_of_time_usd_per_s: float | None
-    messages: Sequence[pb.ChatMessage] = ()  # the request's chat messages, for the decision log
-    allow_explore: bool = True  # PredictRequest.allow_explore: unset means allowed
 
-    @property
-    def use_batch_api(self) -> bool:
-        return self.band == "async"
-
-    @property
-    def policy_key(self) -> tuple[object, ...]:
-        """Requests sharing this key can be classified in one batch."""
-        return (
-            self.quality_target,
-            self.allowed_tiers,
-            self.mode,
-            self.band,
-            self.max_latency_ms,
-            self.value_of_time_usd_per_s,
+def _options(request: pb.PredictRequest) -> RouteOptions:
+    """The request's RouteOptions, built (and so checked) once per distinct set of options a server sees."""
+    has = request.HasField
+    key = (
+        *[getattr(request, name) if has(name) else None for name in NUMBERS],
+        request.allow_explore if has("allow_explore") else True,
+        request.latency_band,
+        request.mode,
+        *request.allowed_tiers,
+    )
+    options = _SEEN_OPTIONS.get(key)
+    if options is None:
+        options = RouteOptions(
+            allowed_tiers=tuple(request.allowed_tiers),
+            latency_band=_BANDS.get(request.latency_band, str(request.latency_band)),
+            mode=_MODES.get(request.mode, str(request.mode)),
+            allow_explore=key[len(NUMBERS)],
+            **{name: value for name, value in zip(NUMBERS, key, strict=False) if value is not None},
         )
+        if len(_SEEN_OPTIONS) >= _SEEN_OPTIONS_MAX:
+            _SEEN_OPTIONS.clear()
+        _SEEN_OPTIONS[key] = options
+    return options
 
 
-_ID_PREFIX = os.urandom(6).hex()
-_id_counter = itertools.count(1)
+def wire_request(request: RouteRequest) -> pb.PredictRequest:
+    """The PredictRequest that asks a server for this routing request."""
+    options = request.options
+    wire = pb.PredictRequest(
+        prompt=request.prompt,
+        messages=[pb.ChatMessage(role=m.role, content=m.content) for m in request.messages],
+        request_id=request.request_id,
+        allowed_tiers=options.allowed_tiers,
+        latency_band=BAND_ENUM[options.latency_band],
+        mode=MODE_ENUM[options.mode],
+    )
+    for name in NUMBERS:
+        if getattr(options, name) is not None:
+            setattr(wire, name, getattr(options, name))
+    if not options.allow_explore:
+        wire.allow_explore = False
+    return wire
 
 
-def new_request_id() -> str:
-    """A unique id for a request that came without one: a per-process random prefix and a counter.
-
-    Cheaper than uuid4 on the hot path, and as unique in practice (48 random bits per server process).
-    """
-    return f"{_ID_PREFIX}-{next(_id_counter):x}"
+def predict_response(decision: Decision) -> pb.PredictResponse:
+    """A decision as the Predict RPC answers it."""
+    prediction = decision.prediction
+    response = pb.PredictResponse(
+        request_id=decision.request_id,
+        tier=prediction.tier,
+        model=prediction.model,
+        probabilities=prediction.probabilities,
+        fallback_chain=prediction.fallback_chain,
+        model_version=decision.model_version,
+        inference_us=decision.inference_us,
+        quality_target=prediction.quality_target,
+        mode=MODE_ENUM[prediction.mode],
+        use_batch_api=decision.use_batch_api,
+        latency_budget_met=prediction.latency_budget_met,
+        explored=decision.explored,
+        propensity=decision.propensity,
+    )
+    if prediction.expected_cost_usd is not None:
+        response.expected_cost_usd = prediction.expected_cost_usd
+    if prediction.expected_latency_ms is not None:
+        response.expected_latency_ms = prediction.expected_latency_ms
+    return response
 
 
 def lenient_deserializer(message_type: type[message.Message]) -> Callable[[bytes], object]:
@@ -94,8 +128,8 @@ def lenient_deserializer(message_type: type[message.Message]) -> Callable[[bytes
         except message.DecodeError:
             where = invalid_utf8_field(message_type.DESCRIPTOR, data)
             if where is not None:
-                return MalformedRequest(RequestError(where, "is not valid UTF-8"))
-            return MalformedRequest(RequestError("request", f"is not a valid {message_type.DESCRIPTOR.name}"))
+                return MalformedRequest(FieldError(where, "is not valid UTF-8"))
+            return MalformedRequest(FieldError("request", f"is not a valid {message_type.DESCRIPTOR.name}"))
 
     return deserialize
 
@@ -124,54 +158,3 @@ def invalid_utf8_field(desc: descriptor.Descriptor, data: bytes, prefix: str = "
             if found is not None:
                 return found
     return None
-
-
-def route_args(request: pb.PredictRequest, max_prompt_bytes: int, prefix: str = "") -> RouteArgs:
-    """Validate one request and extract what the router needs; raises RequestError naming the field."""
-    if request.messages:
-        if request.prompt:
-            raise RequestError(prefix + "prompt", "set either prompt or messages, not both")
-        text = _messages_text(request, max_prompt_bytes, prefix)
-    else:
-        text = request.prompt
-        if not text or text.isspace():
-            raise RequestError(prefix + "prompt", "must not be empty (set prompt or messages)")
-        _check_size(prefix + "prompt", text, max_prompt_bytes)
-    quality_target = request.quality_target if request.HasField("quality_target") else None
-    mode = _MODES.get(request.mode)
-    if mode is None:
-        raise RequestError(prefix + "mode", f"unknown routing mode {request.mode}")
-    band = _BANDS.get(request.latency_band)
-    if band is None:
-        raise RequestError(prefix + "latency_band", f"unknown latency band {request.latency_band}")
-    return RouteArgs(
-        request_id=request.request_id or new_request_id(),
-        text=text,
-        quality_target=quality_target,
-        allowed_tiers=tuple(request.allowed_tiers) or None,
-        mode=mode,
-        band=band,
-        max_latency_ms=request.max_latency_ms if request.HasField("max_latency_ms") else None,
-        value_of_time_usd_per_s=(
-            request.value_of_time_usd_per_s if request.HasField("value_of_time_usd_per_s") else None
-        ),
-        messages=request.messages,
-        allow_explore=request.allow_explore if request.HasField("allow_explore") else True,
-    )
-
-
-def _messages_text(request: pb.PredictRequest, max_prompt_bytes: int, prefix: str) -> str:
-    if all(not m.content or m.content.isspace() for m in request.messages):
-        raise RequestError(prefix + "messages", "no message has any content")
-    text = render_messages([{"role": m.role or "user", "content": m.content} for m in request.messages])
-    _check_size(prefix + "messages", text, max_prompt_bytes)
-    return text
-
-
-def _check_size(field: str, text: str, max_bytes: int) -> None:
-    # A character is 1 to 4 bytes of UTF-8: most prompts are decided without encoding them.
-    if len(text) * 4 <= max_bytes:
-        return
-    size = len(text) if len(text) > max_bytes else len(text.encode("utf-8"))
-    if size > max_bytes:
-        raise RequestError(field, f"is over the size limit ({size} > {max_bytes} bytes)")

@@ -16,8 +16,10 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from tierwise.classifier.decider import Decision
+from tierwise.classifier.request import Message, RouteRequest
 from tierwise.classifier.router import Prediction
-from tierwise.serving.decision_log import Decision, decision_row
+from tierwise.serving.decision_log import decision_row
 from tierwise.serving.outcomes import ReceivedOutcome, outcome_row
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 from tierwise.training.logs import read_attempts
@@ -40,7 +42,7 @@ def decision(request_id: str, text: str, tier: str = "haiku", **served: object) 
         mode="threshold",
         expected_cost_usd=0.01,
     )
-    return Decision(request_id, text, (), prediction, "v1", "interactive", T0, **served)  # type: ignore[arg-type]
+    return Decision(request_id, RouteRequest(text), prediction, "v1", T0, 0, **served)  # type: ignore[arg-type]
 
 
 def outcome(seconds: float, **fields: object) -> dict:
@@ -146,8 +148,8 @@ def test_redacted_prompts_come_back_from_the_prompts_file_by_id_or_by_hash(tmp_p
 
 
 def test_chat_messages_travel_as_messages(tmp_path):
-    chat = [pb.ChatMessage(role="system", content="Be terse."), pb.ChatMessage(role="user", content="Hi.")]
-    routed = dataclasses.replace(decision("m", "system: Be terse.\n\nuser: Hi."), messages=chat)
+    chat = RouteRequest(messages=(Message("system", "Be terse."), Message("user", "Hi.")))
+    routed = dataclasses.replace(decision("m", "unused"), request=chat)
     decisions = write_jsonl(tmp_path / "d.jsonl", [decision_row(routed)])
     outcomes = write_jsonl(tmp_path / "o.jsonl", [outcome(1, request_id="m", model=HAIKU, success=True)])
     out = tmp_path / "attempts.parquet"
@@ -157,7 +159,7 @@ def test_chat_messages_travel_as_messages(tmp_path):
         {"role": "system", "content": "Be terse."},
         {"role": "user", "content": "Hi."},
     ]
-    assert read_attempts([out]).frame["prompt"].to_list() == [routed.text]
+    assert read_attempts([out]).frame["prompt"].to_list() == ["system: Be terse.\n\nuser: Hi."]
 
 
 def test_csv_and_parquet_inputs_collect_the_same_rows(traffic, tmp_path):

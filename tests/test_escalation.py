@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from tierwise.classifier.limits import FieldError
+from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.escalation import (
     CallResult,
@@ -18,7 +20,7 @@ from tierwise.serving.escalation import (
     retryable_status,
 )
 from tierwise.serving.price_book import PriceBook, Usage, attempt_cost
-from tierwise.serving.router_link import RouteOptionError, RouteOptions, RouterDown, RouterUnavailable, predict_request
+from tierwise.serving.router_link import RouterDown, RouterUnavailable, predict_request
 
 LADDER = TierLadder.load()
 PRICES = PriceBook(LADDER, "v1")
@@ -193,18 +195,11 @@ def test_a_single_user_turn_is_routed_as_the_prompt_and_a_conversation_as_messag
     assert predict_request({"messages": [{"role": "user", "content": [{"type": "image"}]}]}, RouteOptions()) is None
 
 
-@pytest.mark.parametrize(
-    ("options", "field"),
-    [
-        ({"latency_band": "SOON"}, "latency_band"),
-        ({"mode": "fastest"}, "mode"),
-        ({"quality_target": 1.5}, "quality_target"),
-    ],
-)
-def test_bad_route_options_name_their_field(options, field):
-    with pytest.raises(RouteOptionError) as error:
-        RouteOptions(**options)
-    assert error.value.field == field and str(error.value).startswith(f"{field}: ")
+def test_a_request_over_a_limit_is_refused_before_it_is_sent():
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}] * 5001
+    with pytest.raises(FieldError) as error:
+        predict_request({"messages": messages}, RouteOptions())
+    assert error.value.field == "messages" and "10,002 items is over the limit of 10,000 items" in str(error.value)
 
 
 def test_the_router_down_policy_falls_back_to_the_top_tier_or_fails():

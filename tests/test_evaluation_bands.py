@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.router import Router
-from tierwise.training.evaluation.bands import BandOptions, evaluate_band, oracle_chains, simulate
+from tierwise.training.evaluation.bands import evaluate_band, oracle_chains, simulate
 from tierwise.training.evaluation.savings import static_mix_quality, static_mix_shares
 
 from tierwise.cli import main
@@ -58,8 +59,8 @@ def test_the_static_mix_shares_are_those_behind_its_quality():
 def test_async_pays_batch_prices_for_the_same_chains(trained_bundle):
     router = Router.load(trained_bundle)
     probs = np.array([[0.95, 0.97, 0.99], [0.1, 0.2, 0.9], [0.2, 0.3, 0.4]])
-    interactive = evaluate_band(router, SUCCESS, COST, LATENCY, probs, BandOptions("interactive"))
-    batch = evaluate_band(router, SUCCESS, COST, LATENCY, probs, BandOptions("async"))
+    interactive = evaluate_band(router, SUCCESS, COST, LATENCY, probs, RouteOptions(latency_band="interactive"))
+    batch = evaluate_band(router, SUCCESS, COST, LATENCY, probs, RouteOptions(latency_band="async"))
     assert batch.router.cost == pytest.approx(interactive.router.cost / 2)
     assert batch.router.acceptable.tolist() == interactive.router.acceptable.tolist()
     assert batch.oracle.mean_cost() == pytest.approx(interactive.oracle.mean_cost() / 2)
@@ -69,8 +70,10 @@ def test_a_tight_budget_trades_eventual_quality_for_answers_in_time(trained_bund
     router = Router.load(trained_bundle)
     probs = np.array([[0.1, 0.2, 0.9]] * 3)
     budget = router.policy.times.tiers[-1].quantile(0.01) - 1  # the top tier cannot finish
-    free = evaluate_band(router, SUCCESS, COST, LATENCY, probs, BandOptions("interactive"))
-    bounded = evaluate_band(router, SUCCESS, COST, LATENCY, probs, BandOptions("interactive", budget))
+    free = evaluate_band(router, SUCCESS, COST, LATENCY, probs, RouteOptions(latency_band="interactive"))
+    bounded = evaluate_band(
+        router, SUCCESS, COST, LATENCY, probs, RouteOptions(latency_band="interactive", max_latency_ms=budget)
+    )
     assert free.router.cost.tolist() == [10.0] * 3 and free.router.quality(None) == pytest.approx(2 / 3)
     assert (bounded.router.cost < 10.0).all(), "no chain pays for the top tier, which cannot finish in time"
     assert bounded.router.quality(None) == pytest.approx(1 / 3)

@@ -8,7 +8,8 @@ from collections import Counter
 
 import pytest
 from tierwise.classifier.exploration import Explorer
-from tierwise.classifier.policy import PolicyError, expected_chain_cost
+from tierwise.classifier.limits import FieldError
+from tierwise.classifier.policy import expected_chain_cost
 from tierwise.classifier.router import Prediction, Router
 
 
@@ -89,5 +90,5 @@ def test_the_policy_choice_is_certain_when_exploration_cannot_or_may_not_happen(
 
 
 def test_a_rate_outside_zero_to_one_is_refused(router):
-    with pytest.raises(PolicyError, match="explore_rate"):
+    with pytest.raises(FieldError, match="explore_rate"):
         Explorer(router, 1.5)

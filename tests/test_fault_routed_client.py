@@ -9,6 +9,7 @@ import asyncio
 
 import anthropic
 import pytest
+from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.routed_anthropic import AsyncRoutedAnthropic, RoutedAnthropic
@@ -22,6 +23,8 @@ API_KEY = "sk-ant-client-fault-test"
 HAIKU, SONNET, OPUS = (tier.model for tier in TierLadder.load().tiers)
 HI = [{"role": "user", "content": "Say hi."}]
 NOT_MESSAGES = [(b"<html><body>502 Bad Gateway</body></html>", "text/html"), (b'{"ok": true}', "application/json")]
+
+EVERY_TIER = RouteOptions(quality_target=0.0)  # the cheapest tier first, so escalation shows
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,7 @@ def answer_not_a_message(fake: FakeAnthropic, body: bytes, content_type: str, *m
 def test_a_200_that_is_not_a_message_is_a_failed_attempt_escalated_and_reported(router, fake, body, content_type):
     answer_not_a_message(fake, body, content_type, HAIKU)
     client = anthropic.Anthropic(api_key=API_KEY, base_url=fake.url, max_retries=0)
-    with RoutedAnthropic(router=router.target, client=client, quality_target=0.0) as routed:
+    with RoutedAnthropic(router=router.target, client=client, routing=EVERY_TIER) as routed:
         message = routed.messages.create(max_tokens=50, messages=HI)
         answer_not_a_message(fake, body, content_type, HAIKU, SONNET, OPUS)
         with pytest.raises(anthropic.APIResponseValidationError) as error:
@@ -69,7 +72,7 @@ def test_a_200_that_is_not_a_message_is_a_failed_attempt_escalated_and_reported(
 def test_the_async_client_escalates_a_200_that_is_not_a_message_the_same_way(router, fake, body, content_type):
     async def calls() -> tuple[object, BaseException]:
         client = anthropic.AsyncAnthropic(api_key=API_KEY, base_url=fake.url, max_retries=0)
-        async with AsyncRoutedAnthropic(router=router.target, client=client, quality_target=0.0) as routed:
+        async with AsyncRoutedAnthropic(router=router.target, client=client, routing=EVERY_TIER) as routed:
             answer_not_a_message(fake, body, content_type, HAIKU)
             message = await routed.messages.create(max_tokens=50, messages=HI)
             answer_not_a_message(fake, body, content_type, HAIKU, SONNET, OPUS)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.router import Router
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
@@ -170,7 +171,7 @@ def exploring(trained_bundle, tmp_path_factory):
 
 def test_exploration_serves_a_cheaper_tier_with_the_chosen_chain_after_it(exploring, router):
     server, stub, decisions = exploring
-    policy = router.predict(HARD, quality_target=1.0)
+    policy = router.predict(HARD, RouteOptions(quality_target=1.0))
     names = router.ladder.names
     cheaper = names[: names.index(policy.tier)]
     assert cheaper, "the test needs a prompt the policy sends above the cheapest tier"
@@ -193,7 +194,7 @@ def test_exploration_serves_a_cheaper_tier_with_the_chosen_chain_after_it(explor
 
 def test_a_request_can_opt_out_of_exploration(exploring, router):
     _, stub, _ = exploring
-    policy = router.predict(HARD, quality_target=1.0)
+    policy = router.predict(HARD, RouteOptions(quality_target=1.0))
     request = pb.PredictRequest(prompt=HARD, quality_target=1.0, allow_explore=False)
     response = stub.Predict(request, timeout=10)
     assert (response.explored, response.propensity, response.tier) == (False, 1.0, policy.tier)

@@ -20,10 +20,10 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tierwise.classifier.decider import BATCH_CHUNK
 from tierwise.classifier.router import Router
 from tierwise.serving.config import ServeConfig
 from tierwise.serving.process import ServerProcess
-from tierwise.serving.service import BATCH_CHUNK
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import grpc
 import pytest
 from click.testing import CliRunner
+from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.router import Router
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
@@ -67,7 +68,7 @@ def test_a_tight_budget_moves_a_request_to_a_faster_tier(stub, router, tight_bud
     times = router.policy.times
     assert times.mean_ms[router.ladder.index(bounded.tier)] < times.mean_ms[-1]
     assert bounded.expected_latency_ms < unbounded.expected_latency_ms
-    local = router.predict(HARD, max_latency_ms=tight_budget_ms)
+    local = router.predict(HARD, RouteOptions(max_latency_ms=tight_budget_ms))
     assert (bounded.tier, list(bounded.fallback_chain)) == (local.tier, local.fallback_chain)
     assert bounded.latency_budget_met is local.latency_budget_met
 
@@ -89,7 +90,7 @@ def test_tolerant_prices_waiting_against_cost(stub, router):
     assert free.mode == dear.mode == pb.COST
     assert free.expected_cost_usd <= dear.expected_cost_usd
     assert dear.expected_latency_ms <= free.expected_latency_ms
-    local = router.predict(HARD, band="tolerant", value_of_time_usd_per_s=10.0)
+    local = router.predict(HARD, RouteOptions(latency_band="tolerant", value_of_time_usd_per_s=10.0))
     assert list(dear.fallback_chain) == local.fallback_chain
 
 
@@ -136,7 +137,7 @@ def test_the_server_defaults_apply_when_a_request_sets_none(trained_bundle, rout
         assert predict(stub, HARD, max_latency_ms=3_600_000).tier == "opus"
         tolerant = predict(stub, HARD, latency_band=pb.TOLERANT)
         assert tolerant.mode == pb.COST and tolerant.latency_budget_met  # a budget is INTERACTIVE's
-        local = router.predict(HARD, band="tolerant", value_of_time_usd_per_s=10.0)
+        local = router.predict(HARD, RouteOptions(latency_band="tolerant", value_of_time_usd_per_s=10.0))
         assert list(tolerant.fallback_chain) == local.fallback_chain
         assert predict(stub, HARD, latency_band=pb.TOLERANT, value_of_time_usd_per_s=0.0).mode == pb.COST
 

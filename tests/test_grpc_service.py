@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.router import Router
 from tierwise.classifier.text import render_messages
 from tierwise.serving.process import ServerProcess
@@ -95,7 +96,7 @@ def test_policy_options_reach_the_router(stub, router):
     lenient = stub.Predict(pb.PredictRequest(prompt=PROMPTS[3], quality_target=0.0), timeout=10)
     assert lenient.tier == router.ladder.names[0]
     assert lenient.quality_target == 0.0
-    local = router.predict(PROMPTS[3], mode="cost")
+    local = router.predict(PROMPTS[3], RouteOptions(mode="cost"))
     cost = stub.Predict(pb.PredictRequest(prompt=PROMPTS[3], mode=pb.COST), timeout=10)
     assert (cost.mode, cost.tier, list(cost.fallback_chain)) == (pb.COST, local.tier, list(local.fallback_chain))
     assert cost.HasField("expected_cost_usd") == (local.expected_cost_usd is not None)
@@ -167,9 +168,16 @@ def test_bad_input_is_invalid_argument_naming_the_field(stub, request_, field):
     assert caught.value.details().startswith(f"{field}: ")
 
 
-def test_a_10_mb_prompt_is_invalid_argument_naming_the_field(stub):
-    """Over --max-prompt-bytes but within the transport's limit: the handler, not the transport, says no."""
-    huge = "x" * (10 << 20)
+@pytest.mark.parametrize(
+    ("size", "limit"),
+    [
+        (2 << 20, "is over the size limit (2,097,1"),  # over --max-prompt-bytes (1 MiB)
+        (10 << 20, "characters is over the limit of 4,000,000 characters"),  # over the table's prompt limit too
+    ],
+)
+def test_an_oversized_prompt_is_invalid_argument_naming_the_field_and_the_limit(stub, size, limit):
+    """Within the transport's limit: the handler, not the transport, says no."""
+    huge = "x" * size
     for request, field in [
         (pb.PredictRequest(prompt=huge), "prompt"),
         (pb.PredictRequest(messages=[pb.ChatMessage(role="user", content=huge)]), "messages"),
@@ -177,7 +185,7 @@ def test_a_10_mb_prompt_is_invalid_argument_naming_the_field(stub):
         with pytest.raises(grpc.RpcError) as caught:
             stub.Predict(request, timeout=30)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert caught.value.details().startswith(f"{field}: is over the size limit")
+        assert caught.value.details().startswith(f"{field}: ") and limit in caught.value.details()
 
 
 def test_invalid_utf8_is_invalid_argument_naming_the_field(channel):

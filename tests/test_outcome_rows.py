@@ -9,6 +9,7 @@ import sys
 import anthropic
 import httpx
 import pytest
+from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.routed_anthropic import RoutedAnthropic
@@ -38,7 +39,7 @@ def router(trained_bundle, tmp_path):
 def test_the_client_reports_every_attempt_and_a_later_grade(router):
     with FakeAnthropic(api_key=API_KEY, answer=long_on_haiku) as fake:
         client = anthropic.Anthropic(api_key=API_KEY, base_url=fake.url, max_retries=0)
-        with RoutedAnthropic(router=router.target, client=client, quality_target=0.0) as routed:
+        with RoutedAnthropic(router=router.target, client=client, routing=RouteOptions(quality_target=0.0)) as routed:
             message = routed.messages.create(max_tokens=20, messages=HI)
             routed.grade(message.tierwise, score=0.25)
             assert routed.reporter.flush(10)

@@ -11,8 +11,9 @@ import threading
 import anthropic
 import httpx
 import pytest
+from tierwise.classifier.request import RouteRequest
 from tierwise.classifier.tiers import TierLadder
-from tierwise.serving.client import predict_once, predict_request
+from tierwise.serving.client import predict_once
 from tierwise.serving.process import ServerProcess
 
 from tests.anthropic_fake import FakeAnthropic, default_answer
@@ -80,7 +81,7 @@ def long_on_haiku(params):
 
 
 def test_model_tierwise_is_routed_and_the_answer_names_its_routing(router, proxy, fake):
-    expected = predict_once(router.target, predict_request("Say hi."))
+    expected = predict_once(router.target, RouteRequest("Say hi."))
     raw = sdk(proxy).messages.with_raw_response.create(model="tierwise", max_tokens=100, messages=HI)
     message = raw.parse()
     assert models_called(fake) == [expected["model"]] and message.model == expected["model"]
@@ -226,7 +227,7 @@ def test_count_tokens_passes_through_with_tierwise_counted_on_the_top_tier(proxy
             json.dumps({"model": "tierwise", "max_tokens": 5, "messages": HI}).encode(),
             {"x-tierwise-quality-target": "2"},
             400,
-            "x-tierwise-quality-target: 2.0 is outside [0, 1]",
+            "x-tierwise-quality-target: must be within [0, 1], got 2.0",
         ),
         (
             json.dumps({"model": "tierwise", "max_tokens": 5, "messages": HI}).encode(),

@@ -9,12 +9,13 @@ import logging
 
 import anthropic
 import pytest
+from tierwise.classifier.request import RouteOptions, RouteRequest
 from tierwise.classifier.tiers import TierLadder
-from tierwise.serving.client import predict_once, predict_request
+from tierwise.serving.client import predict_once
 from tierwise.serving.price_book import Usage, attempt_cost
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.routed_anthropic import AsyncRoutedAnthropic, RoutedAnthropic
-from tierwise.serving.router_link import RouteOptions, RouterUnavailable
+from tierwise.serving.router_link import RouterUnavailable
 
 from tests.anthropic_fake import FakeAnthropic
 from tests.helpers import closed_port
@@ -51,7 +52,7 @@ def long_on_haiku(params):
 
 
 def test_a_request_goes_to_the_model_the_router_picks_and_carries_its_routing(router, fake):
-    expected = predict_once(router.target, predict_request("Say hi."))
+    expected = predict_once(router.target, RouteRequest("Say hi."))
     with RoutedAnthropic(router=router.target, client=sdk(fake)) as routed:
         message = routed.messages.create(max_tokens=100, messages=HI)
     assert models_called(fake) == [expected["model"]] and message.model == expected["model"]
@@ -65,7 +66,9 @@ def test_a_request_goes_to_the_model_the_router_picks_and_carries_its_routing(ro
 
 
 def test_allowed_tiers_restrict_the_choice(router, fake):
-    with RoutedAnthropic(router=router.target, client=sdk(fake), allowed_tiers=("sonnet",)) as routed:
+    with RoutedAnthropic(
+        router=router.target, client=sdk(fake), routing=RouteOptions(allowed_tiers=("sonnet",))
+    ) as routed:
         message = routed.messages.create(max_tokens=100, messages=HI)
     assert models_called(fake) == [SONNET] and message.tierwise.fallback_chain == ("sonnet",)
 
@@ -73,7 +76,7 @@ def test_allowed_tiers_restrict_the_choice(router, fake):
 def test_an_answer_cut_off_at_max_tokens_escalates_to_the_next_tier(router):
     with (
         FakeAnthropic(api_key=API_KEY, answer=long_on_haiku) as fake,
-        RoutedAnthropic(router=router.target, client=sdk(fake), quality_target=0.0) as routed,
+        RoutedAnthropic(router=router.target, client=sdk(fake), routing=CHEAPEST_FIRST) as routed,
     ):
         message = routed.messages.create(max_tokens=20, messages=HI)
     assert models_called(fake) == [HAIKU, SONNET]
@@ -88,7 +91,7 @@ def test_an_answer_the_accept_check_rejects_escalates(router):
     answers = {HAIKU: "41", SONNET: "42", OPUS: "42"}
     with FakeAnthropic(api_key=API_KEY, answer=lambda params: answers[params["model"]]) as fake:
         accept = lambda message: message.content[0].text == "42"  # noqa: E731
-        with RoutedAnthropic(router=router.target, client=sdk(fake), accept=accept, quality_target=0.0) as routed:
+        with RoutedAnthropic(router=router.target, client=sdk(fake), accept=accept, routing=CHEAPEST_FIRST) as routed:
             message = routed.messages.create(max_tokens=100, messages=HI)
             scored = routed.messages.create(
                 max_tokens=100, messages=HI, accept=lambda message: 0.9 if message.content[0].text == "42" else 0.1
@@ -99,7 +102,7 @@ def test_an_answer_the_accept_check_rejects_escalates(router):
 
 
 def test_an_overloaded_tier_escalates_and_a_bad_request_is_raised_at_once(router, fake):
-    with RoutedAnthropic(router=router.target, client=sdk(fake), quality_target=0.0) as routed:
+    with RoutedAnthropic(router=router.target, client=sdk(fake), routing=CHEAPEST_FIRST) as routed:
         fake.fail("POST", "/v1/messages", 529, model=HAIKU)
         message = routed.messages.create(max_tokens=100, messages=HI)
         assert message.model == SONNET
@@ -115,7 +118,7 @@ def test_when_every_tier_fails_the_last_error_is_raised(router, fake):
     for model in (HAIKU, SONNET, OPUS):
         fake.fail("POST", "/v1/messages", 529, model=model)
     with (
-        RoutedAnthropic(router=router.target, client=sdk(fake), quality_target=0.0) as routed,
+        RoutedAnthropic(router=router.target, client=sdk(fake), routing=CHEAPEST_FIRST) as routed,
         pytest.raises(anthropic.InternalServerError) as error,
     ):
         routed.messages.create(max_tokens=100, messages=HI)
@@ -145,7 +148,7 @@ def test_a_stream_passes_through_with_its_time_to_first_token(router):
 def test_a_stream_escalates_only_before_it_starts(router):
     with (
         FakeAnthropic(api_key=API_KEY, answer=long_on_haiku) as fake,
-        RoutedAnthropic(router=router.target, client=sdk(fake), quality_target=0.0) as routed,
+        RoutedAnthropic(router=router.target, client=sdk(fake), routing=CHEAPEST_FIRST) as routed,
     ):
         fake.fail("POST", "/v1/messages", 529, model=HAIKU)
         with routed.messages.stream(max_tokens=20, messages=HI) as stream:
@@ -171,7 +174,7 @@ def test_the_async_twin_routes_escalates_and_streams(router):
         async with AsyncRoutedAnthropic(
             router=router.target,
             client=anthropic.AsyncAnthropic(api_key=API_KEY, base_url=fake.url, max_retries=0),
-            quality_target=0.0,
+            routing=CHEAPEST_FIRST,
         ) as routed:
             message = await routed.messages.create(max_tokens=20, messages=HI)
             async with routed.messages.stream(max_tokens=100, messages=HI) as stream:
@@ -229,7 +232,7 @@ def test_batches_go_one_per_chosen_model_and_rejected_answers_to_the_next_tier(r
     ]
     with FakeAnthropic(api_key=API_KEY, answer=lambda params: answers[params["model"]]) as fake:
         accept = lambda message: message.content[0].text == "42"  # noqa: E731
-        with RoutedAnthropic(router=router.target, client=sdk(fake), accept=accept, quality_target=0.0) as routed:
+        with RoutedAnthropic(router=router.target, client=sdk(fake), accept=accept, routing=CHEAPEST_FIRST) as routed:
             results = routed.batches.run(requests, poll_s=0.01)
         batches = sorted(fake.batches.values(), key=lambda batch: batch.created_at)
     assert [sorted(r["custom_id"] for r in b.requests) for b in batches] == [["q0", "q1", "q2"]] * 2
@@ -251,7 +254,7 @@ def test_batches_group_requests_by_the_model_the_router_chose(router, fake):
     with RoutedAnthropic(router=router.target, client=sdk(fake)) as routed:
         job = routed.batches.submit(requests)
     expected = {
-        f"q{i}": predict_once(router.target, predict_request(text, latency_band="ASYNC"))["model"]
+        f"q{i}": predict_once(router.target, RouteRequest(text, options=RouteOptions(latency_band="async")))["model"]
         for i, text in enumerate(texts)
     }
     grouped = {

@@ -1,18 +1,21 @@
-"""Request validation: every bad input is refused with the offending field named, good ones pass through."""
+"""Protobuf and the routing request: a PredictRequest becomes a RouteRequest (which refuses a bad field, named as the
+wire names it) and back; bytes that do not decode are a named field error, never an exception."""
 
 from __future__ import annotations
 
 import pytest
+from tierwise.classifier.limits import FieldError
+from tierwise.classifier.request import Message, RouteOptions, RouteRequest
 from tierwise.classifier.text import render_messages
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
-from tierwise.serving.validation import MalformedRequest, RequestError, lenient_deserializer, route_args
+from tierwise.serving.validation import MalformedRequest, lenient_deserializer, route_request, wire_request
 
 LIMIT = 1000
 
 
 def field_of_error(request: pb.PredictRequest) -> str:
-    with pytest.raises(RequestError) as caught:
-        route_args(request, LIMIT)
+    with pytest.raises(FieldError) as caught:
+        route_request(request, LIMIT)
     return caught.value.field
 
 
@@ -28,21 +31,18 @@ def field_of_error(request: pb.PredictRequest) -> str:
         ({"messages": [pb.ChatMessage(role="user", content="x" * LIMIT)]}, "messages"),
         ({"prompt": "hi", "mode": 7}, "mode"),
         ({"prompt": "hi", "latency_band": 9}, "latency_band"),
+        ({"prompt": "hi", "quality_target": 1.5}, "quality_target"),
+        ({"prompt": "hi", "max_latency_ms": -1.0}, "max_latency_ms"),
+        ({"prompt": "hi", "allowed_tiers": ["haiku", "t" * 65]}, "allowed_tiers[1]"),
+        ({"prompt": "hi", "request_id": "r" * 129}, "request_id"),
     ],
 )
 def test_bad_requests_name_the_field(request_kwargs, field):
     assert field_of_error(pb.PredictRequest(**request_kwargs)) == field
 
 
-def test_batch_items_are_named_by_index():
-    with pytest.raises(RequestError) as caught:
-        route_args(pb.PredictRequest(), LIMIT, prefix="requests[3].")
-    assert caught.value.field == "requests[3].prompt"
-    assert str(caught.value).startswith("requests[3].prompt: ")
-
-
-def test_good_request_becomes_router_arguments():
-    args = route_args(
+def test_a_request_becomes_the_routing_request():
+    routed = route_request(
         pb.PredictRequest(
             prompt="Prove that there are infinitely many primes.",
             request_id="r-1",
@@ -50,39 +50,55 @@ def test_good_request_becomes_router_arguments():
             allowed_tiers=["sonnet", "opus"],
             mode=pb.COST,
             latency_band=pb.ASYNC,
+            allow_explore=False,
         ),
         LIMIT,
     )
-    assert args.request_id == "r-1"
-    assert args.text == "Prove that there are infinitely many primes."
-    assert args.quality_target == pytest.approx(0.9)
-    assert args.allowed_tiers == ("sonnet", "opus")
-    assert args.mode == "cost"
-    assert args.use_batch_api is True
-
-
-def test_defaults_threshold_mode_no_override_and_a_fresh_request_id():
-    first = route_args(pb.PredictRequest(prompt="hi"), LIMIT)
-    second = route_args(pb.PredictRequest(prompt="hi"), LIMIT)
-    assert (first.mode, first.quality_target, first.allowed_tiers, first.use_batch_api) == (
-        "threshold",
-        None,
-        None,
-        False,
+    assert routed == RouteRequest(
+        "Prove that there are infinitely many primes.",
+        options=RouteOptions(
+            quality_target=0.9, allowed_tiers=("sonnet", "opus"), mode="cost", latency_band="async", allow_explore=False
+        ),
+        request_id="r-1",
     )
-    assert first.request_id and first.request_id != second.request_id
+
+
+def test_unset_fields_are_the_defaults():
+    routed = route_request(pb.PredictRequest(prompt="hi"), LIMIT)
+    assert routed == RouteRequest("hi") and routed.options == RouteOptions()
+    assert route_request(pb.PredictRequest(prompt="hi", quality_target=0.0), LIMIT).options.quality_target == 0.0
 
 
 def test_messages_render_like_training_does():
     messages = [pb.ChatMessage(role="system", content="Be brief."), pb.ChatMessage(content="What is 2+2?")]
-    args = route_args(pb.PredictRequest(messages=messages), LIMIT)
-    assert args.text == render_messages(
+    routed = route_request(pb.PredictRequest(messages=messages), LIMIT)
+    assert routed.messages == (Message("system", "Be brief."), Message("user", "What is 2+2?"))
+    assert routed.text == render_messages(
         [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"}]
     )
 
 
-def test_quality_target_zero_is_an_override_not_unset():
-    assert route_args(pb.PredictRequest(prompt="hi", quality_target=0.0), LIMIT).quality_target == 0.0
+@pytest.mark.parametrize(
+    "routed",
+    [
+        RouteRequest("hi"),
+        RouteRequest(
+            messages=(Message("system", "Be brief."), Message("user", "2+2?")),
+            options=RouteOptions(
+                quality_target=0.0,
+                allowed_tiers=("haiku",),
+                latency_band="tolerant",
+                mode="cost",
+                max_latency_ms=900.0,
+                value_of_time_usd_per_s=0.5,
+                allow_explore=False,
+            ),
+            request_id="r-2",
+        ),
+    ],
+)
+def test_the_client_sends_what_the_server_reads(routed):
+    assert route_request(pb.PredictRequest.FromString(wire_request(routed).SerializeToString()), LIMIT) == routed
 
 
 def _with_invalid_utf8(message, marker: str) -> bytes:
@@ -127,3 +143,14 @@ def test_garbage_bytes_are_a_malformed_request_not_an_exception():
 def test_valid_bytes_decode_normally():
     request = pb.PredictRequest(prompt="héllo", quality_target=0.5)
     assert lenient_deserializer(pb.PredictRequest)(request.SerializeToString()) == request
+
+
+def test_options_are_built_once_per_distinct_set_and_the_memory_of_them_is_bounded():
+    from tierwise.serving import validation
+
+    first = route_request(pb.PredictRequest(prompt="a", quality_target=0.5), LIMIT)
+    again = route_request(pb.PredictRequest(prompt="b", quality_target=0.5), LIMIT)
+    assert again.options is first.options
+    for i in range(validation._SEEN_OPTIONS_MAX + 10):
+        route_request(pb.PredictRequest(prompt="c", quality_target=i / 10_000), LIMIT)
+    assert len(validation._SEEN_OPTIONS) <= validation._SEEN_OPTIONS_MAX

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 from tierwise.classifier.errors import InputError
+from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.router import Router
 from tierwise.serving.sources import open_model_source
 from tierwise.training.sample_logs import write_sample_logs
@@ -132,7 +133,7 @@ def test_pyfunc_routes_like_the_bundle(registered, mlflow_store):
     for tier in router.ladder.names:
         assert frame[f"p_{tier}"].tolist() == pytest.approx([p.probabilities[tier] for p in expected], abs=1e-6)
     strict = model.predict(pd.DataFrame({"prompt": PROMPTS}), params={"quality_target": 1.0})
-    assert strict["tier"].tolist() == [p.tier for p in router.predict_batch(PROMPTS, quality_target=1.0)]
+    assert strict["tier"].tolist() == [p.tier for p in router.predict_batch(PROMPTS, RouteOptions(quality_target=1.0))]
 
 
 def test_pyfunc_needs_only_its_pinned_requirements(registered, tmp_path):

@@ -6,7 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 from tierwise.classifier.bundle import content_version, read_manifest
-from tierwise.classifier.policy import PolicyError
+from tierwise.classifier.limits import FieldError
+from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierLadder
 from tierwise.training.sample_logs import generate_attempts
@@ -117,5 +118,5 @@ def test_a_bundle_without_a_time_model_routes_as_before_and_refuses_a_budget(unt
     assert router.manifest.tier_times is None and router.policy.times is None
     prediction = router.predict("Prove that there are infinitely many primes.")
     assert prediction.expected_latency_ms is None and prediction.latency_budget_met
-    with pytest.raises(PolicyError, match="no time model"):
-        router.predict("Say hi.", max_latency_ms=2000)
+    with pytest.raises(FieldError, match="no time model"):
+        router.predict("Say hi.", RouteOptions(max_latency_ms=2000))

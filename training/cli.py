@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from tierwise.classifier.extras import Extra
-from tierwise.classifier.policy import BANDS, MODES, RULES
+from tierwise.classifier.policy import RULES
+from tierwise.classifier.request import BANDS
 from tierwise.training.cli_options import ManyValuesOption
 from tierwise.training.extras import SPARK, TRAIN
 
@@ -326,60 +327,6 @@ def train(
         click.echo(f"not made champion: {problem}")
 
 
-@commands.command("predict")
-@click.argument("text")
-@click.option("--model", required=True, help="Bundle directory, or a registered version models:/NAME@ALIAS (or /V).")
-@click.option("--quality-target", type=click.FloatRange(0, 1), help="Override the bundle's quality threshold.")
-@click.option("--allowed-tier", "allowed_tiers", multiple=True, help="Restrict to this tier (repeatable).")
-@click.option("--mode", type=click.Choice(MODES), default="threshold", show_default=True)
-@click.option(
-    "--latency-band",
-    type=click.Choice(BANDS, case_sensitive=False),
-    default="interactive",
-    show_default=True,
-    help="interactive: a person waits (--max-latency-ms); tolerant: waiting has a price (--value-of-time-usd-per-s); "
-    "async: Batch API prices, time ignored.",
-)
-@click.option(
-    "--max-latency-ms",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Interactive: the answer must be acceptable within this many ms (needs a bundle with a time model).",
-)
-@click.option(
-    "--value-of-time-usd-per-s",
-    type=click.FloatRange(min=0),
-    help="Tolerant: what a second of waiting is worth in USD; minimises expected cost + this x expected time.",
-)
-@click.option("--tracking-uri", help=f"For models:/ URIs. {TRACKING_HELP}")
-def predict(
-    text: str,
-    model: str,
-    quality_target: float | None,
-    allowed_tiers: tuple[str, ...],
-    mode: str,
-    latency_band: str,
-    max_latency_ms: float | None,
-    value_of_time_usd_per_s: float | None,
-    tracking_uri: str | None,
-) -> None:
-    """Print the routing decision for TEXT as JSON: tier, model, per-tier probabilities, fallback chain, expected
-    cost and time to an acceptable answer."""
-    import dataclasses
-    import json
-
-    router = load_router(model, tracking_uri)
-    prediction = router.predict(
-        text,
-        quality_target=quality_target,
-        allowed_tiers=allowed_tiers or None,
-        mode=mode,
-        band=latency_band.lower(),
-        max_latency_ms=max_latency_ms,
-        value_of_time_usd_per_s=value_of_time_usd_per_s,
-    )
-    click.echo(json.dumps({**dataclasses.asdict(prediction), "model_version": router.version}, indent=2))
-
-
 @commands.command("eval")
 @needs(TRAIN)
 @log_options
@@ -441,8 +388,8 @@ def evaluate(
     model's own ladder (give one with the same tier names to re-price). On collected traffic (`tierwise
     collect`) the router is scored by inverse propensity instead. Definitions: docs/evaluation.md.
     """
+    from tierwise.classifier.request import RouteOptions
     from tierwise.classifier.tiers import TierLadder
-    from tierwise.training.evaluation.bands import BandOptions
     from tierwise.training.evaluation.evaluate import run_eval
     from tierwise.training.evaluation.table import render_table
     from tierwise.training.evaluation.traffic import run_traffic_eval
@@ -467,7 +414,11 @@ def evaluate(
             split=chosen,
             json_out=Path(json_out) if json_out else None,
             plot_out=Path(plot_out) if plot_out else None,
-            band=BandOptions(band.lower(), max_latency_ms, value_of_time_usd_per_s) if band else None,
+            band=RouteOptions(
+                latency_band=band, max_latency_ms=max_latency_ms, value_of_time_usd_per_s=value_of_time_usd_per_s
+            )
+            if band
+            else None,
             time_plot_out=Path(time_plot_out) if time_plot_out else None,
         )
         click.echo(render_table(report))

@@ -27,11 +27,12 @@ def _step(title: str) -> None:
 
 def _ask(target: str, prompts: tuple[str, ...]) -> str:
     """Predict each prompt over gRPC, print the answers, and return the model version that answered."""
-    from tierwise.serving.client import predict_once, predict_request
+    from tierwise.classifier.request import RouteRequest
+    from tierwise.serving.client import predict_once
 
     version = ""
     for prompt in prompts:
-        answer = predict_once(target, predict_request(prompt))
+        answer = predict_once(target, RouteRequest(prompt))
         version = str(answer["model_version"])
         click.echo(f"{answer['tier']:>7} ({answer['model']}, {answer['inference_us']} us, v {version})  {prompt}")
     return version
@@ -39,10 +40,11 @@ def _ask(target: str, prompts: tuple[str, ...]) -> str:
 
 def _wait_for_version(target: str, version: str, timeout_s: float = 30.0) -> None:
     """Wait until the server answers with `version` (it polls the champion alias)."""
-    from tierwise.serving.client import predict_once, predict_request
+    from tierwise.classifier.request import RouteRequest
+    from tierwise.serving.client import predict_once
 
     deadline = time.monotonic() + timeout_s
-    while predict_once(target, predict_request("hello"))["model_version"] != version:
+    while predict_once(target, RouteRequest("hello"))["model_version"] != version:
         if time.monotonic() > deadline:
             raise click.ClickException(f"the server did not reload model {version} within {timeout_s:.0f}s")
         time.sleep(0.2)

@@ -4,7 +4,8 @@ costs and latencies, for cost, quality and time to an acceptable answer.
 A chain's tiers are tried in order; each attempt's cost (at Batch API prices in the `async` band) and latency
 are paid, whether or not it succeeds; the first success is the acceptable answer, and a chain that runs out
 has none. Strategies, on the requests known on every tier:
-- `router`: the bundle's policy in the band (`Router.predict`'s options), from its own probabilities;
+- `router`: the bundle's policy with the evaluated `RouteOptions` (band, budget, value of time, quality target),
+  from its own probabilities;
 - `always.<tier>`: that tier alone;
 - `static_mix`: the best fixed mix of tiers (`savings.static_mix_shares`: a share of traffic to each, blind to
   the prompt) costing at most the router's mean cost, judged by quality within the budget when there is one;
@@ -21,38 +22,11 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from tierwise.classifier.policy import BANDS, PolicyError
+from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.router import Router
 from tierwise.training.evaluation.savings import static_mix_shares
 
 TIME_QUANTILES = {"p50": 0.5, "p95": 0.95}
-
-
-@dataclass(frozen=True)
-class BandOptions:
-    """The band a router is evaluated in, its time options and quality target (as `Router.predict` takes them)."""
-
-    band: str = "interactive"
-    max_latency_ms: float | None = None
-    value_of_time_usd_per_s: float | None = None
-    quality_target: float | None = None  # None: the bundle's default threshold
-
-    def __post_init__(self) -> None:
-        if self.band not in BANDS:
-            raise PolicyError("band", f"must be one of {BANDS}, got {self.band!r}")
-
-    @property
-    def budget_ms(self) -> float | None:
-        """The budget quality is judged within: interactive only."""
-        return self.max_latency_ms if self.band == "interactive" else None
-
-    def router_kwargs(self) -> dict[str, Any]:
-        return {
-            "quality_target": self.quality_target,
-            "band": self.band,
-            "max_latency_ms": self.max_latency_ms,
-            "value_of_time_usd_per_s": self.value_of_time_usd_per_s,
-        }
 
 
 @dataclass(frozen=True)
@@ -140,7 +114,7 @@ class BandReport:
     """Every strategy's simulation in one band on the same requests."""
 
     tiers: list[str]
-    options: BandOptions
+    options: RouteOptions
     evaluated: int
     latency_from_logs: float
     router: Simulated
@@ -162,7 +136,7 @@ class BandReport:
         """The `band` section of `tierwise eval --json` (keys in docs/evaluation.md)."""
         budget = self.options.budget_ms
         return {
-            "band": self.options.band,
+            "band": self.options.latency_band,
             "max_latency_ms": self.options.max_latency_ms,
             "value_of_time_usd_per_s": self.options.value_of_time_usd_per_s,
             "evaluated": self.evaluated,
@@ -176,11 +150,11 @@ class BandReport:
     def table(self) -> str:
         """One line per strategy: cost, quality (in budget), time to an acceptable answer, attempts."""
         budget = self.options.budget_ms
-        head = f"band {self.options.band}"
+        head = f"band {self.options.latency_band}"
         if budget is not None:
             head += f", budget {budget:g} ms"
-        if self.options.value_of_time_usd_per_s is not None and self.options.band == "tolerant":
-            head += f", time at {self.options.value_of_time_usd_per_s:g} USD/s"
+        if self.options.time_price is not None:
+            head += f", time at {self.options.time_price:g} USD/s"
         lines = [
             f"{head}: {self.evaluated} requests ({self.latency_from_logs:.0%} of latencies logged)",
             f"{'':<16}{'cost/req USD':>13}{'quality':>9}{'in budget':>11}{'time to acceptable mean/p50/p95 s':>36}"
@@ -215,7 +189,7 @@ def evaluate_band(
     cost: np.ndarray,
     latency: np.ndarray,
     probs: np.ndarray,
-    options: BandOptions,
+    options: RouteOptions,
     latency_from_logs: float = 1.0,
     sweep_budgets: Sequence[float] = (),
 ) -> BandReport:
@@ -225,7 +199,7 @@ def evaluate_band(
     at each of those interactive budgets (for the cost-versus-time chart).
     """
     tiers = router.ladder.names
-    if options.band == "async":
+    if options.latency_band == "async":
         cost = cost * np.array([t.batch_multiplier for t in router.ladder.tiers])[None, :]
     budget = options.budget_ms
     router_sim = simulate(_router_chains(router, probs, options), success, cost, latency)
@@ -253,6 +227,5 @@ def evaluate_band(
     )
 
 
-def _router_chains(router: Router, probs: np.ndarray, options: BandOptions) -> list[tuple[int, ...]]:
-    kwargs = options.router_kwargs()
-    return [router.policy.choose(row, **kwargs).chain for row in probs]
+def _router_chains(router: Router, probs: np.ndarray, options: RouteOptions) -> list[tuple[int, ...]]:
+    return [router.policy.choose(row, options).chain for row in probs]

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierError, TierLadder
-from tierwise.training.evaluation.bands import BandOptions, BandReport, evaluate_band, latency_matrix
+from tierwise.training.evaluation.bands import BandReport, evaluate_band, latency_matrix
 from tierwise.training.evaluation.baselines import knn_bank, knn_probs
 from tierwise.training.evaluation.curves import known_rows
 from tierwise.training.evaluation.frames import outcome_arrays, prompt_chars
@@ -104,7 +105,7 @@ def evaluation_ladder(router: Router, ladder: TierLadder | None) -> TierLadder:
 
 
 def band_evaluation(
-    router: Router, evaluated: pl.DataFrame, probs: np.ndarray, options: BandOptions, sweep: bool = False
+    router: Router, evaluated: pl.DataFrame, probs: np.ndarray, options: RouteOptions, sweep: bool = False
 ) -> BandReport:
     """The band evaluation of a router on labelled rows, reusing their probabilities; `sweep` adds the router
     across interactive budgets spanning the tiers' latencies (for the cost-versus-time chart)."""
@@ -115,7 +116,7 @@ def band_evaluation(
         raise LogError("no evaluated request has an outcome, cost and latency on every tier: nothing to simulate")
     times = router.policy.times
     budgets: list[float] = []
-    if sweep and times is not None and options.band == "interactive":
+    if sweep and times is not None and options.latency_band == "interactive":
         low, high = times.tiers[0].quantile(0.25), 2 * times.tiers[-1].quantile(0.9)
         budgets = np.geomspace(low, high, BUDGET_SWEEP_POINTS).tolist()
     share = float(logged[keep].mean())
@@ -130,7 +131,7 @@ def run_eval(
     split: str | None = "test",
     json_out: Path | None = None,
     plot_out: Path | None = None,
-    band: BandOptions | None = None,
+    band: RouteOptions | None = None,
     time_plot_out: Path | None = None,
 ) -> tuple[EvalReport, BandReport | None]:
     """`tierwise eval`: label the logs with the model's ladder, evaluate one split (and its chains in a latency

@@ -13,6 +13,7 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 from tierwise_classifier.decisions import decision_columns
+from tierwise_classifier.request import RouteOptions
 from tierwise_classifier.router import Router
 
 BUNDLE_ARTIFACT = "bundle"
@@ -29,11 +30,8 @@ class RouterModel(PythonModel):
         if "prompt" not in model_input.columns:
             raise ValueError(f"input needs a 'prompt' column, got {list(model_input.columns)}")
         params = params or {}
-        predictions = self.router.predict_batch(
-            model_input["prompt"].fillna("").astype(str).tolist(),
-            quality_target=params.get("quality_target"),
-            mode=params.get("mode") or "threshold",
-        )
+        options = RouteOptions(quality_target=params.get("quality_target"), mode=params.get("mode") or "threshold")
+        predictions = self.router.predict_batch(model_input["prompt"].fillna("").astype(str).tolist(), options)
         return pd.DataFrame(decision_columns(predictions, self.router.ladder.names))
 
 
