@@ -28,7 +28,13 @@ TEMPORARY = r"\.{name}-(?P<pid>\d+)-[a-z0-9_]{{8}}(\.tmp)?"
 
 
 class OutputError(InputError):
-    """An output path tierwise will not write to, or could not write; the message names the path and why."""
+    """An output path tierwise will not write to, or could not write; the message names the path and why.
+
+    `failure` is why a write failed (a full disk), for a caller that words it for the output as a whole."""
+
+    def __init__(self, message: str, failure: str | None = None):
+        super().__init__(message)
+        self.failure = failure
 
 
 def check_output_dir(path: Path, is_previous_output: Callable[[Path], bool], what: str) -> None:
@@ -83,13 +89,17 @@ class OutputDir:
         succeeds, it replaces `path` whole (a previous output is removed only then), else it is removed."""
         self.check(path)
         staging = staging_dir(path)
+        kept = "the earlier output is unchanged" if path.exists() else "nothing was left"
         try:
             (staging / MARKER).write_text(self.kind + "\n")
             yield staging
             replace_dir(staging, path)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
-            raise
+            failure = _write_failure(exc)
+            if failure is None:
+                raise
+            raise OutputError(f"{path}: could not be written ({failure}); {kept}", failure) from exc
 
     def start(self, path: Path) -> None:
         """Make `path` an empty output of this kind to write into in place (a previous one is removed)."""
@@ -156,11 +166,20 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
         _sync_dir(target.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        reason = exc.strerror or exc
-        raise OutputError(f"{target}: could not be written ({reason}); {kept}") from exc
+        failure = str(exc.strerror or exc)
+        raise OutputError(f"{target}: could not be written ({failure}); {kept}", failure) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _write_failure(exc: BaseException) -> str | None:
+    """Why a write failed, when it failed on the filesystem (a full disk); None for anything else."""
+    if isinstance(exc, OutputError):
+        return exc.failure
+    if isinstance(exc, OSError):
+        return str(exc.strerror or exc)
+    return None
 
 
 def _make_parent(target: Path) -> None:

@@ -527,12 +527,21 @@ def score(
     from tierwise.classifier.router import Router
     from tierwise.serving.sources import open_model_source
     from tierwise.training.labels import table_format, write_table
-    from tierwise.training.scoring import LOCAL_MASTER, pin, requests_of, score_local, score_spark, spark_session
+    from tierwise.training.scoring import (
+        LOCAL_MASTER,
+        check_master,
+        pin,
+        requests_of,
+        score_local,
+        score_spark,
+        spark_session,
+    )
     from tierwise.training.tracking.store import activate
 
     table_format(out)
     if engine == "spark":
         SPARK.require(f"{click.get_current_context().command_path} --engine spark")
+        check_master(spark_master or LOCAL_MASTER)  # before any work: an unreachable cluster fails fast
     elif spark_master:
         raise click.BadParameter("applies to --engine spark only", param_hint="--spark-master")
     scored = pin(open_model_source(model, tracking_uri))

@@ -7,7 +7,8 @@ later grade, merge into one row: values of later reports (by their `time`) win w
 Nothing is dropped silently: every attempt that cannot become a row is counted under its reason.
 
 Input files are told apart by their columns: a decision log's rows carry `fallback_chain`, anything else is
-read as outcomes. JSONL, CSV and Parquet, as for attempt logs; a malformed row stops with file:line:field.
+read as outcomes. JSONL, CSV and Parquet, as for attempt logs; a malformed row (a torn line too) stops with
+file:line:field, unless `--skip-invalid` drops it, counted by reason.
 
 Served traffic may be larger than memory, so no file is read whole and no prompt is held. Each file is checked
 in one streaming pass of the scan attempt logs are read through (`tierwise.training.logs.check_file`). What is held in
@@ -36,6 +37,7 @@ from tierwise.training.labels import CENSORED, label_requests, table_format, wri
 from tierwise.training.logs import (
     ERROR,
     JSON_FLAG,
+    NESTED,
     NOT_JSON,
     NOT_OBJECT,
     STREAMING,
@@ -48,17 +50,22 @@ from tierwise.training.logs import (
     find_log_files,
     json_as_text,
     locate,
-    nested_text,
     read_attempts,
     skipped_rows,
     tally,
+    without_nested,
 )
 
 DECISION_MARKER = "fallback_chain"
 # The columns of decision and prompt rows that hold JSON lists or maps: JSON text in every format.
 STRUCTURES = ("fallback_chain", "probabilities", "propensities", "messages")
-# The columns of decision, outcome and prompt rows that hold text (or a number, read as its text).
-TEXTS = ("request_id", "prompt", "prompt_sha256", "tier", "model", "model_version", "latency_band", "error")
+# The columns of decision, outcome and prompt rows that hold one plain value, and what each one holds.
+PLAIN = {
+    **dict.fromkeys(("request_id", "prompt", "prompt_sha256", "tier", "model", "model_version"), "text"),
+    **dict.fromkeys(("latency_band", "error", "time", "timestamp"), "text"),
+    **dict.fromkeys(("explored", "success"), "true or false"),
+    **dict.fromkeys(("propensity", "attempt", "score", *OUTCOME_MEASURES), "a number"),
+}
 FILE = "_file"  # a file's place among the inputs of its kind: file order breaks ties between equal times
 SHA256 = "_sha256"
 ATTEMPT = ("request_id", "model", "attempt")
@@ -133,12 +140,6 @@ class _Fields:
     def text(self, name: str) -> pl.Expr:
         if self.schema.get(name, pl.String()) not in (pl.String, pl.Null):
             self.problem(name, self.raw(name).is_not_null(), self._shown(name, "expected text, got {}"))
-        return self._as_text(name)
-
-    def _as_text(self, name: str) -> pl.Expr:
-        """The field's value as text; null for a list or a struct, which `rows` reports (`nested_text`)."""
-        if self.schema.get(name, pl.String()).is_nested():
-            return pl.lit(None, dtype=pl.String)
         return self.raw(name).cast(pl.String)
 
     def required_text(self, name: str) -> pl.Expr:
@@ -148,7 +149,7 @@ class _Fields:
 
     def key(self) -> pl.Expr:
         """The row's request_id (numbers, as CSV and Parquet may hold them, read as text)."""
-        value = self._as_text("request_id")
+        value = self.raw("request_id").cast(pl.String)
         self.problem("request_id", value.is_null(), "missing")
         return value
 
@@ -187,8 +188,7 @@ class _Fields:
         error = pl.lit(None, dtype=pl.String)
         for name, when, what in reversed(self.problems):
             error = pl.when(when.fill_null(False)).then(pl.concat_str(pl.lit(f"{name}: "), what)).otherwise(error)
-        nested = nested_text(self.schema, TEXTS)
-        error = pl.when(nested.is_not_null()).then(nested).otherwise(error)
+        error = pl.when(pl.col(NESTED).is_not_null()).then(pl.col(NESTED)).otherwise(error)
         checked = frame.with_columns(**self.structures)
         return checked.select(**values, **{SOURCE_ROW: pl.col(SOURCE_ROW), JSON_FLAG: pl.col(JSON_FLAG), ERROR: error})
 
@@ -282,7 +282,7 @@ def _prompt(fields: _Fields) -> dict[str, pl.Expr]:
     rendered = fields.structure("messages", _rendered_chat, list)
     text = pl.coalesce(fields.text("prompt"), rendered)
     fields.problem("prompt", text.is_null(), "missing (and no messages)")
-    return {"request_id": fields._as_text("request_id"), "prompt": text}
+    return {"request_id": fields.raw("request_id").cast(pl.String), "prompt": text}
 
 
 def _checker(read: PickReader) -> Check:
@@ -290,7 +290,7 @@ def _checker(read: PickReader) -> Check:
 
     def check(path: Path, raw: pl.LazyFrame, search_json_text: bool) -> CheckedFile:
         located = locate(path, raw, search_json_text, STRUCTURES)
-        located = located.with_columns(json_as_text(located.collect_schema(), STRUCTURES))
+        located = without_nested(located.with_columns(json_as_text(located.collect_schema(), STRUCTURES)), PLAIN)
         fields = _Fields(located.collect_schema())
         return tally(path, fields.rows(located, read(fields.schema)(fields)))
 
@@ -302,7 +302,7 @@ def _check_files(
 ) -> tuple[list[CheckedFile], Counter[str]]:
     """Check each file in one streaming pass, and count its bad rows by problem; unless `skip_invalid`, the first
     bad row (a line that is no JSON object too) stops it all."""
-    checked = [check_file(path, _checker(read), STRUCTURES, TEXTS) for path in find_log_files(paths)]
+    checked = [check_file(path, _checker(read), STRUCTURES, PLAIN) for path in find_log_files(paths)]
     return checked, skipped_rows(checked, skip_invalid, _where)
 
 

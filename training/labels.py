@@ -318,11 +318,12 @@ def write_table(rows: pl.DataFrame | pl.LazyFrame, path: str | Path) -> Path:
 
 @contextmanager
 def _os_errors() -> Iterator[None]:
-    """Raise a polars write error that carries an OS error (Parquet's writer on a full disk) as that OSError."""
+    """Raise a polars write error that carries an OS error only in its text (Parquet's writer on a full disk says
+    "... (os error 28)") as that OSError, with its number and the system's words for it."""
     try:
         yield
-    except pl.exceptions.PolarsError as exc:
+    except (pl.exceptions.PolarsError, OSError) as exc:
         found = re.search(r"\(os error (\d+)\)", str(exc))
-        if found is None:
+        if found is None or (isinstance(exc, OSError) and exc.errno is not None):
             raise
         raise OSError(int(found[1]), os.strerror(int(found[1]))) from exc

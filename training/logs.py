@@ -21,7 +21,7 @@ import functools
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -51,10 +51,15 @@ JSON_TEXT = r"(?s)^\s*(\{\s*[\"}]|\[\s*[\[{\"\-0-9tfn\]]).*[}\]]\s*$"
 ERROR = "_error"
 # The attempt-log columns that hold JSON (a chat list), kept as JSON text in every format.
 CHAT_COLUMNS = ("messages",)
-# The attempt-log columns that hold text (a number is read as its text), never a JSON list or object.
-TEXT_COLUMNS = ("request_id", "prompt", "model")
+# The attempt-log columns that hold one plain value, never a list or an object, and what each one holds.
+PLAIN_COLUMNS = {
+    **dict.fromkeys(("request_id", "prompt", "model"), "text"),
+    "success": "true or false",
+    **dict.fromkeys(("score", *MEASURES), "a number"),
+    "timestamp": "a date and time",
+}
 JSON_FLAG = "_json_text"
-# Set by the line reader on a row where a text column held a JSON list or object: "<column>: <problem>".
+# Per row, the first plain column that held a list or an object, and what belongs there: "<column>: <problem>".
 NESTED = "_nested"
 NOT_JSON = "not valid JSON"
 # Timestamps: ISO 8601 text, with a zone (an offset or Z) or without one (UTC), or a date alone.
@@ -166,11 +171,11 @@ class LinesRead:
     unreadable: list[tuple[int, str, str]]
 
 
-def _read_jsonl_lines(path: Path, as_text: Sequence[str], text: Sequence[str]) -> LinesRead:
+def _read_jsonl_lines(path: Path, as_text: Sequence[str], plain: Mapping[str, str]) -> LinesRead:
     """The line reader: every JSONL line parsed in Python, so each line that breaks the file is named.
 
-    The `as_text` columns keep JSON lists and objects as JSON text, as the scan does. In the `text` columns a
-    list or object is no value at all: the row's NESTED column says which column held what."""
+    The `as_text` columns keep JSON lists and objects as JSON text, as the scan does. In the `plain` columns a
+    list or an object is no value at all: it is left out, and the row's NESTED column says where it was."""
     rows = []
     unreadable = []
     with path.open("rb") as handle:
@@ -189,10 +194,9 @@ def _read_jsonl_lines(path: Path, as_text: Sequence[str], text: Sequence[str]) -
             for name in as_text:
                 if isinstance(row.get(name), list | dict):
                     row[name] = json.dumps(row[name], ensure_ascii=False)
-            for name in text:
+            for name, holds in plain.items():
                 if isinstance(row.get(name), list | dict):
-                    kind = "a list" if isinstance(row[name], list) else "an object"
-                    row.setdefault(NESTED, f"{name}: expected text, got {kind}")
+                    row.setdefault(NESTED, _nested(name, holds, isinstance(row[name], dict)))
                     row[name] = None
             rows.append(row)
     if not rows:
@@ -268,15 +272,21 @@ def as_timestamp(column: str, dtype: pl.DataType) -> pl.Expr:
     ).cast(utc)
 
 
-def nested_text(schema: pl.Schema, text: Sequence[str]) -> pl.Expr:
-    """Per row, the first `text` column that holds a list or an object, as "<column>: <problem>" (the line
-    reader's NESTED column where it set one, else from the columns polars read as lists or structs)."""
+def _nested(name: str, holds: str, is_object: bool) -> str:
+    return f"{name}: expected {holds}, got {'an object' if is_object else 'a list'}"
+
+
+def without_nested(frame: pl.LazyFrame, plain: Mapping[str, str]) -> pl.LazyFrame:
+    """The rows with every list or object in a `plain` column (as polars read one: a list or struct column) left
+    out, and NESTED naming the first such column of each row ("<column>: <problem>", kept where the line reader
+    set it), so checks see only plain values and a row that held one is a bad row."""
+    schema = frame.collect_schema()
     found = pl.col(NESTED) if NESTED in schema else pl.lit(None, dtype=pl.String)
-    for name in reversed([c for c in text if c in schema and schema[c].is_nested()]):
-        kind = "an object" if isinstance(schema[name], pl.Struct) else "a list"
-        said = pl.lit(f"{name}: expected text, got {kind}")
+    nested = [name for name in plain if name in schema and schema[name].is_nested()]
+    for name in reversed(nested):
+        said = pl.lit(_nested(name, plain[name], isinstance(schema[name], pl.Struct)))
         found = pl.when(found.is_null() & pl.col(name).is_not_null()).then(said).otherwise(found)
-    return found
+    return frame.with_columns(found.alias(NESTED), *(pl.lit(None, dtype=pl.String).alias(name) for name in nested))
 
 
 CHAT = pl.Struct({"text": pl.String(), "bad": pl.Boolean()})
@@ -320,14 +330,10 @@ def _normalise(frame: pl.LazyFrame, schema: pl.Schema, success_threshold: float)
     """
     columns = set(schema.names())
     problems: list[tuple[pl.Expr, pl.Expr | str]] = []
-    frame = frame.with_columns(json_as_text(schema, CHAT_COLUMNS))
-    frame = frame.with_columns(nested_text(schema, TEXT_COLUMNS).alias(NESTED))
+    frame = without_nested(frame.with_columns(json_as_text(schema, CHAT_COLUMNS)), PLAIN_COLUMNS)
+    schema = frame.collect_schema()
     problems.append((pl.col(NESTED).is_not_null(), pl.concat_str(pl.lit("column "), pl.col(NESTED))))
-    frame = frame.with_columns(
-        pl.lit(None, dtype=pl.String).alias(c) if schema[c].is_nested() else pl.col(c).cast(pl.String)
-        for c in TEXT_COLUMNS
-        if c in columns
-    )
+    frame = frame.with_columns(pl.col(c).cast(pl.String) for c in ("request_id", "prompt", "model") if c in columns)
     if "prompt" not in columns:
         frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias("prompt"))
     parsed: dict[str, pl.Expr] = {}
@@ -370,7 +376,9 @@ def _normalise(frame: pl.LazyFrame, schema: pl.Schema, success_threshold: float)
             )
     if "timestamp" in columns:
         frame = frame.with_columns(as_timestamp("timestamp", schema["timestamp"]).alias("_timestamp"))
-        given = pl.col("timestamp").cast(pl.String).str.strip_chars() != ""
+        given = pl.col("timestamp").is_not_null()
+        if schema["timestamp"] == pl.String:
+            given = pl.col("timestamp").str.strip_chars() != ""
         problems.append((given & pl.col("_timestamp").is_null(), "column timestamp: not an ISO 8601 date and time"))
         latest = datetime.now(UTC) + FUTURE_TOLERANCE
         problems.append(
@@ -538,11 +546,11 @@ def _check(success_threshold: float, path: Path, raw: pl.LazyFrame, search_json_
     return tally(path, _normalise(located, schema, success_threshold))
 
 
-def check_file(path: Path, check: Check, as_text: Sequence[str], text: Sequence[str]) -> CheckedFile:
+def check_file(path: Path, check: Check, as_text: Sequence[str], plain: Mapping[str, str]) -> CheckedFile:
     """Scan and check one file; what polars cannot read is reported by its row, or read line by line (JSONL).
 
     `as_text` names the columns that hold JSON lists or objects, kept as their JSON text in every format;
-    `text` those that must hold text (the line reader marks a row where one holds a list or an object)."""
+    `plain` those that hold one plain value and what it is (the line reader marks a list or an object there)."""
     kind = SUFFIX_FORMATS[path.suffix.lower()]
     try:
         checked = check(path, _scan(path, kind, as_text), kind == "jsonl")
@@ -556,11 +564,11 @@ def check_file(path: Path, check: Check, as_text: Sequence[str], text: Sequence[
         if kind == "csv":
             where = csv_problem(path) or f"cannot read as csv: {str(exc).splitlines()[0]}"
             raise LogError(f"{path}: {where}") from exc
-        return _check_lines(path, check, as_text, text)
+        return _check_lines(path, check, as_text, plain)
     except OSError as exc:
         raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     if checked.json_text:
-        return _check_lines(path, check, as_text, text)
+        return _check_lines(path, check, as_text, plain)
     if kind != "jsonl":
         return checked
     counted = dataclasses.replace(checked, records=True)
@@ -570,11 +578,11 @@ def check_file(path: Path, check: Check, as_text: Sequence[str], text: Sequence[
     return dataclasses.replace(counted, first_bad=(counted.shown_row(row), problem))
 
 
-def _check_lines(path: Path, check: Check, as_text: Sequence[str], text: Sequence[str]) -> CheckedFile:
+def _check_lines(path: Path, check: Check, as_text: Sequence[str], plain: Mapping[str, str]) -> CheckedFile:
     """Check a JSONL file read by the line reader (in memory: for the files polars' reader cannot take); a line
     that is no JSON object is a bad row like any other."""
     try:
-        lines = _read_jsonl_lines(path, as_text, text)
+        lines = _read_jsonl_lines(path, as_text, plain)
     except OSError as exc:
         raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     if lines.frame.columns == [SOURCE_ROW]:
@@ -599,7 +607,7 @@ def read_attempts(
     """
     files = find_log_files(paths)
     check = functools.partial(_check, success_threshold)
-    checked = mark_differing_prompts([check_file(path, check, CHAT_COLUMNS, TEXT_COLUMNS) for path in files])
+    checked = mark_differing_prompts([check_file(path, check, CHAT_COLUMNS, PLAIN_COLUMNS) for path in files])
     named = ", ".join(str(p) for p in files)
     total = sum(c.total for c in checked)
     if total == 0:
