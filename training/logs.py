@@ -1,17 +1,21 @@
 """Reading attempt logs (JSONL, CSV, Parquet) into one validated lazy scan, losing nothing silently.
 
 Rules a row must keep (else the error names file, row and column, or --skip-invalid counts it): the
-request_id, model and prompt (or messages) present; `success` a boolean word; `score` a finite number (NaN
+request_id, model and prompt (or messages) present; a plain value, never a list or an object, in each of
+those and the other contract columns (`PLAIN_COLUMNS`); `success` a boolean word; `score` a finite number (NaN
 and infinities are refused: NaN compares above every threshold and would count as success); the measures
-(`cost_usd`, tokens, latency, output_chars) finite and non-negative. Logs that hold no attempt at all are
-refused too.
+(`cost_usd`, tokens, latency, output_chars) finite and non-negative; `timestamp` an ISO 8601 date and time at
+most `FUTURE_TOLERANCE` ahead; the prompt of the first row with its request_id (across files: two requests
+under one id would be merged). A JSONL line that is no JSON object (torn by a crash or a full disk) is a bad
+row too. Logs that hold no attempt at all are refused.
 
 Logs may be larger than memory, so no file is read whole. Each is scanned lazily and checked in one pass of
-polars' streaming engine (rows counted by what is wrong with them, the first bad row kept for the message);
-the log then holds the lazy plan of its valid rows, which labelling and training scan again. JSONL goes
-through polars' ndjson reader; a file it cannot take (invalid JSON, a NaN literal, a line that is not an
-object), or whose text columns hold JSON objects or lists, is read line by line instead, which names the bad
-line and refuses a column mixing objects with plain values, as it always has.
+polars' streaming engine (rows counted by what is wrong with them, the first bad row kept for the message),
+then the ids and the prompts' hashes of all files in one more; the log then holds the lazy plan of its valid
+rows, which labelling and training scan again. JSONL goes through polars' ndjson reader; a file it cannot take
+(invalid JSON, a NaN literal, a line that is not an object), or whose text columns hold JSON objects or lists,
+is read line by line instead, which names each bad line and refuses an extra column mixing objects with plain
+values, as it always has.
 """
 
 from __future__ import annotations
@@ -61,7 +65,9 @@ PLAIN_COLUMNS = {
 JSON_FLAG = "_json_text"
 # Per row, the first plain column that held a list or an object, and what belongs there: "<column>: <problem>".
 NESTED = "_nested"
+# Why a JSONL line is no row at all (a line torn by a crash or a full disk, a line that is not an object).
 NOT_JSON = "not valid JSON"
+NOT_OBJECT = "not a JSON object"
 # Timestamps: ISO 8601 text, with a zone (an offset or Z) or without one (UTC), or a date alone.
 TIMESTAMP_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.f%#z",
@@ -73,7 +79,6 @@ TIMESTAMP_FORMATS = (
 # A timestamp later than this after now is refused: no attempt was made in the future, and one such row would
 # make a --window keep only itself. The margin allows for clocks a little ahead and a zone written wrongly.
 FUTURE_TOLERANCE = timedelta(days=1)
-NOT_OBJECT = "not a JSON object"
 DIFFERING_PROMPT = "column prompt: differs from the prompt of the first row with this request_id"
 HASH, FILE_INDEX, PLACE = "_hash", "_file_index", "_place"  # internal columns of the prompt check
 
