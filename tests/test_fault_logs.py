@@ -137,10 +137,10 @@ def empty_logs(tmp_path: Path) -> dict[str, Path]:
     return {"header-only csv": header_only, "0-row parquet": zero_rows, "empty jsonl": empty}
 
 
-@pytest.mark.parametrize("command", ["label", "train"])
-def test_logs_without_attempts_exit_2_saying_so(tmp_path, command):
+@pytest.mark.parametrize(("command", "out"), [("label", "labels.parquet"), ("train", "bundle")])
+def test_logs_without_attempts_exit_2_saying_so(tmp_path, command, out):
     for kind, path in empty_logs(tmp_path).items():
-        result = CliRunner().invoke(main, [command, str(path), "--out", str(tmp_path / f"{command}-out")])
+        result = CliRunner().invoke(main, [command, str(path), "--out", str(tmp_path / out)])
         assert result.exit_code == 2, (kind, result.output)
         assert f"{path}: the logs hold no attempts (no data rows)" in result.output, kind
 

@@ -237,8 +237,9 @@ def label(logs: tuple[str, ...], tiers: str | None, success_threshold: float, sk
     label is unknown and is not guessed).
     """
     from tierwise.classifier.tiers import TierLadder
-    from tierwise.training.labels import label_requests, summarize, write_table
+    from tierwise.training.labels import label_requests, summarize, table_format, write_table
 
+    table_format(out)
     log = read_logs(logs, success_threshold, skip_invalid)
     labels = label_requests(log, TierLadder.load(tiers))
     path = write_table(labels.frame, Path(out))
@@ -264,7 +265,15 @@ def label(logs: tuple[str, ...], tiers: str | None, success_threshold: float, sk
     default=None,
     help="Tier ladder the censored share is counted on. Default: the shipped Claude ladder.",
 )
-def collect(logs: tuple[str, ...], out: str, prompt_files: tuple[str, ...], tiers: str | None) -> None:
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Drop rows that cannot be read (a line torn by a crash or a full disk, a bad field), counted in the "
+    "summary by reason, instead of stopping.",
+)
+def collect(
+    logs: tuple[str, ...], out: str, prompt_files: tuple[str, ...], tiers: str | None, skip_invalid: bool
+) -> None:
     """Join decision logs and outcome logs (`tierwise serve --decision-log/--outcome-log`) into attempt logs.
 
     LOGS are files or directories of both kinds, JSONL, CSV or Parquet: a file whose rows carry
@@ -277,8 +286,8 @@ def collect(logs: tuple[str, ...], out: str, prompt_files: tuple[str, ...], tier
     from tierwise.training.collect import Prompts
     from tierwise.training.collect import collect as run_collect
 
-    prompts = Prompts.read(prompt_files) if prompt_files else None
-    summary = run_collect(logs, Path(out), TierLadder.load(tiers), prompts)
+    prompts = Prompts.read(prompt_files, skip_invalid) if prompt_files else None
+    summary = run_collect(logs, Path(out), TierLadder.load(tiers), prompts, skip_invalid)
     click.echo(summary.render())
     click.echo(f"wrote {summary.matched} attempt rows to {out}")
 
@@ -310,11 +319,13 @@ def train(
     (params, data lineage, metrics, plots, the model); --register also makes it a registered version,
     `champion` if the model has none yet, else `challenger`.
     """
+    from tierwise.classifier.bundle import check_bundle_out
     from tierwise.classifier.tiers import TierLadder
     from tierwise.training.tracking.run_logging import log_training_run
     from tierwise.training.train import train_bundle
     from tierwise.training.train_report import render_report
 
+    check_bundle_out(Path(out))  # before any work: refused output directories cost nothing
     registry = open_registry(tracking_uri, create=True)
     log = read_logs(logs, success_threshold, skip_invalid)
     result = train_bundle(log, Path(out), TierLadder.load(tiers), train_options(no_cache, options))
@@ -470,12 +481,21 @@ def score(
     from tierwise.classifier.router import Router
     from tierwise.serving.sources import open_model_source
     from tierwise.training.labels import table_format, write_table
-    from tierwise.training.scoring import LOCAL_MASTER, pin, requests_of, score_local, score_spark, spark_session
+    from tierwise.training.scoring import (
+        LOCAL_MASTER,
+        check_master,
+        pin,
+        requests_of,
+        score_local,
+        score_spark,
+        spark_session,
+    )
     from tierwise.training.tracking.store import activate
 
     table_format(out)
     if engine == "spark":
         SPARK.require(f"{click.get_current_context().command_path} --engine spark")
+        check_master(spark_master or LOCAL_MASTER)  # before any work: an unreachable cluster fails fast
     elif spark_master:
         raise click.BadParameter("applies to --engine spark only", param_hint="--spark-master")
     scored = pin(open_model_source(model, tracking_uri))
@@ -598,9 +618,12 @@ def retrain(
     them stays `challenger`. An empty registry's first version becomes champion. --window keeps the
     requests last tried within DAYS of the newest timestamp in the logs.
     """
+    from tierwise.classifier.bundle import check_bundle_out
     from tierwise.classifier.tiers import TierLadder
     from tierwise.training.tracking.retrain import retrain as run_retrain
 
+    if out:
+        check_bundle_out(Path(out))  # before any work: refused output directories cost nothing
     registry = open_registry(tracking_uri, create=True)
     decision = run_retrain(
         name,
@@ -690,9 +713,11 @@ def replay(
     already submitted is sent or billed again.
     """
     from tierwise.classifier.tiers import TierLadder
+    from tierwise.training.labels import table_format
     from tierwise.training.replay.batches import ReplayAPIError
     from tierwise.training.replay.run import ReplayConfig, run_replay
 
+    table_format(out)
     config = ReplayConfig(out=Path(out), state=Path(state) if state else None, **options)
     log = read_logs(logs, success_threshold, skip_invalid)
     try:

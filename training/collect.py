@@ -7,7 +7,8 @@ later grade, merge into one row: values of later reports (by their `time`) win w
 Nothing is dropped silently: every attempt that cannot become a row is counted under its reason.
 
 Input files are told apart by their columns: a decision log's rows carry `fallback_chain`, anything else is
-read as outcomes. JSONL, CSV and Parquet, as for attempt logs; a malformed row stops with file:line:field.
+read as outcomes. JSONL, CSV and Parquet, as for attempt logs; a malformed row (a torn line too) stops with
+file:line:field, unless `--skip-invalid` drops it, counted by reason.
 
 Served traffic may be larger than memory, so no file is read whole and no prompt is held. Each file is checked
 in one streaming pass of the scan attempt logs are read through (`tierwise.training.logs.check_file`). What is held in
@@ -32,14 +33,16 @@ from tierwise.classifier.text import render_messages
 from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.outcomes import MEASURES as OUTCOME_MEASURES
 from tierwise.training.attempts import DECISION, SCHEMA, SOURCE_ROW
-from tierwise.training.labels import CENSORED, label_requests, table_format
+from tierwise.training.labels import CENSORED, label_requests, table_format, write_table
 from tierwise.training.logs import (
     ERROR,
     JSON_FLAG,
+    NESTED,
+    NOT_JSON,
+    NOT_OBJECT,
     STREAMING,
     Check,
     CheckedFile,
-    LineError,
     LogError,
     as_bool,
     as_float,
@@ -48,16 +51,23 @@ from tierwise.training.logs import (
     json_as_text,
     locate,
     read_attempts,
+    skipped_rows,
     tally,
+    without_nested,
 )
 
 DECISION_MARKER = "fallback_chain"
 # The columns of decision and prompt rows that hold JSON lists or maps: JSON text in every format.
 STRUCTURES = ("fallback_chain", "probabilities", "propensities", "messages")
+# The columns of decision, outcome and prompt rows that hold one plain value, and what each one holds.
+PLAIN = {
+    **dict.fromkeys(("request_id", "prompt", "prompt_sha256", "tier", "model", "model_version"), "text"),
+    **dict.fromkeys(("latency_band", "error", "time", "timestamp"), "text"),
+    **dict.fromkeys(("explored", "success"), "true or false"),
+    **dict.fromkeys(("propensity", "attempt", "score", *OUTCOME_MEASURES), "a number"),
+}
 FILE = "_file"  # a file's place among the inputs of its kind: file order breaks ties between equal times
 SHA256 = "_sha256"
-# Rows per Parquet row group written: the writer holds a group's text until it is full.
-ROW_GROUP = 1024
 ATTEMPT = ("request_id", "model", "attempt")
 REPORTED = ("success", "score", "error", "timestamp", *OUTCOME_MEASURES)
 # The columns collect writes, in a stable order, with the attempt-log schema's types.
@@ -73,10 +83,6 @@ NO_DECISION = "no decision for its request_id"
 NO_PROMPT = "no prompt (redacted, and not in --prompts)"
 WRONG_PROMPT = "the --prompts text does not match the decision's prompt_sha256"
 UNGRADED = "not graded (no success or score)"
-
-
-class RowError(LogError):
-    """A decision, outcome or prompt row that cannot be read; the message is `file:line:field: problem`."""
 
 
 READ = pl.Struct({"text": pl.String(), "problem": pl.String()})
@@ -182,6 +188,7 @@ class _Fields:
         error = pl.lit(None, dtype=pl.String)
         for name, when, what in reversed(self.problems):
             error = pl.when(when.fill_null(False)).then(pl.concat_str(pl.lit(f"{name}: "), what)).otherwise(error)
+        error = pl.when(pl.col(NESTED).is_not_null()).then(pl.col(NESTED)).otherwise(error)
         checked = frame.with_columns(**self.structures)
         return checked.select(**values, **{SOURCE_ROW: pl.col(SOURCE_ROW), JSON_FLAG: pl.col(JSON_FLAG), ERROR: error})
 
@@ -283,26 +290,25 @@ def _checker(read: PickReader) -> Check:
 
     def check(path: Path, raw: pl.LazyFrame, search_json_text: bool) -> CheckedFile:
         located = locate(path, raw, search_json_text, STRUCTURES)
-        located = located.with_columns(json_as_text(located.collect_schema(), STRUCTURES))
+        located = without_nested(located.with_columns(json_as_text(located.collect_schema(), STRUCTURES)), PLAIN)
         fields = _Fields(located.collect_schema())
         return tally(path, fields.rows(located, read(fields.schema)(fields)))
 
     return check
 
 
-def _check_files(paths: Sequence[str | Path], read: PickReader) -> list[CheckedFile]:
-    """Check each file in one streaming pass; the first bad row (a line polars cannot read too) stops it all."""
-    try:
-        return [check_file(path, _checker(read), STRUCTURES) for path in find_log_files(paths)]
-    except LineError as exc:
-        raise RowError(f"{exc.path}:{exc.line}: {exc.problem}") from exc
+def _check_files(
+    paths: Sequence[str | Path], read: PickReader, skip_invalid: bool
+) -> tuple[list[CheckedFile], Counter[str]]:
+    """Check each file in one streaming pass, and count its bad rows by problem; unless `skip_invalid`, the first
+    bad row (a line that is no JSON object too) stops it all."""
+    checked = [check_file(path, _checker(read), STRUCTURES, PLAIN) for path in find_log_files(paths)]
+    return checked, skipped_rows(checked, skip_invalid, _where)
 
 
-def _refuse_bad_rows(checked: Sequence[CheckedFile]) -> None:
-    for one in checked:
-        if one.first_bad is not None:
-            line, problem = one.first_bad
-            raise RowError(f"{one.path}:{line}:{problem}")
+def _where(one: CheckedFile, line: int, problem: str) -> str:
+    """`file:line:field: problem`, or `file:line: problem` for a line that is no row at all (torn, not an object)."""
+    return f"{one.path}:{line}:{' ' if problem.startswith((NOT_JSON, NOT_OBJECT)) else ''}{problem}"
 
 
 def _numbered(checked: Sequence[CheckedFile]) -> pl.LazyFrame | None:
@@ -329,18 +335,19 @@ class Prompts:
 
     texts: pl.LazyFrame  # FILE, SOURCE_ROW, prompt
     places: pl.DataFrame  # request_id, SHA256, FILE, SOURCE_ROW
+    skipped: Counter[str] = field(default_factory=Counter)  # bad rows dropped (--skip-invalid), by problem
 
     @classmethod
-    def read(cls, paths: Sequence[str | Path]) -> Prompts:
-        """Rows with `prompt` (or chat `messages`) and, where known, `request_id`; JSONL, CSV or Parquet."""
-        checked = _check_files(paths, lambda schema: _prompt)
-        _refuse_bad_rows(checked)
+    def read(cls, paths: Sequence[str | Path], skip_invalid: bool = False) -> Prompts:
+        """Rows with `prompt` (or chat `messages`) and, where known, `request_id`; JSONL, CSV or Parquet. A bad
+        row stops the run unless `skip_invalid` drops it (counted in `skipped`)."""
+        checked, skipped = _check_files(paths, lambda schema: _prompt, skip_invalid)
         rows = _numbered(checked)
         if rows is None:
-            return cls.none()
+            return dataclasses.replace(cls.none(), skipped=skipped)
         sha = pl.col("prompt").map_batches(_sha256s, return_dtype=pl.String, is_elementwise=True).alias(SHA256)
         places = rows.select("request_id", sha, FILE, SOURCE_ROW).collect(engine=STREAMING)
-        return cls(rows.select(FILE, SOURCE_ROW, "prompt"), places)
+        return cls(rows.select(FILE, SOURCE_ROW, "prompt"), places, skipped)
 
     @classmethod
     def none(cls) -> Prompts:
@@ -388,11 +395,15 @@ class CollectSummary:
     decisions_without_outcome: int = 0
     requests: int = 0
     censored: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)  # bad rows dropped (--skip-invalid), by problem
 
     def render(self) -> str:
         """The summary `tierwise collect` prints."""
         censored = self.censored / self.requests if self.requests else 0.0
+        skipped = [f"skipped:    {self.skipped.total()} bad rows (--skip-invalid)"] if self.skipped else []
         lines = [
+            *skipped,
+            *(f"  {count:>8}  {reason}" for reason, count in self.skipped.most_common()),
             f"decisions:  {self.decisions} rows from {self.decision_files} files"
             + (f" ({self.repeated_decisions} request_ids decided again: the last decision is used)"
                if self.repeated_decisions else ""),
@@ -470,24 +481,28 @@ def _why_unmatched() -> pl.Expr:
     )
 
 
-def collect_attempts(paths: Sequence[str | Path], prompts: Prompts | None = None) -> Collected:
-    """Join the decision and outcome logs among `paths` into attempt-log rows, one per reported attempt."""
-    checked = _check_files(paths, _traffic_reader)
+def collect_attempts(
+    paths: Sequence[str | Path], prompts: Prompts | None = None, skip_invalid: bool = False
+) -> Collected:
+    """Join the decision and outcome logs among `paths` into attempt-log rows, one per reported attempt.
+
+    A bad row stops the run unless `skip_invalid` drops it: a torn line in a log must not stop the loop."""
+    checked, skipped = _check_files(paths, _traffic_reader, skip_invalid)
     decision_files = [one for one in checked if _is_decision_log(one)]
     outcome_files = [one for one in checked if not _is_decision_log(one)]
     if not decision_files:
         raise LogError("no decision log among the inputs (a decision log's rows carry `fallback_chain`)")
     if not outcome_files:
         raise LogError("no outcome log among the inputs (only decision logs, whose rows carry `fallback_chain`)")
-    _refuse_bad_rows(decision_files + outcome_files)
     summary = CollectSummary(decision_files=len(decision_files), outcome_files=len(outcome_files))
+    summary.skipped = skipped + (prompts.skipped if prompts else Counter())
     decisions = _numbered(decision_files)
     assert decisions is not None  # a decision log has columns, so it was scanned
     latest = _latest_decisions(decisions)
-    summary.decisions = sum(one.total for one in decision_files)
+    summary.decisions = sum(one.counts.get(None, 0) for one in decision_files)
     summary.repeated_decisions = summary.decisions - latest.height
     attempts = _merged_attempts(_numbered(outcome_files))
-    summary.reports = sum(one.total for one in outcome_files)
+    summary.reports = sum(one.counts.get(None, 0) for one in outcome_files)
     summary.attempts = attempts.height
     placed = (prompts or Prompts.none()).places_for(attempts.join(latest, on="request_id", how="left"))
     judged = placed.with_columns(_why_unmatched().alias("_unmatched"))
@@ -518,27 +533,20 @@ def _rows(decisions: pl.LazyFrame, matched: pl.DataFrame, prompts: Prompts | Non
     return decided.select(pl.col(name).cast(dtype) for name, dtype in COLUMNS.items())
 
 
-def _sink(rows: pl.LazyFrame, out: Path) -> Path:
-    """Write the rows through the streaming engine, in the format `write_table` uses for the path."""
-    kind = table_format(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "parquet":
-        rows.sink_parquet(out, row_group_size=ROW_GROUP)
-    else:
-        {"csv": rows.sink_csv, "jsonl": rows.sink_ndjson}[kind](out)
-    return out
-
-
 def collect(
-    paths: Sequence[str | Path], out: str | Path, ladder: TierLadder, prompts: Prompts | None = None
+    paths: Sequence[str | Path],
+    out: str | Path,
+    ladder: TierLadder,
+    prompts: Prompts | None = None,
+    skip_invalid: bool = False,
 ) -> CollectSummary:
     """Collect served traffic into an attempt log at `out`, then read it back as any attempt log is read
     (so the file is known to feed `label`, `train`, `retrain` and `replay`) to count censored requests."""
     table_format(out)
-    collected = collect_attempts(paths, prompts)
+    collected = collect_attempts(paths, prompts, skip_invalid)
     if collected.summary.matched == 0:
         raise LogError(f"no outcome could be matched to a decision:\n{collected.summary.render()}")
-    path = _sink(collected.rows, Path(out))
+    path = write_table(collected.rows, out)
     written = read_attempts([path])
     # The count needs no prompt, and labelling would hold each request's prompt: the text's size.
     without_text = dataclasses.replace(written, attempts=written.attempts.with_columns(pl.lit("").alias("prompt")))

@@ -10,9 +10,21 @@ import time
 from pathlib import Path
 
 import click
+from tierwise.classifier.outputs import OutputDir
 from tierwise.training.sample_logs import write_sample_logs
+from tierwise.training.tracking.locks import LOCK_SUFFIX
+from tierwise.training.tracking.store import ARTIFACTS_DIR
 
 MODEL_NAME = "tierwise-demo"
+STORE = "mlflow.db"
+# Everything the demo writes in its work directory (the store's lock, journal and artifacts included), so a
+# previous run's directory is recognised and replaced, and any other directory refused.
+DEMO_DIR = OutputDir(
+    "demo work directory",
+    frozenset(
+        {"logs", "logs-more", "labels.parquet", "bundle", STORE, STORE + LOCK_SUFFIX, f"{STORE}-journal", ARTIFACTS_DIR}
+    ),
+)
 DEMO_PROMPTS = (
     "Say hello to the team in a friendly way.",
     "Summarize this paragraph about solar panels in two sentences.",
@@ -51,7 +63,10 @@ def _wait_for_version(target: str, version: str, timeout_s: float = 30.0) -> Non
 
 
 def run_demo(workdir: Path, requests: int) -> None:
-    """Run every stage on generated logs, with an MLflow store of its own in the work directory."""
+    """Run every stage on generated logs, with an MLflow store of its own in the work directory.
+
+    The work directory may be missing, empty or a previous demo's (replaced whole); anything else is refused
+    before anything is written."""
     from tierwise.classifier.router import Router
     from tierwise.classifier.tiers import TierLadder
     from tierwise.serving.process import ServerProcess
@@ -65,7 +80,8 @@ def run_demo(workdir: Path, requests: int) -> None:
     from tierwise.training.train_report import render_report
 
     work = workdir.resolve()
-    tracking = f"sqlite:///{work / 'mlflow.db'}"
+    DEMO_DIR.start(work)
+    tracking = f"sqlite:///{work / STORE}"
     registry = Registry(tracking, create=True)
     ladder = TierLadder.load()
     _step(f"sample logs: {requests} requests")

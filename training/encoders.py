@@ -10,7 +10,6 @@ import hashlib
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import polars as pl
 from tierwise.classifier.bundle import EncoderSpec
 from tierwise.classifier.encoding import ENCODING_REVISION, NORM_EPS, TextTokenizer, mean_pool
 from tierwise.classifier.errors import InputError
+from tierwise.classifier.outputs import OutputError, atomic_file, staging_dir
 from tierwise.training.cache import cache_dir
 from tierwise.training.progress import library_stage, progress
 
@@ -53,11 +53,14 @@ def static_model_dir() -> Path:
         from model2vec.distill import distill
 
         model = distill(model_name=str(minilm_dir()), pca_dims=STATIC_DIMS)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".static-"))
-    model.save_pretrained(str(staging))
+    staging = staging_dir(target)
     try:
+        model.save_pretrained(str(staging))
         staging.rename(target)
-    except OSError:
+    except OSError as exc:
+        if not (target / "model.safetensors").exists():  # else a concurrent first use made it
+            raise OutputError(f"{target}: could not be written ({exc.strerror or exc})") from exc
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
 
@@ -207,11 +210,9 @@ class EmbeddingCache:
     def put_many(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         if not keys:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=self.dir, suffix=".npz")
-        os.close(handle)
-        np.savez(tmp, keys=np.asarray(keys), vectors=vectors)
-        os.replace(tmp, self.dir / f"shard-{hashlib.sha256(''.join(keys).encode()).hexdigest()[:16]}.npz")
+        shard = self.dir / f"shard-{hashlib.sha256(''.join(keys).encode()).hexdigest()[:16]}.npz"
+        with atomic_file(shard) as tmp, tmp.open("wb") as handle:
+            np.savez(handle, keys=np.asarray(keys), vectors=vectors)
 
 
 def _distinct(texts: pl.Series) -> tuple[pl.Series, np.ndarray | None]:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import re
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import polars as pl
+from tierwise.classifier.outputs import atomic_file
 from tierwise.classifier.tiers import TierLadder
 from tierwise.training.attempts import is_attempt_column
 from tierwise.training.costs import attempt_cost, fill_missing_costs
@@ -16,6 +22,8 @@ from tierwise.training.logs import STREAMING, AttemptLog, LogError
 SOLVED, UNSOLVED, CENSORED = "solved", "unsolved", "censored"
 FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 PLACE = "_place"  # an attempt row's place in the logs (file by file, row by row)
+# Rows per Parquet row group of a streamed write: the writer holds a group's text until it is full.
+ROW_GROUP = 1024
 
 
 @dataclass
@@ -293,15 +301,29 @@ def table_format(path: str | Path) -> str:
     return TABLE_FORMATS[suffix]
 
 
-def write_table(frame: pl.DataFrame, path: str | Path) -> Path:
-    """Write a frame as Parquet, CSV or JSONL, chosen by the file's extension."""
+def write_table(rows: pl.DataFrame | pl.LazyFrame, path: str | Path) -> Path:
+    """Write rows as Parquet, CSV or JSONL, chosen by the file's extension, through `atomic_file`: a failed or
+    killed write leaves the earlier file as it was. A LazyFrame streams to the file through polars' sink."""
     out = Path(path)
     kind = table_format(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "parquet":
-        frame.write_parquet(out)
-    elif kind == "csv":
-        frame.write_csv(out)
-    else:
-        frame.write_ndjson(out)
+    with atomic_file(out) as tmp, _os_errors():
+        if isinstance(rows, pl.LazyFrame):
+            parquet = functools.partial(rows.sink_parquet, row_group_size=ROW_GROUP)
+            writers = {"parquet": parquet, "csv": rows.sink_csv, "jsonl": rows.sink_ndjson}
+        else:
+            writers = {"parquet": rows.write_parquet, "csv": rows.write_csv, "jsonl": rows.write_ndjson}
+        writers[kind](tmp)
     return out
+
+
+@contextmanager
+def _os_errors() -> Iterator[None]:
+    """Raise a polars write error that carries an OS error only in its text (Parquet's writer on a full disk says
+    "... (os error 28)") as that OSError, with its number and the system's words for it."""
+    try:
+        yield
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        found = re.search(r"\(os error (\d+)\)", str(exc))
+        if found is None or (isinstance(exc, OSError) and exc.errno is not None):
+            raise
+        raise OSError(int(found[1]), os.strerror(int(found[1]))) from exc

@@ -1,17 +1,21 @@
 """Reading attempt logs (JSONL, CSV, Parquet) into one validated lazy scan, losing nothing silently.
 
 Rules a row must keep (else the error names file, row and column, or --skip-invalid counts it): the
-request_id, model and prompt (or messages) present; `success` a boolean word; `score` a finite number (NaN
+request_id, model and prompt (or messages) present; a plain value, never a list or an object, in each of
+those and the other contract columns (`PLAIN_COLUMNS`); `success` a boolean word; `score` a finite number (NaN
 and infinities are refused: NaN compares above every threshold and would count as success); the measures
-(`cost_usd`, tokens, latency, output_chars) finite and non-negative. Logs that hold no attempt at all are
-refused too.
+(`cost_usd`, tokens, latency, output_chars) finite and non-negative; `timestamp` an ISO 8601 date and time at
+most `FUTURE_TOLERANCE` ahead; the prompt of the first row with its request_id (across files: two requests
+under one id would be merged). A JSONL line that is no JSON object (torn by a crash or a full disk) is a bad
+row too. Logs that hold no attempt at all are refused.
 
 Logs may be larger than memory, so no file is read whole. Each is scanned lazily and checked in one pass of
-polars' streaming engine (rows counted by what is wrong with them, the first bad row kept for the message);
-the log then holds the lazy plan of its valid rows, which labelling and training scan again. JSONL goes
-through polars' ndjson reader; a file it cannot take (invalid JSON, a NaN literal, a line that is not an
-object), or whose text columns hold JSON objects or lists, is read line by line instead, which names the bad
-line and refuses a column mixing objects with plain values, as it always has.
+polars' streaming engine (rows counted by what is wrong with them, the first bad row kept for the message),
+then the ids and the prompts' hashes of all files in one more; the log then holds the lazy plan of its valid
+rows, which labelling and training scan again. JSONL goes through polars' ndjson reader; a file it cannot take
+(invalid JSON, a NaN literal, a line that is not an object), or whose text columns hold JSON objects or lists,
+is read line by line instead, which names each bad line and refuses an extra column mixing objects with plain
+values, as it always has.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ import functools
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -51,19 +55,36 @@ JSON_TEXT = r"(?s)^\s*(\{\s*[\"}]|\[\s*[\[{\"\-0-9tfn\]]).*[}\]]\s*$"
 ERROR = "_error"
 # The attempt-log columns that hold JSON (a chat list), kept as JSON text in every format.
 CHAT_COLUMNS = ("messages",)
+# The attempt-log columns that hold one plain value, never a list or an object, and what each one holds.
+PLAIN_COLUMNS = {
+    **dict.fromkeys(("request_id", "prompt", "model"), "text"),
+    "success": "true or false",
+    **dict.fromkeys(("score", *MEASURES), "a number"),
+    "timestamp": "a date and time",
+}
 JSON_FLAG = "_json_text"
+# Per row, the first plain column that held a list or an object, and what belongs there: "<column>: <problem>".
+NESTED = "_nested"
+# Why a JSONL line is no row at all (a line torn by a crash or a full disk, a line that is not an object).
+NOT_JSON = "not valid JSON"
+NOT_OBJECT = "not a JSON object"
+# Timestamps: ISO 8601 text, with a zone (an offset or Z) or without one (UTC), or a date alone.
+TIMESTAMP_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%d",
+)
+# A timestamp later than this after now is refused: no attempt was made in the future, and one such row would
+# make a --window keep only itself. The margin allows for clocks a little ahead and a zone written wrongly.
+FUTURE_TOLERANCE = timedelta(days=1)
+DIFFERING_PROMPT = "column prompt: differs from the prompt of the first row with this request_id"
+HASH, FILE_INDEX, PLACE = "_hash", "_file_index", "_place"  # internal columns of the prompt check
 
 
 class LogError(InputError):
     """Attempt logs that cannot be read as the attempt-log format; the message names file, row and column."""
-
-
-class LineError(LogError):
-    """A JSONL line that is not a JSON object; `path`, `line` and `problem` let other readers word it their way."""
-
-    def __init__(self, path: Path, line: int, problem: str):
-        super().__init__(f"{path}: row {line}: {problem}")
-        self.path, self.line, self.problem = path, line, problem
 
 
 @dataclass
@@ -113,9 +134,8 @@ class AttemptLog:
         """
         if "timestamp" not in self.columns:
             raise LogError("--window needs a timestamp column in the logs")
-        stamps = self.attempts.select("request_id", "timestamp").collect(engine=STREAMING)
-        if stamps.schema["timestamp"] == pl.String:
-            stamps = stamps.with_columns(pl.col("timestamp").str.to_datetime(time_zone="UTC", strict=False))
+        stamp = as_timestamp("timestamp", self.attempts.collect_schema()["timestamp"])
+        stamps = self.attempts.select("request_id", stamp.alias("timestamp")).collect(engine=STREAMING)
         newest = stamps["timestamp"].max()
         if newest is None:
             raise LogError("--window: no attempt has a readable timestamp")
@@ -147,11 +167,22 @@ def find_log_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def _read_jsonl_lines(path: Path, as_text: Sequence[str]) -> pl.DataFrame:
-    """The line reader: every JSONL line parsed in Python, so the error names the line that breaks the file.
+@dataclass(frozen=True)
+class LinesRead:
+    """What the line reader made of a JSONL file: its rows, and the lines that are no row at all (torn by a
+    crash or a full disk, or not an object), each as (line, reason, problem in full)."""
 
-    The `as_text` columns keep JSON lists and objects as JSON text, as the scan does."""
+    frame: pl.DataFrame
+    unreadable: list[tuple[int, str, str]]
+
+
+def _read_jsonl_lines(path: Path, as_text: Sequence[str], plain: Mapping[str, str]) -> LinesRead:
+    """The line reader: every JSONL line parsed in Python, so each line that breaks the file is named.
+
+    The `as_text` columns keep JSON lists and objects as JSON text, as the scan does. In the `plain` columns a
+    list or an object is no value at all: it is left out, and the row's NESTED column says where it was."""
     rows = []
+    unreadable = []
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -159,18 +190,24 @@ def _read_jsonl_lines(path: Path, as_text: Sequence[str]) -> pl.DataFrame:
             try:
                 row = json.loads(line)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise LineError(path, number, f"not valid JSON ({exc})") from exc
+                unreadable.append((number, NOT_JSON, f"{NOT_JSON} ({exc})"))
+                continue
             if not isinstance(row, dict):
-                raise LineError(path, number, f"expected a JSON object, got {type(row).__name__}")
+                unreadable.append((number, NOT_OBJECT, f"{NOT_OBJECT}, got {type(row).__name__}"))
+                continue
             row[SOURCE_ROW] = number
             for name in as_text:
                 if isinstance(row.get(name), list | dict):
                     row[name] = json.dumps(row[name], ensure_ascii=False)
+            for name, holds in plain.items():
+                if isinstance(row.get(name), list | dict):
+                    row.setdefault(NESTED, _nested(name, holds, isinstance(row[name], dict)))
+                    row[name] = None
             rows.append(row)
     if not rows:
-        return pl.DataFrame(schema={SOURCE_ROW: pl.Int64()})
+        return LinesRead(pl.DataFrame(schema={SOURCE_ROW: pl.Int64()}), unreadable)
     try:
-        return pl.from_dicts(rows, infer_schema_length=None, strict=False)
+        return LinesRead(pl.from_dicts(rows, infer_schema_length=None, strict=False), unreadable)
     except pl.exceptions.PolarsError as exc:
         raise LogError(f"{path}: {untabulated_row(rows, SOURCE_ROW)}") from exc
 
@@ -223,6 +260,40 @@ def _not_finite(column: str) -> pl.Expr:
     return value.is_nan() | value.is_infinite()
 
 
+def as_timestamp(column: str, dtype: pl.DataType) -> pl.Expr:
+    """A column's dates and times as UTC datetimes: ISO 8601 text (`TIMESTAMP_FORMATS`; without a zone, UTC),
+    or a date or datetime column (Parquet); anything else (a number, "yesterday") null."""
+    utc = pl.Datetime("us", "UTC")
+    if dtype == pl.Date:
+        return pl.col(column).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if isinstance(dtype, pl.Datetime):
+        stamp = pl.col(column).dt.cast_time_unit("us")
+        return stamp.dt.replace_time_zone("UTC") if dtype.time_zone is None else stamp.dt.convert_time_zone("UTC")
+    if dtype not in (pl.String, pl.Null):
+        return pl.lit(None, dtype=utc)
+    text = pl.col(column).cast(pl.String).str.strip_chars()
+    return pl.coalesce(
+        [text.str.to_datetime(f, time_unit="us", time_zone="UTC", strict=False) for f in TIMESTAMP_FORMATS]
+    ).cast(utc)
+
+
+def _nested(name: str, holds: str, is_object: bool) -> str:
+    return f"{name}: expected {holds}, got {'an object' if is_object else 'a list'}"
+
+
+def without_nested(frame: pl.LazyFrame, plain: Mapping[str, str]) -> pl.LazyFrame:
+    """The rows with every list or object in a `plain` column (as polars read one: a list or struct column) left
+    out, and NESTED naming the first such column of each row ("<column>: <problem>", kept where the line reader
+    set it), so checks see only plain values and a row that held one is a bad row."""
+    schema = frame.collect_schema()
+    found = pl.col(NESTED) if NESTED in schema else pl.lit(None, dtype=pl.String)
+    nested = [name for name in plain if name in schema and schema[name].is_nested()]
+    for name in reversed(nested):
+        said = pl.lit(_nested(name, plain[name], isinstance(schema[name], pl.Struct)))
+        found = pl.when(found.is_null() & pl.col(name).is_not_null()).then(said).otherwise(found)
+    return frame.with_columns(found.alias(NESTED), *(pl.lit(None, dtype=pl.String).alias(name) for name in nested))
+
+
 CHAT = pl.Struct({"text": pl.String(), "bad": pl.Boolean()})
 
 
@@ -263,8 +334,10 @@ def _normalise(frame: pl.LazyFrame, schema: pl.Schema, success_threshold: float)
     Parsed values go to `_parsed_<column>` first, so each check can compare the raw value with its parse.
     """
     columns = set(schema.names())
-    problems: list[tuple[pl.Expr, str]] = []
-    frame = frame.with_columns(json_as_text(schema, CHAT_COLUMNS))
+    problems: list[tuple[pl.Expr, pl.Expr | str]] = []
+    frame = without_nested(frame.with_columns(json_as_text(schema, CHAT_COLUMNS)), PLAIN_COLUMNS)
+    schema = frame.collect_schema()
+    problems.append((pl.col(NESTED).is_not_null(), pl.concat_str(pl.lit("column "), pl.col(NESTED))))
     frame = frame.with_columns(pl.col(c).cast(pl.String) for c in ("request_id", "prompt", "model") if c in columns)
     if "prompt" not in columns:
         frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias("prompt"))
@@ -306,6 +379,19 @@ def _normalise(frame: pl.LazyFrame, schema: pl.Schema, success_threshold: float)
                     f"column {column}: not a finite non-negative number",
                 )
             )
+    if "timestamp" in columns:
+        frame = frame.with_columns(as_timestamp("timestamp", schema["timestamp"]).alias("_timestamp"))
+        given = pl.col("timestamp").is_not_null()
+        if schema["timestamp"] == pl.String:
+            given = pl.col("timestamp").str.strip_chars() != ""
+        problems.append((given & pl.col("_timestamp").is_null(), "column timestamp: not an ISO 8601 date and time"))
+        latest = datetime.now(UTC) + FUTURE_TOLERANCE
+        problems.append(
+            (
+                pl.col("_timestamp") > latest,
+                f"column timestamp: in the future (later than {FUTURE_TOLERANCE.days} day from now)",
+            )
+        )
     frame = frame.with_columns(expr.alias(f"_parsed_{name}") for name, expr in parsed.items())
 
     success = pl.col("_parsed_success") if "success" in columns else pl.lit(None, dtype=pl.Boolean)
@@ -316,10 +402,13 @@ def _normalise(frame: pl.LazyFrame, schema: pl.Schema, success_threshold: float)
 
     error = pl.lit(None, dtype=pl.String)
     for condition, message in reversed(problems):
-        error = pl.when(condition.fill_null(False)).then(pl.lit(message)).otherwise(error)
+        said = pl.lit(message) if isinstance(message, str) else message
+        error = pl.when(condition.fill_null(False)).then(said).otherwise(error)
     frame = frame.with_columns(error.alias(ERROR))
     frame = frame.with_columns(pl.col(f"_parsed_{name}").alias(name) for name in {*parsed, "success"})
-    internal = [f"_parsed_{name}" for name in {*parsed, "success"}] + (["_chat"] if "messages" in columns else [])
+    internal = [f"_parsed_{name}" for name in {*parsed, "success"}] + [NESTED]
+    internal += ["_chat"] if "messages" in columns else []
+    internal += ["_timestamp"] if "timestamp" in columns else []
     return frame.drop(internal)
 
 
@@ -330,8 +419,9 @@ class CheckedFile:
     path: Path
     rows: pl.LazyFrame | None  # None: a JSONL file with no line at all
     counts: dict[str | None, int]  # rows per problem (None: valid rows)
-    first_bad: tuple[int, str] | None = None  # the first bad row and its problem
+    first_bad: tuple[int, str] | None = None  # the first bad row (as the user counts: a line, a CSV record) and why
     json_text: bool = False  # a text column holds what polars' ndjson reader made of a JSON object or list
+    records: bool = False  # SOURCE_ROW counts a JSONL file's non-blank lines (polars' reader), not its lines
 
     @property
     def valid_rows(self) -> pl.LazyFrame | None:
@@ -344,6 +434,66 @@ class CheckedFile:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    def shown_row(self, row: int) -> int:
+        """A SOURCE_ROW as the user counts rows: a JSONL file's line."""
+        return _line_number(self.path, row) if self.records else row
+
+    def with_bad_rows(self, rows: list[int], problem: str, detail: str) -> CheckedFile:
+        """This file with more bad rows (at SOURCE_ROW `rows`, valid so far): found across files, after its pass."""
+        assert self.rows is not None
+        bad = pl.col(SOURCE_ROW).is_in(rows) & pl.col(ERROR).is_null()
+        marked = self.rows.with_columns(pl.when(bad).then(pl.lit(problem)).otherwise(pl.col(ERROR)).alias(ERROR))
+        counts = Counter(self.counts)
+        counts[None] -= len(rows)
+        counts[problem] += len(rows)
+        first = (self.shown_row(min(rows)), f"{problem} {detail}")
+        first_bad = min(filter(None, [self.first_bad, first]))
+        return dataclasses.replace(self, rows=marked, counts=dict(counts), first_bad=first_bad)
+
+
+def skipped_rows(
+    checked: Sequence[CheckedFile], skip_invalid: bool, where: Callable[[CheckedFile, int, str], str]
+) -> Counter[str]:
+    """The bad rows of these files counted by problem: with `skip_invalid` they are dropped and counted; without
+    it the first stops the run (LogError; `where` words its file, row and problem) saying how to drop them."""
+    skipped: Counter[str] = Counter()
+    for one in checked:
+        skipped.update({problem: rows for problem, rows in one.counts.items() if problem is not None})
+    first = next((c for c in checked if c.first_bad is not None), None)
+    if first is not None and first.first_bad is not None and not skip_invalid:
+        bad = sum(skipped.values())
+        more = f"{bad - 1} more bad rows; --skip-invalid drops them" if bad > 1 else "--skip-invalid drops it"
+        raise LogError(f"{where(first, *first.first_bad)} ({more})")
+    return skipped
+
+
+def mark_differing_prompts(checked: list[CheckedFile]) -> list[CheckedFile]:
+    """Mark as bad the rows whose prompt differs from the prompt of their request_id's first row (across files):
+    two requests logged under one id would otherwise be merged into one, with the first one's prompt.
+
+    One streaming pass over the ids and the prompts' hashes; the rows are found only if a request has two."""
+    plans = [
+        plan.select("request_id", pl.col("prompt").hash().alias(HASH), pl.lit(index).alias(FILE_INDEX), SOURCE_ROW)
+        for index, one in enumerate(checked)
+        if (plan := one.valid_rows) is not None
+    ]
+    if not plans:
+        return checked
+    keys = pl.concat(plans).with_row_index(PLACE)
+    twice = keys.group_by("request_id").agg(pl.col(HASH).n_unique()).filter(pl.col(HASH) > 1)
+    ids = twice.select("request_id").collect(engine=STREAMING)["request_id"]
+    if ids.len() == 0:
+        return checked
+    rows = keys.filter(pl.col("request_id").is_in(ids.implode())).collect(engine=STREAMING).sort(PLACE)
+    first = rows.group_by("request_id", maintain_order=True).agg(pl.all().first())
+    differing = rows.join(first, on="request_id", suffix="_first").filter(pl.col(HASH) != pl.col(f"{HASH}_first"))
+    marked = list(checked)
+    for (index,), found in differing.sort(PLACE).partition_by(FILE_INDEX, as_dict=True).items():
+        at = checked[found[f"{FILE_INDEX}_first"][0]]
+        detail = f"({at.path}: row {at.shown_row(found[f'{SOURCE_ROW}_first'][0])})"
+        marked[index] = checked[index].with_bad_rows(found[SOURCE_ROW].to_list(), DIFFERING_PROMPT, detail)
+    return marked
 
 
 # How a reader normalises one file's raw rows (path, rows, search_json_text) into its checked rows.
@@ -401,10 +551,11 @@ def _check(success_threshold: float, path: Path, raw: pl.LazyFrame, search_json_
     return tally(path, _normalise(located, schema, success_threshold))
 
 
-def check_file(path: Path, check: Check, as_text: Sequence[str]) -> CheckedFile:
+def check_file(path: Path, check: Check, as_text: Sequence[str], plain: Mapping[str, str]) -> CheckedFile:
     """Scan and check one file; what polars cannot read is reported by its row, or read line by line (JSONL).
 
-    `as_text` names the columns that hold JSON lists or objects, kept as their JSON text in every format."""
+    `as_text` names the columns that hold JSON lists or objects, kept as their JSON text in every format;
+    `plain` those that hold one plain value and what it is (the line reader marks a list or an object there)."""
     kind = SUFFIX_FORMATS[path.suffix.lower()]
     try:
         checked = check(path, _scan(path, kind, as_text), kind == "jsonl")
@@ -418,26 +569,38 @@ def check_file(path: Path, check: Check, as_text: Sequence[str]) -> CheckedFile:
         if kind == "csv":
             where = csv_problem(path) or f"cannot read as csv: {str(exc).splitlines()[0]}"
             raise LogError(f"{path}: {where}") from exc
-        return _check_lines(path, check, as_text)
+        return _check_lines(path, check, as_text, plain)
     except OSError as exc:
         raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     if checked.json_text:
-        return _check_lines(path, check, as_text)
-    if kind == "jsonl" and checked.first_bad is not None:
-        row, problem = checked.first_bad
-        return dataclasses.replace(checked, first_bad=(_line_number(path, row), problem))
-    return checked
+        return _check_lines(path, check, as_text, plain)
+    if kind != "jsonl":
+        return checked
+    counted = dataclasses.replace(checked, records=True)
+    if checked.first_bad is None:
+        return counted
+    row, problem = checked.first_bad
+    return dataclasses.replace(counted, first_bad=(counted.shown_row(row), problem))
 
 
-def _check_lines(path: Path, check: Check, as_text: Sequence[str]) -> CheckedFile:
-    """Check a JSONL file read by the line reader (in memory: for the files polars' reader cannot take)."""
+def _check_lines(path: Path, check: Check, as_text: Sequence[str], plain: Mapping[str, str]) -> CheckedFile:
+    """Check a JSONL file read by the line reader (in memory: for the files polars' reader cannot take); a line
+    that is no JSON object is a bad row like any other."""
     try:
-        frame = _read_jsonl_lines(path, as_text)
+        lines = _read_jsonl_lines(path, as_text, plain)
     except OSError as exc:
         raise LogError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if frame.columns == [SOURCE_ROW]:
-        return CheckedFile(path, None, {})  # no line at all, so no columns to check
-    return check(path, frame.lazy(), False)
+    if lines.frame.columns == [SOURCE_ROW]:
+        checked = CheckedFile(path, None, {})  # no row at all, so no columns to check
+    else:
+        checked = check(path, lines.frame.lazy(), False)
+    if not lines.unreadable:
+        return checked
+    counts = Counter(checked.counts)
+    counts.update(reason for _, reason, _ in lines.unreadable)
+    line, _, problem = lines.unreadable[0]
+    first_bad = min(filter(None, [checked.first_bad, (line, problem)]))
+    return dataclasses.replace(checked, counts=dict(counts), first_bad=first_bad)
 
 
 def read_attempts(
@@ -449,20 +612,13 @@ def read_attempts(
     """
     files = find_log_files(paths)
     check = functools.partial(_check, success_threshold)
-    checked = [check_file(path, check, CHAT_COLUMNS) for path in files]
+    checked = mark_differing_prompts([check_file(path, check, CHAT_COLUMNS, PLAIN_COLUMNS) for path in files])
     named = ", ".join(str(p) for p in files)
     total = sum(c.total for c in checked)
     if total == 0:
         raise LogError(f"{named}: the logs hold no attempts (no data rows)")
-    skipped: Counter[str] = Counter()
-    for one in checked:
-        skipped.update({problem: rows for problem, rows in one.counts.items() if problem is not None})
+    skipped = skipped_rows(checked, skip_invalid, lambda one, row, problem: f"{one.path}: row {row}: {problem}")
     bad_rows = sum(skipped.values())
-    first = next((c for c in checked if c.first_bad is not None), None)
-    if first is not None and first.first_bad is not None and not skip_invalid:
-        row, problem = first.first_bad
-        more = f" ({bad_rows - 1} more bad rows; --skip-invalid drops them)" if bad_rows > 1 else ""
-        raise LogError(f"{first.path}: row {row}: {problem}{more}")
     if bad_rows == total:
         raise LogError(f"{named}: the logs hold no attempts (all {bad_rows} rows are invalid and were skipped)")
     plans = [plan for c in checked if (plan := c.valid_rows) is not None]

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from tierwise.classifier.outputs import OutputDir
 from tierwise.classifier.tiers import Tier, TierLadder
+from tierwise.training.labels import write_table
 
 FORMATS = ("jsonl", "csv", "parquet")
+SAMPLE_LOGS = OutputDir("sample-logs directory", frozenset(f"attempts.{fmt}" for fmt in FORMATS))
 
 
 @dataclass(frozen=True)
@@ -230,17 +233,14 @@ def generate_attempts(requests: int, seed: int = 0, ladder: TierLadder | None = 
 def write_sample_logs(
     out_dir: str | Path, requests: int, seed: int = 0, fmt: str = "jsonl", ladder: TierLadder | None = None
 ) -> Path:
-    """Write generated attempt logs as `attempts.<fmt>` under out_dir and return the file's path."""
+    """Write generated attempt logs as `attempts.<fmt>` in out_dir and return the file's path.
+
+    out_dir may be missing, empty or a previous sample-logs directory, which is replaced whole; anything else
+    is refused (`OutputError`) before anything is written, so a directory of real logs is never overwritten.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    frame = generate_attempts(requests, seed=seed, ladder=ladder)
-    path = out / f"attempts.{fmt}"
-    if fmt == "jsonl":
-        frame.write_ndjson(path)
-    elif fmt == "csv":
-        frame.write_csv(path)
-    else:
-        frame.write_parquet(path)
-    return path
+    with SAMPLE_LOGS.building(out) as staging:
+        write_table(generate_attempts(requests, seed=seed, ladder=ladder), staging / f"attempts.{fmt}")
+    return out / f"attempts.{fmt}"

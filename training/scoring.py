@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import warnings
@@ -37,6 +38,8 @@ LOOPBACK = "127.0.0.1"
 # padded token batch stays a few megabytes.
 LOCAL_CHUNK = 2048
 ROW = "_row"  # carries each request's position through Spark, which need not keep row order
+STANDALONE = "spark://"
+MASTER_CONNECT_TIMEOUT_S = 5.0
 
 
 class SparkUnavailable(InputError):
@@ -88,6 +91,26 @@ def score_local(router: Router, requests: pl.DataFrame, chunk: int = LOCAL_CHUNK
         for name, values in decision_columns(predicted, tiers).items():
             columns[name].extend(values)
     return pl.DataFrame({"request_id": requests["request_id"], **columns}, schema=_table_schema(tiers))
+
+
+def check_master(master: str) -> None:
+    """Refuse a standalone master (`spark://host:port`, or several joined by commas) on which no address takes a
+    connection, in one line and within seconds: Spark itself retries for over a minute, then prints Java's
+    traceback. Other masters (local, yarn, k8s) are left to Spark."""
+    if not master.startswith(STANDALONE):
+        return
+    problems = []
+    for address in master.removeprefix(STANDALONE).split(","):
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            problems.append(f"{address}: not host:port")
+            continue
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=MASTER_CONNECT_TIMEOUT_S):
+                return
+        except OSError as exc:
+            problems.append(f"{address}: {exc.strerror or exc}")
+    raise SparkUnavailable(f"--spark-master {master}: cannot connect to {'; '.join(problems)}")
 
 
 @contextmanager

@@ -90,6 +90,8 @@ def refuse_short_tiers(outcomes: TierOutcomes, log: AttemptLog, ladder: TierLadd
             "log attempts on it."
         )
     lines.append("Or train without the short tiers: --drop-untrained-tiers.")
+    if log.selection:
+        lines.append(f"The logs were narrowed by --window to {log.selection}: a wider window keeps more.")
     raise TooFewOutcomesError("\n".join(lines))
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 from tierwise.training.evaluation.bands import BandReport
+from tierwise.training.evaluation.plot import save_figure
 
 
 def plot_band_report(report: BandReport, path: str | Path) -> None:
@@ -35,4 +36,4 @@ def plot_band_report(report: BandReport, path: str | Path) -> None:
     ax.grid(alpha=0.3)
     if report.budget_sweep:
         ax.legend(loc="lower right", fontsize=8)
-    fig.savefig(path)
+    save_figure(fig, path)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
+from tierwise.classifier.outputs import atomic_file
 from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierError, TierLadder
@@ -123,6 +125,12 @@ def band_evaluation(
     return evaluate_band(router, success[keep], cost[keep], latency[keep], probs[keep], options, share, budgets)
 
 
+def write_json(document: dict[str, Any], path: Path) -> None:
+    """Write an evaluation's numbers as JSON (strict: no NaN), through `atomic_file`."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
+
+
 def run_eval(
     router: Router,
     log: AttemptLog,
@@ -145,16 +153,13 @@ def run_eval(
         band_report = band_evaluation(router, evaluated, report.probabilities, band, sweep=time_plot_out is not None)
         document["band"] = band_report.to_json()
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
+        write_json(document, json_out)
     if plot_out is not None:
         from tierwise.training.evaluation.plot import plot_report
 
-        plot_out.parent.mkdir(parents=True, exist_ok=True)
         plot_report(report, plot_out)
     if time_plot_out is not None and band_report is not None:
         from tierwise.training.evaluation.band_plot import plot_band_report
 
-        time_plot_out.parent.mkdir(parents=True, exist_ok=True)
         plot_band_report(band_report, time_plot_out)
     return report, band_report

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from tierwise.classifier.outputs import atomic_file
 from tierwise.training.evaluation.report import BASELINE_LABELS, EvalReport
 from tierwise.training.evaluation.table import format_metric
 
@@ -57,7 +58,7 @@ def plot_report(report: EvalReport, path: str | Path) -> None:
     ax.set_title(f"cost vs quality on {report.evaluated} requests")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def plot_calibration(report: EvalReport, path: str | Path, bins: int = 10) -> None:
@@ -82,4 +83,10 @@ def plot_calibration(report: EvalReport, path: str | Path, bins: int = 10) -> No
         if k == 0:
             ax.set_ylabel("observed success rate")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
+
+
+def save_figure(fig: Figure, path: str | Path) -> None:
+    """Save a chart through `atomic_file`, in the format its file name says (PNG without one)."""
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".").lower() or "png")

@@ -10,7 +10,6 @@ every tier's outcome (the oracle, k-NN) are left out.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from tierwise.classifier.policy import rule_scores
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierLadder
 from tierwise.training.evaluation.curves import choose_tiers
-from tierwise.training.evaluation.evaluate import evaluation_ladder, router_probabilities
+from tierwise.training.evaluation.evaluate import evaluation_ladder, router_probabilities, write_json
 from tierwise.training.evaluation.frames import outcome_arrays
 from tierwise.training.evaluation.metrics import budget_grid, curve_summary
 from tierwise.training.evaluation.off_policy import (
@@ -213,6 +212,5 @@ def run_traffic_eval(
         return None
     evaluation = evaluate_on_traffic(router, rows)
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(evaluation.to_json(), indent=2, allow_nan=False) + "\n")
+        write_json(evaluation.to_json(), json_out)
     return evaluation

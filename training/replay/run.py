@@ -21,7 +21,7 @@ from tierwise.classifier.errors import InputError
 from tierwise.classifier.tiers import TierLadder
 from tierwise.training.attempts import SCHEMA, empty_frame
 from tierwise.training.costs import CHARS_PER_TOKEN
-from tierwise.training.labels import label_requests
+from tierwise.training.labels import label_requests, write_table
 from tierwise.training.logs import AttemptLog, LogError
 from tierwise.training.progress import progress
 from tierwise.training.replay.batches import BatchRunner, make_client, retryable
@@ -396,11 +396,7 @@ class Replay:
         frame = frame.with_columns(pl.col(c).cast(SCHEMA[c]) for c in frame.columns if c in SCHEMA)
         if frame["messages"].null_count() == frame.height:
             frame = frame.drop("messages")
-        out = self.config.out
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        frame.write_parquet(tmp)
-        tmp.replace(out)
+        out = write_table(frame, self.config.out)
         report = self.report
         graded = [g[self.grader.key] for g in state.grades.values() if self.grader.key in g]
         report.graded = Counter(g.success for g in graded)

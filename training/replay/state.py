@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tierwise.classifier.errors import InputError
+from tierwise.classifier.outputs import atomic_file
 
 STATE_VERSION = 1
 FAILED_OUTCOMES = ("errored", "expired", "canceled")
@@ -202,17 +202,8 @@ class ReplayState:
             "grades": {k: {g: asdict(r) for g, r in v.items()} for k, v in self.grades.items()},
             "duplicate_cost_usd": self.duplicate_cost_usd,
         }
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with tmp.open("w") as handle:
+        with atomic_file(self.path) as tmp, tmp.open("w") as handle:
             json.dump(data, handle, ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
-        directory = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
 
     # --- submissions ------------------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 from tierwise.classifier.bundle import MANIFEST
 from tierwise.classifier.errors import InputError
+from tierwise.classifier.outputs import staging_dir
 from tierwise.classifier.uris import masked
 from tierwise.training.cache import cache_dir
 from tierwise.training.tracking.locks import NOT_FOUND, refused_as_existing, registry_lock, sqlite_lock
@@ -206,8 +206,7 @@ class Registry:
         target = root / key / found.name / str(found.version)
         if (target / MANIFEST).exists():
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".download-"))
+        staging = staging_dir(target)
         ref = f"models:/{found.name}/{found.version}"
         try:
             where = self.client.get_model_version_download_uri(found.name, str(found.version))
