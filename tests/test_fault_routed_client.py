@@ -12,8 +12,8 @@ import pytest
 from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.routed_anthropic import AsyncRoutedAnthropic, RoutedAnthropic
+from tierwise.serving.standin import StandIn
 
-from tests.anthropic_fake import FakeAnthropic
 from tests.helpers import logged_rows
 
 pytestmark = pytest.mark.fault
@@ -35,11 +35,11 @@ def router(trained_bundle, tmp_path_factory):
 
 @pytest.fixture
 def fake():
-    with FakeAnthropic(api_key=API_KEY) as server:
+    with StandIn(api_key=API_KEY) as server:
         yield server
 
 
-def answer_not_a_message(fake: FakeAnthropic, body: bytes, content_type: str, *models: str) -> None:
+def answer_not_a_message(fake: StandIn, body: bytes, content_type: str, *models: str) -> None:
     for model in models:
         fake.fail("POST", "/v1/messages", 200, body=body, content_type=content_type, model=model)
 

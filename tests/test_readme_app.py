@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 from tierwise.serving.process import ServerProcess
+from tierwise.serving.standin import StandIn
 
-from tests.anthropic_fake import FakeAnthropic
 from tests.helpers import closed_port
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -58,7 +58,7 @@ def test_the_readme_examples_run_as_written(blocks, trained_bundle, monkeypatch)
     assert "localhost:50051" in client_code and "127.0.0.1:8080" in proxy_code and "127.0.0.1:8080" in curl
 
     with (
-        FakeAnthropic(api_key=API_KEY) as fake,
+        StandIn(api_key=API_KEY) as fake,
         ServerProcess(["--model", str(trained_bundle), "--port", "0", "--no-metrics"]) as router,
     ):
         listen = f"127.0.0.1:{closed_port()}"
