@@ -93,7 +93,7 @@ class TierLadder:
     def load(cls, path: str | Path | None = None) -> TierLadder:
         """Read a ladder TOML file, or the shipped Claude ladder when no path is given."""
         if path is None:
-            text = resources.files("classifier").joinpath("default_tiers.toml").read_text()
+            text = resources.files(__package__).joinpath("default_tiers.toml").read_text()
             source = "<default Claude ladder>"
         else:
             try:
