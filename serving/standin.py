@@ -551,5 +551,6 @@ def serve_stand_in(host: str, port: int, api_key: str, echo: Callable[[str], Non
         echo(f"stand-in API listening on {stand_in.address} (Anthropic Messages and Batches, OpenAI Chat Completions)")
         echo(f"export ANTHROPIC_API_KEY={api_key} ANTHROPIC_BASE_URL={stand_in.url}")
         echo(f"export OPENAI_API_KEY={api_key} OPENAI_BASE_URL={stand_in.url}/v1")
+        echo(f"export TIERWISE_UPSTREAM={stand_in.url}")
         echo("Ctrl-C stops it.")
         stop.wait()

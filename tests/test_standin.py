@@ -50,11 +50,11 @@ def client(stand_in) -> anthropic.Anthropic:
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
-def test_the_command_prints_the_key_and_both_base_urls_and_stops_on_ctrl_c_or_sigterm(stop):
+def test_the_command_prints_the_key_and_base_urls_to_export_and_stops_on_ctrl_c_or_sigterm(stop):
     command = [sys.executable, "-m", "tierwise", "stand-in", "--port", "0"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
         assert process.stdout is not None
-        ready, anthropic_line, openai_line, _ = (process.stdout.readline() for _ in range(4))
+        ready, anthropic_line, openai_line, proxy_line, _ = (process.stdout.readline() for _ in range(5))
         base = "http://" + re.search(r"listening on (\S+) ", ready).group(1)
         reply = anthropic.Anthropic(api_key=STAND_IN_KEY, base_url=base).messages.create(
             model=HAIKU, max_tokens=50, messages=HI
@@ -63,6 +63,7 @@ def test_the_command_prints_the_key_and_both_base_urls_and_stops_on_ctrl_c_or_si
         assert process.wait(10) == 0
     assert anthropic_line == f"export ANTHROPIC_API_KEY={STAND_IN_KEY} ANTHROPIC_BASE_URL={base}\n"
     assert openai_line == f"export OPENAI_API_KEY={STAND_IN_KEY} OPENAI_BASE_URL={base}/v1\n"
+    assert proxy_line == f"export TIERWISE_UPSTREAM={base}\n"
     assert reply.content[0].text == default_answer({"model": HAIKU, "messages": HI})
 
 
