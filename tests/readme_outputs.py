@@ -1,13 +1,14 @@
 """The README's examples run as a user runs them, and the command outputs it quotes, regenerated.
 
-    python -m tests.readme_outputs            # rewrite every quoted output in README.md from a fresh run
+    python -m tests.readme_outputs            # rewrite every quoted output in README.md from fresh runs
     python -m tests.readme_outputs --check    # say which quoted outputs differ (exit 1), change nothing
 
-A quoted output is the fenced block after an `<!-- output: NAME -->` line; `OUTPUTS` says which command prints
+A quoted output is the fenced block after an `<!-- output: NAME -->` line; `generate` says which command prints
 each. Commands run as the README writes them: `tierwise stand-in` on its default address, then the Replay
 section's block line by line in an empty directory, with nothing changed but the environment variables the
-README tells the user to set (the `export` lines the stand-in prints; the key the Replay block exports).
-`tests/test_readme_outputs.py` fails when README.md's quoted outputs differ from what the commands print now.
+README tells the user to set (the `export` lines the stand-in prints; the key the Replay block exports); the
+MLflow section's retrain example and its pyfunc predictions in a new store. `tests/test_readme_outputs.py` and
+`tests/test_retrain.py` fail when README.md's quoted outputs differ from what the commands print now.
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ from pathlib import Path
 
 from tierwise.classifier.outputs import atomic_file
 
+from tests.helpers import gated_retrains
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 QUOTED = re.compile(r"(<!-- output: ([\w-]+) -->\n```\n)(.*?)(```)", re.S)
 EXPORT = re.compile(r"^export ((?:\w+=\S+ ?)+)")
 REGENERATE = "python -m tests.readme_outputs"
+TRAINING_OUTPUTS = ("retrain-gate", "pyfunc-predict")
+MLFLOW = "MLflow: tracked runs, registered versions, gated retrain"
 
 
 def section_blocks(title: str, text: str | None = None) -> list[tuple[str, str]]:
@@ -118,8 +123,18 @@ def _lines_from(text: str, first: str, count: int) -> str:
     return "\n".join(lines[at : at + count]) + "\n"
 
 
-def generate() -> dict[str, str]:
-    """Every quoted output, as the commands print it now."""
+def pyfunc_predictions(workdir: Path, tracking_uri: str, name: str) -> str:
+    """What the MLflow section's pyfunc example prints, run in `workdir` against this store and registered model."""
+    [code] = [code for lang, code in section_blocks(MLFLOW) if lang == "python" and "mlflow.pyfunc" in code]
+    code = code.replace('"sqlite:///mlflow.db"', f'"{tracking_uri}"').replace("models:/router@", f"models:/{name}@")
+    done = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=user_env({}), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"README pyfunc example failed ({done.returncode}):\n{done.stderr}")
+    return done.stdout
+
+
+def offline_outputs() -> dict[str, str]:
+    """The outputs of `tierwise stand-in` and of the Replay section's block run against it (seconds)."""
     with stand_in() as (printed, variables), tempfile.TemporaryDirectory() as workdir:
         replay = run_replay_block(Path(workdir), variables)
     dry_run = _printed_by(replay, "tierwise replay logs/ --out replays.parquet --grader judge --dry-run")
@@ -131,6 +146,21 @@ def generate() -> dict[str, str]:
         "replay-run": full_run,
         "replay-label": _lines_from(label, "status:", 4),
     }
+
+
+def training_outputs() -> dict[str, str]:
+    """The MLflow section's retrain decision and the pyfunc's predictions of the champion it leaves (a minute or
+    two: three trainings; `tests/test_retrain.py` checks them on its own runs of the same retrains)."""
+    with tempfile.TemporaryDirectory() as workdir:
+        store = f"sqlite:///{workdir}/mlflow.db"
+        rounds = gated_retrains(Path(workdir), "router", store)
+        predictions = pyfunc_predictions(Path(workdir), store, "router")
+    return dict(zip(TRAINING_OUTPUTS, (rounds["better"], predictions), strict=True))
+
+
+def generate() -> dict[str, str]:
+    """Every quoted output, as the commands print it now."""
+    return {**offline_outputs(), **training_outputs()}
 
 
 def quoted(text: str) -> dict[str, str]:
