@@ -1,6 +1,6 @@
 """`RoutedAnthropic` and `AsyncRoutedAnthropic` when the API answers 200 with something that is not a Message (an
 HTML page from a gateway, a JSON body of another shape): a failed attempt, `invalid_response`, escalated like a 5xx
-and reported to the router (the Trust issue, item 11). The real `anthropic` SDK against the local fake API, a real
+and reported to the router (the Trust issue, item 11). The real `anthropic` SDK against the local stand-in API, a real
 `tierwise serve` on loopback writing its outcome log."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`tierwise proxy`: the real `anthropic` SDK pointed at the proxy (`base_url`), the proxy pointed at the local fake
+"""`tierwise proxy`: the real `anthropic` SDK pointed at the proxy (`base_url`), the proxy pointed at the local stand-in
 API, a real `tierwise serve` behind it. Routing, options in headers, escalation on a truncated or failed answer,
 streams, pass-through, count_tokens, feedback checks, bad bodies, bounded concurrency, the router down."""
 

@@ -1,4 +1,4 @@
-"""`tierwise replay` end to end through the real `anthropic` client against a local fake of the API.
+"""`tierwise replay` end to end through the real `anthropic` client against the local stand-in API.
 
 The fake answers 42 (the reference) on sonnet and opus and 41 on haiku, so every replayed outcome, and the
 label it leads to, is known in advance.

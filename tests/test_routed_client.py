@@ -1,4 +1,4 @@
-"""`RoutedAnthropic` and `AsyncRoutedAnthropic`: the real `anthropic` SDK against the local fake API, routed by a
+"""`RoutedAnthropic` and `AsyncRoutedAnthropic`: the real `anthropic` SDK against the local stand-in API, routed by a
 real `tierwise serve` on loopback. Routing, escalation on a rejected, truncated or failed answer, streams,
 pass-through, Message Batches grouped by model, and a router that is down."""
 
