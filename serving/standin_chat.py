@@ -66,7 +66,8 @@ def check_params(body: Any) -> tuple[str, str] | None:
     if body.get("n", 1) != 1:
         return "n", "the stand-in answers one choice (n=1)"
     stop = body.get("stop")
-    if stop is not None and not isinstance(stop, str) and not (isinstance(stop, list) and len(stop) <= 4):
+    strings = isinstance(stop, list) and len(stop) <= 4 and all(isinstance(item, str) for item in stop)
+    if stop is not None and not isinstance(stop, str) and not strings:
         return "stop", "must be a string or an array of at most 4 strings"
     return None
 

@@ -74,6 +74,9 @@ def test_a_wrong_key_and_a_bad_request_are_answered_in_openai_format(stand_in, c
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model=LOCAL, messages=HI, temperature=3)
     assert bad.value.param == "temperature" and "from 0 to 2" in bad.value.message
+    with pytest.raises(openai.BadRequestError) as bad_stop:
+        client.chat.completions.create(model=LOCAL, messages=HI, stop=[" ", 7])
+    assert bad_stop.value.param == "stop" and bad_stop.value.body["type"] == "invalid_request_error"
 
 
 def conversation(system_chars: int, turns: int) -> list[dict[str, str]]:
