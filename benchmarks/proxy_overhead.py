@@ -1,6 +1,6 @@
 """Proxy overhead benchmark: the latency `tierwise proxy` adds over calling the Anthropic API directly, and requests/s.
 
-It starts three processes on loopback: the test suite's fake of the Messages API (`tests/anthropic_fake.py`,
+It starts three processes on loopback: the local stand-in API (`tierwise stand-in`,
 answering at once), a real `tierwise serve`, and `tierwise proxy` between them. One client then sends the same
 request, in interleaved rounds so that drift on a shared machine hits every path alike:
 
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "sk-ant-bench"
 HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}
 PROMPT = "Summarize this email in one line: the meeting moved to Thursday at 3pm, room 4B."
-FAKE = (sys.executable, "-m", "tests.anthropic_fake", "--api-key", API_KEY)
+FAKE = (sys.executable, "-m", "tierwise", "stand-in", "--port", "0", "--api-key", API_KEY)
 PROXY = (sys.executable, "-m", "tierwise", "proxy")
 
 

@@ -1,4 +1,4 @@
-"""The serving side of the `tierwise` command line: `predict`, `serve`, `client` and `proxy`.
+"""The serving side of the `tierwise` command line: `predict`, `serve`, `client`, `proxy` and `stand-in`.
 
 Option defaults are `ServeConfig`'s own, so the command line and the library never disagree. The routing
 options of a request are one decorator, `routing_options`, shared by `predict`, `client predict` and `proxy`
@@ -20,6 +20,7 @@ from tierwise.classifier.limits import RECENT_DECISIONS_BYTES, FieldError
 from tierwise.classifier.request import BANDS, DEFAULT_OPTIONS, MODES, RouteOptions, RouteRequest
 from tierwise.serving.config import ServeConfig
 from tierwise.serving.proxy_config import ProxyConfig
+from tierwise.serving.standin_defaults import STAND_IN_KEY, STAND_IN_PORT
 
 DEFAULTS = ServeConfig(model="")
 TRACKING_HELP = "MLflow store for models:/ URIs. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here."
@@ -402,3 +403,19 @@ def proxy(**options: Any) -> None:
     from tierwise.serving.proxy import serve_proxy
 
     serve_proxy(ProxyConfig(**options))
+
+
+@commands.command("stand-in")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=STAND_IN_PORT, show_default=True, type=click.IntRange(0, 65535), help="Port; 0 = any.")
+@click.option("--api-key", default=STAND_IN_KEY, show_default=True, help="The one key it accepts.")
+def stand_in(host: str, port: int, api_key: str) -> None:
+    """Run a local stand-in for the Anthropic and OpenAI APIs, to try tierwise offline.
+
+    It answers Anthropic Messages (streamed or not), Message Batches and count_tokens for any claude-* model, and
+    OpenAI Chat Completions for any model, with deterministic answers and prompt-caching usage; it prints the key
+    and the base URLs to export. Ctrl-C stops it.
+    """
+    from tierwise.serving.standin import serve_stand_in
+
+    serve_stand_in(host, port, api_key, click.echo)

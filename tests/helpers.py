@@ -15,12 +15,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+from click.testing import CliRunner
 from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.process import SERVE
 from tierwise.training.labels import Labels, label_requests
 from tierwise.training.logs import AttemptLog, read_attempts
+from tierwise.training.sample_logs import write_sample_logs
 from tierwise.training.train import TrainOptions, TrainResult, train_bundle
+
+from tierwise.cli import main
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -56,6 +61,40 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def shuffled_labels(logs: Path, out: Path, seed: int = 0) -> Path:
+    """The same logs with prompts permuted across the training requests: labels no longer follow the text.
+
+    Test-split requests are untouched, so champion and challenger are still judged on true outcomes.
+    """
+    frame = pl.read_ndjson(logs)
+    train = frame.filter(pl.col("split") == "train").unique("request_id", keep="first").sort("request_id")
+    order = np.random.default_rng(seed).permutation(train.height)
+    moved = pl.DataFrame({"request_id": train["request_id"], "moved": train["prompt"].to_numpy()[order]})
+    frame = frame.join(moved, on="request_id", how="left")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.with_columns(pl.coalesce("moved", "prompt").alias("prompt")).drop("moved").write_ndjson(out)
+    return out
+
+
+def gated_retrains(work: Path, name: str, tracking_uri: str) -> dict[str, str]:
+    """`tierwise retrain NAME` three times on 1,500 sample requests (the README's retrain example is the second), each
+    one's output: "first" on shuffled labels (an empty registry: champion), "better" on the last 20 days of the true
+    logs (promoted), "worse" on the shuffled labels again (kept as challenger)."""
+
+    def retrain(*args: str) -> str:
+        result = CliRunner().invoke(main, ["retrain", name, *args, "--tracking-uri", tracking_uri])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    true_logs = write_sample_logs(work / "true", 1500, seed=11)
+    noise = shuffled_labels(true_logs, work / "shuffled" / "attempts.jsonl")
+    return {
+        "first": retrain(str(noise)),
+        "better": retrain(str(true_logs), "--window", "20"),
+        "worse": retrain(str(noise)),
+    }
 
 
 def label_files(

@@ -1,5 +1,5 @@
 """The proxy against a careless or hostile caller and a broken upstream (the Trust issue, items 5-12 and 17): a real
-`tierwise proxy` in front of the local stand-in API (`tests/anthropic_fake.py`) under a tenant's base path, a real
+`tierwise proxy` in front of the local stand-in API (`tierwise.serving.standin`) under a tenant's base path, a real
 router behind it, the real `anthropic` SDK where a client is involved and raw HTTP where the SDK would tidy the
 request up. Every refusal is an answer in the API's error format naming the field: never a 500."""
 
@@ -19,8 +19,7 @@ import httpx
 import pytest
 from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.process import ServerProcess
-
-from tests.anthropic_fake import FakeAnthropic
+from tierwise.serving.standin import StandIn
 
 pytestmark = pytest.mark.fault
 
@@ -48,7 +47,7 @@ def router(trained_bundle):
 
 @pytest.fixture(scope="module")
 def upstream():
-    with FakeAnthropic(api_key=API_KEY, base_path=BASE) as server:
+    with StandIn(api_key=API_KEY, base_path=BASE) as server:
         yield server
 
 
@@ -240,8 +239,8 @@ def test_a_path_that_is_not_a_normalised_v1_path_never_reaches_the_upstream(prox
 
 
 def test_a_normalised_path_goes_below_the_upstream_base_path(proxy, fake):
-    status, _, _ = raw(proxy, "GET", "/v1/models?limit=2")
-    assert status == 404 and fake.log == [("GET", f"{BASE}/v1/models", 404)]
+    status, _, _ = raw(proxy, "GET", "/v1/files?limit=2")
+    assert status == 404 and fake.log == [("GET", f"{BASE}/v1/files", 404)]
 
 
 # --- item 8: --max-body-bytes while a chunked body is read --------------------------------------------------------
@@ -334,7 +333,7 @@ def test_a_client_that_disconnects_cancels_the_upstream_call_and_frees_its_slot(
             client.sendall(f"{head}content-length: {len(body)}\r\n\r\n".encode() + body)
             assert fake.held.acquire(timeout=30), "the upstream call never started"
         assert fake.abandoned.acquire(timeout=10), "the upstream call was not cancelled"
-        assert until(lambda: httpx.get(f"{url(proxy)}/v1/models", headers=HEADERS).status_code == 404)
+        assert until(lambda: httpx.get(f"{url(proxy)}/v1/models", headers=HEADERS).status_code == 200)
         fake.hold_messages.set()
         after = httpx.post(f"{url(proxy)}/v1/messages", json=json.loads(body), headers=HEADERS, timeout=30)
     assert after.status_code == 200

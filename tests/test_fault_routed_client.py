@@ -1,6 +1,6 @@
 """`RoutedAnthropic` and `AsyncRoutedAnthropic` when the API answers 200 with something that is not a Message (an
 HTML page from a gateway, a JSON body of another shape): a failed attempt, `invalid_response`, escalated like a 5xx
-and reported to the router (the Trust issue, item 11). The real `anthropic` SDK against the local fake API, a real
+and reported to the router (the Trust issue, item 11). The real `anthropic` SDK against the local stand-in API, a real
 `tierwise serve` on loopback writing its outcome log."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.routed_anthropic import AsyncRoutedAnthropic, RoutedAnthropic
+from tierwise.serving.standin import StandIn
 
-from tests.anthropic_fake import FakeAnthropic
 from tests.helpers import logged_rows
 
 pytestmark = pytest.mark.fault
@@ -38,11 +38,11 @@ def router(trained_bundle, tmp_path_factory):
 
 @pytest.fixture
 def fake():
-    with FakeAnthropic(api_key=API_KEY) as server:
+    with StandIn(api_key=API_KEY) as server:
         yield server
 
 
-def answer_not_a_message(fake: FakeAnthropic, body: bytes, content_type: str, *models: str) -> None:
+def answer_not_a_message(fake: StandIn, body: bytes, content_type: str, *models: str) -> None:
     for model in models:
         fake.fail("POST", "/v1/messages", 200, body=body, content_type=content_type, model=model)
 

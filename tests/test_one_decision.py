@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from tierwise.classifier.router import Router
 from tierwise.serving.process import ServerProcess
+from tierwise.serving.standin import StandIn
 
-from tests.anthropic_fake import FakeAnthropic
 from tests.helpers import logged_rows
 from tierwise.cli import main as cli
 
@@ -50,7 +50,7 @@ def server(trained_bundle, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def upstream():
-    with FakeAnthropic(api_key=API_KEY) as fake:
+    with StandIn(api_key=API_KEY) as fake:
         yield fake
 
 

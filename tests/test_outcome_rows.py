@@ -13,8 +13,8 @@ from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.routed_anthropic import RoutedAnthropic
+from tierwise.serving.standin import StandIn
 
-from tests.anthropic_fake import FakeAnthropic
 from tests.helpers import logged_rows
 
 PROXY = (sys.executable, "-m", "tierwise", "proxy")
@@ -37,7 +37,7 @@ def router(trained_bundle, tmp_path):
 
 
 def test_the_client_reports_every_attempt_and_a_later_grade(router):
-    with FakeAnthropic(api_key=API_KEY, answer=long_on_haiku) as fake:
+    with StandIn(api_key=API_KEY, answer=long_on_haiku) as fake:
         client = anthropic.Anthropic(api_key=API_KEY, base_url=fake.url, max_retries=0)
         with RoutedAnthropic(router=router.target, client=client, routing=RouteOptions(quality_target=0.0)) as routed:
             message = routed.messages.create(max_tokens=20, messages=HI)
@@ -54,7 +54,7 @@ def test_the_client_reports_every_attempt_and_a_later_grade(router):
 
 def test_the_proxy_reports_attempts_streams_and_feedback(router):
     with (
-        FakeAnthropic(api_key=API_KEY, answer=long_on_haiku) as fake,
+        StandIn(api_key=API_KEY, answer=long_on_haiku) as fake,
         ServerProcess(
             ["--router", router.target, "--listen", "127.0.0.1:0", "--upstream", fake.url], program=PROXY
         ) as proxy,

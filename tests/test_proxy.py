@@ -1,4 +1,4 @@
-"""`tierwise proxy`: the real `anthropic` SDK pointed at the proxy (`base_url`), the proxy pointed at the local fake
+"""`tierwise proxy`: the real `anthropic` SDK pointed at the proxy (`base_url`), the proxy pointed at the local stand-in
 API, a real `tierwise serve` behind it. Routing, options in headers, escalation on a truncated or failed answer,
 streams, pass-through, count_tokens, feedback checks, bad bodies, bounded concurrency, the router down."""
 
@@ -15,8 +15,9 @@ from tierwise.classifier.request import RouteRequest
 from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.client import predict_once
 from tierwise.serving.process import ServerProcess
+from tierwise.serving.standin import StandIn
+from tierwise.serving.standin_text import default_answer
 
-from tests.anthropic_fake import FakeAnthropic, default_answer
 from tests.helpers import closed_port
 
 PROXY = (sys.executable, "-m", "tierwise", "proxy")
@@ -40,7 +41,7 @@ def router(trained_bundle):
 
 @pytest.fixture(scope="module")
 def upstream():
-    with FakeAnthropic(api_key=API_KEY) as server:
+    with StandIn(api_key=API_KEY) as server:
         yield server
 
 
@@ -72,7 +73,7 @@ def routed(headers: httpx.Headers) -> dict[str, str]:
     return {name: value for name, value in headers.items() if name.startswith("x-tierwise-")}
 
 
-def models_called(fake: FakeAnthropic) -> list[str]:
+def models_called(fake: StandIn) -> list[str]:
     return [call["model"] for call in fake.message_calls]
 
 
@@ -279,7 +280,7 @@ def test_health_answers_with_what_it_saw_of_the_router(proxy):
 
 def test_requests_beyond_max_concurrency_get_529_and_health_still_answers(router):
     with (
-        FakeAnthropic(api_key=API_KEY, stream_delay_s=0.3) as slow,
+        StandIn(api_key=API_KEY, stream_delay_s=0.3) as slow,
         start_proxy(router.target, slow.url, "--max-concurrency", "1") as proxy,
     ):
         client = sdk(proxy)

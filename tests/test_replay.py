@@ -1,4 +1,4 @@
-"""`tierwise replay` end to end through the real `anthropic` client against a local fake of the API.
+"""`tierwise replay` end to end through the real `anthropic` client against the local stand-in API.
 
 The fake answers 42 (the reference) on sonnet and opus and 41 on haiku, so every replayed outcome, and the
 label it leads to, is known in advance.
@@ -16,9 +16,9 @@ import polars as pl
 import pytest
 from click.testing import CliRunner, Result
 from tierwise.classifier.tiers import TierLadder
+from tierwise.serving.standin import StandIn
 from tierwise.training.sample_logs import generate_attempts
 
-from tests.anthropic_fake import FakeAnthropic
 from tests.helpers import label_files
 from tierwise.cli import main
 
@@ -42,7 +42,7 @@ def write_logs(directory: Path, requests: int = 40, seed: int = 7, **columns: An
     return path
 
 
-def run_replay(fake: FakeAnthropic, logs: Path, out: Path, *args: str) -> Result:
+def run_replay(fake: StandIn, logs: Path, out: Path, *args: str) -> Result:
     """Invoke `tierwise replay` in-process with fast polling against the fake."""
     argv = ["replay", str(logs), "--out", str(out), "--base-url", fake.url, "--poll-interval", "0.01", *args]
     return CliRunner().invoke(main, argv, env={"ANTHROPIC_API_KEY": API_KEY})
@@ -61,7 +61,7 @@ def expected_replays(logs: Path) -> set[tuple[str, str]]:
 
 @pytest.fixture
 def fake():
-    with FakeAnthropic(api_key=API_KEY, answer=answer_by_tier) as server:
+    with StandIn(api_key=API_KEY, answer=answer_by_tier) as server:
         yield server
 
 
@@ -163,7 +163,7 @@ def test_budget_stops_before_exceeding_then_a_bigger_budget_continues(logs, tmp_
         text = answer_by_tier(params)
         return text + " " + "x" * int(4 * logged_output[params["messages"][0]["content"]])
 
-    with FakeAnthropic(api_key=API_KEY, answer=answer_as_long_as_logged) as fake:
+    with StandIn(api_key=API_KEY, answer=answer_as_long_as_logged) as fake:
         dry = run_replay(fake, logs, out, "--dry-run")
         haiku_cost = float(re.search(r"^haiku\s.*\$([\d.]+)$", dry.output, re.M).group(1))
         budget = haiku_cost * 1.5

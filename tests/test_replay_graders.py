@@ -6,10 +6,10 @@ import textwrap
 
 import polars as pl
 import pytest
+from tierwise.serving.standin import StandIn
 from tierwise.training.replay.graders import ExactGrader, GradeInput, GradingError
 from tierwise.training.sample_logs import generate_attempts
 
-from tests.anthropic_fake import FakeAnthropic
 from tests.test_replay import API_KEY, LADDER, answer_by_tier, expected_replays, run_replay, write_logs
 
 
@@ -54,7 +54,7 @@ def test_judge_grades_with_a_forced_tool_and_a_cached_rubric(tmp_path):
     logs = write_logs(tmp_path, requests=30, seed=5, response="The answer is 42.")
     expected = expected_replays(logs)
     out = tmp_path / "judged.parquet"
-    with FakeAnthropic(api_key=API_KEY, answer=answer_by_tier) as fake:
+    with StandIn(api_key=API_KEY, answer=answer_by_tier) as fake:
         result = run_replay(fake, logs, out, "--grader", "judge", "--judge-model", "claude-haiku-4-5")
         calls = list(fake.message_calls)
 
@@ -88,7 +88,7 @@ def test_judge_grades_with_a_forced_tool_and_a_cached_rubric(tmp_path):
 def test_judge_reply_without_a_verdict_leaves_the_answer_ungraded(tmp_path):
     logs = write_logs(tmp_path, requests=20, seed=5, response="The answer is 42.")
     out = tmp_path / "judged.parquet"
-    with FakeAnthropic(api_key=API_KEY, answer=answer_by_tier, judge=lambda params: {"verdict": "yes"}) as fake:
+    with StandIn(api_key=API_KEY, answer=answer_by_tier, judge=lambda params: {"verdict": "yes"}) as fake:
         result = run_replay(fake, logs, out, "--grader", "judge", "--judge-model", "claude-haiku-4-5")
     assert result.exit_code == 0, result.output
     assert "did not return a record_grade verdict" in result.output
@@ -102,7 +102,7 @@ def test_judge_without_any_reference_grades_the_answer_on_its_own(tmp_path):
     def strict_judge(params: dict) -> dict:
         return {"passed": "42" in params["messages"][0]["content"], "reason": "judged without a reference"}
 
-    with FakeAnthropic(api_key=API_KEY, answer=answer_by_tier, judge=strict_judge) as fake:
+    with StandIn(api_key=API_KEY, answer=answer_by_tier, judge=strict_judge) as fake:
         result = run_replay(fake, logs, tmp_path / "j.parquet", "--grader", "judge")
         assert result.exit_code == 0, result.output
         assert fake.message_calls and all(
@@ -127,7 +127,7 @@ def test_python_grader_is_imported_from_the_working_directory(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     logs = write_logs(tmp_path, requests=20, seed=5)
     out = tmp_path / "py.parquet"
-    with FakeAnthropic(api_key=API_KEY, answer=answer_by_tier) as fake:
+    with StandIn(api_key=API_KEY, answer=answer_by_tier) as fake:
         result = run_replay(fake, logs, out, "--grader", "python:my_grader:grade", "--success-threshold", "0.5")
     assert result.exit_code == 0, result.output
     rows = pl.read_parquet(out)
@@ -138,7 +138,7 @@ def test_python_grader_is_imported_from_the_working_directory(tmp_path, monkeypa
 
 def test_unknown_grader_is_a_usage_error(tmp_path):
     logs = write_logs(tmp_path, requests=10)
-    with FakeAnthropic(api_key=API_KEY) as fake:
+    with StandIn(api_key=API_KEY) as fake:
         result = run_replay(fake, logs, tmp_path / "o.parquet", "--grader", "python:no_such_module:f")
     assert result.exit_code == 2
     assert "cannot import 'no_such_module'" in result.output

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from tierwise.serving.standin import StandIn
 from tierwise.training.replay.censored import replay_key
 
-from tests.anthropic_fake import FakeAnthropic
 from tests.test_replay import API_KEY, LADDER, answer_by_tier, expected_replays, run_replay, write_logs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def fake():
-    with FakeAnthropic(api_key=API_KEY, answer=answer_by_tier) as server:
+    with StandIn(api_key=API_KEY, answer=answer_by_tier) as server:
         yield server
 
 
@@ -36,7 +36,7 @@ def logs(tmp_path):
     return write_logs(tmp_path, requests=30, seed=11)
 
 
-def assert_billed_once(fake: FakeAnthropic) -> None:
+def assert_billed_once(fake: StandIn) -> None:
     ids = fake.submitted_ids()
     assert len(ids) == len(set(ids)), f"custom_ids submitted twice: {[i for i, n in Counter(ids).items() if n > 1]}"
     keys = [(custom_id.rsplit("-", 1)[0], model) for custom_id, model in fake.billed]
@@ -51,7 +51,7 @@ def wait_for(condition, timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
-def start_replay_process(fake: FakeAnthropic, logs: Path, out: Path) -> subprocess.Popen:
+def start_replay_process(fake: StandIn, logs: Path, out: Path) -> subprocess.Popen:
     """`tierwise replay` in its own process, so the test can kill it like a crash would."""
     argv = [sys.executable, "-m", "tierwise", "replay", str(logs), "--out", str(out)]
     argv += ["--base-url", fake.url, "--poll-interval", "0.02"]
@@ -140,7 +140,7 @@ def test_a_create_retried_by_the_sdk_after_a_lost_response_cancels_the_duplicate
     out = tmp_path / "new.parquet"
     expected = expected_replays(logs)
     # polls_to_end=2: the cancelled twin ends (and is collected) before the kept batch does.
-    with FakeAnthropic(api_key=API_KEY, answer=answer_by_tier, polls_to_end=2) as fake:
+    with StandIn(api_key=API_KEY, answer=answer_by_tier, polls_to_end=2) as fake:
         fake.fail("POST", "/v1/messages/batches", 500, after_handling=True, headers={"retry-after-ms": "1"})
 
         result = run_replay(fake, logs, out)
@@ -197,7 +197,7 @@ def test_errored_and_expired_items_are_retried_then_reported(logs, tmp_path):
         return "errored" if custom_id.endswith("-0") else "succeeded"
 
     out = tmp_path / "new.parquet"
-    with FakeAnthropic(api_key=API_KEY, answer=answer_by_tier, item_outcome=outcome) as fake:
+    with StandIn(api_key=API_KEY, answer=answer_by_tier, item_outcome=outcome) as fake:
         result = run_replay(fake, logs, out, "--item-retries", "2")
 
     assert result.exit_code == 0, result.output
@@ -212,7 +212,7 @@ def test_errored_and_expired_items_are_retried_then_reported(logs, tmp_path):
 
 
 def test_invalid_requests_are_not_retried(logs, tmp_path):
-    with FakeAnthropic(api_key=API_KEY, item_outcome=lambda custom_id, params: "invalid") as fake:
+    with StandIn(api_key=API_KEY, item_outcome=lambda custom_id, params: "invalid") as fake:
         result = run_replay(fake, logs, tmp_path / "new.parquet")
     assert result.exit_code == 0, result.output
     assert len(fake.batches) == 1

@@ -4,9 +4,7 @@ promoted, and one trained on shuffled labels is refused and left as challenger."
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
@@ -15,43 +13,17 @@ from tierwise.training.evaluation.bootstrap import Interval
 from tierwise.training.sample_logs import write_sample_logs
 from tierwise.training.tracking.promotion import COST_TOLERANCE, QUALITY_TOLERANCE, PairedDifference, gate
 
+from tests.helpers import gated_retrains, shuffled_labels
+from tests.readme_outputs import README, REGENERATE, pyfunc_predictions, quoted
 from tierwise.cli import main
 
 NAME = "retrain-test"
 
 
-def shuffled_labels(logs: Path, out: Path, seed: int = 0) -> Path:
-    """The same logs with prompts permuted across the training requests: labels no longer follow the text.
-
-    Test-split requests are untouched, so champion and challenger are still judged on true outcomes.
-    """
-    frame = pl.read_ndjson(logs)
-    train = frame.filter(pl.col("split") == "train").unique("request_id", keep="first").sort("request_id")
-    order = np.random.default_rng(seed).permutation(train.height)
-    moved = pl.DataFrame({"request_id": train["request_id"], "moved": train["prompt"].to_numpy()[order]})
-    frame = frame.join(moved, on="request_id", how="left")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.with_columns(pl.coalesce("moved", "prompt").alias("prompt")).drop("moved").write_ndjson(out)
-    return out
-
-
-def retrain(*args: str) -> str:
-    result = CliRunner().invoke(main, ["retrain", NAME, *args])
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
 @pytest.fixture(scope="module")
-def rounds(tmp_path_factory) -> dict[str, str]:
+def rounds(tmp_path_factory, mlflow_store) -> dict[str, str]:
     """Three retrains in a row: shuffled on an empty registry, then the last 20 days of true logs, then shuffled."""
-    work = tmp_path_factory.mktemp("retrain")
-    true_logs = write_sample_logs(work / "true", 1500, seed=11)
-    noise = shuffled_labels(true_logs, work / "shuffled" / "attempts.jsonl")
-    return {
-        "first": retrain(str(noise)),
-        "better": retrain(str(true_logs), "--window", "20"),
-        "worse": retrain(str(noise)),
-    }
+    return gated_retrains(tmp_path_factory.mktemp("retrain"), NAME, mlflow_store)
 
 
 def decision_rows(output: str) -> dict[str, tuple[float, float]]:
@@ -196,3 +168,10 @@ def test_retrain_scores_each_router_once_on_the_held_out_rows(tmp_path, monkeypa
     # v1 once by its training; then v2 by its training and v1 (the champion) on the same rows, once each
     (first, _), (second, rows_second), (champion, rows_champion) = scored
     assert first == champion != second and rows_second == rows_champion
+
+
+def test_the_readme_quotes_this_retrain_and_the_predictions_of_the_champion_it_leaves(rounds, mlflow_store, tmp_path):
+    readme = quoted(README.read_text())
+    stale = f"README.md's MLflow section is stale: run `{REGENERATE}`"
+    assert readme["retrain-gate"] == rounds["better"], stale
+    assert readme["pyfunc-predict"] == pyfunc_predictions(tmp_path, mlflow_store, NAME), stale

@@ -1,4 +1,4 @@
-"""`RoutedAnthropic` and `AsyncRoutedAnthropic`: the real `anthropic` SDK against the local fake API, routed by a
+"""`RoutedAnthropic` and `AsyncRoutedAnthropic`: the real `anthropic` SDK against the local stand-in API, routed by a
 real `tierwise serve` on loopback. Routing, escalation on a rejected, truncated or failed answer, streams,
 pass-through, Message Batches grouped by model, and a router that is down."""
 
@@ -16,8 +16,8 @@ from tierwise.serving.price_book import Usage, attempt_cost
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.routed_anthropic import AsyncRoutedAnthropic, RoutedAnthropic
 from tierwise.serving.router_link import RouterUnavailable
+from tierwise.serving.standin import StandIn
 
-from tests.anthropic_fake import FakeAnthropic
 from tests.helpers import closed_port
 
 API_KEY = "sk-ant-client-test"
@@ -35,15 +35,15 @@ def router(trained_bundle):
 
 @pytest.fixture
 def fake():
-    with FakeAnthropic(api_key=API_KEY) as server:
+    with StandIn(api_key=API_KEY) as server:
         yield server
 
 
-def sdk(fake: FakeAnthropic) -> anthropic.Anthropic:
+def sdk(fake: StandIn) -> anthropic.Anthropic:
     return anthropic.Anthropic(api_key=API_KEY, base_url=fake.url, max_retries=0)
 
 
-def models_called(fake: FakeAnthropic) -> list[str]:
+def models_called(fake: StandIn) -> list[str]:
     return [call["model"] for call in fake.message_calls]
 
 
@@ -75,7 +75,7 @@ def test_allowed_tiers_restrict_the_choice(router, fake):
 
 def test_an_answer_cut_off_at_max_tokens_escalates_to_the_next_tier(router):
     with (
-        FakeAnthropic(api_key=API_KEY, answer=long_on_haiku) as fake,
+        StandIn(api_key=API_KEY, answer=long_on_haiku) as fake,
         RoutedAnthropic(router=router.target, client=sdk(fake), routing=CHEAPEST_FIRST) as routed,
     ):
         message = routed.messages.create(max_tokens=20, messages=HI)
@@ -89,7 +89,7 @@ def test_an_answer_cut_off_at_max_tokens_escalates_to_the_next_tier(router):
 
 def test_an_answer_the_accept_check_rejects_escalates(router):
     answers = {HAIKU: "41", SONNET: "42", OPUS: "42"}
-    with FakeAnthropic(api_key=API_KEY, answer=lambda params: answers[params["model"]]) as fake:
+    with StandIn(api_key=API_KEY, answer=lambda params: answers[params["model"]]) as fake:
         accept = lambda message: message.content[0].text == "42"  # noqa: E731
         with RoutedAnthropic(router=router.target, client=sdk(fake), accept=accept, routing=CHEAPEST_FIRST) as routed:
             message = routed.messages.create(max_tokens=100, messages=HI)
@@ -133,7 +133,7 @@ def test_a_named_model_passes_through_untouched(router, fake):
 
 def test_a_stream_passes_through_with_its_time_to_first_token(router):
     with (
-        FakeAnthropic(api_key=API_KEY, stream_delay_s=0.05) as fake,
+        StandIn(api_key=API_KEY, stream_delay_s=0.05) as fake,
         RoutedAnthropic(router=router.target, client=sdk(fake)) as routed,
         routed.messages.stream(max_tokens=100, messages=HI) as stream,
     ):
@@ -147,7 +147,7 @@ def test_a_stream_passes_through_with_its_time_to_first_token(router):
 
 def test_a_stream_escalates_only_before_it_starts(router):
     with (
-        FakeAnthropic(api_key=API_KEY, answer=long_on_haiku) as fake,
+        StandIn(api_key=API_KEY, answer=long_on_haiku) as fake,
         RoutedAnthropic(router=router.target, client=sdk(fake), routing=CHEAPEST_FIRST) as routed,
     ):
         fake.fail("POST", "/v1/messages", 529, model=HAIKU)
@@ -185,7 +185,7 @@ def test_the_async_twin_routes_escalates_and_streams(router):
             assert raw.tierwise.attempts[0].accepted
             return message, text, streamed
 
-    with FakeAnthropic(api_key=API_KEY, answer=long_on_haiku) as fake:
+    with StandIn(api_key=API_KEY, answer=long_on_haiku) as fake:
         message, text, streamed = asyncio.run(run(fake))
     assert models_called(fake) == [HAIKU, SONNET, HAIKU, HAIKU]
     assert message.model == SONNET and [a.accepted for a in message.tierwise.attempts] == [False, True]
@@ -230,7 +230,7 @@ def test_batches_go_one_per_chosen_model_and_rejected_answers_to_the_next_tier(r
         {"custom_id": f"q{i}", "params": {"max_tokens": 50, "messages": [{"role": "user", "content": text}]}}
         for i, text in enumerate(["Say hi.", "Name a colour.", "Prove that there are infinitely many primes."])
     ]
-    with FakeAnthropic(api_key=API_KEY, answer=lambda params: answers[params["model"]]) as fake:
+    with StandIn(api_key=API_KEY, answer=lambda params: answers[params["model"]]) as fake:
         accept = lambda message: message.content[0].text == "42"  # noqa: E731
         with RoutedAnthropic(router=router.target, client=sdk(fake), accept=accept, routing=CHEAPEST_FIRST) as routed:
             results = routed.batches.run(requests, poll_s=0.01)

@@ -260,8 +260,8 @@ class Replay:
             admitted.append(item)
         return admitted
 
-    def _submit_pending(self, runner: BatchRunner, state: ReplayState) -> None:
-        """Send every pending item that fits the budget, in batches of --batch-size."""
+    def _submit_pending(self, runner: BatchRunner, state: ReplayState) -> int:
+        """Send every pending item that fits the budget, in batches of --batch-size; returns how many were sent."""
         pending = [i for i in self.items if _item_status(i, state, self.config.item_retries) == "pending"]
         self.report.budget_skipped = 0
         admitted = self._admit(pending, self._committed(state))
@@ -282,6 +282,7 @@ class Replay:
             batch_id = runner.submit(chunk, self._params)
             self.report.submitted += len(chunk)
             self.echo(f"submitted batch {batch_id} ({len(chunk)} requests)")
+        return len(admitted)
 
     def _params(self, submission: Submission) -> dict[str, Any]:
         info = self.infos[submission.request_id]
@@ -295,7 +296,8 @@ class Replay:
             runner.reconcile()
             while True:
                 runner.poll(update)
-                self._submit_pending(runner, state)
+                if self._submit_pending(runner, state):
+                    continue  # look at the new batches at once: one may end quickly (small ones, the stand-in API)
                 if not state.open_batches() or not self.config.wait:
                     break
                 time.sleep(self.config.poll_interval)

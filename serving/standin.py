@@ -1,19 +1,23 @@
-"""A local stand-in for the Anthropic Messages and Message Batches API, for tests that cannot reach the network.
+"""A local stand-in for the Anthropic and OpenAI APIs, for trying tierwise offline and for tests that cannot reach
+the network (`tierwise stand-in` runs it).
 
-It speaks the subset `tierwise replay`, the routed client and the proxy use, with the real paths, JSON shapes,
-headers and status codes: create / retrieve / list / cancel batches, batch results as JSONL, synchronous
-messages (the judge, with tool use and prompt-caching usage; answers cut off at `max_tokens` with
-`stop_reason: "max_tokens"`), streamed messages (SSE, sent event by event), count_tokens, error envelopes,
-429 and 529; any other path is answered 404 and logged, so tests see which paths reached it (`base_path` puts
-the API below a path, as a gateway's tenant prefix). The real
-`anthropic` client is pointed at it with `base_url`. It records what it was sent, so tests can assert that
-nothing was submitted or billed twice, and it can inject faults: error statuses (for one model only, if asked),
-malformed bodies, items that error or expire, a batch held in progress, a creation that is accepted but answered
-with an error, a stream whose connection drops in the middle of an event (`cut_streams_after`), and message
-calls held until released (`hold_messages`), each noticing a caller that goes away meanwhile (`abandoned`).
+It speaks, with the real paths, JSON shapes, headers and status codes:
+- Anthropic (any `claude-*` model; `anthropic-version` required): Messages, streamed (SSE, sent event by event)
+  and not, with tool use (a judge's verdict), stop sequences, answers cut off at `max_tokens`, and prompt-caching
+  usage; count_tokens; the Message Batches API (create / retrieve / list / cancel, results as JSONL); models.
+- OpenAI (any model name, a local model's too): Chat Completions, streamed (`data:` chunks ending with
+  `data: [DONE]`) and not, with `finish_reason` stop/length, usage with `cached_tokens`; models.
+`GET /v1/models` answers in the format of whichever API asks (Anthropic's sends `anthropic-version`). One key is
+accepted, as `x-api-key` or `authorization: Bearer`; errors come in each API's own format. Prompt caching
+follows `standin_cache.py`. Any other path is answered 404 and logged, so tests see which paths reached it
+(`base_path` puts the APIs below a path, as a gateway's tenant prefix). Answers are deterministic per (model,
+prompt) (`standin_text.default_answer`), and so are batch ids on a fresh server.
 
-`python -m tests.anthropic_fake [--port 0]` runs it on its own (for benchmarks), printing one
-`listening on 127.0.0.1:PORT ` line.
+It records what it was sent, so tests can assert that nothing was submitted or billed twice, and it can inject
+faults: error statuses (for one model only, if asked), malformed bodies, items that error or expire, a batch held
+in progress, a creation that is accepted but answered with an error, a stream whose connection drops in the
+middle of an event (`cut_streams_after`), and message calls held until released (`hold_messages`), each noticing
+a caller that goes away meanwhile (`abandoned`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import json
 import re
 import secrets
 import select
+import signal
 import socket
 import threading
 import time
@@ -33,31 +38,28 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tierwise.classifier.tiers import TierLadder
+from tierwise.serving import standin_chat as chat
+from tierwise.serving import standin_messages as messages
+from tierwise.serving.standin_cache import PromptCache
+from tierwise.serving.standin_defaults import STAND_IN_KEY
+from tierwise.serving.standin_text import Answer, Judge, default_answer, default_judge, finish, text_of, token_count
+
+ANTHROPIC, OPENAI = "anthropic", "openai"
+ANSWERED_CALLS = {"/v1/messages", "/v1/chat/completions"}  # the calls `hold_messages` holds
 _MALFORMED = object()
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    529: "overloaded_error",
-}
 
-Answer = Callable[[dict[str, Any]], str]
 ItemOutcome = Callable[[str, dict[str, Any]], str]
-Judge = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 @dataclass
 class Fault:
     """Answer the next `times` requests matching `method` and `path` (a regex) with `status` and `body`.
 
-    `body=None` sends the API's error envelope for the status. With `after_handling`, the request is first
-    served normally (a batch really gets created) and then answered with the fault, like a lost response.
-    With `model`, only requests whose body names that model match.
+    `body=None` sends the API's error body for the status (in the format of the API the path belongs to). With
+    `after_handling`, the request is first served normally (a batch really gets created) and then answered with
+    the fault, like a lost response. With `model`, only requests whose body names that model match.
     """
 
     method: str
@@ -73,15 +75,15 @@ class Fault:
 
 @dataclass(frozen=True)
 class SseStream:
-    """A streamed answer: its events, sent one by one, `delay_s` apart."""
+    """A streamed answer: its frames, sent one by one, `delay_s` apart."""
 
-    events: list[dict[str, Any]]
+    frames: list[bytes]
     delay_s: float = 0.0
-    cut_after: int | None = None  # send this many events and half the next one, then drop the connection
+    cut_after: int | None = None  # send this many frames and half the next one, then drop the connection
 
 
 @dataclass
-class FakeBatch:
+class Batch:
     """A batch as the server holds it: its requests, how often it was polled, and its results once ended."""
 
     id: str
@@ -98,40 +100,26 @@ def _iso(when: datetime | None) -> str | None:
     return when.isoformat().replace("+00:00", "Z") if when else None
 
 
-def _token_count(text: str) -> int:
-    return max(1, len(text) // 4)
+def api_of(path: str, anthropic_version: str | None) -> str:
+    """Which API a request is for: Chat Completions and models asked without `anthropic-version` are OpenAI's."""
+    if path == "/v1/chat/completions":
+        return OPENAI
+    if (path == "/v1/models" or path.startswith("/v1/models/")) and not anthropic_version:
+        return OPENAI
+    return ANTHROPIC
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return ""
+def error_body(api: str, status: int, message: str | None = None) -> dict[str, Any]:
+    """The error body of `api` for a status."""
+    return chat.error_body(status, message) if api == OPENAI else messages.error_body(status, message)
 
 
-def default_answer(params: dict[str, Any]) -> str:
-    """A deterministic answer per (model, prompt), so repeated runs agree."""
-    prompt = "".join(_text_of(m.get("content")) for m in params.get("messages", []))
-    digest = hashlib.sha256(f"{params.get('model')}|{prompt}".encode()).hexdigest()[:8]
-    return f"Answer {digest}."
-
-
-def default_judge(params: dict[str, Any]) -> dict[str, Any]:
-    """Pass a candidate answer when it contains the reference answer's text."""
-    text = _text_of(params["messages"][-1]["content"])
-    reference = re.search(r"<reference_answer>\s*(.*?)\s*</reference_answer>", text, re.S)
-    candidate = re.search(r"<candidate_answer>\s*(.*?)\s*</candidate_answer>", text, re.S)
-    passed = bool(reference and candidate and reference.group(1).strip() in candidate.group(1))
-    return {"passed": passed, "reason": "matches the reference" if passed else "differs from the reference"}
-
-
-class FakeAnthropic:
-    """The fake API server; use as a context manager, then give `url` to the client as `base_url`."""
+class StandIn:
+    """The stand-in server; use as a context manager, then give `url` to a client as its base URL."""
 
     def __init__(
         self,
-        api_key: str = "sk-ant-test-key",
+        api_key: str = STAND_IN_KEY,
         answer: Answer = default_answer,
         item_outcome: ItemOutcome | None = None,
         judge: Judge = default_judge,
@@ -139,48 +127,59 @@ class FakeAnthropic:
         stream_delay_s: float = 0.0,
         port: int = 0,
         base_path: str = "",
+        host: str = "127.0.0.1",
+        cache: PromptCache | None = None,
     ) -> None:
         self.api_key = api_key
         self.stream_delay_s = stream_delay_s
-        self.base_path = base_path  # the API is served below it (a gateway's tenant path); `url` includes it
+        self.base_path = base_path  # the APIs are served below it (a gateway's tenant path); `url` includes it
         self.answer = answer
         self.item_outcome = item_outcome
         self.judge = judge
         self.polls_to_end = polls_to_end
+        self.cache = cache or PromptCache()
+        self.models = [tier.model for tier in TierLadder.load().tiers]  # listed by /v1/models, with every one asked
         self.faults: list[Fault] = []
-        self.batches: dict[str, FakeBatch] = {}
+        self.batches: dict[str, Batch] = {}
         self.submissions: list[tuple[str, str]] = []
         self.billed: list[tuple[str, str]] = []
         self.message_calls: list[dict[str, Any]] = []
+        self.chat_calls: list[dict[str, Any]] = []
         self.log: list[tuple[str, str, int]] = []
         self.release = threading.Event()
         self.release.set()
         self.created = threading.Event()
         self.hold_create = threading.Event()
         self.hold_create.set()
-        self.hold_messages = threading.Event()  # clear it to hold every POST /v1/messages until it is set again
+        self.hold_messages = threading.Event()  # clear it to hold every answered call until it is set again
         self.hold_messages.set()
-        self.held = threading.Semaphore(0)  # released once for each message call that starts being held
+        self.held = threading.Semaphore(0)  # released once for each answered call that starts being held
         self.abandoned = threading.Semaphore(0)  # released once for each held call whose caller went away
-        self.cut_streams_after: int | None = None  # the next stream is cut after this many events
-        self._cached_prefixes: set[str] = set()
+        self.cut_streams_after: int | None = None  # the next stream is cut after this many frames
         self._lock = threading.RLock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
-    def url(self) -> str:
+    def address(self) -> str:
+        """HOST:PORT it listens on."""
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}{self.base_path}"
+        return f"{host}:{port}"
 
-    def __enter__(self) -> FakeAnthropic:
+    @property
+    def url(self) -> str:
+        """The Anthropic base URL (the OpenAI one is this plus `/v1`)."""
+        return f"http://{self.address}{self.base_path}"
+
+    def __enter__(self) -> StandIn:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release.set()
         self.hold_create.set()
+        self.hold_messages.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -206,7 +205,16 @@ class FakeAnthropic:
                     return fault
         return None
 
-    def _route(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    def _route(self, api: str, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        if path == "/v1/models" and method == "GET":
+            return 200, self._models_page(api)
+        if path.startswith("/v1/models/") and method == "GET":
+            model = path.removeprefix("/v1/models/")
+            if model not in self._listed(api):
+                return 404, error_body(api, 404, f"model: {model}")
+            return 200, chat.model_json(model) if api == OPENAI else messages.model_json(model)
+        if (method, path) == ("POST", "/v1/chat/completions"):
+            return self._chat(body)
         if method == "POST" and path == "/v1/messages/batches":
             return self._create_batch(body)
         if method == "GET" and path == "/v1/messages/batches":
@@ -215,12 +223,13 @@ class FakeAnthropic:
         if match:
             batch = self.batches.get(match.group(1))
             if batch is None:
-                return 404, _error(404, f"message_batch {match.group(1)} not found")
+                return 404, messages.error_body(404, f"message_batch {match.group(1)} not found")
             if method == "GET" and match.group(2) is None:
                 return 200, self._retrieve(batch)
             if method == "GET" and match.group(2) == "/results":
                 if batch.status != "ended":
-                    return 400, _error(400, f"Batch {batch.id} has not finished processing; no results yet.")
+                    unfinished = f"Batch {batch.id} has not finished processing; no results yet."
+                    return 400, messages.error_body(400, unfinished)
                 return 200, batch.results
             if method == "POST" and match.group(2) == "/cancel":
                 return 200, self._cancel(batch)
@@ -228,35 +237,49 @@ class FakeAnthropic:
             return self._message(body)
         if method == "POST" and path == "/v1/messages/count_tokens":
             return self._count_tokens(body)
-        return 404, _error(404, f"{method} {path} is not an endpoint of this server")
+        return 404, error_body(api, 404, f"{method} {path} is not an endpoint of this server")
+
+    def _listed(self, api: str) -> list[str]:
+        with self._lock:
+            return [m for m in self.models if api == OPENAI or m.startswith(messages.MODEL_PREFIX)]
+
+    def _models_page(self, api: str) -> dict[str, Any]:
+        listed = self._listed(api)
+        return chat.models_page(listed) if api == OPENAI else messages.models_page(listed)
+
+    def _asked_for(self, model: str) -> None:
+        with self._lock:
+            if model not in self.models:
+                self.models.append(model)
 
     def _create_batch(self, body: Any) -> tuple[int, Any]:
         requests = body.get("requests") if isinstance(body, dict) else None
         if not isinstance(requests, list) or not requests:
-            return 400, _error(400, "requests: field required and must be a non-empty list")
+            return 400, messages.error_body(400, "requests: field required and must be a non-empty list")
         if len(requests) > 100_000:
-            return 400, _error(400, "requests: a batch holds at most 100,000 requests")
+            return 400, messages.error_body(400, "requests: a batch holds at most 100,000 requests")
         seen: set[str] = set()
         for index, request in enumerate(requests):
             custom_id = request.get("custom_id") if isinstance(request, dict) else None
             params = request.get("params") if isinstance(request, dict) else None
             if not isinstance(custom_id, str) or not CUSTOM_ID.fullmatch(custom_id):
-                return 400, _error(400, f"requests.{index}.custom_id: must match ^[a-zA-Z0-9_-]{{1,64}}$")
+                return 400, messages.error_body(400, f"requests.{index}.custom_id: must match ^[a-zA-Z0-9_-]{{1,64}}$")
             if custom_id in seen:
-                return 400, _error(400, f"requests.{index}.custom_id: duplicate custom_id {custom_id}")
+                return 400, messages.error_body(400, f"requests.{index}.custom_id: duplicate custom_id {custom_id}")
             seen.add(custom_id)
-            problem = _check_message_params(params)
+            problem = messages.check_params(params) or _unknown_model(params["model"])
             if problem:
-                return 400, _error(400, f"requests.{index}.params.{problem}")
+                return 400, messages.error_body(400, f"requests.{index}.params.{problem}")
         with self._lock:
-            batch = FakeBatch(f"msgbatch_01{secrets.token_hex(12)}", requests, datetime.now(UTC))
+            content = json.dumps([len(self.batches), requests], sort_keys=True).encode()
+            batch = Batch(f"msgbatch_01{hashlib.sha256(content).hexdigest()[:24]}", requests, datetime.now(UTC))
             self.batches[batch.id] = batch
             self.submissions.extend((batch.id, r["custom_id"]) for r in requests)
         self.created.set()
         self.hold_create.wait()
         return 200, self._retrieve(batch, poll=False)
 
-    def _retrieve(self, batch: FakeBatch, poll: bool = True) -> dict[str, Any]:
+    def _retrieve(self, batch: Batch, poll: bool = True) -> dict[str, Any]:
         with self._lock:
             if poll and batch.status == "in_progress":
                 batch.polls += 1
@@ -264,7 +287,7 @@ class FakeAnthropic:
                     self._finish(batch)
             return self._batch_json(batch)
 
-    def _finish(self, batch: FakeBatch, canceled: bool = False) -> None:
+    def _finish(self, batch: Batch, canceled: bool = False) -> None:
         for request in batch.requests:
             custom_id, params = request["custom_id"], request["params"]
             outcome = "canceled" if canceled else "succeeded"
@@ -277,11 +300,10 @@ class FakeAnthropic:
     def _result(self, outcome: str, custom_id: str, params: dict[str, Any]) -> dict[str, Any]:
         if outcome == "succeeded":
             self.billed.append((custom_id, params["model"]))
-            text = self.answer(params)
-            prompt = "".join(_text_of(m.get("content")) for m in params["messages"]) + _text_of(params.get("system"))
-            output_tokens = min(_token_count(text), params["max_tokens"])
-            message = _message_json(params["model"], [{"type": "text", "text": text}], "end_turn")
-            message["usage"] = _usage(_token_count(prompt) + 8, output_tokens)
+            finished = finish(self.answer(params), params["max_tokens"], params.get("stop_sequences") or [])
+            prompt = "".join(text_of(m.get("content")) for m in params["messages"]) + text_of(params.get("system"))
+            message = messages.message_json(params["model"], [{"type": "text", "text": finished.text}], finished)
+            message["usage"] = messages.usage_json(token_count(prompt) + 8, token_count(finished.text))
             return {"type": "succeeded", "message": message}
         if outcome == "errored":
             return {
@@ -298,7 +320,7 @@ class FakeAnthropic:
             }
         return {"type": outcome}
 
-    def _batch_json(self, batch: FakeBatch) -> dict[str, Any]:
+    def _batch_json(self, batch: Batch) -> dict[str, Any]:
         counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
         if batch.status == "ended":
             for line in batch.results:
@@ -335,7 +357,7 @@ class FakeAnthropic:
             "last_id": data[-1]["id"] if data else None,
         }
 
-    def _cancel(self, batch: FakeBatch) -> dict[str, Any]:
+    def _cancel(self, batch: Batch) -> dict[str, Any]:
         with self._lock:
             if batch.status == "in_progress":
                 batch.cancel_initiated_at = datetime.now(UTC)
@@ -343,42 +365,61 @@ class FakeAnthropic:
             return self._batch_json(batch)
 
     def _message(self, body: Any) -> tuple[int, Any]:
-        problem = _check_message_params(body)
+        problem = messages.check_params(body)
         if problem:
-            return 400, _error(400, problem)
+            return 400, messages.error_body(400, problem)
+        if _unknown_model(body["model"]):
+            return 404, messages.error_body(404, f"model: {body['model']}")
         with self._lock:
             self.message_calls.append(body)
-        system = body.get("system")
-        cached_tokens = 0
-        if isinstance(system, list) and any("cache_control" in block for block in system):
-            prefix = json.dumps([body.get("tools"), system], sort_keys=True)
-            cached_tokens = _token_count(prefix)
-            with self._lock:
-                hit = prefix in self._cached_prefixes
-                self._cached_prefixes.add(prefix)
-        prompt_tokens = _token_count("".join(_text_of(m.get("content")) for m in body["messages"]))
-        usage = _usage(prompt_tokens, 40, "standard")
-        if cached_tokens:
-            usage["cache_read_input_tokens" if hit else "cache_creation_input_tokens"] = cached_tokens
+        self._asked_for(body["model"])
+        segments = messages.cache_segments(body)
+        cached = self.cache.anthropic(body["model"], segments)
+        prompt_tokens = max(1, sum(segment.tokens for segment in segments) - cached.read - cached.written)
+        usage = messages.usage_json(prompt_tokens, 40, "standard")
+        usage["cache_read_input_tokens"] = cached.read
+        usage["cache_creation_input_tokens"] = cached.written
         if body.get("tools"):
             tool = body["tools"][0]["name"]
             content = [
                 {"type": "tool_use", "id": f"toolu_01{secrets.token_hex(10)}", "name": tool, "input": self.judge(body)}
             ]
-            message = _message_json(body["model"], content, "tool_use")
+            message = messages.message_json(body["model"], content, None)
         else:
-            text, stop_reason = _cut(self.answer(body), body["max_tokens"])
-            usage["output_tokens"] = _token_count(text)
-            message = _message_json(body["model"], [{"type": "text", "text": text}], stop_reason)
+            finished = finish(self.answer(body), body["max_tokens"], body.get("stop_sequences") or [])
+            usage["output_tokens"] = token_count(finished.text)
+            message = messages.message_json(body["model"], [{"type": "text", "text": finished.text}], finished)
         message["usage"] = usage
         if body.get("stream"):
-            with self._lock:
-                cut, self.cut_streams_after = self.cut_streams_after, None
-            return 200, SseStream(_sse_events(message), self.stream_delay_s, cut)
+            return 200, self._stream([messages.sse_frame(event) for event in messages.sse_events(message)])
         return 200, message
 
+    def _chat(self, body: Any) -> tuple[int, Any]:
+        problem = chat.check_params(body)
+        if problem:
+            param, why = problem
+            return 400, {"error": {**chat.error_body(400, f"{param}: {why}")["error"], "param": param}}
+        with self._lock:
+            self.chat_calls.append(body)
+        self._asked_for(body["model"])
+        segments = chat.cache_segments(body)
+        cached = self.cache.openai(body["model"], segments)
+        finished = finish(self.answer(body), chat.max_tokens(body), chat.stops(body))
+        usage = chat.usage_json(chat.prompt_tokens(segments), token_count(finished.text), cached)
+        completion = chat.completion_json(body["model"], finished, usage)
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            frames = [chat.sse_frame(chunk) for chunk in chat.chunks(completion, include_usage)]
+            return 200, self._stream([*frames, chat.sse_frame(None)])
+        return 200, completion
+
+    def _stream(self, frames: list[bytes]) -> SseStream:
+        with self._lock:
+            cut, self.cut_streams_after = self.cut_streams_after, None
+        return SseStream(frames, self.stream_delay_s, cut)
+
     def _held_until_released(self, connection: socket.socket) -> bool:
-        """Hold a message call while `hold_messages` is clear; False if its caller closed the connection first."""
+        """Hold an answered call while `hold_messages` is clear; False if its caller closed the connection first."""
         if self.hold_messages.is_set():
             return True
         self.held.release()
@@ -390,21 +431,21 @@ class FakeAnthropic:
         return True
 
     def _count_tokens(self, body: Any) -> tuple[int, Any]:
-        problem = _check_message_params({"max_tokens": 1, **body} if isinstance(body, dict) else body)
+        problem = messages.check_params({"max_tokens": 1, **body} if isinstance(body, dict) else body)
         if problem:
-            return 400, _error(400, problem)
-        text = "".join(_text_of(m.get("content")) for m in body["messages"]) + _text_of(body.get("system"))
-        return 200, {"input_tokens": _token_count(text)}
+            return 400, messages.error_body(400, problem)
+        text = "".join(text_of(m.get("content")) for m in body["messages"]) + text_of(body.get("system"))
+        return 200, {"input_tokens": token_count(text)}
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
+        stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
 
             def log_message(self, format: str, *args: Any) -> None:
-                """Quiet: the tests read `fake.log` instead."""
+                """Quiet: the tests read `stand_in.log` instead."""
 
             def do_GET(self) -> None:
                 self._serve("GET")
@@ -416,30 +457,31 @@ class FakeAnthropic:
                 url = urlsplit(self.path)
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length) if length else b""
+                inside = url.path.startswith(stand_in.base_path + "/")
+                path = url.path[len(stand_in.base_path) :] if inside else f"{url.path} (outside {stand_in.base_path})"
+                api = api_of(path, self.headers.get("anthropic-version"))
                 bearer = (self.headers.get("authorization") or "").removeprefix("Bearer ")
-                if fake.api_key not in (self.headers.get("x-api-key"), bearer):
-                    return self._send(401, _error(401, "invalid x-api-key"))
-                if not self.headers.get("anthropic-version"):
-                    return self._send(400, _error(400, "anthropic-version: header is required"))
+                if stand_in.api_key not in (self.headers.get("x-api-key"), bearer):
+                    return self._send(401, error_body(api, 401, "invalid x-api-key" if api == ANTHROPIC else None))
+                if api == ANTHROPIC and not self.headers.get("anthropic-version"):
+                    return self._send(400, messages.error_body(400, "anthropic-version: header is required"))
                 try:
                     body = json.loads(raw) if raw else None
                 except json.JSONDecodeError:
                     body = _MALFORMED
-                inside = url.path.startswith(fake.base_path + "/")
-                path = url.path[len(fake.base_path) :] if inside else f"{url.path} (outside {fake.base_path})"
-                fault = fake._take_fault(method, path, body.get("model") if isinstance(body, dict) else None)
+                fault = stand_in._take_fault(method, path, body.get("model") if isinstance(body, dict) else None)
                 if fault and not fault.after_handling:
-                    return self._send_fault(fault)
+                    return self._send_fault(fault, api)
                 if body is _MALFORMED:
-                    return self._send(400, _error(400, "There was an issue with the body of your request."))
-                if (method, path) == ("POST", "/v1/messages") and not fake._held_until_released(self.connection):
+                    return self._send(400, error_body(api, 400, "There was an issue with the body of your request."))
+                if method == "POST" and path in ANSWERED_CALLS and not stand_in._held_until_released(self.connection):
                     self.close_connection = True
                     return None
-                status, payload = fake._route(method, path, parse_qs(url.query), body)
+                status, payload = stand_in._route(api, method, path, parse_qs(url.query), body)
                 if fault:
-                    return self._send_fault(fault)
-                with fake._lock:
-                    fake.log.append((method, url.path, status))
+                    return self._send_fault(fault, api)
+                with stand_in._lock:
+                    stand_in.log.append((method, url.path, status))
                 if isinstance(payload, SseStream):
                     return self._send_stream(payload)
                 if isinstance(payload, list):
@@ -447,10 +489,10 @@ class FakeAnthropic:
                     return self._send_bytes(status, lines, "application/binary")
                 return self._send(status, payload)
 
-            def _send_fault(self, fault: Fault) -> None:
-                with fake._lock:
-                    fake.log.append(("FAULT", self.path, fault.status))
-                body = fault.body if fault.body is not None else json.dumps(_error(fault.status)).encode()
+            def _send_fault(self, fault: Fault, api: str) -> None:
+                with stand_in._lock:
+                    stand_in.log.append(("FAULT", self.path, fault.status))
+                body = fault.body if fault.body is not None else json.dumps(error_body(api, fault.status)).encode()
                 self._send_bytes(fault.status, body, fault.content_type, fault.headers)
 
             def _send_stream(self, stream: SseStream) -> None:
@@ -460,16 +502,15 @@ class FakeAnthropic:
                     self.send_header("transfer-encoding", "chunked")
                     self.send_header("request-id", f"req_01{secrets.token_hex(12)}")
                     self.end_headers()
-                    for index, event in enumerate(stream.events):
+                    for index, frame in enumerate(stream.frames):
                         if index and stream.delay_s:
                             time.sleep(stream.delay_s)
-                        chunk = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
                         if index == stream.cut_after:
-                            self.wfile.write(b"%x\r\n%s" % (len(chunk), chunk[: len(chunk) // 2]))
+                            self.wfile.write(b"%x\r\n%s" % (len(frame), frame[: len(frame) // 2]))
                             self.wfile.flush()
                             self.close_connection = True
                             return
-                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
                         self.wfile.flush()
                     self.wfile.write(b"0\r\n\r\n")
                 except (BrokenPipeError, ConnectionResetError):
@@ -496,102 +537,20 @@ class FakeAnthropic:
         return Handler
 
 
-def _error(status: int, message: str | None = None) -> dict[str, Any]:
-    kind = ERROR_TYPES.get(status, "api_error")
-    text = message or {
-        429: "Number of request tokens has exceeded your per-minute rate limit",
-        529: "Overloaded",
-        500: "Internal server error",
-    }.get(status, kind)
-    return {"type": "error", "error": {"type": kind, "message": text}, "request_id": f"req_01{secrets.token_hex(12)}"}
+def _unknown_model(model: str) -> str | None:
+    """Why the Anthropic side does not answer this model, or None (it answers any `claude-*`)."""
+    return None if model.startswith(messages.MODEL_PREFIX) else f"model: {model}"
 
 
-def _check_message_params(params: Any) -> str | None:
-    """What the Messages API would reject in these params, or None."""
-    if not isinstance(params, dict):
-        return "params: must be an object"
-    if not isinstance(params.get("model"), str) or not params["model"]:
-        return "model: field required"
-    if not isinstance(params.get("max_tokens"), int) or params["max_tokens"] < 1:
-        return "max_tokens: field required (a positive integer)"
-    messages = params.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return "messages: field required (a non-empty list)"
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-            return f"messages.{index}.role: must be 'user' or 'assistant'"
-        if not _text_of(message.get("content")):
-            return f"messages.{index}.content: must be non-empty"
-    return None
-
-
-def _message_json(model: str, content: list[dict[str, Any]], stop_reason: str) -> dict[str, Any]:
-    return {
-        "id": f"msg_01{secrets.token_hex(12)}",
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": stop_reason,
-        "stop_sequence": None,
-    }
-
-
-def _usage(input_tokens: int, output_tokens: int, service_tier: str = "batch") -> dict[str, Any]:
-    return {
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
-        "service_tier": service_tier,
-    }
-
-
-def _cut(text: str, max_tokens: int) -> tuple[str, str]:
-    """The answer as the API returns it: cut off after `max_tokens` tokens, with the stop reason that says so."""
-    if _token_count(text) <= max_tokens:
-        return text, "end_turn"
-    return text[: max_tokens * 4], "max_tokens"
-
-
-def _sse_events(message: dict[str, Any]) -> list[dict[str, Any]]:
-    """A message as the Messages API streams it: start, one text block in a few deltas, delta with usage, stop."""
-    usage = message["usage"]
-    text = message["content"][0]["text"]
-    step = max(1, len(text) // 3)
-    return [
-        {
-            "type": "message_start",
-            "message": {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}},
-        },
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        {"type": "ping"},
-        *(
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text[at : at + step]}}
-            for at in range(0, len(text), step)
-        ),
-        {"type": "content_block_stop", "index": 0},
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-            "usage": {"output_tokens": usage["output_tokens"]},
-        },
-        {"type": "message_stop"},
-    ]
-
-
-def main() -> None:
-    """Serve the fake on its own until interrupted (benchmarks run it in a process of its own)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--api-key", default="sk-ant-test-key")
-    args = parser.parse_args()
-    with FakeAnthropic(api_key=args.api_key, port=args.port) as fake:
-        print(f"anthropic fake: listening on {fake.url.removeprefix('http://')} ", flush=True)
-        threading.Event().wait()
-
-
-if __name__ == "__main__":
-    main()
+def serve_stand_in(host: str, port: int, api_key: str, echo: Callable[[str], None]) -> None:
+    """Run the stand-in until SIGINT or SIGTERM, after telling the user the key and base URLs to use."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with StandIn(api_key=api_key, port=port, host=host) as stand_in:
+        echo(f"stand-in API listening on {stand_in.address} (Anthropic Messages and Batches, OpenAI Chat Completions)")
+        echo(f"export ANTHROPIC_API_KEY={api_key} ANTHROPIC_BASE_URL={stand_in.url}")
+        echo(f"export OPENAI_API_KEY={api_key} OPENAI_BASE_URL={stand_in.url}/v1")
+        echo(f"export TIERWISE_UPSTREAM={stand_in.url}")
+        echo("Ctrl-C stops it.")
+        stop.wait()
