@@ -43,11 +43,21 @@ def retrain(*args: str) -> str:
 
 @pytest.fixture(scope="module")
 def rounds(tmp_path_factory) -> dict[str, str]:
-    """Three retrains in a row: shuffled on an empty registry, then the last 20 days of true logs, then shuffled."""
+    """Three retrains in a row: shuffled on an empty registry, then the last 20 days of true logs, then shuffled.
+
+    The logs leave out the support-triage workload: its requests share one long system prompt, so a router trained
+    on shuffled labels moves them all up or down together and is provably below the static mix, which the
+    fitness rule refuses as a first champion (`test_a_version_provably_below_the_static_mix_is_not_made_champion`).
+    """
     work = tmp_path_factory.mktemp("retrain")
-    true_logs = write_sample_logs(work / "true", 1500, seed=11)
+    generated = pl.read_ndjson(write_sample_logs(work / "generated", 1500, seed=11))
+    true_logs = work / "true" / "attempts.jsonl"
+    true_logs.parent.mkdir()
+    kept = generated.filter(pl.col("workload") != "support-triage")
+    kept.write_ndjson(true_logs)
     noise = shuffled_labels(true_logs, work / "shuffled" / "attempts.jsonl")
     return {
+        "requests": str(kept["request_id"].n_unique()),
         "first": retrain(str(noise)),
         "better": retrain(str(true_logs), "--window", "20"),
         "worse": retrain(str(noise)),
@@ -88,12 +98,13 @@ def test_on_an_empty_registry_the_first_version_becomes_champion(rounds, mlflow_
 
 def test_a_better_challenger_is_promoted_with_both_rows_and_the_paired_difference(rounds, mlflow_store):
     output = rounds["better"]
-    assert re.search(r"window: \d+ of 1500 requests last tried within 20 days", output)
+    assert re.search(rf"window: \d+ of {rounds['requests']} requests last tried within 20 days", output)
     assert "decision: v2 PROMOTED to champion" in output
     assert f"quality difference > -{QUALITY_TOLERANCE}" in output
     rows, paired = decision_rows(output), difference(output)
     assert paired["quality"][0] == pytest.approx(rows["challenger"][0] - rows["champion"][0], abs=6e-4)
-    assert paired["quality"][1] > 0 and paired["cost"][2] < COST_TOLERANCE  # better, surely, at no more cost
+    # better, surely, at no more cost (the printed bound is rounded to 0.1%: the gate held it below the tolerance)
+    assert paired["quality"][1] > 0 and paired["cost"][2] <= COST_TOLERANCE
     client = MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store)
     windowed = client.get_model_version(NAME, "2")
     first = client.get_model_version(NAME, "1")

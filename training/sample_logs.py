@@ -55,11 +55,9 @@ SUPPORT_RULES = (
 
 
 def _system_prompt(tokens: int) -> str:
-    """A support team's long instructions: numbered rules, exactly `tokens` x 4 characters."""
-    rules = []
-    while sum(len(rule) + 1 for rule in rules) < tokens * 4:
-        rules.append(f"Rule {len(rules) + 1}: {SUPPORT_RULES[len(rules) % len(SUPPORT_RULES)]}")
-    return "\n".join(rules)[: tokens * 4]
+    """A support team's long instructions, its rules over and over: exactly `tokens` x 4 characters."""
+    rules = "\n".join(f"- {rule}" for rule in SUPPORT_RULES)
+    return "\n".join([rules] * (tokens * 4 // len(rules) + 1))[: tokens * 4]
 
 
 SUPPORT_GAP_S = 20.0  # one support-triage request every 20 seconds: well inside the 5-minute cache lifetime
