@@ -176,14 +176,22 @@ def test_the_per_tier_numbers_are_tierwise_evals(report, logs, trained_bundle):
 
 def test_a_band_from_the_workloads_file_decides_batching(logs, tmp_path):
     policies = tmp_path / "policies.toml"
-    policies.write_text('[workload.greetings]\nband = "async"\n[workload.nightly-summaries]\nband = "interactive"\n')
+    policies.write_text(
+        '[default]\nband = "tolerant"\n'
+        '[workload.greetings]\nband = "async"\n'
+        '[workload.nightly-summaries]\nmode = "cost"\n'
+    )
     code, output = audit(logs, "--out", tmp_path / "out", "--workloads", policies, "--quality-target", "0.9")
     assert code == 0, output
     found = json.loads((tmp_path / "out" / "report.json").read_text())
-    greetings, nightly = (found["workloads"][n]["levers"]["batch"] for n in ("greetings", "nightly-summaries"))
-    assert (greetings["applies"], greetings["band_source"]) == ("yes", "workloads file")
-    assert (nightly["applies"], nightly["saving_usd"]) == ("no", 0.0)
+    batch = {name: entry["levers"]["batch"] for name, entry in found["workloads"].items()}
+    assert (batch["greetings"]["applies"], batch["greetings"]["band_source"]) == ("yes", "workloads file")
+    for unnamed_or_default_band in ("nightly-summaries", "code-assist"):
+        assert (batch[unnamed_or_default_band]["band"], batch[unnamed_or_default_band]["applies"]) == ("tolerant", "no")
+        assert batch[unnamed_or_default_band]["saving_usd"] == 0.0
     assert found["quality_target"] == 0.9
+    recommended = Workloads.load(tmp_path / "out" / "recommended.workloads.toml")
+    assert recommended.policy_for("nightly-summaries").mode == "cost"  # the file's other keys are kept
 
 
 def test_the_output_directory_rule_holds(logs, audited, tmp_path):

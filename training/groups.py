@@ -29,4 +29,5 @@ def group_sizes(frame: pl.DataFrame, column: str, most: int) -> dict[str, int]:
 def require_column(frame: pl.DataFrame, column: str) -> None:
     """Refuse grouping by a column the labelled requests do not have, naming the ones they do."""
     if column not in frame.columns:
-        raise LogError(f"the logs have no {column!r} column to group by (they have: {', '.join(frame.columns)})")
+        given = [c for c in frame.columns if not c.startswith(("success_", "cost_", "latency_"))]
+        raise LogError(f"the logs have no {column!r} column to group by (their requests have: {', '.join(given)})")

@@ -86,7 +86,7 @@ def cache(workload: Workload) -> LeverOutcome:
         .with_columns(tokens.alias("_tokens"))
         .filter(pl.col("_tokens") >= per_tier([float(t.min_cacheable_tokens) for t in tiers]))
     )
-    timed = attempts.height > 0 and attempts["timestamp"].null_count() == 0
+    timed = workload.attempts.height > 0 and workload.attempts["timestamp"].null_count() == 0
     order = [GROUP, "tier", "timestamp"] if timed else [GROUP, "tier"]
     attempts = attempts.sort(order, maintain_order=True)
     lane = [GROUP, "tier"]
@@ -109,6 +109,6 @@ def cache(workload: Workload) -> LeverOutcome:
         "reads": int(attempts["_read"].sum()),
         "writes": int((~attempts["_read"]).sum()),
         "cached_tokens": float(attempts["_tokens"].sum()),
-        "timed": timed or attempts.height == 0,
+        "timed": timed,
     }
     return LeverOutcome(workload.logged_cost - saving, workload.logged_success, details)

@@ -4,6 +4,7 @@ PNG data, the style is inline, and nothing is fetched or run (no scripts, no net
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from html import escape
 from typing import Any
 
@@ -71,7 +72,7 @@ def _number(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _ci(values: list[float | None], form: Any = usd) -> str:
+def _ci(values: list[float | None], form: Callable[[float | None], str] = usd) -> str:
     low, high = values
     return f"[{form(low)}, {form(high)}]"
 

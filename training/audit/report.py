@@ -39,8 +39,10 @@ class Band:
 
     @classmethod
     def of(cls, workload: Workload, workloads: Workloads | None) -> Band:
-        if workloads is not None and workload.name in workloads.named and workloads.named[workload.name].band:
-            return cls(workloads.named[workload.name].band, "workloads file")
+        """The workloads file's band for it (its entry, else the default entry), else the logged one."""
+        policy = workloads.policy_for(workload.name) if workloads is not None else None
+        if policy is not None and policy.band:
+            return cls(policy.band, "workloads file")
         logged = workload.logged_band()
         return cls(logged, "logs") if logged else cls(None, None)
 

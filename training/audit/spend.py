@@ -62,4 +62,4 @@ def _tiers(workload: Workload, total: float) -> dict[str, dict[str, Any]]:
 
 
 def _quantile(values: pl.Series, q: float) -> float | None:
-    return float(values.quantile(q, "linear")) if values.len() else None  # type: ignore[arg-type]
+    return float(values.quantile(q, "linear")) if values.len() else None

@@ -20,5 +20,6 @@ def escalation_waste(workload: Workload, first_tier: str | None) -> LeverOutcome
     below = workload.attempts.filter(pl.col("tier") < workload.ladder.index(first_tier))
     failed = below.filter(~pl.col("success").any().over("request_id"))
     waste = workload.per_request(pl.col("cost"), failed)
-    details = {"first_tier": first_tier, "failed_attempts": failed.height, "requests": failed["request_id"].n_unique()}
+    affected = failed["request_id"].n_unique()
+    details = {"first_tier": first_tier, "failed_attempts": failed.height, "affected_requests": affected}
     return LeverOutcome(workload.logged_cost - waste, workload.logged_success, details)
