@@ -14,13 +14,18 @@ For each dataset in ../shared/data it trains bundles on the train split with
 5. the quality guarantee: across random calibration/test splits of the rows the head never saw, the share of
    splits where the certified threshold keeps the target on the test part (>= the confidence?), and what it
    costs against the unguarded threshold;
-6. the issue's targets, met or missed and by how much.
+6. the issue's targets, met or missed and by how much;
+7. with --workload-feature (issue 23): the head given each request's workload (mmlu_pro's `category`,
+   routerbench's `benchmark`) as a one-hot input appended to its embedding, against the same head without it,
+   both fitted as `tierwise train` fits them: validation APGR (what would decide keeping it) and the test split's
+   headline metrics with intervals, and their paired difference.
 
 Cost views: mmlu_pro logs no costs, so its targets use flat reference costs per tier (0.18 : 0.88 : 3.0);
 routerbench uses each request's logged cost_usd (the product's own view). `--views` adds the other view.
 
     python benchmarks/quality.py [--datasets mmlu_pro routerbench] [--encoders static] [--C 0.1]
         [--rules absolute relative] [--splits 200] [--quality-targets 0.9 0.95] [--confidence 0.95] [--json OUT]
+        [--workload-feature]
 
 MiniLM embeddings of a dataset take minutes on 2 cores the first time; they are cached on disk after.
 """
@@ -46,7 +51,7 @@ from tierwise.training.evaluation.curves import choose_tiers, known_rows
 from tierwise.training.evaluation.evaluate import evaluate_router
 from tierwise.training.evaluation.frames import outcome_arrays
 from tierwise.training.evaluation.gaps import GapProfile, gap_profile
-from tierwise.training.evaluation.report import BASELINE_LABELS, EvalReport
+from tierwise.training.evaluation.report import BASELINE_LABELS, EvalReport, build_report
 from tierwise.training.evaluation.routellm import routellm_metrics
 from tierwise.training.evaluation.table import format_metric, with_interval
 from tierwise.training.guarantee import QualityTarget
@@ -76,12 +81,14 @@ def logged_costs(frame: pl.DataFrame, tiers: list[str]) -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class Dataset:
-    """One benchmark: a log file, its tier ladder, its cost views (the first one carries the targets), targets."""
+    """One benchmark: a log file, its tier ladder, its cost views (the first one carries the targets), targets,
+    and the column that names each request's workload."""
 
     directory: str
     tiers_file: str
     views: dict[str, Callable[[pl.DataFrame, list[str]], pl.DataFrame]]
     targets: dict[str, float]
+    workload: str
     pairs: bool = True
 
     def logs(self, data: Path) -> Path:
@@ -98,12 +105,14 @@ DATASETS = {
         "tiers.toml",
         {"reference (flat 0.18 : 0.88 : 3.0)": MMLU_FLAT, "product (estimated tokens)": logged_costs},
         {"gain_over_static": 0.03, "cost_at_top_quality": 0.80},
+        "category",
     ),
     "routerbench": Dataset(
         "routerbench",
         "tiers.toml",
         {"real (logged cost_usd)": logged_costs},
         {"gain_over_static": 0.05, "cost_at_top_quality": 0.50},
+        "benchmark",
         pairs=False,
     ),
 }
@@ -457,6 +466,92 @@ def target_lines(dataset: Dataset, variants: list[Variant], profiles: dict[str, 
     return lines
 
 
+@dataclass(frozen=True)
+class WorkloadFeature:
+    """One head with the workload as an input and one without, fitted alike: validation APGR and test reports."""
+
+    column: str
+    workloads: int
+    validation_apgr: dict[str, float | None]
+    reports: dict[str, EvalReport]
+    paired_gain: Interval
+    paired_gain_value: float
+
+
+def one_hot(values: pl.Series, known: list[str]) -> np.ndarray:
+    """(n, len(known)) indicators of each value among `known` (a value not among them: all zeros)."""
+    position = {name: i for i, name in enumerate(known)}
+    hot = np.zeros((len(values), len(known)), dtype=np.float32)
+    for row, value in enumerate(values.to_list()):
+        if value in position:
+            hot[row, position[value]] = 1.0
+    return hot
+
+
+def workload_feature_check(dataset: Dataset, data: Path, work: Path) -> WorkloadFeature:
+    """Fit the head on the embedding alone and on the embedding plus the workload's one-hot, as training fits it
+    (fit rows, policy on validation rows, refit on every training row), then score both on the test split."""
+    from tierwise.training.encoders import embed, load_encoder
+    from tierwise.training.evaluation.bootstrap import resample_weights
+    from tierwise.training.evaluation.savings import SavingsScale
+    from tierwise.training.train import Masks, fit_head_and_policy
+
+    result, router = train(dataset.logs(data), dataset.ladder(data), work / "workload-feature")
+    tiers = router.ladder.names
+    frame = next(iter(dataset.views.values()))(result.labels.frame, tiers)
+    options = result.options
+    masks = Masks.of(frame, options)
+    success, cost = outcome_arrays(frame, tiers)
+    tier_costs = [float(np.nanmean(cost[masks.train, k])) for k in range(len(tiers))]
+    vectors = embed(frame["prompt"], load_encoder("static"))
+    known = sorted(set(frame.filter(pl.Series(masks.train))[dataset.workload].cast(pl.String).drop_nulls()))
+    inputs = {
+        "embedding": vectors,
+        f"embedding + {dataset.workload}": np.hstack(
+            [vectors, one_hot(frame[dataset.workload].cast(pl.String), known)]
+        ),
+    }
+    validation, reports = {}, {}
+    for name, features in inputs.items():
+        head, choice = fit_head_and_policy(features, success, cost, tier_costs, masks, options, None)
+        validation[name] = choice.validation_apgr.get(choice.spec.rule)
+        test = masks.test
+        reports[name] = build_report(
+            tiers,
+            success[test],
+            cost[test],
+            head.predict_proba(features[test]),
+            choice.spec.threshold,
+            rule=choice.spec.rule,
+            tier_costs=tier_costs,
+        )
+    plain, featured = reports.values()
+    scored = plain.scored
+    weights = resample_weights(int(scored.sum()))
+    scale = SavingsScale.resampled(plain.outcomes[scored], plain.costs[scored], weights)
+    gains = []
+    for report in (plain, featured):
+        steps = report.router.steps
+        gains.append(scale.gain_over_static(*steps.points(steps.exact_thresholds(), weights)))
+    difference = gains[1] - gains[0]
+    value = (featured.router.metrics["gain_over_static"] or 0.0) - (plain.router.metrics["gain_over_static"] or 0.0)
+    return WorkloadFeature(dataset.workload, len(known), validation, reports, percentile_interval(difference), value)
+
+
+def workload_feature_table(found: WorkloadFeature) -> list[str]:
+    rows = [
+        [name, format_metric(found.validation_apgr[name]), *headline_cells(r.router.metrics, r.intervals)]
+        for name, r in found.reports.items()
+    ]
+    return [
+        *_table(["head input", "validation APGR", *HEADLINE_HEADER], rows),
+        "",
+        f"Paired difference in gain over the static mix (with minus without, test split, same resamples): "
+        f"{with_interval(found.paired_gain_value, found.paired_gain, signed=True, never='-')}; "
+        f"{found.workloads} workloads ({found.column}).",
+    ]
+
+
 def render(name: str, variants: list[Variant], views: list, coverage: list[Coverage]) -> str:
     dataset = DATASETS[name]
     first = variants[0].reports[next(iter(dataset.views))]
@@ -521,6 +616,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--confidence", type=float, default=0.95)
     parser.add_argument("--no-two-tier", action="store_true", help="skip the two-tier views")
     parser.add_argument("--json", type=Path, help="also write every variant's evaluation (without curves) here")
+    parser.add_argument(
+        "--workload-feature", action="store_true", help="also try the workload as an input of the head (issue 23)"
+    )
     args = parser.parse_args(argv)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -536,6 +634,10 @@ def main(argv: list[str] | None = None) -> None:
             )
             results[name] = variants
             print(render(name, variants, views, coverage), "\n", flush=True)
+            if args.workload_feature:
+                found = workload_feature_check(dataset, args.data, work)
+                lines = [f"### {name}: the workload ({dataset.workload}) as an input of the head", ""]
+                print("\n".join([*lines, *workload_feature_table(found)]), "\n", flush=True)
     if args.json:
         args.json.write_text(json.dumps(to_json(results), indent=1))
 

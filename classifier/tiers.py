@@ -21,13 +21,20 @@ class TierError(InputError):
 CACHE_READ_MULTIPLIER = 0.1
 CACHE_WRITE_MULTIPLIER = 1.25
 BATCH_MULTIPLIER = 0.5
+# Anthropic's prompt cache (docs.anthropic.com/en/docs/build-with-claude/prompt-caching): an entry lives 5 minutes
+# from its last use (each read refreshes it), and a prompt prefix shorter than the model's minimum cacheable
+# length is not cached. The smallest published minimum, 1024 tokens (Claude Sonnet 4.x, Opus 4.1), is the
+# default; the shipped ladder gives each tier its model's own.
+CACHE_LIFETIME_S = 300.0
+MIN_CACHEABLE_TOKENS = 1024
 
 
 @dataclass(frozen=True)
 class Tier:
     """One rung of the ladder: a name, the models that count as it, list prices per million tokens, the price
     multipliers for cached prompt tokens and the Batch API, and published speed figures when the ladder gives
-    them (`first_token_ms`, `output_tokens_per_s`, and `time_source` saying where they come from)."""
+    them (`first_token_ms`, `output_tokens_per_s`, and `time_source` saying where they come from), and the shortest
+    prompt prefix its provider caches (`min_cacheable_tokens`)."""
 
     name: str
     models: tuple[str, ...]
@@ -36,6 +43,7 @@ class Tier:
     cache_read_multiplier: float = CACHE_READ_MULTIPLIER
     cache_write_multiplier: float = CACHE_WRITE_MULTIPLIER
     batch_multiplier: float = BATCH_MULTIPLIER
+    min_cacheable_tokens: int = MIN_CACHEABLE_TOKENS
     first_token_ms: float | None = None
     output_tokens_per_s: float | None = None
     time_source: str = ""
@@ -182,7 +190,8 @@ _SPEEDS = ("first_token_ms", "output_tokens_per_s")
 
 
 def _optional_figures(entry: dict[str, Any], where: str) -> dict[str, Any]:
-    """The optional keys of a [[tier]] table, checked: positive finite numbers, and speed given whole or not at all."""
+    """The optional keys of a [[tier]] table, checked: positive finite numbers, a whole minimum cacheable length, and
+    speed given whole or not at all."""
     figures: dict[str, Any] = {}
     for key in (*_MULTIPLIERS, *_SPEEDS):
         value = entry.get(key)
@@ -191,6 +200,11 @@ def _optional_figures(entry: dict[str, Any], where: str) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
             raise TierError(f"{where}: {key!r} must be a number > 0, got {value!r}")
         figures[key] = float(value)
+    tokens = entry.get("min_cacheable_tokens")
+    if tokens is not None:
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+            raise TierError(f"{where}: 'min_cacheable_tokens' must be a whole number >= 1, got {tokens!r}")
+        figures["min_cacheable_tokens"] = tokens
     if sum(key in figures for key in _SPEEDS) == 1:
         raise TierError(f"{where}: give both 'first_token_ms' and 'output_tokens_per_s', or neither")
     source = entry.get("time_source", "")

@@ -60,12 +60,13 @@ def test_on_an_empty_registry_the_first_version_becomes_champion(rounds, mlflow_
 
 def test_a_better_challenger_is_promoted_with_both_rows_and_the_paired_difference(rounds, mlflow_store):
     output = rounds["better"]
-    assert re.search(r"window: \d+ of 1500 requests last tried within 20 days", output)
+    assert re.search(r"window: \d+ of \d+ requests last tried within 20 days", output)
     assert "decision: v2 PROMOTED to champion" in output
     assert f"quality difference > -{QUALITY_TOLERANCE}" in output
     rows, paired = decision_rows(output), difference(output)
     assert paired["quality"][0] == pytest.approx(rows["challenger"][0] - rows["champion"][0], abs=6e-4)
-    assert paired["quality"][1] > 0 and paired["cost"][2] < COST_TOLERANCE  # better, surely, at no more cost
+    # better, surely, at no more cost (the printed bound is rounded to 0.1%: the gate held it below the tolerance)
+    assert paired["quality"][1] > 0 and paired["cost"][2] <= COST_TOLERANCE
     client = MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store)
     windowed = client.get_model_version(NAME, "2")
     first = client.get_model_version(NAME, "1")

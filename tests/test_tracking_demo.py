@@ -1,5 +1,5 @@
-"""The README's main-job command runs the whole loop (logs, train + register, serve, Predict, retrain, compare),
-and a first run piped into a file is quiet: no library load reports, no warnings, no progress redraws."""
+"""The README's main-job command runs the whole loop (logs, train + register, serve, Predict, retrain, compare,
+audit), and a first run piped into a file is quiet: no library load reports, no warnings, no progress redraws."""
 
 from __future__ import annotations
 
@@ -16,12 +16,15 @@ def test_a_first_demo_run_piped_does_the_whole_loop_quietly(tmp_path):
     output = done.stdout
     assert done.returncode == 0, output
     steps = ["sample logs", "labels", "train + register", "serve models:/tierwise-demo@champion", "retrain", "compare"]
+    steps.append("audit")
     positions = [output.index(f"== {step}") for step in steps]
     assert positions == sorted(positions)
     assert "registered tierwise-demo version 1 as champion" in output
     assert len(re.findall(r"^\s*(haiku|sonnet|opus) \(claude-", output, re.MULTILINE)) == 5  # Predict over gRPC
     assert re.search(r"decision: v2 (PROMOTED to champion|kept as challenger)", output)
     assert re.search(r"^version\s+v1\s+v2$", output, re.MULTILINE)
+    assert re.search(r"^greetings\s+\d+\s+[\d.]+\s+haiku: ", output, re.MULTILINE)  # the audit's headline
+    assert (tmp_path / "demo" / "audit" / "report.html").exists()
     assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path / 'demo' / 'mlflow.db'}" in output
     assert re.search(r"^distilling: done in [\d.]+s$", output, re.MULTILINE)
     for noise in ("\r", "\x1b[", "LOAD REPORT", "Warning", "warn(", "Traceback"):

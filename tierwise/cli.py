@@ -1,6 +1,7 @@
 """The `tierwise` command line: one entry point assembling the commands each package owns.
 
-`tierwise.training.cli` owns sample-logs, label, train, predict, eval, compare, promote, retrain, demo and replay;
+`tierwise.training.cli` owns sample-logs, label, collect, train, predict, eval, audit, score, compare, promote,
+retrain, demo and replay;
 `tierwise.serving.cli` owns serve and client. A command that meets input it cannot use (`InputError`) ends with its
 message on stderr and exit code 2; anything else is a bug and keeps its traceback.
 """

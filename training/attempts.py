@@ -67,7 +67,12 @@ DECISION: dict[str, pl.DataType] = {
     "latency_band": pl.String(),
     "prompt_sha256": pl.String(),
     "decided_at": pl.String(),
+    "workload": pl.String(),  # the named stream of requests it belongs to (optional in every attempt log)
 }
+# Names a caller picks, bounded like every identifier (`tierwise.classifier.limits.IDENTIFIER`): a longer value is a
+# bad row naming its column.
+IDENTIFIERS = ("workload",)
+WORKLOAD = "workload"
 REQUIRED = ("request_id", "model")
 # Columns labelling adds to each attempt row on its way to per-request labels.
 DERIVED = ("tier", "_cost", SOURCE_FILE, SOURCE_ROW)

@@ -278,7 +278,7 @@ def collect(
 
     LOGS are files or directories of both kinds, JSONL, CSV or Parquet: a file whose rows carry
     `fallback_chain` is a decision log, any other an outcome log. One attempt row per reported attempt,
-    with the decision's propensity, explored, model_version and latency_band; several reports of one
+    with the decision's propensity, explored, model_version, latency_band and workload; several reports of one
     attempt (a later grade) merge into one row. Prints what was matched, what was not and why, and the
     censored share. The output feeds `label`, `train`, `retrain` and `replay` as it is.
     """
@@ -375,6 +375,11 @@ def train(
     type=click.Path(dir_okay=False),
     help="With --band: draw the cost-versus-time chart (PNG) here.",
 )
+@click.option(
+    "--by",
+    metavar="COLUMN",
+    help="Also print the headline metrics per group of requests by this column (e.g. workload, category).",
+)
 @click.option("--tracking-uri", help=f"For models:/ URIs. {TRACKING_HELP}")
 def evaluate(
     model: str,
@@ -389,6 +394,7 @@ def evaluate(
     max_latency_ms: float | None,
     value_of_time_usd_per_s: float | None,
     time_plot_out: str | None,
+    by: str | None,
     tracking_uri: str | None,
 ) -> None:
     """Score a router against trivial routing on labelled logs: APGR, CPT, cost at quality, calibration.
@@ -414,11 +420,11 @@ def evaluate(
     click.echo(f"model {model} (version {router.version}, encoder {router.manifest.encoder.name}), split {split}")
     traffic = run_traffic_eval(router, log, ladder=ladder, split=chosen, json_out=Path(json_out) if json_out else None)
     if traffic is not None:  # collected traffic: weighted by inverse propensity, no full-information charts
-        if plot_out or band:
-            raise click.UsageError("--plot and --band need full-information logs; these are collected traffic")
+        if plot_out or band or by:
+            raise click.UsageError("--plot, --band and --by need full-information logs; these are collected traffic")
         click.echo(traffic.table())
     else:
-        report, band_report = run_eval(
+        run = run_eval(
             router,
             log,
             ladder=ladder,
@@ -431,13 +437,81 @@ def evaluate(
             if band
             else None,
             time_plot_out=Path(time_plot_out) if time_plot_out else None,
+            by=by,
         )
-        click.echo(render_table(report))
-        if band_report is not None:
-            click.echo(band_report.table())
+        click.echo(render_table(run.report))
+        if run.band is not None:
+            click.echo(run.band.table())
+        if run.groups is not None:
+            click.echo("\n".join(run.groups.lines()))
     for written in (json_out, plot_out, time_plot_out):
         if written:
             click.echo(f"wrote {written}")
+
+
+@commands.command("audit")
+@needs(TRAIN)
+@log_options
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Report directory to write: report.html, report.json, recommended.workloads.toml.",
+)
+@click.option(
+    "--workloads",
+    "workloads_file",
+    type=click.Path(dir_okay=False),
+    help="Workloads TOML ([default], [workload.NAME]): each workload's band decides whether batching applies.",
+)
+@click.option(
+    "--quality-target",
+    type=click.FloatRange(0, 1),
+    help="A tier or router meets the target when it keeps this share of the top tier's success rate. Default: "
+    "0.95, train's default quality floor.",
+)
+@click.option(
+    "--workload-column",
+    default="workload",
+    show_default=True,
+    help="The per-request column naming each request's workload (e.g. category, benchmark).",
+)
+@click.option("--no-cache", is_flag=True, help="Recompute embeddings instead of reusing the on-disk cache.")
+def audit(
+    logs: tuple[str, ...],
+    tiers: str | None,
+    success_threshold: float,
+    skip_invalid: bool,
+    out: str,
+    workloads_file: str | None,
+    quality_target: float | None,
+    workload_column: str,
+    no_cache: bool,
+) -> None:
+    """Where each workload's spend goes, and what each lever would save on it.
+
+    Per workload (the logs' `workload` column) and in total: requests, spend as logged (input, output, cache
+    reads and writes), each tier's share, success and latency; then what right-sizing, routing within the workload
+    (a cross-fitted router), the Batch API, prompt caching and removing escalation waste would save, in USD and as a
+    share, each with a 95% interval and its effect on quality. Writes report.html (self-contained), report.json
+    (docs/evaluation.md) and recommended.workloads.toml (for `tierwise serve --workloads`).
+    """
+    from tierwise.classifier.tiers import TierLadder
+    from tierwise.classifier.workloads import Workloads
+    from tierwise.training.audit.run import run_audit
+    from tierwise.training.audit.table import render_text
+
+    found = run_audit(
+        read_logs(logs, success_threshold, skip_invalid),
+        TierLadder.load(tiers),
+        Path(out),
+        Workloads.load(workloads_file) if workloads_file else None,
+        cache=not no_cache,
+        workload_column=workload_column,
+        **({"quality_target": quality_target} if quality_target is not None else {}),
+    )
+    click.echo(render_text(found.report))
+    click.echo(f"wrote {', '.join(str(path) for path in found.files)}")
 
 
 @commands.command("score")
@@ -653,7 +727,7 @@ def demo(workdir: str, requests: int) -> None:
 
     Sample logs -> labels -> train and register a version (MLflow store WORKDIR/mlflow.db) -> serve the
     champion over gRPC and ask it -> retrain on more logs (promoted only if better; the server follows the
-    alias) -> compare the versions on one evaluation set.
+    alias) -> compare the versions on one evaluation set -> audit the workloads (WORKDIR/audit/report.html).
     """
     from tierwise.training.demo import run_demo
 

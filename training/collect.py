@@ -53,6 +53,7 @@ from tierwise.training.logs import (
     read_attempts,
     skipped_rows,
     tally,
+    too_long_identifier,
     without_nested,
 )
 
@@ -141,6 +142,13 @@ class _Fields:
         if self.schema.get(name, pl.String()) not in (pl.String, pl.Null):
             self.problem(name, self.raw(name).is_not_null(), self._shown(name, "expected text, got {}"))
         return self.raw(name).cast(pl.String)
+
+    def identifier(self, name: str) -> pl.Expr:
+        """A name the caller picked (a workload), bounded like every identifier."""
+        value = self.text(name)
+        too_long, problem = too_long_identifier(value)
+        self.problem(name, too_long, problem)
+        return value
 
     def required_text(self, name: str) -> pl.Expr:
         value = self.text(name)
@@ -257,6 +265,7 @@ def _decision(fields: _Fields) -> dict[str, pl.Expr]:
         "model_version": fields.text("model_version"),
         "latency_band": fields.text("latency_band"),
         "decided_at": fields.text("time"),
+        "workload": fields.identifier("workload"),
     }
 
 

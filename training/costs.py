@@ -19,10 +19,10 @@ from tierwise.classifier.tiers import Tier, TierLadder
 
 CHARS_PER_TOKEN = 4.0
 DEFAULT_OUTPUT_TOKENS = 256
-# Prompt-cache token columns of an attempt, and the multiplier of the tier's input price they cost.
-CACHE_COLUMNS: dict[str, Callable[[Tier], float]] = {
-    "cache_read_input_tokens": lambda tier: tier.cache_read_multiplier,
-    "cache_creation_input_tokens": lambda tier: tier.cache_write_multiplier,
+# Prompt-cache parts of a cost: the attempt's token column, and the multiplier of the tier's input price they cost.
+CACHE_COLUMNS: dict[str, tuple[str, Callable[[Tier], float]]] = {
+    "cache_read": ("cache_read_input_tokens", lambda tier: tier.cache_read_multiplier),
+    "cache_write": ("cache_creation_input_tokens", lambda tier: tier.cache_write_multiplier),
 }
 
 
@@ -35,23 +35,41 @@ def _per_tier(ladder: TierLadder, figure: Callable[[Tier], float]) -> pl.Expr:
     return value
 
 
+# What an attempt paid for, as `cost_parts` splits its cost by rules 2 and 3.
+COST_PARTS = ("input", "output", "cache_read", "cache_write")
+
+
+def cost_parts(columns: Collection[str], ladder: TierLadder) -> dict[str, pl.Expr]:
+    """Each attempt's cost by rule 2 (tokens), else rule 3 (characters), split into `COST_PARTS` in USD: null where
+    neither applies, cache parts 0 where the rule is characters. For rows with these columns and a `tier` column."""
+    in_price = _per_tier(ladder, lambda t: t.input_usd_per_mtok) / 1e6
+    out_price = _per_tier(ladder, lambda t: t.output_usd_per_mtok) / 1e6
+    nothing = pl.lit(None, dtype=pl.Float64)
+    parts = dict.fromkeys(COST_PARTS, nothing)
+    if "output_chars" in columns:
+        by_chars = pl.col("output_chars").is_not_null()
+        parts = {
+            "input": pl.when(by_chars).then(pl.col("prompt").str.len_chars() / CHARS_PER_TOKEN * in_price),
+            "output": pl.col("output_chars") / CHARS_PER_TOKEN * out_price,
+            "cache_read": pl.when(by_chars).then(0.0),
+            "cache_write": pl.when(by_chars).then(0.0),
+        }
+    if "input_tokens" in columns and "output_tokens" in columns:
+        by_tokens = pl.col("input_tokens").is_not_null() & pl.col("output_tokens").is_not_null()
+        cached = {
+            part: pl.col(column).fill_null(0.0) * _per_tier(ladder, multiplier) * in_price if column in columns else 0.0
+            for part, (column, multiplier) in CACHE_COLUMNS.items()
+        }
+        tokens = {"input": pl.col("input_tokens") * in_price, "output": pl.col("output_tokens") * out_price, **cached}
+        parts = {part: pl.when(by_tokens).then(tokens[part]).otherwise(parts[part]) for part in COST_PARTS}
+    return parts
+
+
 def attempt_cost(columns: Collection[str], ladder: TierLadder) -> pl.Expr:
     """Cost of each attempt row by rules 1-3 (null where none applies), for rows with these columns and a `tier`
     index column."""
-    in_price = _per_tier(ladder, lambda t: t.input_usd_per_mtok)
-    out_price = _per_tier(ladder, lambda t: t.output_usd_per_mtok)
-    cost = pl.lit(None, dtype=pl.Float64)
-    if "output_chars" in columns:
-        chars_in = pl.col("prompt").str.len_chars() / CHARS_PER_TOKEN
-        chars_out = pl.col("output_chars") / CHARS_PER_TOKEN
-        cost = (chars_in * in_price + chars_out * out_price) / 1e6
-    if "input_tokens" in columns and "output_tokens" in columns:
-        prompt = pl.col("input_tokens")
-        for column, multiplier in CACHE_COLUMNS.items():
-            if column in columns:
-                prompt = prompt + pl.col(column).fill_null(0.0) * _per_tier(ladder, multiplier)
-        tokens = (prompt * in_price + pl.col("output_tokens") * out_price) / 1e6
-        cost = pl.coalesce(tokens, cost)
+    parts = cost_parts(columns, ladder)
+    cost = parts["input"] + parts["output"] + parts["cache_read"] + parts["cache_write"]
     if "cost_usd" in columns:
         cost = pl.coalesce(pl.col("cost_usd"), cost)
     return cost

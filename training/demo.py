@@ -1,7 +1,7 @@
 """The README's main job: the whole tierwise loop on generated logs, one step after another.
 
 sample logs -> labels -> train + register (MLflow) -> serve the champion -> Predict over gRPC -> retrain on
-more logs (gated promotion; the server follows the alias) -> compare the versions.
+more logs (gated promotion; the server follows the alias) -> compare the versions -> audit the workloads.
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ def run_demo(workdir: Path, requests: int) -> None:
     from tierwise.classifier.router import Router
     from tierwise.classifier.tiers import TierLadder
     from tierwise.serving.process import ServerProcess
+    from tierwise.training.audit.run import run_audit
+    from tierwise.training.audit.table import render_text
     from tierwise.training.labels import label_requests, summarize, write_table
     from tierwise.training.logs import read_attempts
     from tierwise.training.tracking.compare import render_comparison, version_rows
@@ -125,4 +127,9 @@ def run_demo(workdir: Path, requests: int) -> None:
     _step("compare the versions on one evaluation set (the test rows of the new logs)")
     rows = version_rows(registry, MODEL_NAME, log=read_attempts([more]))
     click.echo(render_comparison(rows, f"re-evaluated on the test rows of {more}"))
+
+    _step("audit: where each workload's spend goes, and what each lever would save")
+    audited = run_audit(read_attempts([logs, more]), ladder, work / "audit")
+    click.echo(render_text(audited.report))
+    click.echo(f"wrote {', '.join(str(path) for path in audited.files)}")
     click.echo(f"\nopen the runs and versions: mlflow ui --backend-store-uri {tracking}")

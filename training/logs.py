@@ -1,7 +1,8 @@
 """Reading attempt logs (JSONL, CSV, Parquet) into one validated lazy scan, losing nothing silently.
 
 Rules a row must keep (else the error names file, row and column, or --skip-invalid counts it): the
-request_id, model and prompt (or messages) present; a plain value, never a list or an object, in each of
+request_id, model and prompt (or messages) present; a `workload` no longer than an identifier may be; a plain
+value, never a list or an object, in each of
 those and the other contract columns (`PLAIN_COLUMNS`); `success` a boolean word; `score` a finite number (NaN
 and infinities are refused: NaN compares above every threshold and would count as success); the measures
 (`cost_usd`, tokens, latency, output_chars) finite and non-negative; `timestamp` an ISO 8601 date and time at
@@ -35,8 +36,9 @@ from typing import Any
 import polars as pl
 from tierwise.classifier.bundle import sha256_file
 from tierwise.classifier.errors import InputError
+from tierwise.classifier.limits import IDENTIFIER
 from tierwise.classifier.text import render_messages
-from tierwise.training.attempts import MEASURES, REQUIRED, SOURCE_FILE, SOURCE_ROW
+from tierwise.training.attempts import IDENTIFIERS, MEASURES, REQUIRED, SOURCE_FILE, SOURCE_ROW
 from tierwise.training.unreadable_rows import csv_problem, untabulated_row
 
 SUFFIX_FORMATS = {
@@ -254,6 +256,14 @@ def as_float(column: str) -> pl.Expr:
     return pl.col(column).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
 
 
+def too_long_identifier(value: pl.Expr) -> tuple[pl.Expr, str]:
+    """(whether a text value is longer than an identifier may be, the problem to name): the one bound on the
+    names callers pick (`IDENTIFIERS`), in attempt logs and in the decision logs collect reads."""
+    return value.cast(pl.String).str.len_chars() > IDENTIFIER.maximum, (
+        f"longer than the limit of {IDENTIFIER.maximum:,} {IDENTIFIER.unit}"
+    )
+
+
 def _not_finite(column: str) -> pl.Expr:
     """Whether a parsed number is NaN or infinite (null stays null: it is checked elsewhere)."""
     value = pl.col(f"_parsed_{column}")
@@ -338,7 +348,8 @@ def _normalise(frame: pl.LazyFrame, schema: pl.Schema, success_threshold: float)
     frame = without_nested(frame.with_columns(json_as_text(schema, CHAT_COLUMNS)), PLAIN_COLUMNS)
     schema = frame.collect_schema()
     problems.append((pl.col(NESTED).is_not_null(), pl.concat_str(pl.lit("column "), pl.col(NESTED))))
-    frame = frame.with_columns(pl.col(c).cast(pl.String) for c in ("request_id", "prompt", "model") if c in columns)
+    text = ("request_id", "prompt", "model", *IDENTIFIERS)
+    frame = frame.with_columns(pl.col(c).cast(pl.String) for c in text if c in columns)
     if "prompt" not in columns:
         frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias("prompt"))
     parsed: dict[str, pl.Expr] = {}
@@ -355,6 +366,10 @@ def _normalise(frame: pl.LazyFrame, schema: pl.Schema, success_threshold: float)
 
     for column in ("request_id", "model", "prompt"):
         problems.append((pl.col(column).is_null() | (pl.col(column).str.len_chars() == 0), f"column {column}: missing"))
+    for column in IDENTIFIERS:
+        if column in columns:
+            too_long, problem = too_long_identifier(pl.col(column))
+            problems.append((too_long, f"column {column}: {problem}"))
     if "score" in columns:
         parsed["score"] = as_float("score")
         problems.append(

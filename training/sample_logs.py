@@ -3,6 +3,12 @@
 Difficulty comes from the text: the domain, the length, and reasoning words. Each tier's chance of success
 falls with difficulty, more slowly for stronger tiers. Not every request tries every tier (censored
 requests), and some fail on every tier (unsolved).
+
+Each domain is one workload (`workload` column), and four of them have a character `tierwise audit` must find:
+`greetings`, which the cheapest tier answers almost always; `support-triage`, every request of which starts with
+the same long system prompt (`SYSTEM_PROMPT_TOKENS`), sent every `SUPPORT_GAP_S` seconds, never cached;
+`nightly-summaries`, logged in the `async` latency band (`latency_band` column); and `strategy-analysis`, which
+needs the top tier.
 """
 
 from __future__ import annotations
@@ -25,13 +31,39 @@ SAMPLE_LOGS = OutputDir("sample-logs directory", frozenset(f"attempts.{fmt}" for
 
 @dataclass(frozen=True)
 class Domain:
-    """A family of requests: its templates, fillers, base difficulty and typical answer length in tokens."""
+    """A family of requests: its templates, fillers, base difficulty, typical answer length in tokens, the
+    workload it is, that workload's latency band, and the system prompt its requests start with (if any)."""
 
     name: str
     templates: tuple[str, ...]
     fillers: tuple[str, ...]
     difficulty: float
     output_tokens: int
+    workload: str
+    band: str = "interactive"
+    system_prompt: str = ""
+
+
+SYSTEM_PROMPT_TOKENS = 4_300  # above every Claude model's minimum cacheable prompt length
+SUPPORT_RULES = (
+    "Classify the customer's message as billing, delivery, account, product defect or other.",
+    "Quote the order number exactly as the customer wrote it, and never invent one.",
+    "Escalate to a human agent when the customer mentions a lawyer, a chargeback or a safety risk.",
+    "Refunds above 200 euros need a supervisor's approval; say so instead of promising one.",
+    "Answer in the customer's language and keep a calm, friendly tone.",
+    "Never ask for a full card number, a password or a one-time code.",
+    "Deliveries late by more than ten working days qualify for free shipping on the next order.",
+    "Name the next step and who takes it, in one sentence, at the end of every answer.",
+)
+
+
+def _system_prompt(tokens: int) -> str:
+    """A support team's long instructions, its rules over and over: exactly `tokens` x 4 characters."""
+    rules = "\n".join(f"- {rule}" for rule in SUPPORT_RULES)
+    return "\n".join([rules] * (tokens * 4 // len(rules) + 1))[: tokens * 4]
+
+
+SUPPORT_GAP_S = 20.0  # one support-triage request every 20 seconds: well inside the 5-minute cache lifetime
 
 
 DOMAINS = (
@@ -45,6 +77,7 @@ DOMAINS = (
         ("my neighbour", "the team", "a new colleague", "grandma", "the new intern", "our customers"),
         -2.0,
         40,
+        "greetings",
     ),
     Domain(
         "extraction",
@@ -56,6 +89,8 @@ DOMAINS = (
         ("the supplier", "Dr. Smith", "the landlord", "our lawyer", "the bank", "Maria"),
         -1.0,
         60,
+        "support-triage",
+        system_prompt=_system_prompt(SYSTEM_PROMPT_TOKENS),
     ),
     Domain(
         "summary",
@@ -75,6 +110,8 @@ DOMAINS = (
         ),
         0.0,
         180,
+        "nightly-summaries",
+        band="async",
     ),
     Domain(
         "code",
@@ -93,6 +130,7 @@ DOMAINS = (
         ),
         1.0,
         400,
+        "code-assist",
     ),
     Domain(
         "math",
@@ -111,6 +149,7 @@ DOMAINS = (
         ),
         1.6,
         500,
+        "math-tutor",
     ),
     Domain(
         "analysis",
@@ -129,6 +168,7 @@ DOMAINS = (
         ),
         2.2,
         700,
+        "strategy-analysis",
     ),
 )
 REASONING_WORDS = ("step by step", "prove", "derive", "justify", "explain why", "trade-offs", "analyze")
@@ -182,7 +222,8 @@ def _tiers_tried(rng: np.random.Generator, n_tiers: int) -> list[int]:
 
 
 def generate_attempts(requests: int, seed: int = 0, ladder: TierLadder | None = None) -> pl.DataFrame:
-    """Generate attempt rows (request_id, prompt, model, success, tokens, cost, latency, timestamp, split...).
+    """Generate attempt rows (request_id, prompt, model, success, tokens, cost, latency, timestamp, category,
+    workload, latency_band, split).
 
     Latency: the tier's first-token time (the ladder's figure, else a fallback), then the output tokens at the
     tier's rate, both jittered per attempt; harder domains have longer answers (a greeting ~40 tokens, an
@@ -193,17 +234,21 @@ def generate_attempts(requests: int, seed: int = 0, ladder: TierLadder | None = 
     rng = np.random.default_rng(seed)
     timing_rng = np.random.default_rng([seed, 1])
     start = datetime(2026, 1, 1, tzinfo=UTC)
+    support = start + timedelta(days=15)  # support-triage's busy hour, in the middle of the month
     rows = []
     for number in range(requests):
         domain = DOMAINS[int(rng.integers(len(DOMAINS)))]
         template = domain.templates[int(rng.integers(len(domain.templates)))]
-        text = template.format(x=domain.fillers[int(rng.integers(len(domain.fillers)))])
+        question = template.format(x=domain.fillers[int(rng.integers(len(domain.fillers)))])
         if rng.random() < 0.3:
-            text += " Please be thorough and explain why each step holds."
+            question += " Please be thorough and explain why each step holds."
         request_id = f"req-{seed}-{number:06d}"
-        difficulty = _difficulty(domain, text, float(rng.normal(0, 0.3)))
+        difficulty = _difficulty(domain, question, float(rng.normal(0, 0.3)))
         split = "test" if int(hashlib.sha256(request_id.encode()).hexdigest(), 16) % 5 == 0 else "train"
         when = start + timedelta(minutes=float(rng.uniform(0, 60 * 24 * 30)))
+        if domain.system_prompt:
+            when, support = support, support + timedelta(seconds=SUPPORT_GAP_S)
+        text = f"{domain.system_prompt}\n\n{question}" if domain.system_prompt else question
         input_tokens = max(1, len(text) // 4)
         for index in _tiers_tried(rng, len(ladder)):
             tier = ladder.tiers[index]
@@ -224,6 +269,8 @@ def generate_attempts(requests: int, seed: int = 0, ladder: TierLadder | None = 
                     "ttft_ms": ttft_ms,
                     "timestamp": (when + timedelta(seconds=index * 5)).isoformat(),
                     "category": domain.name,
+                    "workload": domain.workload,
+                    "latency_band": domain.band,
                     "split": split,
                 }
             )

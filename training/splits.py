@@ -22,10 +22,18 @@ DEFAULT_COLUMN = "split"
 _BUCKETS = 10_000
 
 
+def _buckets(ids: pl.Series, salt: str) -> np.ndarray:
+    return (ids.cast(pl.String) + salt).hash(seed=0).to_numpy() % _BUCKETS
+
+
 def hashed_share(ids: pl.Series, share: float, salt: str) -> np.ndarray:
     """A deterministic pseudo-random `share` of ids, stable across runs and machines."""
-    buckets = (ids.cast(pl.String) + salt).hash(seed=0).to_numpy() % _BUCKETS
-    return buckets < share * _BUCKETS
+    return _buckets(ids, salt) < share * _BUCKETS
+
+
+def hashed_folds(ids: pl.Series, folds: int, salt: str) -> np.ndarray:
+    """Each id's fold, 0 to `folds` - 1, by the same hash: stable across runs and machines."""
+    return _buckets(ids, salt) * folds // _BUCKETS
 
 
 @dataclass(frozen=True)

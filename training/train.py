@@ -26,6 +26,7 @@ from tierwise.classifier.bundle import Manifest, check_bundle_out, write_manifes
 from tierwise.classifier.policy import RULES
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierLadder
+from tierwise.training.attempts import WORKLOAD
 from tierwise.training.encoders import Encoder, embed, load_encoder
 from tierwise.training.evaluation.curves import known_rows
 from tierwise.training.evaluation.evaluate import evaluate_router
@@ -35,6 +36,7 @@ from tierwise.training.evaluation.report import EvalReport
 from tierwise.training.evaluation.summary import summary_metrics
 from tierwise.training.evaluation.traffic import TrafficEvaluation, evaluate_on_traffic, traffic_rows
 from tierwise.training.export import export_bundle
+from tierwise.training.groups import group_sizes
 from tierwise.training.guarantee import QualityTarget
 from tierwise.training.head import TierHead
 from tierwise.training.labels import Labels, label_requests
@@ -46,6 +48,7 @@ from tierwise.training.sufficiency import DEFAULT_MIN_OUTCOMES, refuse_short_tie
 from tierwise.training.timing import TIMED_COLUMNS, TimeFit, fit_tier_times
 
 LATENCY_PROMPTS = 200
+MANIFEST_WORKLOADS = 50  # the manifest names the largest workloads trained on; the rest are counted together
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ class TrainResult:
 
 
 @dataclass(frozen=True)
-class _Masks:
+class Masks:
     """The training rows, split into fit and validation, and the held-out test rows."""
 
     train: np.ndarray
@@ -133,7 +136,7 @@ class _Masks:
     test: np.ndarray
 
     @classmethod
-    def of(cls, frame: pl.DataFrame, options: TrainOptions) -> _Masks:
+    def of(cls, frame: pl.DataFrame, options: TrainOptions) -> Masks:
         test = options.split_rule.test_mask(frame)
         if test.all():
             raise LogError("no training requests: every request is in the test split")
@@ -144,16 +147,18 @@ class _Masks:
         return {"train": int(self.train.sum()), "validation": int(self.validation.sum()), "test": int(self.test.sum())}
 
 
-def _fit(
+def fit_head_and_policy(
     vectors: np.ndarray,
     success: np.ndarray,
     cost: np.ndarray,
     tier_costs: list[float],
-    masks: _Masks,
+    masks: Masks,
     options: TrainOptions,
     traffic: TrafficLog | None,
+    refit: bool = True,
 ) -> tuple[TierHead, PolicyChoice]:
-    """Choose the policy with a head fitted on the fit rows, then refit the head on every training row.
+    """Choose the policy with a head fitted on the fit rows, then (with `refit`) refit the head on every training
+    row; `tierwise train` refits, `tierwise audit`'s cross-fitted routers, one per fold, do not.
 
     With a guarded quality target the head is not refit: the validation rows it was certified on must stay
     unseen by the head that serves, or the guarantee would not hold. On collected traffic the heads learn
@@ -179,7 +184,7 @@ def _fit(
         choice = choose_policy_on_traffic(
             outcomes[valid], probability[valid], cost[valid], probs, options.rules, tier_costs, options.quality_floor
         )
-    if options.target is None:
+    if refit and options.target is None:
         train = masks.train
         head = TierHead(C=options.C, random_state=options.seed).fit(vectors[train], taught[train], weights[train])
     return head, choice
@@ -191,7 +196,7 @@ def _trainable_labels(log: AttemptLog, ladder: TierLadder, options: TrainOptions
     A short tier stops training (`TooFewOutcomesError`) unless `drop_untrained_tiers`, which relabels without it.
     """
     labels = _sampled(label_requests(log, ladder), options)
-    outcomes = tier_outcomes(labels, _Masks.of(labels.frame, options).train, options.min_outcomes_per_tier)
+    outcomes = tier_outcomes(labels, Masks.of(labels.frame, options).train, options.min_outcomes_per_tier)
     if not outcomes.short:
         return labels, {}
     if not options.drop_untrained_tiers:
@@ -215,7 +220,7 @@ def _manifest(
     log: AttemptLog,
     labels: Labels,
     tier_costs: list[float],
-    masks: _Masks,
+    masks: Masks,
     choice: PolicyChoice,
     encoder: Encoder,
     times: TimeFit,
@@ -231,12 +236,13 @@ def _manifest(
             **log.fingerprint(),
             "requests": masks.counts() | ({"sampled_from": labels.sampled_from} if labels.sampled_from else {}),
             "statuses": dict(frame.group_by("status").len().iter_rows()),
+            **({"workloads": group_sizes(frame, WORKLOAD, MANIFEST_WORKLOADS)} if WORKLOAD in frame.columns else {}),
         },
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
 
-def _train_attempts(log: AttemptLog, frame: pl.DataFrame, masks: _Masks) -> pl.DataFrame:
+def _train_attempts(log: AttemptLog, frame: pl.DataFrame, masks: Masks) -> pl.DataFrame:
     """The attempt rows of the training requests: what the time model is fitted on (held-out rows stay unseen).
 
     Only the columns the time model reads are collected, by the streaming engine.
@@ -256,7 +262,7 @@ def train_bundle(
     started = time.perf_counter()
     labels, dropped = _trainable_labels(log, ladder, options)
     frame = labels.frame
-    masks = _Masks.of(frame, options)
+    masks = Masks.of(frame, options)
     success, cost = outcome_arrays(frame, labels.ladder.names)
     # What the policy weighs per tier, when it is chosen and when it serves: the mean cost on training rows.
     tier_costs = [float(np.nanmean(cost[masks.train, k])) for k in range(len(labels.ladder))]
@@ -269,7 +275,7 @@ def train_bundle(
     timings["embed_s"] = time.perf_counter() - step
 
     step = time.perf_counter()
-    head, choice = _fit(vectors, success, cost, tier_costs, masks, options, traffic)
+    head, choice = fit_head_and_policy(vectors, success, cost, tier_costs, masks, options, traffic)
     timings["fit_s"] = time.perf_counter() - step
 
     step = time.perf_counter()

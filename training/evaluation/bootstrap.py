@@ -8,6 +8,7 @@ resamples (same seed, same n), so their difference is a paired comparison.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,8 @@ LEVEL = 0.95
 # Differences within this of a bound are float noise (curves summed in different orders), not evidence.
 NOISE = 1e-9
 INTERVAL_KEYS = ("apgr", "gain_over_static", "cost_at_top_quality", "cost_ratio_at_95")
+# Request counts held at once by `resampled_sums` (8 bytes each).
+SUMMED_CELLS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,23 @@ class Interval:
         return self.lo is not None and self.lo > value + NOISE
 
 
+def _weight_chunks(n: int, resamples: int, seed: int, chunk: int) -> Iterator[np.ndarray]:
+    """The resamples' request counts, `chunk` resamples at a time (multinomial: n draws with replacement)."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, resamples, chunk):
+        yield rng.multinomial(n, np.full(n, 1.0 / n), size=min(chunk, resamples - start)).astype(np.float64)
+
+
 def resample_weights(n: int, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
-    """(resamples, n) counts of each request in each resample (multinomial: n draws with replacement)."""
-    return np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
+    """(resamples, n) counts of each request in each resample."""
+    return next(_weight_chunks(n, resamples, seed, resamples))
+
+
+def resampled_sums(values: np.ndarray, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
+    """(resamples, V): each column of `values` (n, V) summed over each resample of its n requests. The resamples
+    are drawn a few at a time, so memory stays small however many requests there are."""
+    chunk = max(1, SUMMED_CELLS // max(len(values), 1))
+    return np.concatenate([w @ values for w in _weight_chunks(len(values), resamples, seed, chunk)])
 
 
 def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> Interval:

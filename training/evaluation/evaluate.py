@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,11 @@ from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierError, TierLadder
 from tierwise.training.evaluation.bands import BandReport, evaluate_band, latency_matrix
 from tierwise.training.evaluation.baselines import knn_bank, knn_probs
+from tierwise.training.evaluation.by_group import GroupReports
 from tierwise.training.evaluation.curves import known_rows
 from tierwise.training.evaluation.frames import outcome_arrays, prompt_chars
 from tierwise.training.evaluation.report import EvalReport, build_report
+from tierwise.training.groups import group_keys, require_column
 from tierwise.training.labels import label_requests
 from tierwise.training.logs import AttemptLog, LogError
 from tierwise.training.progress import progress
@@ -94,6 +97,23 @@ def evaluate_router(
     )
 
 
+def evaluate_by(
+    router: Router, labels_frame: pl.DataFrame, column: str, split: str | None = "test", cache: bool = True
+) -> GroupReports:
+    """`evaluate_router` on each group of requests by `column` (requests without a value form one group), largest
+    first: the group's rows of `split`, its k-NN baseline learning from the group's other rows. A group with no
+    request known on every tier there is listed with the reason instead."""
+    require_column(labels_frame, column)
+    keyed = labels_frame.with_columns(group_keys(labels_frame, column).alias("_group"))
+    reports, skipped = {}, {}
+    for (name,), rows in sorted(keyed.partition_by("_group", as_dict=True).items(), key=lambda g: -g[1].height):
+        try:
+            reports[str(name)] = evaluate_router(router, rows.drop("_group"), split=split, cache=cache)
+        except LogError as exc:
+            skipped[str(name)] = str(exc)
+    return GroupReports(column, reports, skipped)
+
+
 def evaluation_ladder(router: Router, ladder: TierLadder | None) -> TierLadder:
     """The ladder to label with: the bundle's own, or `ladder` if it names the same tiers (prices may differ)."""
     if ladder is None:
@@ -131,6 +151,15 @@ def write_json(document: dict[str, Any], path: Path) -> None:
         tmp.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
 
 
+@dataclass(frozen=True)
+class EvalRun:
+    """What `tierwise eval` found: the evaluation, and per latency band and per group when asked."""
+
+    report: EvalReport
+    band: BandReport | None = None
+    groups: GroupReports | None = None
+
+
 def run_eval(
     router: Router,
     log: AttemptLog,
@@ -141,9 +170,10 @@ def run_eval(
     plot_out: Path | None = None,
     band: RouteOptions | None = None,
     time_plot_out: Path | None = None,
-) -> tuple[EvalReport, BandReport | None]:
+    by: str | None = None,
+) -> EvalRun:
     """`tierwise eval`: label the logs with the model's ladder, evaluate one split (and its chains in a latency
-    band, when one is given), write the JSON and the charts."""
+    band, and each group of requests by the column `by`, when asked), write the JSON and the charts."""
     labels = label_requests(log, evaluation_ladder(router, ladder))
     report = evaluate_router(router, labels.frame, split=split)
     band_report = None
@@ -152,6 +182,9 @@ def run_eval(
         evaluated, _ = SplitRule().select(labels.frame, split)
         band_report = band_evaluation(router, evaluated, report.probabilities, band, sweep=time_plot_out is not None)
         document["band"] = band_report.to_json()
+    groups = evaluate_by(router, labels.frame, by, split) if by is not None else None
+    if groups is not None:
+        document["by"] = groups.to_json()
     if json_out is not None:
         write_json(document, json_out)
     if plot_out is not None:
@@ -162,4 +195,4 @@ def run_eval(
         from tierwise.training.evaluation.band_plot import plot_band_report
 
         plot_band_report(band_report, time_plot_out)
-    return report, band_report
+    return EvalRun(report, band_report, groups)
