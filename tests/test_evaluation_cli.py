@@ -14,7 +14,7 @@ from tierwise.classifier.router import Router
 from tierwise.training.evaluation.evaluate import evaluate_router, router_probabilities
 from tierwise.training.evaluation.frames import outcome_arrays
 from tierwise.training.splits import SplitRule
-from tierwise.training.tracking.registry import Registry
+from tierwise.training.tracking.store import prepare_store
 
 from tests.helpers import label_files
 from tierwise.cli import main
@@ -115,7 +115,7 @@ def test_eval_input_errors_exit_2(trained_bundle, sample_logs, extra, message):
 
 def test_eval_refuses_an_unknown_registered_model_plainly(sample_logs, tmp_path):
     store = f"sqlite:///{tmp_path / 'empty.db'}"
-    Registry(store, create=True)  # an existing, empty store: eval never creates one
+    prepare_store(store, create=True)  # an existing, empty store: eval never creates one
     args = ["eval", "--model", "models:/nope@champion", str(sample_logs), "--tracking-uri", store]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and "nope" in result.output and "Traceback" not in result.output
