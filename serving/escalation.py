@@ -1,17 +1,20 @@
 """One routed request's walk along its fallback chain, with no I/O of its own.
 
-Which model to call next, whether an answer is good enough, what each attempt cost, and the `Outcome` that
-reports it: the sync client, the async client, the batches helper and the proxy all drive this one object
-(they differ only in how they call the model), so they route, judge, escalate and price identically.
+Which model to call next, whether an answer is good enough, what each attempt cost, the `Outcome` that reports
+it, and what the caller is handed at the end: `Escalation.walk` is the one escalation loop. A driver supplies
+only "call this step" (`attempt(step) -> Reply`): the proxy and the async client await their calls; the sync
+client's calls block, so its walk never suspends and `run_blocking` runs it without an event loop; the batches
+helper settles many walks a batch at a time (`next_step`, `record`). So they route, judge, escalate, price and
+answer identically.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from tierwise.serving.price_book import PriceBook, Usage
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
@@ -22,6 +25,7 @@ CONNECTION_ERROR = "api_connection_error"
 TIMEOUT_ERROR = "api_timeout_error"
 INVALID_RESPONSE = "invalid_response"  # a 200 whose body is not a Message: worth the next tier, like a 5xx
 MESSAGE_FIELDS = {"type", "content", "usage"}
+T = TypeVar("T")
 
 
 def elapsed_ms(started: float) -> float:
@@ -89,6 +93,21 @@ class CallResult:
     error: str = ""  # the API error type (`overloaded_error`, `api_connection_error`, ...); empty on success
     retryable: bool = False
     ttft_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What calling one step gave back.
+
+    `call` is judged (with `answer`), priced and reported; None means a stream that has started: the walk ends
+    there and the stream's `StreamWatch` settles the attempt when it ends. `handed` is what the caller gets if this
+    reply is the last worth handing back: the answer or stream, or, for a failed call, the error to raise or pass on
+    (None: nothing worth passing on).
+    """
+
+    call: CallResult | None
+    answer: Any = None
+    handed: Any = None
 
 
 @dataclass(frozen=True)
@@ -185,10 +204,10 @@ class Routing:
 
 @dataclass
 class Escalation:
-    """The state of one request's chain: call `next_step()`, call that model, `settle()` what came back; repeat.
+    """The state of one request's chain: `walk(attempt)` calls each step until the walk is over.
 
-    Escalation stops at the first accepted answer, at an error not worth retrying, or at the end of the chain.
-    Every settled attempt is reported to `sink` at once (a sink never raises).
+    Escalation stops at the first accepted answer, at an error not worth retrying, at a stream that started, or at
+    the end of the chain. Every settled attempt is reported to `sink` at once (a sink never raises).
     """
 
     decision: RouteDecision
@@ -197,6 +216,28 @@ class Escalation:
     batch: bool = False
     attempts: list[Attempt] = field(default_factory=list)
     finished: bool = False
+    answered: Any = None  # what the last answer (or the started stream) hands back
+    failed: Any = None  # what the last failure worth passing on hands back
+
+    async def walk(self, attempt: Callable[[Step], Awaitable[Reply]]) -> Any:
+        """The escalation loop: each step through `attempt`, until the walk is over.
+
+        Returns what the caller is handed: the last answer (or the started stream), else the last failure worth
+        passing on, else None.
+        """
+        while (step := self.next_step()) is not None:
+            self.record(await attempt(step))
+        return self.failed if self.answered is None else self.answered
+
+    def record(self, reply: Reply) -> None:
+        """Settle what the current step's call gave back, and keep what it would hand the caller."""
+        if reply.call is None:
+            self.finished = True
+            self.answered = reply.handed
+        elif not self.settle(reply.call, reply.answer).error:
+            self.answered = reply.handed
+        elif reply.handed is not None:
+            self.failed = reply.handed
 
     def next_step(self) -> Step | None:
         """The step to call now, or None when the walk is over."""
@@ -250,6 +291,17 @@ class Escalation:
             explored=self.decision.explored,
             router_error=self.decision.router_error,
         )
+
+
+def run_blocking(walk: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine whose awaits never suspend: how the sync client runs `Escalation.walk` with its
+    blocking calls, on the caller's thread and with no event loop."""
+    try:
+        walk.send(None)
+    except StopIteration as done:
+        return done.value
+    walk.close()
+    raise RuntimeError("a blocking walk suspended: it awaited something that was not a blocking call")
 
 
 class StreamWatch:

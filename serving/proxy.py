@@ -45,7 +45,16 @@ from tierwise.classifier.limits import IDENTIFIER, FieldError
 from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.uris import masked, masked_record
 from tierwise.serving.auth import read_token
-from tierwise.serving.escalation import INVALID_RESPONSE, Escalation, Judge, Routing, StreamWatch, grade_outcome
+from tierwise.serving.escalation import (
+    INVALID_RESPONSE,
+    Escalation,
+    Judge,
+    Reply,
+    Routing,
+    Step,
+    StreamWatch,
+    grade_outcome,
+)
 from tierwise.serving.outcome_reporter import OutcomeReporter
 from tierwise.serving.proxy_config import ProxyConfig, ProxyError
 from tierwise.serving.proxy_feedback import FeedbackAuth, Served, ServedRequests, credential
@@ -184,9 +193,7 @@ class Proxy:
         escalation = Escalation(await self._decide(params, options), self.judge, self.reporter)
         headers = request_headers(_header_pairs(request), decode=True)
         caller = self.feedback_auth.fingerprint(credential(request.headers))
-        if params.get("stream"):
-            return await self._routed_stream(params, headers, escalation, caller)
-        return await self._routed_message(params, headers, escalation, caller)
+        return await self._routed(params, headers, escalation, caller, streamed=bool(params.get("stream")))
 
     async def count_tokens(self, request: Request) -> Response:
         body = await self._body(request)
@@ -231,75 +238,59 @@ class Proxy:
         except RouterUnavailable as exc:
             raise ApiError(503, "api_error", str(exc)) from exc
 
-    async def _routed_message(
-        self, params: dict[str, Any], headers: list[tuple[str, str]], escalation: Escalation, caller: bytes
+    async def _routed(
+        self,
+        params: dict[str, Any],
+        headers: list[tuple[str, str]],
+        escalation: Escalation,
+        caller: bytes,
+        streamed: bool,
     ) -> Response:
-        answer: httpx.Response | None = None
-        last: httpx.Response | None = None  # the last API error, passed back when no tier answered
-        while (step := escalation.next_step()) is not None:
+        """Walk the chain upstream: the final answer with its routing headers, or a stream as soon as one starts."""
+
+        async def attempt(step: Step) -> Reply:
             content = encoded({**params, "model": step.model})
             started = time.perf_counter()
             try:
-                response = await self.upstream.call("POST", "/v1/messages", content, headers)
+                response = await self.upstream.open("POST", "/v1/messages", content, headers)
+                if streamed and response.status_code == 200 and is_event_stream(response.headers):
+                    return Reply(None, handed=self._streamed(response, escalation, step, started, caller))
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
             except httpx.TransportError as exc:
-                escalation.settle(transport_failure(exc, started))
-                continue
-            payload = parse_json(response.content)
+                return Reply(transport_failure(exc, started))
+            # A stream asked for and answered 200 without one is not an answer to pass on.
+            payload = None if streamed and response.status_code == 200 else parse_json(response.content)
             call = answer_call(response.status_code, payload, started)
-            escalation.settle(call, None if call.error else payload)
             if not call.error:
-                answer = response
-            elif call.error != INVALID_RESPONSE:
-                last = response
+                return Reply(call, payload, response)
+            return Reply(call, handed=None if call.error == INVALID_RESPONSE else response)
+
+        final = await escalation.walk(attempt)
+        if isinstance(final, StreamingResponse):
+            return final
         routing = escalation.routing()
         self._remember(routing, caller)
-        final = answer or last
         if final is None:
             raise _no_answer(routing)
         headers_out = reply_headers(final.headers, decoded=True) | routing_headers(routing)
         return Response(final.content, status_code=final.status_code, headers=headers_out)
 
-    async def _routed_stream(
-        self, params: dict[str, Any], headers: list[tuple[str, str]], escalation: Escalation, caller: bytes
-    ) -> Response:
-        last: httpx.Response | None = None
-        while (step := escalation.next_step()) is not None:
-            content = encoded({**params, "model": step.model})
-            started = time.perf_counter()
-            try:
-                response = await self.upstream.open("POST", "/v1/messages", content, headers)
-            except httpx.TransportError as exc:
-                escalation.settle(transport_failure(exc, started))
-                continue
-            if response.status_code != 200 or not is_event_stream(response.headers):
-                try:
-                    await response.aread()
-                except httpx.TransportError as exc:
-                    escalation.settle(transport_failure(exc, started))
-                    continue
-                finally:
-                    await response.aclose()
-                payload = None if response.status_code == 200 else parse_json(response.content)
-                call = answer_call(response.status_code, payload, started)
-                escalation.settle(call)
-                last = last if call.error == INVALID_RESPONSE else response
-                continue
-            watch = StreamWatch(escalation, started)
-            decision = escalation.decision
-            routed = tierwise_headers(
-                decision.request_id, step.tier, step.model, len(escalation.attempts) + 1, decision.router_error
-            )
-            return StreamingResponse(
-                self._relay(response, watch, caller),
-                status_code=200,
-                headers=reply_headers(response.headers, decoded=True) | routed,
-            )
-        routing = escalation.routing()
-        self._remember(routing, caller)
-        if last is None:
-            raise _no_answer(routing)
-        headers_out = reply_headers(last.headers, decoded=True) | routing_headers(routing)
-        return Response(last.content, status_code=last.status_code, headers=headers_out)
+    def _streamed(
+        self, response: httpx.Response, escalation: Escalation, step: Step, started: float, caller: bytes
+    ) -> StreamingResponse:
+        """A started upstream stream, relayed with the routing headers of its attempt."""
+        decision = escalation.decision
+        routed = tierwise_headers(
+            decision.request_id, step.tier, step.model, len(escalation.attempts) + 1, decision.router_error
+        )
+        return StreamingResponse(
+            self._relay(response, StreamWatch(escalation, started), caller),
+            status_code=200,
+            headers=reply_headers(response.headers, decoded=True) | routed,
+        )
 
     async def _relay(self, response: httpx.Response, watch: StreamWatch, caller: bytes) -> AsyncIterator[bytes]:
         """The upstream stream, whole events at a time; cut short upstream, it ends with an `error` event."""

@@ -9,23 +9,33 @@ router (`ReportOutcome`, off the call path); a 200 that is not a Message is a fa
 untouched.
 
 `.messages.stream(...)` routes the same way and passes the SDK's stream through: a tier that fails before the
-stream starts is escalated, a started stream never is. `AsyncRoutedAnthropic` is the asyncio twin.
+stream starts is escalated, a started stream never is. `AsyncRoutedAnthropic` is the asyncio twin: both clients
+run the same routed call (`RoutedMessages`, one coroutine over `Escalation.walk`); they differ only in their
+`Calls` (`BLOCKING` or `AWAITED`) and in how they close.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import anthropic
 from tierwise.classifier.request import DEFAULT_OPTIONS, RouteOptions
 from tierwise.serving.call_defaults import CallDefaults
-from tierwise.serving.escalation import Accept, Judge, StreamWatch
+from tierwise.serving.escalation import Accept, Judge, Reply, Step, StreamWatch, run_blocking
 from tierwise.serving.outcome_reporter import OutcomeReporter
 from tierwise.serving.routed_batches import RoutedBatches
-from tierwise.serving.routed_streams import AsyncRoutedStream, RoutedStream
+from tierwise.serving.routed_streams import (
+    AsyncRoutedStream,
+    AsyncRoutedStreamManager,
+    RoutedStream,
+    RoutedStreamManager,
+)
 from tierwise.serving.router_link import AsyncRouterLink, RouterDown, RouterLink
 from tierwise.serving.sdk_calls import answered, checked_answer, failure, with_routing
 
@@ -36,7 +46,86 @@ def _is_routed(model: str | None) -> bool:
     return model is None or model == ROUTED_MODEL
 
 
-class RoutedAnthropic:
+async def _blocking(function: Callable[..., Any], /, *args: Any) -> Any:
+    return function(*args)
+
+
+async def _awaited(function: Callable[..., Awaitable[Any]], /, *args: Any) -> Any:
+    return await function(*args)
+
+
+@dataclass(frozen=True)
+class Calls:
+    """How a client calls, the one thing the sync and async clients do differently.
+
+    The routed call is one coroutine for both: it makes each call through `call` (awaited as it is, or made as it
+    is, blocking, so that the coroutine never suspends) and becomes what `create` returns through `result`.
+    """
+
+    sdk: type
+    link: type[RouterLink] | type[AsyncRouterLink]
+    stream: type[RoutedStream] | type[AsyncRoutedStream]
+    stream_manager: type[RoutedStreamManager] | type[AsyncRoutedStreamManager]
+    call: Callable[..., Awaitable[Any]]
+    enter: Callable[[Any], Awaitable[Any]]  # an SDK stream manager entered: the stream, once it has started
+    result: Callable[[Coroutine[Any, Any, Any]], Any]  # run now (sync), or handed back to be awaited
+
+
+BLOCKING = Calls(
+    anthropic.Anthropic,
+    RouterLink,
+    RoutedStream,
+    RoutedStreamManager,
+    call=_blocking,
+    enter=lambda manager: _blocking(manager.__enter__),
+    result=run_blocking,
+)
+AWAITED = Calls(
+    anthropic.AsyncAnthropic,
+    AsyncRouterLink,
+    AsyncRoutedStream,
+    AsyncRoutedStreamManager,
+    call=_awaited,
+    enter=lambda manager: _awaited(manager.__aenter__),
+    result=lambda routed_call: routed_call,
+)
+
+
+class _RoutedClient:
+    """What both clients share: the router link, the outcome reporter, the call defaults and `messages`."""
+
+    calls: Calls
+
+    def __init__(
+        self,
+        router: str = "localhost:50051",
+        client: Any = None,
+        accept: Accept | None = None,
+        routing: RouteOptions = DEFAULT_OPTIONS,
+        *,
+        accept_threshold: float = 0.5,
+        router_down: Literal["fallback", "fail"] = "fallback",
+        fallback_model: str | None = None,
+        router_timeout_s: float = 1.0,
+        ca_cert: str | Path | None = None,
+        token: str | None = None,
+    ):
+        self.client = client if client is not None else self.calls.sdk()
+        down = RouterDown(router_down, fallback_model)
+        link = {"timeout_s": router_timeout_s, "ca_cert": ca_cert, "token": token}
+        self.router = self.calls.link(router, down, **link)
+        # Outcomes travel on a blocking channel from the reporter's thread: the router link's own, when it blocks.
+        self._report_link = self.router if isinstance(self.router, RouterLink) else RouterLink(router, down, **link)
+        self.reporter = OutcomeReporter(self._report_link.report_all)
+        self._routed = CallDefaults(routing, Judge(accept, accept_threshold), self.reporter)
+        self.messages = RoutedMessages(self.client, self.router, self._routed, self.calls)
+
+    def grade(self, routing: Any, success: bool | None = None, score: float | None = None) -> None:
+        """Attach a later grade to a served answer (`message.tierwise`): another outcome for its final attempt."""
+        self._routed.grade(routing, success, score)
+
+
+class RoutedAnthropic(_RoutedClient):
     """An `anthropic.Anthropic` client whose calls go to the tier the tierwise router picks.
 
     - `router`: the router's host:port; `client`: the SDK client that makes the calls (default
@@ -49,32 +138,12 @@ class RoutedAnthropic:
       flagging `message.tierwise.router_error` and logging a warning; `"fail"` raises `RouterUnavailable`.
     """
 
-    def __init__(
-        self,
-        router: str = "localhost:50051",
-        client: anthropic.Anthropic | None = None,
-        accept: Accept | None = None,
-        routing: RouteOptions = DEFAULT_OPTIONS,
-        *,
-        accept_threshold: float = 0.5,
-        router_down: Literal["fallback", "fail"] = "fallback",
-        fallback_model: str | None = None,
-        router_timeout_s: float = 1.0,
-        ca_cert: str | Path | None = None,
-        token: str | None = None,
-    ):
-        self.client = client if client is not None else anthropic.Anthropic()
-        self.router = RouterLink(
-            router, RouterDown(router_down, fallback_model), timeout_s=router_timeout_s, ca_cert=ca_cert, token=token
-        )
-        self.reporter = OutcomeReporter(self.router.report_all)
-        self._routed = CallDefaults(routing, Judge(accept, accept_threshold), self.reporter)
-        self.messages = RoutedMessages(self.client, self.router, self._routed)
-        self.batches = RoutedBatches(self.client, self.router, self._routed)
+    calls = BLOCKING
 
-    def grade(self, routing: Any, success: bool | None = None, score: float | None = None) -> None:
-        """Attach a later grade to a served answer (`message.tierwise`): another outcome for its final attempt."""
-        self._routed.grade(routing, success, score)
+    @cached_property
+    def batches(self) -> RoutedBatches:
+        """Routed requests through the Message Batches API."""
+        return RoutedBatches(self.client, self.router, self._routed)
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Send the outcomes still queued (up to `timeout_s`) and close the router channel."""
@@ -88,13 +157,33 @@ class RoutedAnthropic:
         self.close()
 
 
-class RoutedMessages:
-    """`RoutedAnthropic.messages`: `create` and `stream`, routed."""
+class AsyncRoutedAnthropic(_RoutedClient):
+    """The asyncio twin of `RoutedAnthropic`, wrapping `anthropic.AsyncAnthropic`; same arguments, same results."""
 
-    def __init__(self, client: anthropic.Anthropic, router: RouterLink, routed: CallDefaults):
+    calls = AWAITED
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Send the outcomes still queued (up to `timeout_s`) and close the router channels."""
+        await asyncio.to_thread(self.reporter.close, timeout_s)
+        self._report_link.close()
+        await self.router.close()
+
+    async def __aenter__(self) -> AsyncRoutedAnthropic:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class RoutedMessages:
+    """`.messages` of both clients: `create` and `stream`, routed; on the async client, what they return is awaited
+    (`create`) or entered with `async with` (`stream`)."""
+
+    def __init__(self, client: Any, router: RouterLink | AsyncRouterLink, routed: CallDefaults, calls: Calls):
         self._client = client
         self._router = router
         self._routed = routed
+        self._calls = calls
 
     def create(
         self,
@@ -110,125 +199,16 @@ class RoutedMessages:
         """
         if not _is_routed(model):
             return self._client.messages.create(model=model, **params)
-        decision = self._router.decide(params, self._routed.route_options(routing))
-        escalation = self._routed.escalation(decision, accept)
-        answer = None
-        while (step := escalation.next_step()) is not None:
-            started = time.perf_counter()
-            try:
-                raw = self._client.messages.with_raw_response.create(model=step.model, **params)
-                result = checked_answer(raw, raw.parse(), bool(params.get("stream")))
-            except anthropic.APIError as exc:
-                escalation.settle(failure(exc, started))
-                if answer is None and escalation.next_step() is None:
-                    raise
-                continue
-            if params.get("stream"):
-                return RoutedStream(result, StreamWatch(escalation, started))
-            answer = result
-            escalation.settle(answered(answer, started), answer)
-        return with_routing(answer, escalation.routing())
+        streamed = bool(params.get("stream"))
+
+        async def answer(step: Step) -> Any:
+            create = self._client.messages.with_raw_response.create
+            raw = await self._calls.call(lambda: create(model=step.model, **params))
+            return checked_answer(raw, await self._calls.call(raw.parse), streamed)
+
+        return self._calls.result(self._routed_call(params, routing, accept, answer, streamed))
 
     def stream(
-        self,
-        *,
-        model: str | None = None,
-        routing: RouteOptions | None = None,
-        accept: Accept | None = None,
-        **params: Any,
-    ) -> RoutedStreamManager | Any:
-        """Messages.stream through the router: `with ... as stream` gives the SDK's stream, watched."""
-        if not _is_routed(model):
-            return self._client.messages.stream(model=model, **params)
-        return RoutedStreamManager(self, params, routing, accept)
-
-    def _open_stream(self, params: dict[str, Any], routing: RouteOptions | None, accept: Accept | None) -> Any:
-        decision = self._router.decide(params, self._routed.route_options(routing))
-        escalation = self._routed.escalation(decision, accept)
-        while (step := escalation.next_step()) is not None:
-            started = time.perf_counter()
-            manager = self._client.messages.stream(model=step.model, **params)
-            try:
-                inner = manager.__enter__()
-            except anthropic.APIError as exc:
-                escalation.settle(failure(exc, started))
-                if escalation.next_step() is None:
-                    raise
-                continue
-            return RoutedStream(inner, StreamWatch(escalation, started))
-        raise AssertionError("a decision always has at least one step")
-
-
-class RoutedStreamManager:
-    """What `RoutedMessages.stream` returns: routes and opens the stream on entry, reports it on exit."""
-
-    def __init__(
-        self, messages: RoutedMessages, params: dict[str, Any], routing: RouteOptions | None, accept: Accept | None
-    ):
-        self._open = lambda: messages._open_stream(params, routing, accept)
-        self._stream: RoutedStream | None = None
-
-    def __enter__(self) -> RoutedStream:
-        self._stream = self._open()
-        return self._stream
-
-    def __exit__(self, *exc: object) -> None:
-        if self._stream is not None:
-            self._stream.close()
-
-
-class AsyncRoutedAnthropic:
-    """The asyncio twin of `RoutedAnthropic`, wrapping `anthropic.AsyncAnthropic`; same arguments, same results."""
-
-    def __init__(
-        self,
-        router: str = "localhost:50051",
-        client: anthropic.AsyncAnthropic | None = None,
-        accept: Accept | None = None,
-        routing: RouteOptions = DEFAULT_OPTIONS,
-        *,
-        accept_threshold: float = 0.5,
-        router_down: Literal["fallback", "fail"] = "fallback",
-        fallback_model: str | None = None,
-        router_timeout_s: float = 1.0,
-        ca_cert: str | Path | None = None,
-        token: str | None = None,
-    ):
-        self.client = client if client is not None else anthropic.AsyncAnthropic()
-        down = RouterDown(router_down, fallback_model)
-        self.router = AsyncRouterLink(router, down, timeout_s=router_timeout_s, ca_cert=ca_cert, token=token)
-        # Outcomes travel on a blocking channel of their own, from the reporter's thread.
-        self._report_link = RouterLink(router, down, timeout_s=router_timeout_s, ca_cert=ca_cert, token=token)
-        self.reporter = OutcomeReporter(self._report_link.report_all)
-        self._routed = CallDefaults(routing, Judge(accept, accept_threshold), self.reporter)
-        self.messages = AsyncRoutedMessages(self.client, self.router, self._routed)
-
-    def grade(self, routing: Any, success: bool | None = None, score: float | None = None) -> None:
-        """Attach a later grade to a served answer (`message.tierwise`): another outcome for its final attempt."""
-        self._routed.grade(routing, success, score)
-
-    async def close(self, timeout_s: float = 5.0) -> None:
-        """Send the outcomes still queued (up to `timeout_s`) and close the router channels."""
-        await asyncio.to_thread(self.reporter.close, timeout_s)
-        self._report_link.close()
-        await self.router.close()
-
-    async def __aenter__(self) -> AsyncRoutedAnthropic:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-
-class AsyncRoutedMessages:
-    """`AsyncRoutedAnthropic.messages`: `create` and `stream`, routed."""
-
-    def __init__(self, client: anthropic.AsyncAnthropic, router: AsyncRouterLink, routed: CallDefaults):
-        self._client = client
-        self._router = router
-        self._routed = routed
-
-    async def create(
         self,
         *,
         model: str | None = None,
@@ -236,77 +216,39 @@ class AsyncRoutedMessages:
         accept: Accept | None = None,
         **params: Any,
     ) -> Any:
-        """Messages.create through the router: the final Message (or routed stream), with `.tierwise`."""
-        if not _is_routed(model):
-            return await self._client.messages.create(model=model, **params)
-        decision = await self._router.decide(params, self._routed.route_options(routing))
-        escalation = self._routed.escalation(decision, accept)
-        answer = None
-        while (step := escalation.next_step()) is not None:
-            started = time.perf_counter()
-            try:
-                raw = await self._client.messages.with_raw_response.create(model=step.model, **params)
-                result = checked_answer(raw, await raw.parse(), bool(params.get("stream")))
-            except anthropic.APIError as exc:
-                escalation.settle(failure(exc, started))
-                if answer is None and escalation.next_step() is None:
-                    raise
-                continue
-            if params.get("stream"):
-                return AsyncRoutedStream(result, StreamWatch(escalation, started))
-            answer = result
-            escalation.settle(answered(answer, started), answer)
-        return with_routing(answer, escalation.routing())
-
-    def stream(
-        self,
-        *,
-        model: str | None = None,
-        routing: RouteOptions | None = None,
-        accept: Accept | None = None,
-        **params: Any,
-    ) -> AsyncRoutedStreamManager | Any:
-        """Messages.stream through the router: `async with ... as stream` gives the SDK's stream, watched."""
+        """Messages.stream through the router: `with ... as stream` gives the SDK's stream, watched."""
         if not _is_routed(model):
             return self._client.messages.stream(model=model, **params)
-        return AsyncRoutedStreamManager(self, params, routing, accept)
 
-    async def _open_stream(
-        self, params: dict[str, Any], routing: RouteOptions | None, accept: Accept | None
-    ) -> AsyncRoutedStream:
-        decision = await self._router.decide(params, self._routed.route_options(routing))
-        escalation = self._routed.escalation(decision, accept)
-        while (step := escalation.next_step()) is not None:
-            started = time.perf_counter()
-            manager = self._client.messages.stream(model=step.model, **params)
-            try:
-                inner = await manager.__aenter__()
-            except anthropic.APIError as exc:
-                escalation.settle(failure(exc, started))
-                if escalation.next_step() is None:
-                    raise
-                continue
-            return AsyncRoutedStream(inner, StreamWatch(escalation, started))
-        raise AssertionError("a decision always has at least one step")
+        async def opened(step: Step) -> Any:
+            return await self._calls.enter(self._client.messages.stream(model=step.model, **params))
 
+        return self._calls.stream_manager(lambda: self._routed_call(params, routing, accept, opened, streamed=True))
 
-class AsyncRoutedStreamManager:
-    """What `AsyncRoutedMessages.stream` returns: routes and opens the stream on entry, reports it on exit."""
-
-    def __init__(
+    async def _routed_call(
         self,
-        messages: AsyncRoutedMessages,
         params: dict[str, Any],
         routing: RouteOptions | None,
         accept: Accept | None,
-    ):
-        self._open = lambda: messages._open_stream(params, routing, accept)
-        self._stream: AsyncRoutedStream | None = None
+        call: Callable[[Step], Awaitable[Any]],
+        streamed: bool,
+    ) -> Any:
+        """Route the request, then walk its chain calling each step's model with `call`; a stream is handed back
+        as soon as one starts."""
+        decision = await self._calls.call(self._router.decide, params, self._routed.route_options(routing))
+        escalation = self._routed.escalation(decision, accept)
 
-    async def __aenter__(self) -> AsyncRoutedStream:
-        self._stream = await self._open()
-        return self._stream
+        async def attempt(step: Step) -> Reply:
+            started = time.perf_counter()
+            try:
+                result = await call(step)
+            except anthropic.APIError as exc:
+                return Reply(failure(exc, started), handed=exc)
+            if streamed:
+                return Reply(None, handed=self._calls.stream(result, StreamWatch(escalation, started)))
+            return Reply(answered(result, started), result, result)
 
-    async def __aexit__(self, *exc: object) -> None:
-        if self._stream is not None:
-            await self._stream.close()
+        handed = await escalation.walk(attempt)
+        if isinstance(handed, anthropic.APIError):
+            raise handed
+        return handed if streamed else with_routing(handed, escalation.routing())

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import anthropic
 from tierwise.classifier.request import RouteOptions
 from tierwise.serving.call_defaults import CallDefaults
-from tierwise.serving.escalation import Accept, CallResult, Escalation
+from tierwise.serving.escalation import Accept, CallResult, Escalation, Reply
 from tierwise.serving.price_book import Usage
 from tierwise.serving.router_link import RouterLink
 from tierwise.serving.sdk_calls import with_routing
@@ -35,7 +35,11 @@ class RoutedBatchJob:
     batch_ids: dict[str, str]
     walks: dict[str, Escalation]
     params: dict[str, dict[str, Any]]
-    answers: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def answers(self) -> dict[str, Any]:
+        """The latest answer of each request that has one, by custom_id."""
+        return {custom_id: walk.answered for custom_id, walk in self.walks.items() if walk.answered is not None}
 
 
 def _batch_requests(walks: Mapping[str, Escalation], params: Mapping[str, dict[str, Any]]) -> dict[str, list[dict]]:
@@ -57,17 +61,17 @@ def _batch_latency_ms(batch: Any) -> float:
     return 0.0
 
 
-def _item_call(result: Any, latency_ms: float) -> tuple[CallResult, Any]:
-    """One batch item's result as a call result, and its message when it succeeded."""
+def _item_reply(result: Any, latency_ms: float) -> Reply:
+    """One batch item's result as a step's reply: its message when it succeeded."""
     kind = result.type
     if kind == "succeeded":
         message = result.message
         usage = Usage.from_mapping(message.usage)
-        return CallResult(latency_ms=latency_ms, usage=usage, stop_reason=message.stop_reason), message
+        return Reply(CallResult(latency_ms=latency_ms, usage=usage, stop_reason=message.stop_reason), message, message)
     if kind == "errored":
         error = getattr(getattr(result.error, "error", None), "type", None) or "api_error"
-        return CallResult(latency_ms=latency_ms, error=error, retryable=error not in _NOT_RETRYABLE_ERRORS), None
-    return CallResult(latency_ms=latency_ms, error=kind, retryable=kind in _RETRYABLE_RESULTS), None
+        return Reply(CallResult(latency_ms=latency_ms, error=error, retryable=error not in _NOT_RETRYABLE_ERRORS))
+    return Reply(CallResult(latency_ms=latency_ms, error=kind, retryable=kind in _RETRYABLE_RESULTS))
 
 
 class RoutedBatches:
@@ -90,17 +94,14 @@ class RoutedBatches:
 
         Each message carries `.tierwise` as `messages.create` does; a request that never got an answer maps to None.
         """
-        job: RoutedBatchJob | None = self.submit(requests, routing=routing, accept=accept)
-        answers: dict[str, Any] = {}
-        walks: dict[str, Escalation] = {}
+        first = self.submit(requests, routing=routing, accept=accept)
+        job: RoutedBatchJob | None = first
         while job is not None:
             self.collect(job, poll_s=poll_s)
-            answers.update(job.answers)
-            walks.update(job.walks)
             job = self.escalate(job)
         return {
-            custom_id: None if answers.get(custom_id) is None else with_routing(answers[custom_id], walk.routing())
-            for custom_id, walk in walks.items()
+            custom_id: None if walk.answered is None else with_routing(walk.answered, walk.routing())
+            for custom_id, walk in first.walks.items()
         }
 
     def submit(
@@ -121,7 +122,7 @@ class RoutedBatches:
         return self._send(walks, params)
 
     def collect(self, job: RoutedBatchJob, *, poll_s: float = 10.0) -> None:
-        """Wait for the job's batches to end, then judge, price and report every item (answers into `job.answers`)."""
+        """Wait for the job's batches to end, then judge, price and report every item."""
         for model, batch_id in job.batch_ids.items():
             batch = self._client.messages.batches.retrieve(batch_id)
             while batch.processing_status != "ended":
@@ -132,10 +133,7 @@ class RoutedBatches:
                 walk = job.walks[item.custom_id]
                 if walk.next_step() is None or walk.next_step().model != model:
                     continue
-                call, message = _item_call(item.result, latency_ms)
-                walk.settle(call, message)
-                if message is not None:
-                    job.answers[item.custom_id] = message
+                walk.record(_item_reply(item.result, latency_ms))
 
     def escalate(self, job: RoutedBatchJob) -> RoutedBatchJob | None:
         """Resubmit the requests whose answers were rejected (or failed retryably) to their next tier, if any."""

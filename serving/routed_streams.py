@@ -3,32 +3,28 @@
 A routed stream behaves as the stream the `anthropic` SDK returns (`MessageStream` from `.messages.stream()`, or
 the raw event `Stream` from `.messages.create(stream=True)`): every attribute it does not define is the SDK
 stream's own. It adds `tierwise` (a `Routing`), complete once the stream has ended. The attempt is reported
-when the stream ends, fails, or is closed unfinished.
+when the stream ends, fails, or is closed unfinished. What the sync and async streams share is `_Watched`; each
+adds only its iteration protocol, each method a line or two over the shared ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import anthropic
-from tierwise.serving.escalation import Routing, StreamWatch
+from tierwise.serving.escalation import Routing, StreamWatch, run_blocking
 from tierwise.serving.sdk_calls import event_facts, failure, with_routing
 
 
-def _final_message(inner: Any) -> Any:
-    """The accumulated message of a finished `MessageStream` (a raw event stream has none)."""
-    final = getattr(inner, "get_final_message", None)
-    return final() if final is not None else None
-
-
-class RoutedStream:
-    """A synchronous SDK stream, watched for the attempt report."""
+class _Watched:
+    """An SDK stream and the watch of its attempt."""
 
     def __init__(self, inner: Any, watch: StreamWatch):
         self._inner = inner
         self._watch = watch
-        self._events: Iterator[Any] | None = None
+        self._events: Any = None
 
     @property
     def tierwise(self) -> Routing:
@@ -37,24 +33,44 @@ class RoutedStream:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def __iter__(self) -> Iterator[Any]:
+    def _seen(self, event: Any) -> Any:
+        self._watch.seen(*event_facts(event))
+        return event
+
+    @contextmanager
+    def _failures(self) -> Iterator[None]:
+        """Around the SDK stream's events: an API error settles the attempt as failed."""
         try:
-            for event in self._inner:
-                self._watch.seen(*event_facts(event))
-                yield event
+            yield
         except anthropic.APIError as exc:
             self._watch.finish(error=failure(exc, self._watch.started).error)
             raise
-        self._watch.finish(_final_message(self._inner))
+
+    def _final(self, message: Any) -> Any:
+        """The final message of a finished stream, settled and carrying its routing (a raw event stream has none)."""
+        self._watch.finish(message)
+        return message if message is None else with_routing(message, self.tierwise)
+
+
+def _is_text(event: Any) -> bool:
+    return event.type == "content_block_delta" and event.delta.type == "text_delta"
+
+
+class RoutedStream(_Watched):
+    """A synchronous SDK stream, watched for the attempt report."""
+
+    def __iter__(self) -> Iterator[Any]:
+        with self._failures():
+            yield from map(self._seen, self._inner)
+        self._final(self._inner.get_final_message() if hasattr(self._inner, "get_final_message") else None)
 
     def __next__(self) -> Any:
-        if self._events is None:
-            self._events = iter(self)
+        self._events = self._events or iter(self)
         return next(self._events)
 
     @property
     def text_stream(self) -> Iterator[str]:
-        return (e.delta.text for e in self if e.type == "content_block_delta" and e.delta.type == "text_delta")
+        return (event.delta.text for event in self if _is_text(event))
 
     def until_done(self) -> None:
         for _ in self:
@@ -62,7 +78,7 @@ class RoutedStream:
 
     def get_final_message(self) -> Any:
         self.until_done()
-        return with_routing(self._inner.get_final_message(), self.tierwise)
+        return self._final(self._inner.get_final_message())
 
     def get_final_text(self) -> str:
         self.until_done()
@@ -79,40 +95,22 @@ class RoutedStream:
         self.close()
 
 
-class AsyncRoutedStream:
+class AsyncRoutedStream(_Watched):
     """An asynchronous SDK stream, watched for the attempt report."""
 
-    def __init__(self, inner: Any, watch: StreamWatch):
-        self._inner = inner
-        self._watch = watch
-        self._events: AsyncIterator[Any] | None = None
-
-    @property
-    def tierwise(self) -> Routing:
-        return self._watch.escalation.routing()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
     async def __aiter__(self) -> AsyncIterator[Any]:
-        try:
+        with self._failures():
             async for event in self._inner:
-                self._watch.seen(*event_facts(event))
-                yield event
-        except anthropic.APIError as exc:
-            self._watch.finish(error=failure(exc, self._watch.started).error)
-            raise
-        final = getattr(self._inner, "get_final_message", None)
-        self._watch.finish(await final() if final is not None else None)
+                yield self._seen(event)
+        self._final(await self._inner.get_final_message() if hasattr(self._inner, "get_final_message") else None)
 
     async def __anext__(self) -> Any:
-        if self._events is None:
-            self._events = self.__aiter__()
-        return await self._events.__anext__()
+        self._events = self._events or self.__aiter__()
+        return await anext(self._events)
 
     @property
     def text_stream(self) -> AsyncIterator[str]:
-        return (e.delta.text async for e in self if e.type == "content_block_delta" and e.delta.type == "text_delta")
+        return (event.delta.text async for event in self if _is_text(event))
 
     async def until_done(self) -> None:
         async for _ in self:
@@ -120,7 +118,7 @@ class AsyncRoutedStream:
 
     async def get_final_message(self) -> Any:
         await self.until_done()
-        return with_routing(await self._inner.get_final_message(), self.tierwise)
+        return self._final(await self._inner.get_final_message())
 
     async def get_final_text(self) -> str:
         await self.until_done()
@@ -135,3 +133,35 @@ class AsyncRoutedStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class _StreamManager:
+    """What `.messages.stream` returns: the routed stream, routed and opened on entry and closed on exit."""
+
+    def __init__(self, open_stream: Callable[[], Coroutine[Any, Any, Any]]):
+        self._open = open_stream
+        self._stream: Any = None
+
+
+class RoutedStreamManager(_StreamManager):
+    """The sync client's: `with ... as stream`."""
+
+    def __enter__(self) -> RoutedStream:
+        self._stream = run_blocking(self._open())
+        return self._stream
+
+    def __exit__(self, *exc: object) -> None:
+        if self._stream is not None:
+            self._stream.close()
+
+
+class AsyncRoutedStreamManager(_StreamManager):
+    """The async client's: `async with ... as stream`."""
+
+    async def __aenter__(self) -> AsyncRoutedStream:
+        self._stream = await self._open()
+        return self._stream
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._stream is not None:
+            await self._stream.close()

@@ -1,8 +1,9 @@
 """The walk along a fallback chain that the client, the async client, the batches helper and the proxy share:
-judging, escalating, pricing (cache and batch rates included) and the outcomes it reports."""
+judging, escalating, pricing (cache and batch rates included), the outcomes it reports and what it hands back."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
@@ -13,11 +14,13 @@ from tierwise.serving.escalation import (
     CallResult,
     Escalation,
     Judge,
+    Reply,
     RouteDecision,
     Step,
     StreamWatch,
     api_error_type,
     retryable_status,
+    run_blocking,
 )
 from tierwise.serving.price_book import PriceBook, Usage, attempt_cost
 from tierwise.serving.router_link import RouterDown, RouterUnavailable, predict_request
@@ -139,6 +142,69 @@ def test_stream_usage_arrives_in_pieces_and_later_pieces_win():
     start = Usage.from_mapping({"input_tokens": 30, "output_tokens": 1, "cache_read_input_tokens": None})
     end = Usage.from_mapping({"output_tokens": 77}, start)
     assert end == Usage(30, 77, 0, 0)
+
+
+def replies(*queued):
+    """A driver's "call this step" that never suspends: the queued replies in turn, and the steps it was given."""
+    called = []
+
+    async def attempt(step):
+        called.append(step.tier)
+        return queued[len(called) - 1]
+
+    return attempt, called
+
+
+def failed(error, retryable=True, handed=None):
+    return Reply(CallResult(latency_ms=1.0, error=error, retryable=retryable), handed=handed)
+
+
+def test_the_walk_hands_back_the_last_answer_even_after_a_later_failure():
+    escalation, sink = walk()
+    attempt, called = replies(
+        failed("overloaded_error", handed="529 page"),
+        Reply(answered(stop_reason="max_tokens"), {}, "cut-off answer"),
+        failed("api_connection_error"),
+    )
+    assert run_blocking(escalation.walk(attempt)) == "cut-off answer"
+    assert called == ["haiku", "sonnet", "opus"] and len(sink.outcomes) == 3
+    assert not escalation.routing().accepted and escalation.routing().model == CHAIN[1].model
+
+
+def test_with_no_answer_the_walk_hands_back_the_last_failure_worth_passing_on():
+    escalation, _ = walk()
+    attempt, called = replies(
+        failed("overloaded_error", handed="529 from haiku"),
+        failed("invalid_response"),
+        failed("invalid_request_error", retryable=False, handed="400 from opus"),
+    )
+    assert run_blocking(escalation.walk(attempt)) == "400 from opus" and called == ["haiku", "sonnet", "opus"]
+    escalation, _ = walk()
+    attempt, _ = replies(failed("overloaded_error", handed="529 from haiku"), failed("invalid_response"), failed("x"))
+    assert run_blocking(escalation.walk(attempt)) == "529 from haiku"
+    escalation, _ = walk(steps=CHAIN[:1])
+    assert run_blocking(escalation.walk(replies(failed("api_connection_error"))[0])) is None
+
+
+def test_a_started_stream_ends_the_walk_unsettled_until_its_watch_finishes():
+    escalation, sink = walk()
+    attempt, called = replies(failed("overloaded_error"), Reply(None, handed="the stream"))
+    assert run_blocking(escalation.walk(attempt)) == "the stream"
+    assert called == ["haiku", "sonnet"] and len(sink.outcomes) == 1 and escalation.next_step() is None
+    StreamWatch(escalation, started=0.0).finish()
+    assert [o.model for o in sink.outcomes] == [CHAIN[0].model, CHAIN[1].model]
+
+
+def test_the_same_walk_runs_awaited_and_a_blocking_walk_may_not_suspend():
+    escalation, _ = walk()
+    attempt, _ = replies(Reply(answered(), {}, "answer"))
+    assert asyncio.run(escalation.walk(attempt)) == "answer"
+
+    async def suspends(step):
+        await asyncio.sleep(0)
+
+    with pytest.raises(RuntimeError, match="suspended"):
+        run_blocking(walk()[0].walk(suspends))
 
 
 def test_a_stream_is_settled_once_with_its_time_to_first_token():
