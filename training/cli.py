@@ -122,7 +122,8 @@ def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:
         "--experiment",
         default="tierwise",
         show_default=True,
-        help="MLflow experiment for training runs; comparison runs (retrain, compare --logs) go to EXPERIMENT-comparisons.",
+        help="MLflow experiment for training runs; comparison runs (retrain, compare --logs) go to "
+        "EXPERIMENT-comparisons.",
     )(command)
     return click.option(
         "--tracking-uri",
