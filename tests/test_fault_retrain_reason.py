@@ -48,15 +48,13 @@ def test_a_kept_challenger_is_described_by_that_reason_and_promote_rewrites_it(t
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert judge(Registry(uri), NAME, "2", "1", REPRODUCTION, refused=[]) == (False, REASON)
     kept = client.get_model_version(NAME, "2").description
-    assert kept.startswith(
-        f"**kept as challenger** by `tierwise retrain` on 2407 held-out requests, against v1: {REASON}."
-    )
+    assert kept.startswith(f"kept as challenger by `tierwise retrain` on 2407 held-out requests, against v1: {REASON}.")
     assert "| gain over the static mix | +4.25 pp |" in kept  # the numbers behind it, from its run
     assert client.get_registered_model(NAME).aliases == {"champion": 1}
 
     done = CliRunner().invoke(main, ["promote", NAME, "2", "--tracking-uri", uri])
     assert done.exit_code == 0, done.output
     promoted = client.get_model_version(NAME, "2").description
-    assert promoted.startswith("**champion** (replacing v1): promoted by hand (`tierwise promote`).")
+    assert promoted.startswith("champion (replacing v1): promoted by hand (`tierwise promote`).")
     assert REASON not in promoted
-    assert client.get_model_version(NAME, "1").description.startswith("**no longer champion**: v2 replaced it")
+    assert client.get_model_version(NAME, "1").description.startswith("no longer champion: v2 replaced it")

@@ -98,10 +98,10 @@ def test_a_better_challenger_is_promoted_with_both_rows_and_the_paired_differenc
     assert trained[0] < trained[1]
     assert client.get_run(windowed.run_id).data.tags["tierwise.window_days"] == "20"
     assert (
-        windowed.description.startswith("**champion** (replacing v1): promoted by `tierwise retrain` on ")
+        windowed.description.startswith("champion (replacing v1): promoted by `tierwise retrain` on ")
         and "against v1: better on quality" in windowed.description.split("\n")[0]
     )
-    assert client.get_model_version(NAME, "1").description.startswith("**no longer champion**: v2 replaced it")
+    assert client.get_model_version(NAME, "1").description.startswith("no longer champion: v2 replaced it")
     assert set(windowed.tags) == {"data_fingerprint", "data_files", "encoder", "bundle_version"}
 
 
@@ -112,7 +112,7 @@ def test_a_challenger_trained_on_shuffled_labels_is_refused_and_stays_challenger
     client = MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store)
     assert client.get_registered_model(NAME).aliases == {"champion": 2, "challenger": 3}
     refused = client.get_model_version(NAME, "3")
-    assert refused.description.startswith("**kept as challenger** by `tierwise retrain` on ")
+    assert refused.description.startswith("kept as challenger by `tierwise retrain` on ")
     assert "against v2: lower quality than the champion: quality -" in refused.description
 
 
@@ -130,7 +130,7 @@ def test_every_retrain_logs_its_like_for_like_numbers_as_a_comparison_run(rounds
     assert metrics["v2-v1/quality_pp_lo"] == pytest.approx(100 * paired["quality"][1], abs=6e-3)
     assert metrics["v2-v1/cost_pct_hi"] == pytest.approx(100 * paired["cost"][2], abs=6e-2)
     assert metrics["promoted"] == 1.0 and runs[2].data.metrics["promoted"] == 0.0
-    assert {"v2/1_gain_over_static_pp", "v2/1_gain_over_static_pp_lo", "v1/apgr", "time/score_champion_s"} <= set(
+    assert {"v2/1_gain_over_static_pp", "v2/1_gain_over_static_pp_lo", "v1/apgr", "time_score_champion_s"} <= set(
         metrics
     )
     params = runs[1].data.params
@@ -173,7 +173,7 @@ def test_a_version_provably_below_the_static_mix_is_not_made_champion(tmp_path, 
     assert client.get_registered_model("unfit").aliases == {"challenger": 1}
     version = client.get_model_version("unfit", "1")
     assert version.tags["champion_refused"].startswith("its gain over the static mix is below 0")
-    assert version.description.startswith("**challenger, not made champion**: its gain over the static mix is below 0")
+    assert version.description.startswith("challenger, not made champion: its gain over the static mix is below 0")
 
 
 def test_window_needs_timestamps(tmp_path, sample_logs):

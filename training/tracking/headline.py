@@ -2,7 +2,8 @@
 every run's and every version's description. It imports nothing heavy: `tierwise promote` (base install)
 writes descriptions with it.
 
-The two headline numbers are in units that read at the two decimals MLflow's charts and tables show: the gain
+The two headline numbers are in units that read at the two decimals MLflow's charts show, and are recorded to
+those two decimals, so every view shows the same number: the gain
 over the static mix (the best fixed mix of tiers) in percentage points of success, and the cost at top quality
 in percent of always-top. Their names start with a digit so they sort before every other metric, and each
 interval end is named after its metric (`..._lo`, `..._hi`) so it sorts beside it.
@@ -37,11 +38,11 @@ LEGEND = (
 
 def headline_metrics(flat: Mapping[str, float] | None) -> dict[str, float]:
     """The headline numbers of an evaluation (`summary.flat_headline`; None: unevaluated, no headline) in
-    readable units, under their sorted names."""
+    readable units, to the two decimals every view shows, under their sorted names."""
     if flat is None:
         return {}
     metrics = {
-        f"{name}{end}": 100.0 * flat[f"{source}{suffix}"]
+        f"{name}{end}": round(100.0 * flat[f"{source}{suffix}"], 2)
         for name, source in SOURCES.items()
         for end, suffix in (("", ""), (LO, "_ci_lo"), (HI, "_ci_hi"))
         if f"{source}{suffix}" in flat
@@ -50,9 +51,9 @@ def headline_metrics(flat: Mapping[str, float] | None) -> dict[str, float]:
 
 
 def run_metrics(metrics: Mapping[str, float], flat: Mapping[str, float] | None) -> dict[str, float]:
-    """Flat metrics as a run records them: the headline (from `flat`, as in `headline_metrics`) in place of
-    the numbers it restates."""
-    return {k: float(v) for k, v in metrics.items() if k not in REPLACED} | headline_metrics(flat)
+    """Flat metrics as a run records them: the headline (from `flat`, as in `headline_metrics`) first, in place
+    of the numbers it restates (a run page lists metrics in the order they were logged)."""
+    return headline_metrics(flat) | {k: float(v) for k, v in metrics.items() if k not in REPLACED}
 
 
 def headline_cell(metrics: Mapping[str, float], name: str, units: bool = True) -> str:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tierwise.training.evaluation.bootstrap import Interval, mean_interval, percentile_interval, resample_weights
 from tierwise.training.tracking.headline import Facts, headline_table
-from tierwise.training.tracking.registry import CHALLENGER, CHAMPION, ModelRef, Registry
+from tierwise.training.tracking.registry import CHALLENGER, CHAMPION, DESCRIPTION, ModelRef, Registry
 
 if TYPE_CHECKING:  # the training stack: `tierwise promote` runs on the base install, without it
     from tierwise.classifier.bundle import PolicySpec
@@ -188,7 +188,8 @@ class Placement:
 
 
 def describe(registry: Registry, name: str, version: str, decision: str) -> None:
-    """A version's description: the decision about it, then the headline table of its run."""
+    """A version's description: the decision about it, then the headline table of its run; and the model's
+    description: who holds each alias, and why (each holder's decision)."""
     found = registry.version(ModelRef(name, version=str(version)))
     text = decision
     if found.run_id:
@@ -196,6 +197,14 @@ def describe(registry: Registry, name: str, version: str, decision: str) -> None
         facts = Facts(run.data.metrics, run.data.params)
         text += "\n\n" + headline_table({f"v{version}": facts}, title=run.info.run_name)
     registry.describe(name, str(version), text)
+    lines = [DESCRIPTION, ""]
+    for alias in (CHAMPION, CHALLENGER):
+        held = registry.alias_version(name, alias)
+        if held is not None:
+            said = registry.version(ModelRef(name, version=held)).description  # None: not registered by tierwise
+            why = (said or "no decision recorded").split("\n")[0]
+            lines.append(f"- **@{alias}: v{held}**: {why}")
+    registry.describe_model(name, "\n".join(lines))
 
 
 def place(registry: Registry, name: str, version: str, result: TrainResult) -> Placement:
@@ -207,15 +216,15 @@ def place(registry: Registry, name: str, version: str, result: TrainResult) -> P
         registry.set_alias(name, CHALLENGER, version)
         registry.tag_version(name, version, REFUSED_TAG, "; ".join(refused))
         alias = CHALLENGER
-        decision = "**challenger, not made champion**: " + "; ".join(refused) + "."
+        decision = "challenger, not made champion: " + "; ".join(refused) + "."
     else:
         alias = registry.claim(name, version)
         champion = registry.alias_version(name, CHAMPION)
         decision = (
-            f"**champion**: the first version of {name} fit to serve (its gain over the static mix is not below 0"
+            f"champion: the first version of {name} fit to serve (its gain over the static mix is not below 0"
             " on the held-out rows, and it keeps any quality target it was trained for)."
             if alias == CHAMPION
-            else f"**challenger**: registered while v{champion} is champion; `tierwise retrain` promotes a "
+            else f"challenger: registered while v{champion} is champion; `tierwise retrain` promotes a "
             f"challenger that beats it, `tierwise promote {name} {version}` does by hand."
         )
     describe(registry, name, version, decision)
@@ -237,9 +246,9 @@ def promote(registry: Registry, name: str, version: str, why: str) -> str | None
     replaces; the version that was champion before (None if there was none)."""
     previous = registry.promote(name, str(version))
     replaced = f" (replacing v{previous})" if previous and previous != str(version) else ""
-    describe(registry, name, version, f"**champion**{replaced}: {why}")
+    describe(registry, name, version, f"champion{replaced}: {why}")
     if replaced:
-        describe(registry, name, previous, f"**no longer champion**: v{version} replaced it: {why}")
+        describe(registry, name, previous, f"no longer champion: v{version} replaced it: {why}")
     return previous
 
 
@@ -253,5 +262,5 @@ def judge(
     if promoted:
         promote(registry, name, challenger, f"promoted {how}")
     else:
-        describe(registry, name, challenger, f"**kept as challenger** {how}")
+        describe(registry, name, challenger, f"kept as challenger {how}")
     return promoted, reason

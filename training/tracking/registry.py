@@ -136,6 +136,10 @@ class Registry:
         """Replace a version's description (markdown, shown at the top of its page)."""
         self.client.update_model_version(name, str(version), description=text)
 
+    def describe_model(self, name: str, text: str) -> None:
+        """Replace a registered model's description (shown at the top of its page, above its versions)."""
+        self.client.update_registered_model(name, description=text)
+
     def tag_version(self, name: str, version: str, key: str, value: str) -> None:
         """Set one tag of a version."""
         self.client.set_model_version_tag(name, str(version), key, value)

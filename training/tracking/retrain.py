@@ -145,7 +145,7 @@ class RetrainDecision:
                 ("cost_pct", d.relative_cost, d.relative_cost_ci),
             ):
                 ends = {"": value, "_lo": interval.lo, "_hi": interval.hi}
-                metrics |= {f"{prefix}/{key}{end}": 100 * v for end, v in ends.items() if v is not None}
+                metrics |= {f"{prefix}/{key}{end}": round(100 * v, 2) for end, v in ends.items() if v is not None}
         return metrics
 
     def comparison_params(self) -> dict[str, Any]:

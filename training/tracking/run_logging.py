@@ -2,7 +2,7 @@
 plots, the model, a headline description) and comparison runs (several versions measured on the same rows).
 
 Every run is opened when its work starts, so its duration is the work's, and logs how long each stage took
-(`time/<stage>_s`). Its description (MLflow's run note) is the headline table (`headline.py`).
+(`time_<stage>_s`). Its description (MLflow's run note) is the headline table (`headline.py`).
 
 Names: a training run is `<log file stem> · <encoder>`, renamed `<model name> v<N> · <encoder> · <requests> req`
 once registered; its logged model is named after the registered model. Datasets are named after where the logs
@@ -42,7 +42,7 @@ UNREGISTERED_MODEL = "router"
 NOTE_TAG = "mlflow.note.content"
 RUN_NAME_TAG = "mlflow.runName"
 COMPARISON_TAG = "tierwise.comparison"
-TIME_PREFIX = "time/"
+TIME_PREFIX = "time_"
 
 
 def comparison_experiment(experiment: str) -> str:
@@ -174,7 +174,7 @@ class OpenRun:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Time a stage of the work; logged as `time/<name>_s` when the run ends."""
+        """Time a stage of the work; logged as `time_<name>_s` when the run ends."""
         started = time.perf_counter()
         yield
         self.timings[f"{TIME_PREFIX}{name}_s"] = time.perf_counter() - started
@@ -286,13 +286,15 @@ class ComparisonRun(OpenRun):
         log: AttemptLog,
         plots: Mapping[str, Callable[[Path], None]] | None = None,
     ) -> None:
-        """Log a finished comparison: its final name, the numbers by version, what it compared (params), the
+        """Log a finished comparison: its final name, the numbers by version (grouped by metric, the headline
+        first: a run page lists metrics in the order they were logged), what it compared (params), the
         evaluation data, its plots titled with the run, and `note` as its description."""
         import mlflow
 
         mlflow.set_tag(RUN_NAME_TAG, name)
         mlflow.log_params({key: str(value)[:6000] for key, value in params.items()})
-        mlflow.log_metrics({key: value for key, value in metrics.items() if value == value})
+        by_metric = sorted(metrics, key=lambda key: key.rpartition("/")[::-2])  # v1/x, v2/x, ... then v1/y
+        mlflow.log_metrics({key: metrics[key] for key in by_metric if metrics[key] == metrics[key]})
         log_datasets(log, log.fingerprint()["files"], "evaluation")
         if plots:
             log_plots(plots)
