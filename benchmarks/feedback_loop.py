@@ -45,9 +45,9 @@ from tierwise.training.evaluation.evaluate import evaluate_router
 from tierwise.training.labels import Labels, label_requests
 from tierwise.training.logs import read_attempts
 from tierwise.training.splits import hashed_share
+from tierwise.training.tracking.promotion import promote, register_trained
 from tierwise.training.tracking.registry import CHAMPION, ModelRef, Registry
 from tierwise.training.tracking.retrain import retrain
-from tierwise.training.tracking.run_logging import log_training_run
 from tierwise.training.traffic import known_requests
 from tierwise.training.train import TrainOptions, train_bundle
 
@@ -151,8 +151,8 @@ def run_loop(dataset: Dataset, explore_rate: float, loop: argparse.Namespace, wo
     options = TrainOptions(encoder="static", split_column="holdout", threshold_rule=loop.threshold_rule)
     seed = dataset.write_seed(work / "seed.parquet")
     seeded = train_bundle(read_attempts([seed]), work / "seed-bundle", dataset.ladder, options)
-    registered = log_training_run(seeded, registry, register=NAME, experiment="feedback")
-    registry.promote(NAME, str(registered.version))  # in service whatever the fitness check says of it
+    registered = register_trained(seeded, registry, NAME, experiment="feedback")
+    promote(registry, NAME, registered.version, "the seed router, in service whatever its fitness says.")
     decisions, outcomes = work / "decisions.jsonl", work / "outcomes.jsonl"
     args = ["--model", f"models:/{NAME}@champion", "--tracking-uri", store, "--port", "0", "--no-metrics"]
     args += ["--reload-interval", "0.5", "--decision-log", str(decisions), "--outcome-log", str(outcomes)]
@@ -173,7 +173,7 @@ def run_loop(dataset: Dataset, explore_rate: float, loop: argparse.Namespace, wo
                 experiment="feedback",
             )  # fmt: skip
             if not decision.promoted and not loop.gate:
-                registry.promote(NAME, decision.challenger.version)
+                promote(registry, NAME, decision.challenger.version, "ungated loop: every retrain serves.")
             champion = Router.load(registry.bundle_dir(registry.version(ModelRef(NAME, alias=CHAMPION))))
             wait_for_version(stub, champion.version)
             challenger = Router.load(

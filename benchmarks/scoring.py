@@ -23,8 +23,8 @@ from tierwise.classifier.tiers import TierLadder
 from tierwise.training.logs import read_attempts
 from tierwise.training.sample_logs import generate_attempts, write_sample_logs
 from tierwise.training.scoring import LOCAL_MASTER, requests_of, score_local, score_spark, spark_session
+from tierwise.training.tracking.promotion import register_trained
 from tierwise.training.tracking.registry import Registry
-from tierwise.training.tracking.run_logging import log_training_run
 from tierwise.training.tracking.store import activate
 from tierwise.training.train import TrainOptions, train_bundle
 
@@ -98,7 +98,7 @@ def main() -> None:
             TierLadder.load(),
             TrainOptions(encoder="static"),
         )
-        tracked = log_training_run(trained, Registry(store), register=NAME)
+        tracked = register_trained(trained, Registry(store, create=True), NAME)
         model_uri = f"models:/{NAME}/{tracked.version}"
         router = trained.router
         log_path = work / "requests.parquet"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from tierwise.training.sample_logs import write_sample_logs
+from tierwise.training.tracking.store import prepare_store
 
 from tests.helpers import train_files
 from tests.image_build import BuiltEnv, read_stages, run_build_stage
@@ -16,8 +17,10 @@ SAMPLE_REQUESTS = 600
 
 @pytest.fixture(scope="session", autouse=True)
 def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Every MLflow run of the suite (each `tierwise train` is one) goes to one temporary SQLite store."""
+    """Every MLflow run of the suite (each `tierwise train` is one) goes to one temporary SQLite store, made here
+    (as `tierwise train` would) so a test that only registers or reads finds it whatever ran before."""
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    prepare_store(uri, create=True)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         yield uri

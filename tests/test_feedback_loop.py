@@ -26,8 +26,8 @@ from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 from tierwise.training.labels import label_requests
 from tierwise.training.logs import read_attempts
 from tierwise.training.sample_logs import write_sample_logs
+from tierwise.training.tracking.promotion import register_trained
 from tierwise.training.tracking.registry import CHAMPION, ModelRef, Registry
-from tierwise.training.tracking.run_logging import log_training_run
 from tierwise.training.traffic import known_requests
 
 from tests.helpers import train_files
@@ -69,7 +69,7 @@ def champion_version(store: str) -> str:
 def test_served_traffic_retrains_a_better_champion_and_loses_nothing(tmp_path, mlflow_store):
     old_logs = write_sample_logs(tmp_path / "old", 300, seed=21)
     champion = train_files([only_the_top_tier_works(old_logs, tmp_path / "biased" / "a.jsonl")], tmp_path / "champion")
-    registered = log_training_run(champion, Registry(mlflow_store), register=NAME)
+    registered = register_trained(champion, Registry(mlflow_store), NAME)
     assert registered.refused, "always-top is no better than the static mix: the registry refuses it by itself"
     Registry(mlflow_store).promote(NAME, str(registered.version))  # the operator puts it in service anyway
 
@@ -147,7 +147,7 @@ def test_without_exploration_a_top_tier_champion_never_learns_about_cheaper_tier
     name = "feedback-loop-blind"
     old_logs = write_sample_logs(tmp_path / "old", 300, seed=21)
     champion = train_files([only_the_top_tier_works(old_logs, tmp_path / "biased" / "a.jsonl")], tmp_path / "champion")
-    registered = log_training_run(champion, Registry(mlflow_store), register=name)
+    registered = register_trained(champion, Registry(mlflow_store), name)
     Registry(mlflow_store).promote(name, str(registered.version))
     truth = label_requests(read_attempts([write_sample_logs(tmp_path / "truth", 600, seed=23)]), TierLadder.load())
     requests = [r for r in known_requests(truth) if len(r.success) == 3]

@@ -21,8 +21,8 @@ from tierwise.serving.process import ServerProcess
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 from tierwise.training.extras import SPARK, TRAIN
+from tierwise.training.tracking.promotion import register_trained
 from tierwise.training.tracking.registry import Registry
-from tierwise.training.tracking.run_logging import log_training_run
 
 from tests.helpers import taken_port, train_files
 from tests.image_build import DEPLOY, ROOT, BuiltEnv
@@ -50,7 +50,7 @@ def registered(tmp_path_factory, sample_logs) -> tuple[str, str]:
     work = tmp_path_factory.mktemp("slim-registry")
     store = f"sqlite:///{work / 'mlflow.db'}"
     result = train_files([sample_logs], work / "bundle")
-    log_training_run(result, Registry(store), register="slim")
+    register_trained(result, Registry(store, create=True), "slim")
     return store, result.router.version
 
 

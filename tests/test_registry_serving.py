@@ -6,8 +6,8 @@ import pytest
 from mlflow import MlflowClient
 from tierwise.serving.process import ServerProcess
 from tierwise.training.sample_logs import write_sample_logs
+from tierwise.training.tracking.promotion import register_trained
 from tierwise.training.tracking.registry import Registry
-from tierwise.training.tracking.run_logging import log_training_run
 
 from tests.helpers import run_serve, train_files
 from tests.test_grpc_reload import Hammer, serve_args, wait_for
@@ -23,7 +23,7 @@ def versions(tmp_path_factory, mlflow_store) -> list[str]:
     for seed in (3, 4):
         logs = write_sample_logs(work / f"logs{seed}", 300, seed=seed)
         result = train_files([logs], work / f"bundle{seed}")
-        log_training_run(result, Registry(mlflow_store), register=NAME)
+        register_trained(result, Registry(mlflow_store), NAME)
         bundle_versions.append(result.router.version)
     assert bundle_versions[0] != bundle_versions[1]
     return bundle_versions

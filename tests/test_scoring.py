@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from tierwise.classifier.decisions import decision_columns, decision_schema
 from tierwise.classifier.router import Router
 from tierwise.training.logs import read_attempts
+from tierwise.training.tracking.promotion import register_trained
 from tierwise.training.tracking.registry import Registry
-from tierwise.training.tracking.run_logging import log_training_run
 
 from tests.helpers import train_files, write_rows
 from tierwise.cli import main
@@ -27,7 +27,7 @@ DECISION = ["request_id", "tier", "model", "fallback_chain", "p_haiku", "p_sonne
 def registered(tmp_path_factory, sample_logs, mlflow_store) -> Router:
     """A version of NAME registered (as champion) in the suite's store; its router."""
     result = train_files([sample_logs], tmp_path_factory.mktemp("scoring") / "bundle")
-    log_training_run(result, Registry(mlflow_store), register=NAME)
+    register_trained(result, Registry(mlflow_store), NAME)
     return result.router
 
 

@@ -69,7 +69,7 @@ def test_train_and_register_twice_gives_a_champion_then_a_challenger(registered,
         assert version.run_id == run["run_id"]
         assert version.tags["data_fingerprint"] == manifest.data["fingerprint"]
         assert version.tags["bundle_version"] == manifest.version
-        assert version.tags["encoder"] == manifest.encoder.name
+        assert version.tags["encoder"] == manifest.encoder.kind == "static"  # one name, as --encoder takes it
         # tags say what the version is; its numbers stay on its run
         assert set(version.tags) == {"data_fingerprint", "data_files", "encoder", "bundle_version"}
         assert client.get_run(version.run_id).data.metrics["apgr"] == pytest.approx(manifest.metrics["apgr"])
@@ -87,19 +87,24 @@ def test_a_training_run_records_params_lineage_metrics_and_artifacts(registered,
     assert params["encoder"] == "static" and params["seed"] == "0" and params["threshold_rule"] == "auto"
     assert params["tiers"] == "haiku,sonnet,opus"
     assert float(params["price_opus_out_usd_per_mtok"]) == 25.0
-    assert float(params["policy_threshold"]) == pytest.approx(manifest.policy.threshold, abs=1e-6)
+    assert float(params["policy_threshold"]) == pytest.approx(manifest.policy.threshold, abs=5e-5)
+    assert params["encoder"] == "static" and "encoder_name" not in params
 
     metrics = run.data.metrics
     expected = {"apgr", "cost_ratio", "quality_ratio", "exact_tier_accuracy", "under_routing_rate"}
     expected |= {"over_routing_rate", "latency_p50_us", "latency_p99_us", "static_mix_apgr", "random_apgr"}
-    expected |= {"gain_over_static", "max_gain_over_static", "cost_at_top_quality", "headroom_captured"}
-    expected |= {f"{key}_ci_{end}" for key in ("apgr", "gain_over_static", "cost_ratio_at_95") for end in ("lo", "hi")}
+    expected |= {"max_gain_over_static", "headroom_captured", "1_gain_over_static_pp", "2_cost_at_top_quality_reached"}
+    expected |= {f"1_gain_over_static_pp_{end}" for end in ("lo", "hi")}
+    expected |= {f"{key}_ci_{end}" for key in ("apgr", "cost_ratio_at_95") for end in ("lo", "hi")}
+    expected |= {f"time_{stage}_s" for stage in ("label", "embed", "fit", "export", "total", "record")}
     expected |= {f"{kind}_{tier}" for kind in ("ece", "accuracy") for tier in ("haiku", "sonnet", "opus")}
     assert expected <= set(metrics)
     assert metrics["apgr"] == pytest.approx(manifest.metrics["apgr"])
+    assert metrics["1_gain_over_static_pp"] == round(100 * manifest.metrics["gain_over_static"], 2)
+    assert not {"gain_over_static", "cost_at_top_quality", "cost_ratio_at_100"} & set(metrics)  # restated once
 
     (dataset,) = run.inputs.dataset_inputs
-    assert dataset.dataset.name == run_info["logs"].name
+    assert dataset.dataset.name == f"{run_info['logs'].parent.name}/{run_info['logs'].name}"
     assert dataset.dataset.digest == hashlib.sha256(run_info["logs"].read_bytes()).hexdigest()[:16]
     assert run.data.tags["tierwise.data_fingerprint"] == manifest.data["fingerprint"]
 
@@ -207,7 +212,7 @@ def compare(*args: str) -> str:
 def row(output: str, title: str) -> list[str]:
     """The cells of one row of the comparison table (a metric's cell is its value, its interval dropped)."""
     (line,) = [line for line in output.splitlines() if line.startswith(title + " ")]
-    return re.sub(r" \[[^]]*\]", "", line).split()[1:]
+    return re.sub(r" \[[^]]*\]", "", line[len(title) :]).split()
 
 
 def test_compare_shows_versions_side_by_side(registered, client):
@@ -221,7 +226,12 @@ def test_compare_shows_versions_side_by_side(registered, client):
     assert [float(v) for v in row(output, "apgr")] == pytest.approx(recorded, abs=6e-4)
     lo, hi = runs[0].data.metrics["apgr_ci_lo"], runs[0].data.metrics["apgr_ci_hi"]
     assert re.search(rf"^apgr\s+\d\.\d{{3}} \[{lo:.3f}, {hi:.3f}\]", output, re.MULTILINE)
-    assert row(output, "train requests")[1:] == [run.data.params["train_requests"] for run in runs]
+    assert row(output, "train requests") == [run.data.params["train_requests"] for run in runs]
+    # the rule and threshold each version routes by, and the headline in the units MLflow shows
+    assert row(output, "rule") == [run.data.params["policy_rule"] for run in runs]
+    assert row(output, "threshold") == [run.data.params["policy_threshold"] for run in runs]
+    gains = [f"{run.data.metrics['1_gain_over_static_pp']:+.2f}" for run in runs]
+    assert row(output, "gain over static, pp") == gains
 
 
 def test_compare_reevaluates_every_version_on_the_same_logs(registered, second_logs, client):
@@ -240,9 +250,14 @@ def test_compare_reevaluates_every_version_on_the_same_logs(registered, second_l
     # the like-for-like numbers are a comparison run
     run = client.get_run(re.search(r"mlflow comparison run (\w+)", output).group(1))
     assert run.info.run_name == f"compare {NAME} · v1, v2 · {reports[0]['evaluated']} req"
+    assert client.get_experiment(run.info.experiment_id).name == "tierwise-comparisons"
     for k, report in enumerate(reports, start=1):
         assert run.data.metrics[f"v{k}/apgr"] == pytest.approx(report["apgr"])
-        assert run.data.metrics[f"v{k}/gain_over_static_ci_lo"] == pytest.approx(report["gain_over_static_ci"][0])
+        lo = run.data.metrics[f"v{k}/1_gain_over_static_pp_lo"]
+        assert lo == round(100 * report["gain_over_static_ci"][0], 2)
+        assert f"v{k}" in run.data.tags["mlflow.note.content"]
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"cost_quality.png"}
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == [f"{second_logs.parent.name}/{second_logs.name}"]
 
 
 def test_compare_versions_takes_several_values_after_one_flag(registered):

@@ -123,7 +123,11 @@ def log_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options every command that talks to MLflow shares."""
     command = click.option(
-        "--experiment", default="tierwise", show_default=True, help="MLflow experiment for the runs recorded."
+        "--experiment",
+        default="tierwise",
+        show_default=True,
+        help="MLflow experiment for training runs; comparison runs (retrain, compare --logs) go to "
+        "EXPERIMENT-comparisons.",
     )(command)
     return click.option(
         "--tracking-uri",
@@ -321,21 +325,25 @@ def train(
     """
     from tierwise.classifier.bundle import check_bundle_out
     from tierwise.classifier.tiers import TierLadder
-    from tierwise.training.tracking.run_logging import log_training_run
+    from tierwise.training.tracking.promotion import place
+    from tierwise.training.tracking.run_logging import training_run
     from tierwise.training.train import train_bundle
     from tierwise.training.train_report import render_report
 
     check_bundle_out(Path(out))  # before any work: refused output directories cost nothing
     registry = open_registry(tracking_uri, create=True)
     log = read_logs(logs, success_threshold, skip_invalid)
-    result = train_bundle(log, Path(out), TierLadder.load(tiers), train_options(no_cache, options))
-    click.echo(render_report(result))
-    tracked = log_training_run(result, registry, register=register, experiment=experiment)
+    chosen = train_options(no_cache, options)
+    with training_run(registry, log, chosen.encoder, experiment) as run:
+        result = train_bundle(log, Path(out), TierLadder.load(tiers), chosen)
+        click.echo(render_report(result))
+        tracked = run.record(result, register)
     click.echo(f"mlflow run {tracked.run_id}")
-    if tracked.version:
-        click.echo(f"registered {register} version {tracked.version} as {tracked.alias}")
-    for problem in tracked.refused:
-        click.echo(f"not made champion: {problem}")
+    if register is not None and tracked.version is not None:
+        placed = place(registry, register, tracked.version, result)
+        click.echo(f"registered {register} version {placed.version} as {placed.alias}")
+        for problem in placed.refused:
+            click.echo(f"not made champion: {problem}")
 
 
 @commands.command("eval")
@@ -627,25 +635,26 @@ def compare(
 
     Without --logs each version shows the metrics its training run recorded on its own held-out rows; with
     --logs all versions are re-evaluated on the same rows (95% intervals in brackets), and those numbers are
-    logged as an MLflow comparison run in --experiment.
+    logged as an MLflow comparison run in EXPERIMENT-comparisons.
     """
     from tierwise.classifier.tiers import TierLadder
-    from tierwise.training.tracking.compare import log_comparison, render_comparison, version_rows
+    from tierwise.training.tracking.compare import compare_versions, render_comparison
 
     registry = open_registry(tracking_uri)
     log = read_logs(logs, 1.0, False) if logs else None
-    rows = version_rows(
+    rows, run_id = compare_versions(
         registry,
         name,
         [str(v) for v in versions],
         log,
         TierLadder.load(tiers) if tiers else None,
         None if split == "all" else split,
+        experiment,
     )
     where = f"re-evaluated on {split} rows of {', '.join(logs)}" if logs else "as recorded at training time"
     click.echo(render_comparison(rows, where))
-    if log is not None:
-        click.echo(f"mlflow comparison run {log_comparison(registry, experiment, name, rows, log)}")
+    if run_id is not None:
+        click.echo(f"mlflow comparison run {run_id}")
 
 
 @commands.command("promote")
@@ -654,7 +663,11 @@ def compare(
 @click.option("--tracking-uri", help=TRACKING_HELP)
 def promote(name: str, version: int, tracking_uri: str | None) -> None:
     """Move the `champion` alias of NAME to VERSION (servers following models:/NAME@champion reload it)."""
-    previous = open_registry(tracking_uri).promote(name, str(version))
+    from tierwise.training.tracking.promotion import promote as promote_version
+
+    previous = promote_version(
+        open_registry(tracking_uri), name, str(version), "promoted by hand (`tierwise promote`)."
+    )
     click.echo(f"{name}: champion is now version {version} (was {previous or 'none'})")
 
 

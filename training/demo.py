@@ -74,10 +74,11 @@ def run_demo(workdir: Path, requests: int) -> None:
     from tierwise.training.audit.table import render_text
     from tierwise.training.labels import label_requests, summarize, write_table
     from tierwise.training.logs import read_attempts
-    from tierwise.training.tracking.compare import render_comparison, version_rows
+    from tierwise.training.tracking.compare import compare_versions, render_comparison
+    from tierwise.training.tracking.promotion import place
     from tierwise.training.tracking.registry import CHAMPION, ModelRef, Registry
     from tierwise.training.tracking.retrain import retrain
-    from tierwise.training.tracking.run_logging import log_training_run
+    from tierwise.training.tracking.run_logging import training_run
     from tierwise.training.train import TrainOptions, train_bundle
     from tierwise.training.train_report import render_report
 
@@ -98,10 +99,13 @@ def run_demo(workdir: Path, requests: int) -> None:
     click.echo(f"wrote {labels_path}")
 
     _step(f"train + register: a router bundle, tracked in MLflow as a version of {MODEL_NAME}")
-    result = train_bundle(log, work / "bundle", ladder)
-    click.echo(render_report(result))
-    tracked = log_training_run(result, registry, register=MODEL_NAME)
-    click.echo(f"mlflow run {tracked.run_id}; registered {MODEL_NAME} version {tracked.version} as {tracked.alias}")
+    options = TrainOptions()
+    with training_run(registry, log, options.encoder) as run:
+        result = train_bundle(log, work / "bundle", ladder, options)
+        click.echo(render_report(result))
+        tracked = run.record(result, register=MODEL_NAME)
+    placed = place(registry, MODEL_NAME, str(tracked.version), result)
+    click.echo(f"mlflow run {tracked.run_id}; registered {MODEL_NAME} version {placed.version} as {placed.alias}")
 
     _step(f"serve models:/{MODEL_NAME}@champion over gRPC, and ask it")
     args = ["--model", f"models:/{MODEL_NAME}@champion", "--tracking-uri", tracking, "--host", "127.0.0.1"]
@@ -111,7 +115,7 @@ def run_demo(workdir: Path, requests: int) -> None:
 
         _step("retrain on more logs: a challenger, promoted only if it beats the champion")
         more = write_sample_logs(work / "logs-more", 2 * requests, seed=2)
-        decision = retrain(MODEL_NAME, read_attempts([logs, more]), registry, ladder, TrainOptions())
+        decision = retrain(MODEL_NAME, read_attempts([logs, more]), registry, ladder, options)
         click.echo(decision.render())
         champion = Router.load(registry.bundle(ModelRef(MODEL_NAME, alias=CHAMPION))).version
         if decision.promoted:
@@ -125,7 +129,7 @@ def run_demo(workdir: Path, requests: int) -> None:
         _ask(server.target, DEMO_PROMPTS[-1:])
 
     _step("compare the versions on one evaluation set (the test rows of the new logs)")
-    rows = version_rows(registry, MODEL_NAME, log=read_attempts([more]))
+    rows, _ = compare_versions(registry, MODEL_NAME, log=read_attempts([more]))
     click.echo(render_comparison(rows, f"re-evaluated on the test rows of {more}"))
 
     _step("audit: where each workload's spend goes, and what each lever would save")

@@ -1,7 +1,10 @@
-"""The model registry: versions, the `champion` / `challenger` aliases, and local copies of their bundles.
+"""The model registry: versions, their descriptions, the `champion` / `challenger` aliases, local copies of their
+bundles, and the few reads and writes of runs that other modules need.
 
-A `Registry` is bound to one store URI and talks to it through its own MlflowClient, so reading it (as a
-server's alias poll does every few seconds) never touches MLflow's process-wide settings. Alias changes that
+A `Registry` is bound to one store URI and talks to it through its own MlflowClient, which no other module
+touches, so reading it (as a server's alias poll does every few seconds) never touches MLflow's process-wide
+settings. Which version holds which alias is decided in `tierwise.training.tracking.promotion`, the only caller of
+the alias methods. Alias changes that
 depend on what the registry holds (a first version becoming champion, a promotion) are compare-and-sets
 under the store's lock (`tierwise.training.tracking.locks`), so two commands at once cannot both act on one reading.
 """
@@ -156,6 +159,36 @@ class Registry:
                 raise
         created = self.client.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
         return str(created.version)
+
+    def describe(self, name: str, version: str, text: str) -> None:
+        """Replace a version's description (markdown, shown at the top of its page)."""
+        self.client.update_model_version(name, str(version), description=text)
+
+    def describe_model(self, name: str, text: str) -> None:
+        """Replace a registered model's description (shown at the top of its page, above its versions)."""
+        self.client.update_registered_model(name, description=text)
+
+    def tag_version(self, name: str, version: str, key: str, value: str) -> None:
+        """Set one tag of a version."""
+        self.client.set_model_version_tag(name, str(version), key, value)
+
+    def run(self, run_id: str) -> Any:
+        """A tracked run (its params, metrics and tags)."""
+        return self.client.get_run(run_id)
+
+    def running_runs(self, host: str, owner_host_tag: str) -> list[Any]:
+        """The runs still RUNNING, in any experiment, that `owner_host_tag` says this host started."""
+        experiments = [e.experiment_id for e in self.client.search_experiments()]
+        if not experiments:
+            return []
+        found = f"attributes.status = 'RUNNING' and tags.`{owner_host_tag}` = '{host}'"
+        return list(self.client.search_runs(experiments, filter_string=found))
+
+    def end_run(self, run_id: str, status: str, tags: dict[str, str]) -> None:
+        """End a run another process left open, with tags saying why."""
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value)
+        self.client.set_terminated(run_id, status=status)
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         """Point an alias at a version (moving it if another version held it)."""

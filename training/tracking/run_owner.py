@@ -37,20 +37,13 @@ def is_alive(pid: int) -> bool:
 
 def end_orphaned_runs(registry: Registry) -> list[str]:
     """Mark KILLED the RUNNING runs of this host whose owning process is gone; their run ids."""
-    client = registry.client
     host = socket.gethostname()
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    if not experiments:
-        return []
-    running = client.search_runs(
-        experiments, filter_string=f"attributes.status = 'RUNNING' and tags.`{OWNER_HOST}` = '{host}'"
-    )
     ended = []
-    for run in running:
+    for run in registry.running_runs(host, OWNER_HOST):
         pid = run.data.tags.get(OWNER_PID, "")
         if not pid.isdigit() or is_alive(int(pid)):
             continue
-        client.set_tag(run.info.run_id, ENDED_BY, f"process {pid} on {host} was gone; ended by process {os.getpid()}")
-        client.set_terminated(run.info.run_id, status=KILLED)
+        why = f"process {pid} on {host} was gone; ended by process {os.getpid()}"
+        registry.end_run(run.info.run_id, KILLED, {ENDED_BY: why})
         ended.append(run.info.run_id)
     return ended
