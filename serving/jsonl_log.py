@@ -141,7 +141,8 @@ class JsonlAppender(Generic[Item]):
         return time.monotonic() - self._reported_at >= self._report_interval_s
 
     def _report(self, note: str) -> None:
-        log.error("%s: %d rows dropped, not written (%s); %s", self.path, self._unreported, self._reason, note)
+        rows = f"{self._unreported} row{'' if self._unreported == 1 else 's'}"
+        log.error("%s: %s dropped, not written (%s); %s", self.path, rows, self._reason, note)
         self._unreported = 0
         self._reported_at = time.monotonic()
 
