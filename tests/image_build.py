@@ -115,13 +115,14 @@ class BuiltEnv:
 
     def run(self, *command: str | Path, timeout_s: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess:
         """Run a command with this environment's programs, outside the source tree and without PYTHONPATH, so
-        only what the environment installed can be imported."""
+        only what the environment installed can be imported. It writes no bytecode: the environment is shared by
+        the test workers and its size is measured as built."""
         return subprocess.run(
             [str(c) for c in command],
             capture_output=True,
             text=True,
             timeout=timeout_s,
-            env=clean_env(),
+            env=clean_env(PYTHONDONTWRITEBYTECODE="1"),
             cwd=cwd or self.venv.parent,
         )
 

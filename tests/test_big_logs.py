@@ -76,8 +76,8 @@ def test_requests_come_in_order_of_first_appearance_with_their_first_logged_valu
 
 
 def test_each_distinct_prompt_is_embedded_once(tmp_path, monkeypatch):
-    monkeypatch.setenv("TIERWISE_CACHE_DIR", str(tmp_path))
-    encoder = StaticEncoder.load()
+    encoder = StaticEncoder.load()  # from the usual cache: distilled once, not again for this test
+    monkeypatch.setenv("TIERWISE_CACHE_DIR", str(tmp_path))  # the embedding cache under test starts empty
     prompts = pl.Series([f"prompt {i % 7}" for i in range(50)])
     vectors = embed(prompts, encoder)
     (shard,) = tmp_path.rglob("shard-*.npz")

@@ -14,13 +14,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from mlflow import MlflowClient
 from tierwise.training.sample_logs import write_sample_logs
 from tierwise.training.tracking.locks import StoreLockError, registry_lock
 from tierwise.training.tracking.registry import CHALLENGER, CHAMPION, Registry
 from tierwise.training.tracking.run_owner import ENDED_BY, KILLED, OWNER_HOST, OWNER_PID, end_orphaned_runs, owner_tags
 
+from tests.claimant import claim_at_once
 from tests.helpers import running_mlflow_server
+from tierwise.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TIERWISE = (sys.executable, "-m", "tierwise")
@@ -36,8 +39,8 @@ def small_logs(tmp_path_factory) -> Path:
     return write_sample_logs(tmp_path_factory.mktemp("fault-logs"), 200, seed=3)
 
 
-def train_command(logs: Path, out: Path, uri: str, *extra: str) -> list[str]:
-    return [*TIERWISE, "train", str(logs), "--out", str(out), "--tracking-uri", uri, *extra]
+def train_args(logs: Path, out: Path, uri: str, *extra: str) -> list[str]:
+    return ["train", str(logs), "--out", str(out), "--tracking-uri", uri, *extra]
 
 
 def champions(uri: str) -> dict[str, str]:
@@ -47,15 +50,17 @@ def champions(uri: str) -> dict[str, str]:
 
 
 @pytest.mark.fault
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_concurrent_registrations_on_a_new_store_never_break_it(small_logs, tmp_path):
-    """Each round: two `train --register` started together on a new SQLite file, then a third command."""
+    """Each round: two `train --register` processes started together on a new SQLite file, then a third command
+    (in this process) reads the store."""
     for round_number in range(1, ROUNDS + 1):
         work = tmp_path / f"round{round_number}"
         uri = f"sqlite:///{work / 'mlflow.db'}"
         procs = [
             subprocess.Popen(
-                train_command(small_logs, work / f"b{k}", uri, "--register", NAME),
+                [*TIERWISE, *train_args(small_logs, work / f"b{k}", uri, "--register", NAME)],
                 cwd=ROOT,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -72,19 +77,9 @@ def test_concurrent_registrations_on_a_new_store_never_break_it(small_logs, tmp_
         held = champions(uri)
         assert printed[held[CHAMPION]] == CHAMPION
         assert printed[held[CHALLENGER]] == CHALLENGER
-        after = subprocess.run(
-            [*TIERWISE, "compare", NAME, "--tracking-uri", uri], cwd=ROOT, capture_output=True, text=True, timeout=120
-        )
-        assert after.returncode == 0, after.stderr
-        assert re.search(r"version\s+v1\s+v2\s*$", after.stdout, re.MULTILINE), after.stdout
-
-
-def claim_at_once(uri: str, version: str, barrier, answers) -> None:
-    """One claimant: open the store, wait for the others, then claim champion for its version."""
-    registry = Registry(uri, create=True)
-    registry.client.get_registered_model(NAME)
-    barrier.wait(timeout=120)
-    answers.put((version, registry.claim(NAME, version)))
+        after = CliRunner().invoke(main, ["compare", NAME, "--tracking-uri", uri])
+        assert after.exit_code == 0, after.output
+        assert re.search(r"version\s+v1\s+v2\s*$", after.output, re.MULTILINE), after.output
 
 
 def versions_to_claim(uri: str, count: int) -> list[str]:
@@ -101,7 +96,7 @@ def claim_concurrently(uri: str) -> None:
     versions = versions_to_claim(uri, CLAIMANTS)
     context = multiprocessing.get_context("spawn")
     barrier, answers = context.Barrier(CLAIMANTS), context.Queue()
-    procs = [context.Process(target=claim_at_once, args=(uri, v, barrier, answers)) for v in versions]
+    procs = [context.Process(target=claim_at_once, args=(uri, NAME, v, barrier, answers)) for v in versions]
     for proc in procs:
         proc.start()
     got = dict(answers.get(timeout=180) for _ in procs)
@@ -176,7 +171,7 @@ def test_a_killed_train_leaves_no_run_running_after_the_next_command(small_logs,
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = Registry(uri, create=True).client
     victim = subprocess.Popen(
-        train_command(small_logs, tmp_path / "killed", uri, "--register", NAME),
+        [*TIERWISE, *train_args(small_logs, tmp_path / "killed", uri, "--register", NAME)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -192,14 +187,8 @@ def test_a_killed_train_leaves_no_run_running_after_the_next_command(small_logs,
     assert run.data.tags[OWNER_PID] == str(victim.pid)
     assert client.get_run(run.info.run_id).info.status == "RUNNING"
 
-    after = subprocess.run(
-        train_command(small_logs, tmp_path / "next", uri, "--register", NAME),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert after.returncode == 0, after.stderr
-    assert f"marked 1 run(s) of killed commands KILLED: {run.info.run_id}" in after.stderr
+    after = CliRunner().invoke(main, train_args(small_logs, tmp_path / "next", uri, "--register", NAME))
+    assert after.exit_code == 0, after.output
+    assert f"marked 1 run(s) of killed commands KILLED: {run.info.run_id}" in after.output
     assert client.get_run(run.info.run_id).info.status == KILLED
     assert running_runs(client) == []

@@ -19,6 +19,7 @@ from tests.test_grpc_reload import Hammer, wait_for
 from tierwise.cli import main
 
 NAME = "shared"
+pytestmark = pytest.mark.slow  # a real `mlflow server`, three training commands, two replicas
 
 
 @pytest.fixture(scope="module")

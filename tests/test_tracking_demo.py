@@ -8,7 +8,10 @@ import re
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_a_first_demo_run_piped_does_the_whole_loop_quietly(tmp_path):
     env = {**os.environ, "TIERWISE_CACHE_DIR": str(tmp_path / "fresh-cache")}  # first run: distils the encoder
     command = [sys.executable, "-m", "tierwise", "demo", "--workdir", str(tmp_path / "demo"), "--requests", "300"]
