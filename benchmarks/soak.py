@@ -13,7 +13,10 @@ RSS (the whole process tree, workers included) at the minute's end. It exits 1 i
 more than 10% over its value after the first minute, or if any call failed or was shed.
 
     python benchmarks/soak.py [--minutes 10] [--rate 1000] [--threads 4] [--workers 1] [--decision-log]
-                              [--model BUNDLE]
+                              [--long-ids] [--model BUNDLE]
+
+--long-ids sends every call under its own request_id at the input limit's length (128 characters), the case
+where an unbounded memory of recent decisions grew without limit: RSS must still level off.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 
 import grpc
 from grpc_load import build_bundle, load_prompts, percentile
+from tierwise.classifier.limits import REQUEST_ID
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
@@ -67,8 +71,17 @@ class Stats:
 class Sender(threading.Thread):
     """One channel sending `rate` Predicts a second on an absolute schedule, at most `bound` unanswered."""
 
-    def __init__(self, target: str, requests: list[pb.PredictRequest], rate: float, bound: int, stats: Stats):
+    def __init__(
+        self,
+        target: str,
+        requests: list[pb.PredictRequest],
+        rate: float,
+        bound: int,
+        stats: Stats,
+        id_prefix: str | None = None,
+    ):
         super().__init__(daemon=True)
+        self._id_prefix = id_prefix
         self._channel = grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
         self._predict = pb_grpc.RouterStub(self._channel).Predict
         self._requests = requests
@@ -89,12 +102,20 @@ class Sender(threading.Thread):
             if delay > 0:
                 time.sleep(delay)
             if self._slots.acquire(blocking=False):
-                self._send(self._requests[i % len(self._requests)], minute)
+                self._send(self._with_id(self._requests[i % len(self._requests)], i), minute)
             else:
                 with self._stats.lock:
                     self._stats.minutes[minute].shed += 1
             i += 1
             next_send += self._interval
+
+    def _with_id(self, request: pb.PredictRequest, i: int) -> pb.PredictRequest:
+        """With --long-ids: the request under its own request_id, as long as the input limit allows."""
+        if self._id_prefix is None:
+            return request
+        return pb.PredictRequest(
+            prompt=request.prompt, request_id=f"{self._id_prefix}{i}".rjust(REQUEST_ID.maximum, "0")
+        )
 
     def _send(self, request: pb.PredictRequest, minute: int) -> None:
         with self._stats.lock:
@@ -159,7 +180,15 @@ def soak(target: str, server_pid: int, args: argparse.Namespace) -> tuple[Stats,
     requests = mixed_requests(4096)
     bound = max(1, args.max_in_flight // args.threads)
     senders = [
-        Sender(target, requests[k :: args.threads], args.rate / args.threads, bound, stats) for k in range(args.threads)
+        Sender(
+            target,
+            requests[k :: args.threads],
+            args.rate / args.threads,
+            bound,
+            stats,
+            f"{k}-" if args.long_ids else None,
+        )
+        for k in range(args.threads)
     ]
     start = time.perf_counter() + 0.5
     for k, sender in enumerate(senders):  # staggered, so the threads' sends interleave evenly
@@ -226,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="`tierwise serve --workers`")
     parser.add_argument("--server-mode", choices=["sync", "aio"], help="default: tierwise serve's own")
     parser.add_argument("--decision-log", action="store_true", help="the server also logs every decision")
+    parser.add_argument(
+        "--long-ids",
+        action="store_true",
+        help="every call carries its own request_id of the longest length allowed (classifier/limits.py), so the "
+        "server's memory of recent decisions fills to its byte bound (README: Input limits)",
+    )
     args = parser.parse_args(argv)
     print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     with tempfile.TemporaryDirectory() as tmp:

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.fault
 
 ROOT = Path(__file__).resolve().parents[1]
 TIERS = ("haiku", "sonnet", "opus")
-DROPPED = re.compile(r"ERROR tierwise\.serving: /dev/full: (\d+) rows dropped")
+DROPPED = re.compile(r"ERROR tierwise\.serving: /dev/full: (\d+) rows? dropped")
 
 
 def probabilities(i: int) -> dict[str, float]:
