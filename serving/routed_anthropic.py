@@ -45,6 +45,8 @@ class RoutedAnthropic:
       accepted at `accept_threshold` or above. Without it, an answer is accepted unless it stopped at `max_tokens`.
     - `routing`: the default `RouteOptions` of every call (quality target, latency band, allowed tiers, mode,
       ...); `messages.create(routing=RouteOptions(...))` replaces them for one call.
+    - `workload`: the workload every call belongs to (`routing`'s `workload`): written in the router's decision log;
+      its `serve --workloads` entry fills in the options a call leaves unset.
     - `router_down`: when no router answers, `"fallback"` calls `fallback_model` (default: the top tier),
       flagging `message.tierwise.router_error` and logging a warning; `"fail"` raises `RouterUnavailable`.
     """
@@ -62,13 +64,14 @@ class RoutedAnthropic:
         router_timeout_s: float = 1.0,
         ca_cert: str | Path | None = None,
         token: str | None = None,
+        workload: str | None = None,
     ):
         self.client = client if client is not None else anthropic.Anthropic()
         self.router = RouterLink(
             router, RouterDown(router_down, fallback_model), timeout_s=router_timeout_s, ca_cert=ca_cert, token=token
         )
         self.reporter = OutcomeReporter(self.router.report_all)
-        self._routed = CallDefaults(routing, Judge(accept, accept_threshold), self.reporter)
+        self._routed = CallDefaults(routing.updated(workload=workload), Judge(accept, accept_threshold), self.reporter)
         self.messages = RoutedMessages(self.client, self.router, self._routed)
         self.batches = RoutedBatches(self.client, self.router, self._routed)
 
@@ -193,6 +196,7 @@ class AsyncRoutedAnthropic:
         router_timeout_s: float = 1.0,
         ca_cert: str | Path | None = None,
         token: str | None = None,
+        workload: str | None = None,
     ):
         self.client = client if client is not None else anthropic.AsyncAnthropic()
         down = RouterDown(router_down, fallback_model)
@@ -200,7 +204,7 @@ class AsyncRoutedAnthropic:
         # Outcomes travel on a blocking channel of their own, from the reporter's thread.
         self._report_link = RouterLink(router, down, timeout_s=router_timeout_s, ca_cert=ca_cert, token=token)
         self.reporter = OutcomeReporter(self._report_link.report_all)
-        self._routed = CallDefaults(routing, Judge(accept, accept_threshold), self.reporter)
+        self._routed = CallDefaults(routing.updated(workload=workload), Judge(accept, accept_threshold), self.reporter)
         self.messages = AsyncRoutedMessages(self.client, self.router, self._routed)
 
     def grade(self, routing: Any, success: bool | None = None, score: float | None = None) -> None:
