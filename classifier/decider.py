@@ -26,6 +26,8 @@ from .workloads import WorkloadPolicy, Workloads
 
 # A batch is routed in chunks of this many requests; the caller's check runs between them (a deadline, a shutdown).
 BATCH_CHUNK = 64
+# Resolved options remembered (most traffic repeats a few sets of options); forgotten all at once past this.
+RESOLVED_MAX = 4096
 
 _ID_PREFIX = os.urandom(6).hex()
 _id_counter = itertools.count(1)
@@ -111,13 +113,25 @@ class Decider:
         self.workloads = workloads or Workloads()
         self._explore_seed = explore_seed
         self._explorers: tuple[Router | None, random.Random, dict[float, Explorer]] = (None, random.Random(), {})
+        self._resolved: tuple[Workloads, dict[tuple[RouteOptions, bool], tuple[RouteOptions, WorkloadPolicy]]] = (
+            self.workloads,
+            {},
+        )
         self._hooks = tuple(hooks)
 
     def options_for(self, options: RouteOptions, router: Router) -> tuple[RouteOptions, WorkloadPolicy]:
         """The options a request is decided with and its workload's policy (`Workloads.resolve`: the request's
-        fields, its workload's, the band defaults, in that order)."""
+        fields, its workload's, the band defaults, in that order), worked out once per distinct set of options."""
         timed = router.policy.times is not None
-        return self.workloads.resolve(options, self.band_defaults.route_options(timed), timed)
+        workloads, resolved = self._resolved
+        if workloads is not self.workloads or len(resolved) >= RESOLVED_MAX:
+            workloads, resolved = self.workloads, {}
+            self._resolved = (workloads, resolved)
+        key = (options, timed)
+        found = resolved.get(key)
+        if found is None:
+            found = resolved[key] = workloads.resolve(options, self.band_defaults.route_options(timed), timed)
+        return found
 
     def decide(self, router: Router, request: RouteRequest) -> Decision:
         """Route one request (FieldError, naming the field, for an option this model cannot honour)."""

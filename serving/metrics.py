@@ -313,6 +313,8 @@ class ServiceMetrics:
             ["result"],
             registry=self.registry,
         )
+        for result in ("loaded", "refused"):
+            self._workloads_reloads.labels(result)  # exported at 0 from the start, so an alert can watch it
         self._dropped_rows = prom.Counter(
             "tierwise_log_rows_dropped",
             "Rows a JSONL log (decisions, outcomes) could not write, e.g. on a full disk.",
