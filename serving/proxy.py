@@ -173,16 +173,18 @@ class Proxy:
         self.feedback_auth = FeedbackAuth(feedback_token)
         self.upstream = Upstream(config.upstream, config.upstream_timeout_s, config.max_concurrency)
         self.workloads = WorkloadsFile(config.workloads) if config.workloads else None
-        self._reloader = Reloader([self.workloads] if self.workloads else [], config.reload_interval)
+        self._reloader = Reloader([self.workloads], config.reload_interval) if self.workloads else None
         if self.workloads is not None:
             self.workloads.load()
-            self._reloader.start()
 
     async def start(self) -> None:
+        if self._reloader is not None:
+            self._reloader.start()
         await self.router.prices()
 
     async def stop(self) -> None:
-        self._reloader.stop()
+        if self._reloader is not None:
+            self._reloader.stop()
         await self.upstream.aclose()
         await self.router.close()
         self.reporter.close()

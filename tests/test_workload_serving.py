@@ -1,8 +1,9 @@
 """Workloads on a real `tierwise serve` (and the proxy, the client and the command line in front of it): a request
 names its workload; with `--workloads FILE` the workload's entry (else the file's [default]) fills in what the
 request leaves unset, so two workloads route the same prompt differently; the request's own fields win; a bad
-file is refused at start naming its entry and field, and on reload the old policy keeps serving; the workload
-reaches the decision log, the metrics (bounded to the file's names and `other`) and `tierwise collect`'s rows."""
+file is refused at start naming its entry and field, and on reload (server or proxy) the old policy keeps
+serving; the workload reaches the decision log, the metrics (bounded to the file's names and `other`) and
+`tierwise collect`'s rows."""
 
 from __future__ import annotations
 
@@ -236,6 +237,11 @@ def test_the_proxy_sends_the_workload_header_and_fills_in_from_its_own_file(serv
         with pytest.raises(anthropic.BadRequestError, match="x-tierwise-workload"):
             refused(model="tierwise", max_tokens=5, messages=[{"role": "user", "content": "hi"}],
                     extra_headers={"x-tierwise-workload": "w" * (IDENTIFIER.maximum + 1)})  # fmt: skip
+        write(own, '[workload.cheap-team]\nallowed_tiers = ["sonnet"]\nmode = "fastest"\n')  # a bad reload
+        px.wait_for_log(r"refused workloads file: .*\[workload\.cheap-team\] mode: must be one of")
+        health = httpx.get(f"http://127.0.0.1:{px.port}/health", timeout=10).json()
+        assert health["workloads"].startswith("refused, the previous policy in use")
+        assert routed(**{"x-tierwise-workload": "cheap-team"})["x-tierwise-tier"] == "haiku"  # the old file's
     ids = [h["x-tierwise-request-id"] for h in (cheap, mine, review, plain)]
     rows = {row["request_id"]: row for row in logged_rows(logs["decisions"], ids)}
     assert [rows[i]["workload"] for i in ids] == ["cheap-team", "cheap-team", "code-review", "proxy-default"]
