@@ -175,7 +175,7 @@ def render(rows: list[Row]) -> str:
         times = [router["time_to_acceptable_ms"], top["time_to_acceptable_ms"]]
         router_time, top_time = (f"{seconds(t['p50'])} / {seconds(t['p95'])}" for t in times)
         target = "-" if row.target is None else f"{row.target:.2f}"
-        reached = "" if row.target is not None or report.options.latency_band == "tolerant" else " (not reached)"
+        reached = "" if row.target is not None or report.options.band == "tolerant" else " (not reached)"
         lines.append(
             f"| {row.dataset} | {row.setting} | {target} | {router[quality_key]:.3f} / {top[quality_key]:.3f}{reached} "
             f"| {router['cost_usd']:.6f} / {row.top_list_cost:.6f} | {saving:.1%} | {router_time} | {top_time} |"

@@ -1,9 +1,10 @@
 """One decision path, free of any transport: what `tierwise serve` (every Predict RPC) and `tierwise predict` run.
 
-`Decider.decide(router, request)` fills in the band defaults (for a request that sets no latency budget or value of
-time, on a model with a time model), asks the router's policy, draws exploration (a cheaper allowed tier at
-`explore_rate`, with its propensity), and hands the resulting `Decision` to its hooks (the server's metrics, its
-memory of recent decisions, its decision log) before returning it. The gRPC servicer only turns protobuf into a
+`Decider.decide(router, request)` fills in what the request leaves unset (`Decider.options_for`: its workload's
+entry in the workloads file, then the band defaults), asks the router's policy, draws exploration (a cheaper
+allowed tier at the workload's `explore_rate`, else the server's, with its propensity), and hands the resulting
+`Decision` to its hooks (the server's metrics, its memory of recent decisions, its decision log) before returning
+it. The gRPC servicer only turns protobuf into a
 `RouteRequest` and a `Decision` into protobuf, so the client and the proxy, which call the servicer, get the
 same answer as `tierwise predict` for the same request.
 """
@@ -15,16 +16,18 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
-from functools import cached_property
+from dataclasses import dataclass, field
 
 from .exploration import Explorer
 from .limits import FieldError
-from .request import RouteOptions, RouteRequest
+from .request import DEFAULT_OPTIONS, RouteOptions, RouteRequest
 from .router import Prediction, Router
+from .workloads import WorkloadPolicy, Workloads
 
 # A batch is routed in chunks of this many requests; the caller's check runs between them (a deadline, a shutdown).
 BATCH_CHUNK = 64
+# Resolved options remembered (most traffic repeats a few sets of options); forgotten all at once past this.
+RESOLVED_MAX = 4096
 
 _ID_PREFIX = os.urandom(6).hex()
 _id_counter = itertools.count(1)
@@ -40,7 +43,8 @@ def new_request_id() -> str:
 
 @dataclass(frozen=True)
 class BandDefaults:
-    """The latency budget and value of time a request gets when it sets none (`tierwise serve` options).
+    """The latency budget and value of time a request gets when neither it nor its workload sets one (`tierwise
+    serve --max-latency-ms`, `--value-of-time-usd-per-s`).
 
     Applied only when the model has a time model; a request that sets one itself on a model without one is
     refused by the policy, naming the field.
@@ -48,26 +52,22 @@ class BandDefaults:
 
     max_latency_ms: float | None = None
     value_of_time_usd_per_s: float | None = None
+    options: RouteOptions = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        RouteOptions(**self._given)  # the same rules as a request's own
+        given = RouteOptions(max_latency_ms=self.max_latency_ms, value_of_time_usd_per_s=self.value_of_time_usd_per_s)
+        object.__setattr__(self, "options", given)  # checked by the same rules as a request's own
 
-    @cached_property
-    def _given(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
-
-    def applied(self, options: RouteOptions, router: Router) -> RouteOptions:
-        """The request's options with these defaults where it set none (unchanged for a model without time)."""
-        given = self._given
-        if not given or router.policy.times is None:
-            return options
-        return options.updated(**{name: value for name, value in given.items() if getattr(options, name) is None})
+    def route_options(self, timed: bool) -> RouteOptions:
+        """These defaults as server options under a request's: none for a model without a time model."""
+        return self.options if timed else DEFAULT_OPTIONS
 
 
 @dataclass(slots=True)
 class Decision:
-    """One routing decision as served: the request, the prediction served (an exploration draw's when
-    `explored`), the model version, when, and how long inference took.
+    """One routing decision as served: the request, the options it was decided with (the request's over its
+    workload's and the server's), the prediction served (an exploration draw's when `explored`), the model version,
+    when, and how long inference took.
 
     `propensity` is the probability the served tier had of being served first; `propensities` every possible
     first tier's (None when the policy's choice was the only one possible). A record the hooks read and never
@@ -76,6 +76,7 @@ class Decision:
 
     request_id: str
     request: RouteRequest
+    options: RouteOptions
     prediction: Prediction
     model_version: str
     unix_time: float
@@ -87,14 +88,17 @@ class Decision:
     @property
     def use_batch_api(self) -> bool:
         """Async requests go through the provider's Batch API."""
-        return self.request.options.latency_band == "async"
+        return self.options.band == "async"
 
 
 Hook = Callable[[Decision], None]
 
 
 class Decider:
-    """Decisions for requests, by whichever router the caller serves at the moment (it may change between calls)."""
+    """Decisions for requests, by whichever router the caller serves at the moment (it may change between calls).
+
+    `workloads` is the policy per workload; a server replaces it whole when its file changes (one assignment).
+    """
 
     def __init__(
         self,
@@ -102,19 +106,39 @@ class Decider:
         explore_rate: float = 0.0,
         explore_seed: int | None = None,
         hooks: Sequence[Hook] = (),
+        workloads: Workloads | None = None,
     ):
         self.band_defaults = band_defaults or BandDefaults()
         self.explore_rate = explore_rate
+        self.workloads = workloads or Workloads()
         self._explore_seed = explore_seed
-        self._explorer: tuple[Router | None, Explorer | None] = (None, None)
+        self._explorers: tuple[Router | None, random.Random, dict[float, Explorer]] = (None, random.Random(), {})
+        self._resolved: tuple[Workloads, dict[tuple[RouteOptions, bool], tuple[RouteOptions, WorkloadPolicy]]] = (
+            self.workloads,
+            {},
+        )
         self._hooks = tuple(hooks)
+
+    def options_for(self, options: RouteOptions, router: Router) -> tuple[RouteOptions, WorkloadPolicy]:
+        """The options a request is decided with and its workload's policy (`Workloads.resolve`: the request's
+        fields, its workload's, the band defaults, in that order), worked out once per distinct set of options."""
+        timed = router.policy.times is not None
+        workloads, resolved = self._resolved
+        if workloads is not self.workloads or len(resolved) >= RESOLVED_MAX:
+            workloads, resolved = self.workloads, {}
+            self._resolved = (workloads, resolved)
+        key = (options, timed)
+        found = resolved.get(key)
+        if found is None:
+            found = resolved[key] = workloads.resolve(options, self.band_defaults.route_options(timed), timed)
+        return found
 
     def decide(self, router: Router, request: RouteRequest) -> Decision:
         """Route one request (FieldError, naming the field, for an option this model cannot honour)."""
-        options = self.band_defaults.applied(request.options, router)
+        options, policy = self.options_for(request.options, router)
         start = time.perf_counter_ns()
         prediction = router.predict(request.text, options)
-        return self._served(router, request, prediction, (time.perf_counter_ns() - start) // 1000)
+        return self._served(router, request, options, policy, prediction, (time.perf_counter_ns() - start) // 1000)
 
     def decide_batch(
         self, router: Router, requests: Sequence[RouteRequest], between_chunks: Callable[[], None] = lambda: None
@@ -128,26 +152,34 @@ class Decider:
         for index, request in enumerate(requests):
             groups.setdefault(request.options, []).append(index)
         decisions: list[Decision | None] = [None] * len(requests)
-        for options, indices in groups.items():
-            applied = self.band_defaults.applied(options, router)
+        for given, indices in groups.items():
+            options, policy = self.options_for(given, router)
             for first in range(0, len(indices), BATCH_CHUNK):
                 chunk = indices[first : first + BATCH_CHUNK]
                 between_chunks()
                 start = time.perf_counter_ns()
                 try:
-                    predictions = router.predict_batch([requests[i].text for i in chunk], applied)
+                    predictions = router.predict_batch([requests[i].text for i in chunk], options)
                 except FieldError as exc:
                     raise exc.within(f"requests[{chunk[0]}].") from None
                 each_us = (time.perf_counter_ns() - start) // 1000 // len(chunk)
                 for i, prediction in zip(chunk, predictions, strict=True):
-                    decisions[i] = self._served(router, requests[i], prediction, each_us)
+                    decisions[i] = self._served(router, requests[i], options, policy, prediction, each_us)
         return decisions  # type: ignore[return-value]  # every index belongs to one group
 
-    def _served(self, router: Router, request: RouteRequest, prediction: Prediction, inference_us: int) -> Decision:
-        options = request.options
+    def _served(
+        self,
+        router: Router,
+        request: RouteRequest,
+        options: RouteOptions,
+        policy: WorkloadPolicy,
+        prediction: Prediction,
+        inference_us: int,
+    ) -> Decision:
+        rate = self.explore_rate if policy.explore_rate is None else policy.explore_rate
         explored, propensity, propensities = False, 1.0, None
-        if self.explore_rate and options.allow_explore:
-            served = self._explorer_for(router).serve(prediction, options.allowed_tiers, band=options.latency_band)
+        if rate and options.allow_explore:
+            served = self._explorer_for(router, rate).serve(prediction, options.allowed_tiers, band=options.band)
             prediction, explored, propensity, propensities = (
                 served.prediction,
                 served.explored,
@@ -157,6 +189,7 @@ class Decider:
         decision = Decision(
             request.request_id or new_request_id(),
             request,
+            options,
             prediction,
             router.version,
             time.time(),
@@ -169,9 +202,13 @@ class Decider:
             hook(decision)
         return decision
 
-    def _explorer_for(self, router: Router) -> Explorer:
-        cached_for, explorer = self._explorer
-        if cached_for is not router or explorer is None:
-            explorer = Explorer(router, self.explore_rate, random.Random(self._explore_seed))
-            self._explorer = (router, explorer)
+    def _explorer_for(self, router: Router, rate: float) -> Explorer:
+        """The router's explorer at this rate; every rate draws from one seeded stream per router."""
+        cached_for, rng, explorers = self._explorers
+        if cached_for is not router:
+            rng, explorers = random.Random(self._explore_seed), {}
+            self._explorers = (router, rng, explorers)
+        explorer = explorers.get(rate)
+        if explorer is None:
+            explorer = explorers[rate] = Explorer(router, rate, rng)
         return explorer

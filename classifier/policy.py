@@ -187,9 +187,9 @@ class Policy:
         """
         allowed = self.allowed(options.allowed_tiers)
         target = self.target(options.quality_target)
-        mode = options.mode
+        mode = options.routing_mode
         row = probs.tolist() if isinstance(probs, np.ndarray) else [float(p) for p in probs]
-        band = options.latency_band
+        band = options.band
         if band == "async":
             return self._plain(row, allowed, target, mode, self.batch_costs or self.costs, None)
         if options.budget_ms is not None:

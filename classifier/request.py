@@ -5,13 +5,16 @@ time, exploration consent, workload); `RouteRequest` is the text to route (a pro
 request_id and its options. Both are frozen and refuse a bad value when built, with a `FieldError` naming the
 field as the wire spells it and, for sizes, the limit from `limits.py`. Nothing downstream checks them again;
 what depends on the served model (tier names it knows, a time model for a budget) is the policy's to refuse.
+
+A field left unset (None, or no tiers) is filled in by what stands behind the request (`RouteOptions.over`): the
+entry of its workload in `tierwise serve --workloads`, then the server's own defaults (`classifier/decider.py`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .limits import ALLOWED_TIERS, IDENTIFIER, MESSAGES, PROMPT, REQUEST_ID, TIER_NAME, FieldError, Limit
@@ -19,6 +22,8 @@ from .text import render_messages
 
 MODES = ("threshold", "cost")
 BANDS = ("interactive", "tolerant", "async")
+# What a request that sets no band or mode gets when nothing behind it (a workload entry) sets one either.
+DEFAULT_BAND, DEFAULT_MODE = BANDS[0], MODES[0]
 # The optional numbers of RouteOptions (None: unset) and what each must be.
 NUMBERS: dict[str, tuple[Callable[[float], bool], str]] = {
     "quality_target": (lambda value: 0.0 <= value <= 1.0, "within [0, 1]"),
@@ -33,27 +38,29 @@ class RouteOptions:
 
     - `quality_target`: the quality threshold in [0, 1] (None: the bundle's default);
     - `allowed_tiers`: tier names the answer may use (empty: all);
-    - `latency_band`: interactive (a person waits), tolerant (waiting has a price) or async (Batch API); any case;
-    - `mode`: threshold or cost;
+    - `latency_band`: interactive (a person waits), tolerant (waiting has a price) or async (Batch API); any case
+      (None: interactive; `band` is the one that applies);
+    - `mode`: threshold or cost (None: threshold; `routing_mode` is the one that applies);
     - `max_latency_ms`: interactive: the time an acceptable answer must come within (> 0);
     - `value_of_time_usd_per_s`: tolerant: what a second of waiting is worth (>= 0);
     - `allow_explore`: false opts out of exploration;
-    - `workload`: the caller's name for the kind of traffic (an identifier; not used by the policy yet).
+    - `workload`: the caller's name for the kind of traffic (an identifier): which entry of a workloads file
+      fills in what the request leaves unset.
     """
 
     quality_target: float | None = None
     allowed_tiers: tuple[str, ...] = ()
-    latency_band: str = "interactive"
-    mode: str = "threshold"
+    latency_band: str | None = None
+    mode: str | None = None
     max_latency_ms: float | None = None
     value_of_time_usd_per_s: float | None = None
     allow_explore: bool = True
     workload: str | None = None
 
     def __post_init__(self) -> None:
-        if self.latency_band not in BANDS:
+        if self.latency_band is not None and self.latency_band not in BANDS:
             object.__setattr__(self, "latency_band", _one_of("latency_band", self.latency_band, BANDS))
-        if self.mode not in MODES:
+        if self.mode is not None and self.mode not in MODES:
             object.__setattr__(self, "mode", _one_of("mode", self.mode, MODES))
         for name, (valid, rule) in NUMBERS.items():
             value = getattr(self, name)
@@ -79,19 +86,44 @@ class RouteOptions:
             object.__setattr__(self, "allowed_tiers", tuple(tiers))
 
     @property
+    def band(self) -> str:
+        """The latency band that applies: `latency_band`, else interactive."""
+        return self.latency_band or DEFAULT_BAND
+
+    @property
+    def routing_mode(self) -> str:
+        """The routing mode that applies: `mode`, else threshold."""
+        return self.mode or DEFAULT_MODE
+
+    @property
     def budget_ms(self) -> float | None:
         """The latency budget that applies: `max_latency_ms` in the interactive band, none in the others."""
-        return self.max_latency_ms if self.latency_band == "interactive" else None
+        return self.max_latency_ms if self.band == "interactive" else None
 
     @property
     def time_price(self) -> float | None:
         """The value of time that applies, in USD per second: the tolerant band's, none in the others."""
-        return self.value_of_time_usd_per_s if self.latency_band == "tolerant" else None
+        return self.value_of_time_usd_per_s if self.band == "tolerant" else None
 
     def updated(self, **changes: Any) -> RouteOptions:
         """These options with the given fields replaced (None leaves a field as it is); checked again."""
         given = {name: value for name, value in changes.items() if value is not None}
         return replace(self, **given) if given else self
+
+    def over(self, base: RouteOptions) -> RouteOptions:
+        """These options over `base`: each field left unset here (None, no tiers) is base's; exploration is allowed
+        only where both allow it. How a request's fields win over its workload's, and those over a server's."""
+        unset = {
+            name: getattr(base, name)
+            for name in _OVERRIDABLE
+            if getattr(self, name) in (None, ()) and getattr(base, name) not in (None, ())
+        }
+        if not base.allow_explore:
+            unset["allow_explore"] = False
+        return replace(self, **unset) if unset else self
+
+
+_OVERRIDABLE = tuple(f.name for f in fields(RouteOptions) if f.name != "allow_explore")
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,15 +22,18 @@ import math
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
 from .limits import ALLOWED_TIERS, IDENTIFIER, TIER_NAME, FieldError
-from .request import BANDS, MODES
+from .request import BANDS, MODES, RouteOptions
 
 DEFAULT = "default"
 WORKLOAD = "workload"
+# The metrics label of every workload a file does not name (and of requests without one).
+OTHER = "other"
 
 
 class WorkloadError(InputError):
@@ -54,6 +57,24 @@ class WorkloadPolicy:
         given = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
         return replace(base, **given)
 
+    def route_options(self, timed: bool = True) -> RouteOptions:
+        """The entry as the routing options a request's own go over; its latency budget and value of time only for a
+        model with a time model (`timed`), as the server's own defaults (`serve --max-latency-ms`)."""
+        return self._options[timed]
+
+    @cached_property
+    def _options(self) -> dict[bool, RouteOptions]:
+        untimed = RouteOptions(
+            quality_target=self.quality_target,
+            allowed_tiers=self.allowed_tiers or (),
+            latency_band=self.band,
+            mode=self.mode,
+        )
+        timed = untimed.updated(
+            max_latency_ms=self.max_latency_ms, value_of_time_usd_per_s=self.value_of_time_usd_per_s
+        )
+        return {False: untimed, True: timed}
+
     def to_toml(self) -> list[str]:
         """The entry's set keys as TOML lines."""
         set_keys = [f.name for f in fields(self) if getattr(self, f.name) is not None]
@@ -76,6 +97,24 @@ class Workloads:
     def names(self) -> list[str]:
         return list(self.named)
 
+    def resolve(
+        self, request: RouteOptions, server: RouteOptions, timed: bool = True
+    ) -> tuple[RouteOptions, WorkloadPolicy]:
+        """The options a request is routed with, and its workload's policy: the one precedence rule.
+
+        Field by field, the first that sets it: the request; its workload's entry (its own keys, then the file's
+        [default]; a workload the file does not name, or none, gets [default]); the server's defaults (`server`:
+        `serve --max-latency-ms`, the proxy's routing flags); then the policy's own (the bundle's quality target,
+        interactive, threshold, every tier). The workload is the request's, else the server's. A latency budget
+        and value of time from the entry apply only where the model has a time model (`timed`).
+        """
+        policy = self.policy_for(request.workload or server.workload)
+        return request.over(policy.route_options(timed)).over(server), policy
+
+    def label(self, workload: str | None) -> str:
+        """A request's workload as a metrics label: a name the file gives, else `other` (bounded by the file)."""
+        return workload if workload in self.named else OTHER
+
     @classmethod
     def load(cls, path: str | Path) -> Workloads:
         """Read and check a workloads TOML file."""
@@ -87,6 +126,8 @@ class Workloads:
 
     @classmethod
     def from_toml(cls, text: str, source: str = "<workloads>") -> Workloads:
+        if not text.strip():  # emptied by mistake, or caught half-written by an editor: never "no policy"
+            raise WorkloadError(f"{source}: empty; a workloads file has a [default] or a [workload.NAME] entry")
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

@@ -17,7 +17,7 @@ from typing import Any
 import click
 from tierwise.classifier.extras import Extra
 from tierwise.classifier.limits import RECENT_DECISIONS_BYTES, FieldError
-from tierwise.classifier.request import BANDS, DEFAULT_OPTIONS, MODES, RouteOptions, RouteRequest
+from tierwise.classifier.request import BANDS, DEFAULT_BAND, DEFAULT_MODE, MODES, RouteOptions, RouteRequest
 from tierwise.serving.config import ServeConfig
 from tierwise.serving.proxy_config import ProxyConfig
 from tierwise.serving.standin_defaults import STAND_IN_KEY, STAND_IN_PORT
@@ -33,7 +33,14 @@ _ROUTING_FLAGS = {
     "max_latency_ms": "--max-latency-ms",
     "value_of_time_usd_per_s": "--value-of-time-usd-per-s",
     "allow_explore": "--no-explore",
+    "workload": "--workload",
 }
+WORKLOADS_HELP = (
+    "A policy per workload: a TOML file of a [default] entry and [workload.NAME] entries (band, quality_target, "
+    "allowed_tiers, max_latency_ms, value_of_time_usd_per_s, mode, explore_rate; README 'Workloads'). A request's "
+    "workload entry (else [default]) fills in what the request leaves unset. Reloaded when it changes; a bad file is "
+    "refused, naming the entry and field, and the old policy keeps serving."
+)
 
 
 def routing_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -61,14 +68,13 @@ def routing_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 multiple=True,
                 help="Restrict to this tier (repeatable).",
             ),
-            click.option("--mode", type=click.Choice(MODES), default=DEFAULT_OPTIONS.mode, show_default=True),
+            click.option("--mode", type=click.Choice(MODES), help=f"Default: the workload's, else {DEFAULT_MODE}."),
             click.option(
                 "--latency-band",
                 type=click.Choice(BANDS, case_sensitive=False),
-                default=DEFAULT_OPTIONS.latency_band,
-                show_default=True,
                 help="interactive: a person waits (--max-latency-ms); tolerant: waiting has a price "
-                "(--value-of-time-usd-per-s); async: Batch API prices, time ignored.",
+                "(--value-of-time-usd-per-s); async: Batch API prices, time ignored. Default: the workload's, "
+                f"else {DEFAULT_BAND}.",
             ),
             click.option(
                 "--max-latency-ms",
@@ -89,6 +95,11 @@ def routing_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 default=True,
                 help="Opt out of exploration (`serve --explore-rate`): always the policy's choice.",
             ),
+            click.option(
+                _ROUTING_FLAGS["workload"],
+                help="The workload the request belongs to (a name of your choosing, written in the decision log; "
+                "with `--workloads`, its entry fills in the options left unset).",
+            ),
         )
     ):
         routed = option(routed)
@@ -104,21 +115,31 @@ def commands() -> None:
 @click.argument("text")
 @click.option("--model", required=True, help="Bundle directory, or a registered version models:/NAME@ALIAS (or /V).")
 @routing_options
+@click.option("--workloads", type=click.Path(exists=True, dir_okay=False), help="As `serve --workloads`.")
 @click.option("--tracking-uri", help=TRACKING_HELP)
-def predict(text: str, model: str, routing: RouteOptions, tracking_uri: str | None) -> None:
+def predict(text: str, model: str, routing: RouteOptions, workloads: str | None, tracking_uri: str | None) -> None:
     """Print the routing decision for TEXT as JSON: tier, model, per-tier probabilities, fallback chain, expected
-    cost and time to an acceptable answer.
+    cost and time to an acceptable answer, the latency band and workload it was decided in.
 
-    Decided as `tierwise serve` with its default settings decides a Predict request (no band defaults, no
-    exploration), by the same code.
+    Decided as `tierwise serve` with its default settings (and the same --workloads) decides a Predict request (no
+    band defaults, no exploration), by the same code.
     """
     from tierwise.classifier.decider import Decider
     from tierwise.classifier.router import Router
+    from tierwise.classifier.workloads import Workloads
     from tierwise.serving.sources import open_model_source
 
+    policy = Workloads.load(workloads) if workloads else None
     router = Router.load(open_model_source(model, tracking_uri).resolve().path)
-    decision = Decider().decide(router, RouteRequest(text, options=routing))
-    answer = {**dataclasses.asdict(decision.prediction), "model_version": decision.model_version}
+    if policy is not None:
+        policy.check_tiers(router.ladder.names)
+    decision = Decider(workloads=policy).decide(router, RouteRequest(text, options=routing))
+    answer = {
+        **dataclasses.asdict(decision.prediction),
+        "model_version": decision.model_version,
+        "latency_band": decision.options.band,
+        "workload": decision.options.workload,
+    }
     click.echo(json.dumps(answer, indent=2))
 
 
@@ -233,7 +254,8 @@ def predict(text: str, model: str, routing: RouteOptions, tracking_uri: str | No
     show_default=True,
     type=click.FloatRange(0, 1),
     help="Share of requests with a cheaper allowed tier that are served one, drawn uniformly, with the chosen "
-    "tier next in the chain; responses say `explored` and the choice's `propensity`.",
+    "tier next in the chain; responses say `explored` and the choice's `propensity`. A --workloads entry's "
+    "explore_rate replaces it for that workload.",
 )
 @click.option(
     "--explore-seed",
@@ -270,6 +292,7 @@ def predict(text: str, model: str, routing: RouteOptions, tracking_uri: str | No
     help="TOLERANT requests that set no value_of_time_usd_per_s get this one (models with a time model only). "
     "Default: none, time not priced.",
 )
+@click.option("--workloads", type=click.Path(exists=True, dir_okay=False), help=WORKLOADS_HELP)
 def serve(no_metrics: bool, metrics_port: int, **options: Any) -> None:
     """Serve a router bundle over gRPC (tierwise.v1.Router, health, reflection) until SIGTERM.
 
@@ -391,13 +414,19 @@ ANTHROPIC = Extra("anthropic", "Anthropic client and proxy", ("anthropic", "star
     "x-api-key or `authorization: Bearer`; without it only the API key that made a request may grade it "
     "($TIERWISE_FEEDBACK_TOKEN_FILE if set).",
 )
+@click.option(
+    "--workloads",
+    type=click.Path(exists=True, dir_okay=False),
+    help=WORKLOADS_HELP + " Its entries' fields go to the router as the request's; explore_rate is the router's.",
+)
 @routing_options
 def proxy(**options: Any) -> None:
     """Serve the Anthropic Messages API, routing `"model": "tierwise"` requests through the router.
 
     Point any Anthropic client's base_url at --listen. Other models, count_tokens and every other /v1 path pass
-    through to --upstream untouched. The routing options are the defaults of every routed request; its
-    `x-tierwise-*` headers override them. SIGTERM or SIGINT stops it.
+    through to --upstream untouched. A routed request's options, field by field: its `x-tierwise-*` headers, else
+    its workload's --workloads entry (x-tierwise-workload, else --workload), else the routing options below.
+    SIGTERM or SIGINT stops it.
     """
     ANTHROPIC.require(click.get_current_context().command_path)
     from tierwise.serving.proxy import serve_proxy

@@ -60,6 +60,8 @@ class ServeConfig:
     # For requests that set none, on models with a time model: INTERACTIVE's budget, TOLERANT's value of time.
     max_latency_ms: float | None = None
     value_of_time_usd_per_s: float | None = None
+    # The policy per workload (classifier/workloads.py): what a request leaves unset, over the options above.
+    workloads: str | Path | None = None
     workers: int = 1
     # Set by the worker pool for its children: share the port, expose metrics to the pool only, tag logs.
     reuse_port: bool = False

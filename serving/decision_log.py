@@ -2,10 +2,10 @@
 
 A row holds what the next retrain needs from the decision: the prompt (or the chat messages), unless
 `--redact-prompts` keeps only its hash; the tier served and its fallback chain; the router's probabilities
-and model version; the latency band; whether the tier was an exploration draw, the propensity of the served
-choice and the whole first-attempt distribution. `tierwise collect` joins these rows with the outcome log
-into attempt logs. Requests only enqueue; the appender's writer thread hashes, serialises and writes in
-batches, and reopens the file on SIGHUP (log rotation).
+and model version; the latency band applied and the request's workload; whether the tier was an exploration
+draw, the propensity of the served choice and the whole first-attempt distribution. `tierwise collect` joins
+these rows with the outcome log into attempt logs. Requests only enqueue; the appender's writer thread hashes,
+serialises and writes in batches, and reopens the file on SIGHUP (log rotation).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def decision_row(decision: Decision, redact_prompts: bool = False) -> dict[str, 
         "fallback_chain": list(prediction.fallback_chain),
         "quality_target": prediction.quality_target,
         "mode": prediction.mode,
-        "latency_band": request.options.latency_band,
+        "latency_band": decision.options.band,
+        "workload": decision.options.workload,
         "model_version": decision.model_version,
         "explored": decision.explored,
         "propensity": decision.propensity,

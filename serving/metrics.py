@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 from tierwise.classifier.errors import InputError
+from tierwise.classifier.workloads import OTHER
 from tierwise.serving.calibration import DEFAULT_WINDOW, OutcomeStats
 
 log = logging.getLogger("tierwise.serving")
@@ -112,8 +113,8 @@ class HotPathStats(Collector):
         self._calls: Timings = {}
         self._messages: Timings = {}
         self._ends: Timings = {}
-        self._tiers: dict[tuple[str, str], int] = {}
-        self._explored = 0
+        self._tiers: dict[tuple[str, str, str], int] = {}
+        self._explored: dict[str, int] = {}
 
     def start_rpc(self, rpc: Rpc) -> None:
         """Count an RPC as it starts, so started minus handled is what is in flight."""
@@ -135,13 +136,14 @@ class HotPathStats(Collector):
         with self._lock:
             _add(self._ends, (rpc, code), seconds)
 
-    def record_tier(self, tier: str, model_version: str, explored: bool = False) -> None:
-        """Count one routing decision by its served tier and the model version that made it, and whether that
-        tier was an exploration draw. Only versions this process served get series."""
-        key = (tier, model_version)
+    def record_tier(self, tier: str, model_version: str, explored: bool = False, workload: str = OTHER) -> None:
+        """Count one routing decision by its served tier, the model version that made it and its workload label
+        (`Workloads.label`: the workloads file's names and `other`), and whether that tier was an exploration draw.
+        Only versions this process served get series."""
+        key = (tier, model_version, workload)
         with self._lock:
             self._tiers[key] = self._tiers.get(key, 0) + 1
-            self._explored += explored
+            self._explored[workload] = self._explored.get(workload, 0) + explored
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -149,7 +151,7 @@ class HotPathStats(Collector):
             calls = _merged((self._calls, self._messages), lambda rpc, code: (rpc.method, code))
             handled = _merged((self._calls, self._ends), lambda rpc, code: (rpc, code))
             tiers = dict(self._tiers)
-            explored = self._explored
+            explored = dict(self._explored)
         yield from _tierwise_families(calls, tiers, explored)
         yield from _grpc_families(started, handled)
 
@@ -181,9 +183,9 @@ def _by_first(timings: dict[tuple, _Histogram]) -> dict[object, _Histogram]:
 
 
 def _tierwise_families(
-    calls: dict[tuple, _Histogram], tiers: dict[tuple[str, str], int], explored: int
+    calls: dict[tuple, _Histogram], tiers: dict[tuple[str, str, str], int], explored: dict[str, int]
 ) -> Iterator[Metric]:
-    """tierwise's own view: calls and stream messages by method, decisions by tier and model version."""
+    """tierwise's own view: calls and stream messages by method, decisions by tier, model version and workload."""
     requests = CounterMetricFamily(
         "tierwise_requests",
         "Calls handled (each message of a stream counts), by method and gRPC status code.",
@@ -200,15 +202,18 @@ def _tierwise_families(
         latency.add_metric([method], histogram.cumulative(), histogram.total)
     predicted = CounterMetricFamily(
         "tierwise_predicted_tier",
-        "Routing decisions, by served tier and the model version that made them.",
-        labels=["tier", "model_version"],
+        "Routing decisions, by served tier, the model version that made them and workload (--workloads names, other).",
+        labels=["tier", "model_version", "workload"],
     )
-    for (tier, version), count in tiers.items():
-        predicted.add_metric([tier, version], count)
+    for (tier, version, workload), count in tiers.items():
+        predicted.add_metric([tier, version, workload], count)
     exploration = CounterMetricFamily(
-        "tierwise_explored", "Decisions served a cheaper tier than the policy chose (--explore-rate)."
+        "tierwise_explored",
+        "Decisions served a cheaper tier than the policy chose (--explore-rate), by workload.",
+        labels=["workload"],
     )
-    exploration.add_metric([], explored)
+    for workload, count in (explored or {OTHER: 0}).items():
+        exploration.add_metric([workload], count)
     yield from (requests, latency, predicted, exploration)
 
 
@@ -302,6 +307,14 @@ class ServiceMetrics:
             ["result"],
             registry=self.registry,
         )
+        self._workloads_reloads = prom.Counter(
+            "tierwise_workloads_reloads",
+            "Workloads file loads (--workloads), by result (loaded or refused).",
+            ["result"],
+            registry=self.registry,
+        )
+        for result in ("loaded", "refused"):
+            self._workloads_reloads.labels(result)  # exported at 0 from the start, so an alert can watch it
         self._dropped_rows = prom.Counter(
             "tierwise_log_rows_dropped",
             "Rows a JSONL log (decisions, outcomes) could not write, e.g. on a full disk.",
@@ -330,6 +343,10 @@ class ServiceMetrics:
 
     def record_refused_reload(self) -> None:
         self._reloads.labels("refused").inc()
+
+    def record_workloads_reload(self, result: str) -> None:
+        """A workloads file load (`serve --workloads`): `loaded`, or `refused` while the old policy keeps serving."""
+        self._workloads_reloads.labels(result).inc()
 
     def serve_http(self, host: str, port: int) -> MetricsEndpoint:
         """Expose /metrics over HTTP on host:port (port 0 picks a free one)."""

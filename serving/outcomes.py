@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tierwise.classifier.limits import ERROR as ERROR_TEXT
-from tierwise.classifier.limits import MODEL, REQUEST_ID, FieldError
+from tierwise.classifier.limits import IDENTIFIER, MODEL, REQUEST_ID, FieldError
 from tierwise.serving.calibration import ERROR, FAILURE, SUCCESS, UNGRADED, OutcomeStats
 from tierwise.serving.jsonl_log import JsonlAppender
 from tierwise.serving.recent import RecentDecisions
@@ -48,6 +48,7 @@ def check_outcome(outcome: pb.Outcome, prefix: str = "") -> None:
     (`tierwise.classifier.limits`); FieldError names the field (and the limit)."""
     for limit, value in ((REQUEST_ID, outcome.request_id), (MODEL, outcome.model), (ERROR_TEXT, outcome.error)):
         limit.check(value, prefix + limit.name)
+    IDENTIFIER.check(outcome.workload, prefix + "workload")
     if not outcome.request_id.strip():
         raise FieldError(prefix + "request_id", "must not be empty (the request_id of the Predict response)")
     if not outcome.model.strip():
@@ -92,6 +93,7 @@ def outcome_row(received: ReceivedOutcome) -> dict[str, object]:
     for name in MEASURES:
         row[name] = getattr(outcome, name) if outcome.HasField(name) else None
     row["error"] = outcome.error or None
+    row["workload"] = outcome.workload or None
     row["known_request"] = received.known_request
     row["time"] = datetime.fromtimestamp(received.unix_time, UTC).isoformat()
     return row

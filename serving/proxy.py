@@ -4,8 +4,9 @@
   upstream, escalates along the fallback chain on an upstream error worth retrying (a 200 that is not a Message
   included) or an answer cut off at `max_tokens`, reports every attempt to the router, and answers with the final
   upstream answer plus `x-tierwise-request-id`, `-tier`, `-model`, `-attempts` (and `-cost-usd`, `-accepted`,
-  `-router-error`) headers. Options travel in `x-tierwise-quality-target`, `x-tierwise-latency-band` and
-  `x-tierwise-allowed-tiers`, over the proxy's own defaults (`tierwise proxy --quality-target ...`). A streamed
+  `-router-error`) headers. Options travel in `x-tierwise-quality-target`, `x-tierwise-latency-band`,
+  `x-tierwise-allowed-tiers` and `x-tierwise-workload`, over the workload's `--workloads` entry and the proxy's own
+  defaults (`tierwise proxy --quality-target ...`), in that order (`Workloads.resolve`). A streamed
   request (SSE) is escalated only before its stream starts; a stream cut short upstream ends with an `error` event.
 - Any other model, `POST /v1/messages/count_tokens` and every other normalised `/v1/...` path pass through
   untouched, below `--upstream`'s base path (`proxy_gate.py`).
@@ -44,6 +45,7 @@ from starlette.types import ASGIApp
 from tierwise.classifier.limits import IDENTIFIER, FieldError
 from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.uris import masked, masked_record
+from tierwise.classifier.workloads import Workloads
 from tierwise.serving.auth import read_token
 from tierwise.serving.escalation import (
     INVALID_RESPONSE,
@@ -78,6 +80,7 @@ from tierwise.serving.proxy_upstream import (
     request_headers,
     transport_failure,
 )
+from tierwise.serving.reload import Reloader, WorkloadsFile
 from tierwise.serving.router_link import (
     AsyncRouterLink,
     RouterDown,
@@ -89,31 +92,38 @@ from tierwise.serving.router_link import (
 log = logging.getLogger("tierwise.proxy")
 
 ROUTED_MODEL = "tierwise"
+NO_WORKLOADS = Workloads()
 # A grade waits at most this long for the attempt reports queued before it to reach the router.
 REPORTS_FIRST_S = 5.0
 _OPTION_HEADERS = {
     "quality_target": "x-tierwise-quality-target",
     "latency_band": "x-tierwise-latency-band",
     "allowed_tiers": "x-tierwise-allowed-tiers",
+    "workload": "x-tierwise-workload",
 }
 
 
-def route_options(headers: Mapping[str, str], defaults: RouteOptions) -> RouteOptions:
-    """The routing options a request carries in its `x-tierwise-*` headers, over `defaults`; a bad one is named."""
+def route_options(
+    headers: Mapping[str, str], defaults: RouteOptions, workloads: Workloads | None = None
+) -> RouteOptions:
+    """The routing options a request carries in its `x-tierwise-*` headers, over its workload's entry in `workloads`
+    and then `defaults`; a bad one is named."""
     try:
         target = headers.get(_OPTION_HEADERS["quality_target"])
         tiers = headers.get(_OPTION_HEADERS["allowed_tiers"])
         band = headers.get(_OPTION_HEADERS["latency_band"])
         if band is not None:
             IDENTIFIER.check(band, _OPTION_HEADERS["latency_band"])
-        return defaults.updated(
+        requested = RouteOptions(
             quality_target=None if target is None else _number(target, _OPTION_HEADERS["quality_target"]),
             latency_band=band,
-            allowed_tiers=None if tiers is None else tuple(name.strip() for name in tiers.split(",") if name.strip()),
+            allowed_tiers=() if tiers is None else tuple(name.strip() for name in tiers.split(",") if name.strip()),
+            workload=headers.get(_OPTION_HEADERS["workload"]),
         )
     except FieldError as exc:
         field = exc.field.partition("[")[0]
         raise invalid(f"{_OPTION_HEADERS.get(field, field)}: {exc.problem}") from exc
+    return (workloads or NO_WORKLOADS).resolve(requested, defaults)[0]
 
 
 def _number(text: str, header: str) -> float:
@@ -171,11 +181,19 @@ class Proxy:
         self.served = ServedRequests()
         self.feedback_auth = FeedbackAuth(feedback_token)
         self.upstream = Upstream(config.upstream, config.upstream_timeout_s, config.max_concurrency)
+        self.workloads = WorkloadsFile(config.workloads) if config.workloads else None
+        self._reloader = Reloader([self.workloads], config.reload_interval) if self.workloads else None
+        if self.workloads is not None:
+            self.workloads.load()
 
     async def start(self) -> None:
+        if self._reloader is not None:
+            self._reloader.start()
         await self.router.prices()
 
     async def stop(self) -> None:
+        if self._reloader is not None:
+            self._reloader.stop()
         await self.upstream.aclose()
         await self.router.close()
         self.reporter.close()
@@ -189,7 +207,8 @@ class Proxy:
         if params["model"] != ROUTED_MODEL:
             return await self._pass_through(request, body, stream=bool(params.get("stream")))
         check_routable(params)
-        options = route_options(request.headers, self.config.routing)
+        policy = None if self.workloads is None else self.workloads.current
+        options = route_options(request.headers, self.config.routing, policy)
         escalation = Escalation(await self._decide(params, options), self.judge, self.reporter)
         headers = request_headers(_header_pairs(request), decode=True)
         caller = self.feedback_auth.fingerprint(credential(request.headers))
@@ -222,7 +241,11 @@ class Proxy:
 
     async def health(self, request: Request) -> Response:
         outage = self.router.state.outage
-        return JSONResponse({"status": "ok", "router": "ok" if outage is None else f"unavailable: {outage}"})
+        health = {"status": "ok", "router": "ok" if outage is None else f"unavailable: {outage}"}
+        if self.workloads is not None:
+            refusal = self.workloads.last_refusal
+            health["workloads"] = "ok" if refusal is None else f"refused, the previous policy in use: {refusal}"
+        return JSONResponse(health)
 
     # --- routing -----------------------------------------------------------------------------------------
 

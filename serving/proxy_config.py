@@ -38,6 +38,8 @@ class ProxyConfig:
     auth_token_file: str | Path | None = None  # bearer token for the router
     feedback_token_file: str | Path | None = None  # a token that may grade any routed request (feedback)
     routing: RouteOptions = DEFAULT_OPTIONS  # every routed request's, unless its x-tierwise-* headers say otherwise
+    workloads: str | Path | None = None  # the policy per workload: between the headers and `routing`
+    reload_interval: float = 2.0  # seconds between checks of the workloads file
 
     def __post_init__(self) -> None:
         self.listen_address()

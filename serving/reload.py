@@ -1,19 +1,25 @@
-"""The model the server answers with, and its safe hot reload.
+"""The model the server answers with and the workloads file it routes by, and their safe hot reload.
 
 A new bundle is loaded and verified next to the serving one; only then is the reference swapped (a single
 attribute assignment, atomic under the GIL). Calls already running keep the router they started with,
 so no in-flight request is dropped. A bundle that fails to load is refused and the old one keeps serving.
+A workloads file (`--workloads`) is reloaded the same way: read and checked in full, then swapped in; a bad
+one is refused, logged and counted, and the old policy keeps serving.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
+from typing import Protocol
 
 from tierwise.classifier.router import Router
+from tierwise.classifier.workloads import WorkloadError, Workloads
 from tierwise.serving.sources import BundleRef, ModelSource
 
 log = logging.getLogger("tierwise.serving")
@@ -89,11 +95,96 @@ class ModelHolder:
         return ReloadResult.REFUSED
 
 
-class Reloader:
-    """A background thread that polls the model source and reloads on change, or at once when asked."""
+class WorkloadsFile:
+    """The workloads file requests are routed by, reloaded when its content changes.
 
-    def __init__(self, holder: ModelHolder, interval_s: float):
-        self._holder = holder
+    A new version is read and checked in full (and its tiers against `tiers()`, the served model's, when known)
+    before it becomes `current` and `on_swap` hears of it; a bad one is refused with an error on the log naming
+    the entry and field, and the policy in use keeps serving. `on_result` hears `loaded` or `refused` (metrics).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        on_swap: Callable[[Workloads], None] = lambda workloads: None,
+        tiers: Callable[[], Sequence[str] | None] = lambda: None,
+        on_result: Callable[[str], None] = lambda result: None,
+    ):
+        self.path = Path(path)
+        self.current: Workloads | None = None
+        self.last_refusal: str | None = None
+        self._on_swap = on_swap
+        self._tiers = tiers
+        self._on_result = on_result
+        self._token: str | None = None  # the content last loaded or refused
+        self._lock = threading.Lock()
+
+    def load(self) -> Workloads:
+        """The first load: a file that cannot be used stops the command (WorkloadError, naming entry and field)."""
+        with self._lock:
+            workloads = self._read(changed_only=False)
+            assert workloads is not None
+            self._swap(workloads)
+        return workloads
+
+    def refresh(self, force: bool = False) -> ReloadResult:
+        """Load the file if its content changed (or if forced); swap only once it has been checked."""
+        with self._lock:
+            try:
+                workloads = self._read(changed_only=not force)
+            except WorkloadError as exc:
+                if str(exc) == self.last_refusal and not force:
+                    return ReloadResult.UNCHANGED  # already reported; the file is still unreadable
+                return self._refuse(str(exc))
+            if workloads is None:
+                return ReloadResult.UNCHANGED
+            self._swap(workloads)
+            return ReloadResult.LOADED
+
+    def _read(self, changed_only: bool) -> Workloads | None:
+        """The file's policy, checked; None when `changed_only` and its content is what was last tried."""
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise WorkloadError(f"cannot read workloads file {self.path}: {exc.strerror or exc}") from exc
+        token = hashlib.sha256(data).hexdigest()
+        if changed_only and token == self._token:
+            return None
+        self._token = token  # refused or loaded, this content is not tried again until it changes or a SIGHUP
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WorkloadError(f"{self.path}: not UTF-8 text") from exc
+        workloads = Workloads.from_toml(text, source=str(self.path))
+        tiers = self._tiers()
+        if tiers is not None:
+            workloads.check_tiers(tiers)
+        return workloads
+
+    def _swap(self, workloads: Workloads) -> None:
+        self.current, self.last_refusal = workloads, None
+        log.info("routing by workloads file %s: [default] and %d workloads", self.path, len(workloads.named))
+        self._on_swap(workloads)
+        self._on_result(ReloadResult.LOADED.value)
+
+    def _refuse(self, reason: str) -> ReloadResult:
+        keeping = "no workloads policy" if self.current is None else "the previous workloads policy"
+        log.error("refused workloads file: %s; still routing by %s", reason, keeping)
+        self.last_refusal = reason
+        self._on_result(ReloadResult.REFUSED.value)
+        return ReloadResult.REFUSED
+
+
+class Refreshable(Protocol):
+    def refresh(self, force: bool = False) -> ReloadResult: ...
+
+
+class Reloader:
+    """A background thread that polls the model source (and the workloads file) and reloads on change, or at once
+    when asked."""
+
+    def __init__(self, holders: Sequence[Refreshable], interval_s: float):
+        self._holders = tuple(holders)
         self._interval = interval_s if interval_s > 0 else None
         self._wake = threading.Event()
         self._force = False
@@ -121,7 +212,8 @@ class Reloader:
             if self._stopping:
                 return
             force, self._force = self._force, False
-            try:
-                self._holder.refresh(force=force)
-            except Exception:
-                log.exception("model reload failed unexpectedly; still serving the old model")
+            for holder in self._holders:
+                try:
+                    holder.refresh(force=force)
+                except Exception:
+                    log.exception("reload failed unexpectedly; still serving what was loaded")

@@ -109,6 +109,7 @@ class _RoutedClient:
         router_timeout_s: float = 1.0,
         ca_cert: str | Path | None = None,
         token: str | None = None,
+        workload: str | None = None,
     ):
         self.client = client if client is not None else self.calls.sdk()
         down = RouterDown(router_down, fallback_model)
@@ -117,7 +118,7 @@ class _RoutedClient:
         # Outcomes travel on a blocking channel from the reporter's thread: the router link's own, when it blocks.
         self._report_link = self.router if isinstance(self.router, RouterLink) else RouterLink(router, down, **link)
         self.reporter = OutcomeReporter(self._report_link.report_all)
-        self._routed = CallDefaults(routing, Judge(accept, accept_threshold), self.reporter)
+        self._routed = CallDefaults(routing.updated(workload=workload), Judge(accept, accept_threshold), self.reporter)
         self.messages = RoutedMessages(self.client, self.router, self._routed, self.calls)
 
     def grade(self, routing: Any, success: bool | None = None, score: float | None = None) -> None:
@@ -134,6 +135,8 @@ class RoutedAnthropic(_RoutedClient):
       accepted at `accept_threshold` or above. Without it, an answer is accepted unless it stopped at `max_tokens`.
     - `routing`: the default `RouteOptions` of every call (quality target, latency band, allowed tiers, mode,
       ...); `messages.create(routing=RouteOptions(...))` replaces them for one call.
+    - `workload`: the workload every call belongs to (`routing`'s `workload`): written in the router's decision log;
+      its `serve --workloads` entry fills in the options a call leaves unset.
     - `router_down`: when no router answers, `"fallback"` calls `fallback_model` (default: the top tier),
       flagging `message.tierwise.router_error` and logging a warning; `"fail"` raises `RouterUnavailable`.
     """

@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from tierwise.classifier.decider import BandDefaults
 from tierwise.classifier.uris import masked_record
+from tierwise.classifier.workloads import WorkloadError, Workloads
 from tierwise.serving.auth import AsyncTokenInterceptor, TokenInterceptor, read_token
 from tierwise.serving.config import ServeConfig, ServeError
 from tierwise.serving.counted_health import AsyncCountedHealthServicer, CountedHealthServicer
@@ -29,7 +30,7 @@ from tierwise.serving.decision_log import DecisionLog
 from tierwise.serving.jsonl_log import JsonlAppender
 from tierwise.serving.metrics import MetricsEndpoint, ServiceMetrics
 from tierwise.serving.outcomes import OutcomeLog
-from tierwise.serving.reload import LoadedModel, ModelHolder, Reloader, ReloadResult
+from tierwise.serving.reload import LoadedModel, ModelHolder, Reloader, ReloadResult, WorkloadsFile
 from tierwise.serving.service import (
     SERVICE_NAME,
     Feedback,
@@ -71,7 +72,12 @@ class ServingApp:
             seed += config.worker  # workers draw apart
         feedback = Feedback(config.explore_rate, seed, config.recent_decisions, self.outcome_log)
         self.service = RouterService(self.holder, self.metrics, limits, self.decision_log, feedback, band_defaults)
-        self.reloader = Reloader(self.holder, config.reload_interval)
+        self.workloads = None
+        if config.workloads:
+            self.workloads = WorkloadsFile(
+                config.workloads, self._route_by, self._served_tiers, self.metrics.record_workloads_reload
+            )
+        self.reloader = Reloader([self.holder, *filter(None, [self.workloads])], config.reload_interval)
         self.endpoint: MetricsEndpoint | None = None
         self.token = read_token(config.auth_token_file) if config.auth_token_file else None
 
@@ -106,6 +112,8 @@ class ServingApp:
         """Load the first model; the server refuses to run without one."""
         if self.holder.refresh() is not ReloadResult.LOADED:
             raise ServeError(f"cannot serve: {self.holder.last_refusal}")
+        if self.workloads is not None:
+            self.workloads.load()
         if self.config.metrics_port is not None:
             host = self.config.metrics_host or self.config.host
             self.endpoint = self.metrics.serve_http(host, self.config.metrics_port)
@@ -145,6 +153,19 @@ class ServingApp:
     def _published(self, loaded: LoadedModel) -> None:
         encoder = loaded.router.manifest.encoder.kind
         self.metrics.record_model(loaded.router.version, encoder, self.holder.source.describe())
+        workloads = self.service.decider.workloads
+        try:
+            workloads.check_tiers(loaded.router.ladder.names)
+        except WorkloadError as exc:
+            log.error("%s: requests of those workloads are refused until the file or the model changes", exc)
+
+    def _route_by(self, workloads: Workloads) -> None:
+        """Route by a new workloads policy (one assignment: calls already running keep the one they started with)."""
+        self.service.decider.workloads = workloads
+
+    def _served_tiers(self) -> list[str] | None:
+        loaded = self.holder.current
+        return None if loaded is None else loaded.router.ladder.names
 
 
 def check_tls_pair(cert: Path, cert_pem: bytes, key: Path, key_pem: bytes) -> None:

@@ -174,7 +174,8 @@ class RouterService:
             raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "the server stopped before the batch was done")
 
     def _count(self, decision: Decision) -> None:
-        self._metrics.record_tier(decision.prediction.tier, decision.model_version, decision.explored)
+        workload = self.decider.workloads.label(decision.options.workload)
+        self._metrics.record_tier(decision.prediction.tier, decision.model_version, decision.explored, workload)
 
     def _remember(self, decision: Decision) -> None:
         self._recent.remember(decision.request_id, decision.prediction.probabilities)

@@ -15,16 +15,16 @@ from tierwise.classifier.limits import FieldError
 from tierwise.classifier.request import NUMBERS, Message, RouteOptions, RouteRequest
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 
-# Wire enums by name (an unknown number is passed on as it is, for RouteOptions to refuse).
-_MODES = {pb.ROUTING_MODE_UNSPECIFIED: "threshold", pb.THRESHOLD: "threshold", pb.COST: "cost"}
-MODE_ENUM = {"threshold": pb.THRESHOLD, "cost": pb.COST}
-_BANDS = {
-    pb.LATENCY_BAND_UNSPECIFIED: "interactive",
-    pb.INTERACTIVE: "interactive",
-    pb.TOLERANT: "tolerant",
-    pb.ASYNC: "async",
+# Wire enums by name, unspecified as None (unset); an unknown number is passed on as it is, for RouteOptions to refuse.
+MODE_ENUM = {None: pb.ROUTING_MODE_UNSPECIFIED, "threshold": pb.THRESHOLD, "cost": pb.COST}
+_MODES = {number: name for name, number in MODE_ENUM.items()}
+BAND_ENUM = {
+    None: pb.LATENCY_BAND_UNSPECIFIED,
+    "interactive": pb.INTERACTIVE,
+    "tolerant": pb.TOLERANT,
+    "async": pb.ASYNC,
 }
-BAND_ENUM = {"interactive": pb.INTERACTIVE, "tolerant": pb.TOLERANT, "async": pb.ASYNC}
+_BANDS = {number: name for name, number in BAND_ENUM.items()}
 # Options already built, by their wire values: most traffic repeats a few sets of options, each checked once.
 _SEEN_OPTIONS: dict[tuple[object, ...], RouteOptions] = {}
 _SEEN_OPTIONS_MAX = 4096
@@ -54,6 +54,7 @@ def _options(request: pb.PredictRequest) -> RouteOptions:
         request.allow_explore if has("allow_explore") else True,
         request.latency_band,
         request.mode,
+        request.workload,
         *request.allowed_tiers,
     )
     options = _SEEN_OPTIONS.get(key)
@@ -63,6 +64,7 @@ def _options(request: pb.PredictRequest) -> RouteOptions:
             latency_band=_BANDS.get(request.latency_band, str(request.latency_band)),
             mode=_MODES.get(request.mode, str(request.mode)),
             allow_explore=key[len(NUMBERS)],
+            workload=request.workload or None,
             **{name: value for name, value in zip(NUMBERS, key, strict=False) if value is not None},
         )
         if len(_SEEN_OPTIONS) >= _SEEN_OPTIONS_MAX:
@@ -81,6 +83,7 @@ def wire_request(request: RouteRequest) -> pb.PredictRequest:
         allowed_tiers=options.allowed_tiers,
         latency_band=BAND_ENUM[options.latency_band],
         mode=MODE_ENUM[options.mode],
+        workload=options.workload or "",
     )
     for name in NUMBERS:
         if getattr(options, name) is not None:

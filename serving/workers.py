@@ -26,6 +26,7 @@ import time
 
 from prometheus_client.registry import CollectorRegistry
 from tierwise.classifier.errors import InputError
+from tierwise.classifier.workloads import Workloads
 from tierwise.serving.config import ServeConfig, ServeError
 from tierwise.serving.metrics import MetricsEndpoint, WorkerMetrics, serve_registry
 from tierwise.serving.process import ServerProcess
@@ -162,6 +163,8 @@ def serve_workers(config: ServeConfig) -> None:
     """Run `config.workers` server processes on one port until SIGTERM or SIGINT, then drain them all."""
     configure_logging(config)
     warn_if_exposed(config)
+    if config.workloads:
+        Workloads.load(config.workloads)  # a bad file stops the pool before any worker starts, naming what is wrong
     port = reserve_port(config.host, config.port)
     pool = WorkerPool(config, port)
     stop = threading.Event()

@@ -8,12 +8,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import grpc
 import polars as pl
 import pytest
 from click.testing import CliRunner
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierLadder
 from tierwise.classifier.workloads import Workloads
+from tierwise.serving.process import ServerProcess
+from tierwise.serving.tierwise.v1 import router_pb2 as pb
+from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 from tierwise.training.audit.cache import prefix_lengths
 from tierwise.training.evaluation.evaluate import evaluate_router
 from tierwise.training.labels import label_requests
@@ -149,6 +153,20 @@ def test_the_recommended_policies_load_as_a_workloads_file(audited, report):
     assert recommended.policy_for("greetings").allowed_tiers[0] == "haiku"
     assert recommended.policy_for("nightly-summaries").band == "async"
     assert {p.quality_target for p in recommended.named.values()} == {0.95}
+
+
+def test_serve_routes_by_the_recommended_file(audited, trained_bundle):
+    path = audited[0] / "recommended.workloads.toml"
+    recommended = Workloads.load(path)
+    args = ["--model", str(trained_bundle), "--port", "0", "--no-metrics", "--workloads", str(path)]
+    with ServerProcess(args) as server, grpc.insecure_channel(server.target) as channel:
+        stub = pb_grpc.RouterStub(channel)
+        for name, policy in recommended.named.items():
+            request = pb.PredictRequest(prompt="Summarize the quarter's results for the board.", workload=name)
+            response = stub.Predict(request, timeout=10)
+            assert response.tier in policy.allowed_tiers and response.quality_target == policy.quality_target
+            assert response.use_batch_api == (policy.band == "async")
+    assert "routing by workloads file" in server.log
 
 
 def test_the_terminal_shows_the_headline_and_a_piped_summary_line(audited):

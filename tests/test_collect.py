@@ -42,7 +42,8 @@ def decision(request_id: str, text: str, tier: str = "haiku", **served: object) 
         mode="threshold",
         expected_cost_usd=0.01,
     )
-    return Decision(request_id, RouteRequest(text), prediction, "v1", T0, 0, **served)  # type: ignore[arg-type]
+    request = RouteRequest(text)
+    return Decision(request_id, request, request.options, prediction, "v1", T0, 0, **served)  # type: ignore[arg-type]
 
 
 def outcome(seconds: float, **fields: object) -> dict:

@@ -8,6 +8,7 @@ from tierwise.classifier.decider import BATCH_CHUNK, BandDefaults, Decider, Deci
 from tierwise.classifier.limits import FieldError
 from tierwise.classifier.request import RouteOptions, RouteRequest
 from tierwise.classifier.router import Router
+from tierwise.classifier.workloads import Workloads
 
 HARD = "Analyze the trade-offs of a merger under antitrust review, step by step, and justify each move."
 EASY = "Say hello to the team in a friendly way."
@@ -51,6 +52,36 @@ def test_band_defaults_fill_in_what_a_request_left_unset_on_a_timed_model(router
     assert bounded.decide(untimed, RouteRequest(HARD)).prediction == untimed.predict(HARD)
     with pytest.raises(FieldError, match="value_of_time_usd_per_s"):
         BandDefaults(value_of_time_usd_per_s=-1.0)
+
+
+def test_a_workloads_policy_fills_in_what_the_request_leaves_unset_and_is_replaced_whole(router, untimed):
+    budget = router.policy.times.tiers[-1].quantile(0.01) - 1
+    policy = f"""
+[default]
+quality_target = 0.0
+[workload.nightly]
+band = "async"
+[workload.budget]
+max_latency_ms = {budget}
+"""
+    decider = Decider(workloads=Workloads.from_toml(policy))
+    nightly = decider.decide(router, RouteRequest(HARD, options=RouteOptions(workload="nightly")))
+    assert nightly.options == RouteOptions(quality_target=0.0, latency_band="async", workload="nightly")
+    assert nightly.use_batch_api and nightly.prediction == router.predict(HARD, nightly.options)
+    own = decider.decide(
+        router, RouteRequest(HARD, options=RouteOptions(workload="nightly", latency_band="interactive"))
+    )
+    assert not own.use_batch_api and own.options.quality_target == 0.0
+    timed = decider.decide(router, RouteRequest(HARD, options=RouteOptions(workload="budget")))
+    assert timed.prediction == router.predict(HARD, RouteOptions(quality_target=0.0, max_latency_ms=budget))
+    # a model without a time model routes as if the entry set no budget, as the server's own default
+    assert decider.decide(untimed, RouteRequest(HARD, options=RouteOptions(workload="budget"))).prediction == (
+        untimed.predict(HARD, RouteOptions(quality_target=0.0))
+    )
+    decider.workloads = Workloads()  # what a reload does
+    assert decider.decide(router, RouteRequest(HARD, options=RouteOptions(workload="nightly"))).options == (
+        RouteOptions(workload="nightly")
+    )
 
 
 def test_exploration_serves_a_cheaper_tier_unless_the_request_opts_out(router):

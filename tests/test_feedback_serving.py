@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from tierwise.classifier.limits import IDENTIFIER
 from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.router import Router
 from tierwise.serving.process import ServerProcess
@@ -60,7 +61,9 @@ def test_an_outcome_is_acknowledged_and_one_for_an_unrouted_request_is_kept_flag
         timeout=10,
     )
     stranger = stub.ReportOutcome(
-        pb.Outcome(request_id="never-routed", model=routed.model, attempt=1, score=0.5, error="RateLimitError"),
+        pb.Outcome(
+            request_id="never-routed", model=routed.model, attempt=1, score=0.5, error="RateLimitError", workload="w1"
+        ),
         timeout=10,
     )
     assert (known.request_id, known.known_request) == ("ack-1", True)
@@ -80,11 +83,13 @@ def test_an_outcome_is_acknowledged_and_one_for_an_unrouted_request_is_kept_flag
         "latency_ms": 812.5,
         "ttft_ms": 120.0,
         "error": None,
+        "workload": None,
         "known_request": True,
         "time": None,
     }
     assert rows["never-routed"]["known_request"] is False
     assert (rows["never-routed"]["score"], rows["never-routed"]["error"]) == (0.5, "RateLimitError")
+    assert rows["never-routed"]["workload"] == "w1"
 
 
 BAD_OUTCOMES = [
@@ -95,6 +100,7 @@ BAD_OUTCOMES = [
     (pb.Outcome(request_id="r", model="m", cost_usd=-0.5), "cost_usd"),
     (pb.Outcome(request_id="r", model="m", latency_ms=math.nan), "latency_ms"),
     (pb.Outcome(request_id="r", model="m", score=math.inf), "score"),
+    (pb.Outcome(request_id="r", model="m", workload="w" * (IDENTIFIER.maximum + 1)), "workload"),
 ]
 
 
@@ -189,7 +195,7 @@ def test_exploration_serves_a_cheaper_tier_with_the_chosen_chain_after_it(explor
     assert "prompt" not in row and row["prompt_sha256"] == hashlib.sha256(HARD.encode()).hexdigest()
     assert (row["explored"], row["propensity"]) == (True, pytest.approx(1 / len(cheaper)))
     assert row["propensities"] == pytest.approx({tier: 1 / len(cheaper) for tier in cheaper})
-    assert scrape(server)["tierwise_explored_total"] >= len(served)
+    assert scrape(server)['tierwise_explored_total{workload="other"}'] >= len(served)
 
 
 def test_a_request_can_opt_out_of_exploration(exploring, router):
@@ -230,4 +236,4 @@ def test_live_calibration_rolls_over_the_last_outcomes_of_each_tier(trained_bund
     assert values[outcomes.format("failure", top.name)] == 4  # the unrouted one counts, outside the window
     assert values[outcomes.format("error", top.name)] == 1
     assert values[outcomes.format("ungraded", "unknown")] == 1
-    assert values["tierwise_explored_total"] == 0
+    assert values['tierwise_explored_total{workload="other"}'] == 0

@@ -27,7 +27,7 @@ from tierwise.classifier.text import render_messages
         ({"latency_band": "tolerant", "value_of_time_usd_per_s": -1.0}, "value_of_time_usd_per_s"),
         ({"value_of_time_usd_per_s": math.inf}, "value_of_time_usd_per_s"),
         ({"latency_band": "urgent"}, "latency_band"),
-        ({"latency_band": None}, "latency_band"),
+        ({"latency_band": ""}, "latency_band"),
         ({"mode": "cheapest"}, "mode"),
         ({"allowed_tiers": "haiku"}, "allowed_tiers"),
         ({"allowed_tiers": ["haiku", ""]}, "allowed_tiers[1]"),
@@ -67,6 +67,25 @@ def test_updated_replaces_only_what_is_given_and_checks_it_again():
     assert options.updated(latency_band="ASYNC") == RouteOptions(quality_target=0.9, latency_band="async")
     with pytest.raises(FieldError, match="quality_target"):
         options.updated(quality_target=2.0)
+
+
+def test_an_unset_band_or_mode_is_interactive_and_threshold_until_something_behind_the_request_sets_one():
+    unset = RouteOptions(max_latency_ms=500.0)
+    assert (unset.latency_band, unset.mode) == (None, None)
+    assert (unset.band, unset.routing_mode, unset.budget_ms) == ("interactive", "threshold", 500.0)
+
+
+def test_over_fills_in_only_what_a_request_leaves_unset():
+    workload = RouteOptions(quality_target=0.8, allowed_tiers=("haiku",), latency_band="async", mode="cost")
+    request = RouteOptions(quality_target=0.95, latency_band="interactive", workload="triage")
+    merged = request.over(workload)
+    assert merged == RouteOptions(
+        quality_target=0.95, allowed_tiers=("haiku",), latency_band="interactive", mode="cost", workload="triage"
+    )
+    assert RouteOptions().over(RouteOptions(workload="w")).workload == "w"
+    assert request.over(RouteOptions()) is request  # nothing to fill in: no copy
+    assert not RouteOptions().over(RouteOptions(allow_explore=False)).allow_explore  # an opt-out anywhere holds
+    assert not RouteOptions(allow_explore=False).over(RouteOptions()).allow_explore
 
 
 def test_the_budget_applies_in_the_interactive_band_only():

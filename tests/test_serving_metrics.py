@@ -24,8 +24,8 @@ def test_calls_latency_buckets_and_tiers_read_as_prometheus_would():
         metrics.record_call(PREDICT, "OK", seconds)
     metrics.record_call(PREDICT, "INVALID_ARGUMENT", 0.00001)
     metrics.record_tier("haiku", "v1")
-    metrics.record_tier("haiku", "v1")
-    metrics.record_tier("opus", "v1")
+    metrics.record_tier("haiku", "v1", workload="triage")
+    metrics.record_tier("opus", "v1", explored=True)
     metrics.record_tier("haiku", "v2")
     values = scrape(metrics.registry)
     assert values['tierwise_requests_total{code="OK",method="Predict"}'] == 5
@@ -39,10 +39,24 @@ def test_calls_latency_buckets_and_tiers_read_as_prometheus_would():
     assert values[bucket % "+Inf"] == 6
     assert values['tierwise_request_latency_seconds_count{method="Predict"}'] == 6
     assert abs(values['tierwise_request_latency_seconds_sum{method="Predict"}'] - 23.00041) < 1e-9
-    assert values['tierwise_predicted_tier_total{model_version="v1",tier="haiku"}'] == 2
-    assert values['tierwise_predicted_tier_total{model_version="v1",tier="opus"}'] == 1
-    assert values['tierwise_predicted_tier_total{model_version="v2",tier="haiku"}'] == 1
+    tier = 'tierwise_predicted_tier_total{model_version="%s",tier="%s",workload="%s"}'
+    assert values[tier % ("v1", "haiku", "other")] == 1
+    assert values[tier % ("v1", "haiku", "triage")] == 1
+    assert values[tier % ("v1", "opus", "other")] == 1
+    assert values[tier % ("v2", "haiku", "other")] == 1
     assert not any(key.startswith('tierwise_predicted_tier_total{model_version="v2",tier="opus"') for key in values)
+    assert values['tierwise_explored_total{workload="other"}'] == 1
+    assert values['tierwise_explored_total{workload="triage"}'] == 0  # every workload seen has its series
+
+
+def test_without_decisions_exploration_is_exported_at_zero_and_reloads_of_the_workloads_file_are_counted():
+    metrics = ServiceMetrics()
+    metrics.record_workloads_reload("loaded")
+    metrics.record_workloads_reload("refused")
+    values = scrape(metrics.registry)
+    assert values['tierwise_explored_total{workload="other"}'] == 0
+    assert values['tierwise_workloads_reloads_total{result="loaded"}'] == 1
+    assert values['tierwise_workloads_reloads_total{result="refused"}'] == 1
 
 
 def test_a_unary_call_is_one_started_and_one_handled_rpc_with_its_code_and_time():

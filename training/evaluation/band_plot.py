@@ -29,7 +29,7 @@ def plot_band_report(report: BandReport, path: str | Path) -> None:
         ax.scatter(mean / 1000, sim.mean_cost(), color=color, marker=marker, s=size, zorder=3, edgecolor="black")
         label = f"{name} (quality {sim.quality(budget):.2f})"
         ax.annotate(label, (mean / 1000, sim.mean_cost()), textcoords="offset points", xytext=(6, -10), fontsize=8)
-    title = f"cost vs time to an acceptable answer, band {report.options.latency_band}"
+    title = f"cost vs time to an acceptable answer, band {report.options.band}"
     if budget is not None:
         title += f" ({budget / 1000:g} s budget)"
     ax.set(xlabel="mean time to an acceptable answer (s)", ylabel="mean cost per request (USD)", title=title)

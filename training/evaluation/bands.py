@@ -136,7 +136,7 @@ class BandReport:
         """The `band` section of `tierwise eval --json` (keys in docs/evaluation.md)."""
         budget = self.options.budget_ms
         return {
-            "band": self.options.latency_band,
+            "band": self.options.band,
             "max_latency_ms": self.options.max_latency_ms,
             "value_of_time_usd_per_s": self.options.value_of_time_usd_per_s,
             "evaluated": self.evaluated,
@@ -150,7 +150,7 @@ class BandReport:
     def table(self) -> str:
         """One line per strategy: cost, quality (in budget), time to an acceptable answer, attempts."""
         budget = self.options.budget_ms
-        head = f"band {self.options.latency_band}"
+        head = f"band {self.options.band}"
         if budget is not None:
             head += f", budget {budget:g} ms"
         if self.options.time_price is not None:
@@ -199,7 +199,7 @@ def evaluate_band(
     at each of those interactive budgets (for the cost-versus-time chart).
     """
     tiers = router.ladder.names
-    if options.latency_band == "async":
+    if options.band == "async":
         cost = cost * np.array([t.batch_multiplier for t in router.ladder.tiers])[None, :]
     budget = options.budget_ms
     router_sim = simulate(_router_chains(router, probs, options), success, cost, latency)

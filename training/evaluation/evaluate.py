@@ -138,7 +138,7 @@ def band_evaluation(
         raise LogError("no evaluated request has an outcome, cost and latency on every tier: nothing to simulate")
     times = router.policy.times
     budgets: list[float] = []
-    if sweep and times is not None and options.latency_band == "interactive":
+    if sweep and times is not None and options.band == "interactive":
         low, high = times.tiers[0].quantile(0.25), 2 * times.tiers[-1].quantile(0.9)
         budgets = np.geomspace(low, high, BUDGET_SWEEP_POINTS).tolist()
     share = float(logged[keep].mean())

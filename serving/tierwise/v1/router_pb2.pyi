@@ -36,7 +36,7 @@ class ChatMessage(_message.Message):
     def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("prompt", "messages", "request_id", "quality_target", "allowed_tiers", "latency_band", "mode", "allow_explore", "max_latency_ms", "value_of_time_usd_per_s")
+    __slots__ = ("prompt", "messages", "request_id", "quality_target", "allowed_tiers", "latency_band", "mode", "allow_explore", "max_latency_ms", "value_of_time_usd_per_s", "workload")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,7 @@ class PredictRequest(_message.Message):
     ALLOW_EXPLORE_FIELD_NUMBER: _ClassVar[int]
     MAX_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     VALUE_OF_TIME_USD_PER_S_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
     request_id: str
@@ -57,7 +58,8 @@ class PredictRequest(_message.Message):
     allow_explore: bool
     max_latency_ms: float
     value_of_time_usd_per_s: float
-    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., request_id: _Optional[str] = ..., quality_target: _Optional[float] = ..., allowed_tiers: _Optional[_Iterable[str]] = ..., latency_band: _Optional[_Union[LatencyBand, str]] = ..., mode: _Optional[_Union[RoutingMode, str]] = ..., allow_explore: _Optional[bool] = ..., max_latency_ms: _Optional[float] = ..., value_of_time_usd_per_s: _Optional[float] = ...) -> None: ...
+    workload: str
+    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., request_id: _Optional[str] = ..., quality_target: _Optional[float] = ..., allowed_tiers: _Optional[_Iterable[str]] = ..., latency_band: _Optional[_Union[LatencyBand, str]] = ..., mode: _Optional[_Union[RoutingMode, str]] = ..., allow_explore: _Optional[bool] = ..., max_latency_ms: _Optional[float] = ..., value_of_time_usd_per_s: _Optional[float] = ..., workload: _Optional[str] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
     __slots__ = ("request_id", "tier", "model", "probabilities", "fallback_chain", "model_version", "inference_us", "quality_target", "mode", "expected_cost_usd", "use_batch_api", "explored", "propensity", "expected_latency_ms", "latency_budget_met")
@@ -198,7 +200,7 @@ class ModelInfo(_message.Message):
     def __init__(self, version: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[TierInfo, _Mapping]]] = ..., threshold: _Optional[float] = ..., threshold_rule: _Optional[str] = ..., encoder: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., data_fingerprint: _Optional[str] = ..., source: _Optional[str] = ..., manifest_json: _Optional[str] = ..., live_calibration: _Optional[_Iterable[_Union[LiveCalibration, _Mapping]]] = ..., explore_rate: _Optional[float] = ...) -> None: ...
 
 class Outcome(_message.Message):
-    __slots__ = ("request_id", "model", "attempt", "success", "score", "cost_usd", "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "latency_ms", "ttft_ms", "error")
+    __slots__ = ("request_id", "model", "attempt", "success", "score", "cost_usd", "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "latency_ms", "ttft_ms", "error", "workload")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
@@ -212,6 +214,7 @@ class Outcome(_message.Message):
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     TTFT_MS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     attempt: int
@@ -225,7 +228,8 @@ class Outcome(_message.Message):
     latency_ms: float
     ttft_ms: float
     error: str
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., attempt: _Optional[int] = ..., success: _Optional[bool] = ..., score: _Optional[float] = ..., cost_usd: _Optional[float] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cache_read_input_tokens: _Optional[int] = ..., cache_creation_input_tokens: _Optional[int] = ..., latency_ms: _Optional[float] = ..., ttft_ms: _Optional[float] = ..., error: _Optional[str] = ...) -> None: ...
+    workload: str
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., attempt: _Optional[int] = ..., success: _Optional[bool] = ..., score: _Optional[float] = ..., cost_usd: _Optional[float] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cache_read_input_tokens: _Optional[int] = ..., cache_creation_input_tokens: _Optional[int] = ..., latency_ms: _Optional[float] = ..., ttft_ms: _Optional[float] = ..., error: _Optional[str] = ..., workload: _Optional[str] = ...) -> None: ...
 
 class OutcomeAck(_message.Message):
     __slots__ = ("request_id", "known_request")
