@@ -5,8 +5,9 @@ Decisions come from the process's `RouterCore`: the `Decider` `tierwise serve` r
 recent decisions, the decision log) and the same verify-then-swap reload; outcomes go to its `OutcomeDesk`; prices
 are the serving bundle's ladder. A Messages request becomes the `RouteRequest` the gRPC link would send
 (`router_link.route_request`), held to `--max-prompt-bytes` as a server holds a Predict, so a request gets the same
-decision through `--model` as through `--router`. Deciding (tens of microseconds) and taking an outcome (a few)
-happen on the event loop: cheaper than waking a thread to do them. Nothing here can be down: the router answers
+decision through `--model` as through `--router`. Deciding (tens of microseconds) and taking outcomes happen on the
+event loop, cheaper than waking a thread for them; outcomes are taken once the step that reported them is done, so
+they add nothing before an answer, and a grade is taken after them. Nothing here can be down: the router answers
 while the process runs.
 """
 
@@ -38,6 +39,7 @@ class LocalLink:
         self.core = core
         self.refused = 0
         self._down = down
+        self._queued: list[pb.Outcome] = []
         self._prices: tuple[LoadedModel | None, PriceBook | None] = (None, None)
 
     async def decide(self, params: Mapping[str, Any], options: RouteOptions) -> RouteDecision:
@@ -63,21 +65,32 @@ class LocalLink:
         return self._prices_of(self._serving())
 
     def report(self, outcome: pb.Outcome) -> None:
-        """Taken at once, on the caller's thread: a few microseconds, less than waking a reporter thread costs. One
-        the desk refuses (an upstream error type over its limit, say) is counted in `refused`, with one warning."""
-        try:
-            self.core.outcomes.receive(outcome)
-        except FieldError as exc:
-            self.refused += 1
-            if self.refused == 1:
-                log.warning("the router refused an attempt's outcome (%s); refusals are counted, not raised", exc)
+        """Taken on the event loop once the request's current step is done (its answer sent, most often): no thread
+        to wake, nothing added before the answer."""
+        if not self._queued:
+            asyncio.get_running_loop().call_soon(self._take_queued)
+        self._queued.append(outcome)
 
     async def grade(self, outcome: pb.Outcome) -> bool:
+        self._take_queued()
         return self.core.outcomes.receive(outcome)
 
     async def close(self) -> None:
-        """Close the core: its reloader and metrics stop, its logs are written out."""
+        """Take what is queued and close the core: its reloader and metrics stop, its logs are written out."""
+        self._take_queued()
         await asyncio.to_thread(self.core.close)
+
+    def _take_queued(self) -> None:
+        """The outcomes reported so far, in order. One the desk refuses (an upstream error type over its limit, say)
+        is counted in `refused`, with one warning."""
+        queued, self._queued = self._queued, []
+        for outcome in queued:
+            try:
+                self.core.outcomes.receive(outcome)
+            except FieldError as exc:
+                self.refused += 1
+                if self.refused == 1:
+                    log.warning("the router refused an attempt's outcome (%s); refusals are counted, not raised", exc)
 
     def _serving(self) -> LoadedModel:
         loaded = self.core.holder.current

@@ -1,9 +1,11 @@
-"""The README's "Use it from your app" examples run as written: the client, the proxy command, the proxy's one
-`base_url` change and the curl request, against the local fake of the API and a real `tierwise serve`.
+"""The README's "Use it from your app" examples run as written: the client (against a real `tierwise serve`), the
+proxy command (the router inside the proxy), the proxy's one `base_url` change and the curl request, against the
+local fake of the API.
 
-Only the two addresses change (`localhost:50051` becomes the test router's, `127.0.0.1:8080` a free port); the
-API key and the fake's URL come from the environment the examples already read (`ANTHROPIC_API_KEY`,
-`ANTHROPIC_BASE_URL` for `anthropic.Anthropic()`, `TIERWISE_UPSTREAM` for the proxy).
+Only the addresses and the bundle change (`localhost:50051` becomes the test router's, `127.0.0.1:8080` a free port,
+the metrics port any free one, `bundle/` the test bundle); the API key and the fake's URL come from the environment
+the examples already read (`ANTHROPIC_API_KEY`, `ANTHROPIC_BASE_URL` for `anthropic.Anthropic()`,
+`TIERWISE_UPSTREAM` for the proxy).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def test_the_readme_examples_run_as_written(blocks, trained_bundle, monkeypatch)
     ]
     curl = one_block(blocks, "bash", "curl ")
     assert "localhost:50051" in client_code and "127.0.0.1:8080" in proxy_code and "127.0.0.1:8080" in curl
+    assert "--model bundle/" in proxy_line, "the proxy runs the router inside it"
 
     with (
         FakeAnthropic(api_key=API_KEY) as fake,
@@ -64,7 +67,14 @@ def test_the_readme_examples_run_as_written(blocks, trained_bundle, monkeypatch)
         listen = f"127.0.0.1:{closed_port()}"
 
         def here(code: str) -> str:
-            return code.replace("localhost:50051", router.target).replace("127.0.0.1:8080", listen)
+            for written, used in (
+                ("localhost:50051", router.target),
+                ("127.0.0.1:8080", listen),
+                ("--metrics-port 9464", "--metrics-port 0"),
+                ("bundle/", str(trained_bundle)),
+            ):
+                code = code.replace(written, used)
+            return code
 
         monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
         monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
