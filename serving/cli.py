@@ -448,6 +448,7 @@ def proxy(**options: Any) -> None:
     count_tokens and every other /v1 path pass through to --upstream untouched. The routing options are the
     defaults of every routed request; its `x-tierwise-*` headers override them. SIGTERM or SIGINT stops it.
     """
+    ANTHROPIC.require(click.get_current_context().command_path)
     served = {name: options.pop(name) for name in _SERVED_MODEL_FLAGS}
     local = served["model"] is not None
     if local == (options["router"] is not None):
@@ -455,7 +456,6 @@ def proxy(**options: Any) -> None:
     misplaced = _given(_ROUTER_FLAGS if local else {k: v for k, v in _SERVED_MODEL_FLAGS.items() if k != "model"})
     if misplaced:
         raise click.UsageError(f"{', '.join(misplaced)}: only with {'--router' if local else '--model'}")
-    ANTHROPIC.require(click.get_current_context().command_path)
     from tierwise.serving.proxy import serve_proxy
 
     if local:
