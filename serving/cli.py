@@ -367,7 +367,7 @@ _ROUTER_FLAGS = {
     "ca_cert": "--ca-cert",
     "auth_token_file": "--auth-token-file",
 }
-ANTHROPIC = Extra("anthropic", "Anthropic client and proxy", ("anthropic", "starlette", "uvicorn", "httpx"))
+ANTHROPIC = Extra("anthropic", "Anthropic client and proxy", ("anthropic", "starlette", "uvicorn", "httpx", "httpcore"))
 
 
 @commands.command("proxy")

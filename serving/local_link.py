@@ -4,11 +4,11 @@ between them.
 Decisions come from the process's `RouterCore`: the `Decider` `tierwise serve` runs, with the same hooks (metrics,
 recent decisions, the decision log) and the same verify-then-swap reload; outcomes go to its `OutcomeDesk`; prices
 are the serving bundle's ladder. A Messages request becomes the `RouteRequest` the gRPC link would send
-(`router_link.route_request`), held to `--max-prompt-bytes` as a server holds a Predict, so a request gets the same
-decision through `--model` as through `--router`. Deciding (tens of microseconds) and taking outcomes happen on the
-event loop, cheaper than waking a thread for them; outcomes are taken once the step that reported them is done, so
-they add nothing before an answer, and a grade is taken after them. Nothing here can be down: the router answers
-while the process runs.
+(`router_link.route_request_for`), held to `--max-prompt-bytes` as a server holds a Predict, so a request gets the
+same decision through `--model` as through `--router`. Deciding (tens of microseconds) and taking outcomes happen
+on the event loop, cheaper than waking a thread for them; outcomes are taken once the step that reported them is
+done, so they add nothing before an answer, and a grade is taken after them. Nothing here can be down: the router
+answers while the process runs.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tierwise.serving.escalation import RouteDecision
 from tierwise.serving.price_book import PriceBook
 from tierwise.serving.reload import LoadedModel
 from tierwise.serving.router_core import RouterCore
-from tierwise.serving.router_link import RouterDown, route_decision, route_request, textless
+from tierwise.serving.router_link import RouterDown, route_decision, route_request_for, textless
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 
 log = logging.getLogger("tierwise.proxy")
@@ -43,7 +43,7 @@ class LocalLink:
         self._prices: tuple[LoadedModel | None, PriceBook | None] = (None, None)
 
     async def decide(self, params: Mapping[str, Any], options: RouteOptions) -> RouteDecision:
-        request = route_request(params, options)
+        request = route_request_for(params, options)
         loaded = self._serving()
         prices = self._prices_of(loaded)
         if request is None:

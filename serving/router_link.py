@@ -104,7 +104,7 @@ def _chat(params: Mapping[str, Any]) -> list[Message]:
     return chat
 
 
-def route_request(params: Mapping[str, Any], options: RouteOptions) -> RouteRequest | None:
+def route_request_for(params: Mapping[str, Any], options: RouteOptions) -> RouteRequest | None:
     """The routing request for a Messages request, or None when it has no text to route on (images only, say).
 
     Raises FieldError when the request cannot be routed as it is (over a limit, say).
@@ -118,8 +118,8 @@ def route_request(params: Mapping[str, Any], options: RouteOptions) -> RouteRequ
 
 
 def predict_request(params: Mapping[str, Any], options: RouteOptions) -> pb.PredictRequest | None:
-    """`route_request` as the PredictRequest that asks a server for it."""
-    request = route_request(params, options)
+    """`route_request_for` as the PredictRequest that asks a server for it."""
+    request = route_request_for(params, options)
     return None if request is None else wire_request(request)
 
 
