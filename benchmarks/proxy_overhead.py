@@ -1,14 +1,16 @@
 """Proxy overhead benchmark: the latency `tierwise proxy` adds over calling the Anthropic API directly, and requests/s.
 
-It starts three processes on loopback: the local stand-in API (`tierwise stand-in`,
-answering at once), a real `tierwise serve`, and `tierwise proxy` between them. One client then sends the same
-request, in interleaved rounds so that drift on a shared machine hits every path alike:
+It starts four processes on loopback: the local stand-in API (`tierwise stand-in`, answering at
+once), a real `tierwise serve`, `tierwise proxy --router` asking that server over gRPC, and
+`tierwise proxy --model` with the router inside it. One client then sends the same request, in interleaved rounds
+so that drift on a shared machine hits every path alike:
 
 - `direct`: straight to the fake API (what the application pays without tierwise);
-- `pass-through`: through the proxy with a named model (no routing);
-- `routed`: through the proxy with `"model": "tierwise"` (Predict, one upstream call, the judging, the outcome
-  report queued for the background thread);
-- `routed stream`: the same as SSE, timed to the last byte;
+- `pass-through`: through the in-process proxy with a named model (no routing);
+- `routed via gRPC`: through `proxy --router` with `"model": "tierwise"` (Predict over loopback, one upstream call,
+  the judging, the outcome report queued for the background thread);
+- `routed in-process`: the same through `proxy --model` (the decision made in the proxy's own process);
+- `routed stream`, both ways: the same as SSE, timed to the last byte;
 - `Predict` alone, from a Python gRPC client, for scale.
 
 Added latency is each path's percentile minus the direct one's. Then C concurrent clients (asyncio, one
@@ -16,7 +18,8 @@ connection each) send for D seconds per path to measure requests/s.
 
     python benchmarks/proxy_overhead.py [--model BUNDLE] [--requests 400] [--rounds 5] [--concurrency 8] [--duration 8]
 
-Without --model it trains a static-encoder bundle on generated sample logs first.
+Without --model it trains a static-encoder bundle on generated sample logs first. The first line says the machine's
+load average before and after the run (the paths share its cores with whatever else runs).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
 import sys
@@ -123,37 +127,48 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as work:
         model = args.model or build_bundle(Path(work))
-        with (
-            ServerProcess([], program=FAKE) as fake,
-            ServerProcess(["--model", str(model), "--port", "0", "--no-metrics"]) as router,
-            ServerProcess(
-                ["--router", router.target, "--listen", "127.0.0.1:0", "--upstream", f"http://{fake.target}"],
-                program=PROXY,
-            ) as proxy,
-        ):
-            run(args, f"http://{fake.target}", f"http://{proxy.target}", router.target)
+        load_before = os.getloadavg()
+        with ServerProcess([], program=FAKE) as fake:
+            upstream = ["--listen", "127.0.0.1:0", "--upstream", f"http://{fake.target}"]
+            with (
+                ServerProcess(["--model", str(model), "--port", "0", "--no-metrics"]) as router,
+                ServerProcess(["--router", router.target, *upstream], program=PROXY) as via_grpc,
+                ServerProcess(["--model", str(model), "--no-metrics", *upstream], program=PROXY) as in_process,
+            ):
+                times, rates = run(args, f"http://{fake.target}", via_grpc.target, in_process.target, router.target)
+        report(times, rates, args, (load_before, os.getloadavg()))
 
 
-def run(args: argparse.Namespace, fake_url: str, proxy_url: str, router_target: str) -> None:
+def run(
+    args: argparse.Namespace, fake_url: str, via_grpc: str, in_process: str, router_target: str
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    named, routed, streamed = body("claude-haiku-4-5"), body("tierwise"), body("tierwise", stream=True)
     with httpx.Client() as client:
+        # name -> (one sequential call, and for the requests/s phase the base URL and body, if measured)
         paths: dict[str, tuple[Callable[[], None], str | None, bytes | None]] = {
-            "direct to the API": (
-                http_call(client, f"{fake_url}/v1/messages", body("claude-haiku-4-5")),
-                fake_url,
-                body("claude-haiku-4-5"),
+            "direct to the API": (http_call(client, f"{fake_url}/v1/messages", named), fake_url, named),
+            "pass-through (proxy --model)": (
+                http_call(client, f"http://{in_process}/v1/messages", named),
+                f"http://{in_process}",
+                named,
             ),
-            "proxy, pass-through": (
-                http_call(client, f"{proxy_url}/v1/messages", body("claude-haiku-4-5")),
-                proxy_url,
-                body("claude-haiku-4-5"),
+            "routed via gRPC (proxy --router)": (
+                http_call(client, f"http://{via_grpc}/v1/messages", routed),
+                f"http://{via_grpc}",
+                routed,
             ),
-            "proxy, routed": (
-                http_call(client, f"{proxy_url}/v1/messages", body("tierwise")),
-                proxy_url,
-                body("tierwise"),
+            "routed in-process (proxy --model)": (
+                http_call(client, f"http://{in_process}/v1/messages", routed),
+                f"http://{in_process}",
+                routed,
             ),
-            "proxy, routed stream (last byte)": (
-                http_call(client, f"{proxy_url}/v1/messages", body("tierwise", stream=True)),
+            "routed stream via gRPC (last byte)": (
+                http_call(client, f"http://{via_grpc}/v1/messages", streamed),
+                None,
+                None,
+            ),
+            "routed stream in-process (last byte)": (
+                http_call(client, f"http://{in_process}/v1/messages", streamed),
                 None,
                 None,
             ),
@@ -161,7 +176,7 @@ def run(args: argparse.Namespace, fake_url: str, proxy_url: str, router_target: 
         }
         times: dict[str, list[float]] = {name: [] for name in paths}
         for call, _, _ in paths.values():
-            timed_ms(call, 50)  # warm connections, caches and the proxy's price book
+            timed_ms(call, 50)  # warm connections, caches and the proxies' price books
         for _ in range(args.rounds):
             for name, (call, _, _) in paths.items():
                 times[name].extend(timed_ms(call, args.requests))
@@ -170,14 +185,20 @@ def run(args: argparse.Namespace, fake_url: str, proxy_url: str, router_target: 
             for name, (_, base, content) in paths.items()
             if base is not None and content is not None
         }
-    report(times, rates, args)
+    return times, rates
 
 
-def report(times: dict[str, list[float]], rates: dict[str, float], args: argparse.Namespace) -> None:
+def report(
+    times: dict[str, list[float]],
+    rates: dict[str, float],
+    args: argparse.Namespace,
+    load: tuple[tuple[float, float, float], tuple[float, float, float]],
+) -> None:
     base = times["direct to the API"]
     base50, base99 = statistics.median(base), percentile(base, 0.99)
     print(
-        f"{platform.node()}: {platform.processor() or platform.machine()}, Python {platform.python_version()}; "
+        f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}; load average (1 min) {load[0][0]:.2f} before, {load[1][0]:.2f} after; "
         f"{args.rounds} x {args.requests} sequential requests per path, {args.concurrency} clients x "
         f"{args.duration:.0f} s for requests/s"
     )

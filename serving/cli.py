@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import click
@@ -106,6 +107,112 @@ def routing_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return routed
 
 
+# The options of the router a process runs itself (`serve`, `proxy --model`), by parameter name -> flag: its model,
+# reload, input limit, logs, exploration, memory, calibration and metrics.
+_SERVED_MODEL_FLAGS = {
+    "model": "--model",
+    "tracking_uri": "--tracking-uri",
+    "metrics_port": "--metrics-port",
+    "no_metrics": "--no-metrics",
+    "reload_interval": "--reload-interval",
+    "max_prompt_bytes": "--max-prompt-bytes",
+    "decision_log": "--decision-log",
+    "redact_prompts": "--redact-prompts",
+    "outcome_log": "--outcome-log",
+    "explore_rate": "--explore-rate",
+    "explore_seed": "--explore-seed",
+    "recent_decisions": "--recent-decisions",
+    "calibration_window": "--calibration-window",
+}
+
+
+def served_model_options(model_help: str, required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add the options of a router this process runs (`_SERVED_MODEL_FLAGS`) to a command: one list, so `serve` and
+    `proxy --model` spell, explain and default them alike (`ServeConfig`'s defaults)."""
+    options = (
+        click.option("--model", required=required, help=model_help),
+        click.option("--tracking-uri", help=TRACKING_HELP),
+        click.option(
+            "--metrics-port",
+            default=DEFAULTS.metrics_port,
+            show_default=True,
+            type=click.IntRange(0, 65535),
+            help="Prometheus /metrics port, on the address this command listens on (open without a token); 0 = any.",
+        ),
+        click.option("--no-metrics", is_flag=True, help="Do not expose Prometheus metrics over HTTP."),
+        click.option(
+            "--reload-interval",
+            default=DEFAULTS.reload_interval,
+            show_default=True,
+            type=click.FloatRange(min=0),
+            help="Seconds between checks of the model source; 0: SIGHUP only.",
+        ),
+        click.option(
+            "--max-prompt-bytes",
+            default=DEFAULTS.max_prompt_bytes,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Longer prompts are refused naming the field, INVALID_ARGUMENT (gRPC) or 400 (the proxy); serve's "
+            "transport takes messages up to max(64 MiB, 4x this + 1 MiB).",
+        ),
+        click.option(
+            "--decision-log",
+            type=click.Path(dir_okay=False),
+            help="Append every decision (prompt, tier, chain, probabilities, propensity) to this JSONL file; SIGHUP "
+            "reopens it (log rotation). `tierwise collect` joins it with --outcome-log into attempt logs.",
+        ),
+        click.option(
+            "--redact-prompts",
+            is_flag=True,
+            help="Keep only each prompt's SHA-256 in the decision log; `tierwise collect --prompts` brings them back.",
+        ),
+        click.option(
+            "--outcome-log",
+            type=click.Path(dir_okay=False),
+            help="Append every reported outcome (ReportOutcome/ReportOutcomes, the proxy's attempts and grades) to "
+            "this JSONL file; SIGHUP reopens it.",
+        ),
+        click.option(
+            "--explore-rate",
+            default=DEFAULTS.explore_rate,
+            show_default=True,
+            type=click.FloatRange(0, 1),
+            help="Share of requests with a cheaper allowed tier that are served one, drawn uniformly, with the chosen "
+            "tier next in the chain; responses say `explored` and the choice's `propensity`. A --workloads entry's "
+            "explore_rate replaces it for that workload.",
+        ),
+        click.option(
+            "--explore-seed",
+            type=int,
+            help="Seed the exploration draws (each worker adds its number), for reproducible experiments; leave unset "
+            "in production.",
+        ),
+        click.option(
+            "--recent-decisions",
+            default=DEFAULTS.recent_decisions,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help=f"Routed request_ids remembered (about 0.4 KB each, {RECENT_DECISIONS_BYTES >> 20} MiB at most in "
+            "all, the oldest forgotten first): an outcome for one not remembered is kept and flagged "
+            "known_request=false.",
+        ),
+        click.option(
+            "--calibration-window",
+            default=DEFAULTS.calibration_window,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Graded outcomes per tier behind the live calibration (metrics and GetModelInfo).",
+        ),
+    )
+
+    def add(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return add
+
+
 @click.group()
 def commands() -> None:
     """The serving commands (assembled into `tierwise` by `tierwise.cli`)."""
@@ -144,13 +251,11 @@ def predict(text: str, model: str, routing: RouteOptions, workloads: str | None,
 
 
 @commands.command("serve")
-@click.option(
-    "--model",
+@served_model_options(
+    "Bundle directory, or models:/NAME@ALIAS from the MLflow registry; reloaded when it changes (files, or the alias "
+    "moving; polled every --reload-interval) or on SIGHUP.",
     required=True,
-    help="Bundle directory, or models:/NAME@ALIAS from the MLflow registry; reloaded when it changes "
-    "(files, or the alias moving; polled every --reload-interval) or on SIGHUP.",
 )
-@click.option("--tracking-uri", help=TRACKING_HELP)
 @click.option(
     "--host",
     default=DEFAULTS.host,
@@ -161,14 +266,6 @@ def predict(text: str, model: str, routing: RouteOptions, workloads: str | None,
 @click.option(
     "--port", default=DEFAULTS.port, show_default=True, type=click.IntRange(0, 65535), help="gRPC port; 0 = any."
 )
-@click.option(
-    "--metrics-port",
-    default=DEFAULTS.metrics_port,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="Prometheus /metrics port, on --host (open without a token); 0 = any.",
-)
-@click.option("--no-metrics", is_flag=True, help="Do not expose Prometheus metrics over HTTP.")
 @click.option(
     "--server-mode",
     type=click.Choice(["sync", "aio"]),
@@ -199,21 +296,6 @@ def predict(text: str, model: str, routing: RouteOptions, workloads: str | None,
     "core for throughput (a process runs its handlers under one GIL). Metrics gain a `worker` label.",
 )
 @click.option(
-    "--reload-interval",
-    default=DEFAULTS.reload_interval,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Seconds between checks of the model source; 0: SIGHUP only.",
-)
-@click.option(
-    "--max-prompt-bytes",
-    default=DEFAULTS.max_prompt_bytes,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Longer prompts get INVALID_ARGUMENT naming the field (the transport takes messages up to "
-    "max(64 MiB, 4x this + 1 MiB)).",
-)
-@click.option(
     "--max-batch", default=DEFAULTS.max_batch, show_default=True, type=click.IntRange(min=1), help="PredictBatch items."
 )
 @click.option(
@@ -231,52 +313,6 @@ def predict(text: str, model: str, routing: RouteOptions, workloads: str | None,
     "--auth-token-file",
     type=click.Path(exists=True, dir_okay=False),
     help="Require `authorization: Bearer <token>` with this token on every call but health.",
-)
-@click.option(
-    "--decision-log",
-    type=click.Path(dir_okay=False),
-    help="Append every decision (prompt, tier, chain, probabilities, propensity) to this JSONL file; SIGHUP "
-    "reopens it (log rotation). `tierwise collect` joins it with --outcome-log into attempt logs.",
-)
-@click.option(
-    "--redact-prompts",
-    is_flag=True,
-    help="Keep only each prompt's SHA-256 in the decision log; `tierwise collect --prompts` brings them back.",
-)
-@click.option(
-    "--outcome-log",
-    type=click.Path(dir_okay=False),
-    help="Append every reported outcome (ReportOutcome/ReportOutcomes) to this JSONL file; SIGHUP reopens it.",
-)
-@click.option(
-    "--explore-rate",
-    default=DEFAULTS.explore_rate,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Share of requests with a cheaper allowed tier that are served one, drawn uniformly, with the chosen "
-    "tier next in the chain; responses say `explored` and the choice's `propensity`. A --workloads entry's "
-    "explore_rate replaces it for that workload.",
-)
-@click.option(
-    "--explore-seed",
-    type=int,
-    help="Seed the exploration draws (each worker adds its number), for reproducible experiments; leave unset "
-    "in production.",
-)
-@click.option(
-    "--recent-decisions",
-    default=DEFAULTS.recent_decisions,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help=f"Routed request_ids remembered (about 0.4 KB each, {RECENT_DECISIONS_BYTES >> 20} MiB at most in all, the "
-    "oldest forgotten first): an outcome for one not remembered is kept and flagged known_request=false.",
-)
-@click.option(
-    "--calibration-window",
-    default=DEFAULTS.calibration_window,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Graded outcomes per tier behind the live calibration (metrics and GetModelInfo).",
 )
 @click.option(
     "--max-latency-ms",
@@ -346,12 +382,25 @@ def client_predict(
     click.echo(json.dumps(response, indent=2))
 
 
-PROXY_DEFAULTS = ProxyConfig()
-ANTHROPIC = Extra("anthropic", "Anthropic client and proxy", ("anthropic", "starlette", "uvicorn", "httpx"))
+# ProxyConfig's defaults (a ProxyConfig itself needs its router named).
+PROXY_DEFAULTS = SimpleNamespace(**{field.name: field.default for field in dataclasses.fields(ProxyConfig)})
+# The options only a router over gRPC takes (`proxy --router`), by parameter name -> flag.
+_ROUTER_FLAGS = {
+    "router_timeout_s": "--router-timeout",
+    "router_down": "--router-down",
+    "ca_cert": "--ca-cert",
+    "auth_token_file": "--auth-token-file",
+}
+ANTHROPIC = Extra("anthropic", "Anthropic client and proxy", ("anthropic", "starlette", "uvicorn", "httpx", "httpcore"))
 
 
 @commands.command("proxy")
-@click.option("--router", default=PROXY_DEFAULTS.router, show_default=True, help="host:port of `tierwise serve`.")
+@served_model_options(
+    "Route in this process (no `tierwise serve`): a bundle directory, or models:/NAME@ALIAS, followed and reloaded "
+    "as `tierwise serve --model` does (SIGHUP too). One of --model and --router.",
+    required=False,
+)
+@click.option("--router", help="HOST:PORT of a shared `tierwise serve` to ask instead. One of --model and --router.")
 @click.option(
     "--listen",
     default=PROXY_DEFAULTS.listen,
@@ -423,14 +472,25 @@ ANTHROPIC = Extra("anthropic", "Anthropic client and proxy", ("anthropic", "star
 def proxy(**options: Any) -> None:
     """Serve the Anthropic Messages API, routing `"model": "tierwise"` requests through the router.
 
-    Point any Anthropic client's base_url at --listen. Other models, count_tokens and every other /v1 path pass
-    through to --upstream untouched. A routed request's options, field by field: its `x-tierwise-*` headers, else
-    its workload's --workloads entry (x-tierwise-workload, else --workload), else the routing options below.
-    SIGTERM or SIGINT stops it.
+    The router runs inside the proxy (--model, with serve's decision and outcome logs, exploration and metrics) or
+    is a shared `tierwise serve` (--router). Point any Anthropic client's base_url at --listen. Other models,
+    count_tokens and every other /v1 path pass through to --upstream untouched. A routed request's options, field
+    by field: its `x-tierwise-*` headers, else its workload's --workloads entry (x-tierwise-workload, else
+    --workload), else the routing options below. SIGTERM or SIGINT stops it.
     """
     ANTHROPIC.require(click.get_current_context().command_path)
+    served = {name: options.pop(name) for name in _SERVED_MODEL_FLAGS}
+    local = served["model"] is not None
+    if local == (options["router"] is not None):
+        raise click.UsageError("give --model (the router in this process) or --router HOST:PORT, one of the two")
+    misplaced = _given(_ROUTER_FLAGS if local else {k: v for k, v in _SERVED_MODEL_FLAGS.items() if k != "model"})
+    if misplaced:
+        raise click.UsageError(f"{', '.join(misplaced)}: only with {'--router' if local else '--model'}")
     from tierwise.serving.proxy import serve_proxy
 
+    if local:
+        no_metrics, metrics_port = served.pop("no_metrics"), served.pop("metrics_port")
+        options["local"] = ServeConfig(**served, metrics_port=None if no_metrics else metrics_port)
     serve_proxy(ProxyConfig(**options))
 
 
@@ -448,3 +508,12 @@ def stand_in(host: str, port: int, api_key: str) -> None:
     from tierwise.serving.standin import serve_stand_in
 
     serve_stand_in(host, port, api_key, click.echo)
+
+
+def _given(flags: dict[str, str]) -> list[str]:
+    """The flags of these parameters the command line (or the environment) set, not left at their defaults."""
+    context = click.get_current_context()
+    return [flag for name, flag in flags.items() if context.get_parameter_source(name) not in _UNSET]
+
+
+_UNSET = (None, click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)

@@ -15,6 +15,9 @@
   after the attempt reports the proxy queued before it.
 - `GET /health` answers while the proxy runs, with what it last saw of the router.
 
+The router is a shared `tierwise serve` asked over gRPC (`--router`), or runs inside this process (`--model`:
+`local_link.py`, the `RouterCore` `tierwise serve` runs, with its decision and outcome logs, metrics and reload).
+
 The caller's API key (`x-api-key` or `authorization`) is forwarded upstream and never logged. At most
 `--max-concurrency` requests are in flight; one more is answered 529 `overloaded_error`, which the Anthropic
 SDKs retry; a client that disconnects frees its slot at once. Bad bodies get a 4xx in the API's own error
@@ -23,9 +26,10 @@ format, naming the field and the limit (`proxy_input.py`).
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import logging
 import math
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -57,7 +61,7 @@ from tierwise.serving.escalation import (
     StreamWatch,
     grade_outcome,
 )
-from tierwise.serving.outcome_reporter import OutcomeReporter
+from tierwise.serving.local_link import LocalLink
 from tierwise.serving.proxy_config import ProxyConfig, ProxyError
 from tierwise.serving.proxy_feedback import FeedbackAuth, Served, ServedRequests, credential
 from tierwise.serving.proxy_gate import HEALTH_PATH, Gate
@@ -81,20 +85,13 @@ from tierwise.serving.proxy_upstream import (
     transport_failure,
 )
 from tierwise.serving.reload import Reloader, WorkloadsFile
-from tierwise.serving.router_link import (
-    AsyncRouterLink,
-    RouterDown,
-    RouterLink,
-    RouterUnavailable,
-    RoutingError,
-)
+from tierwise.serving.router_core import RouterCore
+from tierwise.serving.router_link import GrpcLink, Link, RouterDown, RouterUnavailable, RoutingError
 
 log = logging.getLogger("tierwise.proxy")
 
 ROUTED_MODEL = "tierwise"
 NO_WORKLOADS = Workloads()
-# A grade waits at most this long for the attempt reports queued before it to reach the router.
-REPORTS_FIRST_S = 5.0
 _OPTION_HEADERS = {
     "quality_target": "x-tierwise-quality-target",
     "latency_band": "x-tierwise-latency-band",
@@ -167,16 +164,11 @@ def _no_answer(routing: Routing) -> ApiError:
 
 
 class Proxy:
-    """The proxy's state (upstream client, router link, outcome reporter, what it routed) and its endpoints."""
+    """The proxy's state (upstream client, the router it asks and reports to, what it routed) and its endpoints."""
 
-    def __init__(self, config: ProxyConfig, token: str | None, feedback_token: str | None = None):
+    def __init__(self, config: ProxyConfig, router: Link, feedback_token: str | None = None):
         self.config = config
-        down = RouterDown(config.router_down, config.fallback_model)
-        link = {"timeout_s": config.router_timeout_s, "ca_cert": config.ca_cert, "token": token}
-        self.router = AsyncRouterLink(config.router, down, **link)
-        # Outcomes travel on a blocking channel of their own, from the reporter's thread.
-        self._report_link = RouterLink(config.router, down, **link)
-        self.reporter = OutcomeReporter(self._report_link.report_all)
+        self.router = router
         self.judge = Judge()
         self.served = ServedRequests()
         self.feedback_auth = FeedbackAuth(feedback_token)
@@ -196,8 +188,6 @@ class Proxy:
             self._reloader.stop()
         await self.upstream.aclose()
         await self.router.close()
-        self.reporter.close()
-        self._report_link.close()
 
     # --- endpoints ---------------------------------------------------------------------------------------
 
@@ -209,7 +199,7 @@ class Proxy:
         check_routable(params)
         policy = None if self.workloads is None else self.workloads.current
         options = route_options(request.headers, self.config.routing, policy)
-        escalation = Escalation(await self._decide(params, options), self.judge, self.reporter)
+        escalation = Escalation(await self._decide(params, options), self.judge, self.router)
         headers = request_headers(_header_pairs(request), decode=True)
         caller = self.feedback_auth.fingerprint(credential(request.headers))
         return await self._routed(params, headers, escalation, caller, streamed=bool(params.get("stream")))
@@ -229,18 +219,18 @@ class Proxy:
         sent = credential(request.headers)
         grade = read_grade(await self._body(request))
         model, attempt = self.feedback_auth.graded_attempt(sent, grade, self.served.get(grade.request_id))
-        await self._reports_sent()
         outcome = grade_outcome(grade.request_id, model, attempt, grade.success, grade.score)
         try:
-            ack = await self.router.report(outcome)
-        except grpc.RpcError as exc:
-            raise ApiError(502, "api_error", f"tierwise router did not take the grade: {exc.code().name}") from exc
-        return JSONResponse(
-            {"request_id": grade.request_id, "model": model, "attempt": attempt, "known_request": ack.known_request}
-        )
+            known = await self.router.grade(outcome)
+        except FieldError as exc:
+            raise invalid(str(exc)) from exc
+        except RoutingError as exc:
+            raise ApiError(502, "api_error", f"tierwise router did not take the grade: {exc.code.name}") from exc
+        answer = {"request_id": grade.request_id, "model": model, "attempt": attempt, "known_request": known}
+        return JSONResponse(answer)
 
     async def health(self, request: Request) -> Response:
-        outage = self.router.state.outage
+        outage = self.router.outage
         health = {"status": "ok", "router": "ok" if outage is None else f"unavailable: {outage}"}
         if self.workloads is not None:
             refusal = self.workloads.last_refusal
@@ -359,22 +349,6 @@ class Proxy:
     async def _body(self, request: Request) -> bytes:
         return await read_body(request, self.config.max_body_bytes)
 
-    async def _reports_sent(self) -> None:
-        """Wait (up to REPORTS_FIRST_S) until the attempt reports queued so far have gone to the router, so a grade
-        never reaches it before the attempt it grades: the later report of an attempt is the one that wins."""
-        loop = asyncio.get_running_loop()
-        sent = loop.create_future()
-
-        def done() -> None:
-            if not sent.done():
-                sent.set_result(None)
-
-        self.reporter.after_sent(lambda: loop.call_soon_threadsafe(done))
-        try:
-            await asyncio.wait_for(sent, REPORTS_FIRST_S)
-        except TimeoutError:
-            log.warning("attempt reports still queued after %.0f s; sending a grade anyway", REPORTS_FIRST_S)
-
     def _remember(self, routing: Routing, caller: bytes) -> None:
         models = tuple(attempt.model for attempt in routing.attempts)
         self.served.remember(routing.request_id, Served(models, routing.attempt, caller))
@@ -386,13 +360,13 @@ def _header_pairs(request: Request) -> list[tuple[str, str]]:
 
 def create_app(
     config: ProxyConfig,
-    token: str | None = None,
+    router: Link,
     on_ready: Callable[[], None] | None = None,
     feedback_token: str | None = None,
 ) -> ASGIApp:
-    """The proxy as an ASGI app (what `tierwise proxy` serves with uvicorn); `token` is the router's bearer token,
-    `feedback_token` the one that may grade any routed request."""
-    proxy = Proxy(config, token, feedback_token)
+    """The proxy as an ASGI app (what `tierwise proxy` serves with uvicorn), asking `router`; `feedback_token` may
+    grade any routed request."""
+    proxy = Proxy(config, router, feedback_token)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -421,14 +395,62 @@ def create_app(
 
 
 def serve_proxy(config: ProxyConfig) -> None:
-    """Run the proxy until SIGTERM or SIGINT; prints one `listening on HOST:PORT` line once it answers."""
+    """Run the proxy until SIGTERM or SIGINT; prints one `listening on HOST:PORT` line once it answers.
+
+    With `config.local` the router runs in this process: its model is loaded before the proxy answers (and the
+    proxy refuses to start without one), SIGHUP reloads the model and reopens the decision and outcome logs, and
+    the logs are written out when the proxy stops.
+    """
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         for handler in logging.getLogger().handlers:
             handler.addFilter(masked_record)
-    token = read_token(config.auth_token_file) if config.auth_token_file else None
     feedback_token = read_token(config.feedback_token_file) if config.feedback_token_file else None
     host, port = config.listen_address()
+    sock = _listening_socket(config, host, port)
+    try:
+        router, described = _router(config, host)
+    except BaseException:
+        sock.close()
+        raise
+    bound = sock.getsockname()[1]
+
+    def ready() -> None:
+        print(
+            f"tierwise proxy: listening on {host}:{bound} ({described}, upstream {masked(config.upstream)})",
+            flush=True,
+        )
+
+    app = create_app(config, router, on_ready=ready, feedback_token=feedback_token)
+    # uvloop and httptools when installed (the anthropic extra brings them): 0.2-0.4 ms less per routed request.
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    server.run(sockets=[sock])
+
+
+def _router(config: ProxyConfig, host: str) -> tuple[Link, str]:
+    """The router the proxy asks (the app closes it when the proxy stops), and how the ready line names it: a shared
+    one over gRPC, or one started here (model loaded, reload and metrics running, SIGHUP taken)."""
+    down = RouterDown(config.router_down, config.fallback_model)
+    if config.local is None:
+        assert config.router is not None
+        token = read_token(config.auth_token_file) if config.auth_token_file else None
+        link = GrpcLink(config.router, down, timeout_s=config.router_timeout_s, ca_cert=config.ca_cert, token=token)
+        return link, f"router {config.router}"
+    core = RouterCore(dataclasses.replace(config.local, host=host))
+    try:
+        core.start()
+    except BaseException:
+        core.close()
+        raise
+    signal.signal(signal.SIGHUP, lambda *_: core.on_sighup())
+    loaded = core.holder.current
+    assert loaded is not None
+    metrics = f", metrics on :{core.endpoint.port}" if core.endpoint else ""
+    described = f"router in this process: model {loaded.router.version} from {core.holder.source.describe()}"
+    return LocalLink(core, down), described + metrics
+
+
+def _listening_socket(config: ProxyConfig, host: str, port: int) -> socket.socket:
     # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY on accepted connections only for sockets that say so,
     # and without it every answer waits out a 40 ms delayed ACK.
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -439,15 +461,4 @@ def serve_proxy(config: ProxyConfig) -> None:
         sock.close()
         raise ProxyError(f"--listen: cannot listen on {config.listen}: {exc.strerror}") from exc
     sock.listen(2048)
-    bound = sock.getsockname()[1]
-
-    def ready() -> None:
-        print(
-            f"tierwise proxy: listening on {host}:{bound} (router {config.router}, upstream {masked(config.upstream)})",
-            flush=True,
-        )
-
-    app = create_app(config, token, on_ready=ready, feedback_token=feedback_token)
-    # uvloop and httptools when installed (the anthropic extra brings them): 0.2-0.4 ms less per routed request.
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-    server.run(sockets=[sock])
+    return sock

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from tierwise.classifier.errors import InputError
 from tierwise.classifier.request import DEFAULT_OPTIONS, RouteOptions
 from tierwise.classifier.uris import masked
+from tierwise.serving.config import ServeConfig
 
 ANTHROPIC_API = "https://api.anthropic.com"
 
@@ -23,9 +24,14 @@ class ProxyError(InputError):
 
 @dataclass(frozen=True)
 class ProxyConfig:
-    """Everything `tierwise proxy` can be told; the command line's defaults are these."""
+    """Everything `tierwise proxy` can be told; the command line's defaults are these.
 
-    router: str = "localhost:50051"  # the tierwise gRPC server, host:port
+    The router is `router` (over gRPC) or `local` (in this process: its metrics listen on `listen`'s host), never
+    both; the router-only settings (timeout, down policy, TLS, token) are for `router`.
+    """
+
+    router: str | None = None  # a shared router (`tierwise serve`), host:port; or else `local`
+    local: ServeConfig | None = None  # the router in this process (`--model`), as `tierwise serve` runs it
     listen: str = "127.0.0.1:8080"  # loopback only unless asked
     upstream: str = ANTHROPIC_API
     max_concurrency: int = 256  # requests in flight at once; one more is answered 529 overloaded_error
@@ -42,6 +48,11 @@ class ProxyConfig:
     reload_interval: float = 2.0  # seconds between checks of the workloads file
 
     def __post_init__(self) -> None:
+        if (self.router is None) == (self.local is None):
+            raise ProxyError(
+                "give --model (a bundle or models:/NAME@ALIAS: the router in this process) or --router HOST:PORT "
+                "(a shared `tierwise serve`), one of the two"
+            )
         self.listen_address()
         url = urlsplit(self.upstream)
         if url.scheme not in ("http", "https") or not url.netloc:

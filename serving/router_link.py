@@ -3,7 +3,8 @@
 The request becomes a `RouteRequest` (which checks itself and its `RouteOptions`, raising `FieldError`): a single
 user turn is sent as the `prompt`, anything longer (or with a system prompt) as `messages`, each message's text
 parts as `tierwise.classifier.text` reads them. The answer becomes a `RouteDecision` priced
-by the served bundle's own ladder (`GetModelInfo`, fetched once per bundle version).
+by the served bundle's own ladder (`GetModelInfo`, fetched once per bundle version). `Link` is what the proxy
+asks of a router, wherever it runs; `GrpcLink` is the one that asks a shared router over gRPC.
 
 When no router answers (unreachable, deadline passed, overloaded) the `RouterDown` policy decides: fail with
 `RouterUnavailable`, or serve the fallback model (by default the top tier), flagging the result and logging
@@ -13,12 +14,13 @@ option, a wrong token) raises `RoutingError`: that is a mistake to fix, not an o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import grpc
 from tierwise.classifier.errors import InputError
@@ -26,6 +28,7 @@ from tierwise.classifier.limits import FieldError
 from tierwise.classifier.request import Message, RouteOptions, RouteRequest
 from tierwise.classifier.text import content_text
 from tierwise.serving.escalation import RouteDecision, Step
+from tierwise.serving.outcome_reporter import OutcomeReporter
 from tierwise.serving.price_book import PriceBook
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
@@ -34,6 +37,8 @@ from tierwise.serving.validation import wire_request
 log = logging.getLogger(__name__)
 
 NO_TEXT = "no text to route on"
+# A grade waits at most this long for the attempt reports queued before it to reach the router.
+REPORTS_FIRST_S = 5.0
 # Statuses meaning "no router could answer now", as opposed to "the router refused this request".
 _UNREACHABLE = frozenset(
     {
@@ -99,8 +104,8 @@ def _chat(params: Mapping[str, Any]) -> list[Message]:
     return chat
 
 
-def predict_request(params: Mapping[str, Any], options: RouteOptions) -> pb.PredictRequest | None:
-    """The PredictRequest for a Messages request, or None when it has no text to route on (images only, say).
+def route_request_for(params: Mapping[str, Any], options: RouteOptions) -> RouteRequest | None:
+    """The routing request for a Messages request, or None when it has no text to route on (images only, say).
 
     Raises FieldError when the request cannot be routed as it is (over a limit, say).
     """
@@ -108,23 +113,45 @@ def predict_request(params: Mapping[str, Any], options: RouteOptions) -> pb.Pred
     if not any(m.content.strip() for m in chat):
         return None
     if len(chat) == 1 and chat[0].role == "user":
-        return wire_request(RouteRequest(prompt=chat[0].content, options=options))
-    return wire_request(RouteRequest(messages=tuple(chat), options=options))
+        return RouteRequest(prompt=chat[0].content, options=options)
+    return RouteRequest(messages=tuple(chat), options=options)
+
+
+def predict_request(params: Mapping[str, Any], options: RouteOptions) -> pb.PredictRequest | None:
+    """`route_request_for` as the PredictRequest that asks a server for it."""
+    request = route_request_for(params, options)
+    return None if request is None else wire_request(request)
+
+
+def route_decision(
+    request_id: str,
+    tier: str,
+    model: str,
+    chain: Sequence[str],
+    prices: PriceBook,
+    use_batch_api: bool = False,
+    explored: bool = False,
+) -> RouteDecision:
+    """A router's answer (its tier and model first, then the rest of `chain` by tier name) as a chain of steps; a
+    chain tier the price book does not know is left out."""
+    steps = [Step(tier, model)]
+    for name in chain[1:]:
+        known = prices.tier_named(name)
+        if known is not None:
+            steps.append(Step(known.name, known.model))
+    return RouteDecision(request_id, tuple(steps), prices, use_batch_api=use_batch_api, explored=explored)
 
 
 def decision_from(response: pb.PredictResponse, prices: PriceBook) -> RouteDecision:
-    """The router's answer as a chain of steps; a chain tier the price book does not know is left out."""
-    steps = [Step(response.tier, response.model)]
-    for name in response.fallback_chain[1:]:
-        tier = prices.tier_named(name)
-        if tier is not None:
-            steps.append(Step(tier.name, tier.model))
-    return RouteDecision(
-        request_id=response.request_id,
-        steps=tuple(steps),
-        prices=prices,
-        use_batch_api=response.use_batch_api,
-        explored=response.explored,
+    """A Predict answer as a chain of steps."""
+    return route_decision(
+        response.request_id,
+        response.tier,
+        response.model,
+        response.fallback_chain,
+        prices,
+        response.use_batch_api,
+        response.explored,
     )
 
 
@@ -159,9 +186,13 @@ class _RouterState:
         return self.down.decision(reason, self.known_prices())
 
     def textless(self) -> RouteDecision:
-        """A request with no text for the classifier (images only, say) goes to the fallback model, flagged."""
-        log.info("request has %s; sent to the fallback model", NO_TEXT)
-        return self.down.fallback(NO_TEXT, self.known_prices())
+        return textless(self.down, self.known_prices())
+
+
+def textless(down: RouterDown, prices: PriceBook) -> RouteDecision:
+    """A request with no text for the classifier (images only, say) goes to the fallback model, flagged."""
+    log.info("request has %s; sent to the fallback model", NO_TEXT)
+    return down.fallback(NO_TEXT, prices)
 
 
 def _credentials(ca_cert: str | Path | None) -> grpc.ChannelCredentials | None:
@@ -307,6 +338,97 @@ class AsyncRouterLink:
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
+
+
+class Link(Protocol):
+    """What the proxy asks of the router, wherever it runs: a shared `tierwise serve` over gRPC (`GrpcLink`,
+    `tierwise proxy --router`) or the router in the proxy's own process (`tierwise.serving.local_link.LocalLink`,
+    `tierwise proxy --model`). It is the `OutcomeSink` of the proxy's escalations."""
+
+    @property
+    def outage(self) -> str | None:
+        """Why the router last failed to route; None while it answers."""
+        ...
+
+    async def decide(self, params: Mapping[str, Any], options: RouteOptions) -> RouteDecision:
+        """Where a Messages request goes. FieldError or RoutingError when the router refuses it, RouterUnavailable
+        when none answers and the policy is to fail."""
+        ...
+
+    async def prices(self) -> PriceBook:
+        """The served bundle's ladder (the shipped one while no router can be asked)."""
+        ...
+
+    def report(self, outcome: pb.Outcome) -> None:
+        """An attempt's outcome, off the caller's path: never blocks on the router, never raises."""
+        ...
+
+    async def grade(self, outcome: pb.Outcome) -> bool:
+        """A later grade, taken after every outcome reported before it (so it is the later report of its attempt):
+        whether the router routed its request. FieldError or RoutingError when it is not taken."""
+        ...
+
+    async def close(self) -> None:
+        """Deliver what is still queued, then let go of the router."""
+        ...
+
+
+class GrpcLink:
+    """The `Link` to a shared router: decisions, prices and grades on an asyncio channel; attempts' outcomes from
+    an `OutcomeReporter`'s thread, batched, on a blocking channel of their own."""
+
+    def __init__(
+        self,
+        target: str,
+        down: RouterDown,
+        *,
+        timeout_s: float = 1.0,
+        ca_cert: str | Path | None = None,
+        token: str | None = None,
+    ):
+        self._link = AsyncRouterLink(target, down, timeout_s=timeout_s, ca_cert=ca_cert, token=token)
+        self._reports = RouterLink(target, down, timeout_s=timeout_s, ca_cert=ca_cert, token=token)
+        self.reporter = OutcomeReporter(self._reports.report_all)
+
+    @property
+    def outage(self) -> str | None:
+        return self._link.state.outage
+
+    async def decide(self, params: Mapping[str, Any], options: RouteOptions) -> RouteDecision:
+        return await self._link.decide(params, options)
+
+    async def prices(self) -> PriceBook:
+        return await self._link.prices()
+
+    def report(self, outcome: pb.Outcome) -> None:
+        self.reporter.report(outcome)
+
+    async def grade(self, outcome: pb.Outcome) -> bool:
+        await self._reports_sent()
+        try:
+            return (await self._link.report(outcome)).known_request
+        except grpc.RpcError as exc:
+            raise RoutingError(exc.code(), exc.details() or "") from exc
+
+    async def close(self) -> None:
+        self.reporter.close()
+        await self._link.close()
+        self._reports.close()
+
+    async def _reports_sent(self) -> None:
+        """Wait (up to REPORTS_FIRST_S) until the outcomes queued so far have gone to the router."""
+        loop = asyncio.get_running_loop()
+        sent = loop.create_future()
+
+        def done() -> None:
+            if not sent.done():
+                sent.set_result(None)
+
+        self.reporter.after_sent(lambda: loop.call_soon_threadsafe(done))
+        try:
+            await asyncio.wait_for(sent, REPORTS_FIRST_S)
+        except TimeoutError:
+            log.warning("attempt reports still queued after %.0f s; sending a grade anyway", REPORTS_FIRST_S)
 
 
 def _plain(value: Any) -> Any:

@@ -20,27 +20,19 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from tierwise.classifier.decider import BandDefaults
 from tierwise.classifier.uris import masked_record
-from tierwise.classifier.workloads import WorkloadError, Workloads
 from tierwise.serving.auth import AsyncTokenInterceptor, TokenInterceptor, read_token
 from tierwise.serving.config import ServeConfig, ServeError
 from tierwise.serving.counted_health import AsyncCountedHealthServicer, CountedHealthServicer
-from tierwise.serving.decision_log import DecisionLog
-from tierwise.serving.jsonl_log import JsonlAppender
-from tierwise.serving.metrics import MetricsEndpoint, ServiceMetrics
-from tierwise.serving.outcomes import OutcomeLog
-from tierwise.serving.reload import LoadedModel, ModelHolder, Reloader, ReloadResult, WorkloadsFile
+from tierwise.serving.router_core import RouterCore
 from tierwise.serving.service import (
     SERVICE_NAME,
-    Feedback,
     Limits,
     RouterService,
     aio_handlers,
     rpc_for,
     sync_handlers,
 )
-from tierwise.serving.sources import open_model_source
 
 log = logging.getLogger("tierwise.serving")
 PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")
@@ -48,37 +40,14 @@ CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
 
 
 class ServingApp:
-    """Everything except the transport: model holder and reloader, metrics, decision and outcome logs, the service."""
+    """The gRPC side of one server process (TLS, token, listening, the servicer) around its `RouterCore`."""
 
     def __init__(self, config: ServeConfig):
         self.config = config
-        self.metrics = ServiceMetrics(config.calibration_window)
-        source = open_model_source(config.model, config.tracking_uri)
-        self.holder = ModelHolder(
-            source, on_swap=self._published, on_refuse=lambda reason: self.metrics.record_refused_reload()
-        )
-        self.decision_log = (
-            DecisionLog(config.decision_log, self.metrics.dropped_rows_counter("decisions"), config.redact_prompts)
-            if config.decision_log
-            else None
-        )
-        self.outcome_log = None
-        if config.outcome_log:
-            self.outcome_log = OutcomeLog(config.outcome_log, self.metrics.dropped_rows_counter("outcomes"))
+        self.core = RouterCore(config)
+        self.metrics = self.core.metrics
         limits = Limits(max_prompt_bytes=config.max_prompt_bytes, max_batch=config.max_batch)
-        band_defaults = BandDefaults(config.max_latency_ms, config.value_of_time_usd_per_s)
-        seed = config.explore_seed
-        if seed is not None and config.worker is not None:
-            seed += config.worker  # workers draw apart
-        feedback = Feedback(config.explore_rate, seed, config.recent_decisions, self.outcome_log)
-        self.service = RouterService(self.holder, self.metrics, limits, self.decision_log, feedback, band_defaults)
-        self.workloads = None
-        if config.workloads:
-            self.workloads = WorkloadsFile(
-                config.workloads, self._route_by, self._served_tiers, self.metrics.record_workloads_reload
-            )
-        self.reloader = Reloader([self.holder, *filter(None, [self.workloads])], config.reload_interval)
-        self.endpoint: MetricsEndpoint | None = None
+        self.service = RouterService(self.core, limits)
         self.token = read_token(config.auth_token_file) if config.auth_token_file else None
 
     def credentials(self) -> grpc.ServerCredentials | None:
@@ -108,64 +77,19 @@ class ServingApp:
             raise ServeError(f"cannot listen on {address}")
         return port
 
-    def load_model(self) -> None:
-        """Load the first model; the server refuses to run without one."""
-        if self.holder.refresh() is not ReloadResult.LOADED:
-            raise ServeError(f"cannot serve: {self.holder.last_refusal}")
-        if self.workloads is not None:
-            self.workloads.load()
-        if self.config.metrics_port is not None:
-            host = self.config.metrics_host or self.config.host
-            self.endpoint = self.metrics.serve_http(host, self.config.metrics_port)
-        self.reloader.start()
-
     def announce(self, port: int, transport: str) -> None:
-        loaded = self.holder.current
+        loaded = self.core.holder.current
         assert loaded is not None
-        metrics = f"metrics on :{self.endpoint.port}" if self.endpoint else "metrics off"
+        endpoint = self.core.endpoint
+        metrics = f"metrics on :{endpoint.port}" if endpoint else "metrics off"
         print(
             f"tierwise serve: listening on {self.config.host}:{port} ({transport}, {self.config.transport_name}),"
             f" {metrics}, model {loaded.router.version} from {loaded.bundle.path}",
             flush=True,
         )
 
-    @property
-    def logs(self) -> list[JsonlAppender]:
-        """The JSONL logs this server writes (decisions, outcomes), whichever are on."""
-        return [appender for appender in (self.decision_log, self.outcome_log) if appender is not None]
-
-    def on_sighup(self) -> None:
-        """Reload the model and reopen the logs (after logrotate renamed them); safe from a signal handler."""
-        self.reloader.request_reload()
-        for appender in self.logs:
-            appender.reopen()
-
-    def close(self) -> None:
-        self.reloader.stop()
-        if self.endpoint is not None:
-            self.endpoint.close()
-        for appender in self.logs:
-            appender.close()
-
     def denied(self, method: str) -> None:
         self.metrics.record_refused(rpc_for(method), "UNAUTHENTICATED")
-
-    def _published(self, loaded: LoadedModel) -> None:
-        encoder = loaded.router.manifest.encoder.kind
-        self.metrics.record_model(loaded.router.version, encoder, self.holder.source.describe())
-        workloads = self.service.decider.workloads
-        try:
-            workloads.check_tiers(loaded.router.ladder.names)
-        except WorkloadError as exc:
-            log.error("%s: requests of those workloads are refused until the file or the model changes", exc)
-
-    def _route_by(self, workloads: Workloads) -> None:
-        """Route by a new workloads policy (one assignment: calls already running keep the one they started with)."""
-        self.service.decider.workloads = workloads
-
-    def _served_tiers(self) -> list[str] | None:
-        loaded = self.holder.current
-        return None if loaded is None else loaded.router.ladder.names
 
 
 def check_tls_pair(cert: Path, cert_pem: bytes, key: Path, key_pem: bytes) -> None:
@@ -217,7 +141,7 @@ def serve(config: ServeConfig) -> None:
         else:
             _serve_sync(app)
     finally:
-        app.close()
+        app.core.close()
 
 
 _SERVICES = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
@@ -246,10 +170,10 @@ def _serve_sync(app: ServingApp) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: app.on_sighup())
+    signal.signal(signal.SIGHUP, lambda *_: app.core.on_sighup())
     server.start()
     try:
-        app.load_model()
+        app.core.start()
     except BaseException:
         server.stop(None)
         raise
@@ -282,10 +206,10 @@ async def _serve_aio(app: ServingApp) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, app.on_sighup)
+    loop.add_signal_handler(signal.SIGHUP, app.core.on_sighup)
     await server.start()
     try:
-        await asyncio.to_thread(app.load_model)
+        await asyncio.to_thread(app.core.start)
     except BaseException:
         await server.stop(None)
         raise

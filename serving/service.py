@@ -1,8 +1,9 @@
 """The tierwise.v1.Router RPCs: protobuf in, decisions and outcomes out, every failure a gRPC status.
 
-`RouterService` only adapts: a `PredictRequest` becomes a `RouteRequest` (which checks itself), the transport-free
-`Decider` decides (band defaults, policy, exploration; its hooks count the tier, remember the decision and log
-it), and the `Decision` goes back as a `PredictResponse`. `sync_handlers` and `aio_handlers` adapt the service
+`RouterService` only adapts: a `PredictRequest` becomes a `RouteRequest` (which checks itself), the
+`RouterCore`'s transport-free `Decider` decides (band defaults, policy, exploration; its hooks count the tier,
+remember the decision and log it), and the `Decision` goes back as a `PredictResponse`; an `Outcome` goes to the
+core's `OutcomeDesk`. `sync_handlers` and `aio_handlers` adapt the service
 to grpcio's thread-pool server and to its asyncio server. Every failure becomes a gRPC status with a message
 naming what was wrong; nothing a caller sends can take the server down.
 """
@@ -20,16 +21,14 @@ from concurrent import futures
 from typing import Any
 
 import grpc
-from tierwise.classifier.decider import BandDefaults, Decider, Decision
 from tierwise.classifier.limits import FieldError
 from tierwise.classifier.request import RouteRequest
 from tierwise.classifier.router import Router
 from tierwise.classifier.timing import TierTime
-from tierwise.serving.decision_log import DecisionLog
 from tierwise.serving.metrics import UNKNOWN_RPC, Rpc, ServiceMetrics
-from tierwise.serving.outcomes import OutcomeDesk, OutcomeLog
-from tierwise.serving.recent import RecentDecisions
-from tierwise.serving.reload import LoadedModel, ModelHolder
+from tierwise.serving.outcomes import OutcomeDesk
+from tierwise.serving.reload import LoadedModel
+from tierwise.serving.router_core import RouterCore
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 from tierwise.serving.validation import MalformedRequest, lenient_deserializer, predict_response, route_request
 
@@ -57,37 +56,15 @@ class Limits:
     max_batch: int
 
 
-@dataclasses.dataclass(frozen=True)
-class Feedback:
-    """How the server learns from its traffic (`ServeConfig` holds the defaults): exploration, memory, outcomes."""
-
-    explore_rate: float
-    explore_seed: int | None
-    recent_decisions: int
-    outcome_log: OutcomeLog | None
-
-
 class RouterService:
     """Answers routing requests with whatever model the holder serves at the moment each call starts."""
 
-    def __init__(
-        self,
-        holder: ModelHolder,
-        metrics: ServiceMetrics,
-        limits: Limits,
-        decision_log: DecisionLog | None,
-        feedback: Feedback,
-        band_defaults: BandDefaults,
-    ):
-        self._holder = holder
-        self._metrics = metrics
+    def __init__(self, core: RouterCore, limits: Limits):
+        self._holder = core.holder
+        self._metrics = core.metrics
         self._limits = limits
-        self._recent = RecentDecisions(feedback.recent_decisions)
-        hooks = [self._count, self._remember]
-        if decision_log is not None:
-            hooks.append(decision_log.add)
-        self.decider = Decider(band_defaults, feedback.explore_rate, feedback.explore_seed, hooks)
-        self.outcomes = OutcomeDesk(holder, self._recent, metrics.outcomes, feedback.outcome_log)
+        self.decider = core.decider
+        self.outcomes = core.outcomes
         self._info: tuple[LoadedModel, pb.ModelInfo] | None = None
         self._abandoned = threading.Event()
 
@@ -172,13 +149,6 @@ class RouterService:
         _check_deadline(context)
         if self._abandoned.is_set():
             raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "the server stopped before the batch was done")
-
-    def _count(self, decision: Decision) -> None:
-        workload = self.decider.workloads.label(decision.options.workload)
-        self._metrics.record_tier(decision.prediction.tier, decision.model_version, decision.explored, workload)
-
-    def _remember(self, decision: Decision) -> None:
-        self._recent.remember(decision.request_id, decision.prediction.probabilities)
 
 
 class OutcomeTally:

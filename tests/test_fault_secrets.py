@@ -66,6 +66,6 @@ def test_the_proxy_shows_its_upstream_with_the_password_masked():
     with ServerProcess(args, program=(*TIERWISE, "proxy")) as proxy:
         assert f"upstream {masked(upstream)})" in proxy.ready_line
     assert PASSWORD not in proxy.ready_line + proxy.log
-    refused = tierwise(ROOT, "proxy", "--upstream", f"ftp://alice:{PASSWORD}@files.example/")
+    refused = tierwise(ROOT, "proxy", "--router", "127.0.0.1:1", "--upstream", f"ftp://alice:{PASSWORD}@files.example/")
     assert refused.returncode == 2
     assert refused.stderr.splitlines() == ["Error: --upstream: 'ftp://alice:***@files.example/' is not an http(s) URL"]

@@ -1,11 +1,15 @@
 """One decision path: the same request through `tierwise predict` (in process), `tierwise client predict` (a real
-server on 127.0.0.1) and `tierwise proxy` (in front of that server, calling the local stand-in API) gets the same
-decision: tier, model, fallback chain, probabilities, quality target, expected cost."""
+server on 127.0.0.1), `tierwise proxy --router` (in front of that server) and `tierwise proxy --model` (the router
+inside the proxy), both proxies calling the local stand-in API, gets the same decision: tier, model, fallback
+chain, probabilities, quality target, expected cost."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import anthropic
 import pytest
@@ -60,18 +64,39 @@ def run(*args: str) -> dict:
     return json.loads(result.output)
 
 
-def proxied(server, upstream, headers: dict[str, str], *defaults: str) -> dict:
-    """The decision the proxy acted on: its routing headers, and the server's decision log row for them."""
-    args = ["--router", server.target, "--listen", "127.0.0.1:0", "--upstream", upstream.url, *defaults]
-    with ServerProcess(args, program=PROXY) as proxy:
-        client = anthropic.Anthropic(api_key=API_KEY, base_url=f"http://127.0.0.1:{proxy.port}", max_retries=0)
-        raw = client.messages.with_raw_response.create(
-            model="tierwise", max_tokens=100, messages=[{"role": "user", "content": HARD}], extra_headers=headers
-        )
-    [row] = logged_rows(server.decision_log, [raw.headers["x-tierwise-request-id"]])
+@contextmanager
+def in_process(bundle: Path, upstream: StandIn, log: Path, *defaults: str) -> Iterator[ServerProcess]:
+    """`tierwise proxy --model`, the router inside it logging its decisions to `log`."""
+    args = ["--model", str(bundle), "--no-metrics", "--decision-log", str(log), *defaults]
+    with ServerProcess([*args, "--listen", "127.0.0.1:0", "--upstream", upstream.url], program=PROXY) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def local_proxy(trained_bundle, upstream, tmp_path_factory):
+    log = tmp_path_factory.mktemp("in-process") / "decisions.jsonl"
+    with in_process(trained_bundle, upstream, log) as proxy:
+        proxy.decision_log = log
+        yield proxy
+
+
+def asked(proxy: ServerProcess, headers: dict[str, str], decision_log: Path) -> dict:
+    """The decision a proxy acted on: its routing headers, and the router's decision log row for them."""
+    client = anthropic.Anthropic(api_key=API_KEY, base_url=f"http://127.0.0.1:{proxy.port}", max_retries=0)
+    raw = client.messages.with_raw_response.create(
+        model="tierwise", max_tokens=100, messages=[{"role": "user", "content": HARD}], extra_headers=headers
+    )
+    [row] = logged_rows(decision_log, [raw.headers["x-tierwise-request-id"]])
     assert (raw.headers["x-tierwise-tier"], raw.headers["x-tierwise-model"]) == (row["tier"], row["model"])
     assert raw.parse().model == row["model"]
     return row
+
+
+def proxied(server, upstream, headers: dict[str, str], *defaults: str) -> dict:
+    """The decision `tierwise proxy --router` acted on, asking `server`."""
+    args = ["--router", server.target, "--listen", "127.0.0.1:0", "--upstream", upstream.url, *defaults]
+    with ServerProcess(args, program=PROXY) as proxy:
+        return asked(proxy, headers, server.decision_log)
 
 
 def decision(answer: dict) -> tuple:
@@ -85,12 +110,14 @@ def decision(answer: dict) -> tuple:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_predict_the_client_and_the_proxy_decide_alike(trained_bundle, server, upstream, case):
+def test_predict_the_client_and_both_proxies_decide_alike(trained_bundle, server, upstream, local_proxy, case):
     flags, headers = CASES[case]
     local = run("predict", HARD, "--model", str(trained_bundle), *flags)
     remote = run("client", "predict", HARD, "--target", server.target, *flags)
     row = proxied(server, upstream, headers)
-    assert decision(local) == decision(remote) == decision(row)
+    inside = asked(local_proxy, headers, local_proxy.decision_log)
+    assert decision(local) == decision(remote) == decision(row) == decision(inside)
+    assert (inside["mode"], inside["latency_band"]) == (row["mode"], row["latency_band"])
     assert local["expected_cost_usd"] == pytest.approx(remote["expected_cost_usd"], rel=1e-12)
     assert local["mode"] == row["mode"] and remote["use_batch_api"] is (case == "async band")
 
@@ -104,12 +131,16 @@ def test_the_options_change_the_decision(trained_bundle):
     assert len(chains) >= 3
 
 
-def test_the_proxy_takes_routing_defaults_from_the_shared_options(trained_bundle, server, upstream, budget_ms):
+def test_the_proxies_take_routing_defaults_from_the_shared_options(
+    trained_bundle, server, upstream, budget_ms, tmp_path
+):
     flags = ["--max-latency-ms", str(budget_ms)]
     local = run("predict", HARD, "--model", str(trained_bundle), *flags)
     remote = run("client", "predict", HARD, "--target", server.target, *flags)
     row = proxied(server, upstream, {}, *flags)
-    assert decision(local) == decision(remote) == decision(row)
+    with in_process(trained_bundle, upstream, tmp_path / "decisions.jsonl", *flags) as proxy:
+        inside = asked(proxy, {}, tmp_path / "decisions.jsonl")
+    assert decision(local) == decision(remote) == decision(row) == decision(inside)
     assert "opus" not in local["fallback_chain"], "the budget must change the decision for this test to mean anything"
 
 
