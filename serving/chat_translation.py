@@ -231,3 +231,119 @@ def messages_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     if not any(name.lower() == "anthropic-version" for name, _ in out):
         out.append(("anthropic-version", ANTHROPIC_VERSION))
     return out
+
+
+# --- a Messages request to a tier that speaks Chat Completions, and its answer back -------------------------------
+
+_CHAT_FINISH = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}
+_MESSAGES_TRANSLATED = frozenset(
+    {"model", "messages", "system", "max_tokens", "stop_sequences", "temperature", "top_p", "stream", "metadata"}
+)
+
+
+def chat_request(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The Chat Completions request that asks what `params` (a Messages request) asks, not streamed; a field not
+    translated is a ChatError naming it."""
+    for name in params:
+        if name not in _MESSAGES_TRANSLATED:
+            raise ChatError(name, "not translated for a tier that speaks Chat Completions")
+    metadata = params.get("metadata") or {}
+    if not isinstance(metadata, Mapping) or set(metadata) - {"user_id"}:
+        raise ChatError("metadata", "only metadata.user_id is translated")
+    messages = []
+    if params.get("system"):
+        messages.append({"role": "system", "content": _block_text(params["system"], "system")})
+    for index, message in enumerate(params["messages"]):
+        text = _block_text(message["content"], f"messages.{index}.content")
+        messages.append({"role": message["role"], "content": text})
+    chat: dict[str, Any] = {"model": params["model"], "messages": messages, "max_tokens": params.get("max_tokens")}
+    if params.get("stop_sequences"):
+        chat["stop"] = params["stop_sequences"]
+    for name in ("temperature", "top_p"):
+        if params.get(name) is not None:
+            chat[name] = params[name]
+    if metadata.get("user_id") is not None:
+        chat["user"] = metadata["user_id"]
+    return {name: value for name, value in chat.items() if value is not None}
+
+
+def _block_text(content: object, field: str) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for index, block in enumerate(content):
+            if not isinstance(block, Mapping) or block.get("type") != "text":
+                raise ChatError(f"{field}.{index}", "only text blocks are translated for this tier")
+            parts.append(str(block.get("text", "")))
+        return "".join(parts)
+    raise ChatError(field, "must be a string or a list of text blocks")
+
+
+def message_from_chat(completion: object) -> dict[str, Any] | None:
+    """A `chat.completion` as a Message (None when it is not one): cached prompt tokens are cache reads."""
+    if not isinstance(completion, Mapping) or not isinstance(completion.get("choices"), list):
+        return None
+    choices = completion["choices"]
+    choice = choices[0] if choices and isinstance(choices[0], Mapping) else {}
+    usage = completion.get("usage") if isinstance(completion.get("usage"), Mapping) else {}
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    text = (choice.get("message") or {}).get("content") or ""
+    reason = choice.get("finish_reason")
+    return {
+        "id": str(completion.get("id", "")),
+        "type": "message",
+        "role": "assistant",
+        "model": completion.get("model", ""),
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": _CHAT_FINISH.get(reason, "end_turn") if reason else None,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": (usage.get("prompt_tokens") or 0) - cached,
+            "output_tokens": usage.get("completion_tokens") or 0,
+            "cache_read_input_tokens": cached,
+            "cache_creation_input_tokens": 0,
+        },
+    }
+
+
+def messages_error(payload: object, status: int) -> dict[str, Any]:
+    """OpenAI's error body (or anything else a failed call answered) as the Messages API's."""
+    error = payload.get("error") if isinstance(payload, Mapping) else None
+    error = error if isinstance(error, Mapping) else {}
+    kind, message = error.get("type"), error.get("message")
+    return {
+        "type": "error",
+        "error": {
+            "type": kind if isinstance(kind, str) and kind else f"http_{status}",
+            "message": message if isinstance(message, str) else f"upstream answered {status}",
+        },
+    }
+
+
+def message_events(message: Mapping[str, Any]) -> bytes:
+    """A whole Message as the Messages API's event stream."""
+    start = {**message, "content": [], "stop_reason": None, "usage": {**message["usage"], "output_tokens": 0}}
+    text = "".join(block.get("text", "") for block in message["content"])
+    events = [
+        ("message_start", {"type": "message_start", "message": start}),
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+        ),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": message["usage"]["output_tokens"]},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    return b"".join(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode() for kind, data in events)

@@ -44,6 +44,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 from tierwise.classifier.limits import IDENTIFIER, FieldError
 from tierwise.classifier.request import RouteOptions
+from tierwise.classifier.tiers import TierLadder
 from tierwise.classifier.uris import masked, masked_record
 from tierwise.classifier.workloads import Workloads
 from tierwise.serving.auth import read_token
@@ -100,6 +101,7 @@ from tierwise.serving.router_link import (
     RouterUnavailable,
     RoutingError,
 )
+from tierwise.serving.tier_upstreams import TierUpstreams
 
 log = logging.getLogger("tierwise.proxy")
 
@@ -193,6 +195,8 @@ class Proxy:
         self.served = ServedRequests()
         self.feedback_auth = FeedbackAuth(feedback_token)
         self.upstream = Upstream(config.upstream, config.upstream_timeout_s, config.max_concurrency)
+        ladder = TierLadder.load(config.tiers) if config.tiers else None
+        self.tiers = TierUpstreams(self.upstream, ladder, config.upstream_timeout_s, config.max_concurrency)
         self.workloads = WorkloadsFile(config.workloads) if config.workloads else None
         self._reloader = Reloader([self.workloads], config.reload_interval) if self.workloads else None
         if self.workloads is not None:
@@ -206,7 +210,7 @@ class Proxy:
     async def stop(self) -> None:
         if self._reloader is not None:
             self._reloader.stop()
-        await self.upstream.aclose()
+        await self.tiers.aclose()
         await self.router.close()
         self.reporter.close()
         self._report_link.close()
@@ -325,10 +329,9 @@ class Proxy:
         """Walk the chain upstream: the final answer with its routing headers, or a stream as soon as one starts."""
 
         async def attempt(step: Step) -> Reply:
-            content = encoded({**params, "model": step.model})
             started = time.perf_counter()
             try:
-                response = await self.upstream.open("POST", "/v1/messages", content, headers)
+                response = await self.tiers.open(step, {**params, "model": step.model}, headers, streamed)
                 if streamed and response.status_code == 200 and is_event_stream(response.headers):
                     return Reply(None, handed=self._streamed(response, escalation, step, started, caller, chat))
                 try:

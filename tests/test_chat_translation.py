@@ -11,6 +11,9 @@ from tierwise.serving.chat_translation import (
     ChatStream,
     chat_completion,
     chat_error,
+    chat_request,
+    message_events,
+    message_from_chat,
     messages_headers,
     messages_request,
 )
@@ -157,3 +160,53 @@ def test_a_bearer_key_travels_as_x_api_key_with_a_version():
         ("anthropic-version", "2023-06-01"),
         ("x-api-key", "sk-1"),
     ]
+
+
+def test_a_messages_request_becomes_the_chat_request_for_an_openai_tier():
+    params = {
+        "model": "llama",
+        "system": [{"type": "text", "text": "Be brief."}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+        "max_tokens": 9,
+        "stop_sequences": ["END"],
+        "temperature": 0.2,
+        "stream": True,
+        "metadata": {"user_id": "u-1"},
+    }
+    assert chat_request(params) == {
+        "model": "llama",
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        "max_tokens": 9,
+        "stop": ["END"],
+        "temperature": 0.2,
+        "user": "u-1",
+    }
+    with pytest.raises(ChatError) as refused:
+        chat_request({**params, "tools": []})
+    assert refused.value.param == "tools"
+    with pytest.raises(ChatError) as image:
+        chat_request({**params, "messages": [{"role": "user", "content": [{"type": "image"}]}]})
+    assert image.value.param == "messages.0.content.0"
+
+
+def test_a_chat_completion_becomes_a_message_and_its_event_stream():
+    completion = {
+        "id": "c1",
+        "model": "llama",
+        "choices": [{"message": {"content": "Hi"}, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 30, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 10}},
+    }
+    message = message_from_chat(completion)
+    assert message["content"] == [{"type": "text", "text": "Hi"}] and message["stop_reason"] == "max_tokens"
+    assert message["usage"] == {
+        "input_tokens": 20,
+        "output_tokens": 2,
+        "cache_read_input_tokens": 10,
+        "cache_creation_input_tokens": 0,
+    }
+    assert message_from_chat({"error": {}}) is None
+    stream = ChatStream(include_usage=True)
+    frames = [f for f in stream.feed(message_events(message)).split(b"\n\n") if f]
+    assert frames[-1] == b"data: [DONE]"
+    last = json.loads(frames[-2].removeprefix(b"data: "))
+    assert last["usage"]["prompt_tokens"] == 30 and last["usage"]["prompt_tokens_details"]["cached_tokens"] == 10
