@@ -8,6 +8,10 @@
   `x-tierwise-allowed-tiers` and `x-tierwise-workload`, over the workload's `--workloads` entry and the proxy's own
   defaults (`tierwise proxy --quality-target ...`), in that order (`Workloads.resolve`). A streamed
   request (SSE) is escalated only before its stream starts; a stream cut short upstream ends with an `error` event.
+- `POST /v1/chat/completions` (OpenAI's API) with `"model": "tierwise"` is translated to a Messages request
+  (`chat_translation.py`) and routed the same way, answered in OpenAI's format; `GET /v1/models` lists `tierwise`
+  in the asking API's format. A tier the `--tiers` ladder gives its own provider, URL or key is called there
+  (`tier_upstreams.py`).
 - Any other model, `POST /v1/messages/count_tokens` and every other normalised `/v1/...` path pass through
   untouched, below `--upstream`'s base path (`proxy_gate.py`).
 - `POST /v1/tierwise/feedback {request_id, success | score}` attaches a later grade to a routed answer, from the

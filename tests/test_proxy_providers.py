@@ -5,6 +5,8 @@ escalated across providers and streamed."""
 
 from __future__ import annotations
 
+import subprocess
+
 import anthropic
 import openai
 import pytest
@@ -15,6 +17,7 @@ from tests.test_proxy import (  # noqa: F401  (fixtures)
     API_KEY,
     CHEAPEST_FIRST,
     HAIKU,
+    PROXY,
     SONNET,
     fake,
     long_on_haiku,
@@ -99,3 +102,16 @@ def test_both_sdks_stream_from_the_local_tier(mixed, calls):
     )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected
     assert [call["model"] for call in calls.chat_calls] == [HAIKU, HAIKU] and calls.message_calls == []
+
+
+def test_a_tier_whose_key_variable_is_unset_stops_the_proxy(tmp_path, monkeypatch):
+    ladder = tmp_path / "tiers.toml"
+    ladder.write_text(mixed_ladder("http://127.0.0.1:9/v1"))
+    monkeypatch.delenv("LOCAL_KEY", raising=False)
+    done = subprocess.run(
+        [*PROXY, "--tiers", str(ladder), "--listen", "127.0.0.1:0", "--router", "127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "environment variable LOCAL_KEY is not set" in done.stderr
