@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -27,6 +28,10 @@ BATCH_MULTIPLIER = 0.5
 # default; the shipped ladder gives each tier its model's own.
 CACHE_LIFETIME_S = 300.0
 MIN_CACHEABLE_TOKENS = 1024
+# Who serves a tier: Anthropic's Messages API, or any server speaking OpenAI's Chat Completions (vLLM, Ollama, ...).
+ANTHROPIC = "anthropic"
+OPENAI = "openai"
+PROVIDERS = (ANTHROPIC, OPENAI)
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,8 @@ class Tier:
     """One rung of the ladder: a name, the models that count as it, list prices per million tokens, the price
     multipliers for cached prompt tokens and the Batch API, and published speed figures when the ladder gives
     them (`first_token_ms`, `output_tokens_per_s`, and `time_source` saying where they come from), and the shortest
-    prompt prefix its provider caches (`min_cacheable_tokens`)."""
+    prompt prefix its provider caches (`min_cacheable_tokens`); who serves it (`provider`), at which `base_url`
+    (None: the proxy's `--upstream`) and with the key in environment variable `api_key_env` (None: the caller's)."""
 
     name: str
     models: tuple[str, ...]
@@ -47,6 +53,9 @@ class Tier:
     first_token_ms: float | None = None
     output_tokens_per_s: float | None = None
     time_source: str = ""
+    provider: str = ANTHROPIC
+    base_url: str | None = None
+    api_key_env: str | None = None
 
     @property
     def model(self) -> str:
@@ -212,4 +221,28 @@ def _optional_figures(entry: dict[str, Any], where: str) -> dict[str, Any]:
         raise TierError(f"{where}: 'time_source' must be a string")
     if source:
         figures["time_source"] = source
-    return figures
+    return figures | _provider(entry, where)
+
+
+def _provider(entry: dict[str, Any], where: str) -> dict[str, Any]:
+    """Who serves a [[tier]], checked: a known provider, an http(s) base URL (required for an OpenAI-compatible
+    one), the name of an environment variable for its key."""
+    found: dict[str, Any] = {}
+    provider = entry.get("provider", ANTHROPIC)
+    if provider not in PROVIDERS:
+        raise TierError(f"{where}: 'provider' must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+    if provider != ANTHROPIC:
+        found["provider"] = provider
+    base_url = entry.get("base_url")
+    if base_url is not None:
+        if not isinstance(base_url, str) or not re.fullmatch(r"https?://[^\s/]+(/\S*)?", base_url):
+            raise TierError(f"{where}: 'base_url' must be an http(s) URL, got {base_url!r}")
+        found["base_url"] = base_url.rstrip("/")
+    elif provider == OPENAI:
+        raise TierError(f"{where}: a tier with provider 'openai' needs its 'base_url'")
+    key_env = entry.get("api_key_env")
+    if key_env is not None:
+        if not isinstance(key_env, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
+            raise TierError(f"{where}: 'api_key_env' must name an environment variable, got {key_env!r}")
+        found["api_key_env"] = key_env
+    return found

@@ -468,6 +468,12 @@ ANTHROPIC = Extra("anthropic", "Anthropic client and proxy", ("anthropic", "star
     type=click.Path(exists=True, dir_okay=False),
     help=WORKLOADS_HELP + " Its entries' fields go to the router as the request's; explore_rate is the router's.",
 )
+@click.option(
+    "--tiers",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A tier ladder TOML whose tiers may name their own provider (anthropic | openai), base_url and api_key_env "
+    "(the environment variable holding the key); a tier without them goes to --upstream with the caller's key.",
+)
 @routing_options
 def proxy(**options: Any) -> None:
     """Serve the Anthropic Messages API, routing `"model": "tierwise"` requests through the router.

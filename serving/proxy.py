@@ -8,6 +8,10 @@
   `x-tierwise-allowed-tiers` and `x-tierwise-workload`, over the workload's `--workloads` entry and the proxy's own
   defaults (`tierwise proxy --quality-target ...`), in that order (`Workloads.resolve`). A streamed
   request (SSE) is escalated only before its stream starts; a stream cut short upstream ends with an `error` event.
+- `POST /v1/chat/completions` (OpenAI's API) with `"model": "tierwise"` is translated to a Messages request
+  (`chat_translation.py`) and routed the same way, answered in OpenAI's format; `GET /v1/models` lists `tierwise`
+  in the asking API's format. A tier the `--tiers` ladder gives its own provider, URL or key is called there
+  (`tier_upstreams.py`).
 - Any other model, `POST /v1/messages/count_tokens` and every other normalised `/v1/...` path pass through
   untouched, below `--upstream`'s base path (`proxy_gate.py`).
 - `POST /v1/tierwise/feedback {request_id, success | score}` attaches a later grade to a routed answer, from the
@@ -48,9 +52,21 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 from tierwise.classifier.limits import IDENTIFIER, FieldError
 from tierwise.classifier.request import RouteOptions
+from tierwise.classifier.tiers import TierLadder
 from tierwise.classifier.uris import masked, masked_record
 from tierwise.classifier.workloads import Workloads
 from tierwise.serving.auth import read_token
+from tierwise.serving.chat_translation import (
+    ChatError,
+    ChatStream,
+    chat_completion,
+    chat_error,
+    error_body,
+    include_usage,
+    messages_headers,
+    messages_request,
+    models_entry,
+)
 from tierwise.serving.escalation import (
     INVALID_RESPONSE,
     Escalation,
@@ -73,6 +89,7 @@ from tierwise.serving.proxy_input import (
     message_params,
     read_body,
     read_grade,
+    request_json,
 )
 from tierwise.serving.proxy_upstream import (
     SseScanner,
@@ -87,6 +104,7 @@ from tierwise.serving.proxy_upstream import (
 from tierwise.serving.reload import Reloader, WorkloadsFile
 from tierwise.serving.router_core import RouterCore
 from tierwise.serving.router_link import GrpcLink, Link, RouterDown, RouterUnavailable, RoutingError
+from tierwise.serving.tier_upstreams import TierUpstreams
 
 log = logging.getLogger("tierwise.proxy")
 
@@ -173,6 +191,8 @@ class Proxy:
         self.served = ServedRequests()
         self.feedback_auth = FeedbackAuth(feedback_token)
         self.upstream = Upstream(config.upstream, config.upstream_timeout_s, config.max_concurrency)
+        ladder = TierLadder.load(config.tiers) if config.tiers else None
+        self.tiers = TierUpstreams(self.upstream, ladder, config.upstream_timeout_s, config.max_concurrency)
         self.workloads = WorkloadsFile(config.workloads) if config.workloads else None
         self._reloader = Reloader([self.workloads], config.reload_interval) if self.workloads else None
         if self.workloads is not None:
@@ -186,7 +206,7 @@ class Proxy:
     async def stop(self) -> None:
         if self._reloader is not None:
             self._reloader.stop()
-        await self.upstream.aclose()
+        await self.tiers.aclose()
         await self.router.close()
 
     # --- endpoints ---------------------------------------------------------------------------------------
@@ -196,13 +216,41 @@ class Proxy:
         params = message_params(body)
         if params["model"] != ROUTED_MODEL:
             return await self._pass_through(request, body, stream=bool(params.get("stream")))
-        check_routable(params)
-        policy = None if self.workloads is None else self.workloads.current
-        options = route_options(request.headers, self.config.routing, policy)
-        escalation = Escalation(await self._decide(params, options), self.judge, self.router)
         headers = request_headers(_header_pairs(request), decode=True)
-        caller = self.feedback_auth.fingerprint(credential(request.headers))
-        return await self._routed(params, headers, escalation, caller, streamed=bool(params.get("stream")))
+        return await self._route(request, params, headers)
+
+    async def chat_completions(self, request: Request) -> Response:
+        """OpenAI's Chat Completions: `model: "tierwise"` routed as a Messages request (`chat_translation`), any
+        other model passed through; every refusal in OpenAI's error format."""
+        try:
+            body = await self._body(request)
+            chat = request_json(body, "the Chat Completions API's request")
+            if not isinstance(chat, dict):
+                raise ChatError("body", "must be a JSON object (the Chat Completions API's request)")
+            if chat.get("model") != ROUTED_MODEL:
+                return await self._pass_through(request, body, stream=bool(chat.get("stream")))
+            params = messages_request(chat)
+            stream = ChatStream(include_usage(chat))
+            headers = messages_headers(request_headers(_header_pairs(request), decode=True))
+            return await self._route(request, params, headers, stream)
+        except ChatError as exc:
+            return JSONResponse(error_body("invalid_request_error", str(exc), exc.param), status_code=400)
+        except ApiError as exc:
+            return JSONResponse(error_body(exc.kind, str(exc)), status_code=exc.status, headers=exc.headers)
+
+    async def models(self, request: Request) -> Response:
+        """The upstream's models with `tierwise` first, in the asking API's format (Anthropic's sends
+        `anthropic-version`)."""
+        response = await self._pass_through(request, await self._body(request), stream=False)
+        listed = parse_json(response.body)
+        if response.status_code != 200 or not isinstance(listed, dict) or not isinstance(listed.get("data"), list):
+            return response
+        entry = models_entry(ROUTED_MODEL, "anthropic-version" in request.headers)
+        listed["data"] = [entry, *listed["data"]]
+        if "first_id" in listed:
+            listed["first_id"] = ROUTED_MODEL
+        headers = {k: v for k, v in response.headers.items() if k != "content-length"}
+        return JSONResponse(listed, status_code=200, headers=headers)
 
     async def count_tokens(self, request: Request) -> Response:
         body = await self._body(request)
@@ -239,6 +287,18 @@ class Proxy:
 
     # --- routing -----------------------------------------------------------------------------------------
 
+    async def _route(
+        self, request: Request, params: dict[str, Any], headers: list[tuple[str, str]], chat: ChatStream | None = None
+    ) -> Response:
+        """A Messages request routed: decided with the caller's options, walked upstream; `chat` answers it as
+        Chat Completions."""
+        check_routable(params)
+        policy = None if self.workloads is None else self.workloads.current
+        options = route_options(request.headers, self.config.routing, policy)
+        escalation = Escalation(await self._decide(params, options), self.judge, self.router)
+        caller = self.feedback_auth.fingerprint(credential(request.headers))
+        return await self._routed(params, headers, escalation, caller, bool(params.get("stream")), chat)
+
     async def _decide(self, params: dict[str, Any], options: RouteOptions) -> Any:
         try:
             return await self.router.decide(params, options)
@@ -258,16 +318,16 @@ class Proxy:
         escalation: Escalation,
         caller: bytes,
         streamed: bool,
+        chat: ChatStream | None = None,
     ) -> Response:
         """Walk the chain upstream: the final answer with its routing headers, or a stream as soon as one starts."""
 
         async def attempt(step: Step) -> Reply:
-            content = encoded({**params, "model": step.model})
             started = time.perf_counter()
             try:
-                response = await self.upstream.open("POST", "/v1/messages", content, headers)
+                response = await self.tiers.open(step, {**params, "model": step.model}, headers, streamed)
                 if streamed and response.status_code == 200 and is_event_stream(response.headers):
-                    return Reply(None, handed=self._streamed(response, escalation, step, started, caller))
+                    return Reply(None, handed=self._streamed(response, escalation, step, started, caller, chat))
                 try:
                     await response.aread()
                 finally:
@@ -289,10 +349,21 @@ class Proxy:
         if final is None:
             raise _no_answer(routing)
         headers_out = reply_headers(final.headers, decoded=True) | routing_headers(routing)
-        return Response(final.content, status_code=final.status_code, headers=headers_out)
+        if chat is None:
+            return Response(final.content, status_code=final.status_code, headers=headers_out)
+        payload = parse_json(final.content)
+        answer = chat_completion(payload) if final.status_code == 200 else chat_error(payload, final.status_code)
+        headers_out.pop("content-type", None)
+        return JSONResponse(answer, status_code=final.status_code, headers=headers_out)
 
     def _streamed(
-        self, response: httpx.Response, escalation: Escalation, step: Step, started: float, caller: bytes
+        self,
+        response: httpx.Response,
+        escalation: Escalation,
+        step: Step,
+        started: float,
+        caller: bytes,
+        chat: ChatStream | None,
     ) -> StreamingResponse:
         """A started upstream stream, relayed with the routing headers of its attempt."""
         decision = escalation.decision
@@ -300,22 +371,26 @@ class Proxy:
             decision.request_id, step.tier, step.model, len(escalation.attempts) + 1, decision.router_error
         )
         return StreamingResponse(
-            self._relay(response, StreamWatch(escalation, started), caller),
+            self._relay(response, StreamWatch(escalation, started), caller, chat),
             status_code=200,
             headers=reply_headers(response.headers, decoded=True) | routed,
         )
 
-    async def _relay(self, response: httpx.Response, watch: StreamWatch, caller: bytes) -> AsyncIterator[bytes]:
-        """The upstream stream, whole events at a time; cut short upstream, it ends with an `error` event."""
+    async def _relay(
+        self, response: httpx.Response, watch: StreamWatch, caller: bytes, chat: ChatStream | None
+    ) -> AsyncIterator[bytes]:
+        """The upstream stream, whole events at a time (as chunks for `chat`); cut short upstream, it ends with an
+        `error` event."""
         scanner = SseScanner(watch)
+        relayed = (lambda events: events) if chat is None else chat.feed
         try:
             try:
                 async for chunk in response.aiter_bytes():
-                    if events := scanner.feed(chunk):
+                    if events := relayed(scanner.feed(chunk)):
                         yield events
             except httpx.TransportError:
                 pass  # the stream was cut short: `ending` says so
-            if ending := scanner.ending():
+            if ending := relayed(scanner.ending()):
                 yield ending
         finally:
             watch.finish(error=scanner.error)
@@ -384,6 +459,8 @@ def create_app(
         routes=[
             Route("/v1/messages", proxy.messages, methods=["POST"]),
             Route("/v1/messages/count_tokens", proxy.count_tokens, methods=["POST"]),
+            Route("/v1/chat/completions", proxy.chat_completions, methods=["POST"]),
+            Route("/v1/models", proxy.models, methods=["GET"]),
             Route("/v1/tierwise/feedback", proxy.feedback, methods=["POST"]),
             Route(HEALTH_PATH, proxy.health, methods=["GET"]),
             Route("/v1/{path:path}", proxy.other, methods=["GET", "POST", "DELETE"]),

@@ -46,6 +46,7 @@ class ProxyConfig:
     routing: RouteOptions = DEFAULT_OPTIONS  # every routed request's, unless its x-tierwise-* headers say otherwise
     workloads: str | Path | None = None  # the policy per workload: between the headers and `routing`
     reload_interval: float = 2.0  # seconds between checks of the workloads file
+    tiers: str | Path | None = None  # a ladder naming tiers' own provider, base_url, api_key_env; None: all --upstream
 
     def __post_init__(self) -> None:
         if (self.router is None) == (self.local is None):

@@ -1,0 +1,349 @@
+"""OpenAI's Chat Completions API in terms of Anthropic's Messages API, and back: pure functions, no I/O.
+
+A Chat Completions request becomes a Messages request (system and developer messages -> `system`, user and
+assistant turns, max tokens, stop sequences, temperature, top-p, streaming, `user` -> `metadata.user_id`); a
+Message becomes a `chat.completion`, a Messages event stream `chat.completion.chunk` events ending with
+`data: [DONE]`, an Anthropic error OpenAI's error body. A request field this does not translate is refused with a
+`ChatError` naming it, never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+DEFAULT_MAX_TOKENS = 4096  # Messages requires max_tokens; Chat Completions lets a caller leave it out
+SYSTEM_ROLES = ("system", "developer")
+TURN_ROLES = ("user", "assistant")
+FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "refusal": "content_filter"}
+# Fields whose value means "nothing to translate": accepted at that value only.
+_NEUTRAL = {"n": 1, "logprobs": False, "parallel_tool_calls": None}
+_TRANSLATED = frozenset(
+    {"model", "messages", "max_tokens", "max_completion_tokens", "stop", "temperature", "top_p", "stream"}
+    | {"stream_options", "user"}
+)
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+DONE = b"data: [DONE]\n\n"
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+class ChatError(Exception):
+    """A Chat Completions request this translation refuses: a 400 naming `param`."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(f"{param}: {message}")
+        self.param = param
+
+
+def error_body(kind: str, message: str, param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+
+
+def chat_error(payload: object, status: int) -> dict[str, Any]:
+    """An upstream Messages error body (or anything else a failed call answered) as OpenAI's error body."""
+    error = payload.get("error") if isinstance(payload, Mapping) else None
+    error = error if isinstance(error, Mapping) else {}
+    kind, message = error.get("type"), error.get("message")
+    return error_body(
+        kind if isinstance(kind, str) else f"http_{status}",
+        message if isinstance(message, str) else f"upstream answered {status}",
+    )
+
+
+def messages_request(chat: Mapping[str, Any]) -> dict[str, Any]:
+    """The Messages request that asks what `chat` (a Chat Completions request) asks; a field not translated is a
+    ChatError naming it."""
+    for name, value in chat.items():
+        if name not in _TRANSLATED and not (name in _NEUTRAL and value == _NEUTRAL[name]):
+            raise ChatError(name, "not supported by the tierwise proxy's Chat Completions translation")
+    messages = chat.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ChatError("messages", "must be a non-empty array")
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise ChatError(f"messages[{index}]", "must be an object with role and content")
+        for name in message:
+            if name not in ("role", "content", "name"):
+                raise ChatError(f"messages[{index}].{name}", "not supported by the translation")
+        role = message.get("role")
+        text = _text(message.get("content"), f"messages[{index}].content")
+        if role in SYSTEM_ROLES:
+            system.append(text)
+        elif role in TURN_ROLES:
+            turns.append({"role": role, "content": text})
+        else:
+            raise ChatError(f"messages[{index}].role", f"must be one of {', '.join(SYSTEM_ROLES + TURN_ROLES)}")
+    params: dict[str, Any] = {"model": chat.get("model"), "messages": turns}
+    if system:
+        params["system"] = "\n\n".join(system)
+    limit = chat.get("max_completion_tokens", chat.get("max_tokens"))
+    params["max_tokens"] = DEFAULT_MAX_TOKENS if limit is None else limit
+    stop = chat.get("stop")
+    if stop is not None:
+        params["stop_sequences"] = [stop] if isinstance(stop, str) else stop
+    for name in ("temperature", "top_p", "stream"):
+        if chat.get(name) is not None:
+            params[name] = chat[name]
+    if chat.get("user") is not None:
+        params["metadata"] = {"user_id": chat["user"]}
+    return params
+
+
+def _text(content: object, field: str) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for index, part in enumerate(content):
+            if not isinstance(part, Mapping) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise ChatError(f"{field}[{index}]", "only text parts are translated")
+            parts.append(part["text"])
+        return "".join(parts)
+    raise ChatError(field, "must be a string or an array of text parts")
+
+
+def chat_usage(usage: Mapping[str, Any]) -> dict[str, Any]:
+    """Messages usage as Chat Completions usage: prompt tokens count cache reads and writes, cached ones are reads."""
+    read = usage.get("cache_read_input_tokens") or 0
+    prompt = (usage.get("input_tokens") or 0) + read + (usage.get("cache_creation_input_tokens") or 0)
+    completion = usage.get("output_tokens") or 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": read},
+    }
+
+
+def finish_reason(stop_reason: object) -> str | None:
+    """A Messages stop reason as a Chat Completions finish reason."""
+    return None if stop_reason is None else FINISH_REASONS.get(str(stop_reason), "stop")
+
+
+def chat_completion(message: Mapping[str, Any], created: int | None = None) -> dict[str, Any]:
+    """A Message as a `chat.completion`."""
+    text = "".join(block.get("text", "") for block in message["content"] if block.get("type") == "text")
+    return {
+        "id": f"chatcmpl-{message.get('id', '')}",
+        "object": "chat.completion",
+        "created": int(time.time()) if created is None else created,
+        "model": message.get("model", ""),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "finish_reason": finish_reason(message.get("stop_reason")),
+                "logprobs": None,
+            }
+        ],
+        "usage": chat_usage(message["usage"]),
+    }
+
+
+class ChatStream:
+    """Messages SSE events, whole ones at a time, as `chat.completion.chunk` SSE events; the Messages stream's end
+    (`message_stop`) becomes `data: [DONE]`, its `error` event OpenAI's streamed error."""
+
+    def __init__(self, include_usage: bool, created: int | None = None):
+        self.include_usage = include_usage
+        self.created = int(time.time()) if created is None else created
+        self.id = ""
+        self.model = ""
+        self.usage: dict[str, Any] = {}
+
+    def feed(self, events: bytes) -> bytes:
+        """The chunks that whole Messages events `events` translate to."""
+        out = bytearray()
+        for raw in _EVENT_END.split(events):
+            if raw.strip():
+                out += self._event(raw)
+        return bytes(out)
+
+    def _event(self, raw: bytes) -> bytes:
+        kind, data = "", b""
+        for line in raw.splitlines():
+            if line.startswith(b"event:"):
+                kind = line[6:].strip().decode()
+            elif line.startswith(b"data:"):
+                data = line[5:].strip()
+        try:
+            payload = json.loads(data) if data else {}
+        except ValueError:
+            payload = {}
+        payload = payload if isinstance(payload, Mapping) else {}
+        if kind == "message_start":
+            message = payload.get("message") or {}
+            self.id, self.model = f"chatcmpl-{message.get('id', '')}", message.get("model", "")
+            self.usage.update(message.get("usage") or {})
+            return self._chunk({"role": "assistant", "content": ""})
+        if kind == "content_block_delta":
+            delta = payload.get("delta") or {}
+            return self._chunk({"content": delta["text"]}) if delta.get("type") == "text_delta" else b""
+        if kind == "message_delta":
+            self.usage.update(payload.get("usage") or {})
+            return self._chunk({}, finish_reason((payload.get("delta") or {}).get("stop_reason")))
+        if kind == "message_stop":
+            usage = self._frame({**self._base(), "choices": [], "usage": chat_usage(self.usage)})
+            return (usage if self.include_usage else b"") + DONE
+        if kind == "error":
+            return self._frame(chat_error(payload, 500))
+        return b""
+
+    def _base(self) -> dict[str, Any]:
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model}
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        return self._frame({**self._base(), "choices": [choice]})
+
+    @staticmethod
+    def _frame(chunk: Mapping[str, Any]) -> bytes:
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+def include_usage(chat: Mapping[str, Any]) -> bool:
+    """Whether a streamed request asked for the usage chunk (`stream_options.include_usage`)."""
+    options = chat.get("stream_options")
+    if options is not None and not isinstance(options, Mapping):
+        raise ChatError("stream_options", "must be an object")
+    return bool(options and options.get("include_usage"))
+
+
+def models_entry(model: str, anthropic_format: bool) -> dict[str, Any]:
+    """A model as `GET /v1/models` lists it, in the asking API's format."""
+    if anthropic_format:
+        return {"type": "model", "id": model, "display_name": model, "created_at": "1970-01-01T00:00:00Z"}
+    return {"id": model, "object": "model", "created": 0, "owned_by": "tierwise"}
+
+
+def messages_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """An OpenAI caller's headers for the Messages API: its bearer key as `x-api-key`, with an `anthropic-version`."""
+    out = [(name, value) for name, value in headers if name.lower() != "authorization"]
+    for name, value in headers:
+        if name.lower() == "authorization" and value.lower().startswith("bearer "):
+            out.append(("x-api-key", value[7:].strip()))
+    if not any(name.lower() == "anthropic-version" for name, _ in out):
+        out.append(("anthropic-version", ANTHROPIC_VERSION))
+    return out
+
+
+# --- a Messages request to a tier that speaks Chat Completions, and its answer back -------------------------------
+
+_CHAT_FINISH = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}
+_MESSAGES_TRANSLATED = frozenset(
+    {"model", "messages", "system", "max_tokens", "stop_sequences", "temperature", "top_p", "stream", "metadata"}
+)
+
+
+def chat_request(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The Chat Completions request that asks what `params` (a Messages request) asks, not streamed; a field not
+    translated is a ChatError naming it."""
+    for name in params:
+        if name not in _MESSAGES_TRANSLATED:
+            raise ChatError(name, "not translated for a tier that speaks Chat Completions")
+    metadata = params.get("metadata") or {}
+    if not isinstance(metadata, Mapping) or set(metadata) - {"user_id"}:
+        raise ChatError("metadata", "only metadata.user_id is translated")
+    messages = []
+    if params.get("system"):
+        messages.append({"role": "system", "content": _block_text(params["system"], "system")})
+    for index, message in enumerate(params["messages"]):
+        text = _block_text(message["content"], f"messages.{index}.content")
+        messages.append({"role": message["role"], "content": text})
+    chat: dict[str, Any] = {"model": params["model"], "messages": messages, "max_tokens": params.get("max_tokens")}
+    if params.get("stop_sequences"):
+        chat["stop"] = params["stop_sequences"]
+    for name in ("temperature", "top_p"):
+        if params.get(name) is not None:
+            chat[name] = params[name]
+    if metadata.get("user_id") is not None:
+        chat["user"] = metadata["user_id"]
+    return {name: value for name, value in chat.items() if value is not None}
+
+
+def _block_text(content: object, field: str) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for index, block in enumerate(content):
+            if not isinstance(block, Mapping) or block.get("type") != "text":
+                raise ChatError(f"{field}.{index}", "only text blocks are translated for this tier")
+            parts.append(str(block.get("text", "")))
+        return "".join(parts)
+    raise ChatError(field, "must be a string or a list of text blocks")
+
+
+def message_from_chat(completion: object) -> dict[str, Any] | None:
+    """A `chat.completion` as a Message (None when it is not one): cached prompt tokens are cache reads."""
+    if not isinstance(completion, Mapping) or not isinstance(completion.get("choices"), list):
+        return None
+    choices = completion["choices"]
+    choice = choices[0] if choices and isinstance(choices[0], Mapping) else {}
+    usage = completion.get("usage") if isinstance(completion.get("usage"), Mapping) else {}
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    text = (choice.get("message") or {}).get("content") or ""
+    reason = choice.get("finish_reason")
+    return {
+        "id": str(completion.get("id", "")),
+        "type": "message",
+        "role": "assistant",
+        "model": completion.get("model", ""),
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": _CHAT_FINISH.get(reason, "end_turn") if reason else None,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": (usage.get("prompt_tokens") or 0) - cached,
+            "output_tokens": usage.get("completion_tokens") or 0,
+            "cache_read_input_tokens": cached,
+            "cache_creation_input_tokens": 0,
+        },
+    }
+
+
+def messages_error(payload: object, status: int) -> dict[str, Any]:
+    """OpenAI's error body (or anything else a failed call answered) as the Messages API's."""
+    error = payload.get("error") if isinstance(payload, Mapping) else None
+    error = error if isinstance(error, Mapping) else {}
+    kind, message = error.get("type"), error.get("message")
+    return {
+        "type": "error",
+        "error": {
+            "type": kind if isinstance(kind, str) and kind else f"http_{status}",
+            "message": message if isinstance(message, str) else f"upstream answered {status}",
+        },
+    }
+
+
+def message_events(message: Mapping[str, Any]) -> bytes:
+    """A whole Message as the Messages API's event stream."""
+    start = {**message, "content": [], "stop_reason": None, "usage": {**message["usage"], "output_tokens": 0}}
+    text = "".join(block.get("text", "") for block in message["content"])
+    events = [
+        ("message_start", {"type": "message_start", "message": start}),
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+        ),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": message["usage"]["output_tokens"]},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    return b"".join(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode() for kind, data in events)
