@@ -1,7 +1,7 @@
 """Routing quality on real data: does the router beat the best fixed mix of tiers, and does its quality target hold?
 
 For each dataset in ../shared/data it trains bundles on the train split with
-`tierwise.training.train.train_bundle` (what
+`tierwise.training.fit.train.train_bundle` (what
 `tierwise train` runs) and scores them on the test split with `tierwise.training.evaluation.evaluate.evaluate_router`
 (what `tierwise eval` runs), then prints markdown tables, every headline number with its 95% bootstrap interval:
 
@@ -46,6 +46,7 @@ import polars as pl
 from tierwise.classifier.policy import RULES, rule_scores
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierLadder
+from tierwise.training.data.logs import read_attempts
 from tierwise.training.evaluation.bootstrap import Interval, percentile_interval
 from tierwise.training.evaluation.curves import choose_tiers, known_rows
 from tierwise.training.evaluation.evaluate import evaluate_router
@@ -54,10 +55,9 @@ from tierwise.training.evaluation.gaps import GapProfile, gap_profile
 from tierwise.training.evaluation.report import BASELINE_LABELS, EvalReport, build_report
 from tierwise.training.evaluation.routellm import routellm_metrics
 from tierwise.training.evaluation.table import format_metric, with_interval
-from tierwise.training.guarantee import QualityTarget
-from tierwise.training.logs import read_attempts
-from tierwise.training.policy_choice import choose_policy
-from tierwise.training.train import TrainOptions, TrainResult, train_bundle
+from tierwise.training.fit.guarantee import QualityTarget
+from tierwise.training.fit.policy_choice import choose_policy
+from tierwise.training.fit.train import TrainOptions, TrainResult, train_bundle
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # next to the repository, as on the dev machines
 ROUTELLM_BEST = 0.62  # RouteLLM's best published APGR on its benchmarks (arXiv 2406.18665)
@@ -491,10 +491,10 @@ def one_hot(values: pl.Series, known: list[str]) -> np.ndarray:
 def workload_feature_check(dataset: Dataset, data: Path, work: Path) -> WorkloadFeature:
     """Fit the head on the embedding alone and on the embedding plus the workload's one-hot, as training fits it
     (fit rows, policy on validation rows, refit on every training row), then score both on the test split."""
-    from tierwise.training.encoders import embed, load_encoder
+    from tierwise.training.embedding.encoders import embed, load_encoder
     from tierwise.training.evaluation.bootstrap import resample_weights
     from tierwise.training.evaluation.savings import SavingsScale
-    from tierwise.training.train import Masks, fit_head_and_policy
+    from tierwise.training.fit.train import Masks, fit_head_and_policy
 
     result, router = train(dataset.logs(data), dataset.ladder(data), work / "workload-feature")
     tiers = router.ladder.names

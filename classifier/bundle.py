@@ -53,7 +53,7 @@ class PolicySpec:
 
     `guarantee` is set when the threshold was certified for a quality target (`tierwise train --quality-target`):
     the target share Q, the confidence C, whether a threshold was certified, the lower confidence bound of its
-    quality share, the number of calibration requests and the method (training/guarantee.py).
+    quality share, the number of calibration requests and the method (training/fit/guarantee.py).
     """
 
     threshold: float

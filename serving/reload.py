@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from tierwise.classifier.router import Router
-from tierwise.serving.sources import BundleRef, ModelSource
+from tierwise.registry.sources import BundleRef, ModelSource
 
 log = logging.getLogger("tierwise.serving")
 

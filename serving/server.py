@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from tierwise.classifier.decider import BandDefaults
 from tierwise.classifier.uris import masked_record
+from tierwise.registry.sources import open_model_source
 from tierwise.serving.auth import AsyncTokenInterceptor, TokenInterceptor, read_token
 from tierwise.serving.config import ServeConfig, ServeError
 from tierwise.serving.counted_health import AsyncCountedHealthServicer, CountedHealthServicer
@@ -39,7 +40,6 @@ from tierwise.serving.service import (
     rpc_for,
     sync_handlers,
 )
-from tierwise.serving.sources import open_model_source
 
 log = logging.getLogger("tierwise.serving")
 PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")

@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Folder at the repository root -> the package it installs as (pyproject.toml's package-dir).
 PACKAGES = {
     "classifier": "tierwise.classifier",
+    "registry": "tierwise.registry",
     "training": "tierwise.training",
     "serving": "tierwise.serving",
     "tierwise": "tierwise",
@@ -107,22 +108,16 @@ def test_the_serving_runtime_imports_nothing_from_training_or_serving():
     assert {(m, t) for m, t in leaks if not t.startswith("tierwise.classifier")} == set()
 
 
-def test_serving_imports_training_only_lazily_to_resolve_registry_models():
-    modules = project_modules()
-    uses = [
-        (name, target, at_import)
-        for name, path in modules.items()
-        if name.startswith("tierwise.serving")
-        for target, _, at_import in imports_of(name, path, modules)
-        if target.startswith("tierwise.training")
-    ]
-    assert uses, "serving resolves models:/ URIs through training's registry code"
-    assert {name for name, _, _ in uses} == {"tierwise.serving.sources"}
-    assert not any(at_import for _, _, at_import in uses)
-    assert {target for _, target, _ in uses} <= {
-        "tierwise.training.tracking.registry",
-        "tierwise.training.tracking.store",
+def test_serving_and_training_never_import_each_other():
+    graph = import_graph()
+    crossing = {
+        (m, t)
+        for m, targets in graph.items()
+        for t in targets
+        for a, b in (("tierwise.serving", "tierwise.training"), ("tierwise.training", "tierwise.serving"))
+        if m.startswith(a) and t.startswith(b)
     }
+    assert crossing == set()
 
 
 def test_every_import_names_the_installed_package():

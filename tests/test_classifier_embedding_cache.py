@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tierwise.training.encoders import StaticEncoder, embed
+from tierwise.training.embedding.encoders import StaticEncoder, embed
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ def test_sample_logs_then_label_round_trip(tmp_path):
 
 
 def test_sample_logs_are_reproducible(tmp_path):
-    from tierwise.training.sample_logs import generate_attempts
+    from tierwise.training.data.sample_logs import generate_attempts
 
     assert generate_attempts(50, seed=3).equals(generate_attempts(50, seed=3))
     assert not generate_attempts(50, seed=3).equals(generate_attempts(50, seed=4))

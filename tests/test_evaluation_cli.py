@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from tierwise.classifier.bundle import read_manifest, write_manifest
 from tierwise.classifier.router import Router
+from tierwise.registry.store import prepare_store
+from tierwise.training.data.splits import SplitRule
 from tierwise.training.evaluation.evaluate import evaluate_router, router_probabilities
 from tierwise.training.evaluation.frames import outcome_arrays
-from tierwise.training.splits import SplitRule
-from tierwise.training.tracking.store import prepare_store
 
 from tests.helpers import label_files
 from tierwise.cli import main

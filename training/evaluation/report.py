@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from tierwise.classifier.policy import rule_scores
+from tierwise.training.data.logs import LogError
 from tierwise.training.evaluation.baselines import length_heuristic_probs, random_mix_curve
 from tierwise.training.evaluation.bootstrap import LEVEL, RESAMPLES, SEED, Interval, curve_intervals, resample_weights
 from tierwise.training.evaluation.curves import (
@@ -31,7 +32,6 @@ from tierwise.training.evaluation.metrics import (
 )
 from tierwise.training.evaluation.routellm import routellm_metrics
 from tierwise.training.evaluation.savings import SavingsScale, oracle_frontier, static_mix_curve
-from tierwise.training.logs import LogError
 
 REPORT_FORMAT = "tierwise-eval/1"
 JSON_CURVE_THRESHOLDS = np.linspace(0.0, 1.0, 101)

@@ -26,7 +26,7 @@ from typing import Any
 import anthropic
 from tierwise.classifier.errors import InputError
 from tierwise.classifier.tiers import Tier, TierLadder
-from tierwise.training.costs import CHARS_PER_TOKEN
+from tierwise.training.data.costs import CHARS_PER_TOKEN
 
 JUDGE_MAX_TOKENS = 512
 JUDGE_OUTPUT_TOKENS_ESTIMATE = 120

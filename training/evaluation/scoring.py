@@ -25,9 +25,9 @@ import polars as pl
 from tierwise.classifier.decisions import decision_columns, decision_schema
 from tierwise.classifier.errors import InputError
 from tierwise.classifier.router import Router
-from tierwise.serving.sources import ModelSource, RegistrySource
-from tierwise.training.logs import AttemptLog
-from tierwise.training.tracking.store import quiet_mlflow
+from tierwise.registry.sources import ModelSource, RegistrySource
+from tierwise.registry.store import quiet_mlflow
+from tierwise.training.data.logs import AttemptLog
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

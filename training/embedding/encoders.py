@@ -20,7 +20,7 @@ from tierwise.classifier.bundle import EncoderSpec
 from tierwise.classifier.encoding import ENCODING_REVISION, NORM_EPS, TextTokenizer, mean_pool
 from tierwise.classifier.errors import InputError
 from tierwise.classifier.outputs import OutputError, atomic_file, staging_dir
-from tierwise.training.cache import cache_dir
+from tierwise.registry.cache import cache_dir
 from tierwise.training.progress import library_stage, progress
 
 ENCODERS = ("static", "minilm")
