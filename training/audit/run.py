@@ -61,7 +61,8 @@ def run_audit(
 ) -> AuditResult:
     """Audit the logs' workloads (the requests' `workload_column`) on this ladder and write report.json, report.html
     and the recommended policies."""
-    from tierwise.training.embedding.encoders import embed, load_encoder
+    from tierwise.training.embedding.embed import embed
+    from tierwise.training.embedding.encoders import load_encoder
 
     check_output_dir(out, is_audit_output, WHAT)
     if workloads is not None:

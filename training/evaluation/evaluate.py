@@ -51,7 +51,8 @@ def router_probabilities(router: Router, prompts: Sequence[str], batch: int = PR
 def knn_baseline(router: Router, train: pl.DataFrame, evaluated: pl.DataFrame, cache: bool = True) -> np.ndarray:
     """k-NN probabilities for the evaluated rows from the training rows (`knn_bank` of them), embedded by the
     router's encoder kind."""
-    from tierwise.training.embedding.encoders import embed, load_encoder
+    from tierwise.training.embedding.embed import embed
+    from tierwise.training.embedding.encoders import load_encoder
 
     encoder = load_encoder(router.manifest.encoder.kind)
     train = train[knn_bank(train.height)]

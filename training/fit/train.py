@@ -31,7 +31,8 @@ from tierwise.training.data.groups import group_sizes
 from tierwise.training.data.labels import Labels, label_requests
 from tierwise.training.data.logs import STREAMING, AttemptLog, LogError
 from tierwise.training.data.splits import DEFAULT_COLUMN, SplitRule
-from tierwise.training.embedding.encoders import Encoder, embed, load_encoder
+from tierwise.training.embedding.embed import embed
+from tierwise.training.embedding.encoders import DEFAULT_ENCODER, Encoder, load_encoder
 from tierwise.training.evaluation.curves import known_rows
 from tierwise.training.evaluation.evaluate import evaluate_router
 from tierwise.training.evaluation.frames import outcome_arrays
@@ -60,7 +61,7 @@ MANIFEST_WORKLOADS = 50  # the manifest names the largest workloads trained on; 
 class TrainOptions:
     """How a router is trained: what `tierwise train` and `tierwise retrain` take besides the logs."""
 
-    encoder: str = "static"
+    encoder: str = DEFAULT_ENCODER
     split_column: str = DEFAULT_COLUMN
     seed: int = 0
     C: float = 0.1

@@ -10,6 +10,7 @@ from typing import Any
 import click
 from tierwise.training.extras import TRAIN
 from tierwise.training.options import log_options, needs
+from tierwise.training.replay.graders import GRADERS, PYTHON_GRADER
 
 
 @click.group()
@@ -25,7 +26,8 @@ def commands() -> None:
     "--grader",
     default="exact",
     show_default=True,
-    help="exact (reference column), judge (a Claude model grades), or python:module:function.",
+    help=", ".join(f"{name} ({grader.ABOUT})" for name, grader in GRADERS.items())
+    + f", or {PYTHON_GRADER}module:function (a function of yours).",
 )
 @click.option("--budget-usd", type=click.FloatRange(min=0), help="Send nothing that would take spending past this.")
 @click.option("--max-requests", type=click.IntRange(min=1), help="Replay only the first N censored requests.")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from tierwise.classifier.policy import RULES
 from tierwise.registry.store import DEFAULT_EXPERIMENT
+from tierwise.training.embedding.encoders import DEFAULT_ENCODER, ENCODERS
 from tierwise.training.extras import TRAIN
 from tierwise.training.options import ManyValuesOption, log_options, needs, tracking_uri_option
 
@@ -75,10 +76,10 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
             "--encoder",
-            type=click.Choice(["static", "minilm"]),
-            default="static",
+            type=click.Choice(list(ENCODERS)),
+            default=DEFAULT_ENCODER,
             show_default=True,
-            help="static: distilled token embedding (sub-millisecond, served default); minilm: the full transformer.",
+            help="; ".join(f"{name}: {encoder.ABOUT}" for name, encoder in ENCODERS.items()) + ".",
         ),
         click.option(
             "--split-column", default="split", show_default=True, help="Rows where it says `test` are held out."
@@ -97,9 +98,8 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Choice(["auto", *RULES]),
             default="auto",
             show_default=True,
-            help="absolute: cheapest tier with P >= threshold, else the top; relative: P >= threshold x best P; "
-            "utility: the tier maximising P - lambda x cost / top cost, lambda = (1 - threshold) / threshold; "
-            "auto: whichever has the best validation APGR (recorded in the manifest).",
+            help="".join(f"{name}: {rule.about}; " for name, rule in RULES.items())
+            + "auto: whichever has the best validation APGR (recorded in the manifest).",
         ),
         click.option(
             "--quality-target",
