@@ -175,7 +175,7 @@ def _stderr_into(fd: int) -> Iterator[None]:
 def score_spark(spark: SparkSession, model_uri: str, tiers: Sequence[str], requests: pl.DataFrame) -> pl.DataFrame:
     """Route every request with the registered pyfunc model as a Spark UDF; the decision table.
 
-    MLflow's tracking and registry URIs must already point at the model's store (`tracking.store.activate`).
+    MLflow's tracking and registry URIs must already point at the model's store (`tierwise.registry.store.activate`).
     The UDF runs in the workers' own Python environment (`env_manager="local"`).
     """
     import mlflow.pyfunc
