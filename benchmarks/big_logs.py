@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 from tierwise.classifier.tiers import TierLadder
-from tierwise.training.encoders import static_model_dir
+from tierwise.training.embedding.encoders import static_model_dir
 
 from tests.peak_memory import Measured, run_measured
 

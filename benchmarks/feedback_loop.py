@@ -36,20 +36,21 @@ import polars as pl
 from tierwise.classifier.policy import RULES
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierLadder
+from tierwise.registry.models import CHAMPION, ModelRef, Registry
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.simulate import send_traffic
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
-from tierwise.training.collect import collect
+from tierwise.training.data.collect import collect
+from tierwise.training.data.labels import Labels, label_requests
+from tierwise.training.data.logs import read_attempts
+from tierwise.training.data.splits import hashed_share
 from tierwise.training.evaluation.evaluate import evaluate_router
-from tierwise.training.labels import Labels, label_requests
-from tierwise.training.logs import read_attempts
-from tierwise.training.splits import hashed_share
+from tierwise.training.fit.train import TrainOptions, train_bundle
 from tierwise.training.tracking.promotion import promote, register_trained
-from tierwise.training.tracking.registry import CHAMPION, ModelRef, Registry
 from tierwise.training.tracking.retrain import retrain
-from tierwise.training.traffic import known_requests
-from tierwise.training.train import TrainOptions, train_bundle
+
+from tierwise.labelled_traffic import known_requests
 
 DATASETS = {"mmlu_pro": "tiers.toml", "routerbench": "tiers.toml"}
 NAME = "feedback-loop"

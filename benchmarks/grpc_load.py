@@ -79,7 +79,7 @@ def load_prompts(per_size: int) -> dict[str, list[str]]:
 
             texts += pl.read_parquet(path, columns=["prompt"]).unique("prompt")["prompt"].to_list()
     if not texts:
-        from tierwise.training.sample_logs import generate_attempts
+        from tierwise.training.data.sample_logs import generate_attempts
 
         base = generate_attempts(400, seed=1)["prompt"].unique().to_list()
         texts = [(" ".join([b] * (n // len(b) + 1)))[:n] for b in base for n in (90, 320, 1350)]
@@ -95,9 +95,9 @@ def load_prompts(per_size: int) -> dict[str, list[str]]:
 def build_bundle(workdir: Path) -> Path:
     """Train a static-encoder bundle on generated sample logs (what `tierwise serve` would serve)."""
     from tierwise.classifier.tiers import TierLadder
-    from tierwise.training.logs import read_attempts
-    from tierwise.training.sample_logs import write_sample_logs
-    from tierwise.training.train import train_bundle
+    from tierwise.training.data.logs import read_attempts
+    from tierwise.training.data.sample_logs import write_sample_logs
+    from tierwise.training.fit.train import train_bundle
 
     logs = write_sample_logs(workdir / "logs", 1500, seed=0)
     out = workdir / "bundle"

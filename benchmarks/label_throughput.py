@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from tierwise.classifier.tiers import TierLadder
-from tierwise.training.labels import label_requests
-from tierwise.training.logs import read_attempts
+from tierwise.training.data.labels import label_requests
+from tierwise.training.data.logs import read_attempts
 
 
 def make_log(rows: int, path: Path, seed: int = 0) -> None:

@@ -33,12 +33,12 @@ import polars as pl
 from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierLadder
-from tierwise.training.costs import CHARS_PER_TOKEN
+from tierwise.training.data.costs import CHARS_PER_TOKEN
+from tierwise.training.data.logs import AttemptLog, read_attempts
+from tierwise.training.data.splits import SplitRule
 from tierwise.training.evaluation.bands import BandReport
 from tierwise.training.evaluation.evaluate import band_evaluation
-from tierwise.training.logs import AttemptLog, read_attempts
-from tierwise.training.splits import SplitRule
-from tierwise.training.train import TrainOptions, train_bundle
+from tierwise.training.fit.train import TrainOptions, train_bundle
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TARGETS = np.round(np.linspace(0.0, 1.0, 51), 2)

@@ -25,12 +25,12 @@ import numpy as np
 import polars as pl
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierLadder
-from tierwise.training.encoders import Encoder, load_encoder
+from tierwise.training.data.logs import read_attempts
+from tierwise.training.data.sample_logs import write_sample_logs
+from tierwise.training.embedding.encoders import Encoder, load_encoder
 from tierwise.training.evaluation.frames import outcome_arrays
-from tierwise.training.head import TierHead
-from tierwise.training.logs import read_attempts
-from tierwise.training.sample_logs import write_sample_logs
-from tierwise.training.train import TrainOptions, train_bundle
+from tierwise.training.fit.head import TierHead
+from tierwise.training.fit.train import TrainOptions, train_bundle
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_WARM_UP = 5000

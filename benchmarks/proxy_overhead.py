@@ -63,9 +63,9 @@ def percentile(values: list[float], q: float) -> float:
 def build_bundle(workdir: Path) -> Path:
     """Train a static-encoder bundle on generated sample logs (what `tierwise serve` would serve)."""
     from tierwise.classifier.tiers import TierLadder
-    from tierwise.training.logs import read_attempts
-    from tierwise.training.sample_logs import write_sample_logs
-    from tierwise.training.train import TrainOptions, train_bundle
+    from tierwise.training.data.logs import read_attempts
+    from tierwise.training.data.sample_logs import write_sample_logs
+    from tierwise.training.fit.train import TrainOptions, train_bundle
 
     logs = write_sample_logs(workdir / "logs", 1500, seed=0)
     out = workdir / "bundle"

@@ -1,7 +1,7 @@
 """Routing quality on real data: does the router beat the best fixed mix of tiers, and does its quality target hold?
 
 For each dataset in ../shared/data it trains bundles on the train split with
-`tierwise.training.train.train_bundle` (what
+`tierwise.training.fit.train.train_bundle` (what
 `tierwise train` runs) and scores them on the test split with `tierwise.training.evaluation.evaluate.evaluate_router`
 (what `tierwise eval` runs), then prints markdown tables, every headline number with its 95% bootstrap interval:
 
@@ -46,18 +46,18 @@ import polars as pl
 from tierwise.classifier.policy import RULES, rule_scores
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierLadder
+from tierwise.training.data.logs import read_attempts
 from tierwise.training.evaluation.bootstrap import Interval, percentile_interval
 from tierwise.training.evaluation.curves import choose_tiers, known_rows
 from tierwise.training.evaluation.evaluate import evaluate_router
 from tierwise.training.evaluation.frames import outcome_arrays
 from tierwise.training.evaluation.gaps import GapProfile, gap_profile
-from tierwise.training.evaluation.report import BASELINE_LABELS, EvalReport, build_report
+from tierwise.training.evaluation.report import BASELINES, EvalReport, build_report
 from tierwise.training.evaluation.routellm import routellm_metrics
 from tierwise.training.evaluation.table import format_metric, with_interval
-from tierwise.training.guarantee import QualityTarget
-from tierwise.training.logs import read_attempts
-from tierwise.training.policy_choice import choose_policy
-from tierwise.training.train import TrainOptions, TrainResult, train_bundle
+from tierwise.training.fit.guarantee import QualityTarget
+from tierwise.training.fit.policy_choice import choose_policy
+from tierwise.training.fit.train import TrainOptions, TrainResult, train_bundle
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # next to the repository, as on the dev machines
 ROUTELLM_BEST = 0.62  # RouteLLM's best published APGR on its benchmarks (arXiv 2406.18665)
@@ -233,8 +233,8 @@ def variant_table(variants: list[Variant], view: str) -> list[str]:
 def baseline_table(report: EvalReport) -> list[str]:
     """The swept baselines (point estimates), then the fixed points, on the same test rows."""
     rows = [
-        [BASELINE_LABELS[name], *headline_cells(swept.metrics, None), "", ""]
-        for name, swept in report.baseline_sweeps().items()
+        [BASELINES[name].label, *headline_cells(swept.metrics, None), "", ""]
+        for name, swept in report.baselines.items()
     ]
     for name, point in {
         **{f"always {t}": p for t, p in report.always.items()},
@@ -248,15 +248,13 @@ def baseline_table(report: EvalReport) -> list[str]:
 
 def gap_table(report: EvalReport) -> tuple[list[str], dict[str, GapProfile]]:
     """Router minus each baseline at every cost: the worst point with its paired interval, costs provably below."""
-    profiles = {
-        name: gap_profile(report, name) for name in GAP_BASELINES if name == "static_mix" or getattr(report, name)
-    }
+    profiles = {name: gap_profile(report, name) for name in GAP_BASELINES if name in report.baselines}
     rows = []
     for name, profile in profiles.items():
         i = profile.worst
         rows.append(
             [
-                BASELINE_LABELS[name],
+                BASELINES[name].label,
                 " ".join(
                     [
                         format_metric(profile.gap[i], signed=True),
@@ -462,7 +460,7 @@ def target_lines(dataset: Dataset, variants: list[Variant], profiles: dict[str, 
         verdict = (
             "met" if profile.provably_below == 0 else f"missed at {profile.provably_below} of {len(profile.gap)} costs"
         )
-        lines.append(f"- nowhere below {BASELINE_LABELS[name]} by more than the interval: {verdict}")
+        lines.append(f"- nowhere below {BASELINES[name].label} by more than the interval: {verdict}")
     return lines
 
 
@@ -491,10 +489,11 @@ def one_hot(values: pl.Series, known: list[str]) -> np.ndarray:
 def workload_feature_check(dataset: Dataset, data: Path, work: Path) -> WorkloadFeature:
     """Fit the head on the embedding alone and on the embedding plus the workload's one-hot, as training fits it
     (fit rows, policy on validation rows, refit on every training row), then score both on the test split."""
-    from tierwise.training.encoders import embed, load_encoder
+    from tierwise.training.embedding.embed import embed
+    from tierwise.training.embedding.encoders import load_encoder
     from tierwise.training.evaluation.bootstrap import resample_weights
     from tierwise.training.evaluation.savings import SavingsScale
-    from tierwise.training.train import Masks, fit_head_and_policy
+    from tierwise.training.fit.train import Masks, fit_head_and_policy
 
     result, router = train(dataset.logs(data), dataset.ladder(data), work / "workload-feature")
     tiers = router.ladder.names

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from tierwise.classifier.tiers import TierLadder
-from tierwise.training.logs import read_attempts
-from tierwise.training.sample_logs import generate_attempts, write_sample_logs
-from tierwise.training.scoring import LOCAL_MASTER, requests_of, score_local, score_spark, spark_session
+from tierwise.registry.models import Registry
+from tierwise.registry.store import activate
+from tierwise.training.data.logs import read_attempts
+from tierwise.training.data.sample_logs import generate_attempts, write_sample_logs
+from tierwise.training.evaluation.scoring import LOCAL_MASTER, requests_of, score_local, score_spark, spark_session
+from tierwise.training.fit.train import TrainOptions, train_bundle
 from tierwise.training.tracking.promotion import register_trained
-from tierwise.training.tracking.registry import Registry
-from tierwise.training.tracking.store import activate
-from tierwise.training.train import TrainOptions, train_bundle
 
 NAME = "scoring-benchmark"
 WORDS = (

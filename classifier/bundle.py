@@ -53,7 +53,7 @@ class PolicySpec:
 
     `guarantee` is set when the threshold was certified for a quality target (`tierwise train --quality-target`):
     the target share Q, the confidence C, whether a threshold was certified, the lower confidence bound of its
-    quality share, the number of calibration requests and the method (training/guarantee.py).
+    quality share, the number of calibration requests and the method (training/fit/guarantee.py).
     """
 
     threshold: float
@@ -153,7 +153,7 @@ def _check_values(manifest: Manifest, source: str = MANIFEST) -> None:
     if not _is_number(policy.threshold) or not 0.0 <= policy.threshold <= 1.0:
         raise BundleError(f"{source}: policy.threshold must be a finite number in [0, 1], got {policy.threshold!r}")
     if policy.rule not in RULES:
-        raise BundleError(f"{source}: policy.rule must be one of {RULES}, got {policy.rule!r}")
+        raise BundleError(f"{source}: policy.rule must be one of {list(RULES)}, got {policy.rule!r}")
     try:
         ladder = TierLadder.from_dict(manifest.ladder, source=f"{source}: ladder")
     except TierError as exc:

@@ -30,7 +30,7 @@ Latency bands (`RouteOptions.latency_band`) change the decision when the bundle 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
@@ -41,7 +41,6 @@ from .limits import FieldError
 from .request import DEFAULT_OPTIONS, RouteOptions
 from .timing import TimeModel
 
-RULES = ("absolute", "relative", "utility")
 # The relative rule divides by the best P(success); this floor keeps an all-zero row finite.
 MIN_BEST = 1e-12
 # An escalation step whose attempts (with the ones before it) finish inside the budget less often than this
@@ -80,18 +79,6 @@ def escalation_chains(allowed: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
     return tuple((*c, allowed[-1]) for r in range(len(allowed)) for c in combinations(allowed[:-1], r))
 
 
-def _scale(best: float | np.ndarray, rule: str) -> float | np.ndarray:
-    """What P(success) is divided by under the ratio rules: 1 (`absolute`) or the best tier's P (`relative`).
-
-    Works on a float (one request, on the served hot path) and on an array of row maxima (evaluation).
-    """
-    if rule == "absolute":
-        return 1.0
-    if rule == "relative":
-        return np.maximum(best, MIN_BEST)
-    raise FieldError("rule", f"must be one of {RULES}, got {rule!r}")
-
-
 def unit_costs(costs: Sequence[float]) -> list[float]:
     """Tier costs in units of the top tier's (the utility rule's lambda is relative to it)."""
     top = float(costs[-1]) or 1.0
@@ -122,30 +109,69 @@ def utility_row(probs: Sequence[float], costs: Sequence[float]) -> list[float]:
         current = best
 
 
-def row_scores(probs: Sequence[float], unit: Sequence[float], rule: str) -> list[float]:
-    """What one request's per-tier threshold comparison reads under `rule` (plain floats, for the hot path).
+@dataclass(frozen=True)
+class Rule:
+    """A threshold rule: each tier's score, which the threshold is compared with (the cheapest tier that clears it
+    is served). `row(probs, unit, best)` scores one request in plain floats (the served hot path; `unit`: the tiers'
+    costs in units of the top tier's, `best`: the best allowed P(success)); `rows(probs, unit)` an (n, T) array.
+    `relative`: a score is a share of the best P(success); `priced`: the scores read the tiers' costs; `about`: what
+    it serves, for `--threshold-rule`'s help."""
 
-    `unit` are the tiers' costs in units of the ladder's top tier (`unit_costs`), used by `utility` only.
-    """
-    if rule == "utility":
-        return utility_row(probs, unit)
-    scale = float(_scale(max(probs), rule))
+    about: str
+    row: Callable[[Sequence[float], Sequence[float], float], list[float]]
+    rows: Callable[[np.ndarray, Sequence[float]], np.ndarray]
+    relative: bool = False
+    priced: bool = False
+
+
+def _utility_rows(probs: np.ndarray, unit: Sequence[float]) -> np.ndarray:
+    return np.asarray([utility_row(row, unit) for row in probs.tolist()], dtype=np.float64).reshape(probs.shape)
+
+
+def _relative_row(probs: Sequence[float], unit: Sequence[float], best: float) -> list[float]:
+    scale = max(best, MIN_BEST)
     return [p / scale for p in probs]
 
 
+# The threshold rules by the name `--threshold-rule` and a bundle's manifest give them (module docstring).
+RULES: dict[str, Rule] = {
+    "absolute": Rule(
+        "cheapest tier with P >= threshold, else the top",
+        lambda probs, unit, best: [float(p) for p in probs],
+        lambda probs, unit: probs,
+    ),
+    "relative": Rule(
+        "P >= threshold x best P",
+        _relative_row,
+        lambda probs, unit: probs / np.maximum(probs.max(axis=-1, keepdims=True), MIN_BEST),
+        relative=True,
+    ),
+    "utility": Rule(
+        "the tier maximising P - lambda x cost / top cost, lambda = (1 - threshold) / threshold",
+        lambda probs, unit, best: utility_row(probs, unit),
+        _utility_rows,
+        priced=True,
+    ),
+}
+
+
+def rule_named(name: str) -> Rule:
+    """The rule of that name; a FieldError naming `rule` for any other."""
+    if name not in RULES:
+        raise FieldError("rule", f"must be one of {list(RULES)}, got {name!r}")
+    return RULES[name]
+
+
 def rule_scores(probs: np.ndarray, rule: str, costs: Sequence[float] | None = None) -> np.ndarray:
-    """`row_scores` for every row of an (n, T) array: what evaluation and policy choice sweep the threshold over.
+    """Every row's scores under `rule` for an (n, T) array: what evaluation and policy choice sweep the threshold over.
 
     With these scores every rule reads the same: the cheapest tier whose score clears the threshold.
     `costs` (the bundle's per-tier costs) are needed by the `utility` rule only.
     """
-    probs = np.asarray(probs, dtype=np.float64)
-    if rule != "utility":
-        return probs / _scale(probs.max(axis=-1, keepdims=True), rule)
-    if costs is None:
-        raise FieldError("rule", "the utility rule needs the tiers' costs")
-    unit = unit_costs(costs)
-    return np.asarray([utility_row(row, unit) for row in probs.tolist()], dtype=np.float64).reshape(probs.shape)
+    named = rule_named(rule)
+    if named.priced and costs is None:
+        raise FieldError("rule", f"the {rule} rule needs the tiers' costs")
+    return named.rows(np.asarray(probs, dtype=np.float64), unit_costs(costs) if costs is not None else [])
 
 
 @dataclass(frozen=True)
@@ -161,8 +187,7 @@ class Policy:
     times: TimeModel | None = None
 
     def __post_init__(self) -> None:
-        if self.rule not in RULES:
-            raise FieldError("rule", f"must be one of {RULES}, got {self.rule!r}")
+        object.__setattr__(self, "_rule", rule_named(self.rule))
         object.__setattr__(self, "_unit", unit_costs(self.costs))
         object.__setattr__(self, "_all", tuple(range(len(self.tiers))))
 
@@ -212,9 +237,10 @@ class Policy:
             chain = min(escalation_chains(allowed), key=lambda c: (expected_chain_cost(row, costs, c), c))
         else:
             if allowed is self._all:  # the usual request: every tier, no copies
-                scores = row_scores(row, self._unit, self.rule)
+                scores = self._rule.row(row, self._unit, max(row))
             else:
-                scores = row_scores([row[i] for i in allowed], [self._unit[i] for i in allowed], self.rule)
+                kept = [row[i] for i in allowed]
+                scores = self._rule.row(kept, [self._unit[i] for i in allowed], max(kept))
             position = len(allowed) - 1
             for k, score in enumerate(scores):
                 if score >= target:
@@ -237,7 +263,7 @@ class Policy:
         """The interactive decision under a latency budget (module docstring)."""
         times = self._time_model("max_latency_ms")
         best = max(row[i] for i in allowed)
-        bar = target * (best if self.rule == "relative" else 1.0)
+        bar = target * (best if self._rule.relative else 1.0)
         candidates: list[tuple[float, float, tuple[int, ...]]] = []
         if mode == "threshold":
             in_time = [row[i] * times.within(1 << i, budget) for i in allowed]
@@ -269,10 +295,7 @@ class Policy:
         """The rule's threshold scores of each allowed tier's chance of an acceptable answer in time: as a share of
         the best P(success) for `relative` (a share of the best reachable quality), the utility trade-off on them
         for `utility`, themselves for `absolute`."""
-        if self.rule == "utility":
-            return utility_row(in_time, [self._unit[i] for i in allowed])
-        scale = float(_scale(best, self.rule))
-        return [p / scale for p in in_time]
+        return self._rule.row(in_time, [self._unit[i] for i in allowed], best)
 
     def _budget_choice(
         self, row: list[float], chain: tuple[int, ...], met: bool, mode: str, times: TimeModel

@@ -1,7 +1,8 @@
 """How long an attempt on each tier takes, and how long a chain of attempts takes to an acceptable answer.
 
 A tier's time model (`TierTime`) is its first-token time, its output rate and the quantiles of a whole
-attempt's latency, fitted from logs at train time (`tierwise.training.timing`) or estimated from published figures.
+attempt's latency, fitted from logs at train time (`tierwise.training.fit.time_fit`) or estimated from published
+figures.
 `TimeModel` turns the quantiles into what the policy asks on every request, precomputed once per bundle:
 the mean time of each tier, and for every set of tiers a sorted table of their summed latency, so the chance
 that a chain's attempts finish inside a budget is one binary search, never a simulation.

@@ -19,12 +19,12 @@ import click
 from tierwise.classifier.extras import Extra
 from tierwise.classifier.limits import RECENT_DECISIONS_BYTES, FieldError
 from tierwise.classifier.request import BANDS, DEFAULT_BAND, DEFAULT_MODE, MODES, RouteOptions, RouteRequest
+from tierwise.registry.store import TRACKING_HELP
 from tierwise.serving.config import ServeConfig
 from tierwise.serving.proxy_config import ProxyConfig
 from tierwise.serving.standin_defaults import STAND_IN_KEY, STAND_IN_PORT
 
 DEFAULTS = ServeConfig(model="")
-TRACKING_HELP = "MLflow store for models:/ URIs. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here."
 # RouteOptions field -> its flag, for the routing options every command spells the same way.
 _ROUTING_FLAGS = {
     "quality_target": "--quality-target",
@@ -234,7 +234,7 @@ def predict(text: str, model: str, routing: RouteOptions, workloads: str | None,
     from tierwise.classifier.decider import Decider
     from tierwise.classifier.router import Router
     from tierwise.classifier.workloads import Workloads
-    from tierwise.serving.sources import open_model_source
+    from tierwise.registry.sources import open_model_source
 
     policy = Workloads.load(workloads) if workloads else None
     router = Router.load(open_model_source(model, tracking_uri).resolve().path)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from tierwise.classifier.limits import ERROR as ERROR_TEXT
 from tierwise.classifier.limits import IDENTIFIER, MODEL, REQUEST_ID, FieldError
+from tierwise.classifier.records import OUTCOME_MEASURES
 from tierwise.serving.calibration import ERROR, FAILURE, SUCCESS, UNGRADED, OutcomeStats
 from tierwise.serving.jsonl_log import JsonlAppender
 from tierwise.serving.recent import RecentDecisions
@@ -32,12 +33,6 @@ from tierwise.serving.reload import ModelHolder
 from tierwise.serving.reported_attempts import ReportedAttempt, ReportedAttempts, attempt_key, merged, serialized
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 
-# The optional measurements of an Outcome, in proto order; each is a non-negative number when set.
-MEASURES = tuple(
-    f.name
-    for f in pb.Outcome.DESCRIPTOR.fields
-    if f.has_presence and f.type != f.TYPE_BOOL and f.name not in ("score",)
-)
 UNKNOWN_TIER = "unknown"
 # success = score >= this when an outcome has a score but no success flag (the attempt logs' default).
 SCORE_SUCCESS_THRESHOLD = 1.0
@@ -57,7 +52,7 @@ def check_outcome(outcome: pb.Outcome, prefix: str = "") -> None:
         raise FieldError(prefix + "attempt", f"must be 0 or more (the position in the chain), got {outcome.attempt}")
     if outcome.HasField("score") and not math.isfinite(outcome.score):
         raise FieldError(prefix + "score", f"must be a finite number, got {outcome.score}")
-    for name in MEASURES:
+    for name in OUTCOME_MEASURES:
         if outcome.HasField(name):
             value = getattr(outcome, name)
             if not math.isfinite(value) or value < 0:
@@ -90,7 +85,7 @@ def outcome_row(received: ReceivedOutcome) -> dict[str, object]:
     row: dict[str, object] = {"request_id": outcome.request_id, "model": outcome.model, "attempt": outcome.attempt}
     row["success"] = outcome.success if outcome.HasField("success") else None
     row["score"] = outcome.score if outcome.HasField("score") else None
-    for name in MEASURES:
+    for name in OUTCOME_MEASURES:
         row[name] = getattr(outcome, name) if outcome.HasField(name) else None
     row["error"] = outcome.error or None
     row["workload"] = outcome.workload or None

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from tierwise.classifier.router import Router
 from tierwise.classifier.workloads import WorkloadError, Workloads
-from tierwise.serving.sources import BundleRef, ModelSource
+from tierwise.registry.sources import BundleRef, ModelSource
 
 log = logging.getLogger("tierwise.serving")
 

@@ -14,6 +14,7 @@ import logging
 
 from tierwise.classifier.decider import BandDefaults, Decider, Decision, Hook
 from tierwise.classifier.workloads import WorkloadError, Workloads
+from tierwise.registry.sources import open_model_source
 from tierwise.serving.config import ServeConfig, ServeError
 from tierwise.serving.decision_log import DecisionLog
 from tierwise.serving.jsonl_log import JsonlAppender
@@ -21,7 +22,6 @@ from tierwise.serving.metrics import MetricsEndpoint, ServiceMetrics
 from tierwise.serving.outcomes import OutcomeDesk, OutcomeLog
 from tierwise.serving.recent import RecentDecisions
 from tierwise.serving.reload import LoadedModel, ModelHolder, Reloader, ReloadResult, WorkloadsFile
-from tierwise.serving.sources import open_model_source
 
 log = logging.getLogger("tierwise.serving")
 

@@ -3,7 +3,7 @@ that each spawned process imports the registry alone, not the test module's trai
 
 from __future__ import annotations
 
-from tierwise.training.tracking.registry import Registry
+from tierwise.registry.models import Registry
 
 
 def claim_at_once(uri: str, name: str, version: str, barrier, answers) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
-from tierwise.training.sample_logs import write_sample_logs
-from tierwise.training.tracking.store import prepare_store
+from tierwise.registry.store import prepare_store
+from tierwise.training.data.sample_logs import write_sample_logs
 
 from tests.helpers import train_files
 from tests.image_build import BuiltEnv, read_stages, run_build_stage
@@ -93,9 +93,9 @@ def other_bundle(tmp_path_factory: pytest.TempPathFactory, trained_bundle: Path)
 def untimed_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle with no time model: logs without latency_ms and a ladder without speed figures."""
     from tierwise.classifier.tiers import Tier, TierLadder
-    from tierwise.training.logs import read_attempts
-    from tierwise.training.sample_logs import generate_attempts
-    from tierwise.training.train import TrainOptions, train_bundle
+    from tierwise.training.data.logs import read_attempts
+    from tierwise.training.data.sample_logs import generate_attempts
+    from tierwise.training.fit.train import TrainOptions, train_bundle
 
     def train(work: Path) -> Path:
         logs = work / "attempts.jsonl"

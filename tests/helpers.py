@@ -20,10 +20,10 @@ import polars as pl
 from click.testing import CliRunner
 from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.process import SERVE
-from tierwise.training.labels import Labels, label_requests
-from tierwise.training.logs import AttemptLog, read_attempts
-from tierwise.training.sample_logs import write_sample_logs
-from tierwise.training.train import TrainOptions, TrainResult, train_bundle
+from tierwise.training.data.labels import Labels, label_requests
+from tierwise.training.data.logs import AttemptLog, read_attempts
+from tierwise.training.data.sample_logs import write_sample_logs
+from tierwise.training.fit.train import TrainOptions, TrainResult, train_bundle
 
 from tierwise.cli import main
 

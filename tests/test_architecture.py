@@ -4,6 +4,7 @@ function-level imports included) and the layering between the packages."""
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Folder at the repository root -> the package it installs as (pyproject.toml's package-dir).
 PACKAGES = {
     "classifier": "tierwise.classifier",
+    "registry": "tierwise.registry",
     "training": "tierwise.training",
     "serving": "tierwise.serving",
     "tierwise": "tierwise",
@@ -101,28 +103,67 @@ def test_no_import_cycles_among_the_project_modules():
     assert cycles(import_graph()) == []
 
 
-def test_the_serving_runtime_imports_nothing_from_training_or_serving():
-    graph = import_graph()
-    leaks = {(m, t) for m, targets in graph.items() if m.startswith("tierwise.classifier") for t in targets}
-    assert {(m, t) for m, t in leaks if not t.startswith("tierwise.classifier")} == set()
+# The layers, lowest first, and the packages each one may import (besides itself; `*`: every package), by name under
+# `tierwise.`: every edge of the package graph points down this table. docs/architecture.md shows it as a picture and
+# as the same table, which the last test holds to this one.
+MAY_IMPORT = {
+    "classifier": set(),
+    "registry": {"classifier"},
+    "serving": {"classifier", "registry"},
+    "training": {"classifier", "registry"},
+    "training.data": {"classifier", "training"},
+    "training.embedding": {"classifier", "registry", "training"},
+    "training.replay": {"classifier", "training", "training.data"},
+    "training.evaluation": {"classifier", "registry", "training", "training.data", "training.embedding"},
+    "training.fit": {"classifier", "training", "training.data", "training.embedding", "training.evaluation"},
+    "training.tracking": {
+        *("classifier", "registry", "training", "training.data", "training.embedding", "training.evaluation"),
+        "training.fit",
+    },
+    "training.audit": {
+        *("classifier", "training", "training.data", "training.embedding", "training.evaluation", "training.fit"),
+    },
+    "tierwise": {"*"},
+}
+DOCS = ROOT / "docs" / "architecture.md"
 
 
-def test_serving_imports_training_only_lazily_to_resolve_registry_models():
+def package_graph() -> dict[str, set[str]]:
+    """Package -> the other packages its modules import (short names, as in MAY_IMPORT)."""
     modules = project_modules()
-    uses = [
-        (name, target, at_import)
-        for name, path in modules.items()
-        if name.startswith("tierwise.serving")
-        for target, _, at_import in imports_of(name, path, modules)
-        if target.startswith("tierwise.training")
-    ]
-    assert uses, "serving resolves models:/ URIs through training's registry code"
-    assert {name for name, _, _ in uses} == {"tierwise.serving.sources"}
-    assert not any(at_import for _, _, at_import in uses)
-    assert {target for _, target, _ in uses} <= {
-        "tierwise.training.tracking.registry",
-        "tierwise.training.tracking.store",
-    }
+
+    def package(name: str) -> str:
+        inside = name if modules[name].name == "__init__.py" else name.rpartition(".")[0]
+        return inside.removeprefix("tierwise.") or "tierwise"
+
+    graph: dict[str, set[str]] = {package(name): set() for name in modules}
+    for name, path in modules.items():
+        graph[package(name)] |= {package(target) for target, _, _ in imports_of(name, path, modules)} - {package(name)}
+    return graph
+
+
+def allowed(table: dict[str, set[str]]) -> dict[str, set[str]]:
+    return {name: set(table) - {name} if "*" in targets else targets for name, targets in table.items()}
+
+
+def test_no_strongly_connected_group_of_packages():
+    assert cycles(package_graph()) == []
+    assert cycles(allowed(MAY_IMPORT)) == [], "the layer table itself must point down"
+
+
+def test_every_package_imports_only_the_layers_below_it():
+    """classifier imports nothing of the project; serving and training never import each other; inside training,
+    data < embedding, replay < evaluation < fit < tracking, audit."""
+    graph, may = package_graph(), allowed(MAY_IMPORT)
+    assert set(graph) == set(may), "every package has its row in MAY_IMPORT"
+    assert {(name, target) for name, targets in graph.items() for target in targets - may[name]} == set()
+
+
+def test_the_architecture_document_shows_the_same_layer_table():
+    lines = DOCS.read_text().split("## Layers", 1)[1].split("\n## ", 1)[0].splitlines()
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines if line.startswith("| `")]
+    documented = {row[0].strip("`"): set(re.findall(r"`([^`]+)`", row[1])) for row in rows}
+    assert documented == MAY_IMPORT
 
 
 def test_every_import_names_the_installed_package():

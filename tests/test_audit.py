@@ -19,10 +19,10 @@ from tierwise.serving.process import ServerProcess
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 from tierwise.training.audit.cache import prefix_lengths
+from tierwise.training.data.labels import label_requests
+from tierwise.training.data.logs import read_attempts
+from tierwise.training.data.sample_logs import SYSTEM_PROMPT_TOKENS, write_sample_logs
 from tierwise.training.evaluation.evaluate import evaluate_router
-from tierwise.training.labels import label_requests
-from tierwise.training.logs import read_attempts
-from tierwise.training.sample_logs import SYSTEM_PROMPT_TOKENS, write_sample_logs
 
 from tierwise.cli import main as cli
 

@@ -10,8 +10,9 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from tierwise.training.encoders import StaticEncoder, embed
-from tierwise.training.head import TierHead
+from tierwise.training.embedding.embed import embed
+from tierwise.training.embedding.encoders import StaticEncoder
+from tierwise.training.fit.head import TierHead
 
 from tests.helpers import label_files, write_rows
 from tests.peak_memory import run_measured

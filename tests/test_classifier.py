@@ -62,10 +62,10 @@ PARITY_PROMPTS = {"static": 300, "minilm": 40}
 @pytest.fixture(scope="module", params=["static", "minilm"])
 def parity_model(request, sample_logs, trained_bundle, tmp_path_factory):
     """(encoder, sklearn head, router over the same head's exported graph) for one encoder."""
-    from tierwise.training.encoders import load_encoder
+    from tierwise.training.embedding.encoders import load_encoder
     from tierwise.training.evaluation.frames import outcome_arrays
-    from tierwise.training.export import export_bundle
-    from tierwise.training.head import TierHead
+    from tierwise.training.fit.export import export_bundle
+    from tierwise.training.fit.head import TierHead
 
     from tests.helpers import label_files
 

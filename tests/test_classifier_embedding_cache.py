@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tierwise.training.encoders import StaticEncoder, embed
+from tierwise.training.embedding.embed import embed
+from tierwise.training.embedding.encoders import StaticEncoder
 
 
 @pytest.fixture(scope="module")

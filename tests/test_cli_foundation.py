@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import polars as pl
 import pytest
@@ -26,7 +27,7 @@ def test_sample_logs_then_label_round_trip(tmp_path):
 
 
 def test_sample_logs_are_reproducible(tmp_path):
-    from tierwise.training.sample_logs import generate_attempts
+    from tierwise.training.data.sample_logs import generate_attempts
 
     assert generate_attempts(50, seed=3).equals(generate_attempts(50, seed=3))
     assert not generate_attempts(50, seed=3).equals(generate_attempts(50, seed=4))
@@ -57,6 +58,22 @@ def test_every_subcommand_explains_itself():
         result = CliRunner().invoke(main, [name, "--help"])
         assert result.exit_code == 0, name
         assert command.help and command.help.split()[0] in result.output
+
+
+def test_help_loads_no_heavy_library():
+    """`tierwise --help` and every command's help (the registries' choices included) load neither torch, grpc,
+    polars, MLflow nor the anthropic SDK: those are imported by the command that runs."""
+    code = (
+        "import sys, click\n"
+        "from tierwise.cli import main\n"
+        "main.get_help(click.Context(main))\n"
+        "for command in main.commands.values():\n"
+        "    command.get_help(click.Context(command))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'torch', 'grpc', 'polars', 'mlflow', 'anthropic', 'sklearn', 'sentence_transformers'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_console_script_is_installed():

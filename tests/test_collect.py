@@ -17,12 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from tierwise.classifier.decider import Decision
+from tierwise.classifier.records import DECISION_COLUMNS, DECISION_MARKER, OUTCOME_COLUMNS, OUTCOME_MEASURES
 from tierwise.classifier.request import Message, RouteRequest
 from tierwise.classifier.router import Prediction
 from tierwise.serving.decision_log import decision_row
 from tierwise.serving.outcomes import ReceivedOutcome, outcome_row
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
-from tierwise.training.logs import read_attempts
+from tierwise.training.data.logs import read_attempts
 
 from tests.peak_memory import run_measured
 from tierwise.cli import main as cli
@@ -82,6 +83,21 @@ def traffic(tmp_path) -> tuple[Path, Path]:
         outcome(8, request_id="c", model=OPUS, attempt=1, cost_usd=0.02),  # never graded
     ]
     return write_jsonl(tmp_path / "decisions.jsonl", decisions), write_jsonl(tmp_path / "outcomes.jsonl", outcomes)
+
+
+def test_the_rows_serving_writes_are_the_columns_the_shared_schema_names():
+    """Serving writes and collect reads the rows of `tierwise.classifier.records`; the proto's optional numbers
+    are its outcome measures."""
+    measures = [f.name for f in pb.Outcome.DESCRIPTOR.fields if f.has_presence and f.name not in ("success", "score")]
+    assert tuple(measures) == OUTCOME_MEASURES
+    assert tuple(outcome(0, request_id="a", model=HAIKU)) == OUTCOME_COLUMNS
+    plain = decision_row(decision("a", "Say hi."))
+    chat = decision_row(
+        dataclasses.replace(decision("b", "Hi"), request=RouteRequest(messages=(Message("user", "Hi"),)))
+    )
+    redacted = decision_row(decision("c", "Quiet."), redact_prompts=True)
+    assert set(plain) | set(chat) == set(DECISION_COLUMNS) and set(redacted) < set(plain)
+    assert DECISION_MARKER in plain and DECISION_MARKER not in OUTCOME_COLUMNS
 
 
 def test_each_reported_attempt_becomes_one_row_and_repeats_merge(traffic, tmp_path):

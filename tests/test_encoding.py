@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from tierwise.classifier.encoding import TextTokenizer
-from tierwise.training.encoders import minilm_dir
+from tierwise.training.embedding.encoders import minilm_dir
 from tokenizers import Tokenizer
 
 TEXTS = [

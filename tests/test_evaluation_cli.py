@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from tierwise.classifier.bundle import read_manifest, write_manifest
 from tierwise.classifier.router import Router
+from tierwise.registry.store import prepare_store
+from tierwise.training.data.splits import SplitRule
 from tierwise.training.evaluation.evaluate import evaluate_router, router_probabilities
 from tierwise.training.evaluation.frames import outcome_arrays
-from tierwise.training.splits import SplitRule
-from tierwise.training.tracking.store import prepare_store
 
 from tests.helpers import label_files
 from tierwise.cli import main
@@ -68,14 +68,14 @@ def test_evaluate_router_uses_the_graph_and_the_rows_outside_the_split(router, f
     np.testing.assert_allclose(router_probabilities(router, test["prompt"].to_list(), batch=7), probs, atol=1e-6)
     tried = ~np.isnan(success[:, 0])
     assert report.calibration[0].mean_prob == pytest.approx(float(probs[tried, 0].mean()), abs=1e-6)
-    assert report.requests == test.height and report.knn is not None
+    assert report.requests == test.height and "knn" in report.baselines
     # k-NN from an explicit training frame instead of the complement: a different baseline, same router
     only_some = evaluate_router(router, frame, train_frame=train.head(25))
     assert only_some.router.metrics == report.router.metrics
-    assert only_some.knn.metrics != report.knn.metrics
+    assert only_some.baselines["knn"].metrics != report.baselines["knn"].metrics
     # every row evaluated: nothing is left to fit the k-NN baseline on
     everything = evaluate_router(router, frame, split=None)
-    assert everything.requests == frame.height and everything.knn is None
+    assert everything.requests == frame.height and "knn" not in everything.baselines
 
 
 def test_eval_defaults_to_the_bundle_ladder(trained_bundle, sample_logs, tmp_path):

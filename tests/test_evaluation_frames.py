@@ -4,12 +4,12 @@ import numpy as np
 import polars as pl
 import pytest
 from tierwise.classifier.tiers import TierError, TierLadder
+from tierwise.training.data.labels import label_requests
+from tierwise.training.data.logs import read_attempts
+from tierwise.training.data.sample_logs import write_sample_logs
+from tierwise.training.data.splits import SplitRule
 from tierwise.training.evaluation.frames import outcome_arrays, prompt_chars
 from tierwise.training.evaluation.report import build_report
-from tierwise.training.labels import label_requests
-from tierwise.training.logs import read_attempts
-from tierwise.training.sample_logs import write_sample_logs
-from tierwise.training.splits import SplitRule
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 from tierwise.classifier.outputs import MARKER, OutputError, atomic_file, staging_dir
-from tierwise.training.demo import DEMO_DIR
 
 from tierwise.cli import main
+from tierwise.demo import DEMO_DIR
 
 pytestmark = pytest.mark.fault
 
@@ -230,7 +230,7 @@ def test_a_new_output_directory_follows_the_users_umask(tmp_path):
 def test_no_directory_a_user_sees_is_made_by_mkdtemp_outside_the_outputs_module():
     """mkdtemp makes 0700 directories: a server running as another user could not read them (staging_dir)."""
     found = []
-    for package in ("classifier", "training", "serving", "tierwise"):
+    for package in ("classifier", "registry", "training", "serving", "tierwise"):
         for path in (ROOT / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Attribute) and node.attr == "mkdtemp":

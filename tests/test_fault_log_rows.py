@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.decision_log import decision_row
-from tierwise.training.logs import read_attempts
-from tierwise.training.sufficiency import TooFewOutcomesError
-from tierwise.training.train import TrainOptions, train_bundle
+from tierwise.training.data.logs import read_attempts
+from tierwise.training.fit.sufficiency import TooFewOutcomesError
+from tierwise.training.fit.train import TrainOptions, train_bundle
 
 from tests.test_collect import HAIKU, SONNET, collect, decision, outcome, write_jsonl
 from tierwise.cli import main

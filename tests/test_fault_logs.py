@@ -10,8 +10,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from tierwise.training.labels import summarize
-from tierwise.training.logs import LogError, read_attempts
+from tierwise.training.data.labels import summarize
+from tierwise.training.data.logs import LogError, read_attempts
 
 from tests.helpers import label_files, write_rows
 from tierwise.cli import main

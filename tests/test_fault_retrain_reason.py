@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
+from tierwise.registry.models import Registry
 from tierwise.training.evaluation.bootstrap import Interval
 from tierwise.training.tracking.promotion import PairedDifference, gate, judge
-from tierwise.training.tracking.registry import Registry
 
 from tierwise.cli import main
 

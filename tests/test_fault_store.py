@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
-from tierwise.training.sample_logs import write_sample_logs
-from tierwise.training.tracking.locks import StoreLockError, registry_lock
-from tierwise.training.tracking.registry import CHALLENGER, CHAMPION, Registry
+from tierwise.registry.locks import StoreLockError, registry_lock
+from tierwise.registry.models import CHALLENGER, CHAMPION, Registry
+from tierwise.training.data.sample_logs import write_sample_logs
 from tierwise.training.tracking.run_owner import ENDED_BY, KILLED, OWNER_HOST, OWNER_PID, end_orphaned_runs, owner_tags
 
 from tests.claimant import claim_at_once

@@ -23,8 +23,8 @@ import pytest
 from alembic.script import ScriptDirectory
 from packaging.requirements import Requirement
 from packaging.version import Version
-from tierwise.training.sample_logs import write_sample_logs
-from tierwise.training.tracking.registry import ModelRef, Registry, RegistryError
+from tierwise.registry.models import ModelRef, Registry, RegistryError
+from tierwise.training.data.sample_logs import write_sample_logs
 
 from tests.helpers import closed_port
 

@@ -19,19 +19,19 @@ import polars as pl
 from click.testing import CliRunner
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierLadder
+from tierwise.registry.models import CHAMPION, ModelRef, Registry
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.simulate import TrafficReport, send_one, send_traffic, tier_models
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
-from tierwise.training.labels import label_requests
-from tierwise.training.logs import read_attempts
-from tierwise.training.sample_logs import write_sample_logs
+from tierwise.training.data.labels import label_requests
+from tierwise.training.data.logs import read_attempts
+from tierwise.training.data.sample_logs import write_sample_logs
 from tierwise.training.tracking.promotion import register_trained
-from tierwise.training.tracking.registry import CHAMPION, ModelRef, Registry
-from tierwise.training.traffic import known_requests
 
 from tests.helpers import train_files
 from tierwise.cli import main as cli
+from tierwise.labelled_traffic import known_requests
 
 NAME = "feedback-loop"
 

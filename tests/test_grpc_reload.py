@@ -11,9 +11,9 @@ from pathlib import Path
 
 import grpc
 from tierwise.classifier.router import Router
+from tierwise.registry.sources import DirectorySource
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.reload import ModelHolder, ReloadResult
-from tierwise.serving.sources import DirectorySource
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 

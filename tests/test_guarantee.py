@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from scipy.stats import binomtest
 from tierwise.classifier.policy import rule_scores
 from tierwise.training.evaluation.curves import choose_tiers
-from tierwise.training.guarantee import THRESHOLD_GRID, QualityTarget, _lower, _upper, certify
-from tierwise.training.policy_choice import choose_policy
+from tierwise.training.fit.guarantee import THRESHOLD_GRID, QualityTarget, _lower, _upper, certify
+from tierwise.training.fit.policy_choice import choose_policy
 
 from tierwise.cli import main
 

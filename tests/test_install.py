@@ -16,13 +16,13 @@ import tomllib
 import grpc
 import pytest
 from tierwise.classifier.extras import Extra, MissingExtra
+from tierwise.registry.models import Registry
 from tierwise.serving.cli import ANTHROPIC
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 from tierwise.training.extras import SPARK, TRAIN
 from tierwise.training.tracking.promotion import register_trained
-from tierwise.training.tracking.registry import Registry
 
 from tests.helpers import taken_port, train_files
 from tests.image_build import DEPLOY, ROOT, BuiltEnv

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 from tierwise.classifier.tiers import TierLadder
-from tierwise.training.labels import summarize
+from tierwise.training.data.labels import summarize
 
 from tests.helpers import SHARED_DATA, label_files, write_rows
 

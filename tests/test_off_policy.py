@@ -128,7 +128,7 @@ def test_heads_learn_from_first_attempts_only():
 def test_a_head_weighted_by_inverse_propensity_learns_the_population_rate():
     """One tier tried on 90% of easy requests and 10% of hard ones: unweighted, its head believes the easy
     requests' rate; weighted by 1/propensity, the rate over all requests."""
-    from tierwise.training.head import TierHead
+    from tierwise.training.fit.head import TierHead
 
     rng = np.random.default_rng(0)
     hard = rng.random(20_000) < 0.5

@@ -57,7 +57,7 @@ def test_a_tier_the_model_lacks_is_refused_by_name():
 
 
 def test_training_picks_the_rule_with_the_better_validation_apgr():
-    from tierwise.training.policy_choice import choose_policy
+    from tierwise.training.fit.policy_choice import choose_policy
 
     # Request 0 is hopeless on every tier: the absolute rule sends it to the expensive top tier for nothing,
     # the relative rule keeps it cheap. Requests 1-2 are easy, request 3 needs the top tier.
@@ -110,7 +110,7 @@ def test_utility_rule_needs_costs():
 
 
 def test_training_can_pick_the_utility_rule():
-    from tierwise.training.policy_choice import choose_policy
+    from tierwise.training.fit.policy_choice import choose_policy
 
     # Request 0 gains 0.05 of P on the dear top tier (not worth 10x the cost, but the relative rule pays for
     # it at thresholds above 0.9), requests 1-2 are easy, request 3 needs the top tier.

@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 from mlflow import MlflowClient
+from tierwise.registry.models import Registry
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.standin import StandIn
-from tierwise.training.sample_logs import write_sample_logs
+from tierwise.training.data.sample_logs import write_sample_logs
 from tierwise.training.tracking.promotion import register_trained
-from tierwise.training.tracking.registry import Registry
 
 from tests.helpers import run_serve, train_files
 from tests.test_grpc_reload import Hammer, serve_args, wait_for

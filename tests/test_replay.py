@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.standin import StandIn
-from tierwise.training.sample_logs import generate_attempts
+from tierwise.training.data.sample_logs import generate_attempts
 
 from tests.helpers import label_files
 from tierwise.cli import main

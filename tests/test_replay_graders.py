@@ -7,8 +7,8 @@ import textwrap
 import polars as pl
 import pytest
 from tierwise.serving.standin import StandIn
+from tierwise.training.data.sample_logs import generate_attempts
 from tierwise.training.replay.graders import ExactGrader, GradeInput, GradingError
-from tierwise.training.sample_logs import generate_attempts
 
 from tests.test_replay import API_KEY, LADDER, answer_by_tier, expected_replays, run_replay, write_logs
 

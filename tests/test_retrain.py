@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
+from tierwise.training.data.sample_logs import write_sample_logs
 from tierwise.training.evaluation.bootstrap import Interval
-from tierwise.training.sample_logs import write_sample_logs
 from tierwise.training.tracking.promotion import COST_TOLERANCE, QUALITY_TOLERANCE, PairedDifference, gate, gate_rule
 
 from tests.helpers import gated_retrains, shuffled_labels
@@ -159,11 +159,11 @@ def test_window_needs_timestamps(tmp_path, sample_logs):
 def test_retrain_scores_each_router_once_on_the_held_out_rows(tmp_path, monkeypatch, mlflow_store):
     """The challenger's held-out evaluation from training is reused; only the champion is scored here."""
     from tierwise.classifier.tiers import TierLadder
+    from tierwise.registry.models import Registry
+    from tierwise.training.data.logs import read_attempts
     from tierwise.training.evaluation import evaluate
-    from tierwise.training.logs import read_attempts
-    from tierwise.training.tracking.registry import Registry
+    from tierwise.training.fit.train import TrainOptions
     from tierwise.training.tracking.retrain import retrain as run_retrain
-    from tierwise.training.train import TrainOptions
 
     scored: list[tuple[str, int]] = []
     real = evaluate.router_probabilities

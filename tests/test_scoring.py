@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 from tierwise.classifier.decisions import decision_columns, decision_schema
 from tierwise.classifier.router import Router
-from tierwise.training.logs import read_attempts
+from tierwise.registry.models import Registry
+from tierwise.training.data.logs import read_attempts
 from tierwise.training.tracking.promotion import register_trained
-from tierwise.training.tracking.registry import Registry
 
 from tests.helpers import train_files, write_rows
 from tierwise.cli import main

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from tierwise.serving.sources import DirectorySource, SourceError
+from tierwise.registry.sources import DirectorySource, SourceError
 
 
 def make_bundle(path, weights: bytes = b"v1"):

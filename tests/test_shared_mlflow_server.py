@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from tierwise.classifier.router import Router
 from tierwise.serving.process import ServerProcess
-from tierwise.training.sample_logs import write_sample_logs
+from tierwise.training.data.sample_logs import write_sample_logs
 
 from tests.helpers import running_mlflow_server
 from tests.test_grpc_reload import Hammer, wait_for

@@ -8,10 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 from tierwise.classifier.tiers import TierLadder
-from tierwise.training.labels import label_requests
-from tierwise.training.logs import LogError, read_attempts
-from tierwise.training.splits import HOLDOUT_SHARE, VALIDATION_SHARE, SplitRule
-from tierwise.training.train_report import data_lines
+from tierwise.training.data.labels import label_requests
+from tierwise.training.data.logs import LogError, read_attempts
+from tierwise.training.data.splits import HOLDOUT_SHARE, VALIDATION_SHARE, SplitRule
+from tierwise.training.fit.train_report import data_lines
 
 from tests.helpers import train_files
 

@@ -19,11 +19,11 @@ from mlflow import MlflowClient
 from tierwise.classifier.errors import InputError
 from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.router import Router
-from tierwise.serving.sources import open_model_source
-from tierwise.training.sample_logs import write_sample_logs
+from tierwise.registry.models import Registry
+from tierwise.registry.sources import open_model_source
+from tierwise.registry.store import activate, tracking_uri
+from tierwise.training.data.sample_logs import write_sample_logs
 from tierwise.training.tracking.pyfunc import CODE_PACKAGE, MODEL_CODE, RUNTIME_DISTRIBUTIONS, pip_requirements
-from tierwise.training.tracking.registry import Registry
-from tierwise.training.tracking.store import activate, tracking_uri
 
 from tierwise.cli import main
 

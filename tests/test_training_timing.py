@@ -10,8 +10,8 @@ from tierwise.classifier.limits import FieldError
 from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierLadder
-from tierwise.training.sample_logs import generate_attempts
-from tierwise.training.timing import MIN_TIMED_ATTEMPTS, fit_tier_times
+from tierwise.training.data.sample_logs import generate_attempts
+from tierwise.training.fit.time_fit import MIN_TIMED_ATTEMPTS, fit_tier_times
 
 from tests.helpers import label_files, write_rows
 

@@ -13,8 +13,8 @@ from tierwise.classifier.limits import IDENTIFIER
 from tierwise.classifier.tiers import TierLadder
 from tierwise.classifier.workloads import WorkloadError, WorkloadPolicy, Workloads
 from tierwise.serving.decision_log import decision_row
-from tierwise.training.labels import label_requests
-from tierwise.training.logs import LogError, read_attempts
+from tierwise.training.data.labels import label_requests
+from tierwise.training.data.logs import LogError, read_attempts
 
 from tests.helpers import write_rows
 from tests.test_collect import HAIKU, OPUS, decision, outcome, write_jsonl

@@ -1,9 +1,10 @@
 """The `tierwise` command line: one entry point assembling the commands each package owns.
 
-`tierwise.training.cli` owns sample-logs, label, collect, train, predict, eval, audit, score, compare, promote,
-retrain, demo and replay;
-`tierwise.serving.cli` owns serve and client. A command that meets input it cannot use (`InputError`) ends with its
-message on stderr and exit code 2; anything else is a bug and keeps its traceback.
+Each package owns its click group (`tierwise.training.data.cli`: sample-logs, label, collect;
+`tierwise.training.evaluation.cli`: eval, score; `tierwise.training.audit.cli`: audit; `tierwise.training.replay.cli`:
+replay; `tierwise.training.tracking.cli`: train, retrain, compare, promote; `tierwise.serving.cli`: predict, serve,
+client, proxy, stand-in); `demo`, which runs both sides, is `tierwise.demo`. A command that meets input it cannot
+use (`InputError`) ends with its message on stderr and exit code 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ import click
 
 from tierwise.classifier.errors import InputError
 from tierwise.classifier.uris import masked, masked_record
+from tierwise.demo import demo
 from tierwise.serving.cli import commands as serving_commands
-from tierwise.training.cli import commands as training_commands
+from tierwise.training.audit.cli import commands as audit_commands
+from tierwise.training.data.cli import commands as data_commands
+from tierwise.training.evaluation.cli import commands as evaluation_commands
+from tierwise.training.replay.cli import commands as replay_commands
+from tierwise.training.tracking.cli import commands as tracking_commands
 
 
 class InputProblem(click.ClickException):
@@ -49,6 +55,8 @@ def main() -> None:
         logging.lastResort.addFilter(masked_record)
 
 
-for group in (training_commands, serving_commands):
+GROUPS = (data_commands, evaluation_commands, audit_commands, replay_commands, tracking_commands, serving_commands)
+for group in GROUPS:
     for command in group.commands.values():
         main.add_command(command)
+main.add_command(demo)

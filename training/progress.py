@@ -27,10 +27,13 @@ def on_terminal() -> bool:
 
 
 @contextlib.contextmanager
-def progress(total: int, desc: str, unit: str, initial: int = 0, quiet_below: int = 1) -> Iterator[Update]:
+def progress(
+    total: int, desc: str, unit: str, initial: int = 0, quiet_below: int = 1, report_after_s: float = REPORTED_AFTER_S
+) -> Iterator[Update]:
     """Yield `update(n)` for a stage of `total` items; stages under `quiet_below` items print nothing at all.
 
-    Piped, the stage prints its one summary line at the end, if it took long enough to matter.
+    Piped, the stage prints its one summary line at the end, if it took `report_after_s` or longer (a command's
+    whole run, its one summary line, passes 0).
     """
     if total < quiet_below or total <= initial:
         yield lambda n: None
@@ -42,7 +45,7 @@ def progress(total: int, desc: str, unit: str, initial: int = 0, quiet_below: in
     started = time.perf_counter()
     yield lambda n: None
     elapsed = time.perf_counter() - started
-    if elapsed >= REPORTED_AFTER_S:
+    if elapsed >= report_after_s:
         print(f"{desc}: {total - initial:,} {unit}s in {elapsed:.1f}s", file=sys.stderr)
 
 

@@ -25,7 +25,7 @@ import polars as pl
 from tierwise.classifier.tiers import CACHE_LIFETIME_S
 from tierwise.training.audit.data import ALREADY_CACHED, PROMPT_TOKENS, Workload
 from tierwise.training.audit.saving import LeverOutcome
-from tierwise.training.costs import CHARS_PER_TOKEN
+from tierwise.training.data.costs import CHARS_PER_TOKEN
 
 BOUNDARY = "\n\n"
 GROUP = "_prefix"

@@ -1,7 +1,7 @@
 """What the audit reads, gathered once: each request (its label row, workload, what was logged for it) and each
 attempt (its tier, cost split by what it paid for, time), with the labels' arrays per workload.
 
-Costs follow the one cost rule (`tierwise.training.costs`): an attempt's logged `cost_usd`, else its tokens, else
+Costs follow the one cost rule (`tierwise.training.data.costs`): an attempt's logged `cost_usd`, else its tokens, else
 its characters; an attempt none of these price costs what labelling gave its request on that tier (rule 4 or 5).
 What a request cost as logged is the sum of its attempts; it succeeded as logged when any attempt succeeded.
 """
@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from tierwise.classifier.tiers import TierLadder
-from tierwise.training.attempts import WORKLOAD
-from tierwise.training.costs import CACHE_COLUMNS, COST_PARTS, attempt_cost, cost_parts
+from tierwise.training.data.attempts import WORKLOAD
+from tierwise.training.data.costs import CACHE_COLUMNS, COST_PARTS, attempt_cost, cost_parts
+from tierwise.training.data.groups import group_keys, require_column
+from tierwise.training.data.labels import Labels, label_requests, with_tiers
+from tierwise.training.data.logs import STREAMING, AttemptLog
 from tierwise.training.evaluation.frames import outcome_arrays
-from tierwise.training.groups import group_keys, require_column
-from tierwise.training.labels import Labels, label_requests, with_tiers
-from tierwise.training.logs import STREAMING, AttemptLog
 
 KEY = "_workload"
 LOGGED_COST = "_logged_cost"

@@ -15,7 +15,7 @@ from typing import Any
 
 from tierwise.classifier.workloads import DEFAULT, WorkloadPolicy, Workloads
 from tierwise.training.audit.table import LEVER_TITLES, share, usd
-from tierwise.training.groups import NONE
+from tierwise.training.data.groups import NONE
 
 DEFAULT_BAND = "interactive"
 CACHE_HINT = " (mark the repeated prompt prefix with cache_control)"

@@ -15,10 +15,10 @@ import numpy as np
 from tierwise.classifier.policy import rule_scores
 from tierwise.training.audit.data import Workload
 from tierwise.training.audit.saving import LeverOutcome
+from tierwise.training.data.splits import VALIDATION_SHARE, hashed_folds, hashed_share
 from tierwise.training.evaluation.curves import choose_tiers
 from tierwise.training.evaluation.off_policy import TrafficLog
-from tierwise.training.splits import VALIDATION_SHARE, hashed_folds, hashed_share
-from tierwise.training.train import Masks, TrainOptions, fit_head_and_policy
+from tierwise.training.fit.train import Masks, TrainOptions, fit_head_and_policy
 
 ROUTE_FOLDS = 3
 MIN_ROUTE_REQUESTS = 100

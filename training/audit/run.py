@@ -15,13 +15,13 @@ from typing import Any
 from tierwise.classifier.outputs import atomic_file, check_output_dir
 from tierwise.classifier.tiers import TierLadder
 from tierwise.classifier.workloads import Workloads
-from tierwise.training.attempts import WORKLOAD
 from tierwise.training.audit.data import ROW, audit_data
 from tierwise.training.audit.page import render_page
 from tierwise.training.audit.recommend import recommend
 from tierwise.training.audit.report import FORMAT, Band, build_report, workload_levers
-from tierwise.training.logs import AttemptLog
-from tierwise.training.policy_choice import DEFAULT_QUALITY_FLOOR
+from tierwise.training.data.attempts import WORKLOAD
+from tierwise.training.data.logs import AttemptLog
+from tierwise.training.fit.policy_choice import DEFAULT_QUALITY_FLOOR
 from tierwise.training.progress import progress
 
 REPORT_JSON = "report.json"
@@ -61,7 +61,8 @@ def run_audit(
 ) -> AuditResult:
     """Audit the logs' workloads (the requests' `workload_column`) on this ladder and write report.json, report.html
     and the recommended policies."""
-    from tierwise.training.encoders import embed, load_encoder
+    from tierwise.training.embedding.embed import embed
+    from tierwise.training.embedding.encoders import load_encoder
 
     check_output_dir(out, is_audit_output, WHAT)
     if workloads is not None:
@@ -69,7 +70,7 @@ def run_audit(
     data = audit_data(log, ladder, workload_column)
     vectors = embed(data.labels.frame["prompt"], load_encoder(ENCODER), cache=cache)
     measured, bands = {}, {}
-    with progress(len(data.workloads), "auditing workloads", "workload") as update:
+    with progress(len(data.workloads), "auditing workloads", "workload", report_after_s=0) as update:
         for workload in data.workloads:
             bands[workload.name] = Band.of(workload, workloads)
             own = vectors[workload.frame[ROW].to_numpy()]

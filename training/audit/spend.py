@@ -1,7 +1,7 @@
 """Where a workload's spend goes, as logged: by what it paid for and by tier, with each tier's success and latency.
 
 `spend` splits the logged cost into input, output, cache read and cache write (tokens at the ladder's prices, else
-characters / 4: `tierwise.training.costs.cost_parts`); `unattributed` is what those do not explain (a logged
+characters / 4: `tierwise.training.data.costs.cost_parts`); `unattributed` is what those do not explain (a logged
 `cost_usd` without tokens, or one that differs from list prices). Per tier: its attempts, spend and share of it,
 its success rate on the requests it was tried on, what always using it would cost per request (every request
 priced by the cost rule), and the p50 and p95 of its logged latencies. `complete_success` and `complete_cost_usd`
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 from tierwise.training.audit.data import Workload
-from tierwise.training.costs import COST_PARTS
+from tierwise.training.data.costs import COST_PARTS
 from tierwise.training.evaluation.curves import known_rows
 
 LATENCY_QUANTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95}

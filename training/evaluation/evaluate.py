@@ -20,17 +20,17 @@ from tierwise.classifier.outputs import atomic_file
 from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierError, TierLadder
+from tierwise.training.data.groups import group_keys, require_column
+from tierwise.training.data.labels import label_requests
+from tierwise.training.data.logs import AttemptLog, LogError
+from tierwise.training.data.splits import SplitRule
 from tierwise.training.evaluation.bands import BandReport, evaluate_band, latency_matrix
 from tierwise.training.evaluation.baselines import knn_bank, knn_probs
 from tierwise.training.evaluation.by_group import GroupReports
 from tierwise.training.evaluation.curves import known_rows
 from tierwise.training.evaluation.frames import outcome_arrays, prompt_chars
 from tierwise.training.evaluation.report import EvalReport, build_report
-from tierwise.training.groups import group_keys, require_column
-from tierwise.training.labels import label_requests
-from tierwise.training.logs import AttemptLog, LogError
 from tierwise.training.progress import progress
-from tierwise.training.splits import SplitRule
 
 PROBABILITY_BATCH = 128
 BUDGET_SWEEP_POINTS = 12
@@ -51,7 +51,8 @@ def router_probabilities(router: Router, prompts: Sequence[str], batch: int = PR
 def knn_baseline(router: Router, train: pl.DataFrame, evaluated: pl.DataFrame, cache: bool = True) -> np.ndarray:
     """k-NN probabilities for the evaluated rows from the training rows (`knn_bank` of them), embedded by the
     router's encoder kind."""
-    from tierwise.training.encoders import embed, load_encoder
+    from tierwise.training.embedding.embed import embed
+    from tierwise.training.embedding.encoders import load_encoder
 
     encoder = load_encoder(router.manifest.encoder.kind)
     train = train[knn_bank(train.height)]
@@ -71,7 +72,8 @@ def evaluate_router(
     split_rule: SplitRule | None = None,
     cache: bool = True,
 ) -> EvalReport:
-    """Score a router bundle and every baseline on one split of labelled requests (`tierwise.training.labels` frame).
+    """Score a router bundle and every baseline on one split of labelled requests (a `tierwise.training.data.labels`
+    frame).
 
     `split=None` evaluates every row. The k-NN baseline learns from `train_frame` when given, else from the
     rows outside the evaluated split; with neither it is left out. The frame must be labelled with the

@@ -1,4 +1,4 @@
-"""From a labelled-requests frame (`tierwise.training.labels`) to the arrays the evaluation works on."""
+"""From a labelled-requests frame (`tierwise.training.data.labels`) to the arrays the evaluation works on."""
 
 from __future__ import annotations
 

@@ -13,10 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from tierwise.training.evaluation.bootstrap import LEVEL, NOISE, resample_weights
 from tierwise.training.evaluation.metrics import best_quality_within
-from tierwise.training.evaluation.report import EvalReport, SweptRouter
+from tierwise.training.evaluation.report import BASELINES, EvalReport, SweptRouter
 from tierwise.training.evaluation.savings import SavingsScale
-
-SWEPT_BASELINES = ("length", "knn")
 
 
 @dataclass(frozen=True)
@@ -55,8 +53,8 @@ def gap_profile(report: EvalReport, baseline: str) -> GapProfile:
     router = _monotone(report.router, weights, scale.budgets)
     if baseline == "static_mix":
         other = scale.static
-    elif baseline in SWEPT_BASELINES and getattr(report, baseline) is not None:
-        other = _monotone(getattr(report, baseline), weights, scale.budgets)
+    elif baseline in report.baselines and BASELINES[baseline].scores is not None:
+        other = _monotone(report.baselines[baseline], weights, scale.budgets)
     else:
         raise ValueError(f"no {baseline!r} baseline in this report")
     gaps = router - other

@@ -51,7 +51,8 @@ class TrafficLog:
 
     @classmethod
     def from_labels(cls, frame: pl.DataFrame, tiers: list[str]) -> TrafficLog | None:
-        """The traffic columns of a labelled frame (`tierwise.training.attempts.DECISION`), or None if it has none."""
+        """The traffic columns of a labelled frame (`tierwise.training.data.attempts.DECISION`), or None if it has
+        none."""
         if not is_traffic(frame):
             return None
         position = {name: index for index, name in enumerate(tiers)}

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 from tierwise.classifier.outputs import atomic_file
-from tierwise.training.evaluation.report import BASELINE_LABELS, EvalReport
+from tierwise.training.evaluation.report import BASELINES, EvalReport
 from tierwise.training.evaluation.table import format_metric
 
 
@@ -26,9 +26,8 @@ def plot_report(report: EvalReport, path: str | Path, whose: str = "") -> None:
         linewidth=2,
         label=f"router (gain over static mix {_pp(m['gain_over_static'])}, APGR {format_metric(m['apgr'])})",
     )
-    styles = {"static_mix": ("black", "-"), "random": ("C7", "--"), "length": ("C1", "-"), "knn": ("C2", "-")}
-    for name, swept in report.baseline_sweeps().items():
-        color, line = styles[name]
+    for name, swept in report.baselines.items():
+        color, line = BASELINES[name].style
         order = swept.curve.cost.argsort(kind="stable")
         ax.plot(
             swept.curve.cost[order] / top,
@@ -36,7 +35,7 @@ def plot_report(report: EvalReport, path: str | Path, whose: str = "") -> None:
             color=color,
             linestyle=line,
             linewidth=1.2,
-            label=f"{BASELINE_LABELS[name]} (APGR {format_metric(swept.metrics['apgr'])})",
+            label=f"{BASELINES[name].label} (APGR {format_metric(swept.metrics['apgr'])})",
         )
     frontier = report.oracle_frontier
     ax.plot(frontier.cost / top, frontier.quality, color="C3", linestyle=":", linewidth=1.2, label="oracle frontier")
@@ -100,14 +99,14 @@ def plot_versions(reports: dict[str, EvalReport], path: str | Path, whose: str =
     top = first.anchors.top_cost
     fig = Figure(figsize=(7.5, 5.5), dpi=120)
     ax = fig.add_subplot()
-    static = first.baseline_sweeps()["static_mix"]
+    static = first.baselines["static_mix"]
     order = static.curve.cost.argsort(kind="stable")
     ax.plot(
         static.curve.cost[order] / top,
         static.curve.quality[order],
         color="black",
         linewidth=1.2,
-        label=BASELINE_LABELS["static_mix"],
+        label=BASELINES["static_mix"].label,
     )
     _always_points(ax, first)
     for k, (label, report) in enumerate(reports.items()):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from tierwise.classifier.policy import rule_scores
+from tierwise.training.data.logs import LogError
 from tierwise.training.evaluation.baselines import length_heuristic_probs, random_mix_curve
 from tierwise.training.evaluation.bootstrap import LEVEL, RESAMPLES, SEED, Interval, curve_intervals, resample_weights
 from tierwise.training.evaluation.curves import (
@@ -31,17 +32,9 @@ from tierwise.training.evaluation.metrics import (
 )
 from tierwise.training.evaluation.routellm import routellm_metrics
 from tierwise.training.evaluation.savings import SavingsScale, oracle_frontier, static_mix_curve
-from tierwise.training.logs import LogError
 
 REPORT_FORMAT = "tierwise-eval/1"
 JSON_CURVE_THRESHOLDS = np.linspace(0.0, 1.0, 101)
-# How each swept baseline is shown, by JSON name: its label on the chart and in the table.
-BASELINE_LABELS = {
-    "static_mix": "static mix",
-    "random": "random two-end mix",
-    "length": "prompt length",
-    "knn": "k-NN",
-}
 
 
 @dataclass(frozen=True)
@@ -92,14 +85,11 @@ class EvalReport:
     operating_point: OperatingPoint
     calibration: list[TierCalibration]
     always: dict[str, Point]
-    static_mix: SweptRouter
+    baselines: dict[str, SweptRouter]  # every baseline that could be scored, by its name in BASELINES
     static_mix_tiers: list[str]
     oracle: Point
     oracle_apgr: float | None
     oracle_frontier: Curve
-    random: SweptRouter
-    length: SweptRouter | None
-    knn: SweptRouter | None
     json_curves: dict[str, dict[str, list[float]]] = field(repr=False)
     # Every evaluated request's P(success), outcome (NaN: tier never tried) and cost per tier, and which of them
     # were scored (known on every tier): for plots, resampling and later reuse.
@@ -147,10 +137,7 @@ class EvalReport:
             },
             "baselines": {
                 "always": {name: self._point_json(point) for name, point in self.always.items()},
-                "static_mix": {**self.static_mix.metrics, "tiers": list(self.static_mix_tiers)},
-                "random": dict(self.random.metrics),
-                "length": dict(self.length.metrics) if self.length else None,
-                "knn": dict(self.knn.metrics) if self.knn else None,
+                **self._baselines_json(),
                 "oracle": {**self._point_json(self.oracle), "apgr": self.oracle_apgr},
             },
             "curves": self.json_curves,
@@ -170,10 +157,9 @@ class EvalReport:
             "exact_tier_accuracy": op.rates.exact_tier_accuracy,
         }
 
-    def baseline_sweeps(self) -> dict[str, SweptRouter]:
-        """The swept baselines that were computed, by JSON name (`BASELINE_LABELS` order)."""
-        sweeps = {"static_mix": self.static_mix, "random": self.random, "length": self.length, "knn": self.knn}
-        return {name: swept for name, swept in sweeps.items() if swept is not None}
+    def _baselines_json(self) -> dict[str, Any]:
+        found = {name: dict(swept.metrics) if (swept := self.baselines.get(name)) else None for name in BASELINES}
+        return found | {"static_mix": {**found["static_mix"], "tiers": list(self.static_mix_tiers)}}
 
 
 @dataclass(frozen=True)
@@ -244,12 +230,51 @@ def _always(rows: _Scored) -> tuple[np.ndarray, np.ndarray]:
     return rows.cost.mean(axis=0), rows.success.mean(axis=0)
 
 
-def _static_mix(rows: _Scored) -> tuple[SweptRouter, list[int]]:
-    """The best fixed mix of tiers as a swept curve, and the tiers whose always-point lies on it."""
+def _on_hull(rows: _Scored, static_mix: Curve) -> list[int]:
+    """The tiers whose always-point lies on the static mix's curve."""
     always_cost, always_quality = _always(rows)
-    curve = static_mix_curve(always_cost, always_quality)
-    on_hull = np.interp(always_cost, curve.cost, curve.quality) <= always_quality + 1e-12
-    return rows.swept(curve), [int(k) for k in np.flatnonzero(on_hull)]
+    on_hull = np.interp(always_cost, static_mix.cost, static_mix.quality) <= always_quality + 1e-12
+    return [int(k) for k in np.flatnonzero(on_hull)]
+
+
+@dataclass(frozen=True)
+class Given:
+    """What a scored baseline may read besides the outcomes, per evaluated request (None: not given)."""
+
+    prompt_chars: np.ndarray | None = None
+    knn_probs: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A trivial router every learned router must beat, scored on the same rows with the same metrics: its label in
+    the table and on the chart, its line there (colour, style), and either its scores per scored row, swept over
+    thresholds like the router's (None when the evaluation was not given what it reads), or, for a mix of fixed
+    tiers, its curve."""
+
+    label: str
+    style: tuple[str, str]
+    scores: Callable[[_Scored, Given], np.ndarray | None] | None = None
+    mix: Callable[[_Scored], Curve] | None = None
+
+
+def _length_scores(rows: _Scored, given: Given) -> np.ndarray | None:
+    if given.prompt_chars is None:
+        return None
+    return length_heuristic_probs(np.asarray(given.prompt_chars)[rows.keep], rows.success.shape[1])
+
+
+def _knn_scores(rows: _Scored, given: Given) -> np.ndarray | None:
+    return None if given.knn_probs is None else np.asarray(given.knn_probs, dtype=np.float64)[rows.keep]
+
+
+# The baselines by their name in the JSON report, in the order the table and the chart show them.
+BASELINES = {
+    "static_mix": Baseline("static mix", ("black", "-"), mix=lambda rows: static_mix_curve(*_always(rows))),
+    "random": Baseline("random two-end mix", ("C7", "--"), mix=lambda rows: random_mix_curve(rows.anchors)),
+    "length": Baseline("prompt length", ("C1", "-"), scores=_length_scores),
+    "knn": Baseline("k-NN", ("C2", "-"), scores=_knn_scores),
+}
 
 
 def _router_intervals(rows: _Scored, router: SweptRouter) -> dict[str, Interval]:
@@ -317,13 +342,15 @@ def build_report(
     cost = np.asarray(cost, dtype=np.float64)
     probs = check_probs(probs, success.shape)
     rows = _scored_rows(tiers, success, cost, probs, rule, tier_costs)
+    given = Given(prompt_chars, knn_probs)
     swept_scores = {"router": rows.scores}
-    if prompt_chars is not None:
-        swept_scores["length"] = length_heuristic_probs(np.asarray(prompt_chars)[rows.keep], len(tiers))
-    if knn_probs is not None:
-        swept_scores["knn"] = np.asarray(knn_probs, dtype=np.float64)[rows.keep]
+    for name, baseline in BASELINES.items():
+        if baseline.scores is not None and (scores := baseline.scores(rows, given)) is not None:
+            swept_scores[name] = scores
     sweeps = {name: rows.sweep(scores) for name, scores in swept_scores.items()}
-    static_mix, on_hull = _static_mix(rows)
+    mixes = {name: rows.swept(baseline.mix(rows)) for name, baseline in BASELINES.items() if baseline.mix is not None}
+    baselines = {name: swept for name in BASELINES if (swept := sweeps.get(name, mixes.get(name))) is not None}
+    on_hull = _on_hull(rows, baselines["static_mix"].curve)
     return EvalReport(
         tiers=list(tiers),
         requests=len(success),
@@ -335,14 +362,11 @@ def build_report(
         operating_point=_operating_point(rows, tiers, threshold, rule),
         calibration=tier_calibration(list(tiers), probs, success),
         always={name: Point(float(c), float(q)) for name, c, q in zip(tiers, *_always(rows), strict=True)},
-        static_mix=static_mix,
+        baselines=baselines,
         static_mix_tiers=[tiers[k] for k in on_hull],
         oracle=Point(*outcome_of(rows.success, rows.cost, cheapest_success(rows.success))),
         oracle_apgr=apgr(threshold_curve(rows.success, rows.cost, rows.success), rows.anchors),
         oracle_frontier=oracle_frontier(rows.success, rows.cost),
-        random=rows.swept(random_mix_curve(rows.anchors)),
-        length=sweeps.get("length"),
-        knn=sweeps.get("knn"),
         json_curves=_json_curves(rows, swept_scores, on_hull),
         probabilities=probs,
         outcomes=success,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tierwise.training.evaluation.bootstrap import RESAMPLES, Interval
-from tierwise.training.evaluation.report import BASELINE_LABELS, EvalReport, SweptRouter
+from tierwise.training.evaluation.report import BASELINES, EvalReport, SweptRouter
 
 CURVE_COLUMNS = (
     ("APGR", "apgr", 8),
@@ -63,7 +63,7 @@ def curve_rows(report: EvalReport) -> list[str]:
     """One row per swept router: the router, then every swept baseline."""
     header = f"{'':<20}" + "".join(f"{title:>{width}}" for title, _, width in CURVE_COLUMNS)
     rows: list[tuple[str, SweptRouter]] = [("router", report.router)]
-    rows += [(BASELINE_LABELS[name], swept) for name, swept in report.baseline_sweeps().items()]
+    rows += [(BASELINES[name].label, swept) for name, swept in report.baselines.items()]
     lines = [header]
     for name, swept in rows:
         cells = [

@@ -14,13 +14,12 @@ from typing import Any
 
 import polars as pl
 from tierwise.classifier.tiers import TierLadder
-from tierwise.training.attempts import is_attempt_column
-from tierwise.training.costs import CHARS_PER_TOKEN, DEFAULT_OUTPUT_TOKENS
-from tierwise.training.labels import CENSORED, Labels
-from tierwise.training.logs import AttemptLog, LogError
+from tierwise.training.data.attempts import REFERENCE_COLUMNS, is_attempt_column
+from tierwise.training.data.costs import CHARS_PER_TOKEN, DEFAULT_OUTPUT_TOKENS
+from tierwise.training.data.labels import CENSORED, Labels
+from tierwise.training.data.logs import AttemptLog, LogError
 from tierwise.training.replay.state import RequestInfo
 
-REFERENCE_COLUMNS = ("reference", "answer")
 RESPONSE_COLUMNS = ("response", "output", "completion")
 
 

@@ -21,12 +21,13 @@ import string
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import anthropic
 from tierwise.classifier.errors import InputError
 from tierwise.classifier.tiers import Tier, TierLadder
-from tierwise.training.costs import CHARS_PER_TOKEN
+
+if TYPE_CHECKING:
+    import anthropic
 
 JUDGE_MAX_TOKENS = 512
 JUDGE_OUTPUT_TOKENS_ESTIMATE = 120
@@ -138,8 +139,13 @@ def normalise_text(text: str) -> str:
 class ExactGrader(Grader):
     """Compare with the reference: as a choice letter, a number, or normalised text, by the reference's shape."""
 
+    ABOUT: ClassVar[str] = "the reference column"
     name = "exact"
     version = "1"
+
+    @classmethod
+    def named(cls, ladder: TierLadder, judge_model: str | None, client: anthropic.Anthropic | None) -> Grader:
+        return cls()
 
     def grade(self, item: GradeInput) -> Grade:
         if item.reference is None or not item.reference.strip():
@@ -217,6 +223,14 @@ def model_tier(model: str, ladder: TierLadder) -> Tier:
 class JudgeGrader(Grader):
     """An LLM judge with a cached rubric; the client is attached before grading (a dry run needs none)."""
 
+    ABOUT: ClassVar[str] = "a Claude model grades"
+
+    @classmethod
+    def named(cls, ladder: TierLadder, judge_model: str | None, client: anthropic.Anthropic | None) -> Grader:
+        """The judge `--judge-model` names, else the ladder's top tier's model, priced by its tier."""
+        model = judge_model or ladder.top.model
+        return cls(model, model_tier(model, ladder), client)
+
     def __init__(
         self,
         model: str,
@@ -270,6 +284,8 @@ class JudgeGrader(Grader):
 
     def estimate_usd(self, prompt_chars: int, answer_chars: int, reference_chars: int) -> float:
         """Rubric at the cache-read price, the task at the input price, a short verdict at the output price."""
+        from tierwise.training.data.costs import CHARS_PER_TOKEN  # here: `tierwise --help` reads GRADERS without polars
+
         rubric_tokens = len(self.rubric) / CHARS_PER_TOKEN
         task_tokens = (prompt_chars + answer_chars + reference_chars) / CHARS_PER_TOKEN + 40
         return self.tier.token_cost(task_tokens, JUDGE_OUTPUT_TOKENS_ESTIMATE, cache_read_tokens=rubric_tokens)
@@ -324,6 +340,11 @@ def _source_hash(function: Callable[..., Any]) -> str:
         return "unversioned"
 
 
+# The graders `--grader` names; `python:module:function` (PythonGrader) names a function of the user's instead.
+GRADERS: dict[str, type[ExactGrader] | type[JudgeGrader]] = {"exact": ExactGrader, "judge": JudgeGrader}
+PYTHON_GRADER = "python:"
+
+
 def load_grader(
     spec: str,
     ladder: TierLadder,
@@ -331,12 +352,9 @@ def load_grader(
     success_threshold: float = 1.0,
     client: anthropic.Anthropic | None = None,
 ) -> Grader:
-    """Build the grader named by --grader: `exact`, `judge` or `python:module:function`."""
-    if spec == "exact":
-        return ExactGrader()
-    if spec == "judge":
-        model = judge_model or ladder.top.model
-        return JudgeGrader(model, model_tier(model, ladder), client)
-    if spec.startswith("python:"):
-        return PythonGrader(spec.removeprefix("python:"), success_threshold)
-    raise InputError(f"--grader {spec!r}: use exact, judge or python:module:function")
+    """Build the grader named by --grader: one of `GRADERS`, or `python:module:function`."""
+    if spec.startswith(PYTHON_GRADER):
+        return PythonGrader(spec.removeprefix(PYTHON_GRADER), success_threshold)
+    if spec not in GRADERS:
+        raise InputError(f"--grader {spec!r}: use {', '.join(GRADERS)} or {PYTHON_GRADER}module:function")
+    return GRADERS[spec].named(ladder, judge_model, client)

@@ -19,10 +19,10 @@ from typing import Any
 import polars as pl
 from tierwise.classifier.errors import InputError
 from tierwise.classifier.tiers import TierLadder
-from tierwise.training.attempts import SCHEMA, empty_frame
-from tierwise.training.costs import CHARS_PER_TOKEN
-from tierwise.training.labels import label_requests, write_table
-from tierwise.training.logs import AttemptLog, LogError
+from tierwise.training.data.attempts import SCHEMA, empty_frame
+from tierwise.training.data.costs import CHARS_PER_TOKEN
+from tierwise.training.data.labels import label_requests, write_table
+from tierwise.training.data.logs import AttemptLog, LogError
 from tierwise.training.progress import progress
 from tierwise.training.replay.batches import BatchRunner, make_client, retryable
 from tierwise.training.replay.budget import Budget, estimate_usd, plan_by_tier, render_plan, usage_cost

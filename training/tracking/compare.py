@@ -16,11 +16,12 @@ from typing import Any
 
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierError, TierLadder
+from tierwise.registry.models import ModelRef, Registry, RegistryError
+from tierwise.training.data.labels import label_requests
+from tierwise.training.data.logs import AttemptLog
 from tierwise.training.evaluation.evaluate import evaluate_router, evaluation_ladder
 from tierwise.training.evaluation.report import EvalReport
 from tierwise.training.evaluation.summary import flat_headline, summary_metrics
-from tierwise.training.labels import label_requests
-from tierwise.training.logs import AttemptLog
 from tierwise.training.tracking.headline import (
     COST_AT_TOP,
     GAIN,
@@ -30,7 +31,6 @@ from tierwise.training.tracking.headline import (
     headline_table,
     run_metrics,
 )
-from tierwise.training.tracking.registry import ModelRef, Registry, RegistryError
 from tierwise.training.tracking.run_logging import comparison_run, data_text, dataset_name, policy_params
 
 HEADLINE_ROWS = (("gain over static, pp", GAIN), ("cost at top quality, %", COST_AT_TOP))

@@ -20,8 +20,8 @@ resamples of the same requests for both). The challenger is promoted when it is
   above 0 and the relative cost difference's below +COST_TOLERANCE.
 A test split of a few hundred requests puts a few points of quality and several percent of cost inside the
 intervals, so a challenger that is only a little better stays challenger until more logs make it sure.
-On collected traffic each side's quality is its inverse-propensity estimate (`tierwise.training.evaluation.traffic`),
-resampled the same way.
+On collected traffic each side's quality is its inverse-propensity estimate
+(`tierwise.training.evaluation.traffic_eval`), resampled the same way.
 """
 
 from __future__ import annotations
@@ -30,15 +30,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+from tierwise.registry.models import CHALLENGER, CHAMPION, DESCRIPTION, ModelRef, Registry
 from tierwise.training.evaluation.bootstrap import Interval, mean_interval, percentile_interval, resample_weights
 from tierwise.training.tracking.headline import Facts, headline_table
-from tierwise.training.tracking.registry import CHALLENGER, CHAMPION, DESCRIPTION, ModelRef, Registry
 
 if TYPE_CHECKING:  # the training stack: `tierwise promote` runs on the base install, without it
     from tierwise.classifier.bundle import PolicySpec
     from tierwise.training.evaluation.report import EvalReport
-    from tierwise.training.evaluation.traffic import TrafficEvaluation, TrafficPoint
-    from tierwise.training.train import TrainResult
+    from tierwise.training.evaluation.traffic_eval import TrafficEvaluation, TrafficPoint
+    from tierwise.training.fit.train import TrainResult
 
 QUALITY_TOLERANCE = 0.01
 COST_TOLERANCE = 0.05

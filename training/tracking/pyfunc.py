@@ -20,10 +20,10 @@ from pathlib import Path
 
 from tierwise.classifier.decisions import decision_schema
 from tierwise.classifier.tiers import TierLadder
+from tierwise.registry.models import BUNDLE_ARTIFACT
 
 from tierwise import classifier
 
-BUNDLE_ARTIFACT = "bundle"  # the artifact name router_model.py reads
 CODE_PACKAGE = "tierwise_classifier"  # the name router_model.py imports the stored runtime by
 MODEL_CODE = Path(__file__).with_name("router_model.py")
 # Everything router_model.py and the runtime package import besides the standard library.

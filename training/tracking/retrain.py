@@ -9,7 +9,7 @@ numbers (`v<N>/...`), their paired difference (`v<N>-v<M>/...`), the gate's marg
 comparison plot, and the decision as its description. `promotion.judge` decides and describes the version.
 
 When the held-out rows are collected traffic (`tierwise collect`), both are judged by inverse-propensity
-weighting of what the traffic revealed (`tierwise.training.evaluation.traffic`), so the champion that served the
+weighting of what the traffic revealed (`tierwise.training.evaluation.traffic_eval`), so the champion that served the
 traffic gains nothing from having chosen which outcomes were seen.
 """
 
@@ -24,12 +24,15 @@ import polars as pl
 from tierwise.classifier.bundle import Manifest
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierError, TierLadder
+from tierwise.registry.models import CHAMPION, ModelRef, Registry
+from tierwise.registry.store import DEFAULT_EXPERIMENT
+from tierwise.training.data.logs import AttemptLog, LogError
 from tierwise.training.evaluation.evaluate import evaluate_router
 from tierwise.training.evaluation.report import EvalReport
 from tierwise.training.evaluation.summary import flat_headline
 from tierwise.training.evaluation.table import format_metric
-from tierwise.training.evaluation.traffic import TrafficEvaluation, evaluate_on_traffic, traffic_rows
-from tierwise.training.logs import AttemptLog, LogError
+from tierwise.training.evaluation.traffic_eval import TrafficEvaluation, evaluate_on_traffic, traffic_rows
+from tierwise.training.fit.train import TrainOptions, train_bundle
 from tierwise.training.tracking.headline import Facts, headline_table, run_metrics
 from tierwise.training.tracking.promotion import (
     PairedDifference,
@@ -40,10 +43,7 @@ from tierwise.training.tracking.promotion import (
     place,
     quality_text,
 )
-from tierwise.training.tracking.registry import CHAMPION, ModelRef, Registry
 from tierwise.training.tracking.run_logging import comparison_run, data_text, policy_params, training_run
-from tierwise.training.tracking.store import DEFAULT_EXPERIMENT
-from tierwise.training.train import TrainOptions, train_bundle
 
 
 @dataclass(frozen=True)

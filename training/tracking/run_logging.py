@@ -28,15 +28,15 @@ from typing import Any
 
 import polars as pl
 from tierwise.classifier.bundle import PolicySpec
-from tierwise.training.attempts import SOURCE_FILE
+from tierwise.registry.models import Registry
+from tierwise.registry.store import DEFAULT_EXPERIMENT, activate, use_experiment
+from tierwise.training.data.attempts import SOURCE_FILE
+from tierwise.training.data.logs import STREAMING, AttemptLog
 from tierwise.training.evaluation.summary import flat_headline
-from tierwise.training.logs import STREAMING, AttemptLog
+from tierwise.training.fit.train import TrainResult
 from tierwise.training.tracking.headline import Facts, headline_table, run_metrics
 from tierwise.training.tracking.pyfunc import log_router_model
-from tierwise.training.tracking.registry import Registry
 from tierwise.training.tracking.run_owner import owner_tags
-from tierwise.training.tracking.store import DEFAULT_EXPERIMENT, activate, use_experiment
-from tierwise.training.train import TrainResult
 
 UNREGISTERED_MODEL = "router"
 NOTE_TAG = "mlflow.note.content"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 
-from tierwise.training.tracking.registry import Registry
+from tierwise.registry.models import Registry
 
 OWNER_PID = "tierwise.owner_pid"
 OWNER_HOST = "tierwise.owner_host"

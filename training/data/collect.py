@@ -1,7 +1,7 @@
 """`tierwise collect`: served traffic into attempt logs, joining the decision log with the outcome log.
 
-Every reported attempt becomes one attempt-log row (`tierwise.training.attempts`): the prompt and the routing decision
-from the decision log (or the prompt from `--prompts` when the server redacted it), the grade and the
+Every reported attempt becomes one attempt-log row (`tierwise.training.data.attempts`): the prompt and the routing
+decision from the decision log (or the prompt from `--prompts` when the server redacted it), the grade and the
 measurements from the outcome log. Several reports of one attempt (request_id, model, attempt), such as a
 later grade, merge into one row: values of later reports (by their `time`) win where they are not null.
 Nothing is dropped silently: every attempt that cannot become a row is counted under its reason.
@@ -11,8 +11,8 @@ read as outcomes. JSONL, CSV and Parquet, as for attempt logs; a malformed row (
 file:line:field, unless `--skip-invalid` drops it, counted by reason.
 
 Served traffic may be larger than memory, so no file is read whole and no prompt is held. Each file is checked
-in one streaming pass of the scan attempt logs are read through (`tierwise.training.logs.check_file`). What is held in
-memory is small per request and per attempt: the place (file, row) of each request's last decision, the merged
+in one streaming pass of the scan attempt logs are read through (`tierwise.training.data.logs.check_file`). What is
+held in memory is small per request and per attempt: the place (file, row) of each request's last decision, the merged
 outcome values of each attempt, and where each --prompts text is with its hash. The attempt rows are then
 written by the streaming engine, the decisions' text going straight from their files to the output.
 """
@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from tierwise.classifier.records import DECISION_MARKER, OUTCOME_MEASURES
 from tierwise.classifier.text import render_messages
 from tierwise.classifier.tiers import TierLadder
-from tierwise.serving.outcomes import MEASURES as OUTCOME_MEASURES
-from tierwise.training.attempts import DECISION, SCHEMA, SOURCE_ROW
-from tierwise.training.labels import CENSORED, label_requests, table_format, write_table
-from tierwise.training.logs import (
+from tierwise.training.data.attempts import DECISION, SCHEMA, SOURCE_ROW
+from tierwise.training.data.labels import CENSORED, label_requests, table_format, write_table
+from tierwise.training.data.logs import (
     ERROR,
     JSON_FLAG,
     NESTED,
@@ -57,7 +57,6 @@ from tierwise.training.logs import (
     without_nested,
 )
 
-DECISION_MARKER = "fallback_chain"
 # The columns of decision and prompt rows that hold JSON lists or maps: JSON text in every format.
 STRUCTURES = ("fallback_chain", "probabilities", "propensities", "messages")
 # The columns of decision, outcome and prompt rows that hold one plain value, and what each one holds.
@@ -295,7 +294,7 @@ def _prompt(fields: _Fields) -> dict[str, pl.Expr]:
 
 
 def _checker(read: PickReader) -> Check:
-    """A `tierwise.training.logs.Check` reading each row with the reader `read` picks for the file's columns."""
+    """A `tierwise.training.data.logs.Check` reading each row with the reader `read` picks for the file's columns."""
 
     def check(path: Path, raw: pl.LazyFrame, search_json_text: bool) -> CheckedFile:
         located = locate(path, raw, search_json_text, STRUCTURES)

@@ -4,7 +4,7 @@ The rule is the one with the best validation APGR. The threshold is either
 - unguarded (`--quality-floor F`, the default with F = 0.95): the cheapest one keeping F of always-top quality
   on the validation rows themselves, which new requests miss about half the time; or
 - guarded (`--quality-target Q --confidence C`): certified on the validation rows, used as calibration rows,
-  to keep Q of always-top quality on new requests with probability at least C (`tierwise.training.guarantee`).
+  to keep Q of always-top quality on new requests with probability at least C (`tierwise.training.fit.guarantee`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tierwise.classifier.policy import RULES, rule_scores
 from tierwise.training.evaluation.curves import Curve, known_rows, threshold_curve
 from tierwise.training.evaluation.metrics import Anchors, apgr
 from tierwise.training.evaluation.off_policy import ips_anchors, ips_curve
-from tierwise.training.guarantee import Certificate, QualityTarget, certify, nothing_certified
+from tierwise.training.fit.guarantee import Certificate, QualityTarget, certify, nothing_certified
 
 # Thresholds tried on served traffic, where each point is an inverse-propensity estimate (no exact sweep).
 TRAFFIC_THRESHOLDS = np.linspace(0.0, 1.0, 201)

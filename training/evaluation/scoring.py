@@ -25,9 +25,9 @@ import polars as pl
 from tierwise.classifier.decisions import decision_columns, decision_schema
 from tierwise.classifier.errors import InputError
 from tierwise.classifier.router import Router
-from tierwise.serving.sources import ModelSource, RegistrySource
-from tierwise.training.logs import AttemptLog
-from tierwise.training.tracking.store import quiet_mlflow
+from tierwise.registry.sources import ModelSource, RegistrySource
+from tierwise.registry.store import quiet_mlflow
+from tierwise.training.data.logs import AttemptLog
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -175,7 +175,7 @@ def _stderr_into(fd: int) -> Iterator[None]:
 def score_spark(spark: SparkSession, model_uri: str, tiers: Sequence[str], requests: pl.DataFrame) -> pl.DataFrame:
     """Route every request with the registered pyfunc model as a Spark UDF; the decision table.
 
-    MLflow's tracking and registry URIs must already point at the model's store (`tracking.store.activate`).
+    MLflow's tracking and registry URIs must already point at the model's store (`tierwise.registry.store.activate`).
     The UDF runs in the workers' own Python environment (`env_manager="local"`).
     """
     import mlflow.pyfunc

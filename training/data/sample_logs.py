@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 from tierwise.classifier.outputs import OutputDir
 from tierwise.classifier.tiers import Tier, TierLadder
-from tierwise.training.labels import write_table
+from tierwise.training.data.labels import write_table
 
 FORMATS = ("jsonl", "csv", "parquet")
 SAMPLE_LOGS = OutputDir("sample-logs directory", frozenset(f"attempts.{fmt}" for fmt in FORMATS))

@@ -14,10 +14,10 @@ the store. A store migrated by a newer MLflow is refused for every command alike
 
 MLflow sets up (migrates) a SQLite file's schema on first use, and two processes doing that at once break
 the file, so every first use of a SQLite store in a process goes through `prepare_store`, which holds the
-store's lock (`tierwise.training.tracking.locks`) while MLflow opens it.
+store's lock (`tierwise.registry.locks`) while MLflow opens it.
 
 Only the command line turns a `--tracking-uri` into a URI (`tracking_uri`); library code receives it inside a
-`tierwise.training.tracking.registry.Registry`. MLflow's process-wide URI is set only where its fluent API must
+`tierwise.registry.models.Registry`. MLflow's process-wide URI is set only where its fluent API must
 be used (logging a training run), never by reads such as a server's alias poll. A store URI is shown only
 through `tierwise.classifier.uris.masked` (its credentials masked).
 """
@@ -33,10 +33,15 @@ from pathlib import Path
 
 from tierwise.classifier.errors import InputError
 from tierwise.classifier.uris import masked, masked_record
-from tierwise.training.tracking.locks import refused_as_existing, sqlite_lock
+from tierwise.registry.locks import refused_as_existing, sqlite_lock
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "tierwise"
+# `--tracking-uri`'s help, for every command that takes one (training's and serving's alike).
+TRACKING_HELP = (
+    "MLflow tracking and registry store, also for models:/ URIs. Default: $MLFLOW_TRACKING_URI, else "
+    "sqlite:///mlflow.db here."
+)
 SQLITE_PREFIX = "sqlite:///"
 ARTIFACTS_DIR = "mlruns"
 # A command that only reads a tracking server gives up on an unreachable one after this many retries (a few

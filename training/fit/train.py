@@ -1,10 +1,10 @@
 """The training pipeline: attempt log -> labels -> embeddings -> calibrated head -> policy -> ONNX bundle.
 
-The split rule (`tierwise.training.splits`) decides which requests are fitted on, which choose the policy and
-which are only evaluated. Training refuses a tier with too few observed outcomes (`tierwise.training.sufficiency`), or
-drops it when asked. The exported bundle is then scored on the held-out rows by the same code
-`tierwise eval` runs, and that evaluation travels with the result, so nothing downstream (run logging,
-retrain's gate) scores it again.
+The split rule (`tierwise.training.data.splits`) decides which requests are fitted on, which choose the policy and
+which are only evaluated. Training refuses a tier with too few observed outcomes
+(`tierwise.training.fit.sufficiency`), or drops it when asked. The exported bundle is then scored on the held-out
+rows by the same code `tierwise eval` runs, and that evaluation travels with the result, so nothing downstream
+(run logging, retrain's gate) scores it again.
 
 Collected traffic (`tierwise collect`): the heads learn from each request's first attempt, whose tier was
 drawn with a known probability whatever the request's difficulty (an escalation attempt happens because an
@@ -26,26 +26,32 @@ from tierwise.classifier.bundle import Manifest, check_bundle_out, write_manifes
 from tierwise.classifier.policy import RULES
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierLadder
-from tierwise.training.attempts import WORKLOAD
-from tierwise.training.encoders import Encoder, embed, load_encoder
+from tierwise.training.data.attempts import WORKLOAD
+from tierwise.training.data.groups import group_sizes
+from tierwise.training.data.labels import Labels, label_requests
+from tierwise.training.data.logs import STREAMING, AttemptLog, LogError
+from tierwise.training.data.splits import DEFAULT_COLUMN, SplitRule
+from tierwise.training.embedding.embed import embed
+from tierwise.training.embedding.encoders import DEFAULT_ENCODER, Encoder, load_encoder
 from tierwise.training.evaluation.curves import known_rows
 from tierwise.training.evaluation.evaluate import evaluate_router
 from tierwise.training.evaluation.frames import outcome_arrays
 from tierwise.training.evaluation.off_policy import TrafficLog
 from tierwise.training.evaluation.report import EvalReport
 from tierwise.training.evaluation.summary import summary_metrics
-from tierwise.training.evaluation.traffic import TrafficEvaluation, evaluate_on_traffic, traffic_rows
-from tierwise.training.export import export_bundle
-from tierwise.training.groups import group_sizes
-from tierwise.training.guarantee import QualityTarget
-from tierwise.training.head import TierHead
-from tierwise.training.labels import Labels, label_requests
-from tierwise.training.logs import STREAMING, AttemptLog, LogError
-from tierwise.training.policy_choice import DEFAULT_QUALITY_FLOOR, PolicyChoice, choose_policy, choose_policy_on_traffic
-from tierwise.training.speed import measure_latency
-from tierwise.training.splits import DEFAULT_COLUMN, SplitRule
-from tierwise.training.sufficiency import DEFAULT_MIN_OUTCOMES, refuse_short_tiers, tier_outcomes, without_tiers
-from tierwise.training.timing import TIMED_COLUMNS, TimeFit, fit_tier_times
+from tierwise.training.evaluation.traffic_eval import TrafficEvaluation, evaluate_on_traffic, traffic_rows
+from tierwise.training.fit.export import export_bundle
+from tierwise.training.fit.guarantee import QualityTarget
+from tierwise.training.fit.head import TierHead
+from tierwise.training.fit.policy_choice import (
+    DEFAULT_QUALITY_FLOOR,
+    PolicyChoice,
+    choose_policy,
+    choose_policy_on_traffic,
+)
+from tierwise.training.fit.speed import measure_latency
+from tierwise.training.fit.sufficiency import DEFAULT_MIN_OUTCOMES, refuse_short_tiers, tier_outcomes, without_tiers
+from tierwise.training.fit.time_fit import TIMED_COLUMNS, TimeFit, fit_tier_times
 
 LATENCY_PROMPTS = 200
 MANIFEST_WORKLOADS = 50  # the manifest names the largest workloads trained on; the rest are counted together
@@ -55,7 +61,7 @@ MANIFEST_WORKLOADS = 50  # the manifest names the largest workloads trained on; 
 class TrainOptions:
     """How a router is trained: what `tierwise train` and `tierwise retrain` take besides the logs."""
 
-    encoder: str = "static"
+    encoder: str = DEFAULT_ENCODER
     split_column: str = DEFAULT_COLUMN
     seed: int = 0
     C: float = 0.1

@@ -1,7 +1,7 @@
 """The attempt-log row: one model's attempt at one request. Its columns and their types, in one place.
 
-Readers validate against it (`tierwise.training.logs`), labelling tells per-attempt columns from per-request ones
-by it (`tierwise.training.labels`), and writers of new attempt rows (`tierwise replay`, `tierwise collect`) use its
+Readers validate against it (`tierwise.training.data.logs`), labelling tells per-attempt columns from per-request ones
+by it (`tierwise.training.data.labels`), and writers of new attempt rows (`tierwise replay`, `tierwise collect`) use its
 types, so every producer and consumer of attempt logs agrees on one format. Columns not listed in `SCHEMA`
 describe the request (`split`, `category`, the routing decision of collected traffic, ...) and are carried
 through untouched.
@@ -74,6 +74,8 @@ DECISION: dict[str, pl.DataType] = {
 IDENTIFIERS = ("workload",)
 WORKLOAD = "workload"
 REQUIRED = ("request_id", "model")
+# The per-request columns a grader may read the reference answer from, in order of preference (`tierwise replay`).
+REFERENCE_COLUMNS = ("reference", "answer")
 # Columns labelling adds to each attempt row on its way to per-request labels.
 DERIVED = ("tier", "_cost", SOURCE_FILE, SOURCE_ROW)
 

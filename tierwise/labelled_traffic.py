@@ -4,8 +4,9 @@ benchmarks: each tier's outcome and cost come from the labels (tiers never tried
 from __future__ import annotations
 
 import polars as pl
+
 from tierwise.serving.simulate import KnownRequest
-from tierwise.training.labels import Labels
+from tierwise.training.data.labels import Labels
 
 
 def known_requests(labels: Labels, frame: pl.DataFrame | None = None) -> list[KnownRequest]:

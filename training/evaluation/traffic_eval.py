@@ -19,6 +19,9 @@ import polars as pl
 from tierwise.classifier.policy import rule_scores
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierLadder
+from tierwise.training.data.labels import label_requests
+from tierwise.training.data.logs import AttemptLog
+from tierwise.training.data.splits import SplitRule
 from tierwise.training.evaluation.curves import choose_tiers
 from tierwise.training.evaluation.evaluate import evaluation_ladder, router_probabilities, write_json
 from tierwise.training.evaluation.frames import outcome_arrays
@@ -33,9 +36,6 @@ from tierwise.training.evaluation.off_policy import (
 )
 from tierwise.training.evaluation.report import Point, SweptRouter
 from tierwise.training.evaluation.savings import GAIN_BUDGETS, SavingsScale, static_mix_quality
-from tierwise.training.labels import label_requests
-from tierwise.training.logs import AttemptLog
-from tierwise.training.splits import SplitRule
 
 CURVE_THRESHOLDS = np.linspace(0.0, 1.0, 201)
 TRAFFIC_REPORT_FORMAT = "tierwise-eval-traffic/1"

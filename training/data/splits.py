@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from tierwise.training.logs import LogError
+from tierwise.training.data.logs import LogError
 
 HOLDOUT_SHARE = 0.2
 VALIDATION_SHARE = 0.2

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tierwise.training.evaluation.table import render_table
-from tierwise.training.sufficiency import censored_warning
-from tierwise.training.train import TrainResult
+from tierwise.training.fit.sufficiency import censored_warning
+from tierwise.training.fit.train import TrainResult
 
 
 def data_lines(result: TrainResult) -> list[str]:

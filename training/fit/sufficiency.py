@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 from tierwise.classifier.tiers import TierLadder
-from tierwise.training.labels import CENSORED, Labels
-from tierwise.training.logs import AttemptLog, LogError
-from tierwise.training.replay.censored import REFERENCE_COLUMNS
+from tierwise.training.data.attempts import REFERENCE_COLUMNS
+from tierwise.training.data.labels import CENSORED, Labels
+from tierwise.training.data.logs import AttemptLog, LogError
 
 DEFAULT_MIN_OUTCOMES = 50
 CENSORED_WARNING_SHARE = 0.5

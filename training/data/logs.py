@@ -38,8 +38,8 @@ from tierwise.classifier.bundle import sha256_file
 from tierwise.classifier.errors import InputError
 from tierwise.classifier.limits import IDENTIFIER
 from tierwise.classifier.text import render_messages
-from tierwise.training.attempts import IDENTIFIERS, MEASURES, REQUIRED, SOURCE_FILE, SOURCE_ROW
-from tierwise.training.unreadable_rows import csv_problem, untabulated_row
+from tierwise.training.data.attempts import IDENTIFIERS, MEASURES, REQUIRED, SOURCE_FILE, SOURCE_ROW
+from tierwise.training.data.unreadable_rows import csv_problem, untabulated_row
 
 SUFFIX_FORMATS = {
     ".jsonl": "jsonl",

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import polars as pl
-from tierwise.training.logs import LogError
+from tierwise.training.data.logs import LogError
 
 NONE = "(none)"
 OTHER = "(other)"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from tierwise.classifier.errors import InputError
 
 if TYPE_CHECKING:
-    from tierwise.training.tracking.registry import ModelRef, Registry
+    from tierwise.registry.models import ModelRef, Registry
 
 MODEL_URI_PREFIX = "models:/"
 
@@ -94,13 +94,13 @@ def open_model_source(spec: str, tracking_uri: str | None = None) -> ModelSource
     source follows its alias: when the alias moves, a server hot-reloads the new version. Registry specs
     need MLflow, which is imported only for them (`tracking_uri` None: $MLFLOW_TRACKING_URI, else ./mlflow.db).
     Reading a model never creates or migrates its store: a missing store, or one with another MLflow's schema,
-    is refused here, before anything starts (`tierwise.training.tracking.store`).
+    is refused here, before anything starts (`tierwise.registry.store`).
     """
     if not spec.startswith(MODEL_URI_PREFIX):
         return DirectorySource(spec)
-    from tierwise.training.tracking.registry import ModelRef, Registry
-    from tierwise.training.tracking.store import prepare_store
-    from tierwise.training.tracking.store import tracking_uri as store_uri
+    from tierwise.registry.models import ModelRef, Registry
+    from tierwise.registry.store import prepare_store
+    from tierwise.registry.store import tracking_uri as store_uri
 
     ref, uri = ModelRef.parse(spec), store_uri(tracking_uri)
     prepare_store(uri, create=False)

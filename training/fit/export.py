@@ -13,8 +13,8 @@ from tierwise.classifier.bundle import MODEL_FILE, TOKENIZER_FILE, Manifest, che
 from tierwise.classifier.encoding import NORM_EPS
 from tierwise.classifier.outputs import replace_dir, staging_dir
 from tierwise.classifier.router import ATTENTION_MASK, INPUT_IDS, OUTPUT
-from tierwise.training.encoders import Encoder, MiniLMEncoder, StaticEncoder
-from tierwise.training.head import TierHead
+from tierwise.training.embedding.encoders import Encoder, MiniLMEncoder, StaticEncoder
+from tierwise.training.fit.head import TierHead
 
 OPSET = 17
 

@@ -6,7 +6,7 @@ touches, so reading it (as a server's alias poll does every few seconds) never t
 settings. Which version holds which alias is decided in `tierwise.training.tracking.promotion`, the only caller of
 the alias methods. Alias changes that
 depend on what the registry holds (a first version becoming champion, a promotion) are compare-and-sets
-under the store's lock (`tierwise.training.tracking.locks`), so two commands at once cannot both act on one reading.
+under the store's lock (`tierwise.registry.locks`), so two commands at once cannot both act on one reading.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from tierwise.classifier.bundle import MANIFEST
 from tierwise.classifier.errors import InputError
 from tierwise.classifier.outputs import staging_dir
 from tierwise.classifier.uris import masked
-from tierwise.training.cache import cache_dir
-from tierwise.training.tracking.locks import NOT_FOUND, refused_as_existing, registry_lock, sqlite_lock
-from tierwise.training.tracking.pyfunc import BUNDLE_ARTIFACT
-from tierwise.training.tracking.store import ARTIFACTS_DIR, prepare_store, quiet_mlflow, sqlite_file
+from tierwise.registry.cache import cache_dir
+from tierwise.registry.locks import NOT_FOUND, refused_as_existing, registry_lock, sqlite_lock
+from tierwise.registry.store import ARTIFACTS_DIR, prepare_store, quiet_mlflow, sqlite_file
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+BUNDLE_ARTIFACT = "bundle"  # the artifact of a registered version that holds its bundle (router_model.py reads it)
 DESCRIPTION = "tierwise router: which LLM tier each request needs"
 # How MLflow answers for a registered model or version (RESOURCE_DOES_NOT_EXIST) or an alias (INVALID_PARAMETER_VALUE)
 # that does not exist.
@@ -71,7 +71,7 @@ class Registry:
     """The model registry (and tracking store) at one URI.
 
     `create`: this command records training runs and may create or migrate the store; without it the store must
-    exist with this MLflow's schema (`tierwise.training.tracking.store`, where the rule and its users are named).
+    exist with this MLflow's schema (`tierwise.registry.store`, where the rule and its users are named).
     """
 
     def __init__(self, uri: str, create: bool = False):

@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 import click
+
 from tierwise.classifier.outputs import OutputDir
-from tierwise.training.sample_logs import write_sample_logs
-from tierwise.training.tracking.locks import LOCK_SUFFIX
-from tierwise.training.tracking.store import ARTIFACTS_DIR
+from tierwise.registry.locks import LOCK_SUFFIX
+from tierwise.registry.store import ARTIFACTS_DIR
+from tierwise.training.extras import TRAIN
+from tierwise.training.options import needs
 
 MODEL_NAME = "tierwise-demo"
 STORE = "mlflow.db"
@@ -69,18 +71,19 @@ def run_demo(workdir: Path, requests: int) -> None:
     before anything is written."""
     from tierwise.classifier.router import Router
     from tierwise.classifier.tiers import TierLadder
+    from tierwise.registry.models import CHAMPION, ModelRef, Registry
     from tierwise.serving.process import ServerProcess
     from tierwise.training.audit.run import run_audit
     from tierwise.training.audit.table import render_text
-    from tierwise.training.labels import label_requests, summarize, write_table
-    from tierwise.training.logs import read_attempts
+    from tierwise.training.data.labels import label_requests, summarize, write_table
+    from tierwise.training.data.logs import read_attempts
+    from tierwise.training.data.sample_logs import write_sample_logs
+    from tierwise.training.fit.train import TrainOptions, train_bundle
+    from tierwise.training.fit.train_report import render_report
     from tierwise.training.tracking.compare import compare_versions, render_comparison
     from tierwise.training.tracking.promotion import place
-    from tierwise.training.tracking.registry import CHAMPION, ModelRef, Registry
     from tierwise.training.tracking.retrain import retrain
     from tierwise.training.tracking.run_logging import training_run
-    from tierwise.training.train import TrainOptions, train_bundle
-    from tierwise.training.train_report import render_report
 
     work = workdir.resolve()
     DEMO_DIR.start(work)
@@ -137,3 +140,23 @@ def run_demo(workdir: Path, requests: int) -> None:
     click.echo(render_text(audited.report))
     click.echo(f"wrote {', '.join(str(path) for path in audited.files)}")
     click.echo(f"\nopen the runs and versions: mlflow ui --backend-store-uri {tracking}")
+
+
+@click.command("demo")
+@needs(TRAIN)
+@click.option(
+    "--workdir",
+    default="tierwise-demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the demo writes its logs, labels and models.",
+)
+@click.option("--requests", default=1500, show_default=True, type=click.IntRange(min=50))
+def demo(workdir: str, requests: int) -> None:
+    """Run the main job end to end on generated logs: the whole loop, in WORKDIR.
+
+    Sample logs -> labels -> train and register a version (MLflow store WORKDIR/mlflow.db) -> serve the
+    champion over gRPC and ask it -> retrain on more logs (promoted only if better; the server follows the
+    alias) -> compare the versions on one evaluation set -> audit the workloads (WORKDIR/audit/report.html).
+    """
+    run_demo(Path(workdir), requests)

@@ -19,8 +19,8 @@ import numpy as np
 import polars as pl
 from tierwise.classifier.tiers import Tier, TierLadder
 from tierwise.classifier.timing import TierTime
-from tierwise.training.costs import CHARS_PER_TOKEN, DEFAULT_OUTPUT_TOKENS
-from tierwise.training.labels import with_tiers
+from tierwise.training.data.costs import CHARS_PER_TOKEN, DEFAULT_OUTPUT_TOKENS
+from tierwise.training.data.labels import with_tiers
 
 MIN_TIMED_ATTEMPTS = 20
 # The attempt columns a time model is fitted from (with `model`), so callers read no more of large logs.

@@ -15,9 +15,9 @@ from typing import TypeVar
 import polars as pl
 from tierwise.classifier.outputs import atomic_file
 from tierwise.classifier.tiers import TierLadder
-from tierwise.training.attempts import is_attempt_column
-from tierwise.training.costs import attempt_cost, fill_missing_costs
-from tierwise.training.logs import STREAMING, AttemptLog, LogError
+from tierwise.training.data.attempts import is_attempt_column
+from tierwise.training.data.costs import attempt_cost, fill_missing_costs
+from tierwise.training.data.logs import STREAMING, AttemptLog, LogError
 
 SOLVED, UNSOLVED, CENSORED = "solved", "unsolved", "censored"
 FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
