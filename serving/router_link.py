@@ -27,7 +27,7 @@ from tierwise.classifier.errors import InputError
 from tierwise.classifier.limits import FieldError
 from tierwise.classifier.request import Message, RouteOptions, RouteRequest
 from tierwise.classifier.text import content_text
-from tierwise.serving.escalation import RouteDecision, Step
+from tierwise.serving.escalation import RouteDecision, Step, run_blocking
 from tierwise.serving.outcome_reporter import OutcomeReporter
 from tierwise.serving.price_book import PriceBook
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
@@ -204,7 +204,41 @@ def _call_metadata(token: str | None) -> Sequence[tuple[str, str]]:
     return (("authorization", f"Bearer {token}"),) if token else ()
 
 
-class RouterLink:
+class _LinkCalls:
+    """What both links do with the router, written once as coroutines over `_rpc`: the blocking link runs them with
+    `run_blocking` (its calls never suspend), the asyncio link awaits them."""
+
+    state: _RouterState
+    _timeout_s: float
+    _metadata: Sequence[tuple[str, str]]
+
+    async def _rpc(self, method: str, request: Any) -> Any:
+        """Call one unary Router method; each link makes the call its own way."""
+        raise NotImplementedError
+
+    async def _decision(self, params: Mapping[str, Any], options: RouteOptions) -> RouteDecision:
+        """Where this Messages request should go (or the fallback's decision when no router answers)."""
+        request = predict_request(params, options)
+        if request is None:
+            return self.state.textless()
+        try:
+            response = await self._rpc("Predict", request)
+            if self.state.needs_prices(response.model_version):
+                self.state.prices = await self._fetched_prices()
+        except grpc.RpcError as exc:
+            return self.state.failed(exc)
+        return self.state.answered(response)
+
+    async def _fetched_prices(self) -> PriceBook:
+        info = await self._rpc("GetModelInfo", pb.GetModelInfoRequest())
+        return PriceBook.from_manifest_json(info.manifest_json, info.version)
+
+    async def _reported(self, outcome: pb.Outcome) -> pb.OutcomeAck:
+        """One outcome, reported now (raises grpc.RpcError when the router does not take it)."""
+        return await self._rpc("ReportOutcome", outcome)
+
+
+class RouterLink(_LinkCalls):
     """Routing decisions from a router over a blocking gRPC channel."""
 
     def __init__(
@@ -224,18 +258,13 @@ class RouterLink:
         self._metadata = _call_metadata(token)
         self.state = _RouterState(down)
 
+    async def _rpc(self, method: str, request: Any) -> Any:
+        call = getattr(self._stub, method)
+        return call(request, timeout=self._timeout_s, metadata=self._metadata)
+
     def decide(self, params: Mapping[str, Any], options: RouteOptions) -> RouteDecision:
         """Where this Messages request should go (or the fallback's decision when no router answers)."""
-        request = predict_request(params, options)
-        if request is None:
-            return self.state.textless()
-        try:
-            response = self._stub.Predict(request, timeout=self._timeout_s, metadata=self._metadata)
-            if self.state.needs_prices(response.model_version):
-                self.state.prices = self._fetch_prices()
-        except grpc.RpcError as exc:
-            return self.state.failed(exc)
-        return self.state.answered(response)
+        return run_blocking(self._decision(params, options))
 
     def decide_many(self, requests: Sequence[tuple[Mapping[str, Any], RouteOptions]]) -> list[RouteDecision]:
         """Decisions for many requests in one PredictBatch call (for Message Batches)."""
@@ -248,7 +277,7 @@ class RouterLink:
                 pb.PredictBatchRequest(requests=routable), timeout=self._timeout_s * 4, metadata=self._metadata
             )
             if self.state.needs_prices(batch.model_version):
-                self.state.prices = self._fetch_prices()
+                self.state.prices = run_blocking(self._fetched_prices())
         except grpc.RpcError as exc:
             return [self.state.failed(exc) for _ in wire]
         answers = iter(batch.responses)
@@ -256,7 +285,7 @@ class RouterLink:
 
     def report(self, outcome: pb.Outcome) -> pb.OutcomeAck:
         """One outcome, reported now (raises grpc.RpcError when the router does not take it)."""
-        return self._stub.ReportOutcome(outcome, timeout=self._timeout_s, metadata=self._metadata)
+        return run_blocking(self._reported(outcome))
 
     def report_all(self, outcomes: Sequence[pb.Outcome]) -> object:
         """Outcomes reported now: one as ReportOutcome, more on one ReportOutcomes stream (raises grpc.RpcError)."""
@@ -264,15 +293,11 @@ class RouterLink:
             return self.report(outcomes[0])
         return self._stub.ReportOutcomes(iter(outcomes), timeout=self._timeout_s * 4, metadata=self._metadata)
 
-    def _fetch_prices(self) -> PriceBook:
-        info = self._stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=self._timeout_s, metadata=self._metadata)
-        return PriceBook.from_manifest_json(info.manifest_json, info.version)
-
     def close(self) -> None:
         self._channel.close()
 
 
-class AsyncRouterLink:
+class AsyncRouterLink(_LinkCalls):
     """`RouterLink` over an asyncio gRPC channel, for the async client and the proxy.
 
     The channel is opened on first use, inside the event loop that will use it.
@@ -305,35 +330,26 @@ class AsyncRouterLink:
             self._stub_cache = pb_grpc.RouterStub(self._channel)
         return self._stub_cache
 
+    async def _rpc(self, method: str, request: Any) -> Any:
+        call = getattr(self._stub, method)
+        return await call(request, timeout=self._timeout_s, metadata=self._metadata)
+
     async def decide(self, params: Mapping[str, Any], options: RouteOptions) -> RouteDecision:
         """Where this Messages request should go (or the fallback's decision when no router answers)."""
-        request = predict_request(params, options)
-        if request is None:
-            return self.state.textless()
-        try:
-            response = await self._stub.Predict(request, timeout=self._timeout_s, metadata=self._metadata)
-            if self.state.needs_prices(response.model_version):
-                self.state.prices = await self._fetch_prices()
-        except grpc.RpcError as exc:
-            return self.state.failed(exc)
-        return self.state.answered(response)
+        return await self._decision(params, options)
 
     async def prices(self) -> PriceBook:
         """The served ladder (fetched now if not yet known), or the shipped one when the router is out of reach."""
         if self.state.prices is None:
             try:
-                self.state.prices = await self._fetch_prices()
+                self.state.prices = await self._fetched_prices()
             except grpc.RpcError:
                 return self.state.known_prices()
         return self.state.prices
 
     async def report(self, outcome: pb.Outcome) -> pb.OutcomeAck:
         """One outcome, reported now (raises grpc.RpcError when the router does not take it)."""
-        return await self._stub.ReportOutcome(outcome, timeout=self._timeout_s, metadata=self._metadata)
-
-    async def _fetch_prices(self) -> PriceBook:
-        info = await self._stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=self._timeout_s, metadata=self._metadata)
-        return PriceBook.from_manifest_json(info.manifest_json, info.version)
+        return await self._reported(outcome)
 
     async def close(self) -> None:
         if self._channel is not None:
