@@ -161,6 +161,18 @@ class StandIn:
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
+    def reset(self, answer: Answer = default_answer) -> StandIn:
+        """As new for the next test on a shared server: nothing recorded, no fault queued, held or cut."""
+        with self._lock:
+            self.message_calls.clear()
+            self.chat_calls.clear()
+            self.log.clear()
+            self.faults.clear()
+            self.answer = answer
+            self.cut_streams_after = None
+        self.hold_messages.set()
+        return self
+
     @property
     def address(self) -> str:
         """HOST:PORT it listens on."""

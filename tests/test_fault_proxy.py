@@ -66,13 +66,8 @@ def proxy(router, upstream, token_file):
 
 @pytest.fixture
 def fake(upstream):
-    """The module's fake API, as new: nothing recorded, no faults queued, nothing held or cut."""
-    upstream.message_calls.clear()
-    upstream.log.clear()
-    upstream.faults.clear()
-    upstream.hold_messages.set()
-    upstream.cut_streams_after = None
-    return upstream
+    """The module's stand-in API, as new: nothing recorded, no faults queued, nothing held or cut, default answers."""
+    return upstream.reset()
 
 
 def url(proxy: ServerProcess) -> str:

@@ -53,12 +53,8 @@ def proxy(router, upstream):
 
 @pytest.fixture
 def fake(upstream):
-    """The module's fake API, as new: no calls recorded, no faults queued, default answers."""
-    upstream.message_calls.clear()
-    upstream.log.clear()
-    upstream.faults.clear()
-    upstream.answer = default_answer
-    return upstream
+    """The module's stand-in API, as new: nothing recorded, no faults queued, nothing held or cut, default answers."""
+    return upstream.reset()
 
 
 def proxy_url(proxy: ServerProcess) -> str:
