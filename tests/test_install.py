@@ -166,6 +166,19 @@ def test_a_missing_extra_names_the_command_and_the_install_line():
     Extra("present", "present", ("json",)).require("tierwise show")
 
 
+def test_every_package_folder_installs_under_tierwise():
+    """pyproject.toml lists its packages by hand (package-dir maps root folders into `tierwise`): none may be missed."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {package: ROOT / folder for package, folder in setuptools["package-dir"].items()}
+    found = {
+        ".".join([package, *init.parent.relative_to(root).parts])
+        for package, root in folders.items()
+        for init in root.rglob("__init__.py")
+        if package != "tierwise" or init.parent == root
+    }
+    assert set(setuptools["packages"]) == found
+
+
 def test_the_readme_commands_are_the_set_up_and_ci_runs_the_test_command():
     readme = (ROOT / "README.md").read_text()
     main_job = "pip install torch==2.13.0 && pip install -e '.[train]' && tierwise demo"
