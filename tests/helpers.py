@@ -19,13 +19,21 @@ import numpy as np
 import polars as pl
 from click.testing import CliRunner
 from tierwise.classifier.tiers import TierLadder
-from tierwise.serving.process import SERVE
+from tierwise.serving.process import SERVE, ServerProcess
 from tierwise.training.data.labels import Labels, label_requests
 from tierwise.training.data.logs import AttemptLog, read_attempts
 from tierwise.training.data.sample_logs import write_sample_logs
 from tierwise.training.fit.train import TrainOptions, TrainResult, train_bundle
 
 from tierwise.cli import main
+
+PROXY = (sys.executable, "-m", "tierwise", "proxy")  # `tierwise proxy` as a child process of the tests
+
+
+def start_proxy(router: str, upstream: str, *args: str) -> ServerProcess:
+    """`tierwise proxy` asking the router at `router`, in front of `upstream`, on a free loopback port."""
+    return ServerProcess(["--router", router, "--listen", "127.0.0.1:0", "--upstream", upstream, *args], program=PROXY)
+
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

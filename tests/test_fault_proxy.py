@@ -8,7 +8,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,9 +20,10 @@ from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.standin import StandIn
 
+from tests.helpers import start_proxy
+
 pytestmark = pytest.mark.fault
 
-PROXY = (sys.executable, "-m", "tierwise", "proxy")
 API_KEY = "sk-tenant-a-key"
 OTHER_KEY = "sk-someone-else"
 FEEDBACK_TOKEN = "grader-token-42"
@@ -33,10 +33,6 @@ HI = [{"role": "user", "content": "Say hi."}]
 HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01"}
 CHEAPEST_FIRST = {"x-tierwise-quality-target": "0"}
 HTML = b"<html><body>502 Bad Gateway</body></html>"
-
-
-def start_proxy(router: str, upstream: str, *args: str) -> ServerProcess:
-    return ServerProcess(["--router", router, "--listen", "127.0.0.1:0", "--upstream", upstream, *args], program=PROXY)
 
 
 @pytest.fixture(scope="module")

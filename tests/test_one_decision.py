@@ -6,7 +6,6 @@ chain, probabilities, quality target, expected cost."""
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,10 +17,9 @@ from tierwise.classifier.router import Router
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.standin import StandIn
 
-from tests.helpers import logged_rows
+from tests.helpers import PROXY, logged_rows
 from tierwise.cli import main as cli
 
-PROXY = (sys.executable, "-m", "tierwise", "proxy")
 API_KEY = "sk-ant-one-decision-test"
 HARD = "Analyze the trade-offs of a merger under antitrust review, step by step, and justify each move."
 # (flags of predict and client predict, headers of a proxied request), for one set of routing options each

@@ -4,8 +4,6 @@ request, model and attempt."""
 
 from __future__ import annotations
 
-import sys
-
 import anthropic
 import httpx
 import pytest
@@ -15,9 +13,8 @@ from tierwise.serving.process import ServerProcess
 from tierwise.serving.routed_anthropic import RoutedAnthropic
 from tierwise.serving.standin import StandIn
 
-from tests.helpers import logged_rows
+from tests.helpers import PROXY, logged_rows
 
-PROXY = (sys.executable, "-m", "tierwise", "proxy")
 API_KEY = "sk-ant-outcome-test"
 HAIKU, SONNET, _ = (tier.model for tier in TierLadder.load().tiers)
 HI = [{"role": "user", "content": "Say hi."}]

@@ -5,7 +5,6 @@ streams, pass-through, count_tokens, feedback checks, bad bodies, bounded concur
 from __future__ import annotations
 
 import json
-import sys
 import threading
 
 import anthropic
@@ -18,19 +17,14 @@ from tierwise.serving.process import ServerProcess
 from tierwise.serving.standin import StandIn
 from tierwise.serving.standin_text import default_answer
 
-from tests.helpers import closed_port
+from tests.helpers import closed_port, start_proxy
 
-PROXY = (sys.executable, "-m", "tierwise", "proxy")
 API_KEY = "sk-ant-proxy-test-0123456789"
 LADDER = TierLadder.load()
 HAIKU, SONNET, OPUS = (tier.model for tier in LADDER.tiers)
 HI = [{"role": "user", "content": "Say hi."}]
 CHEAPEST_FIRST = {"x-tierwise-quality-target": "0"}  # every tier clears 0: the chain starts at the cheapest
 API_HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01"}
-
-
-def start_proxy(router: str, upstream: str, *args: str) -> ServerProcess:
-    return ServerProcess(["--router", router, "--listen", "127.0.0.1:0", "--upstream", upstream, *args], program=PROXY)
 
 
 @pytest.fixture(scope="module")

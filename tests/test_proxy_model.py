@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,10 +27,9 @@ from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.standin import StandIn
 
-from tests.helpers import logged_rows
+from tests.helpers import PROXY, logged_rows
 from tierwise.cli import main as cli
 
-PROXY = (sys.executable, "-m", "tierwise", "proxy")
 API_KEY = "sk-ant-proxy-model-test"
 HAIKU, SONNET, _ = (tier.model for tier in TierLadder.load().tiers)
 HI = [{"role": "user", "content": "Say hi."}]

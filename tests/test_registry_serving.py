@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -18,11 +17,10 @@ from tierwise.serving.standin import StandIn
 from tierwise.training.data.sample_logs import write_sample_logs
 from tierwise.training.tracking.promotion import register_trained
 
-from tests.helpers import run_serve, train_files
+from tests.helpers import PROXY, run_serve, train_files
 from tests.test_grpc_reload import Hammer, serve_args, wait_for
 
 NAME = "serving-test"
-PROXY = (sys.executable, "-m", "tierwise", "proxy")
 API_KEY = "sk-ant-registry-proxy-test"
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -29,12 +28,11 @@ from tierwise.serving.standin import StandIn
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 from tierwise.serving.tierwise.v1 import router_pb2_grpc as pb_grpc
 
-from tests.helpers import logged_rows, run_serve
+from tests.helpers import PROXY, logged_rows, run_serve
 from tierwise.cli import main as cli
 
 HARD = "Analyze the trade-offs of a merger under antitrust review, step by step, and justify each move."
 API_KEY = "sk-ant-workloads-test"
-PROXY = (sys.executable, "-m", "tierwise", "proxy")
 POLICY = """
 [default]
 quality_target = 0.5
