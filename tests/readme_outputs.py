@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from filelock import FileLock
 from tierwise.classifier.outputs import atomic_file
 
 from tests.helpers import gated_retrains
@@ -76,9 +77,15 @@ def user_env(variables: dict[str, str]) -> dict[str, str]:
 
 @contextmanager
 def stand_in() -> Iterator[tuple[list[str], dict[str, str]]]:
-    """`tierwise stand-in` as "Try it offline" starts it; yields the lines it printed and the variables it exports."""
+    """`tierwise stand-in` as "Try it offline" starts it; yields the lines it printed and the variables it exports.
+
+    The README's addresses are fixed ports of this machine: whoever runs its examples (two pytest workers, this
+    script) holds one machine-wide lock meanwhile, so two never bind them at once."""
     [line] = [line for _, code in section_blocks("Try it offline") for line in commands(code)]
-    with subprocess.Popen(tierwise_argv(line), stdout=subprocess.PIPE, text=True) as process:
+    with (
+        FileLock(Path(tempfile.gettempdir()) / "tierwise-readme-ports.lock"),
+        subprocess.Popen(tierwise_argv(line), stdout=subprocess.PIPE, text=True) as process,
+    ):
         try:
             assert process.stdout is not None
             printed = []

@@ -13,18 +13,17 @@ import pytest
 from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.standin_text import default_answer
 
+from tests.helpers import PROXY, start_proxy
 from tests.test_proxy import (  # noqa: F401  (fixtures)
     API_KEY,
     CHEAPEST_FIRST,
     HAIKU,
-    PROXY,
     SONNET,
     fake,
     long_on_haiku,
     models_called,
     proxy_url,
     router,
-    start_proxy,
     upstream,
 )
 
