@@ -3,8 +3,10 @@
 A Chat Completions request becomes a Messages request (system and developer messages -> `system`, user and
 assistant turns, max tokens, stop sequences, temperature, top-p, streaming, `user` -> `metadata.user_id`); a
 Message becomes a `chat.completion`, a Messages event stream `chat.completion.chunk` events ending with
-`data: [DONE]`, an Anthropic error OpenAI's error body. A request field this does not translate is refused with a
-`ChatError` naming it, never dropped.
+`data: [DONE]`, an Anthropic error OpenAI's error body. The other way, for a tier that speaks Chat Completions: a
+Messages request becomes a Chat Completions request, a `chat.completion` a Message, a `chat.completion.chunk`
+stream a Messages event stream (as it arrives), an OpenAI error the Messages API's. A request field this does not
+translate is refused with a `ChatError` naming it, never dropped.
 """
 
 from __future__ import annotations
@@ -166,17 +168,8 @@ class ChatStream:
         return bytes(out)
 
     def _event(self, raw: bytes) -> bytes:
-        kind, data = "", b""
-        for line in raw.splitlines():
-            if line.startswith(b"event:"):
-                kind = line[6:].strip().decode()
-            elif line.startswith(b"data:"):
-                data = line[5:].strip()
-        try:
-            payload = json.loads(data) if data else {}
-        except ValueError:
-            payload = {}
-        payload = payload if isinstance(payload, Mapping) else {}
+        kind, data = _fields(raw)
+        payload = _payload(data)
         if kind == "message_start":
             message = payload.get("message") or {}
             self.id, self.model = f"chatcmpl-{message.get('id', '')}", message.get("model", "")
@@ -205,6 +198,26 @@ class ChatStream:
     @staticmethod
     def _frame(chunk: Mapping[str, Any]) -> bytes:
         return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+def _fields(raw: bytes) -> tuple[str, bytes]:
+    """One SSE event's type (`event:`) and data (`data:`), each empty when it has none."""
+    kind, data = "", b""
+    for line in raw.splitlines():
+        if line.startswith(b"event:"):
+            kind = line[6:].strip().decode()
+        elif line.startswith(b"data:"):
+            data = line[5:].strip()
+    return kind, data
+
+
+def _payload(data: bytes) -> Mapping[str, Any]:
+    """An event's JSON data as an object; anything else (none, not JSON, not an object) as an empty one."""
+    try:
+        payload = json.loads(data) if data else {}
+    except (ValueError, RecursionError):
+        payload = {}
+    return payload if isinstance(payload, Mapping) else {}
 
 
 def include_usage(chat: Mapping[str, Any]) -> bool:
@@ -242,8 +255,9 @@ _MESSAGES_TRANSLATED = frozenset(
 
 
 def chat_request(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The Chat Completions request that asks what `params` (a Messages request) asks, not streamed; a field not
-    translated is a ChatError naming it."""
+    """The Chat Completions request that asks what `params` (a Messages request) asks, a streamed one with its usage
+    chunk (`stream_options.include_usage`) so the stream can be priced; a field not translated is a ChatError naming
+    it."""
     for name in params:
         if name not in _MESSAGES_TRANSLATED:
             raise ChatError(name, "not translated for a tier that speaks Chat Completions")
@@ -264,6 +278,9 @@ def chat_request(params: Mapping[str, Any]) -> dict[str, Any]:
             chat[name] = params[name]
     if metadata.get("user_id") is not None:
         chat["user"] = metadata["user_id"]
+    if params.get("stream"):
+        chat["stream"] = True
+        chat["stream_options"] = {"include_usage": True}
     return {name: value for name, value in chat.items() if value is not None}
 
 
@@ -287,23 +304,38 @@ def message_from_chat(completion: object) -> dict[str, Any] | None:
     choices = completion["choices"]
     choice = choices[0] if choices and isinstance(choices[0], Mapping) else {}
     usage = completion.get("usage") if isinstance(completion.get("usage"), Mapping) else {}
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
     text = (choice.get("message") or {}).get("content") or ""
-    reason = choice.get("finish_reason")
+    content = [{"type": "text", "text": text}]
+    return _message(completion, content, _stop_reason(choice.get("finish_reason")), _messages_usage(usage))
+
+
+def _message(chat: Mapping[str, Any], content: list[Any], stop_reason: str | None, usage: Any) -> dict[str, Any]:
+    """A Message with the id and model of `chat` (a completion or its first chunk)."""
     return {
-        "id": str(completion.get("id", "")),
+        "id": str(chat.get("id", "")),
         "type": "message",
         "role": "assistant",
-        "model": completion.get("model", ""),
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": _CHAT_FINISH.get(reason, "end_turn") if reason else None,
+        "model": chat.get("model", ""),
+        "content": content,
+        "stop_reason": stop_reason,
         "stop_sequence": None,
-        "usage": {
-            "input_tokens": (usage.get("prompt_tokens") or 0) - cached,
-            "output_tokens": usage.get("completion_tokens") or 0,
-            "cache_read_input_tokens": cached,
-            "cache_creation_input_tokens": 0,
-        },
+        "usage": usage,
+    }
+
+
+def _stop_reason(finish: object) -> str | None:
+    """A Chat Completions finish reason as a Messages stop reason."""
+    return _CHAT_FINISH.get(str(finish), "end_turn") if finish else None
+
+
+def _messages_usage(usage: Mapping[str, Any]) -> dict[str, int]:
+    """Chat Completions usage as Messages usage: cached prompt tokens are cache reads, the rest of the prompt input."""
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    return {
+        "input_tokens": (usage.get("prompt_tokens") or 0) - cached,
+        "output_tokens": usage.get("completion_tokens") or 0,
+        "cache_read_input_tokens": cached,
+        "cache_creation_input_tokens": 0,
     }
 
 
@@ -321,29 +353,69 @@ def messages_error(payload: object, status: int) -> dict[str, Any]:
     }
 
 
-def message_events(message: Mapping[str, Any]) -> bytes:
-    """A whole Message as the Messages API's event stream."""
-    start = {**message, "content": [], "stop_reason": None, "usage": {**message["usage"], "output_tokens": 0}}
-    text = "".join(block.get("text", "") for block in message["content"])
-    events = [
-        ("message_start", {"type": "message_start", "message": start}),
-        (
-            "content_block_start",
+class MessageStream:
+    """`chat.completion.chunk` SSE events, in pieces as they arrive, as the Messages API's SSE events, the inverse of
+    `ChatStream`: the first chunk opens the message and its text block, each text delta is a `text_delta`, and
+    `data: [DONE]` closes them with the finish reason and the usage (of the last chunk, which
+    `stream_options.include_usage` asks for); an error chunk is an `error` event. A stream that stops before
+    `[DONE]` gets no `message_stop`, so whoever reads the Messages stream sees it cut short."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._started = False
+        self._ended = False
+        self._stop_reason: str | None = None
+        self._usage = _messages_usage({})
+
+    def feed(self, data: bytes) -> bytes:
+        """The Messages events that the chunk events `data` completes translate to; an incomplete one waits."""
+        self._pending += data
+        out = bytearray()
+        done = 0
+        while not self._ended and (end := _EVENT_END.search(self._pending, done)) is not None:
+            out += self._event(self._pending[done : end.start()])
+            done = end.end()
+        self._pending = b"" if self._ended else self._pending[done:]
+        return bytes(out)
+
+    def _event(self, raw: bytes) -> bytes:
+        _, data = _fields(raw)
+        if data == b"[DONE]":
+            self._ended = True
+            delta = {"stop_reason": self._stop_reason, "stop_sequence": None}
+            return self._start({}) + _frames(
+                {"type": "content_block_stop", "index": 0},
+                {"type": "message_delta", "delta": delta, "usage": self._usage},
+                {"type": "message_stop"},
+            )
+        chunk = _payload(data)
+        if chunk.get("error") is not None:
+            self._ended = True
+            return _frames(messages_error(chunk, 500))
+        if not chunk:
+            return b""
+        out = self._start(chunk)
+        if isinstance(chunk.get("usage"), Mapping):
+            self._usage = _messages_usage(chunk["usage"])
+        choices = chunk.get("choices")
+        choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], Mapping) else {}
+        text = (choice.get("delta") or {}).get("content")
+        if isinstance(text, str) and text:
+            out += _frames({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}})
+        self._stop_reason = _stop_reason(choice.get("finish_reason")) or self._stop_reason
+        return out
+
+    def _start(self, chunk: Mapping[str, Any]) -> bytes:
+        """`message_start` and the text block's start, once, named after the first chunk."""
+        if self._started:
+            return b""
+        self._started = True
+        return _frames(
+            {"type": "message_start", "message": _message(chunk, [], None, _messages_usage({}))},
             {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        ),
-        (
-            "content_block_delta",
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
-        ),
-        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        (
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                "usage": {"output_tokens": message["usage"]["output_tokens"]},
-            },
-        ),
-        ("message_stop", {"type": "message_stop"}),
-    ]
-    return b"".join(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode() for kind, data in events)
+        )
+
+
+def _frames(*events: Mapping[str, Any]) -> bytes:
+    """Messages events as the API sends them: `event:` their type, `data:` their JSON."""
+    return b"".join(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode() for event in events)

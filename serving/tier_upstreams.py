@@ -1,30 +1,31 @@
 """Where the proxy calls each tier: `--upstream` with the caller's key, unless the tier ladder (`--tiers`) names
 the tier's own `base_url`, key (`api_key_env`) or `provider`. A tier that speaks OpenAI's Chat Completions is asked
 in its API (`chat_translation`) and its answer handed back as the Messages API's, so judging, escalation, pricing
-and the caller's own API see one shape whichever provider answered. A streamed request to such a tier is asked
-whole and its answer sent as one Messages event stream.
+and the caller's own API see one shape whichever provider answered. A streamed request to such a tier is streamed
+there too, its chunks handed on as Messages events as they arrive (`MessageStream`); an error answered before the
+stream starts is a Messages error, worth the next tier as any other.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 from tierwise.classifier.tiers import OPENAI, Tier, TierLadder
 from tierwise.serving.chat_translation import (
     ChatError,
+    MessageStream,
     chat_request,
-    message_events,
     message_from_chat,
     messages_error,
 )
 from tierwise.serving.escalation import Step
 from tierwise.serving.proxy_config import ProxyError
 from tierwise.serving.proxy_input import encoded
-from tierwise.serving.proxy_upstream import Upstream, parse_json
+from tierwise.serving.proxy_upstream import Upstream, is_event_stream, parse_json
 
 _KEY_HEADERS = ("x-api-key", "authorization")
 
@@ -64,21 +65,41 @@ class TierUpstreams:
         except ChatError as exc:
             return _json(400, {"type": "error", "error": {"type": "invalid_request_error", "message": str(exc)}})
         sent = [("content-type", "application/json"), ("authorization", f"Bearer {key or _callers_key(headers)}")]
-        answer = await upstream.call("POST", "/chat/completions", json.dumps(chat).encode(), sent)
+        answer = await upstream.open("POST", "/chat/completions", json.dumps(chat).encode(), sent)
+        if streamed and answer.status_code == 200 and is_event_stream(answer.headers):
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=_Translated(answer))
+        try:
+            await answer.aread()
+        finally:
+            await answer.aclose()
         payload = parse_json(answer.content)
-        message = message_from_chat(payload) if answer.status_code == 200 else None
-        if message is None:
-            body = messages_error(payload, answer.status_code) if answer.status_code != 200 else payload
-            return _json(answer.status_code, body)
-        if streamed:
-            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=message_events(message))
-        return _json(200, message)
+        if answer.status_code != 200:
+            return _json(answer.status_code, messages_error(payload, answer.status_code))
+        message = message_from_chat(payload)
+        return _json(200, payload if message is None else message)
 
     async def aclose(self) -> None:
         for _, upstream, _ in self._own.values():
             if upstream is not self.default:
                 await upstream.aclose()
         await self.default.aclose()
+
+
+class _Translated(httpx.AsyncByteStream):
+    """A tier's Chat Completions stream as a Messages event stream, translated as its bytes arrive; closing it closes
+    the tier's answer. A transport error cutting the tier's stream reaches the reader as it is."""
+
+    def __init__(self, answer: httpx.Response):
+        self._answer = answer
+        self._translation = MessageStream()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._answer.aiter_bytes():
+            if events := self._translation.feed(chunk):
+                yield events
+
+    async def aclose(self) -> None:
+        await self._answer.aclose()
 
 
 def _json(status: int, body: Any) -> httpx.Response:

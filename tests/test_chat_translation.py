@@ -9,10 +9,10 @@ from tierwise.serving.chat_translation import (
     DEFAULT_MAX_TOKENS,
     ChatError,
     ChatStream,
+    MessageStream,
     chat_completion,
     chat_error,
     chat_request,
-    message_events,
     message_from_chat,
     messages_headers,
     messages_request,
@@ -180,7 +180,10 @@ def test_a_messages_request_becomes_the_chat_request_for_an_openai_tier():
         "stop": ["END"],
         "temperature": 0.2,
         "user": "u-1",
+        "stream": True,
+        "stream_options": {"include_usage": True},
     }
+    assert "stream" not in chat_request({**params, "stream": False})
     with pytest.raises(ChatError) as refused:
         chat_request({**params, "tools": []})
     assert refused.value.param == "tools"
@@ -189,7 +192,7 @@ def test_a_messages_request_becomes_the_chat_request_for_an_openai_tier():
     assert image.value.param == "messages.0.content.0"
 
 
-def test_a_chat_completion_becomes_a_message_and_its_event_stream():
+def test_a_chat_completion_becomes_a_message():
     completion = {
         "id": "c1",
         "model": "llama",
@@ -205,8 +208,108 @@ def test_a_chat_completion_becomes_a_message_and_its_event_stream():
         "cache_creation_input_tokens": 0,
     }
     assert message_from_chat({"error": {}}) is None
-    stream = ChatStream(include_usage=True)
-    frames = [f for f in stream.feed(message_events(message)).split(b"\n\n") if f]
-    assert frames[-1] == b"data: [DONE]"
-    last = json.loads(frames[-2].removeprefix(b"data: "))
-    assert last["usage"]["prompt_tokens"] == 30 and last["usage"]["prompt_tokens_details"]["cached_tokens"] == 10
+
+
+def _chunk(delta: dict | None = None, finish: str | None = None, usage: dict | None = None) -> bytes:
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
+    return f"data: {json.dumps({'id': 'c1', 'model': 'llama', 'choices': choices, 'usage': usage})}\n\n".encode()
+
+
+USAGE = {"prompt_tokens": 30, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 10}}
+CHUNKS = [
+    _chunk({"role": "assistant", "content": ""}),
+    _chunk({"content": "Hel"}),
+    b": keep-alive comment\n\n",
+    _chunk({"content": "lo"}),
+    _chunk({}, "length"),
+    _chunk(usage=USAGE),
+    b"data: [DONE]\n\n",
+]
+
+
+def _events(out: bytes) -> list[tuple[str, dict]]:
+    events = []
+    for frame in (frame for frame in out.split(b"\n\n") if frame):
+        kind, data = frame.split(b"\n")
+        assert kind.startswith(b"event: ") and data.startswith(b"data: ")
+        payload = json.loads(data.removeprefix(b"data: "))
+        assert payload["type"] == kind.removeprefix(b"event: ").decode()
+        events.append((payload["type"], payload))
+    return events
+
+
+def test_a_chunk_stream_becomes_messages_events_as_its_chunks_arrive():
+    stream = MessageStream()
+    opened = _events(stream.feed(CHUNKS[0]))
+    assert [kind for kind, _ in opened] == ["message_start", "content_block_start"]
+    start = opened[0][1]["message"]
+    assert start["id"] == "c1" and start["model"] == "llama" and start["content"] == []
+    assert _events(stream.feed(CHUNKS[1])) == [
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}},
+        )
+    ]
+    assert stream.feed(CHUNKS[2]) == b""
+    events = _events(stream.feed(b"".join(CHUNKS[3:])))
+    assert [kind for kind, _ in events] == [
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert events[0][1]["delta"]["text"] == "lo"
+    delta = events[2][1]
+    assert delta["delta"]["stop_reason"] == "max_tokens"
+    assert delta["usage"] == {
+        "input_tokens": 20,
+        "output_tokens": 3,
+        "cache_read_input_tokens": 10,
+        "cache_creation_input_tokens": 0,
+    }
+
+
+def test_a_chunk_split_anywhere_waits_for_its_end():
+    whole = b"".join(CHUNKS)
+    stream = MessageStream()
+    pieces = [stream.feed(whole[at : at + 7]) for at in range(0, len(whole), 7)]
+    assert b"".join(pieces) == MessageStream().feed(whole)
+    assert sum(b"text_delta" in piece for piece in pieces) == 2
+
+
+def test_translated_both_ways_a_chunk_stream_keeps_its_text_finish_reason_and_usage():
+    back = ChatStream(include_usage=True)
+    out = back.feed(MessageStream().feed(b"".join(CHUNKS)))
+    frames = [frame.removeprefix(b"data: ") for frame in out.split(b"\n\n") if frame]
+    assert frames[-1] == b"[DONE]"
+    chunks = [json.loads(frame) for frame in frames[:-1]]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == "Hello"
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "length"
+    assert chunks[-1]["usage"]["prompt_tokens"] == 30 and chunks[-1]["usage"]["completion_tokens"] == 3
+    assert chunks[-1]["usage"]["prompt_tokens_details"]["cached_tokens"] == 10
+
+
+def test_a_chunk_stream_that_stops_before_done_gets_no_message_stop():
+    out = MessageStream().feed(b"".join(CHUNKS[:-1]))
+    assert [kind for kind, _ in _events(out)][-1] == "content_block_delta"
+
+
+def test_an_error_chunk_becomes_an_error_event_and_ends_the_stream():
+    stream = MessageStream()
+    error = b'data: {"error": {"message": "engine died", "type": "server_error", "code": 500}}\n\n'
+    events = _events(stream.feed(CHUNKS[1] + error))
+    assert [kind for kind, _ in events][-1] == "error"
+    assert events[-1][1]["error"] == {"type": "server_error", "message": "engine died"}
+    assert stream.feed(b"data: [DONE]\n\n") == b""
+
+
+def test_a_stream_of_nothing_but_done_is_an_empty_message():
+    events = _events(MessageStream().feed(b"data: [DONE]\n\n"))
+    assert [kind for kind, _ in events] == [
+        "message_start",
+        "content_block_start",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert events[3][1]["delta"]["stop_reason"] is None and events[3][1]["usage"]["output_tokens"] == 0

@@ -28,6 +28,7 @@ from tests.test_proxy import (  # noqa: F401  (fixtures)
 )
 
 HI = [{"role": "user", "content": "Say hi."}]
+LONG = [{"role": "user", "content": "Summarise: " + "lorem ipsum " * 400}]  # over 1,024 tokens: cached when repeated
 
 
 def mixed_ladder(local_url: str) -> str:
@@ -90,16 +91,77 @@ def test_both_sdks_escalate_from_the_local_tier_to_claude(mixed, calls):
     assert [call["model"] for call in calls.chat_calls] == [HAIKU, HAIKU] and models_called(calls) == [SONNET, SONNET]
 
 
-def test_both_sdks_stream_from_the_local_tier(mixed, calls):
-    expected = default_answer({"model": HAIKU, "messages": HI})
+def test_a_messages_client_streams_the_local_tiers_answer_as_it_comes(mixed, calls):
+    claude = anthropic.Anthropic(api_key=API_KEY, base_url=proxy_url(mixed), max_retries=0)
+    whole = claude.messages.create(model="tierwise", max_tokens=100, messages=LONG, extra_headers=CHEAPEST_FIRST)
+    with claude.messages.stream(model="tierwise", max_tokens=100, messages=LONG, extra_headers=CHEAPEST_FIRST) as s:
+        deltas = [event.delta.text for event in s if event.type == "content_block_delta"]
+        final = s.get_final_message()
+        tier = s.response.headers["x-tierwise-tier"]
+    assert calls.chat_calls[-1]["stream"] is True and calls.chat_calls[-1]["stream_options"] == {"include_usage": True}
+    assert tier == "haiku" and len(deltas) > 1 and "".join(deltas) == whole.content[0].text
+    assert final.stop_reason == whole.stop_reason == "end_turn"
+    assert final.usage.output_tokens == whole.usage.output_tokens > 0
+    assert final.usage.cache_read_input_tokens > 0, "the repeated prompt is read from the local tier's cache"
+    read, total = final.usage.cache_read_input_tokens, final.usage.input_tokens + final.usage.cache_read_input_tokens
+    assert total == whole.usage.input_tokens + whole.usage.cache_read_input_tokens and read % 128 == 0
+
+
+def test_a_chat_client_streams_the_local_tiers_answer_as_it_comes(mixed, calls):
+    gpt = openai.OpenAI(api_key=API_KEY, base_url=proxy_url(mixed) + "/v1", max_retries=0)
+    whole = gpt.chat.completions.create(model="tierwise", max_tokens=100, messages=LONG, extra_headers=CHEAPEST_FIRST)
+    raw = gpt.chat.completions.with_raw_response.create(
+        model="tierwise",
+        max_tokens=100,
+        messages=LONG,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers=CHEAPEST_FIRST,
+    )
+    chunks = list(raw.parse())
+    deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert raw.headers["x-tierwise-tier"] == "haiku" and [call["model"] for call in calls.chat_calls] == [HAIKU, HAIKU]
+    assert len(deltas) > 1 and "".join(deltas) == whole.choices[0].message.content
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == [whole.choices[0].finish_reason] == ["stop"]
+    usage = chunks[-1].usage
+    assert usage.prompt_tokens == whole.usage.prompt_tokens and usage.completion_tokens == whole.usage.completion_tokens
+    assert usage.prompt_tokens_details.cached_tokens > 0
+
+
+def test_a_local_tier_error_before_its_stream_starts_escalates_both_clients(mixed, calls):
+    calls.fail("POST", "/v1/chat/completions", 503, times=2)
     claude = anthropic.Anthropic(api_key=API_KEY, base_url=proxy_url(mixed), max_retries=0)
     with claude.messages.stream(model="tierwise", max_tokens=100, messages=HI, extra_headers=CHEAPEST_FIRST) as s:
-        assert "".join(s.text_stream) == expected
+        text = "".join(s.text_stream)
+        headers = s.response.headers
+    assert text == default_answer({"model": SONNET, "messages": HI})
+    assert headers["x-tierwise-attempts"] == "2" and headers["x-tierwise-model"] == SONNET
+    gpt = openai.OpenAI(api_key=API_KEY, base_url=proxy_url(mixed) + "/v1", max_retries=0)
+    raw = gpt.chat.completions.with_raw_response.create(
+        model="tierwise", max_tokens=100, messages=HI, stream=True, extra_headers=CHEAPEST_FIRST
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices) == text
+    assert raw.headers["x-tierwise-attempts"] == "2" and models_called(calls) == [SONNET, SONNET]
+    assert ("FAULT", "/v1/chat/completions", 503) in calls.log and calls.faults == []
+
+
+def test_a_local_tiers_stream_cut_midway_ends_with_an_error_for_both_clients(mixed, calls):
+    calls.cut_streams_after = 2
+    claude = anthropic.Anthropic(api_key=API_KEY, base_url=proxy_url(mixed), max_retries=0)
+    with (
+        pytest.raises(anthropic.APIStatusError) as error,
+        claude.messages.stream(model="tierwise", max_tokens=100, messages=HI, extra_headers=CHEAPEST_FIRST) as s,
+    ):
+        s.until_done()
+    assert "upstream stream ended before its end" in str(error.value)
+    calls.cut_streams_after = 2
     gpt = openai.OpenAI(api_key=API_KEY, base_url=proxy_url(mixed) + "/v1", max_retries=0)
     chunks = gpt.chat.completions.create(
         model="tierwise", max_tokens=100, messages=HI, stream=True, extra_headers=CHEAPEST_FIRST
     )
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected
+    with pytest.raises(openai.APIError, match="upstream stream ended before its end"):
+        list(chunks)
     assert [call["model"] for call in calls.chat_calls] == [HAIKU, HAIKU] and calls.message_calls == []
 
 
