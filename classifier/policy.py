@@ -30,9 +30,10 @@ Latency bands (`RouteOptions.latency_band`) change the decision when the bundle 
 A turn of a conversation (`Policy.keep_warm`) is decided as above, then kept on the tier that served the
 conversation's last turn (warm: its prompt cache holds the conversation's prefix) when that tier is allowed, is
 at least as likely to answer acceptably as the chosen one (in time, under a budget), and costs no more once the
-cached prefix is priced: at the cache-read rate on the warm tier, the cache-write rate on every other. A higher
-tier the router needs still wins: a warm tier less likely to succeed is left. The chain above the warm tier is
-the chosen chain's, and every expected cost reported counts the prefix.
+turn is priced as a turn of this conversation: its cached prefix at the cache-read rate on the warm tier and the
+cache-write rate on every other, its answer at the length of the conversation's last answer (where known; else
+each tier's mean cost). A higher tier the router needs still wins: a warm tier less likely to succeed is left.
+The chain above the warm tier is the chosen chain's, and the expected cost reported is the turn's.
 """
 
 from __future__ import annotations
@@ -233,13 +234,20 @@ class Policy:
         return self._plain(row, allowed, target, mode, self.costs, self.times)
 
     def keep_warm(
-        self, probs: np.ndarray, choice: Choice, options: RouteOptions, warm: int, prefix_costs: Sequence[float]
+        self,
+        probs: np.ndarray,
+        choice: Choice,
+        options: RouteOptions,
+        warm: int,
+        prefix_costs: Sequence[float],
+        answer_costs: Sequence[float] | None = None,
     ) -> Choice:
         """`choice` for a turn of a conversation whose last turn `warm` served (module docstring), its expected cost
-        counting the cached prefix; `prefix_costs` are the prefix's USD on each tier (read on `warm`, written on
-        the others)."""
+        the turn's: `prefix_costs` are the cached prefix's USD on each tier (read on `warm`, written on the others),
+        `answer_costs` an answer's as long as the last one (None: each tier's mean cost)."""
         row = probs.tolist() if isinstance(probs, np.ndarray) else [float(p) for p in probs]
-        base = (self.batch_costs or self.costs) if options.band == "async" else self.costs
+        mean = (self.batch_costs or self.costs) if options.band == "async" else self.costs
+        base = mean if answer_costs is None else answer_costs
         costs = [cost + prefix for cost, prefix in zip(base, prefix_costs, strict=True)]
         served = choice
         if warm != choice.tier and warm in self.allowed(options.allowed_tiers):

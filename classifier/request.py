@@ -150,22 +150,24 @@ DEFAULT_OPTIONS = RouteOptions()
 @dataclass(frozen=True, slots=True)
 class Conversation:
     """What a conversation's earlier turns left in the provider's prompt cache: the tier that served its last turn
-    (`warm_tier`) and how many tokens of its prefix are cached there (`cached_tokens`, as that turn's usage
-    reported them: read plus written).
+    (`warm_tier`), how many tokens of its prefix are cached there (`cached_tokens`, as that turn's usage reported
+    them: read plus written), and how long that turn's answer was (`output_tokens`; 0: unknown).
 
     A request that carries one is decided with that prefix priced at the cache-read rate on the warm tier and the
-    cache-write rate on every other (`classifier/conversation.py`).
+    cache-write rate on every other, and its answer priced at the last answer's length (`Policy.keep_warm`).
     """
 
     warm_tier: str
     cached_tokens: int = 0
+    output_tokens: int = 0
 
     def __post_init__(self) -> None:
         _identifier("warm_tier", self.warm_tier, TIER_NAME)
-        tokens = self.cached_tokens
-        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
-            raise FieldError("cached_tokens", f"must be a whole number >= 0, got {_shown(tokens)}")
-        CACHED_TOKENS.check(tokens)
+        for name in ("cached_tokens", "output_tokens"):
+            tokens = getattr(self, name)
+            if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+                raise FieldError(name, f"must be a whole number >= 0, got {_shown(tokens)}")
+            CACHED_TOKENS.check(tokens, name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,7 +147,13 @@ class Router:
             tier.cached_prefix_cost(conversation.cached_tokens, index == warm, batch)
             for index, tier in enumerate(self.ladder.tiers)
         ]
-        return self.policy.keep_warm(probs, choice, options, warm, prefix_costs)
+        answer_costs = None
+        if conversation.output_tokens:
+            answer_costs = [
+                tier.token_cost(0, conversation.output_tokens) * (tier.batch_multiplier if batch else 1.0)
+                for tier in self.ladder.tiers
+            ]
+        return self.policy.keep_warm(probs, choice, options, warm, prefix_costs, answer_costs)
 
     def predict(
         self, text: str, options: RouteOptions = DEFAULT_OPTIONS, conversation: Conversation | None = None

@@ -78,14 +78,15 @@ class Conversations:
         return entry[0]
 
     def served(self, key: bytes, routing: Routing) -> None:
-        """Remember the tier that answered this turn and what its answer left cached (reads plus writes); a turn
-        with no answer leaves the conversation as it was."""
+        """Remember the tier that answered this turn, what its answer left cached (reads plus writes) and its
+        length; a turn with no answer leaves the conversation as it was."""
         answered = next((a for a in routing.attempts if a.attempt == routing.attempt and a.usage is not None), None)
         if self.ttl_s <= 0 or answered is None or answered.usage is None or not answered.tier:
             return
         usage = answered.usage
         cached = min(usage.cache_read_input_tokens + usage.cache_creation_input_tokens, CACHED_TOKENS.maximum)
-        self._entries[key] = (Conversation(answered.tier, cached), self._clock() + self.ttl_s)
+        output = min(usage.output_tokens, CACHED_TOKENS.maximum)
+        self._entries[key] = (Conversation(answered.tier, cached, output), self._clock() + self.ttl_s)
         self._entries.move_to_end(key)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)

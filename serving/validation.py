@@ -45,7 +45,7 @@ def route_request(request: pb.PredictRequest, max_prompt_bytes: int) -> RouteReq
     if request.HasField("conversation"):
         wire = request.conversation
         try:
-            conversation = Conversation(wire.warm_tier, wire.cached_tokens)
+            conversation = Conversation(wire.warm_tier, wire.cached_tokens, wire.output_tokens)
         except FieldError as exc:
             raise exc.within("conversation.") from None
     routed = RouteRequest(request.prompt, messages, _options(request), request.request_id, conversation)
@@ -100,6 +100,7 @@ def wire_request(request: RouteRequest) -> pb.PredictRequest:
     if request.conversation is not None:
         wire.conversation.warm_tier = request.conversation.warm_tier
         wire.conversation.cached_tokens = request.conversation.cached_tokens
+        wire.conversation.output_tokens = request.conversation.output_tokens
     return wire
 
 

@@ -64,6 +64,15 @@ def test_a_kept_turn_escalates_along_the_chosen_chain_above_its_warm_tier():
     assert choice.expected_cost == pytest.approx(0.004 + 0.006 + 0.05 * (0.010 + 0.125))
 
 
+def test_a_known_answer_length_prices_the_turn_on_each_tier_instead_of_its_mean_cost():
+    # The last answer was 2,000 tokens: $0.01 on haiku, $0.03 on sonnet, $0.05 on opus. With 10k cached tokens haiku's
+    # chain costs 0.0225 + 0.1 x (0.03 + 0.0375) + 0.05 x (0.05 + 0.005) = $0.032, opus's 0.05 + 0.005: not kept.
+    answers = [tier.token_cost(0, 2_000) for tier in LADDER.tiers]
+    choice = POLICY.keep_warm(EASY, POLICY.choose(EASY), DEFAULT_OPTIONS, OPUS, prefix_costs(10_000, OPUS), answers)
+    assert (choice.tier, choice.kept_warm) == (HAIKU, False)
+    assert choice.expected_cost == pytest.approx(0.0225 + 0.1 * (0.03 + 0.0375) + 0.05 * (0.05 + 0.005))
+
+
 def test_conversation_fields_are_checked_where_built():
     with pytest.raises(FieldError, match="warm_tier: must not be empty"):
         Conversation("", 10)
@@ -71,6 +80,8 @@ def test_conversation_fields_are_checked_where_built():
         Conversation("opus", -1)
     with pytest.raises(FieldError, match="cached_tokens: 10,000,001 tokens is over the limit of 10,000,000 tokens"):
         Conversation("opus", 10_000_001)
+    with pytest.raises(FieldError, match="output_tokens: must be a whole number >= 0"):
+        Conversation("opus", 10, 1.5)
 
 
 # --- the proxy's memory of conversations ------------------------------------------------------------------------
@@ -121,11 +132,11 @@ def test_a_conversation_is_remembered_with_what_its_answer_left_cached_until_its
     key = b"k" * 16
     assert conversations.get(key) is None
     conversations.served(key, answered("sonnet", Usage(10, 20, 1_500, 500), attempt=1))
-    assert conversations.get(key) == Conversation("sonnet", 2_000)
+    assert conversations.get(key) == Conversation("sonnet", 2_000, output_tokens=20)
     clock.now += 299
-    conversations.served(key, answered("sonnet", Usage(10, 20, 2_100, 30)))  # a turn renews it
+    conversations.served(key, answered("sonnet", Usage(10, 40, 2_100, 30)))  # a turn renews it
     clock.now += 299
-    assert conversations.get(key) == Conversation("sonnet", 2_130)
+    assert conversations.get(key) == Conversation("sonnet", 2_130, output_tokens=40)
     clock.now += 1
     assert conversations.get(key) is None and len(conversations) == 0
 
@@ -134,7 +145,7 @@ def test_a_turn_without_a_usable_answer_leaves_the_conversation_as_it_was():
     conversations = Conversations(clock=Clock())
     conversations.served(b"a" * 16, answered("opus", Usage(0, 0, 900, 0)))
     conversations.served(b"a" * 16, answered("haiku", None))
-    assert conversations.get(b"a" * 16) == Conversation("opus", 900)
+    assert conversations.get(b"a" * 16) == Conversation("opus", 900, output_tokens=0)
     off = Conversations(ttl_s=0, clock=Clock())
     off.served(b"a" * 16, answered("opus", Usage(0, 0, 900, 0)))
     assert len(off) == 0

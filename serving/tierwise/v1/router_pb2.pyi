@@ -64,12 +64,14 @@ class PredictRequest(_message.Message):
     def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., request_id: _Optional[str] = ..., quality_target: _Optional[float] = ..., allowed_tiers: _Optional[_Iterable[str]] = ..., latency_band: _Optional[_Union[LatencyBand, str]] = ..., mode: _Optional[_Union[RoutingMode, str]] = ..., allow_explore: _Optional[bool] = ..., max_latency_ms: _Optional[float] = ..., value_of_time_usd_per_s: _Optional[float] = ..., workload: _Optional[str] = ..., conversation: _Optional[_Union[Conversation, _Mapping]] = ...) -> None: ...
 
 class Conversation(_message.Message):
-    __slots__ = ("warm_tier", "cached_tokens")
+    __slots__ = ("warm_tier", "cached_tokens", "output_tokens")
     WARM_TIER_FIELD_NUMBER: _ClassVar[int]
     CACHED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     warm_tier: str
     cached_tokens: int
-    def __init__(self, warm_tier: _Optional[str] = ..., cached_tokens: _Optional[int] = ...) -> None: ...
+    output_tokens: int
+    def __init__(self, warm_tier: _Optional[str] = ..., cached_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
     __slots__ = ("request_id", "tier", "model", "probabilities", "fallback_chain", "model_version", "inference_us", "quality_target", "mode", "expected_cost_usd", "use_batch_api", "explored", "propensity", "expected_latency_ms", "latency_budget_met", "kept_warm")
