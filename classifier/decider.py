@@ -137,7 +137,7 @@ class Decider:
         """Route one request (FieldError, naming the field, for an option this model cannot honour)."""
         options, policy = self.options_for(request.options, router)
         start = time.perf_counter_ns()
-        prediction = router.predict(request.text, options)
+        prediction = router.predict(request.text, options, request.conversation)
         return self._served(router, request, options, policy, prediction, (time.perf_counter_ns() - start) // 1000)
 
     def decide_batch(
@@ -159,7 +159,9 @@ class Decider:
                 between_chunks()
                 start = time.perf_counter_ns()
                 try:
-                    predictions = router.predict_batch([requests[i].text for i in chunk], options)
+                    predictions = router.predict_batch(
+                        [requests[i].text for i in chunk], options, [requests[i].conversation for i in chunk]
+                    )
                 except FieldError as exc:
                     raise exc.within(f"requests[{chunk[0]}].") from None
                 each_us = (time.perf_counter_ns() - start) // 1000 // len(chunk)

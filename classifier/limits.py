@@ -53,8 +53,9 @@ MESSAGES = Limit("messages", 10_000, "items")
 PROMPT = Limit("prompt", 4_000_000, "characters")  # the whole request text: about 1M tokens
 ALLOWED_TIERS = Limit("allowed_tiers", 64, "items")
 ATTEMPT = Limit("attempt", 1_000, "")  # an attempt's place in its chain (0-based); chains are far shorter
+CACHED_TOKENS = Limit("cached_tokens", 10_000_000, "tokens")  # a conversation's cached prefix: far above any context
 
-LIMITS = (REQUEST_ID, MODEL, ERROR, TIER_NAME, IDENTIFIER, MESSAGES, PROMPT, ALLOWED_TIERS, ATTEMPT)
+LIMITS = (REQUEST_ID, MODEL, ERROR, TIER_NAME, IDENTIFIER, MESSAGES, PROMPT, ALLOWED_TIERS, ATTEMPT, CACHED_TOKENS)
 
 # The memory of recent decisions (outcomes are matched to them) is bounded in bytes as well as in entries.
 RECENT_DECISIONS_BYTES = 64 * 1024 * 1024
@@ -64,3 +65,6 @@ REPORTED_ATTEMPTS = 100_000
 REPORTED_ATTEMPTS_BYTES = 64 * 1024 * 1024
 REMEMBERED_REQUESTS = 100_000
 REMEMBERED_REQUESTS_BYTES = 32 * 1024 * 1024
+# The proxy's memory of conversations (which tier served each one's last turn, what it left cached).
+CONVERSATIONS = 100_000
+CONVERSATIONS_BYTES = 16 * 1024 * 1024

@@ -26,12 +26,20 @@ Latency bands (`RouteOptions.latency_band`) change the decision when the bundle 
 - `tolerant` with a value of time: the escalation chain with the lowest expected cost plus
   value_of_time_usd_per_s x expected time (applied mode: `cost`). Without one: as above.
 - `async`: tiers at their Batch API prices; time is ignored and no expected time is reported.
+
+A turn of a conversation (`Policy.keep_warm`) is decided as above, then kept on the tier that served the
+conversation's last turn (warm: its prompt cache holds the conversation's prefix) when that tier is allowed, is
+at least as likely to answer acceptably as the chosen one (in time, under a budget), and costs no more once the
+turn is priced as a turn of this conversation: its cached prefix at the cache-read rate on the warm tier and the
+cache-write rate on every other, its answer at the length of the conversation's last answer (where known; else
+each tier's mean cost). A higher tier the router needs still wins: a warm tier less likely to succeed is left.
+The chain above the warm tier is the chosen chain's, and the expected cost reported is the turn's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import combinations
 
@@ -53,7 +61,8 @@ class Choice:
     """The chosen tier (an index, cheapest first), its escalation chain, and what the chain is expected to take.
 
     `mode` is the routing mode applied; `expected_time_ms` is None where the bundle has no time model or the
-    band ignores time; `budget_met` is false only when an interactive budget applied and no chain met it.
+    band ignores time; `budget_met` is false only when an interactive budget applied and no chain met it;
+    `kept_warm` is true when a conversation was kept on its warm tier (`Policy.keep_warm`).
     """
 
     tier: int
@@ -62,6 +71,7 @@ class Choice:
     mode: str = "threshold"
     expected_time_ms: float | None = None
     budget_met: bool = True
+    kept_warm: bool = False
 
 
 def expected_chain_cost(probs: Sequence[float], costs: Sequence[float], chain: Sequence[int]) -> float:
@@ -222,6 +232,39 @@ class Policy:
         if options.time_price is not None:
             return self._cost_and_time(row, allowed, options.time_price)
         return self._plain(row, allowed, target, mode, self.costs, self.times)
+
+    def keep_warm(
+        self,
+        probs: np.ndarray,
+        choice: Choice,
+        options: RouteOptions,
+        warm: int,
+        prefix_costs: Sequence[float],
+        answer_costs: Sequence[float] | None = None,
+    ) -> Choice:
+        """`choice` for a turn of a conversation whose last turn `warm` served (module docstring), its expected cost
+        the turn's: `prefix_costs` are the cached prefix's USD on each tier (read on `warm`, written on the others),
+        `answer_costs` an answer's as long as the last one (None: each tier's mean cost)."""
+        row = probs.tolist() if isinstance(probs, np.ndarray) else [float(p) for p in probs]
+        mean = (self.batch_costs or self.costs) if options.band == "async" else self.costs
+        base = mean if answer_costs is None else answer_costs
+        costs = [cost + prefix for cost, prefix in zip(base, prefix_costs, strict=True)]
+        served = choice
+        if warm != choice.tier and warm in self.allowed(options.allowed_tiers):
+            chain = (warm, *[tier for tier in choice.chain if tier > warm])
+            as_likely = self._quality(row, warm, options) >= self._quality(row, choice.tier, options)
+            if as_likely and expected_chain_cost(row, costs, chain) <= expected_chain_cost(row, costs, choice.chain):
+                timed = choice.expected_time_ms is not None and self.times is not None
+                expected_time = self.times.expected_chain_time(row, chain) if timed else None
+                served = replace(choice, tier=warm, chain=chain, expected_time_ms=expected_time, kept_warm=True)
+        return replace(served, expected_cost=expected_chain_cost(row, costs, served.chain))
+
+    def _quality(self, row: list[float], tier: int, options: RouteOptions) -> float:
+        """A tier's chance of an acceptable answer: in time, where a latency budget applies."""
+        budget = options.budget_ms
+        if budget is None or self.times is None:
+            return row[tier]
+        return row[tier] * self.times.within(1 << tier, budget)
 
     def _plain(
         self,

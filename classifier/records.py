@@ -35,6 +35,7 @@ DECISION_COLUMNS = (
     "explored",
     "propensity",
     "propensities",
+    "kept_warm",
     "time",
 )
 # The column only decision rows carry: how collect tells a decision log from an outcome log.

@@ -17,7 +17,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from .limits import ALLOWED_TIERS, IDENTIFIER, MESSAGES, PROMPT, REQUEST_ID, TIER_NAME, FieldError, Limit
+from .limits import (
+    ALLOWED_TIERS,
+    CACHED_TOKENS,
+    IDENTIFIER,
+    MESSAGES,
+    PROMPT,
+    REQUEST_ID,
+    TIER_NAME,
+    FieldError,
+    Limit,
+)
 from .text import render_messages
 
 MODES = ("threshold", "cost")
@@ -138,8 +148,32 @@ DEFAULT_OPTIONS = RouteOptions()
 
 
 @dataclass(frozen=True, slots=True)
+class Conversation:
+    """What a conversation's earlier turns left in the provider's prompt cache: the tier that served its last turn
+    (`warm_tier`), how many tokens of its prefix are cached there (`cached_tokens`, as that turn's usage reported
+    them: read plus written), and how long that turn's answer was (`output_tokens`; 0: unknown).
+
+    A request that carries one is decided with that prefix priced at the cache-read rate on the warm tier and the
+    cache-write rate on every other, and its answer priced at the last answer's length (`Policy.keep_warm`).
+    """
+
+    warm_tier: str
+    cached_tokens: int = 0
+    output_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        _identifier("warm_tier", self.warm_tier, TIER_NAME)
+        for name in ("cached_tokens", "output_tokens"):
+            tokens = getattr(self, name)
+            if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+                raise FieldError(name, f"must be a whole number >= 0, got {_shown(tokens)}")
+            CACHED_TOKENS.check(tokens, name)
+
+
+@dataclass(frozen=True, slots=True)
 class RouteRequest:
-    """The text to route (a prompt, or chat messages: exactly one), its request_id and its routing options.
+    """The text to route (a prompt, or chat messages: exactly one), its request_id, its routing options and, for a
+    turn of a conversation whose earlier turns left a prompt cache, that `conversation`.
 
     `text` is what the classifier reads: the prompt, or the messages rendered as training renders them. An
     empty `request_id` lets the decider make one up.
@@ -149,6 +183,7 @@ class RouteRequest:
     messages: tuple[Message, ...] = ()
     options: RouteOptions = DEFAULT_OPTIONS
     request_id: str = ""
+    conversation: Conversation | None = None
     text: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -156,6 +191,8 @@ class RouteRequest:
             _identifier("request_id", self.request_id, REQUEST_ID)
         if not isinstance(self.options, RouteOptions):
             raise FieldError("options", f"must be RouteOptions, got {type(self.options).__name__}")
+        if self.conversation is not None and not isinstance(self.conversation, Conversation):
+            raise FieldError("conversation", f"must be a Conversation, got {type(self.conversation).__name__}")
         if self.messages:
             if self.prompt:
                 raise FieldError("prompt", "set either prompt or messages, not both")

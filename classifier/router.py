@@ -15,7 +15,7 @@ import onnxruntime as ort
 from .bundle import MODEL_FILE, TOKENIZER_FILE, BundleError, Manifest, read_manifest
 from .encoding import TextTokenizer
 from .policy import Choice, Policy
-from .request import DEFAULT_OPTIONS, RouteOptions
+from .request import DEFAULT_OPTIONS, Conversation, RouteOptions
 from .tiers import TierLadder
 
 INPUT_IDS = "input_ids"
@@ -30,7 +30,8 @@ class Prediction:
     `mode` is the routing mode applied (a tolerant band with a value of time applies `cost`); the expected
     cost is at Batch API prices for the async band; `expected_latency_ms` is the chain's expected time to an
     acceptable answer (None without a time model, or for the async band); `latency_budget_met` is false only
-    when an interactive budget applied and no chain meets the quality target within it.
+    when an interactive budget applied and no chain meets the quality target within it; `kept_warm` is true when
+    a conversation's turn was kept on the tier whose prompt cache holds its prefix (`Policy.keep_warm`).
     """
 
     tier: str
@@ -42,6 +43,7 @@ class Prediction:
     expected_cost_usd: float | None
     expected_latency_ms: float | None = None
     latency_budget_met: bool = True
+    kept_warm: bool = False
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -128,14 +130,39 @@ class Router:
             expected_cost_usd=choice.expected_cost,
             expected_latency_ms=choice.expected_time_ms,
             latency_budget_met=choice.budget_met,
+            kept_warm=choice.kept_warm,
         )
 
-    def predict(self, text: str, options: RouteOptions = DEFAULT_OPTIONS) -> Prediction:
+    def _choose(self, probs: np.ndarray, options: RouteOptions, conversation: Conversation | None) -> Choice:
+        """The policy's choice; for a conversation's turn, kept on its warm tier where that pays (`keep_warm`).
+
+        A conversation with nothing cached, or warm on a tier this model does not know, is decided as any request.
+        """
+        choice = self.policy.choose(probs, options)
+        if conversation is None or not conversation.cached_tokens or conversation.warm_tier not in self._names:
+            return choice
+        warm = self._names.index(conversation.warm_tier)
+        batch = options.band == "async"
+        prefix_costs = [
+            tier.cached_prefix_cost(conversation.cached_tokens, index == warm, batch)
+            for index, tier in enumerate(self.ladder.tiers)
+        ]
+        answer_costs = None
+        if conversation.output_tokens:
+            answer_costs = [
+                tier.token_cost(0, conversation.output_tokens) * (tier.batch_multiplier if batch else 1.0)
+                for tier in self.ladder.tiers
+            ]
+        return self.policy.keep_warm(probs, choice, options, warm, prefix_costs, answer_costs)
+
+    def predict(
+        self, text: str, options: RouteOptions = DEFAULT_OPTIONS, conversation: Conversation | None = None
+    ) -> Prediction:
         """Route one prompt: the cheapest tier the policy trusts within its latency band, with its fallback chain.
 
         The band (`options.latency_band`): interactive (a person waits; `max_latency_ms` bounds the time to an
         acceptable answer), tolerant (`value_of_time_usd_per_s` prices waiting against cost) or async (Batch API
-        prices, time ignored).
+        prices, time ignored). A turn of a `conversation` stays on its warm tier where that pays.
         """
         ids = self._tokenizer.ids(text)
         if len(ids) == 0:
@@ -144,11 +171,21 @@ class Router:
         else:
             mask = self._ones[:, : len(ids)]  # ids never outnumber the encoder's window
         probs = self._run(ids[None, :], mask)[0]
-        choice = self.policy.choose(probs, options)
+        choice = self._choose(probs, options, conversation)
         return self._prediction(probs, choice, self.policy.target(options.quality_target))
 
-    def predict_batch(self, texts: Sequence[str], options: RouteOptions = DEFAULT_OPTIONS) -> list[Prediction]:
-        """Route many prompts with one graph run (the same options for every prompt)."""
+    def predict_batch(
+        self,
+        texts: Sequence[str],
+        options: RouteOptions = DEFAULT_OPTIONS,
+        conversations: Sequence[Conversation | None] | None = None,
+    ) -> list[Prediction]:
+        """Route many prompts with one graph run (the same options for every prompt; `conversations`, one per
+        prompt, as `predict` takes one)."""
         probs = self.probabilities(texts)
         target = self.policy.target(options.quality_target)
-        return [self._prediction(row, self.policy.choose(row, options), target) for row in probs]
+        each = conversations if conversations is not None else [None] * len(probs)
+        return [
+            self._prediction(row, self._choose(row, options, conversation), target)
+            for row, conversation in zip(probs, each, strict=True)
+        ]

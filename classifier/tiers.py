@@ -78,6 +78,12 @@ class Tier:
         )
         return (prompt * self.input_usd_per_mtok + output_tokens * self.output_usd_per_mtok) / 1e6
 
+    def cached_prefix_cost(self, tokens: int, warm: bool, batch: bool = False) -> float:
+        """USD for a conversation's cached prefix of `tokens` on this tier: read from the cache where the tier is
+        warm (it served the last turn), written to it again where it is cold; at the Batch rate for a batch."""
+        cost = self.token_cost(0, 0, tokens, 0) if warm else self.token_cost(0, 0, 0, tokens)
+        return cost * self.batch_multiplier if batch else cost
+
     @property
     def has_speed(self) -> bool:
         """Whether the ladder gives this tier's published speed (first-token time and output rate)."""

@@ -474,6 +474,17 @@ ANTHROPIC = Extra("anthropic", "Anthropic client and proxy", ("anthropic", "star
     help="A tier ladder TOML whose tiers may name their own provider (anthropic | openai), base_url and api_key_env "
     "(the environment variable holding the key); a tier without them goes to --upstream with the caller's key.",
 )
+@click.option(
+    "--session-ttl",
+    "session_ttl_s",
+    default=PROXY_DEFAULTS.session_ttl_s,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds a conversation's warm tier is remembered after its turn (the providers' prompt-cache lifetime): "
+    "its next turn stays on the tier whose cache holds its prefix when that tier is as likely to answer "
+    "acceptably and costs no more with the prefix at the cache-read price. A conversation is x-tierwise-session, "
+    "else the user (metadata.user_id, OpenAI's user) with the first messages. 0: each turn routed on its own.",
+)
 @routing_options
 def proxy(**options: Any) -> None:
     """Serve the Anthropic Messages API, routing `"model": "tierwise"` requests through the router.

@@ -42,6 +42,7 @@ def decision_row(decision: Decision, redact_prompts: bool = False) -> dict[str, 
         "explored": decision.explored,
         "propensity": decision.propensity,
         "propensities": dict(decision.propensities or {prediction.tier: 1.0}),
+        "kept_warm": prediction.kept_warm,
         "time": datetime.fromtimestamp(decision.unix_time, UTC).isoformat(),
     }
 

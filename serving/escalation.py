@@ -72,7 +72,8 @@ class RouteDecision:
     """Where a request goes: its chain of steps, and how the router came to it.
 
     `router_error` is set when no router answered (the chain is then the fallback model alone); it is never
-    silent: the result carries it and a warning is logged.
+    silent: the result carries it and a warning is logged. `kept_warm`: a conversation's turn kept on the tier its
+    prompt cache is warm on.
     """
 
     request_id: str
@@ -81,6 +82,7 @@ class RouteDecision:
     use_batch_api: bool = False
     explored: bool = False
     router_error: str | None = None
+    kept_warm: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,7 @@ class Routing:
     fallback_chain: tuple[str, ...]
     explored: bool = False
     router_error: str | None = None
+    kept_warm: bool = False
 
 
 @dataclass
@@ -290,6 +293,7 @@ class Escalation:
             fallback_chain=tuple(s.tier for s in self.decision.steps),
             explored=self.decision.explored,
             router_error=self.decision.router_error,
+            kept_warm=self.decision.kept_warm,
         )
 
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tierwise.classifier.limits import FieldError
-from tierwise.classifier.request import RouteOptions
+from tierwise.classifier.request import Conversation, RouteOptions
 from tierwise.serving.escalation import RouteDecision
 from tierwise.serving.price_book import PriceBook
 from tierwise.serving.reload import LoadedModel
@@ -42,8 +42,10 @@ class LocalLink:
         self._queued: list[pb.Outcome] = []
         self._prices: tuple[LoadedModel | None, PriceBook | None] = (None, None)
 
-    async def decide(self, params: Mapping[str, Any], options: RouteOptions) -> RouteDecision:
-        request = route_request_for(params, options)
+    async def decide(
+        self, params: Mapping[str, Any], options: RouteOptions, conversation: Conversation | None = None
+    ) -> RouteDecision:
+        request = route_request_for(params, options, conversation)
         loaded = self._serving()
         prices = self._prices_of(loaded)
         if request is None:
@@ -59,6 +61,7 @@ class LocalLink:
             prices,
             decision.use_batch_api,
             decision.explored,
+            prediction.kept_warm,
         )
 
     async def prices(self) -> PriceBook:

@@ -51,7 +51,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 from tierwise.classifier.limits import IDENTIFIER, FieldError
-from tierwise.classifier.request import RouteOptions
+from tierwise.classifier.request import Conversation, RouteOptions
 from tierwise.classifier.tiers import TierLadder
 from tierwise.classifier.uris import masked, masked_record
 from tierwise.classifier.workloads import Workloads
@@ -67,6 +67,7 @@ from tierwise.serving.chat_translation import (
     messages_request,
     models_entry,
 )
+from tierwise.serving.conversations import Conversations, conversation_key
 from tierwise.serving.escalation import (
     INVALID_RESPONSE,
     Escalation,
@@ -152,7 +153,9 @@ def _number(text: str, header: str) -> float:
     return value
 
 
-def tierwise_headers(request_id: str, tier: str, model: str, attempts: int, router_error: str | None) -> dict[str, str]:
+def tierwise_headers(
+    request_id: str, tier: str, model: str, attempts: int, router_error: str | None, kept_warm: bool
+) -> dict[str, str]:
     """The routing headers of every routed answer."""
     headers = {
         "x-tierwise-request-id": request_id,
@@ -162,13 +165,15 @@ def tierwise_headers(request_id: str, tier: str, model: str, attempts: int, rout
     }
     if router_error is not None:
         headers["x-tierwise-router-error"] = router_error
+    if kept_warm:
+        headers["x-tierwise-kept-warm"] = "true"
     return headers
 
 
 def routing_headers(routing: Routing) -> dict[str, str]:
     """The routing headers of a finished walk, with its cost and verdict."""
     headers = tierwise_headers(
-        routing.request_id, routing.tier, routing.model, len(routing.attempts), routing.router_error
+        routing.request_id, routing.tier, routing.model, len(routing.attempts), routing.router_error, routing.kept_warm
     )
     headers["x-tierwise-cost-usd"] = f"{routing.cost_usd:.8f}"
     headers["x-tierwise-accepted"] = "true" if routing.accepted else "false"
@@ -181,6 +186,15 @@ def _no_answer(routing: Routing) -> ApiError:
     return ApiError(502, "api_error", message, routing_headers(routing))
 
 
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """Where a routed request came from: its caller's key fingerprint (who may grade it) and its conversation's key
+    (None when conversations are not followed)."""
+
+    caller: bytes
+    conversation: bytes | None
+
+
 class Proxy:
     """The proxy's state (upstream client, the router it asks and reports to, what it routed) and its endpoints."""
 
@@ -189,6 +203,7 @@ class Proxy:
         self.router = router
         self.judge = Judge()
         self.served = ServedRequests()
+        self.conversations = Conversations(config.session_ttl_s)
         self.feedback_auth = FeedbackAuth(feedback_token)
         self.upstream = Upstream(config.upstream, config.upstream_timeout_s, config.max_concurrency)
         ladder = TierLadder.load(config.tiers) if config.tiers else None
@@ -295,13 +310,24 @@ class Proxy:
         check_routable(params)
         policy = None if self.workloads is None else self.workloads.current
         options = route_options(request.headers, self.config.routing, policy)
-        escalation = Escalation(await self._decide(params, options), self.judge, self.router)
-        caller = self.feedback_auth.fingerprint(credential(request.headers))
-        return await self._routed(params, headers, escalation, caller, bool(params.get("stream")), chat)
+        key = self._conversation_key(request, params)
+        conversation = None if key is None else self.conversations.get(key)
+        escalation = Escalation(await self._decide(params, options, conversation), self.judge, self.router)
+        origin = Origin(self.feedback_auth.fingerprint(credential(request.headers)), key)
+        return await self._routed(params, headers, escalation, origin, bool(params.get("stream")), chat)
 
-    async def _decide(self, params: dict[str, Any], options: RouteOptions) -> Any:
+    def _conversation_key(self, request: Request, params: dict[str, Any]) -> bytes | None:
+        """The request's conversation (`conversations.py`), or None when conversations are not followed."""
+        if self.conversations.ttl_s <= 0:
+            return None
         try:
-            return await self.router.decide(params, options)
+            return conversation_key(request.headers, params)
+        except FieldError as exc:
+            raise invalid(str(exc)) from exc
+
+    async def _decide(self, params: dict[str, Any], options: RouteOptions, conversation: Conversation | None) -> Any:
+        try:
+            return await self.router.decide(params, options, conversation)
         except FieldError as exc:
             raise invalid(str(exc)) from exc
         except RoutingError as exc:
@@ -316,7 +342,7 @@ class Proxy:
         params: dict[str, Any],
         headers: list[tuple[str, str]],
         escalation: Escalation,
-        caller: bytes,
+        origin: Origin,
         streamed: bool,
         chat: ChatStream | None = None,
     ) -> Response:
@@ -327,7 +353,7 @@ class Proxy:
             try:
                 response = await self.tiers.open(step, {**params, "model": step.model}, headers, streamed)
                 if streamed and response.status_code == 200 and is_event_stream(response.headers):
-                    return Reply(None, handed=self._streamed(response, escalation, step, started, caller, chat))
+                    return Reply(None, handed=self._streamed(response, escalation, step, started, origin, chat))
                 try:
                     await response.aread()
                 finally:
@@ -345,7 +371,7 @@ class Proxy:
         if isinstance(final, StreamingResponse):
             return final
         routing = escalation.routing()
-        self._remember(routing, caller)
+        self._remember(routing, origin)
         if final is None:
             raise _no_answer(routing)
         headers_out = reply_headers(final.headers, decoded=True) | routing_headers(routing)
@@ -362,22 +388,27 @@ class Proxy:
         escalation: Escalation,
         step: Step,
         started: float,
-        caller: bytes,
+        origin: Origin,
         chat: ChatStream | None,
     ) -> StreamingResponse:
         """A started upstream stream, relayed with the routing headers of its attempt."""
         decision = escalation.decision
         routed = tierwise_headers(
-            decision.request_id, step.tier, step.model, len(escalation.attempts) + 1, decision.router_error
+            decision.request_id,
+            step.tier,
+            step.model,
+            len(escalation.attempts) + 1,
+            decision.router_error,
+            decision.kept_warm,
         )
         return StreamingResponse(
-            self._relay(response, StreamWatch(escalation, started), caller, chat),
+            self._relay(response, StreamWatch(escalation, started), origin, chat),
             status_code=200,
             headers=reply_headers(response.headers, decoded=True) | routed,
         )
 
     async def _relay(
-        self, response: httpx.Response, watch: StreamWatch, caller: bytes, chat: ChatStream | None
+        self, response: httpx.Response, watch: StreamWatch, origin: Origin, chat: ChatStream | None
     ) -> AsyncIterator[bytes]:
         """The upstream stream, whole events at a time (as chunks for `chat`); cut short upstream, it ends with an
         `error` event."""
@@ -394,7 +425,7 @@ class Proxy:
                 yield ending
         finally:
             watch.finish(error=scanner.error)
-            self._remember(watch.escalation.routing(), caller)
+            self._remember(watch.escalation.routing(), origin)
             with anyio.CancelScope(shield=True):
                 await response.aclose()
 
@@ -424,9 +455,12 @@ class Proxy:
     async def _body(self, request: Request) -> bytes:
         return await read_body(request, self.config.max_body_bytes)
 
-    def _remember(self, routing: Routing, caller: bytes) -> None:
+    def _remember(self, routing: Routing, origin: Origin) -> None:
+        """What a routed request's caller may grade later, and where its conversation's cache is now warm."""
         models = tuple(attempt.model for attempt in routing.attempts)
-        self.served.remember(routing.request_id, Served(models, routing.attempt, caller))
+        self.served.remember(routing.request_id, Served(models, routing.attempt, origin.caller))
+        if origin.conversation is not None:
+            self.conversations.served(origin.conversation, routing)
 
 
 def _header_pairs(request: Request) -> list[tuple[str, str]]:

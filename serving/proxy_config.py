@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from tierwise.classifier.errors import InputError
 from tierwise.classifier.request import DEFAULT_OPTIONS, RouteOptions
+from tierwise.classifier.tiers import CACHE_LIFETIME_S
 from tierwise.classifier.uris import masked
 from tierwise.serving.config import ServeConfig
 
@@ -47,6 +48,7 @@ class ProxyConfig:
     workloads: str | Path | None = None  # the policy per workload: between the headers and `routing`
     reload_interval: float = 2.0  # seconds between checks of the workloads file
     tiers: str | Path | None = None  # a ladder naming tiers' own provider, base_url, api_key_env; None: all --upstream
+    session_ttl_s: float = CACHE_LIFETIME_S  # a conversation's warm tier is kept this long after a turn; 0: none
 
     def __post_init__(self) -> None:
         if (self.router is None) == (self.local is None):
@@ -58,6 +60,8 @@ class ProxyConfig:
         url = urlsplit(self.upstream)
         if url.scheme not in ("http", "https") or not url.netloc:
             raise ProxyError(f"--upstream: {masked(self.upstream)!r} is not an http(s) URL")
+        if not self.session_ttl_s >= 0:
+            raise ProxyError(f"--session-ttl: {self.session_ttl_s} is not a number of seconds >= 0")
         if not self.upstream_timeout_s > 0:
             raise ProxyError(f"--upstream-timeout: {self.upstream_timeout_s} is not a positive number of seconds")
 

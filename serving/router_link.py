@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 import grpc
 from tierwise.classifier.errors import InputError
 from tierwise.classifier.limits import FieldError
-from tierwise.classifier.request import Message, RouteOptions, RouteRequest
+from tierwise.classifier.request import Conversation, Message, RouteOptions, RouteRequest
 from tierwise.classifier.text import content_text
 from tierwise.serving.escalation import RouteDecision, Step, run_blocking
 from tierwise.serving.outcome_reporter import OutcomeReporter
@@ -104,8 +104,11 @@ def _chat(params: Mapping[str, Any]) -> list[Message]:
     return chat
 
 
-def route_request_for(params: Mapping[str, Any], options: RouteOptions) -> RouteRequest | None:
-    """The routing request for a Messages request, or None when it has no text to route on (images only, say).
+def route_request_for(
+    params: Mapping[str, Any], options: RouteOptions, conversation: Conversation | None = None
+) -> RouteRequest | None:
+    """The routing request for a Messages request (a turn of `conversation`, if given), or None when it has no text
+    to route on (images only, say).
 
     Raises FieldError when the request cannot be routed as it is (over a limit, say).
     """
@@ -113,13 +116,15 @@ def route_request_for(params: Mapping[str, Any], options: RouteOptions) -> Route
     if not any(m.content.strip() for m in chat):
         return None
     if len(chat) == 1 and chat[0].role == "user":
-        return RouteRequest(prompt=chat[0].content, options=options)
-    return RouteRequest(messages=tuple(chat), options=options)
+        return RouteRequest(prompt=chat[0].content, options=options, conversation=conversation)
+    return RouteRequest(messages=tuple(chat), options=options, conversation=conversation)
 
 
-def predict_request(params: Mapping[str, Any], options: RouteOptions) -> pb.PredictRequest | None:
+def predict_request(
+    params: Mapping[str, Any], options: RouteOptions, conversation: Conversation | None = None
+) -> pb.PredictRequest | None:
     """`route_request_for` as the PredictRequest that asks a server for it."""
-    request = route_request_for(params, options)
+    request = route_request_for(params, options, conversation)
     return None if request is None else wire_request(request)
 
 
@@ -131,6 +136,7 @@ def route_decision(
     prices: PriceBook,
     use_batch_api: bool = False,
     explored: bool = False,
+    kept_warm: bool = False,
 ) -> RouteDecision:
     """A router's answer (its tier and model first, then the rest of `chain` by tier name) as a chain of steps; a
     chain tier the price book does not know is left out."""
@@ -139,7 +145,9 @@ def route_decision(
         known = prices.tier_named(name)
         if known is not None:
             steps.append(Step(known.name, known.model))
-    return RouteDecision(request_id, tuple(steps), prices, use_batch_api=use_batch_api, explored=explored)
+    return RouteDecision(
+        request_id, tuple(steps), prices, use_batch_api=use_batch_api, explored=explored, kept_warm=kept_warm
+    )
 
 
 def decision_from(response: pb.PredictResponse, prices: PriceBook) -> RouteDecision:
@@ -152,6 +160,7 @@ def decision_from(response: pb.PredictResponse, prices: PriceBook) -> RouteDecis
         prices,
         response.use_batch_api,
         response.explored,
+        response.kept_warm,
     )
 
 
@@ -216,9 +225,11 @@ class _LinkCalls:
         """Call one unary Router method; each link makes the call its own way."""
         raise NotImplementedError
 
-    async def _decision(self, params: Mapping[str, Any], options: RouteOptions) -> RouteDecision:
+    async def _decision(
+        self, params: Mapping[str, Any], options: RouteOptions, conversation: Conversation | None = None
+    ) -> RouteDecision:
         """Where this Messages request should go (or the fallback's decision when no router answers)."""
-        request = predict_request(params, options)
+        request = predict_request(params, options, conversation)
         if request is None:
             return self.state.textless()
         try:
@@ -334,9 +345,11 @@ class AsyncRouterLink(_LinkCalls):
         call = getattr(self._stub, method)
         return await call(request, timeout=self._timeout_s, metadata=self._metadata)
 
-    async def decide(self, params: Mapping[str, Any], options: RouteOptions) -> RouteDecision:
+    async def decide(
+        self, params: Mapping[str, Any], options: RouteOptions, conversation: Conversation | None = None
+    ) -> RouteDecision:
         """Where this Messages request should go (or the fallback's decision when no router answers)."""
-        return await self._decision(params, options)
+        return await self._decision(params, options, conversation)
 
     async def prices(self) -> PriceBook:
         """The served ladder (fetched now if not yet known), or the shipped one when the router is out of reach."""
@@ -366,9 +379,11 @@ class Link(Protocol):
         """Why the router last failed to route; None while it answers."""
         ...
 
-    async def decide(self, params: Mapping[str, Any], options: RouteOptions) -> RouteDecision:
-        """Where a Messages request goes. FieldError or RoutingError when the router refuses it, RouterUnavailable
-        when none answers and the policy is to fail."""
+    async def decide(
+        self, params: Mapping[str, Any], options: RouteOptions, conversation: Conversation | None = None
+    ) -> RouteDecision:
+        """Where a Messages request (a turn of `conversation`, if given) goes. FieldError or RoutingError when the
+        router refuses it, RouterUnavailable when none answers and the policy is to fail."""
         ...
 
     async def prices(self) -> PriceBook:
@@ -410,8 +425,10 @@ class GrpcLink:
     def outage(self) -> str | None:
         return self._link.state.outage
 
-    async def decide(self, params: Mapping[str, Any], options: RouteOptions) -> RouteDecision:
-        return await self._link.decide(params, options)
+    async def decide(
+        self, params: Mapping[str, Any], options: RouteOptions, conversation: Conversation | None = None
+    ) -> RouteDecision:
+        return await self._link.decide(params, options, conversation)
 
     async def prices(self) -> PriceBook:
         return await self._link.prices()

@@ -20,7 +20,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-CACHE_TTL_S = 300.0
+from tierwise.classifier.tiers import CACHE_LIFETIME_S
+
 OPENAI_MIN_TOKENS = 1024
 OPENAI_STEP_TOKENS = 128
 
@@ -46,7 +47,7 @@ class PromptCache:
     """Remembered prefixes per model, each expiring `ttl_s` after its last use; at most `max_entries` (oldest go)."""
 
     def __init__(
-        self, ttl_s: float = CACHE_TTL_S, clock: Callable[[], float] = time.monotonic, max_entries: int = 100_000
+        self, ttl_s: float = CACHE_LIFETIME_S, clock: Callable[[], float] = time.monotonic, max_entries: int = 100_000
     ) -> None:
         self.ttl_s = ttl_s
         self.clock = clock

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from google.protobuf import descriptor, empty_pb2, message, unknown_fields
 from tierwise.classifier.decider import Decision
 from tierwise.classifier.limits import FieldError
-from tierwise.classifier.request import NUMBERS, Message, RouteOptions, RouteRequest
+from tierwise.classifier.request import NUMBERS, Conversation, Message, RouteOptions, RouteRequest
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 
 # Wire enums by name, unspecified as None (unset); an unknown number is passed on as it is, for RouteOptions to refuse.
@@ -41,7 +41,14 @@ def route_request(request: pb.PredictRequest, max_prompt_bytes: int) -> RouteReq
     """The routing request a PredictRequest carries; FieldError names a bad field, or a text over the server's
     `--max-prompt-bytes`."""
     messages = tuple(Message(m.role or "user", m.content) for m in request.messages) if request.messages else ()
-    routed = RouteRequest(request.prompt, messages, _options(request), request.request_id)
+    conversation = None
+    if request.HasField("conversation"):
+        wire = request.conversation
+        try:
+            conversation = Conversation(wire.warm_tier, wire.cached_tokens, wire.output_tokens)
+        except FieldError as exc:
+            raise exc.within("conversation.") from None
+    routed = RouteRequest(request.prompt, messages, _options(request), request.request_id, conversation)
     routed.check_bytes(max_prompt_bytes)
     return routed
 
@@ -90,6 +97,10 @@ def wire_request(request: RouteRequest) -> pb.PredictRequest:
             setattr(wire, name, getattr(options, name))
     if not options.allow_explore:
         wire.allow_explore = False
+    if request.conversation is not None:
+        wire.conversation.warm_tier = request.conversation.warm_tier
+        wire.conversation.cached_tokens = request.conversation.cached_tokens
+        wire.conversation.output_tokens = request.conversation.output_tokens
     return wire
 
 
@@ -110,6 +121,7 @@ def predict_response(decision: Decision) -> pb.PredictResponse:
         latency_budget_met=prediction.latency_budget_met,
         explored=decision.explored,
         propensity=decision.propensity,
+        kept_warm=prediction.kept_warm,
     )
     if prediction.expected_cost_usd is not None:
         response.expected_cost_usd = prediction.expected_cost_usd

@@ -12,9 +12,9 @@ import sys
 import anthropic
 import httpx
 import pytest
-from tierwise.classifier.tiers import TierLadder
+from tierwise.classifier.tiers import CACHE_LIFETIME_S, TierLadder
 from tierwise.serving.standin import StandIn
-from tierwise.serving.standin_cache import CACHE_TTL_S, PromptCache
+from tierwise.serving.standin_cache import PromptCache
 from tierwise.serving.standin_defaults import STAND_IN_KEY
 from tierwise.serving.standin_text import default_answer
 
@@ -121,9 +121,9 @@ def test_a_cached_prefix_is_written_once_then_read_on_its_model_and_written_agai
     assert (other_model.cache_read_input_tokens, other_model.cache_creation_input_tokens) == (0, len(RUBRIC) // 4)
     assert first.input_tokens == again.input_tokens == len("Is 2 + 2 = 4?") // 4, "cached tokens are not input"
 
-    clock.now += CACHE_TTL_S - 1
+    clock.now += CACHE_LIFETIME_S - 1
     assert cached_request(client, HAIKU, "Still there?").cache_read_input_tokens > 0, "each read renews the lifetime"
-    clock.now += CACHE_TTL_S
+    clock.now += CACHE_LIFETIME_S
     expired = cached_request(client, HAIKU, "Still there?")
     assert (expired.cache_read_input_tokens, expired.cache_creation_input_tokens) == (0, len(RUBRIC) // 4)
 

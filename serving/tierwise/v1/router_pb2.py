@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tierwise/v1/router.proto\x12\x0btierwise.v1\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xb1\x03\n\x0ePredictRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12*\n\x08messages\x18\x02 \x03(\x0b\x32\x18.tierwise.v1.ChatMessage\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x1b\n\x0equality_target\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\rallowed_tiers\x18\x05 \x03(\t\x12.\n\x0clatency_band\x18\x06 \x01(\x0e\x32\x18.tierwise.v1.LatencyBand\x12&\n\x04mode\x18\x07 \x01(\x0e\x32\x18.tierwise.v1.RoutingMode\x12\x1a\n\rallow_explore\x18\x08 \x01(\x08H\x01\x88\x01\x01\x12\x1b\n\x0emax_latency_ms\x18\t \x01(\x01H\x02\x88\x01\x01\x12$\n\x17value_of_time_usd_per_s\x18\n \x01(\x01H\x03\x88\x01\x01\x12\x10\n\x08workload\x18\x0b \x01(\tB\x11\n\x0f_quality_targetB\x10\n\x0e_allow_exploreB\x11\n\x0f_max_latency_msB\x1a\n\x18_value_of_time_usd_per_s\"\x8e\x04\n\x0fPredictResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x46\n\rprobabilities\x18\x04 \x03(\x0b\x32/.tierwise.v1.PredictResponse.ProbabilitiesEntry\x12\x16\n\x0e\x66\x61llback_chain\x18\x05 \x03(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12\x14\n\x0cinference_us\x18\x07 \x01(\x03\x12\x16\n\x0equality_target\x18\x08 \x01(\x01\x12&\n\x04mode\x18\t \x01(\x0e\x32\x18.tierwise.v1.RoutingMode\x12\x1e\n\x11\x65xpected_cost_usd\x18\n \x01(\x01H\x00\x88\x01\x01\x12\x15\n\ruse_batch_api\x18\x0b \x01(\x08\x12\x10\n\x08\x65xplored\x18\x0c \x01(\x08\x12\x12\n\npropensity\x18\r \x01(\x01\x12 \n\x13\x65xpected_latency_ms\x18\x0e \x01(\x01H\x01\x88\x01\x01\x12\x1a\n\x12latency_budget_met\x18\x0f \x01(\x08\x1a\x34\n\x12ProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x14\n\x12_expected_cost_usdB\x16\n\x14_expected_latency_ms\"D\n\x13PredictBatchRequest\x12-\n\x08requests\x18\x01 \x03(\x0b\x32\x1b.tierwise.v1.PredictRequest\"t\n\x14PredictBatchResponse\x12/\n\tresponses\x18\x01 \x03(\x0b\x32\x1c.tierwise.v1.PredictResponse\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x14\n\x0cinference_us\x18\x03 \x01(\x03\"\x15\n\x13GetModelInfoRequest\"\x95\x01\n\x08TierInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06models\x18\x03 \x03(\t\x12\x1a\n\x12input_usd_per_mtok\x18\x04 \x01(\x01\x12\x1b\n\x13output_usd_per_mtok\x18\x05 \x01(\x01\x12#\n\x04time\x18\x06 \x01(\x0b\x32\x15.tierwise.v1.TierTime\"\x97\x01\n\x08TierTime\x12\x16\n\x0e\x66irst_token_ms\x18\x01 \x01(\x01\x12\x1b\n\x13output_tokens_per_s\x18\x02 \x01(\x01\x12\x16\n\x0elatency_ms_p50\x18\x03 \x01(\x01\x12\x16\n\x0elatency_ms_p90\x18\x04 \x01(\x01\x12\x16\n\x0elatency_ms_p99\x18\x05 \x01(\x01\x12\x0e\n\x06source\x18\x06 \x01(\t\"f\n\x0fLiveCalibration\x12\x0c\n\x04tier\x18\x01 \x01(\t\x12\x10\n\x08outcomes\x18\x02 \x01(\x03\x12\x18\n\x10realized_success\x18\x03 \x01(\x01\x12\x19\n\x11predicted_success\x18\x04 \x01(\x01\"\xf3\x02\n\tModelInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12$\n\x05tiers\x18\x02 \x03(\x0b\x32\x15.tierwise.v1.TierInfo\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x16\n\x0ethreshold_rule\x18\x04 \x01(\t\x12\x0f\n\x07\x65ncoder\x18\x05 \x01(\t\x12\x34\n\x07metrics\x18\x06 \x03(\x0b\x32#.tierwise.v1.ModelInfo.MetricsEntry\x12\x18\n\x10\x64\x61ta_fingerprint\x18\x07 \x01(\t\x12\x0e\n\x06source\x18\x08 \x01(\t\x12\x15\n\rmanifest_json\x18\t \x01(\t\x12\x36\n\x10live_calibration\x18\n \x03(\x0b\x32\x1c.tierwise.v1.LiveCalibration\x12\x14\n\x0c\x65xplore_rate\x18\x0b \x01(\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xf2\x03\n\x07Outcome\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x14\n\x07success\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\x05score\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\x08\x63ost_usd\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\x19\n\x0cinput_tokens\x18\x07 \x01(\x03H\x03\x88\x01\x01\x12\x1a\n\routput_tokens\x18\x08 \x01(\x03H\x04\x88\x01\x01\x12$\n\x17\x63\x61\x63he_read_input_tokens\x18\t \x01(\x03H\x05\x88\x01\x01\x12(\n\x1b\x63\x61\x63he_creation_input_tokens\x18\n \x01(\x03H\x06\x88\x01\x01\x12\x17\n\nlatency_ms\x18\x0b \x01(\x01H\x07\x88\x01\x01\x12\x14\n\x07ttft_ms\x18\x0c \x01(\x01H\x08\x88\x01\x01\x12\r\n\x05\x65rror\x18\r \x01(\t\x12\x10\n\x08workload\x18\x0e \x01(\tB\n\n\x08_successB\x08\n\x06_scoreB\x0b\n\t_cost_usdB\x0f\n\r_input_tokensB\x10\n\x0e_output_tokensB\x1a\n\x18_cache_read_input_tokensB\x1e\n\x1c_cache_creation_input_tokensB\r\n\x0b_latency_msB\n\n\x08_ttft_ms\"7\n\nOutcomeAck\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rknown_request\x18\x02 \x01(\x08\"=\n\x0fOutcomesSummary\x12\x10\n\x08received\x18\x01 \x01(\x03\x12\x18\n\x10unknown_requests\x18\x02 \x01(\x03*U\n\x0bLatencyBand\x12\x1c\n\x18LATENCY_BAND_UNSPECIFIED\x10\x00\x12\x0f\n\x0bINTERACTIVE\x10\x01\x12\x0c\n\x08TOLERANT\x10\x02\x12\t\n\x05\x41SYNC\x10\x03*D\n\x0bRoutingMode\x12\x1c\n\x18ROUTING_MODE_UNSPECIFIED\x10\x00\x12\r\n\tTHRESHOLD\x10\x01\x12\x08\n\x04\x43OST\x10\x02\x32\xc5\x03\n\x06Router\x12\x44\n\x07Predict\x12\x1b.tierwise.v1.PredictRequest\x1a\x1c.tierwise.v1.PredictResponse\x12S\n\x0cPredictBatch\x12 .tierwise.v1.PredictBatchRequest\x1a!.tierwise.v1.PredictBatchResponse\x12N\n\rPredictStream\x12\x1b.tierwise.v1.PredictRequest\x1a\x1c.tierwise.v1.PredictResponse(\x01\x30\x01\x12H\n\x0cGetModelInfo\x12 .tierwise.v1.GetModelInfoRequest\x1a\x16.tierwise.v1.ModelInfo\x12>\n\rReportOutcome\x12\x14.tierwise.v1.Outcome\x1a\x17.tierwise.v1.OutcomeAck\x12\x46\n\x0eReportOutcomes\x12\x14.tierwise.v1.Outcome\x1a\x1c.tierwise.v1.OutcomesSummary(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tierwise/v1/router.proto\x12\x0btierwise.v1\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xe2\x03\n\x0ePredictRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12*\n\x08messages\x18\x02 \x03(\x0b\x32\x18.tierwise.v1.ChatMessage\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x1b\n\x0equality_target\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\rallowed_tiers\x18\x05 \x03(\t\x12.\n\x0clatency_band\x18\x06 \x01(\x0e\x32\x18.tierwise.v1.LatencyBand\x12&\n\x04mode\x18\x07 \x01(\x0e\x32\x18.tierwise.v1.RoutingMode\x12\x1a\n\rallow_explore\x18\x08 \x01(\x08H\x01\x88\x01\x01\x12\x1b\n\x0emax_latency_ms\x18\t \x01(\x01H\x02\x88\x01\x01\x12$\n\x17value_of_time_usd_per_s\x18\n \x01(\x01H\x03\x88\x01\x01\x12\x10\n\x08workload\x18\x0b \x01(\t\x12/\n\x0c\x63onversation\x18\x0c \x01(\x0b\x32\x19.tierwise.v1.ConversationB\x11\n\x0f_quality_targetB\x10\n\x0e_allow_exploreB\x11\n\x0f_max_latency_msB\x1a\n\x18_value_of_time_usd_per_s\"O\n\x0c\x43onversation\x12\x11\n\twarm_tier\x18\x01 \x01(\t\x12\x15\n\rcached_tokens\x18\x02 \x01(\x03\x12\x15\n\routput_tokens\x18\x03 \x01(\x03\"\xa1\x04\n\x0fPredictResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x46\n\rprobabilities\x18\x04 \x03(\x0b\x32/.tierwise.v1.PredictResponse.ProbabilitiesEntry\x12\x16\n\x0e\x66\x61llback_chain\x18\x05 \x03(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12\x14\n\x0cinference_us\x18\x07 \x01(\x03\x12\x16\n\x0equality_target\x18\x08 \x01(\x01\x12&\n\x04mode\x18\t \x01(\x0e\x32\x18.tierwise.v1.RoutingMode\x12\x1e\n\x11\x65xpected_cost_usd\x18\n \x01(\x01H\x00\x88\x01\x01\x12\x15\n\ruse_batch_api\x18\x0b \x01(\x08\x12\x10\n\x08\x65xplored\x18\x0c \x01(\x08\x12\x12\n\npropensity\x18\r \x01(\x01\x12 \n\x13\x65xpected_latency_ms\x18\x0e \x01(\x01H\x01\x88\x01\x01\x12\x1a\n\x12latency_budget_met\x18\x0f \x01(\x08\x12\x11\n\tkept_warm\x18\x10 \x01(\x08\x1a\x34\n\x12ProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x14\n\x12_expected_cost_usdB\x16\n\x14_expected_latency_ms\"D\n\x13PredictBatchRequest\x12-\n\x08requests\x18\x01 \x03(\x0b\x32\x1b.tierwise.v1.PredictRequest\"t\n\x14PredictBatchResponse\x12/\n\tresponses\x18\x01 \x03(\x0b\x32\x1c.tierwise.v1.PredictResponse\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x14\n\x0cinference_us\x18\x03 \x01(\x03\"\x15\n\x13GetModelInfoRequest\"\x95\x01\n\x08TierInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06models\x18\x03 \x03(\t\x12\x1a\n\x12input_usd_per_mtok\x18\x04 \x01(\x01\x12\x1b\n\x13output_usd_per_mtok\x18\x05 \x01(\x01\x12#\n\x04time\x18\x06 \x01(\x0b\x32\x15.tierwise.v1.TierTime\"\x97\x01\n\x08TierTime\x12\x16\n\x0e\x66irst_token_ms\x18\x01 \x01(\x01\x12\x1b\n\x13output_tokens_per_s\x18\x02 \x01(\x01\x12\x16\n\x0elatency_ms_p50\x18\x03 \x01(\x01\x12\x16\n\x0elatency_ms_p90\x18\x04 \x01(\x01\x12\x16\n\x0elatency_ms_p99\x18\x05 \x01(\x01\x12\x0e\n\x06source\x18\x06 \x01(\t\"f\n\x0fLiveCalibration\x12\x0c\n\x04tier\x18\x01 \x01(\t\x12\x10\n\x08outcomes\x18\x02 \x01(\x03\x12\x18\n\x10realized_success\x18\x03 \x01(\x01\x12\x19\n\x11predicted_success\x18\x04 \x01(\x01\"\xf3\x02\n\tModelInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12$\n\x05tiers\x18\x02 \x03(\x0b\x32\x15.tierwise.v1.TierInfo\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x16\n\x0ethreshold_rule\x18\x04 \x01(\t\x12\x0f\n\x07\x65ncoder\x18\x05 \x01(\t\x12\x34\n\x07metrics\x18\x06 \x03(\x0b\x32#.tierwise.v1.ModelInfo.MetricsEntry\x12\x18\n\x10\x64\x61ta_fingerprint\x18\x07 \x01(\t\x12\x0e\n\x06source\x18\x08 \x01(\t\x12\x15\n\rmanifest_json\x18\t \x01(\t\x12\x36\n\x10live_calibration\x18\n \x03(\x0b\x32\x1c.tierwise.v1.LiveCalibration\x12\x14\n\x0c\x65xplore_rate\x18\x0b \x01(\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xf2\x03\n\x07Outcome\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x14\n\x07success\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\x05score\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\x08\x63ost_usd\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\x19\n\x0cinput_tokens\x18\x07 \x01(\x03H\x03\x88\x01\x01\x12\x1a\n\routput_tokens\x18\x08 \x01(\x03H\x04\x88\x01\x01\x12$\n\x17\x63\x61\x63he_read_input_tokens\x18\t \x01(\x03H\x05\x88\x01\x01\x12(\n\x1b\x63\x61\x63he_creation_input_tokens\x18\n \x01(\x03H\x06\x88\x01\x01\x12\x17\n\nlatency_ms\x18\x0b \x01(\x01H\x07\x88\x01\x01\x12\x14\n\x07ttft_ms\x18\x0c \x01(\x01H\x08\x88\x01\x01\x12\r\n\x05\x65rror\x18\r \x01(\t\x12\x10\n\x08workload\x18\x0e \x01(\tB\n\n\x08_successB\x08\n\x06_scoreB\x0b\n\t_cost_usdB\x0f\n\r_input_tokensB\x10\n\x0e_output_tokensB\x1a\n\x18_cache_read_input_tokensB\x1e\n\x1c_cache_creation_input_tokensB\r\n\x0b_latency_msB\n\n\x08_ttft_ms\"7\n\nOutcomeAck\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rknown_request\x18\x02 \x01(\x08\"=\n\x0fOutcomesSummary\x12\x10\n\x08received\x18\x01 \x01(\x03\x12\x18\n\x10unknown_requests\x18\x02 \x01(\x03*U\n\x0bLatencyBand\x12\x1c\n\x18LATENCY_BAND_UNSPECIFIED\x10\x00\x12\x0f\n\x0bINTERACTIVE\x10\x01\x12\x0c\n\x08TOLERANT\x10\x02\x12\t\n\x05\x41SYNC\x10\x03*D\n\x0bRoutingMode\x12\x1c\n\x18ROUTING_MODE_UNSPECIFIED\x10\x00\x12\r\n\tTHRESHOLD\x10\x01\x12\x08\n\x04\x43OST\x10\x02\x32\xc5\x03\n\x06Router\x12\x44\n\x07Predict\x12\x1b.tierwise.v1.PredictRequest\x1a\x1c.tierwise.v1.PredictResponse\x12S\n\x0cPredictBatch\x12 .tierwise.v1.PredictBatchRequest\x1a!.tierwise.v1.PredictBatchResponse\x12N\n\rPredictStream\x12\x1b.tierwise.v1.PredictRequest\x1a\x1c.tierwise.v1.PredictResponse(\x01\x30\x01\x12H\n\x0cGetModelInfo\x12 .tierwise.v1.GetModelInfoRequest\x1a\x16.tierwise.v1.ModelInfo\x12>\n\rReportOutcome\x12\x14.tierwise.v1.Outcome\x1a\x17.tierwise.v1.OutcomeAck\x12\x46\n\x0eReportOutcomes\x12\x14.tierwise.v1.Outcome\x1a\x1c.tierwise.v1.OutcomesSummary(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,40 +35,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTRESPONSE_PROBABILITIESENTRY']._serialized_options = b'8\001'
   _globals['_MODELINFO_METRICSENTRY']._loaded_options = None
   _globals['_MODELINFO_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_LATENCYBAND']._serialized_start=2668
-  _globals['_LATENCYBAND']._serialized_end=2753
-  _globals['_ROUTINGMODE']._serialized_start=2755
-  _globals['_ROUTINGMODE']._serialized_end=2823
+  _globals['_LATENCYBAND']._serialized_start=2817
+  _globals['_LATENCYBAND']._serialized_end=2902
+  _globals['_ROUTINGMODE']._serialized_start=2904
+  _globals['_ROUTINGMODE']._serialized_end=2972
   _globals['_CHATMESSAGE']._serialized_start=41
   _globals['_CHATMESSAGE']._serialized_end=85
   _globals['_PREDICTREQUEST']._serialized_start=88
-  _globals['_PREDICTREQUEST']._serialized_end=521
-  _globals['_PREDICTRESPONSE']._serialized_start=524
-  _globals['_PREDICTRESPONSE']._serialized_end=1050
-  _globals['_PREDICTRESPONSE_PROBABILITIESENTRY']._serialized_start=952
-  _globals['_PREDICTRESPONSE_PROBABILITIESENTRY']._serialized_end=1004
-  _globals['_PREDICTBATCHREQUEST']._serialized_start=1052
-  _globals['_PREDICTBATCHREQUEST']._serialized_end=1120
-  _globals['_PREDICTBATCHRESPONSE']._serialized_start=1122
-  _globals['_PREDICTBATCHRESPONSE']._serialized_end=1238
-  _globals['_GETMODELINFOREQUEST']._serialized_start=1240
-  _globals['_GETMODELINFOREQUEST']._serialized_end=1261
-  _globals['_TIERINFO']._serialized_start=1264
-  _globals['_TIERINFO']._serialized_end=1413
-  _globals['_TIERTIME']._serialized_start=1416
-  _globals['_TIERTIME']._serialized_end=1567
-  _globals['_LIVECALIBRATION']._serialized_start=1569
-  _globals['_LIVECALIBRATION']._serialized_end=1671
-  _globals['_MODELINFO']._serialized_start=1674
-  _globals['_MODELINFO']._serialized_end=2045
-  _globals['_MODELINFO_METRICSENTRY']._serialized_start=1999
-  _globals['_MODELINFO_METRICSENTRY']._serialized_end=2045
-  _globals['_OUTCOME']._serialized_start=2048
-  _globals['_OUTCOME']._serialized_end=2546
-  _globals['_OUTCOMEACK']._serialized_start=2548
-  _globals['_OUTCOMEACK']._serialized_end=2603
-  _globals['_OUTCOMESSUMMARY']._serialized_start=2605
-  _globals['_OUTCOMESSUMMARY']._serialized_end=2666
-  _globals['_ROUTER']._serialized_start=2826
-  _globals['_ROUTER']._serialized_end=3279
+  _globals['_PREDICTREQUEST']._serialized_end=570
+  _globals['_CONVERSATION']._serialized_start=572
+  _globals['_CONVERSATION']._serialized_end=651
+  _globals['_PREDICTRESPONSE']._serialized_start=654
+  _globals['_PREDICTRESPONSE']._serialized_end=1199
+  _globals['_PREDICTRESPONSE_PROBABILITIESENTRY']._serialized_start=1101
+  _globals['_PREDICTRESPONSE_PROBABILITIESENTRY']._serialized_end=1153
+  _globals['_PREDICTBATCHREQUEST']._serialized_start=1201
+  _globals['_PREDICTBATCHREQUEST']._serialized_end=1269
+  _globals['_PREDICTBATCHRESPONSE']._serialized_start=1271
+  _globals['_PREDICTBATCHRESPONSE']._serialized_end=1387
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1389
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1410
+  _globals['_TIERINFO']._serialized_start=1413
+  _globals['_TIERINFO']._serialized_end=1562
+  _globals['_TIERTIME']._serialized_start=1565
+  _globals['_TIERTIME']._serialized_end=1716
+  _globals['_LIVECALIBRATION']._serialized_start=1718
+  _globals['_LIVECALIBRATION']._serialized_end=1820
+  _globals['_MODELINFO']._serialized_start=1823
+  _globals['_MODELINFO']._serialized_end=2194
+  _globals['_MODELINFO_METRICSENTRY']._serialized_start=2148
+  _globals['_MODELINFO_METRICSENTRY']._serialized_end=2194
+  _globals['_OUTCOME']._serialized_start=2197
+  _globals['_OUTCOME']._serialized_end=2695
+  _globals['_OUTCOMEACK']._serialized_start=2697
+  _globals['_OUTCOMEACK']._serialized_end=2752
+  _globals['_OUTCOMESSUMMARY']._serialized_start=2754
+  _globals['_OUTCOMESSUMMARY']._serialized_end=2815
+  _globals['_ROUTER']._serialized_start=2975
+  _globals['_ROUTER']._serialized_end=3428
 # @@protoc_insertion_point(module_scope)

@@ -36,7 +36,7 @@ class ChatMessage(_message.Message):
     def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("prompt", "messages", "request_id", "quality_target", "allowed_tiers", "latency_band", "mode", "allow_explore", "max_latency_ms", "value_of_time_usd_per_s", "workload")
+    __slots__ = ("prompt", "messages", "request_id", "quality_target", "allowed_tiers", "latency_band", "mode", "allow_explore", "max_latency_ms", "value_of_time_usd_per_s", "workload", "conversation")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class PredictRequest(_message.Message):
     MAX_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     VALUE_OF_TIME_USD_PER_S_FIELD_NUMBER: _ClassVar[int]
     WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
     request_id: str
@@ -59,10 +60,21 @@ class PredictRequest(_message.Message):
     max_latency_ms: float
     value_of_time_usd_per_s: float
     workload: str
-    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., request_id: _Optional[str] = ..., quality_target: _Optional[float] = ..., allowed_tiers: _Optional[_Iterable[str]] = ..., latency_band: _Optional[_Union[LatencyBand, str]] = ..., mode: _Optional[_Union[RoutingMode, str]] = ..., allow_explore: _Optional[bool] = ..., max_latency_ms: _Optional[float] = ..., value_of_time_usd_per_s: _Optional[float] = ..., workload: _Optional[str] = ...) -> None: ...
+    conversation: Conversation
+    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., request_id: _Optional[str] = ..., quality_target: _Optional[float] = ..., allowed_tiers: _Optional[_Iterable[str]] = ..., latency_band: _Optional[_Union[LatencyBand, str]] = ..., mode: _Optional[_Union[RoutingMode, str]] = ..., allow_explore: _Optional[bool] = ..., max_latency_ms: _Optional[float] = ..., value_of_time_usd_per_s: _Optional[float] = ..., workload: _Optional[str] = ..., conversation: _Optional[_Union[Conversation, _Mapping]] = ...) -> None: ...
+
+class Conversation(_message.Message):
+    __slots__ = ("warm_tier", "cached_tokens", "output_tokens")
+    WARM_TIER_FIELD_NUMBER: _ClassVar[int]
+    CACHED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    warm_tier: str
+    cached_tokens: int
+    output_tokens: int
+    def __init__(self, warm_tier: _Optional[str] = ..., cached_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("request_id", "tier", "model", "probabilities", "fallback_chain", "model_version", "inference_us", "quality_target", "mode", "expected_cost_usd", "use_batch_api", "explored", "propensity", "expected_latency_ms", "latency_budget_met")
+    __slots__ = ("request_id", "tier", "model", "probabilities", "fallback_chain", "model_version", "inference_us", "quality_target", "mode", "expected_cost_usd", "use_batch_api", "explored", "propensity", "expected_latency_ms", "latency_budget_met", "kept_warm")
     class ProbabilitiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +97,7 @@ class PredictResponse(_message.Message):
     PROPENSITY_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_BUDGET_MET_FIELD_NUMBER: _ClassVar[int]
+    KEPT_WARM_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     tier: str
     model: str
@@ -100,7 +113,8 @@ class PredictResponse(_message.Message):
     propensity: float
     expected_latency_ms: float
     latency_budget_met: bool
-    def __init__(self, request_id: _Optional[str] = ..., tier: _Optional[str] = ..., model: _Optional[str] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., fallback_chain: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ..., inference_us: _Optional[int] = ..., quality_target: _Optional[float] = ..., mode: _Optional[_Union[RoutingMode, str]] = ..., expected_cost_usd: _Optional[float] = ..., use_batch_api: _Optional[bool] = ..., explored: _Optional[bool] = ..., propensity: _Optional[float] = ..., expected_latency_ms: _Optional[float] = ..., latency_budget_met: _Optional[bool] = ...) -> None: ...
+    kept_warm: bool
+    def __init__(self, request_id: _Optional[str] = ..., tier: _Optional[str] = ..., model: _Optional[str] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., fallback_chain: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ..., inference_us: _Optional[int] = ..., quality_target: _Optional[float] = ..., mode: _Optional[_Union[RoutingMode, str]] = ..., expected_cost_usd: _Optional[float] = ..., use_batch_api: _Optional[bool] = ..., explored: _Optional[bool] = ..., propensity: _Optional[float] = ..., expected_latency_ms: _Optional[float] = ..., latency_budget_met: _Optional[bool] = ..., kept_warm: _Optional[bool] = ...) -> None: ...
 
 class PredictBatchRequest(_message.Message):
     __slots__ = ("requests",)

@@ -1,0 +1,92 @@
+"""The proxy's memory of conversations: which tier served each one's last turn and how much of its prompt that turn
+left in the provider's cache, so the next turn is decided knowing where its cache is warm (`Conversation`,
+`Policy.keep_warm`).
+
+A conversation is named by the caller's `x-tierwise-session` header; without one, by its user (Anthropic's
+`metadata.user_id`, OpenAI's `user`, which the Chat Completions translation carries over) together with its first
+messages (the system prompt and the first turn), which every later turn repeats. Two conversations that start
+alike without a user or session share an entry, as they share the provider's cache of that start. Only a digest
+of the name is kept. An entry expires `ttl_s` after its last turn (the providers' prompt caches live five minutes
+from their last use); at most `CONVERSATIONS` entries and `CONVERSATIONS_BYTES` are held, the least recently used
+going first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tierwise.classifier.limits import CACHED_TOKENS, CONVERSATIONS, CONVERSATIONS_BYTES, IDENTIFIER
+from tierwise.classifier.request import Conversation
+from tierwise.classifier.tiers import CACHE_LIFETIME_S
+from tierwise.serving.escalation import Routing
+
+SESSION_HEADER = "x-tierwise-session"
+# What one entry holds in memory, measured (tests/test_conversations.py): a 16-byte digest, the Conversation, its
+# expiry, and the ordered dict's own bookkeeping.
+ENTRY_BYTES = 320
+
+
+def conversation_key(headers: Mapping[str, str], params: Mapping[str, Any]) -> bytes:
+    """The digest naming the conversation a Messages request belongs to (module docstring).
+
+    A session header over the identifier limit is refused with a FieldError naming it.
+    """
+    session = headers.get(SESSION_HEADER)
+    if session is not None:
+        IDENTIFIER.check(session, SESSION_HEADER)
+        named = ["session", session]
+    else:
+        metadata = params.get("metadata")
+        user = metadata.get("user_id") if isinstance(metadata, dict) else None
+        messages = params.get("messages") or [None]
+        named = ["start", user, params.get("system"), messages[0]]
+    text = json.dumps(named, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:16]
+
+
+class Conversations:
+    """Conversations' warm tiers by key, each forgotten `ttl_s` after its last turn; bounded in entries and bytes."""
+
+    def __init__(
+        self,
+        ttl_s: float = CACHE_LIFETIME_S,
+        max_entries: int = CONVERSATIONS,
+        max_bytes: int = CONVERSATIONS_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.ttl_s = ttl_s
+        self.capacity = min(max_entries, max_bytes // ENTRY_BYTES)
+        self._clock = clock
+        self._entries: OrderedDict[bytes, tuple[Conversation, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: bytes) -> Conversation | None:
+        """The conversation's warm tier and cached prefix, while its cache is alive; None for a first turn."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= self._clock():
+            del self._entries[key]
+            return None
+        return entry[0]
+
+    def served(self, key: bytes, routing: Routing) -> None:
+        """Remember the tier that answered this turn, what its answer left cached (reads plus writes) and its
+        length; a turn with no answer leaves the conversation as it was."""
+        answered = next((a for a in routing.attempts if a.attempt == routing.attempt and a.usage is not None), None)
+        if self.ttl_s <= 0 or answered is None or answered.usage is None or not answered.tier:
+            return
+        usage = answered.usage
+        cached = min(usage.cache_read_input_tokens + usage.cache_creation_input_tokens, CACHED_TOKENS.maximum)
+        output = min(usage.output_tokens, CACHED_TOKENS.maximum)
+        self._entries[key] = (Conversation(answered.tier, cached, output), self._clock() + self.ttl_s)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
