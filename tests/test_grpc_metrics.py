@@ -29,6 +29,11 @@ def handled(values: dict[str, float], labels: str, code: str) -> float:
     return values.get(f'grpc_server_handled_total{{grpc_code="{code}",{labels}}}', 0.0)
 
 
+def handled_total(values: dict[str, float]) -> float:
+    """Every handled call, whatever its method and code."""
+    return sum(value for name, value in values.items() if name.startswith("grpc_server_handled_total{"))
+
+
 def wait_for(server: ServerProcess, condition, timeout_s: float = 10.0) -> dict[str, float]:
     deadline = time.monotonic() + timeout_s
     while not condition(values := scrape(server)):
@@ -55,7 +60,9 @@ def test_each_rpc_is_started_and_handled_once_with_its_final_code(trained_bundle
         health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
         with pytest.raises(grpc.RpcError):
             health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=10)
-        values = scrape(server)
+        # A call is counted as handled once its answer has gone out, so the scrape waits for all five to be counted.
+        values = wait_for(server, lambda v: handled_total(v) >= 5)
+        assert handled_total(values) == 5
         assert values[f"grpc_server_started_total{{{predict}}}"] == 2
         assert handled(values, predict, "OK") == handled(values, predict, "INVALID_ARGUMENT") == 1
         assert values[f"grpc_server_handling_seconds_count{{{predict}}}"] == 2
