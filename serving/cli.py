@@ -466,7 +466,8 @@ ANTHROPIC = Extra("anthropic", "Anthropic client and proxy", ("anthropic", "star
 @click.option(
     "--workloads",
     type=click.Path(exists=True, dir_okay=False),
-    help=WORKLOADS_HELP + " Its entries' fields go to the router as the request's; explore_rate is the router's.",
+    help=WORKLOADS_HELP + " Its entries' fields go to the router as the request's; explore_rate is the router's: "
+    "with --model, this file's (the router runs here), with --router, the shared router's own file's.",
 )
 @click.option(
     "--tiers",
@@ -507,7 +508,8 @@ def proxy(**options: Any) -> None:
 
     if local:
         no_metrics, metrics_port = served.pop("no_metrics"), served.pop("metrics_port")
-        options["local"] = ServeConfig(**served, metrics_port=None if no_metrics else metrics_port)
+        metrics = None if no_metrics else metrics_port
+        options["local"] = ServeConfig(**served, metrics_port=metrics, workloads=options["workloads"])
     serve_proxy(ProxyConfig(**options))
 
 

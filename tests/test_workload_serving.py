@@ -247,6 +247,29 @@ def test_the_proxy_sends_the_workload_header_and_fills_in_from_its_own_file(serv
     assert rows[ids[3]]["quality_target"] == 0.5  # a workload neither file names: the router's [default]
 
 
+def test_the_proxy_with_the_router_inside_applies_its_files_explore_rate(trained_bundle, router, tmp_path):
+    policy = write(tmp_path / "workloads.toml", POLICY)
+    log = tmp_path / "decisions.jsonl"
+    args = ["--model", str(trained_bundle), "--no-metrics", "--workloads", str(policy), "--explore-seed", "1"]
+    args += ["--decision-log", str(log), "--listen", "127.0.0.1:0"]
+    with StandIn(api_key=API_KEY) as upstream, ServerProcess([*args, "--upstream", upstream.url], program=PROXY) as px:
+        client = anthropic.Anthropic(api_key=API_KEY, base_url=f"http://127.0.0.1:{px.port}", max_retries=0)
+        ids = [
+            client.messages.with_raw_response.create(
+                model="tierwise",
+                max_tokens=50,
+                messages=[{"role": "user", "content": f"{HARD} ({workload} {n})"}],
+                extra_headers={"x-tierwise-workload": workload},
+            ).headers["x-tierwise-request-id"]
+            for workload in ("explore", "code-review")
+            for n in range(3)
+        ]
+    by_id = {row["request_id"]: row for row in logged_rows(log, ids)}
+    rows = [by_id[request_id] for request_id in ids]
+    assert [row["explored"] for row in rows] == [True] * 3 + [False] * 3
+    assert all(row["tier"] != local(router, quality_target=1.0).tier for row in rows[:3])
+
+
 def test_the_python_client_sends_its_workload(served):
     server, _, logs = served
     with StandIn(api_key=API_KEY) as upstream:
