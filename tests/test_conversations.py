@@ -8,13 +8,16 @@ from __future__ import annotations
 import tracemalloc
 
 import pytest
+from tierwise.classifier.decider import Decider
 from tierwise.classifier.limits import FieldError
 from tierwise.classifier.policy import Policy, expected_chain_cost
-from tierwise.classifier.request import DEFAULT_OPTIONS, Conversation, RouteOptions
+from tierwise.classifier.request import DEFAULT_OPTIONS, Conversation, RouteOptions, RouteRequest
+from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.conversations import ENTRY_BYTES, SESSION_HEADER, Conversations, conversation_key
 from tierwise.serving.escalation import Attempt, Routing
 from tierwise.serving.price_book import Usage
+from tierwise.serving.validation import route_request, wire_request
 
 LADDER = TierLadder.load()
 HAIKU, SONNET, OPUS = 0, 1, 2
@@ -173,3 +176,29 @@ def test_an_entry_takes_no_more_memory_than_the_byte_bound_counts():
     tracemalloc.stop()
     assert len(conversations) == 20_000
     assert used / 20_000 <= ENTRY_BYTES
+
+
+# --- one decision path: a batch, and the wire ---------------------------------------------------------------------
+
+HARD = "Analyze the trade-offs of a merger under antitrust review, step by step, and justify each move."
+
+
+def test_a_batch_keeps_each_request_on_its_own_conversation_as_a_single_predict_does(trained_bundle):
+    router = Router.load(trained_bundle)
+    lenient = RouteOptions(quality_target=0.0)  # alone, the router picks haiku
+    warm = RouteRequest(prompt=HARD, options=lenient, conversation=Conversation("opus", 30_000, 100))
+    kept, alone = Decider().decide_batch(router, [warm, RouteRequest(prompt=HARD, options=lenient)])
+    assert (kept.prediction.tier, kept.prediction.kept_warm, alone.prediction.tier) == ("opus", True, "haiku")
+    single = Decider().decide(router, warm).prediction
+    assert (single.tier, single.fallback_chain, single.kept_warm) == ("opus", ["opus"], True)
+    assert single.expected_cost_usd == pytest.approx(kept.prediction.expected_cost_usd)
+
+
+def test_a_conversation_crosses_the_wire_and_a_bad_one_is_named_inside_it():
+    request = RouteRequest(prompt=HARD, conversation=Conversation("opus", 30_000, 100))
+    assert route_request(wire_request(request), 1 << 20) == request
+    assert not wire_request(RouteRequest(prompt=HARD)).HasField("conversation")
+    wire = wire_request(request)
+    wire.conversation.cached_tokens = -5
+    with pytest.raises(FieldError, match=r"conversation\.cached_tokens: must be a whole number >= 0"):
+        route_request(wire, 1 << 20)
