@@ -391,7 +391,9 @@ _ROUTER_FLAGS = {
     "ca_cert": "--ca-cert",
     "auth_token_file": "--auth-token-file",
 }
-ANTHROPIC = Extra("anthropic", "Anthropic client and proxy", ("anthropic", "starlette", "uvicorn", "httpx", "httpcore"))
+ANTHROPIC = Extra(
+    "anthropic", "Anthropic client and proxy", ("anthropic", "starlette", "uvicorn", "httpx", "httptools")
+)
 
 
 @commands.command("proxy")

@@ -436,7 +436,8 @@ class Proxy:
 
         The path is the one the gate checked (normalised, nothing encoded), so it stays below the upstream's base.
         """
-        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        query = request.scope["query_string"].decode()  # as `request.url` reads it, without building the URL
+        path = request.scope["path"] + (f"?{query}" if query else "")
         headers = request_headers(_header_pairs(request), decode=False)
         try:
             if not stream:
@@ -534,7 +535,9 @@ def serve_proxy(config: ProxyConfig) -> None:
 
     app = create_app(config, router, on_ready=ready, feedback_token=feedback_token)
     # uvloop and httptools when installed (the anthropic extra brings them): 0.2-0.4 ms less per routed request.
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    # No X-Forwarded-* rewriting: the proxy reads neither the client's address nor the URL's scheme and host.
+    served = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", proxy_headers=False)
+    server = uvicorn.Server(served)
     server.run(sockets=[sock])
 
 

@@ -16,9 +16,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import httpcore
 import httpx
-from tierwise.serving.asyncio_network import AsyncioBackend
+from tierwise.serving.asyncio_network import ConnectionPool, Timeouts
 from tierwise.serving.escalation import (
     CONNECTION_ERROR,
     INVALID_RESPONSE,
@@ -78,41 +77,29 @@ def reply_headers(headers: httpx.Headers, decoded: bool) -> dict[str, str]:
 
 
 class Upstream:
-    """The upstream API through httpx's connection pool, without the client layer (redirects, cookies, auth).
-
-    The proxy needs none of that layer, and skipping it saves about 0.3 ms a call (benchmarks/proxy_overhead.py).
-    The pool runs on asyncio's own transports (`asyncio_network.py`): a request goes out in one send.
+    """The upstream API, over the proxy's own HTTP/1.1 pool (`asyncio_network.py`): a request goes out in one send,
+    its answer is an `httpx.Response`.
     """
 
     def __init__(self, base_url: str, timeout_s: float, max_connections: int):
         self._base = base_url.rstrip("/")
-        self._transport = httpx.AsyncHTTPTransport()
-        # httpx names no network backend; its transport's pool is httpcore's, which takes one.
-        self._transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=KEEPALIVE_S,
-            network_backend=AsyncioBackend(),
-        )
-        self._timeout = httpx.Timeout(timeout_s, connect=10.0).as_dict()
-        self._urls: dict[str, httpx.URL] = {}
+        self._pool = ConnectionPool(httpx.URL(self._base), max_connections, KEEPALIVE_S)
+        self._timeouts = Timeouts(connect=10.0, read=timeout_s, pool=timeout_s)
+        self._targets: dict[str, str] = {}
 
     async def open(self, method: str, path: str, content: bytes, headers: list[tuple[str, str]]) -> httpx.Response:
         """Send a request; the answer's body is still to be read (and the answer closed) by the caller."""
-        request = httpx.Request(
-            method, self._url(path), content=content, headers=headers, extensions={"timeout": self._timeout}
-        )
-        return await self._transport.handle_async_request(request)
+        return await self._pool.request(method, self._target(path), headers, content, self._timeouts)
 
-    def _url(self, path: str) -> httpx.URL:
-        """The upstream URL of a path, parsed once (up to `URLS_KEPT` paths kept; the table starts afresh when full)."""
-        url = self._urls.get(path)
-        if url is None:
-            if len(self._urls) >= URLS_KEPT:
-                self._urls.clear()
-            url = self._urls[path] = httpx.URL(self._base + path)
-        return url
+    def _target(self, path: str) -> str:
+        """The request target upstream of a path (below the base URL's path, encoded as httpx encodes a URL), worked
+        out once (up to `URLS_KEPT` paths kept; the table starts afresh when full)."""
+        target = self._targets.get(path)
+        if target is None:
+            if len(self._targets) >= URLS_KEPT:
+                self._targets.clear()
+            target = self._targets[path] = httpx.URL(self._base + path).raw_path.decode("ascii")
+        return target
 
     async def call(self, method: str, path: str, content: bytes, headers: list[tuple[str, str]]) -> httpx.Response:
         """Send a request and read the whole answer."""
@@ -124,7 +111,7 @@ class Upstream:
         return response
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        await self._pool.aclose()
 
 
 def transport_failure(exc: httpx.TransportError, started: float) -> CallResult:

@@ -147,13 +147,13 @@ def extra_distributions(extra: str) -> set[str]:
 
 @pytest.mark.parametrize(
     ("extra", "unchecked"),
-    [(TRAIN, {"mlflow"}), (SPARK, set()), (ANTHROPIC, {"httptools", "uvloop"})],
+    [(TRAIN, {"mlflow"}), (SPARK, set()), (ANTHROPIC, {"uvloop"})],
 )
 def test_the_extra_guard_checks_exactly_the_extra_distributions(extra, unchecked):
     providers = importlib.metadata.packages_distributions()
     checked = {dist.lower().replace("_", "-") for module in extra.modules for dist in providers[module]}
     # The base install already has the `mlflow` module (from mlflow-skinny): the full distribution adds no module.
-    # httptools and uvloop only speed the proxy up (uvicorn uses them when present; uvloop has no Windows build).
+    # uvloop only speeds the proxy up (uvicorn uses it when present; it has no Windows build).
     assert checked == extra_distributions(extra.name) - unchecked
 
 
