@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import secrets
 import select
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -51,6 +53,19 @@ _MALFORMED = object()
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 ItemOutcome = Callable[[str, dict[str, Any]], str]
+log = logging.getLogger("tierwise.standin")
+
+
+class _Server(ThreadingHTTPServer):
+    """The stand-in's HTTP server: a caller that goes away mid-answer is not an error (real APIs shrug it off);
+    anything else a handler raises is logged, not printed to stderr."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        log.exception("stand-in: failed answering %s", client_address)
 
 
 @dataclass
@@ -157,8 +172,7 @@ class StandIn:
         self.abandoned = threading.Semaphore(0)  # released once for each held call whose caller went away
         self.cut_streams_after: int | None = None  # the next stream is cut after this many frames
         self._lock = threading.RLock()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def reset(self, answer: Answer = default_answer) -> StandIn:
