@@ -475,7 +475,8 @@ ANTHROPIC = Extra(
     "--tiers",
     type=click.Path(exists=True, dir_okay=False),
     help="A tier ladder TOML whose tiers may name their own provider (anthropic | openai), base_url and api_key_env "
-    "(the environment variable holding the key); a tier without them goes to --upstream with the caller's key.",
+    "(the environment variable holding the key); a tier without them goes to --upstream with the caller's key. "
+    "Default: the served model's ladder (a bundle trained with --tiers carries them).",
 )
 @click.option(
     "--session-ttl",

@@ -216,7 +216,7 @@ class Proxy:
     async def start(self) -> None:
         if self._reloader is not None:
             self._reloader.start()
-        await self.router.prices()
+        self.tiers.routes((await self.router.prices()).ladder)  # an unset key variable is said at start
 
     async def stop(self) -> None:
         if self._reloader is not None:
@@ -351,7 +351,8 @@ class Proxy:
         async def attempt(step: Step) -> Reply:
             started = time.perf_counter()
             try:
-                response = await self.tiers.open(step, {**params, "model": step.model}, headers, streamed)
+                ladder = escalation.decision.prices.ladder
+                response = await self.tiers.open(step, {**params, "model": step.model}, headers, streamed, ladder)
                 if streamed and response.status_code == 200 and is_event_stream(response.headers):
                     return Reply(None, handed=self._streamed(response, escalation, step, started, origin, chat))
                 try:

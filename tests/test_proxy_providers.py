@@ -11,7 +11,10 @@ import anthropic
 import openai
 import pytest
 from tierwise.classifier.tiers import TierLadder
+from tierwise.serving.process import ServerProcess
 from tierwise.serving.standin_text import default_answer
+from tierwise.training.data.logs import read_attempts
+from tierwise.training.fit.train import TrainOptions, train_bundle
 
 from tests.helpers import PROXY, start_proxy
 from tests.test_proxy import (  # noqa: F401  (fixtures)
@@ -176,3 +179,45 @@ def test_a_tier_whose_key_variable_is_unset_stops_the_proxy(tmp_path, monkeypatc
         timeout=60,
     )
     assert done.returncode == 2 and "environment variable LOCAL_KEY is not set" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def mixed_bundle(sample_logs, upstream, tmp_path_factory):
+    """A bundle trained on the mixed ladder: it carries its tiers' providers, URLs and key variables."""
+    work = tmp_path_factory.mktemp("mixed-bundle")
+    ladder = work / "tiers.toml"
+    ladder.write_text(mixed_ladder(upstream.url + "/v1"))
+    train_bundle(read_attempts([sample_logs]), work / "bundle", TierLadder.load(ladder), TrainOptions(encoder="static"))
+    return work / "bundle"
+
+
+def in_process(bundle, upstream) -> ServerProcess:
+    args = ["--model", str(bundle), "--no-metrics", "--listen", "127.0.0.1:0", "--upstream", upstream.url]
+    return ServerProcess(args, program=PROXY)
+
+
+def test_without_tiers_the_proxy_calls_each_tier_where_the_served_models_ladder_says(mixed_bundle, upstream, calls):
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LOCAL_KEY", API_KEY)
+        with in_process(mixed_bundle, upstream) as proxy:
+            claude = anthropic.Anthropic(api_key=API_KEY, base_url=proxy_url(proxy), max_retries=0)
+            raw = claude.messages.with_raw_response.create(
+                model="tierwise", max_tokens=100, messages=HI, extra_headers=CHEAPEST_FIRST
+            )
+    assert [call["model"] for call in calls.chat_calls] == [HAIKU] and calls.message_calls == []
+    assert raw.headers["x-tierwise-tier"] == "haiku"
+
+
+def test_a_key_variable_the_models_ladder_names_and_nobody_set_fails_that_tier_and_says_so(
+    mixed_bundle, upstream, calls
+):
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("LOCAL_KEY", raising=False)
+        with in_process(mixed_bundle, upstream) as proxy:
+            proxy.wait_for_log(r"tier 'haiku': environment variable LOCAL_KEY is not set")
+            claude = anthropic.Anthropic(api_key=API_KEY, base_url=proxy_url(proxy), max_retries=0)
+            raw = claude.messages.with_raw_response.create(
+                model="tierwise", max_tokens=100, messages=HI, extra_headers=CHEAPEST_FIRST
+            )
+    assert calls.chat_calls == [] and [call["model"] for call in calls.message_calls] == [SONNET]
+    assert (raw.headers["x-tierwise-tier"], raw.headers["x-tierwise-attempts"]) == ("sonnet", "2")
