@@ -150,8 +150,7 @@ class Router:
         answer_costs = None
         if conversation.output_tokens:
             answer_costs = [
-                tier.token_cost(0, conversation.output_tokens) * (tier.batch_multiplier if batch else 1.0)
-                for tier in self.ladder.tiers
+                tier.paid(tier.token_cost(0, conversation.output_tokens), batch) for tier in self.ladder.tiers
             ]
         return self.policy.keep_warm(probs, choice, options, warm, prefix_costs, answer_costs)
 

@@ -81,7 +81,10 @@ class Tier:
     def cached_prefix_cost(self, tokens: int, warm: bool, batch: bool = False) -> float:
         """USD for a conversation's cached prefix of `tokens` on this tier: read from the cache where the tier is
         warm (it served the last turn), written to it again where it is cold; at the Batch rate for a batch."""
-        cost = self.token_cost(0, 0, tokens, 0) if warm else self.token_cost(0, 0, 0, tokens)
+        return self.paid(self.token_cost(0, 0, tokens, 0) if warm else self.token_cost(0, 0, 0, tokens), batch)
+
+    def paid(self, cost: float, batch: bool) -> float:
+        """A list-price cost as it is paid: at the Batch API's rate for a batch."""
         return cost * self.batch_multiplier if batch else cost
 
     @property

@@ -51,7 +51,7 @@ def attempt_cost(tier: Tier, usage: Usage, batch: bool = False) -> float:
     cost = tier.token_cost(
         usage.input_tokens, usage.output_tokens, usage.cache_read_input_tokens, usage.cache_creation_input_tokens
     )
-    return cost * tier.batch_multiplier if batch else cost
+    return tier.paid(cost, batch)
 
 
 @dataclass(frozen=True)
