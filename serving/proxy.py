@@ -12,6 +12,8 @@
   (`chat_translation.py`) and routed the same way, answered in OpenAI's format; `GET /v1/models` lists `tierwise`
   in the asking API's format. A tier the `--tiers` ladder gives its own provider, URL or key is called there
   (`tier_upstreams.py`).
+- A turn of a conversation (`x-tierwise-session`, else the user with the first messages: `conversations.py`) is
+  decided knowing which tier its prompt cache is warm on, and kept there where that pays (`x-tierwise-kept-warm`).
 - Any other model, `POST /v1/messages/count_tokens` and every other normalised `/v1/...` path pass through
   untouched, below `--upstream`'s base path (`proxy_gate.py`).
 - `POST /v1/tierwise/feedback {request_id, success | score}` attaches a later grade to a routed answer, from the
