@@ -38,7 +38,10 @@ def predict_on_fresh_connections(target: str, count: int) -> list[pb.PredictResp
 
 
 def worker_pids(server: ServerProcess) -> dict[int, int]:
-    """The latest pid of each worker, from the supervisor's log."""
+    """The latest pid of each worker, from the supervisor's log once it says both started (the ready line can come
+    before the log's lines are read)."""
+    for worker in (0, 1):
+        server.wait_for_log(rf"worker {worker} started \(pid \d+\)")
     return {int(i): int(pid) for i, pid in re.findall(r"worker (\d+) started \(pid (\d+)\)", server.log)}
 
 
