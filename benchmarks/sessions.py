@@ -45,7 +45,7 @@ from tierwise.training.evaluation.bootstrap import percentile_interval, resample
 
 API_KEY = "sk-ant-sessions-bench"
 PROXY = (sys.executable, "-m", "tierwise", "proxy")
-RUNS = {"each turn on its own (--session-ttl 0)": "0", "conversations kept warm (default)": "300"}
+RUNS = {"each turn on its own (--session-ttl 0)": ("--session-ttl", "0"), "conversations kept warm (default)": ()}
 CACHED = {"type": "ephemeral"}
 CACHE_FIELDS = ("cache_read_input_tokens", "cache_creation_input_tokens")
 
@@ -64,7 +64,8 @@ class Conversation:
 
 @dataclass
 class Tally:
-    """One run's per-conversation sums: cost, acceptable turns, turns kept warm; and input tokens by kind."""
+    """One run's per-conversation sums: cost, the retries unacceptable answers would cost, acceptable turns, turns
+    kept warm; and input tokens by kind, and turns by the tier that answered them."""
 
     cost: np.ndarray
     retries: np.ndarray
@@ -86,6 +87,7 @@ def labelled_prompts(logs: Path, ladder: TierLadder) -> list[Turn]:
 
 
 def workload(prompts: list[Turn], conversations: int, turns: int, seed: int) -> list[Conversation]:
+    """Conversations of `turns` distinct prompts each, drawn with a seeded generator."""
     rng = random.Random(seed)
     made = []
     for index in range(conversations):
@@ -110,12 +112,14 @@ def asked_before(question: dict) -> list[dict]:
     return [{"type": "text", "text": part["text"]} for part in question["content"]]
 
 
-def run(bundle: Path, conversations: list[Conversation], ttl: str, ladder: TierLadder, answer_tokens: int) -> Tally:
+def run(
+    bundle: Path, conversations: list[Conversation], flags: tuple[str, ...], ladder: TierLadder, answer_tokens: int
+) -> Tally:
     """Every turn of every conversation through one proxy and a fresh stand-in."""
     names = ladder.names
     count = len(conversations)
     tally = Tally(np.zeros(count), np.zeros(count), np.zeros(count), np.zeros(count))
-    args = ["--model", str(bundle), "--no-metrics", "--listen", "127.0.0.1:0", "--session-ttl", ttl]
+    args = ["--model", str(bundle), "--no-metrics", "--listen", "127.0.0.1:0", *flags]
     with (
         StandIn(api_key=API_KEY, answer=long_answer(answer_tokens)) as upstream,
         ServerProcess([*args, "--upstream", upstream.url], program=PROXY) as proxy,
@@ -214,7 +218,9 @@ def main() -> None:
         print(
             f"{options.conversations} conversations x {options.turns} turns ({turns} turns a run), bundle {bundle.name}"
         )
-        tallies = {name: run(bundle, conversations, ttl, ladder, options.answer_tokens) for name, ttl in RUNS.items()}
+        tallies = {
+            name: run(bundle, conversations, flags, ladder, options.answer_tokens) for name, flags in RUNS.items()
+        }
         print(json.dumps({name: t.tokens for name, t in tallies.items()}))
         report(tallies, turns, ladder)
 
