@@ -4,11 +4,11 @@ left in the provider's cache, so the next turn is decided knowing where its cach
 
 A conversation is named by the caller's `x-tierwise-session` header; without one, by its user (Anthropic's
 `metadata.user_id`, OpenAI's `user`, which the Chat Completions translation carries over) together with its first
-messages (the system prompt and the first turn), which every later turn repeats. Two conversations that start
-alike without a user or session share an entry, as they share the provider's cache of that start. Only a digest
-of the name is kept. An entry expires `ttl_s` after its last turn (the providers' prompt caches live five minutes
-from their last use); at most `CONVERSATIONS` entries and `CONVERSATIONS_BYTES` are held, the least recently used
-going first.
+messages (the text of the system prompt and of the first turn), which every later turn repeats. Two conversations
+that start alike without a user or session share an entry, as they share the provider's cache of that start. Only
+a digest of the name is kept. An entry expires `ttl_s` after its last turn (the providers' prompt caches live five
+minutes from their last use); at most `CONVERSATIONS` entries and `CONVERSATIONS_BYTES` are held, the least
+recently used going first.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 from tierwise.classifier.limits import CACHED_TOKENS, CONVERSATIONS, CONVERSATIONS_BYTES, IDENTIFIER
 from tierwise.classifier.request import Conversation
+from tierwise.classifier.text import content_text
 from tierwise.classifier.tiers import CACHE_LIFETIME_S
 from tierwise.serving.escalation import Routing
 
@@ -43,10 +44,16 @@ def conversation_key(headers: Mapping[str, str], params: Mapping[str, Any]) -> b
     else:
         metadata = params.get("metadata")
         user = metadata.get("user_id") if isinstance(metadata, dict) else None
-        messages = params.get("messages") or [None]
-        named = ["start", user, params.get("system"), messages[0]]
+        first = (params.get("messages") or [{}])[0]
+        first = first if isinstance(first, dict) else {"content": first}
+        # Their text only: a client moves its cache marks (`cache_control`) from turn to turn.
+        named = ["start", user, _text(params.get("system")), first.get("role"), _text(first.get("content"))]
     text = json.dumps(named, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:16]
+
+
+def _text(content: object) -> str | None:
+    return None if content is None else content_text(content)
 
 
 class Conversations:

@@ -90,10 +90,11 @@ def test_conversation_fields_are_checked_where_built():
 # --- the proxy's memory of conversations ------------------------------------------------------------------------
 
 FIRST = {"role": "user", "content": "Plan a trip to Lisbon."}
+CACHED = {"type": "ephemeral"}
 LATER = [FIRST, {"role": "assistant", "content": "Day one..."}, {"role": "user", "content": "And day two?"}]
 
 
-def params(messages: list[dict], user: str | None = None, system: str = "You plan trips.") -> dict:
+def params(messages: list[dict], user: str | None = None, system: object = "You plan trips.") -> dict:
     request = {"model": "tierwise", "max_tokens": 100, "system": system, "messages": messages}
     return request | ({"metadata": {"user_id": user}} if user else {})
 
@@ -104,6 +105,12 @@ def test_the_turns_of_a_conversation_share_a_key_and_other_conversations_do_not(
     assert conversation_key({}, params(LATER, "u2")) != first
     assert conversation_key({}, params(LATER, "u1", system="You write poems.")) != first
     assert conversation_key({}, params([{"role": "user", "content": "Plan a trip to Porto."}], "u1")) != first
+
+
+def test_moving_cache_marks_do_not_change_the_conversation():
+    marked = {"role": "user", "content": [{"type": "text", "text": FIRST["content"], "cache_control": CACHED}]}
+    system = [{"type": "text", "text": "You plan trips.", "cache_control": CACHED}]
+    assert conversation_key({}, params([marked], "u1", system=system)) == conversation_key({}, params(LATER, "u1"))
 
 
 def test_the_session_header_names_the_conversation_whatever_its_messages():
