@@ -1,10 +1,13 @@
-"""What every routed call of one client starts from: its routing options, its judge and where outcomes go."""
+"""What every routed call of one client starts from: its routing options, its judge, where outcomes go and its
+memory of conversations."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from tierwise.classifier.request import RouteOptions
+from tierwise.serving.conversations import Conversations
 from tierwise.serving.escalation import Accept, Escalation, Judge, OutcomeSink, RouteDecision, Routing, grade_outcome
 
 
@@ -15,14 +18,19 @@ class CallDefaults:
     options: RouteOptions
     judge: Judge
     sink: OutcomeSink
+    conversations: Conversations
 
     def route_options(self, routing: RouteOptions | None) -> RouteOptions:
         return self.options if routing is None else routing
 
-    def escalation(self, decision: RouteDecision, accept: Accept | None, batch: bool = False) -> Escalation:
-        """A walk along the decision's chain, judged by the call's own `accept` if it brought one."""
+    def escalation(
+        self, decision: RouteDecision, accept: Accept | None, batch: bool = False, conversation: bytes | None = None
+    ) -> Escalation:
+        """A walk along the decision's chain, judged by the call's own `accept` if it brought one; its answers
+        remembered as the turns of `conversation` (a key of `conversations`), if given."""
         judge = self.judge if accept is None else Judge(accept, self.judge.threshold)
-        return Escalation(decision, judge, self.sink, batch=batch)
+        remember = None if conversation is None else functools.partial(self.conversations.answered, conversation)
+        return Escalation(decision, judge, self.sink, batch=batch, on_settled=remember)
 
     def grade(self, routing: Routing, success: bool | None, score: float | None) -> None:
         """Report a later grade for a served answer: another outcome for the attempt that answered."""

@@ -1,6 +1,7 @@
-"""The proxy's memory of conversations: which tier served each one's last turn and how much of its prompt that turn
-left in the provider's cache, so the next turn is decided knowing where its cache is warm (`Conversation`,
-`Policy.keep_warm`).
+"""The memory of conversations (the proxy's, and each routed client's): which tier served each one's last turn and
+how much of its prompt that turn left in the provider's cache, so the next turn is decided knowing where its cache
+is warm (`Conversation`, `Policy.keep_warm`). Each attempt that answers updates it (`Escalation.on_settled`), so a
+turn's last answer, streamed or not, is what the next turn finds.
 
 A conversation is named by the caller's `x-tierwise-session` header; without one, by its user (Anthropic's
 `metadata.user_id`, OpenAI's `user`, which the Chat Completions translation carries over) together with its first
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -24,7 +26,7 @@ from tierwise.classifier.limits import CACHED_TOKENS, CONVERSATIONS, CONVERSATIO
 from tierwise.classifier.request import Conversation
 from tierwise.classifier.text import content_text
 from tierwise.classifier.tiers import CACHE_LIFETIME_S
-from tierwise.serving.escalation import Routing
+from tierwise.serving.escalation import Attempt
 
 SESSION_HEADER = "x-tierwise-session"
 # What one entry holds in memory, measured (tests/test_conversations.py): a 16-byte digest, the Conversation, its
@@ -70,30 +72,37 @@ class Conversations:
         self.capacity = min(max_entries, max_bytes // ENTRY_BYTES)
         self._clock = clock
         self._entries: OrderedDict[bytes, tuple[Conversation, float]] = OrderedDict()
+        self._lock = threading.Lock()  # the blocking client may be called from several threads
+
+    def key(self, headers: Mapping[str, str], params: Mapping[str, Any]) -> bytes | None:
+        """The conversation a Messages request belongs to (`conversation_key`), or None when none are followed."""
+        return None if self.ttl_s <= 0 else conversation_key(headers, params)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, key: bytes) -> Conversation | None:
         """The conversation's warm tier and cached prefix, while its cache is alive; None for a first turn."""
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if entry[1] <= self._clock():
-            del self._entries[key]
-            return None
-        return entry[0]
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry[1] <= self._clock():
+                del self._entries[key]
+                return None
+            return entry[0]
 
-    def served(self, key: bytes, routing: Routing) -> None:
-        """Remember the tier that answered this turn, what its answer left cached (reads plus writes) and its
-        length; a turn with no answer leaves the conversation as it was."""
-        answered = next((a for a in routing.attempts if a.attempt == routing.attempt and a.usage is not None), None)
-        if self.ttl_s <= 0 or answered is None or answered.usage is None or not answered.tier:
+    def answered(self, key: bytes, attempt: Attempt) -> None:
+        """Remember the tier of an attempt that answered (a turn's last one settles its conversation), what its
+        answer left cached (reads plus writes) and its length; a failed attempt leaves the conversation as it was."""
+        usage = attempt.usage
+        if self.ttl_s <= 0 or usage is None or not attempt.tier:
             return
-        usage = answered.usage
         cached = min(usage.cache_read_input_tokens + usage.cache_creation_input_tokens, CACHED_TOKENS.maximum)
         output = min(usage.output_tokens, CACHED_TOKENS.maximum)
-        self._entries[key] = (Conversation(answered.tier, cached, output), self._clock() + self.ttl_s)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+        remembered = (Conversation(attempt.tier, cached, output), self._clock() + self.ttl_s)
+        with self._lock:
+            self._entries[key] = remembered
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)

@@ -210,13 +210,15 @@ class Escalation:
     """The state of one request's chain: `walk(attempt)` calls each step until the walk is over.
 
     Escalation stops at the first accepted answer, at an error not worth retrying, at a stream that started, or at
-    the end of the chain. Every settled attempt is reported to `sink` at once (a sink never raises).
+    the end of the chain. Every settled attempt is reported to `sink` at once (a sink never raises), then handed
+    to `on_settled` if given (the memory of the request's conversation).
     """
 
     decision: RouteDecision
     judge: Judge
     sink: OutcomeSink
     batch: bool = False
+    on_settled: Callable[[Attempt], None] | None = None
     attempts: list[Attempt] = field(default_factory=list)
     finished: bool = False
     answered: Any = None  # what the last answer (or the started stream) hands back
@@ -275,6 +277,8 @@ class Escalation:
         self.attempts.append(attempt)
         self.finished = not go_on
         self.sink.report(attempt.outcome(self.decision.request_id))
+        if self.on_settled is not None:
+            self.on_settled(attempt)
         return attempt
 
     def routing(self) -> Routing:

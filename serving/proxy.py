@@ -33,6 +33,7 @@ format, naming the field and the limit (`proxy_input.py`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import signal
@@ -69,7 +70,7 @@ from tierwise.serving.chat_translation import (
     messages_request,
     models_entry,
 )
-from tierwise.serving.conversations import Conversations, conversation_key
+from tierwise.serving.conversations import Conversations
 from tierwise.serving.escalation import (
     INVALID_RESPONSE,
     Escalation,
@@ -186,15 +187,6 @@ def _no_answer(routing: Routing) -> ApiError:
     last = routing.attempts[-1].error if routing.attempts else "none"
     message = f"no usable upstream answer on any tier tried (last error: {last})"
     return ApiError(502, "api_error", message, routing_headers(routing))
-
-
-@dataclasses.dataclass(frozen=True)
-class Origin:
-    """Where a routed request came from: its caller's key fingerprint (who may grade it) and its conversation's key
-    (None when conversations are not followed)."""
-
-    caller: bytes
-    conversation: bytes | None
 
 
 class Proxy:
@@ -314,16 +306,16 @@ class Proxy:
         options = route_options(request.headers, self.config.routing, policy)
         key = self._conversation_key(request, params)
         conversation = None if key is None else self.conversations.get(key)
-        escalation = Escalation(await self._decide(params, options, conversation), self.judge, self.router)
-        origin = Origin(self.feedback_auth.fingerprint(credential(request.headers)), key)
-        return await self._routed(params, headers, escalation, origin, bool(params.get("stream")), chat)
+        decision = await self._decide(params, options, conversation)
+        remember = None if key is None else functools.partial(self.conversations.answered, key)
+        escalation = Escalation(decision, self.judge, self.router, on_settled=remember)
+        caller = self.feedback_auth.fingerprint(credential(request.headers))
+        return await self._routed(params, headers, escalation, caller, bool(params.get("stream")), chat)
 
     def _conversation_key(self, request: Request, params: dict[str, Any]) -> bytes | None:
         """The request's conversation (`conversations.py`), or None when conversations are not followed."""
-        if self.conversations.ttl_s <= 0:
-            return None
         try:
-            return conversation_key(request.headers, params)
+            return self.conversations.key(request.headers, params)
         except FieldError as exc:
             raise invalid(str(exc)) from exc
 
@@ -344,7 +336,7 @@ class Proxy:
         params: dict[str, Any],
         headers: list[tuple[str, str]],
         escalation: Escalation,
-        origin: Origin,
+        caller: bytes,
         streamed: bool,
         chat: ChatStream | None = None,
     ) -> Response:
@@ -356,7 +348,7 @@ class Proxy:
                 ladder = escalation.decision.prices.ladder
                 response = await self.tiers.open(step, {**params, "model": step.model}, headers, streamed, ladder)
                 if streamed and response.status_code == 200 and is_event_stream(response.headers):
-                    return Reply(None, handed=self._streamed(response, escalation, step, started, origin, chat))
+                    return Reply(None, handed=self._streamed(response, escalation, step, started, caller, chat))
                 try:
                     await response.aread()
                 finally:
@@ -374,7 +366,7 @@ class Proxy:
         if isinstance(final, StreamingResponse):
             return final
         routing = escalation.routing()
-        self._remember(routing, origin)
+        self._remember(routing, caller)
         if final is None:
             raise _no_answer(routing)
         headers_out = reply_headers(final.headers, decoded=True) | routing_headers(routing)
@@ -391,7 +383,7 @@ class Proxy:
         escalation: Escalation,
         step: Step,
         started: float,
-        origin: Origin,
+        caller: bytes,
         chat: ChatStream | None,
     ) -> StreamingResponse:
         """A started upstream stream, relayed with the routing headers of its attempt."""
@@ -405,13 +397,13 @@ class Proxy:
             decision.kept_warm,
         )
         return StreamingResponse(
-            self._relay(response, StreamWatch(escalation, started), origin, chat),
+            self._relay(response, StreamWatch(escalation, started), caller, chat),
             status_code=200,
             headers=reply_headers(response.headers, decoded=True) | routed,
         )
 
     async def _relay(
-        self, response: httpx.Response, watch: StreamWatch, origin: Origin, chat: ChatStream | None
+        self, response: httpx.Response, watch: StreamWatch, caller: bytes, chat: ChatStream | None
     ) -> AsyncIterator[bytes]:
         """The upstream stream, whole events at a time (as chunks for `chat`); cut short upstream, it ends with an
         `error` event."""
@@ -428,7 +420,7 @@ class Proxy:
                 yield ending
         finally:
             watch.finish(error=scanner.error)
-            self._remember(watch.escalation.routing(), origin)
+            self._remember(watch.escalation.routing(), caller)
             with anyio.CancelScope(shield=True):
                 await response.aclose()
 
@@ -459,12 +451,9 @@ class Proxy:
     async def _body(self, request: Request) -> bytes:
         return await read_body(request, self.config.max_body_bytes)
 
-    def _remember(self, routing: Routing, origin: Origin) -> None:
-        """What a routed request's caller may grade later, and where its conversation's cache is now warm."""
+    def _remember(self, routing: Routing, caller: bytes) -> None:
         models = tuple(attempt.model for attempt in routing.attempts)
-        self.served.remember(routing.request_id, Served(models, routing.attempt, origin.caller))
-        if origin.conversation is not None:
-            self.conversations.served(origin.conversation, routing)
+        self.served.remember(routing.request_id, Served(models, routing.attempt, caller))
 
 
 def _header_pairs(request: Request) -> list[tuple[str, str]]:

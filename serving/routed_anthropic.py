@@ -26,7 +26,9 @@ from typing import Any, Literal
 
 import anthropic
 from tierwise.classifier.request import DEFAULT_OPTIONS, RouteOptions
+from tierwise.classifier.tiers import CACHE_LIFETIME_S
 from tierwise.serving.call_defaults import CallDefaults
+from tierwise.serving.conversations import Conversations
 from tierwise.serving.escalation import Accept, Judge, Reply, Step, StreamWatch, run_blocking
 from tierwise.serving.outcome_reporter import OutcomeReporter
 from tierwise.serving.routed_batches import RoutedBatches
@@ -110,6 +112,7 @@ class _RoutedClient:
         ca_cert: str | Path | None = None,
         token: str | None = None,
         workload: str | None = None,
+        session_ttl_s: float = CACHE_LIFETIME_S,
     ):
         self.client = client if client is not None else self.calls.sdk()
         down = RouterDown(router_down, fallback_model)
@@ -118,7 +121,10 @@ class _RoutedClient:
         # Outcomes travel on a blocking channel from the reporter's thread: the router link's own, when it blocks.
         self._report_link = self.router if isinstance(self.router, RouterLink) else RouterLink(router, down, **link)
         self.reporter = OutcomeReporter(self._report_link.report_all)
-        self._routed = CallDefaults(routing.updated(workload=workload), Judge(accept, accept_threshold), self.reporter)
+        judge = Judge(accept, accept_threshold)
+        self._routed = CallDefaults(
+            routing.updated(workload=workload), judge, self.reporter, Conversations(session_ttl_s)
+        )
         self.messages = RoutedMessages(self.client, self.router, self._routed, self.calls)
 
     def grade(self, routing: Any, success: bool | None = None, score: float | None = None) -> None:
@@ -139,6 +145,9 @@ class RoutedAnthropic(_RoutedClient):
       its `serve --workloads` entry fills in the options a call leaves unset.
     - `router_down`: when no router answers, `"fallback"` calls `fallback_model` (default: the top tier),
       flagging `message.tierwise.router_error` and logging a warning; `"fail"` raises `RouterUnavailable`.
+    - `session_ttl_s`: how long a conversation's warm tier is remembered after its turn, as `tierwise proxy
+      --session-ttl` (0: each call routed on its own). A conversation is `extra_headers={"x-tierwise-session": ...}`,
+      else `metadata.user_id` with the first messages; a turn kept on its warm tier says `message.tierwise.kept_warm`.
     """
 
     calls = BLOCKING
@@ -238,8 +247,12 @@ class RoutedMessages:
     ) -> Any:
         """Route the request, then walk its chain calling each step's model with `call`; a stream is handed back
         as soon as one starts."""
-        decision = await self._calls.call(self._router.decide, params, self._routed.route_options(routing))
-        escalation = self._routed.escalation(decision, accept)
+        conversations = self._routed.conversations
+        key = conversations.key(params.get("extra_headers") or {}, params)
+        conversation = None if key is None else conversations.get(key)
+        options = self._routed.route_options(routing)
+        decision = await self._calls.call(self._router.decide, params, options, conversation)
+        escalation = self._routed.escalation(decision, accept, conversation=key)
 
         async def attempt(step: Step) -> Reply:
             started = time.perf_counter()

@@ -273,9 +273,11 @@ class RouterLink(_LinkCalls):
         call = getattr(self._stub, method)
         return call(request, timeout=self._timeout_s, metadata=self._metadata)
 
-    def decide(self, params: Mapping[str, Any], options: RouteOptions) -> RouteDecision:
+    def decide(
+        self, params: Mapping[str, Any], options: RouteOptions, conversation: Conversation | None = None
+    ) -> RouteDecision:
         """Where this Messages request should go (or the fallback's decision when no router answers)."""
-        return run_blocking(self._decision(params, options))
+        return run_blocking(self._decision(params, options, conversation))
 
     def decide_many(self, requests: Sequence[tuple[Mapping[str, Any], RouteOptions]]) -> list[RouteDecision]:
         """Decisions for many requests in one PredictBatch call (for Message Batches)."""

@@ -15,7 +15,7 @@ from tierwise.classifier.request import DEFAULT_OPTIONS, Conversation, RouteOpti
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.conversations import ENTRY_BYTES, SESSION_HEADER, Conversations, conversation_key
-from tierwise.serving.escalation import Attempt, Routing
+from tierwise.serving.escalation import Attempt
 from tierwise.serving.price_book import Usage
 from tierwise.serving.validation import route_request, wire_request
 
@@ -130,10 +130,10 @@ class Clock:
         return self.now
 
 
-def answered(tier: str, usage: Usage | None, attempt: int = 0) -> Routing:
-    tried = [Attempt(i, "haiku", "m", 1.0, None, None, "overloaded_error", None, None, None) for i in range(attempt)]
-    tried.append(Attempt(attempt, tier, "m", 1.0, usage, "end_turn", "", True, None, 0.01))
-    return Routing("r", tier, "m", attempt, tuple(tried), True, 0.01, ("haiku", "sonnet", "opus"))
+def answered(tier: str, usage: Usage | None, attempt: int = 0) -> Attempt:
+    """A settled attempt on `tier`: answered with `usage`, or failed without one."""
+    error = "" if usage is not None else "overloaded_error"
+    return Attempt(attempt, tier, "m", 1.0, usage, "end_turn", error, usage is not None, None, 0.01)
 
 
 def test_a_conversation_is_remembered_with_what_its_answer_left_cached_until_its_cache_expires():
@@ -141,34 +141,35 @@ def test_a_conversation_is_remembered_with_what_its_answer_left_cached_until_its
     conversations = Conversations(ttl_s=300, clock=clock)
     key = b"k" * 16
     assert conversations.get(key) is None
-    conversations.served(key, answered("sonnet", Usage(10, 20, 1_500, 500), attempt=1))
+    conversations.answered(key, answered("haiku", Usage(10, 20, 0, 2_000)))
+    conversations.answered(key, answered("sonnet", Usage(10, 20, 1_500, 500), attempt=1))  # the turn's last answer
     assert conversations.get(key) == Conversation("sonnet", 2_000, output_tokens=20)
     clock.now += 299
-    conversations.served(key, answered("sonnet", Usage(10, 40, 2_100, 30)))  # a turn renews it
+    conversations.answered(key, answered("sonnet", Usage(10, 40, 2_100, 30)))  # a turn renews it
     clock.now += 299
     assert conversations.get(key) == Conversation("sonnet", 2_130, output_tokens=40)
     clock.now += 1
     assert conversations.get(key) is None and len(conversations) == 0
 
 
-def test_a_turn_without_a_usable_answer_leaves_the_conversation_as_it_was():
+def test_a_failed_attempt_leaves_the_conversation_as_it_was_and_a_ttl_of_0_follows_none():
     conversations = Conversations(clock=Clock())
-    conversations.served(b"a" * 16, answered("opus", Usage(0, 0, 900, 0)))
-    conversations.served(b"a" * 16, answered("haiku", None))
+    conversations.answered(b"a" * 16, answered("opus", Usage(0, 0, 900, 0)))
+    conversations.answered(b"a" * 16, answered("haiku", None))
     assert conversations.get(b"a" * 16) == Conversation("opus", 900, output_tokens=0)
     off = Conversations(ttl_s=0, clock=Clock())
-    off.served(b"a" * 16, answered("opus", Usage(0, 0, 900, 0)))
-    assert len(off) == 0
+    off.answered(b"a" * 16, answered("opus", Usage(0, 0, 900, 0)))
+    assert len(off) == 0 and off.key({}, params([FIRST])) is None
 
 
 def test_the_memory_is_bounded_in_entries_and_in_bytes_the_least_recently_used_going_first():
     by_entries = Conversations(max_entries=3, clock=Clock())
     for name in b"abcd":
-        by_entries.served(bytes([name]) * 16, answered("opus", Usage(0, 0, 1, 0)))
+        by_entries.answered(bytes([name]) * 16, answered("opus", Usage(0, 0, 1, 0)))
     assert len(by_entries) == 3 and by_entries.get(b"a" * 16) is None and by_entries.get(b"d" * 16) is not None
     by_bytes = Conversations(max_bytes=2 * ENTRY_BYTES, clock=Clock())
     for name in b"abc":
-        by_bytes.served(bytes([name]) * 16, answered("opus", Usage(0, 0, 1, 0)))
+        by_bytes.answered(bytes([name]) * 16, answered("opus", Usage(0, 0, 1, 0)))
     assert len(by_bytes) == 2 and by_bytes.get(b"a" * 16) is None
 
 
@@ -178,7 +179,7 @@ def test_an_entry_takes_no_more_memory_than_the_byte_bound_counts():
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for index in range(20_000):
-        conversations.served(index.to_bytes(16, "big"), answered(tiers[index % 3], Usage(0, 0, index, 0)))
+        conversations.answered(index.to_bytes(16, "big"), answered(tiers[index % 3], Usage(0, 0, index, 0)))
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     assert len(conversations) == 20_000

@@ -145,6 +145,29 @@ def test_a_stream_passes_through_with_its_time_to_first_token(router):
     assert attempt.ttft_ms is not None and attempt.latency_ms - attempt.ttft_ms > 100, "6 events after the first delta"
 
 
+def test_a_conversation_stays_on_the_tier_its_streamed_first_turn_warmed(router, fake):
+    hard = "Analyze the trade-offs of a merger under antitrust review, step by step, and justify each move."
+    rules = "Cite the governing rule for every claim you make. " * 2400  # a prefix worth keeping warm
+    system = [{"type": "text", "text": rules, "cache_control": {"type": "ephemeral"}}]
+    turn = {"max_tokens": 100, "system": system, "metadata": {"user_id": "alice"}}
+    with RoutedAnthropic(router=router.target, client=sdk(fake)) as routed:
+        opening = [{"role": "user", "content": hard}]
+        with routed.messages.stream(messages=opening, routing=RouteOptions(quality_target=1.0), **turn) as stream:
+            first = stream.get_final_message()
+        assert first.tierwise.tier == "opus" and first.usage.cache_creation_input_tokens > 25_000
+        later = [
+            *opening,
+            {"role": "assistant", "content": first.content[0].text},
+            {"role": "user", "content": "Shorter?"},
+        ]
+        kept = routed.messages.create(messages=later, routing=CHEAPEST_FIRST, **turn)
+    assert (kept.tierwise.tier, kept.tierwise.kept_warm) == ("opus", True)
+    assert kept.usage.cache_read_input_tokens >= first.usage.cache_creation_input_tokens
+    with RoutedAnthropic(router=router.target, client=sdk(fake), session_ttl_s=0) as each_on_its_own:
+        alone = each_on_its_own.messages.create(messages=later, routing=CHEAPEST_FIRST, **turn)
+    assert (alone.tierwise.tier, alone.tierwise.kept_warm) == ("haiku", False)
+
+
 def test_a_stream_escalates_only_before_it_starts(router):
     with (
         StandIn(api_key=API_KEY, answer=long_on_haiku) as fake,
