@@ -67,7 +67,9 @@ def registry_lock(
             client.create_registered_model(lock_name, tags={"tierwise.lock_owner": owner})
             break
         except MlflowException as exc:
-            if not refused_as_existing(exc):
+            # An MLflow server can answer a create that met the lock as it was being released with NOT_FOUND (it
+            # looks the existing model up to refuse the create): held a moment ago, so it is tried again.
+            if not refused_as_existing(exc) and getattr(exc, "error_code", None) != NOT_FOUND:
                 raise
         created = _creation_time(client, lock_name)
         now = time.monotonic()
