@@ -248,7 +248,8 @@ class RoutedMessages:
         """Route the request, then walk its chain calling each step's model with `call`; a stream is handed back
         as soon as one starts."""
         conversations = self._routed.conversations
-        key = conversations.key(params.get("extra_headers") or {}, params)
+        headers = {str(name).lower(): value for name, value in (params.get("extra_headers") or {}).items()}
+        key = conversations.key(headers, params)
         conversation = None if key is None else conversations.get(key)
         options = self._routed.route_options(routing)
         decision = await self._calls.call(self._router.decide, params, options, conversation)
