@@ -3,7 +3,6 @@ memory of conversations."""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 from tierwise.classifier.request import RouteOptions
@@ -29,8 +28,7 @@ class CallDefaults:
         """A walk along the decision's chain, judged by the call's own `accept` if it brought one; its answers
         remembered as the turns of `conversation` (a key of `conversations`), if given."""
         judge = self.judge if accept is None else Judge(accept, self.judge.threshold)
-        remember = None if conversation is None else functools.partial(self.conversations.answered, conversation)
-        return Escalation(decision, judge, self.sink, batch=batch, on_settled=remember)
+        return Escalation(decision, judge, self.sink, batch=batch, on_settled=self.conversations.recorder(conversation))
 
     def grade(self, routing: Routing, success: bool | None, score: float | None) -> None:
         """Report a later grade for a served answer: another outcome for the attempt that answered."""

@@ -14,6 +14,7 @@ recently used going first.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -81,8 +82,11 @@ class Conversations:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: bytes) -> Conversation | None:
-        """The conversation's warm tier and cached prefix, while its cache is alive; None for a first turn."""
+    def get(self, key: bytes | None) -> Conversation | None:
+        """The conversation's warm tier and cached prefix, while its cache is alive; None for a first turn (or no
+        conversation followed: no key)."""
+        if key is None:
+            return None
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -91,6 +95,10 @@ class Conversations:
                 del self._entries[key]
                 return None
             return entry[0]
+
+    def recorder(self, key: bytes | None) -> Callable[[Attempt], None] | None:
+        """What remembers the attempts of a turn of conversation `key` (`Escalation.on_settled`); None without one."""
+        return None if key is None else functools.partial(self.answered, key)
 
     def answered(self, key: bytes, attempt: Attempt) -> None:
         """Remember the tier of an attempt that answered (a turn's last one settles its conversation), what its

@@ -33,7 +33,6 @@ format, naming the field and the limit (`proxy_input.py`).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
 import signal
@@ -305,10 +304,8 @@ class Proxy:
         policy = None if self.workloads is None else self.workloads.current
         options = route_options(request.headers, self.config.routing, policy)
         key = self._conversation_key(request, params)
-        conversation = None if key is None else self.conversations.get(key)
-        decision = await self._decide(params, options, conversation)
-        remember = None if key is None else functools.partial(self.conversations.answered, key)
-        escalation = Escalation(decision, self.judge, self.router, on_settled=remember)
+        decision = await self._decide(params, options, self.conversations.get(key))
+        escalation = Escalation(decision, self.judge, self.router, on_settled=self.conversations.recorder(key))
         caller = self.feedback_auth.fingerprint(credential(request.headers))
         return await self._routed(params, headers, escalation, caller, bool(params.get("stream")), chat)
 

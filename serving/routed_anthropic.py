@@ -250,9 +250,8 @@ class RoutedMessages:
         conversations = self._routed.conversations
         headers = {str(name).lower(): value for name, value in (params.get("extra_headers") or {}).items()}
         key = conversations.key(headers, params)
-        conversation = None if key is None else conversations.get(key)
         options = self._routed.route_options(routing)
-        decision = await self._calls.call(self._router.decide, params, options, conversation)
+        decision = await self._calls.call(self._router.decide, params, options, conversations.get(key))
         escalation = self._routed.escalation(decision, accept, conversation=key)
 
         async def attempt(step: Step) -> Reply:
