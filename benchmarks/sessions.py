@@ -41,6 +41,7 @@ import polars as pl
 from tierwise.classifier.tiers import TierLadder
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.standin import StandIn
+from tierwise.serving.standin_text import text_of
 from tierwise.training.evaluation.bootstrap import percentile_interval, resampled_sums
 
 API_KEY = "sk-ant-sessions-bench"
@@ -100,8 +101,7 @@ def long_answer(tokens: int) -> Callable[[dict], str]:
     """Deterministic answers of about `tokens` tokens (four characters each) restating the last question."""
 
     def answer(params: dict) -> str:
-        last = params["messages"][-1]["content"]
-        question = last if isinstance(last, str) else "".join(part.get("text", "") for part in last)
+        question = text_of(params["messages"][-1]["content"])
         return (f"On '{question}': " * (tokens * 4 // (len(question) + 6) + 1))[: tokens * 4]
 
     return answer
