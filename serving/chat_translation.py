@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 DEFAULT_MAX_TOKENS = 4096  # Messages requires max_tokens; Chat Completions lets a caller leave it out
@@ -74,7 +74,8 @@ def messages_request(chat: Mapping[str, Any]) -> dict[str, Any]:
             if name not in ("role", "content", "name"):
                 raise ChatError(f"messages[{index}].{name}", "not supported by the translation")
         role = message.get("role")
-        text = _text(message.get("content"), f"messages[{index}].content")
+        field = f"messages[{index}].content"
+        text = _joined_text(message.get("content"), field, f"{field}[{{}}]".format)
         if role in SYSTEM_ROLES:
             system.append(text)
         elif role in TURN_ROLES:
@@ -97,17 +98,19 @@ def messages_request(chat: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _text(content: object, field: str) -> str:
+def _joined_text(content: object, field: str, item_field: Callable[[int], str]) -> str:
+    """The text of a content field either API sends: a string, or a list of text items (Chat's parts, Messages'
+    blocks) joined; anything else is a ChatError naming the field or item (`item_field` spells its path)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         parts = []
-        for index, part in enumerate(content):
-            if not isinstance(part, Mapping) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise ChatError(f"{field}[{index}]", "only text parts are translated")
-            parts.append(part["text"])
+        for index, item in enumerate(content):
+            if not isinstance(item, Mapping) or item.get("type") != "text" or not isinstance(item.get("text"), str):
+                raise ChatError(item_field(index), "only text is translated")
+            parts.append(item["text"])
         return "".join(parts)
-    raise ChatError(field, "must be a string or an array of text parts")
+    raise ChatError(field, "must be a string or a list of text items")
 
 
 def chat_usage(usage: Mapping[str, Any]) -> dict[str, Any]:
@@ -266,9 +269,10 @@ def chat_request(params: Mapping[str, Any]) -> dict[str, Any]:
         raise ChatError("metadata", "only metadata.user_id is translated")
     messages = []
     if params.get("system"):
-        messages.append({"role": "system", "content": _block_text(params["system"], "system")})
+        messages.append({"role": "system", "content": _joined_text(params["system"], "system", "system.{}".format)})
     for index, message in enumerate(params["messages"]):
-        text = _block_text(message["content"], f"messages.{index}.content")
+        field = f"messages.{index}.content"
+        text = _joined_text(message["content"], field, f"{field}.{{}}".format)
         messages.append({"role": message["role"], "content": text})
     chat: dict[str, Any] = {"model": params["model"], "messages": messages, "max_tokens": params.get("max_tokens")}
     if params.get("stop_sequences"):
@@ -282,19 +286,6 @@ def chat_request(params: Mapping[str, Any]) -> dict[str, Any]:
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
     return {name: value for name, value in chat.items() if value is not None}
-
-
-def _block_text(content: object, field: str) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for index, block in enumerate(content):
-            if not isinstance(block, Mapping) or block.get("type") != "text":
-                raise ChatError(f"{field}.{index}", "only text blocks are translated for this tier")
-            parts.append(str(block.get("text", "")))
-        return "".join(parts)
-    raise ChatError(field, "must be a string or a list of text blocks")
 
 
 def message_from_chat(completion: object) -> dict[str, Any] | None:
