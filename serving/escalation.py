@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from tierwise.serving.price_book import PriceBook, Usage
+from tierwise.classifier.usage import Usage
+from tierwise.serving.price_book import PriceBook
 from tierwise.serving.tierwise.v1 import router_pb2 as pb
 
 Accept = Callable[[Any], "bool | float"]

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
+from tierwise.classifier.usage import Usage
 from tierwise.serving.asyncio_network import ConnectionPool, Timeouts
 from tierwise.serving.escalation import (
     CONNECTION_ERROR,
@@ -29,7 +30,6 @@ from tierwise.serving.escalation import (
     is_message,
     retryable_status,
 )
-from tierwise.serving.price_book import Usage
 
 OPTION_PREFIX = "x-tierwise-"
 KEEPALIVE_S = 5.0  # an idle upstream connection is closed after this long (httpx's default)

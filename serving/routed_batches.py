@@ -17,9 +17,9 @@ from typing import Any
 
 import anthropic
 from tierwise.classifier.request import RouteOptions
+from tierwise.classifier.usage import Usage
 from tierwise.serving.call_defaults import CallDefaults
 from tierwise.serving.escalation import Accept, CallResult, Escalation, Reply
-from tierwise.serving.price_book import Usage
 from tierwise.serving.router_link import RouterLink
 from tierwise.serving.sdk_calls import with_routing
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import anthropic
+from tierwise.classifier.usage import Usage
 from tierwise.serving.escalation import (
     CONNECTION_ERROR,
     INVALID_RESPONSE,
@@ -22,7 +23,6 @@ from tierwise.serving.escalation import (
     is_message,
     retryable_status,
 )
-from tierwise.serving.price_book import Usage
 
 
 def failure(exc: anthropic.APIError, started: float) -> CallResult:

@@ -10,6 +10,7 @@ import pytest
 from tierwise.classifier.limits import FieldError
 from tierwise.classifier.request import RouteOptions
 from tierwise.classifier.tiers import TierLadder
+from tierwise.classifier.usage import Usage, attempt_cost
 from tierwise.serving.escalation import (
     CallResult,
     Escalation,
@@ -22,7 +23,7 @@ from tierwise.serving.escalation import (
     retryable_status,
     run_blocking,
 )
-from tierwise.serving.price_book import PriceBook, Usage, attempt_cost
+from tierwise.serving.price_book import PriceBook
 from tierwise.serving.router_link import RouterDown, RouterUnavailable, predict_request
 
 LADDER = TierLadder.load()

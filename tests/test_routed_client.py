@@ -11,8 +11,8 @@ import anthropic
 import pytest
 from tierwise.classifier.request import RouteOptions, RouteRequest
 from tierwise.classifier.tiers import TierLadder
+from tierwise.classifier.usage import Usage, attempt_cost
 from tierwise.serving.client import predict_once
-from tierwise.serving.price_book import Usage, attempt_cost
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.routed_anthropic import AsyncRoutedAnthropic, RoutedAnthropic
 from tierwise.serving.router_link import RouterUnavailable

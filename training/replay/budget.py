@@ -8,7 +8,7 @@ and grading costs. An item that would cross the budget is not sent, and neither 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tierwise.classifier.tiers import Tier, TierLadder
@@ -17,18 +17,7 @@ from tierwise.training.replay.censored import ReplayItem
 
 def batch_cost(tier: Tier, input_tokens: float, output_tokens: float) -> float:
     """USD for tokens at the tier's list prices with the Message Batches discount."""
-    return tier.token_cost(input_tokens, output_tokens) * tier.batch_multiplier
-
-
-def usage_cost(tier: Tier, usage: Mapping[str, int | None]) -> float:
-    """The actual batch cost of one result from the usage the API reported (cache tokens priced as such)."""
-    cost = tier.token_cost(
-        usage.get("input_tokens") or 0,
-        usage.get("output_tokens") or 0,
-        cache_read_tokens=usage.get("cache_read_input_tokens") or 0,
-        cache_write_tokens=usage.get("cache_creation_input_tokens") or 0,
-    )
-    return cost * tier.batch_multiplier
+    return tier.paid(tier.token_cost(input_tokens, output_tokens), batch=True)
 
 
 def estimate_usd(item: ReplayItem, ladder: TierLadder) -> float:

@@ -19,13 +19,14 @@ from typing import Any
 import polars as pl
 from tierwise.classifier.errors import InputError
 from tierwise.classifier.tiers import TierLadder
+from tierwise.classifier.usage import Usage, attempt_cost
 from tierwise.training.data.attempts import SCHEMA, empty_frame
 from tierwise.training.data.costs import CHARS_PER_TOKEN
 from tierwise.training.data.labels import label_requests, write_table
 from tierwise.training.data.logs import AttemptLog, LogError
 from tierwise.training.progress import progress
 from tierwise.training.replay.batches import BatchRunner, make_client, retryable
-from tierwise.training.replay.budget import Budget, estimate_usd, plan_by_tier, render_plan, usage_cost
+from tierwise.training.replay.budget import Budget, estimate_usd, plan_by_tier, render_plan
 from tierwise.training.replay.censored import ReplayItem, custom_id, find_censored, message_params
 from tierwise.training.replay.graders import ExactGrader, GradeInput, Grader, GradingError, JudgeGrader, load_grader
 from tierwise.training.replay.state import FAILED_OUTCOMES, GradeRecord, ReplayState, RequestInfo, Submission
@@ -206,7 +207,8 @@ class Replay:
         return state.committed_usd() + reserved
 
     def _price(self, submission: Submission, usage: dict[str, int]) -> float:
-        return usage_cost(self.ladder.tiers[self.ladder.index(submission.tier)], usage)
+        tier = self.ladder.tiers[self.ladder.index(submission.tier)]
+        return attempt_cost(tier, Usage.from_mapping(usage), batch=True)
 
     # --- the run ----------------------------------------------------------------------------------------
 
