@@ -98,6 +98,21 @@ def messages_request(chat: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
+CACHE_MARK = {"type": "ephemeral"}
+
+
+def cache_marked(params: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` (translated from Chat Completions) with Anthropic's cache mark on its last two user turns, so a
+    Claude tier caches a conversation as an OpenAI model does without being asked: each turn reads the prefix the
+    turn before wrote (the earlier mark) and writes its own (the last). A mark is paid at the cache-write price."""
+    messages = list(params["messages"])
+    asked = [index for index, message in enumerate(messages) if message["role"] == "user" and message["content"]]
+    for index in asked[-2:]:
+        text = messages[index]["content"]
+        messages[index] = {"role": "user", "content": [{"type": "text", "text": text, "cache_control": CACHE_MARK}]}
+    return {**params, "messages": messages}
+
+
 def _joined_text(content: object, field: str, item_field: Callable[[int], str]) -> str:
     """The text of a content field either API sends: a string, or a list of text items (Chat's parts, Messages'
     blocks) joined; anything else is a ChatError naming the field or item (`item_field` spells its path)."""

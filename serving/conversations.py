@@ -79,6 +79,12 @@ class Conversations:
         """The conversation a Messages request belongs to (`conversation_key`), or None when none are followed."""
         return None if self.ttl_s <= 0 else conversation_key(headers, params)
 
+    def named(self, headers: Mapping[str, str]) -> bool:
+        """Whether the caller names its conversation with `x-tierwise-session` and conversations are followed: then
+        the proxy marks a Chat Completions conversation for a Claude tier's cache (`chat_translation.cache_marked`),
+        which a caller that names no session never pays for."""
+        return self.ttl_s > 0 and SESSION_HEADER in headers
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -61,6 +61,7 @@ from tierwise.serving.auth import read_token
 from tierwise.serving.chat_translation import (
     ChatError,
     ChatStream,
+    cache_marked,
     chat_completion,
     chat_error,
     error_body,
@@ -238,6 +239,8 @@ class Proxy:
             if chat.get("model") != ROUTED_MODEL:
                 return await self._pass_through(request, body, stream=bool(chat.get("stream")))
             params = messages_request(chat)
+            if self.conversations.named(request.headers):
+                params = cache_marked(params)
             stream = ChatStream(include_usage(chat))
             headers = messages_headers(request_headers(_header_pairs(request), decode=True))
             return await self._route(request, params, headers, stream)

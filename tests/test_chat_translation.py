@@ -10,6 +10,7 @@ from tierwise.serving.chat_translation import (
     ChatError,
     ChatStream,
     MessageStream,
+    cache_marked,
     chat_completion,
     chat_error,
     chat_request,
@@ -190,6 +191,22 @@ def test_a_messages_request_becomes_the_chat_request_for_an_openai_tier():
     with pytest.raises(ChatError) as image:
         chat_request({**params, "messages": [{"role": "user", "content": [{"type": "image"}]}]})
     assert image.value.param == "messages.0.content.0"
+
+
+def test_a_followed_conversation_is_marked_for_the_cache_on_its_last_two_user_turns_only():
+    turns = ["First question?", "An answer.", "Second question?", "Another answer.", "Third question?"]
+    chat = [{"role": ("user", "assistant")[n % 2], "content": text} for n, text in enumerate(turns)]
+    params = messages_request({"model": "tierwise", "messages": [{"role": "system", "content": "Be brief."}, *chat]})
+    marked = cache_marked(params)
+    mark = {"cache_control": {"type": "ephemeral"}}
+    assert marked["messages"] == [
+        *params["messages"][:2],
+        {"role": "user", "content": [{"type": "text", "text": "Second question?", **mark}]},
+        params["messages"][3],
+        {"role": "user", "content": [{"type": "text", "text": "Third question?", **mark}]},
+    ]
+    assert marked["system"] == params["system"] and params["messages"][2]["content"] == "Second question?"
+    assert chat_request(marked)["messages"] == chat_request(params)["messages"]  # an OpenAI tier caches by itself
 
 
 def test_a_chat_completion_becomes_a_message():

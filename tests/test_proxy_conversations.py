@@ -2,7 +2,7 @@
 prompt cache stays there (and reads the cache) where the router alone would send it to a cold cheaper tier (and
 write the cache again); the decision log says so. Real processes on 127.0.0.1: the stand-in API (prompt caching
 per model, as the real APIs report it), `tierwise proxy --model` and `tierwise proxy --router` in front of a
-`tierwise serve`, the real `anthropic` SDK."""
+`tierwise serve`, the real `anthropic` and `openai` SDKs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anthropic
+import openai
 import pytest
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.standin import StandIn
@@ -114,3 +115,35 @@ def test_a_session_header_over_the_identifier_limit_is_refused(proxy):
     proxy, _ = proxy
     with pytest.raises(anthropic.BadRequestError, match="x-tierwise-session: 129 characters is over the limit"):
         turn(proxy, [{"role": "user", "content": HARD}], {"x-tierwise-session": "s" * 129})
+
+
+def chat_turn(proxy: ServerProcess, messages: list[dict], headers: dict[str, str]):
+    """A turn through the proxy's Chat Completions endpoint, the same long system prompt first (no cache marks:
+    Chat Completions has none)."""
+    client = openai.OpenAI(api_key=API_KEY, base_url=f"http://127.0.0.1:{proxy.port}/v1", max_retries=0)
+    prompt = {"role": "system", "content": f"Chat. {system(proxy)[0]['text']}"}
+    return client.chat.completions.with_raw_response.create(
+        model="tierwise", max_tokens=100, messages=[prompt, *messages], extra_headers=headers
+    )
+
+
+def test_a_chat_completions_conversation_named_by_its_session_is_cached_on_a_claude_tier_and_kept_warm(proxy):
+    proxy, _ = proxy
+    session = {"x-tierwise-session": f"openai-{proxy.port}"}
+    first = chat_turn(proxy, [{"role": "user", "content": HARD}], STRICT | session)
+    assert first.headers["x-tierwise-tier"] == "opus"
+    assert first.parse().usage.prompt_tokens_details.cached_tokens == 0  # written, nothing to read yet
+
+    later = [
+        {"role": "user", "content": HARD},
+        {"role": "assistant", "content": first.parse().choices[0].message.content},
+        {"role": "user", "content": "Thanks. Now say it in one line."},
+    ]
+    kept = chat_turn(proxy, later, LENIENT | session)
+    assert (kept.headers["x-tierwise-tier"], kept.headers["x-tierwise-kept-warm"]) == ("opus", "true")
+    assert kept.parse().usage.prompt_tokens_details.cached_tokens > 25_000  # the prefix the first turn wrote
+
+    unnamed = chat_turn(proxy, later, LENIENT)  # no session named: no cache marks, nothing cached or kept warm
+    assert unnamed.headers["x-tierwise-tier"] == "haiku" and "x-tierwise-kept-warm" not in unnamed.headers
+    details = unnamed.parse().usage.prompt_tokens_details
+    assert details is None or not details.cached_tokens
