@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tierwise.classifier.tiers import Tier
+from .tiers import Tier
 
 
 @dataclass(frozen=True)
