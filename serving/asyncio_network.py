@@ -85,7 +85,9 @@ class _Connection(asyncio.Protocol):
             self.broken = httpx.RemoteProtocolError(f"the upstream's answer is not valid HTTP/1.1: {exc}")
             self.parser = None
             self._close()
-        if self.buffered > READ_HIGH_WATER and not self._reading_paused and self.usable and self.transport is not None:
+        # Paused only while more of the answer is due: a whole answer, read or not, leaves its connection reading.
+        paused = self._reading_paused or self.done or not self.usable
+        if self.buffered > READ_HIGH_WATER and not paused and self.transport is not None:
             self.transport.pause_reading()
             self._reading_paused = True
         self._wake()

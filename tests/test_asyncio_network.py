@@ -195,6 +195,31 @@ def test_a_head_answer_has_no_body_and_a_body_left_unread_closes_its_connection(
     assert len(connections) == 3, "neither the HEAD's connection nor the unread one was reused"
 
 
+def test_an_answer_that_arrived_whole_but_unread_leaves_its_connection_reading(run):
+    big = b"x" * (READ_HIGH_WATER + 40_000)  # its last piece takes the buffer over the mark that pauses reading
+    connections = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        while (request := await read_request(reader)) is not None:
+            writer.write(answer(big if request[0].startswith(b"GET /big") else b"ok"))
+
+    async def main() -> bytes:
+        server = await serving(handler)
+        pool = pool_of(server, max_connections=1)
+        unread = await pool.request("GET", "/big", [], b"", TIMEOUTS)
+        while len(b"".join(unread.stream._connection.body)) < len(big):  # type: ignore[attr-defined]
+            await asyncio.sleep(0.01)
+        await unread.aclose()  # whole, so the connection is kept
+        small = await read_whole(await pool.request("GET", "/small", [], b"", Timeouts(connect=10, read=2, pool=10)))
+        await pool.aclose()
+        server.close()
+        return small
+
+    assert run(main()) == b"ok"
+    assert len(connections) == 1, "the whole answer's connection was kept and read the next one"
+
+
 def test_a_connection_the_server_closed_while_idle_is_not_reused(run):
     connections = []
 
