@@ -377,8 +377,9 @@ def coverage_check(
             order = rng.permutation(len(success))
             cal, test = order[:size], order[size:]
             tier_costs = result.manifest.tier_costs_usd
-            guarded = choose_policy(success[cal], cost[cal], probs[cal], RULES, tier_costs, target=target).spec
-            unguarded = choose_policy(success[cal], cost[cal], probs[cal], RULES, tier_costs, quality_floor=share).spec
+            rules = tuple(RULES)
+            guarded = choose_policy(success[cal], cost[cal], probs[cal], rules, tier_costs, target=target).spec
+            unguarded = choose_policy(success[cal], cost[cal], probs[cal], rules, tier_costs, quality_floor=share).spec
             for kind, spec in (("guarded", guarded), ("unguarded", unguarded)):
                 chosen = choose_tiers(rule_scores(probs[test], spec.rule, tier_costs), spec.threshold)
                 picked = test, chosen

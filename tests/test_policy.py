@@ -71,6 +71,16 @@ def test_training_picks_the_rule_with_the_better_validation_apgr():
     assert forced.spec.rule == "absolute" and "as asked" in forced.spec.chosen_by
 
 
+def test_training_with_every_rule_and_no_validation_row_known_on_every_tier_takes_the_first_rule():
+    from tierwise.training.fit.policy_choice import choose_policy
+    from tierwise.training.fit.train import TrainOptions
+
+    success = np.array([[np.nan, 1.0, 1.0]])  # censored: never tried on the cheapest tier
+    cost = np.array([[np.nan, 4.0, 10.0]])
+    choice = choose_policy(success, cost, np.array([[0.5, 0.6, 0.9]]), TrainOptions().rules, [1.0, 4.0, 10.0])
+    assert (choice.spec.rule, choice.spec.chosen_by) == (TrainOptions().rules[0], "default: no validation rows")
+
+
 UTILITY = Policy(tiers=POLICY.tiers, costs=POLICY.costs, threshold=0.7, rule="utility")
 
 

@@ -81,7 +81,7 @@ class TrainOptions:
     @property
     def rules(self) -> tuple[str, ...]:
         """The threshold rules to choose among on validation rows."""
-        return RULES if self.threshold_rule == "auto" else (self.threshold_rule,)
+        return tuple(RULES) if self.threshold_rule == "auto" else (self.threshold_rule,)
 
     @property
     def target(self) -> QualityTarget | None:
