@@ -202,9 +202,13 @@ class Proxy:
         self.upstream = Upstream(config.upstream, config.upstream_timeout_s, config.max_concurrency)
         ladder = TierLadder.load(config.tiers) if config.tiers else None
         self.tiers = TierUpstreams(self.upstream, ladder, config.upstream_timeout_s, config.max_concurrency)
-        self.workloads = WorkloadsFile(config.workloads) if config.workloads else None
-        self._reloader = Reloader([self.workloads], config.reload_interval) if self.workloads else None
-        if self.workloads is not None:
+        self.workloads: WorkloadsFile | None = None
+        self._reloader: Reloader | None = None
+        if isinstance(router, LocalLink):  # the router in this process follows the file: reloads, SIGHUP, tier check
+            self.workloads = router.core.workloads
+        elif config.workloads:
+            self.workloads = WorkloadsFile(config.workloads)
+            self._reloader = Reloader([self.workloads], config.reload_interval)
             self.workloads.load()
 
     async def start(self) -> None:

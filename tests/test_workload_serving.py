@@ -247,7 +247,9 @@ def test_the_proxy_sends_the_workload_header_and_fills_in_from_its_own_file(serv
     assert rows[ids[3]]["quality_target"] == 0.5  # a workload neither file names: the router's [default]
 
 
-def test_the_proxy_with_the_router_inside_applies_its_files_explore_rate(trained_bundle, router, tmp_path):
+def test_the_proxy_with_the_router_inside_follows_its_file_once_and_applies_its_explore_rate(
+    trained_bundle, router, tmp_path
+):
     policy = write(tmp_path / "workloads.toml", POLICY)
     log = tmp_path / "decisions.jsonl"
     args = ["--model", str(trained_bundle), "--no-metrics", "--workloads", str(policy), "--explore-seed", "1"]
@@ -264,6 +266,7 @@ def test_the_proxy_with_the_router_inside_applies_its_files_explore_rate(trained
             for workload in ("explore", "code-review")
             for n in range(3)
         ]
+        assert px.log.count("routing by workloads file") == 1  # one file followed: the router's, SIGHUP and all
     by_id = {row["request_id"]: row for row in logged_rows(log, ids)}
     rows = [by_id[request_id] for request_id in ids]
     assert [row["explored"] for row in rows] == [True] * 3 + [False] * 3
