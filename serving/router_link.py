@@ -244,10 +244,6 @@ class _LinkCalls:
         info = await self._rpc("GetModelInfo", pb.GetModelInfoRequest())
         return PriceBook.from_manifest_json(info.manifest_json, info.version)
 
-    async def _reported(self, outcome: pb.Outcome) -> pb.OutcomeAck:
-        """One outcome, reported now (raises grpc.RpcError when the router does not take it)."""
-        return await self._rpc("ReportOutcome", outcome)
-
 
 class RouterLink(_LinkCalls):
     """Routing decisions from a router over a blocking gRPC channel."""
@@ -298,7 +294,7 @@ class RouterLink(_LinkCalls):
 
     def report(self, outcome: pb.Outcome) -> pb.OutcomeAck:
         """One outcome, reported now (raises grpc.RpcError when the router does not take it)."""
-        return run_blocking(self._reported(outcome))
+        return run_blocking(self._rpc("ReportOutcome", outcome))
 
     def report_all(self, outcomes: Sequence[pb.Outcome]) -> object:
         """Outcomes reported now: one as ReportOutcome, more on one ReportOutcomes stream (raises grpc.RpcError)."""
@@ -364,7 +360,7 @@ class AsyncRouterLink(_LinkCalls):
 
     async def report(self, outcome: pb.Outcome) -> pb.OutcomeAck:
         """One outcome, reported now (raises grpc.RpcError when the router does not take it)."""
-        return await self._reported(outcome)
+        return await self._rpc("ReportOutcome", outcome)
 
     async def close(self) -> None:
         if self._channel is not None:

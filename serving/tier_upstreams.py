@@ -28,6 +28,7 @@ from tierwise.serving.chat_translation import (
 )
 from tierwise.serving.escalation import Step
 from tierwise.serving.proxy_config import ProxyError
+from tierwise.serving.proxy_feedback import credential
 from tierwise.serving.proxy_input import encoded
 from tierwise.serving.proxy_upstream import Upstream, is_event_stream, parse_json
 
@@ -117,8 +118,9 @@ class TierUpstreams:
             chat = chat_request(params)
         except ChatError as exc:
             return _json(400, {"type": "error", "error": {"type": "invalid_request_error", "message": str(exc)}})
-        sent = [("content-type", "application/json"), ("authorization", f"Bearer {key or _callers_key(headers)}")]
-        answer = await upstream.open("POST", "/chat/completions", json.dumps(chat).encode(), sent)
+        key = key or credential(httpx.Headers(headers)) or ""  # the tier's own key, else the caller's
+        sent = [("content-type", "application/json"), ("authorization", f"Bearer {key}")]
+        answer = await upstream.open("POST", "/chat/completions", encoded(chat), sent)
         if streamed and answer.status_code == 200 and is_event_stream(answer.headers):
             return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=_Translated(answer))
         try:
@@ -156,12 +158,3 @@ class _Translated(httpx.AsyncByteStream):
 
 def _json(status: int, body: Any) -> httpx.Response:
     return httpx.Response(status, headers={"content-type": "application/json"}, content=json.dumps(body).encode())
-
-
-def _callers_key(headers: list[tuple[str, str]]) -> str:
-    for name, value in headers:
-        if name.lower() == "x-api-key":
-            return value
-        if name.lower() == "authorization":
-            return value.removeprefix("Bearer ").strip()
-    return ""
