@@ -12,10 +12,11 @@ translate is refused with a `ChatError` naming it, never dropped.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from tierwise.serving.sse import event_fields, event_payload, split_events
 
 DEFAULT_MAX_TOKENS = 4096  # Messages requires max_tokens; Chat Completions lets a caller leave it out
 SYSTEM_ROLES = ("system", "developer")
@@ -27,7 +28,6 @@ _TRANSLATED = frozenset(
     {"model", "messages", "max_tokens", "max_completion_tokens", "stop", "temperature", "top_p", "stream"}
     | {"stream_options", "user"}
 )
-_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 DONE = b"data: [DONE]\n\n"
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -180,14 +180,14 @@ class ChatStream:
     def feed(self, events: bytes) -> bytes:
         """The chunks that whole Messages events `events` translate to."""
         out = bytearray()
-        for raw in _EVENT_END.split(events):
+        for raw in split_events(events)[0]:
             if raw.strip():
                 out += self._event(raw)
         return bytes(out)
 
     def _event(self, raw: bytes) -> bytes:
-        kind, data = _fields(raw)
-        payload = _payload(data)
+        kind, data = event_fields(raw)
+        payload = event_payload(data)
         if kind == "message_start":
             message = payload.get("message") or {}
             self.id, self.model = f"chatcmpl-{message.get('id', '')}", message.get("model", "")
@@ -216,26 +216,6 @@ class ChatStream:
     @staticmethod
     def _frame(chunk: Mapping[str, Any]) -> bytes:
         return b"data: " + json.dumps(chunk).encode() + b"\n\n"
-
-
-def _fields(raw: bytes) -> tuple[str, bytes]:
-    """One SSE event's type (`event:`) and data (`data:`), each empty when it has none."""
-    kind, data = "", b""
-    for line in raw.splitlines():
-        if line.startswith(b"event:"):
-            kind = line[6:].strip().decode()
-        elif line.startswith(b"data:"):
-            data = line[5:].strip()
-    return kind, data
-
-
-def _payload(data: bytes) -> Mapping[str, Any]:
-    """An event's JSON data as an object; anything else (none, not JSON, not an object) as an empty one."""
-    try:
-        payload = json.loads(data) if data else {}
-    except (ValueError, RecursionError):
-        payload = {}
-    return payload if isinstance(payload, Mapping) else {}
 
 
 def include_usage(chat: Mapping[str, Any]) -> bool:
@@ -375,17 +355,20 @@ class MessageStream:
 
     def feed(self, data: bytes) -> bytes:
         """The Messages events that the chunk events `data` completes translate to; an incomplete one waits."""
+        if self._ended:
+            return b""
         self._pending += data
+        events, done = split_events(self._pending)
         out = bytearray()
-        done = 0
-        while not self._ended and (end := _EVENT_END.search(self._pending, done)) is not None:
-            out += self._event(self._pending[done : end.start()])
-            done = end.end()
+        for raw in events:
+            out += self._event(raw)
+            if self._ended:
+                break
         self._pending = b"" if self._ended else self._pending[done:]
         return bytes(out)
 
     def _event(self, raw: bytes) -> bytes:
-        _, data = _fields(raw)
+        _, data = event_fields(raw)
         if data == b"[DONE]":
             self._ended = True
             delta = {"stop_reason": self._stop_reason, "stop_sequence": None}
@@ -394,7 +377,7 @@ class MessageStream:
                 {"type": "message_delta", "delta": delta, "usage": self._usage},
                 {"type": "message_stop"},
             )
-        chunk = _payload(data)
+        chunk = event_payload(data)
         if chunk.get("error") is not None:
             self._ended = True
             return _frames(messages_error(chunk, 500))

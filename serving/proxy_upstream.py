@@ -12,8 +12,7 @@ the API sends one, never as a clean end.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -30,6 +29,7 @@ from tierwise.serving.escalation import (
     is_message,
     retryable_status,
 )
+from tierwise.serving.sse import event_fields, event_payload, split_events
 
 OPTION_PREFIX = "x-tierwise-"
 KEEPALIVE_S = 5.0  # an idle upstream connection is closed after this long (httpx's default)
@@ -51,7 +51,6 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _SERVERS_OWN = frozenset({"date", "server"})  # uvicorn sends its own: forwarded too, the caller would get two
-_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 CUT_SHORT = (
     b'event: error\ndata: {"type": "error", "error": {"type": "api_error", "message": '
     b'"tierwise proxy: the upstream stream ended before its end (message_stop)"}}\n\n'
@@ -161,12 +160,11 @@ class SseScanner:
     def feed(self, chunk: bytes) -> bytes:
         """The events `chunk` completes, to pass on now; an event still incomplete waits for the rest of it."""
         self._pending += chunk
-        done = 0
-        while (end := _EVENT_END.search(self._pending, done)) is not None:
-            self._event(self._pending[done : end.start()])
-            done = end.end()
-        events, self._pending = self._pending[:done], self._pending[done:]
-        return events
+        events, done = split_events(self._pending)
+        for raw in events:
+            self._event(raw)
+        passed, self._pending = self._pending[:done], self._pending[done:]
+        return passed
 
     def ending(self) -> bytes:
         """At the end of the upstream stream: nothing if it ended as the API ends one (message_stop, or an error
@@ -177,18 +175,12 @@ class SseScanner:
         return CUT_SHORT
 
     def _event(self, raw: bytes) -> None:
-        kind, data = "", b""
-        for line in raw.split(b"\n"):
-            if line.startswith(b"event:"):
-                kind = line[6:].strip().decode()
-            elif line.startswith(b"data:"):
-                data = line[5:].strip()
+        kind, data = event_fields(raw)
         if kind not in ("message_start", "message_delta", "error"):
             self.stopped = self.stopped or kind == "message_stop"
             self.watch.seen(kind)
             return
-        payload = parse_json(data)
-        payload = payload if isinstance(payload, Mapping) else {}
+        payload = event_payload(data)
         if kind == "message_start":
             self.watch.seen(kind, (payload.get("message") or {}).get("usage"))
         elif kind == "message_delta":
