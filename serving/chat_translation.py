@@ -47,11 +47,17 @@ def error_body(kind: str, message: str, param: str | None = None) -> dict[str, A
 
 def chat_error(payload: object, status: int) -> dict[str, Any]:
     """An upstream Messages error body (or anything else a failed call answered) as OpenAI's error body."""
+    return error_body(*_error_fields(payload, status))
+
+
+def _error_fields(payload: object, status: int) -> tuple[str, str]:
+    """The type and message of an error body either API answers (`{"error": {"type", "message"}}`), each in words
+    of the status when the body gives none."""
     error = payload.get("error") if isinstance(payload, Mapping) else None
     error = error if isinstance(error, Mapping) else {}
     kind, message = error.get("type"), error.get("message")
-    return error_body(
-        kind if isinstance(kind, str) else f"http_{status}",
+    return (
+        kind if isinstance(kind, str) and kind else f"http_{status}",
         message if isinstance(message, str) else f"upstream answered {status}",
     )
 
@@ -327,16 +333,8 @@ def _messages_usage(usage: Mapping[str, Any]) -> dict[str, int]:
 
 def messages_error(payload: object, status: int) -> dict[str, Any]:
     """OpenAI's error body (or anything else a failed call answered) as the Messages API's."""
-    error = payload.get("error") if isinstance(payload, Mapping) else None
-    error = error if isinstance(error, Mapping) else {}
-    kind, message = error.get("type"), error.get("message")
-    return {
-        "type": "error",
-        "error": {
-            "type": kind if isinstance(kind, str) and kind else f"http_{status}",
-            "message": message if isinstance(message, str) else f"upstream answered {status}",
-        },
-    }
+    kind, message = _error_fields(payload, status)
+    return {"type": "error", "error": {"type": kind, "message": message}}
 
 
 class MessageStream:
