@@ -161,7 +161,8 @@ def compare_versions(
     """`version_rows`; with a log, inside a comparison run that records them. The rows and that run's id."""
     if log is None:
         return version_rows(registry, name, versions, log, ladder, split), None
-    about = {"tierwise.comparison_of": name, "tierwise.data_fingerprint": log.fingerprint()["fingerprint"]}
+    fingerprint = log.fingerprint()
+    about = {"tierwise.comparison_of": name, "tierwise.data_fingerprint": fingerprint["fingerprint"]}
     with comparison_run(registry, experiment, f"compare {name}", about) as comparing:
         with comparing.stage("evaluate"):
             rows = version_rows(registry, name, versions, log, ladder, split)
@@ -179,6 +180,7 @@ def compare_versions(
             },
             comparison_description(rows),
             log,
+            fingerprint["files"],
             {"cost_quality.png": lambda path: _plot(rows, path, comparing.title(run_name))},
         )
     return rows, comparing.run_id

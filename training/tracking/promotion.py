@@ -181,7 +181,6 @@ def gate_params() -> dict[str, float]:
 class Placement:
     """Where a new version went: its alias, and why it may not be champion (empty when nothing speaks against it)."""
 
-    run_id: str
     version: str
     alias: str
     refused: list[str] = field(default_factory=list)
@@ -228,8 +227,7 @@ def place(registry: Registry, name: str, version: str, result: TrainResult) -> P
             f"challenger that beats it, `tierwise promote {name} {version}` does by hand."
         )
     describe(registry, name, version, decision)
-    run_id = registry.version(ModelRef(name, version=str(version))).run_id
-    return Placement(run_id, str(version), alias, refused)
+    return Placement(str(version), alias, refused)
 
 
 def register_trained(result: TrainResult, registry: Registry, name: str, experiment: str = "tierwise") -> Placement:

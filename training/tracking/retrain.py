@@ -231,6 +231,7 @@ def retrain(
             decision.comparison_params(),
             decision.description(),
             log,
+            result.manifest.data["files"],
             decision.plots(title),
         )
     return decision

@@ -186,10 +186,9 @@ class OpenRun:
 
 @dataclass(frozen=True)
 class TrackedRun:
-    """Where a training run went: its MLflow run, its logged model, and its registered version if any."""
+    """Where a training run went: its MLflow run, and its registered version if any."""
 
     run_id: str
-    model_uri: str
     version: str | None = None
 
 
@@ -237,7 +236,7 @@ class TrainingRun(OpenRun):
             mlflow.set_tag(NOTE_TAG, headline_table({label: Facts(metrics, params)}, title=name))
         stages = {f"{TIME_PREFIX}{k}": v for k, v in result.timings.items() if k.endswith("_s")}
         mlflow.log_metrics(stages | self.timings)
-        return TrackedRun(self.run_id, info.model_uri, version)
+        return TrackedRun(self.run_id, version)
 
 
 @contextmanager
@@ -284,18 +283,20 @@ class ComparisonRun(OpenRun):
         params: Mapping[str, Any],
         note: str,
         log: AttemptLog,
+        files: list[dict[str, str]],
         plots: Mapping[str, Callable[[Path], None]] | None = None,
     ) -> None:
         """Log a finished comparison: its final name, the numbers by version (grouped by metric, the headline
         first: a run page lists metrics in the order they were logged), what it compared (params), the
-        evaluation data, its plots titled with the run, and `note` as its description."""
+        evaluation data (`log`, its `files` as its fingerprint lists them, hashed once by the caller), its plots
+        titled with the run, and `note` as its description."""
         import mlflow
 
         mlflow.set_tag(RUN_NAME_TAG, name)
         mlflow.log_params({key: str(value)[:6000] for key, value in params.items()})
         by_metric = sorted(metrics, key=lambda key: key.rpartition("/")[::-2])  # v1/x, v2/x, ... then v1/y
         mlflow.log_metrics({key: metrics[key] for key in by_metric if metrics[key] == metrics[key]})
-        log_datasets(log, log.fingerprint()["files"], "evaluation")
+        log_datasets(log, files, "evaluation")
         if plots:
             log_plots(plots)
         mlflow.set_tag(NOTE_TAG, note)
