@@ -31,7 +31,7 @@ from tierwise.training.tracking.headline import (
     headline_table,
     run_metrics,
 )
-from tierwise.training.tracking.run_logging import comparison_run, data_text, dataset_name, policy_params
+from tierwise.training.tracking.run_logging import comparison_run, dataset_name, evaluated_params
 
 HEADLINE_ROWS = (("gain over static, pp", GAIN), ("cost at top quality, %", COST_AT_TOP))
 SHOWN_METRICS = (
@@ -124,10 +124,7 @@ def version_rows(
         for evaluation, router in zip(evaluations, routers, strict=True):
             latency = {"latency_p50_us": router.manifest.metrics.get("latency_p50_us", float("nan"))}
             metrics.append(run_metrics(summary_metrics(evaluation, latency), flat_headline(evaluation)))
-            data = data_text(f"{evaluation.evaluated} requests ({rows_of})", [str(f) for f in log.files])
-            params.append(
-                policy_params(router.manifest.policy) | {"encoder": router.manifest.encoder.kind, "data": data}
-            )
+            params.append(evaluated_params(router.manifest, f"{evaluation.evaluated} requests ({rows_of})", log.files))
         trained_on = [str(router.manifest.data["requests"]["train"]) for router in routers]
     rows = []
     for k, version in enumerate(chosen):

@@ -43,7 +43,7 @@ from tierwise.training.tracking.promotion import (
     place,
     quality_text,
 )
-from tierwise.training.tracking.run_logging import comparison_run, data_text, policy_params, training_run
+from tierwise.training.tracking.run_logging import comparison_run, evaluated_params, training_run
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,7 @@ class Standing:
     @classmethod
     def of(cls, version: str, evaluation: EvalReport | TrafficEvaluation, manifest: Manifest, log: AttemptLog):
         """A version scored on held-out rows of `log`, with its rule, threshold, guarantee and encoder."""
-        data = data_text(f"{evaluation.evaluated} held-out requests", [str(f) for f in log.files])
-        params = policy_params(manifest.policy) | {"encoder": manifest.encoder.kind, "data": data}
+        params = evaluated_params(manifest, f"{evaluation.evaluated} held-out requests", log.files)
         return cls(version, evaluation, params)
 
     def row(self, role: str) -> str:

@@ -20,14 +20,14 @@ import json
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from tierwise.classifier.bundle import PolicySpec
+from tierwise.classifier.bundle import Manifest, PolicySpec
 from tierwise.registry.models import Registry
 from tierwise.registry.store import DEFAULT_EXPERIMENT, activate, use_experiment
 from tierwise.training.data.attempts import SOURCE_FILE
@@ -106,6 +106,13 @@ def policy_params(policy: PolicySpec) -> dict[str, str]:
 def data_text(requests: str, files: list[str]) -> str:
     """`2407 held-out of 12032 requests in mmlu_pro/attempts.parquet`."""
     return f"{requests} in {', '.join(dataset_name(f) for f in files)}"
+
+
+def evaluated_params(manifest: Manifest, requests: str, files: Sequence[Path]) -> dict[str, str]:
+    """How a version routes (`policy_params`), its encoder, and the data it was evaluated on (`data_text`): what
+    retrain and compare show of each version they score."""
+    data = data_text(requests, [str(f) for f in files])
+    return policy_params(manifest.policy) | {"encoder": manifest.encoder.kind, "data": data}
 
 
 def run_params(result: TrainResult) -> dict[str, str]:
