@@ -17,6 +17,7 @@ from typing import Any
 from tierwise.classifier.router import Router
 from tierwise.classifier.tiers import TierError, TierLadder
 from tierwise.registry.models import ModelRef, Registry, RegistryError
+from tierwise.registry.store import DEFAULT_EXPERIMENT
 from tierwise.training.data.labels import label_requests
 from tierwise.training.data.logs import AttemptLog
 from tierwise.training.evaluation.evaluate import evaluate_router, evaluation_ladder
@@ -153,7 +154,7 @@ def compare_versions(
     log: AttemptLog | None = None,
     ladder: TierLadder | None = None,
     split: str | None = "test",
-    experiment: str = "tierwise",
+    experiment: str = DEFAULT_EXPERIMENT,
 ) -> tuple[list[VersionRow], str | None]:
     """`version_rows`; with a log, inside a comparison run that records them. The rows and that run's id."""
     if log is None:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from tierwise.registry.models import CHALLENGER, CHAMPION, DESCRIPTION, ModelRef, Registry
+from tierwise.registry.store import DEFAULT_EXPERIMENT
 from tierwise.training.evaluation.bootstrap import Interval, mean_interval, percentile_interval, resample_weights
 from tierwise.training.tracking.headline import Facts, headline_table
 
@@ -230,7 +231,9 @@ def place(registry: Registry, name: str, version: str, result: TrainResult) -> P
     return Placement(str(version), alias, refused)
 
 
-def register_trained(result: TrainResult, registry: Registry, name: str, experiment: str = "tierwise") -> Placement:
+def register_trained(
+    result: TrainResult, registry: Registry, name: str, experiment: str = DEFAULT_EXPERIMENT
+) -> Placement:
     """Record an already trained result as a new version of `name` and place it (tests, benchmarks, scripts
     that train first; `tierwise train` opens its run before training, so the run's duration covers it)."""
     from tierwise.training.tracking.run_logging import log_training_run  # the training stack (see above)
