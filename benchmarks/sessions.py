@@ -39,6 +39,7 @@ import httpx
 import numpy as np
 import polars as pl
 from tierwise.classifier.tiers import TierLadder
+from tierwise.classifier.usage import Usage
 from tierwise.serving.process import ServerProcess
 from tierwise.serving.standin import StandIn
 from tierwise.serving.standin_text import text_of
@@ -48,7 +49,6 @@ API_KEY = "sk-ant-sessions-bench"
 PROXY = (sys.executable, "-m", "tierwise", "proxy")
 RUNS = {"each turn on its own (--session-ttl 0)": ("--session-ttl", "0"), "conversations kept warm (default)": ()}
 CACHED = {"type": "ephemeral"}
-CACHE_FIELDS = ("cache_read_input_tokens", "cache_creation_input_tokens")
 
 
 @dataclass(frozen=True)
@@ -148,14 +148,14 @@ def run(
                     tally.acceptable[index] += asked.needed is not None and names.index(tier) >= asked.needed
                     tally.kept[index] += response.headers.get("x-tierwise-kept-warm") == "true"
                     tally.tiers[tier] = tally.tiers.get(tier, 0) + 1
-                    usage = answer["usage"]
+                    usage = Usage.from_mapping(answer["usage"])
                     if asked.needed is not None and names.index(tier) < asked.needed:
-                        prompt = usage["input_tokens"] + sum(usage.get(k) or 0 for k in CACHE_FIELDS)
-                        retry = ladder.tiers[asked.needed].token_cost(0, usage["output_tokens"], 0, prompt)
+                        prompt = usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens
+                        retry = ladder.tiers[asked.needed].token_cost(0, usage.output_tokens, 0, prompt)
                         tally.retries[index] += retry
-                    tally.tokens["input"] += usage["input_tokens"]
-                    tally.tokens["read"] += usage.get("cache_read_input_tokens") or 0
-                    tally.tokens["written"] += usage.get("cache_creation_input_tokens") or 0
+                    tally.tokens["input"] += usage.input_tokens
+                    tally.tokens["read"] += usage.cache_read_input_tokens
+                    tally.tokens["written"] += usage.cache_creation_input_tokens
                     histories[index] += [question, {"role": "assistant", "content": answer["content"][0]["text"]}]
                     if len(histories[index]) > 2:  # two marks: the last user message and the one before it
                         histories[index][-4] = {"role": "user", "content": asked_before(histories[index][-4])}

@@ -1,7 +1,8 @@
 """The rows serving writes and `tierwise collect` reads: the decision log's and the outcome log's columns.
 
 Serving writes them (`tierwise.serving.decision_log`, `tierwise.serving.outcomes`) and training reads them
-(`tierwise.training.data.collect`); both name them from here, the layer below both, so neither imports the other.
+(`tierwise.training.data.collect`): the schema lives here, the layer below both, so neither imports the other, and
+tests/test_collect.py holds the writers' rows to these columns.
 """
 
 from __future__ import annotations

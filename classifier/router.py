@@ -70,7 +70,7 @@ class Router:
             costs=costs,
             threshold=manifest.policy.threshold,
             rule=manifest.policy.rule,
-            batch_costs=tuple(c * t.batch_multiplier for c, t in zip(costs, self.ladder.tiers, strict=True)),
+            batch_costs=tuple(t.paid(c, batch=True) for c, t in zip(costs, self.ladder.tiers, strict=True)),
             times=manifest.time_model(),
         )
         self._session = session
