@@ -83,6 +83,11 @@ def expected_chain_cost(probs: Sequence[float], costs: Sequence[float], chain: S
     return total
 
 
+def _row(probs: np.ndarray | Sequence[float]) -> list[float]:
+    """One request's per-tier probabilities as the plain floats the rules and chains read."""
+    return probs.tolist() if isinstance(probs, np.ndarray) else [float(p) for p in probs]
+
+
 @lru_cache(maxsize=256)
 def escalation_chains(allowed: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
     """Every chain `cost` mode considers: any subset of the allowed tiers below the top one, then the top one."""
@@ -223,10 +228,10 @@ class Policy:
         allowed = self.allowed(options.allowed_tiers)
         target = self.target(options.quality_target)
         mode = options.routing_mode
-        row = probs.tolist() if isinstance(probs, np.ndarray) else [float(p) for p in probs]
+        row = _row(probs)
         band = options.band
         if band == "async":
-            return self._plain(row, allowed, target, mode, self.batch_costs or self.costs, None)
+            return self._plain(row, allowed, target, mode, self._mean_costs(band), None)
         if options.budget_ms is not None:
             return self._in_budget(row, allowed, target, mode, options.budget_ms)
         if options.time_price is not None:
@@ -245,9 +250,8 @@ class Policy:
         """`choice` for a turn of a conversation whose last turn `warm` served (module docstring), its expected cost
         the turn's: `prefix_costs` are the cached prefix's USD on each tier (read on `warm`, written on the others),
         `answer_costs` an answer's as long as the last one (None: each tier's mean cost)."""
-        row = probs.tolist() if isinstance(probs, np.ndarray) else [float(p) for p in probs]
-        mean = (self.batch_costs or self.costs) if options.band == "async" else self.costs
-        base = mean if answer_costs is None else answer_costs
+        row = _row(probs)
+        base = self._mean_costs(options.band) if answer_costs is None else answer_costs
         costs = [cost + prefix for cost, prefix in zip(base, prefix_costs, strict=True)]
         served = choice
         if warm != choice.tier and warm in self.allowed(options.allowed_tiers):
@@ -258,6 +262,10 @@ class Policy:
                 expected_time = self.times.expected_chain_time(row, chain) if timed else None
                 served = replace(choice, tier=warm, chain=chain, expected_time_ms=expected_time, kept_warm=True)
         return replace(served, expected_cost=expected_chain_cost(row, costs, served.chain))
+
+    def _mean_costs(self, band: str) -> Sequence[float]:
+        """Each tier's mean cost as a request of `band` pays it: at the Batch rate for an async one."""
+        return (self.batch_costs or self.costs) if band == "async" else self.costs
 
     def _quality(self, row: list[float], tier: int, options: RouteOptions) -> float:
         """A tier's chance of an acceptable answer: in time, where a latency budget applies."""
